@@ -1,0 +1,49 @@
+"""Domain exceptions. Each carries enough context to name the file or key at fault."""
+
+from __future__ import annotations
+
+
+class VggvoxError(Exception):
+    """Base class for every error this package raises on purpose."""
+
+
+class AudioError(VggvoxError):
+    """An audio file could not be used: missing, not audio, truncated, silent, too short."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class InputTooShortError(VggvoxError):
+    """Audio shorter than the model's minimum input length."""
+
+    def __init__(self, seconds: float, minimum: float, model: str) -> None:
+        super().__init__(
+            f"input is {seconds:.3f} s, shorter than the {minimum:.2f} s that model {model} needs"
+        )
+        self.seconds = seconds
+        self.minimum = minimum
+
+
+class ModelError(VggvoxError):
+    """A model file or card is missing, altered or malformed."""
+
+
+class ModelMismatchError(VggvoxError):
+    """Voiceprints made by one model scored with another."""
+
+
+class ListFormatError(VggvoxError):
+    """A malformed line in an enrollment, test or trial list."""
+
+    def __init__(self, path: str, line_no: int, line: str, reason: str) -> None:
+        super().__init__(f"{path}:{line_no}: {reason}: {line!r}")
+        self.path = path
+        self.line_no = line_no
+        self.reason = reason
+
+
+class StoreError(VggvoxError):
+    """The voiceprint store refused an operation."""

@@ -1,0 +1,206 @@
+"""Model cards: the YAML file beside each ONNX speaker model.
+
+A card says what the network expects (raw waveform or features, and which
+front-end), how long its input must be, how big its embedding is and which
+threshold to start from. Any ONNX speaker model with a valid card loads the
+same way as the shipped ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vggvox.errors import ModelError
+
+SHIPPED = {"campplus": "campplus.yaml", "ge2e": "ge2e.yaml"}
+DEFAULT_MODEL = "campplus"
+INPUT_KINDS = ("features", "waveform")
+FRONTENDS = ("kaldi_fbank", "in_graph")
+
+
+@dataclass(frozen=True)
+class FrontEnd:
+    """Feature extraction done by the runtime before the network."""
+
+    type: str
+    """``kaldi_fbank`` (runtime computes Kaldi fbank) or ``in_graph`` (the graph does it)."""
+    num_mel_bins: int = 80
+    frame_length_ms: float = 25.0
+    frame_shift_ms: float = 10.0
+    window: str = "povey"
+    preemphasis: float = 0.97
+    dither: float = 0.0
+    mean_norm: bool = True
+    """Subtract each bin's mean over the utterance (per-utterance CMN)."""
+
+
+@dataclass(frozen=True)
+class Partials:
+    """Cut an utterance into fixed partial windows and average their embeddings."""
+
+    frames: int
+    """Feature frames per partial."""
+    hop_samples: int
+    """Samples per feature frame."""
+    context_samples: int
+    """Extra samples handed to the graph on each side of a partial."""
+    rate: float
+    """Partials per second of audio."""
+    min_coverage: float
+    """Keep the last, padded partial only if it is at least this full."""
+
+    @property
+    def samples(self) -> int:
+        return self.frames * self.hop_samples
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Everything the runtime needs to know about one ONNX speaker model."""
+
+    name: str
+    version: str
+    path: Path
+    """The .onnx file (resolved relative to the card)."""
+    sha256: str
+    license: str
+    source: str
+    sample_rate: int
+    input_kind: str
+    input_name: str
+    frontend: FrontEnd
+    volume_norm_dbfs: float | None
+    partials: Partials | None
+    embedding_size: int
+    min_input_s: float
+    threshold: float
+
+    @property
+    def tag(self) -> str:
+        """Identifies the model that made an embedding: never mix two tags."""
+        return f"{self.name}@{self.version}"
+
+
+def _get(data: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if key not in data:
+        raise ModelError(f"{where}: missing key '{key}'")
+    value = data[key]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise ModelError(f"{where}: key '{key}' must be {kind}, got {value!r}")
+    return value
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_card(card_path: str | Path, verify: bool = True) -> ModelCard:
+    """Parse and validate a card; with ``verify``, check the model file's sha256."""
+    card_path = Path(card_path)
+    where = str(card_path)
+    if not card_path.is_file():
+        raise ModelError(f"{where}: model card not found")
+    try:
+        data = yaml.safe_load(card_path.read_text())
+    except yaml.YAMLError as e:
+        raise ModelError(f"{where}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"{where}: a model card must be a YAML mapping")
+
+    inp = _get(data, "input", dict, where)
+    kind = _get(inp, "kind", str, f"{where}: input")
+    if kind not in INPUT_KINDS:
+        raise ModelError(f"{where}: input.kind must be one of {INPUT_KINDS}, got {kind!r}")
+    fe = dict(_get(data, "frontend", dict, where))
+    fe_type = _get(fe, "type", str, f"{where}: frontend")
+    if fe_type not in FRONTENDS:
+        raise ModelError(f"{where}: frontend.type must be one of {FRONTENDS}, got {fe_type!r}")
+    if (kind == "features") != (fe_type == "kaldi_fbank"):
+        raise ModelError(f"{where}: input.kind {kind!r} does not fit frontend.type {fe_type!r}")
+    fe.pop("description", None)
+    try:
+        frontend = FrontEnd(**fe)
+    except TypeError as e:
+        raise ModelError(f"{where}: frontend: {e}") from None
+
+    partials = None
+    if data.get("partials") is not None:
+        p = _get(data, "partials", dict, where)
+        sub = f"{where}: partials"
+        partials = Partials(
+            frames=_get(p, "frames", int, sub),
+            hop_samples=_get(p, "hop_samples", int, sub),
+            context_samples=_get(p, "context_samples", int, sub),
+            rate=_get(p, "rate", float, sub),
+            min_coverage=_get(p, "min_coverage", float, sub),
+        )
+    pre = data.get("preprocess") or {}
+    volume = pre.get("volume_norm_dbfs")
+    if volume is not None and not isinstance(volume, (int, float)):
+        raise ModelError(f"{where}: preprocess.volume_norm_dbfs must be a number or null")
+
+    onnx_path = (card_path.parent / _get(data, "file", str, where)).resolve()
+    card = ModelCard(
+        name=_get(data, "name", str, where),
+        version=str(_get(data, "version", (str, int, float), where)),
+        path=onnx_path,
+        sha256=_get(data, "sha256", str, where),
+        license=_get(data, "license", str, where),
+        source=_get(data, "source", str, where),
+        sample_rate=_get(data, "sample_rate", int, where),
+        input_kind=kind,
+        input_name=_get(inp, "name", str, f"{where}: input"),
+        frontend=frontend,
+        volume_norm_dbfs=None if volume is None else float(volume),
+        partials=partials,
+        embedding_size=_get(data, "embedding_size", int, where),
+        min_input_s=_get(data, "min_input_s", float, where),
+        threshold=_get(data, "threshold", float, where),
+    )
+    if card.sample_rate != 16000:
+        raise ModelError(f"{where}: sample_rate {card.sample_rate} unsupported (only 16000)")
+    if verify:
+        verify_file(card)
+    return card
+
+
+def verify_file(card: ModelCard) -> None:
+    """Fail unless the ONNX file exists and has the sha256 the card records."""
+    if not card.path.is_file():
+        raise ModelError(f"model file {card.path} (named by the card of {card.name}) is missing")
+    actual = sha256_of(card.path)
+    if actual != card.sha256:
+        raise ModelError(
+            f"model file {card.path} has sha256 {actual}, but its card records {card.sha256}: "
+            "the file is altered or the card is stale (rerun weights/export.py)"
+        )
+
+
+def weights_dir() -> Path:
+    import vggvox_weights
+
+    return Path(vggvox_weights.__file__).resolve().parent
+
+
+def resolve_card(model: str | Path) -> Path:
+    """A shipped model's name (``campplus``, ``ge2e``) or a path to any card."""
+    key = str(model)
+    if key in SHIPPED:
+        return weights_dir() / SHIPPED[key]
+    path = Path(key)
+    if path.suffix in (".yaml", ".yml"):
+        return path
+    raise ModelError(
+        f"unknown model {key!r}: use one of {sorted(SHIPPED)} or the path of a model card (.yaml)"
+    )
