@@ -42,6 +42,7 @@ class ListFormatError(VggvoxError):
         super().__init__(f"{path}:{line_no}: {reason}: {line!r}")
         self.path = path
         self.line_no = line_no
+        self.text = line
         self.reason = reason
 
 

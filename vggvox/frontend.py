@@ -50,7 +50,7 @@ def normalize_volume(x: np.ndarray, target_dbfs: float) -> np.ndarray:
 def partial_starts(n_samples: int, p: Partials) -> list[int]:
     """Start sample of each partial, as resemblyzer's compute_partial_slices."""
     n_frames = int(np.ceil((n_samples + 1) / p.hop_samples))
-    frame_step = max(1, int(round(SAMPLE_RATE / p.rate / p.hop_samples)))
+    frame_step = max(1, round(SAMPLE_RATE / p.rate / p.hop_samples))
     steps = max(1, n_frames - p.frames + frame_step + 1)
     starts = [i * p.hop_samples for i in range(0, steps, frame_step)]
     coverage = (n_samples - starts[-1]) / p.samples

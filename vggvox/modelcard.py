@@ -92,7 +92,7 @@ def _get(data: dict[str, Any], key: str, kind: type | tuple[type, ...], where: s
     value = data[key]
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise ModelError(f"{where}: key '{key}' must be {kind}, got {value!r}")
     return value
 

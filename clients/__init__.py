@@ -1,0 +1,1 @@
+"""vggvox-client: enrollment, replay and the offline evaluation modes."""

@@ -1,0 +1,176 @@
+"""``vggvox-client``: the command line.
+
+Exit status: 0 when something was scored, 1 when nothing could be, 2 for bad
+arguments (argparse) or a setup error (unknown model, altered model file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from platformdirs import user_cache_dir
+
+from vggvox.audio import load_audio
+from vggvox.embedder import Embedder
+from vggvox.errors import VggvoxError
+from vggvox.modelcard import DEFAULT_MODEL, load_card, resolve_card
+from vggvox.scoring import METRICS, Scorer
+from vggvox_client.common import Skipped, print_json, report_skipped
+from vggvox_client.jobs import default_workers
+
+log = logging.getLogger("vggvox_client")
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help="shipped model name (campplus, ge2e) or a model card path "
+                        f"(default {DEFAULT_MODEL})")
+    p.add_argument("--metric", choices=METRICS, default="cosine")
+    p.add_argument("--json", action="store_true", help="print a JSON summary to stdout")
+
+
+def _identify_args(p: argparse.ArgumentParser, batch: bool) -> None:
+    p.add_argument("--enroll-list", required=True, type=Path)
+    p.add_argument("--test-list", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="results file (CSV)")
+    p.add_argument("--root", type=Path, help="folder the list paths are relative to "
+                                              "(default: each list's folder)")
+    p.add_argument("--max-sec-enroll", type=float, metavar="S",
+                   help="use at most S seconds of each enrollment file")
+    p.add_argument("--store", type=Path, help="keep the enrolled voiceprints in this SQLite file")
+    p.add_argument("--workers", type=int, default=default_workers() if batch else 1,
+                   help="embedding processes (default: %(default)s)")
+    p.add_argument("--cache", type=Path, default=Path(user_cache_dir("vggvox")) if batch else None,
+                   help="embedding cache folder" + (" (default: %(default)s)" if batch else ""))
+    _model_args(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vggvox-client", description=__doc__.splitlines()[0])
+    parser.add_argument("--log-level", default="WARNING")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("offline", help="identify test utterances against enrolled speakers")
+    _identify_args(p, batch=False)
+    p = sub.add_parser("batch-offline", aliases=["batch_offline"],
+                       help="offline against a very large enrolled set: cached, parallel")
+    _identify_args(p, batch=True)
+
+    p = sub.add_parser("verify", help="EER and minDCF on VoxCeleb-format trials")
+    p.add_argument("--trials", required=True, type=Path)
+    p.add_argument("--root", type=Path)
+    p.add_argument("--det", type=Path, help="write the DET curve to this PNG")
+    p.add_argument("--scores", type=Path, help="write 'score label enroll test' lines here")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--cache", type=Path)
+    _model_args(p)
+
+    p = sub.add_parser("similarity", help="similarity matrix of several utterances")
+    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("--png", type=Path, help="write a heat map to this PNG")
+    _model_args(p)
+    return parser
+
+
+def cmd_identify(args: argparse.Namespace) -> int:
+    from vggvox_client.identify import IdentifySettings, identify, write_results
+
+    if args.workers < 1:
+        raise VggvoxError(f"--workers must be >= 1, got {args.workers}")
+    report = identify(IdentifySettings(
+        enroll_list=args.enroll_list, test_list=args.test_list,
+        card_path=resolve_card(args.model), root=args.root, metric=args.metric,
+        max_sec_enroll=args.max_sec_enroll, workers=args.workers, cache_dir=args.cache,
+        store_path=args.store, progress=True,
+    ))
+    report_skipped(report.skipped)
+    with args.out.open("w") as out:
+        write_results(report, out)
+    if args.json:
+        print_json(report.summary())
+    else:
+        acc = report.accuracy
+        print(f"scored {len(report.results)} test utterances against {len(report.speakers)} "
+              f"speakers ({len(report.skipped)} skipped); results in {args.out}")
+        print("  ".join(f"{k} {100 * acc[k]:.2f}%" for k in ("top1", "top1pct", "top5pct",
+                                                             "top10pct")))
+    return 0 if report.results else 1
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from vggvox.metrics import plot_det
+    from vggvox_client.verify import verify
+
+    r = verify(args.trials, resolve_card(args.model), args.root, args.metric,
+               args.workers, args.cache, progress=True)
+    report_skipped(r.skipped)
+    if args.scores:
+        with args.scores.open("w") as out:
+            for t, s in zip(r.trials, r.scores, strict=True):
+                out.write(f"{s:.6f} {t.label} {t.enroll} {t.test}\n")
+    if r.det is None:
+        print(f"{args.trials}: no scorable trials with both labels", file=sys.stderr)
+        return 1
+    if args.det:
+        plot_det(r.det, args.det, f"{args.model} on {args.trials.name}", r.eer)
+    if args.json:
+        print_json(r.summary())
+    else:
+        print(f"trials {len(r.scores)} ({len(r.skipped)} skipped)  EER {100 * r.eer:.2f}%  "
+              f"minDCF(0.01) {r.mindcf_001:.4f}  minDCF(0.05) {r.mindcf_005:.4f}  "
+              f"threshold {r.threshold:.4f}")
+    return 0
+
+
+def cmd_similarity(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from vggvox_client.similarity import format_table, plot_heatmap
+
+    embedder = Embedder(load_card(resolve_card(args.model)))
+    names, embs, skipped = [], [], []
+    for f in args.files:
+        try:
+            embs.append(embedder.embed(load_audio(f)))
+            names.append(f.name)
+        except VggvoxError as e:
+            skipped.append(Skipped(str(f), getattr(e, "reason", str(e))))
+    report_skipped(skipped)
+    if not embs:
+        return 1
+    matrix = Scorer(args.metric).scores(np.stack(embs), np.stack(embs))
+    if args.json:
+        print_json({"files": names, "matrix": matrix.round(6).tolist(),
+                    "skipped": [s.as_dict() for s in skipped]})
+    else:
+        print(format_table(names, matrix))
+    if args.png:
+        plot_heatmap(names, matrix, args.png, args.metric)
+    return 0
+
+
+COMMANDS = {
+    "offline": cmd_identify,
+    "batch-offline": cmd_identify,
+    "batch_offline": cmd_identify,
+    "verify": cmd_verify,
+    "similarity": cmd_similarity,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except VggvoxError as e:
+        print(f"vggvox-client: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

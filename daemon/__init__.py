@@ -1,0 +1,1 @@
+"""vggvoxd: the real-time speaker identification daemon."""

@@ -1,0 +1,62 @@
+"""Shared test fixtures: the shared data folders and espeak-ng voices."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "data"
+FIXTURES = SHARED / "fixtures"
+SPEECH = SHARED / "speech"
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    if not (FIXTURES / "manifest.csv").exists():
+        pytest.skip(f"shared fixtures not found at {FIXTURES} (a fresh clone has no ../shared)")
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def speech_dir() -> Path:
+    if not (SPEECH / "manifest.csv").exists():
+        pytest.skip(f"shared speech data not found at {SPEECH} (a fresh clone has no ../shared)")
+    return SPEECH
+
+
+# Two clearly different espeak-ng voices, and sentences long enough for enrollment.
+VOICES = {"alice": "en-us+f3", "bob": "en+m3"}
+SENTENCES = [
+    "The quick brown fox jumps over the lazy dog near the quiet river bank.",
+    "Please call Stella and ask her to bring these things with her from the store.",
+    "We will meet again on Tuesday morning to review the results of the experiment.",
+]
+
+
+def speak(text: str, voice: str, path: Path) -> Path:
+    """Render ``text`` with espeak-ng into a wav file (22.05 kHz, as espeak writes it)."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (make test installs it)")
+    subprocess.run(["espeak-ng", "-v", voice, "-w", str(path), text], check=True, timeout=30)
+    return path
+
+
+@pytest.fixture(scope="session")
+def voices(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
+    """Three utterances for each of two synthetic speakers."""
+    out = tmp_path_factory.mktemp("voices")
+    return {
+        name: [speak(s, v, out / f"{name}_{i}.wav") for i, s in enumerate(SENTENCES)]
+        for name, v in VOICES.items()
+    }
+
+
+def write_wav(path: Path, x: np.ndarray, rate: int = 16000, subtype: str = "PCM_16") -> Path:
+    sf.write(str(path), x, rate, subtype=subtype)
+    return path

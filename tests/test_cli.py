@@ -1,0 +1,202 @@
+"""vggvox-client offline, batch-offline, verify and similarity, end to end."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import write_wav
+from vggvox_client.cli import main
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, (json.loads(out) if out.strip().startswith("{") else {}), err
+
+
+@pytest.fixture
+def bad_files(tmp_path: Path, fixtures_dir: Path) -> dict[str, Path]:
+    """One file for each kind of bad input."""
+    good = (fixtures_dir / "vctk-p225__p225_003.wav").read_bytes()
+    files = {
+        "missing": tmp_path / "missing.wav",
+        "notaudio": tmp_path / "notaudio.wav",
+        "truncated": tmp_path / "truncated.wav",
+        "empty": write_wav(tmp_path / "empty.wav", np.zeros(0, dtype=np.float32)),
+        "silent": write_wav(tmp_path / "silent.wav", np.zeros(48000, dtype=np.float32)),
+        "short": write_wav(
+            tmp_path / "short.wav",
+            (0.3 * np.random.default_rng(0).standard_normal(800)).astype(np.float32),
+        ),
+    }
+    files["notaudio"].write_text("not audio at all\n")
+    files["truncated"].write_bytes(good[:12000])
+    return files
+
+
+def test_offline_with_every_kind_of_bad_input(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, fixtures_dir: Path,
+    bad_files: dict[str, Path],
+) -> None:
+    speakers = ["ls-3005", "ls-3331", "vctk-p225", "vctk-p226"]
+    clips = {s: sorted(fixtures_dir.glob(f"{s}__*.wav")) for s in speakers}
+    enroll = tmp_path / "enroll_list.csv"
+    enroll.write_text(
+        "".join(f"{clips[s][0].name} {s}\n" for s in speakers)
+        + f"{bad_files['missing']} ghost\n"  # a speaker with no usable enrollment
+        + "this line is malformed\n"
+    )
+    test = tmp_path / "test_list.csv"
+    test.write_text(
+        "".join(f"{c.name} {s}\n" for s in speakers for c in clips[s][1:])
+        + "".join(f"{p} ls-3005\n" for p in bad_files.values())
+        + "onlyonefield\n"
+    )
+    out = tmp_path / "results.csv"
+    code, summary, err = run(capsys, "offline", "--enroll-list", str(enroll), "--test-list",
+                             str(test), "--root", str(fixtures_dir), "--out", str(out), "--json")
+    assert code == 0
+    assert summary["n_scored"] == 8 and summary["top1"] == 1.0
+    assert {"top1pct", "top5pct", "top10pct"} <= summary.keys()
+    reasons = {Path(s["path"]).name: s["reason"] for s in summary["skipped"]}
+    assert reasons["missing.wav"] == "file not found"
+    assert "not readable as audio" in reasons["notaudio.wav"]
+    assert reasons["truncated.wav"].startswith("truncated")
+    assert reasons["empty.wav"].startswith("empty")
+    assert reasons["silent.wav"].startswith("silent")
+    assert "0.050 s, shorter than" in reasons["short.wav"]
+    assert reasons["ghost"] == "speaker has no usable enrollment utterance"
+    malformed = [s for s in summary["skipped"] if s["reason"].startswith("malformed line")]
+    assert {(Path(s["path"]).name, s["line"]) for s in malformed} == {
+        ("enroll_list.csv", 6), ("test_list.csv", 15)}
+    # 6 bad test files + missing enrollment + ghost speaker + 2 malformed lines
+    assert summary["n_skipped"] == 10
+    assert "file not found" in err and "test_list.csv:15" in err
+
+    lines = out.read_text().splitlines()
+    header = lines[0].split(",")
+    assert header[:8] == ["filename", "speaker", "rank", "top1", "top2", "top3", "top4", "top5"]
+    assert [h for h in header if h.startswith("score:")] == [f"score:{s}" for s in speakers]
+    rows = [ln for ln in lines[1:] if not ln.startswith("#")]
+    assert len(rows) == 8 and all(r.split(",")[2] == "1" for r in rows)
+    assert lines[-4:] == ["# top1 100.00%", "# top1pct 100.00%", "# top5pct 100.00%",
+                          "# top10pct 100.00%"]
+
+
+def test_offline_csv_header_form_and_euclidean(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, voices: dict[str, list[Path]]
+) -> None:
+    enroll = tmp_path / "enroll.csv"
+    enroll.write_text("filename,speaker\n" + "".join(f"{v[0]},{n}\n" for n, v in voices.items()))
+    test = tmp_path / "test.csv"
+    test.write_text("filename,speaker\n"
+                    + "".join(f"{p},{n}\n" for n, v in voices.items() for p in v[1:]))
+    for metric in ("cosine", "euclidean"):
+        code, summary, _ = run(capsys, "offline", "--enroll-list", str(enroll), "--test-list",
+                               str(test), "--out", str(tmp_path / "r.csv"), "--metric", metric,
+                               "--max-sec-enroll", "2.5", "--json")
+        assert code == 0 and summary["n_scored"] == 4 and summary["top1"] == 1.0
+
+
+def test_nothing_scorable_exits_non_zero(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, bad_files: dict[str, Path]
+) -> None:
+    lst = tmp_path / "list.csv"
+    lst.write_text(f"{bad_files['missing']} a\n")
+    code, summary, err = run(capsys, "offline", "--enroll-list", str(lst), "--test-list",
+                             str(lst), "--out", str(tmp_path / "r.csv"), "--json")
+    assert code == 1 and summary["n_scored"] == 0 and "file not found" in err
+
+
+def test_wrong_arguments_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["offline", "--test-list", "t"])
+    assert e.value.code == 2
+    lst = tmp_path / "l.csv"
+    lst.write_text("a.wav a\n")
+    code, _, err = run(capsys, "offline", "--enroll-list", str(lst), "--test-list", str(lst),
+                       "--out", str(tmp_path / "r"), "--model", "nosuchmodel")
+    assert code == 2 and "unknown model 'nosuchmodel'" in err
+
+
+def test_batch_offline_parallel_and_cached(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, fixtures_dir: Path
+) -> None:
+    manifest = (fixtures_dir / "manifest.csv").read_text().splitlines()[1:]
+    rows = [ln.split(",")[:2] for ln in manifest]
+    enroll = tmp_path / "e.csv"
+    first_clip = {s: p for p, s in reversed(rows)}
+    enroll.write_text("".join(f"{p} {s}\n" for s, p in first_clip.items()))
+    test = tmp_path / "t.csv"
+    test.write_text("".join(f"{p} {s}\n" for p, s in rows))
+    cache = tmp_path / "cache"
+    argv = ["batch-offline", "--enroll-list", str(enroll), "--test-list", str(test), "--root",
+            str(fixtures_dir), "--out", str(tmp_path / "r.csv"), "--cache", str(cache),
+            "--workers", "2"]
+    code, first, _ = run(capsys, *argv, "--json")
+    assert code == 0 and first["n_scored"] == 12
+    cached = list(cache.rglob("*.npy"))
+    assert len(cached) == 12  # keyed by content: enrollment files are test files too
+    results = (tmp_path / "r.csv").read_text()
+    code, second, _ = run(capsys, *argv, "--json")
+    assert code == 0 and second == first
+    assert (tmp_path / "r.csv").read_text() == results
+
+
+def test_verify_on_fixture_trials(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, fixtures_dir: Path
+) -> None:
+    det, scores = tmp_path / "det.png", tmp_path / "scores.txt"
+    code, summary, _ = run(capsys, "verify", "--trials", str(fixtures_dir / "trials_all_pairs.txt"),
+                           "--det", str(det), "--scores", str(scores), "--json")
+    assert code == 0
+    assert summary["n_trials"] == 66 and summary["eer"] < 5.0
+    assert {"mindcf_001", "mindcf_005", "threshold"} <= summary.keys()
+    assert det.read_bytes()[:4] == b"\x89PNG"
+    first = scores.read_text().splitlines()[0].split()
+    assert len(first) == 4 and first[1] in ("0", "1")
+
+
+def test_verify_reports_bad_trial_lines(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, fixtures_dir: Path
+) -> None:
+    trials = tmp_path / "trials.txt"
+    lines = (fixtures_dir / "trials_all_pairs.txt").read_text().splitlines()
+    trials.write_text("\n".join([*lines, "1 nothere.wav " + lines[0].split()[1], "garbage"])
+                      + "\n")
+    code, summary, err = run(capsys, "verify", "--trials", str(trials), "--root",
+                             str(fixtures_dir), "--json")
+    assert code == 0 and summary["n_trials"] == 66 and summary["n_skipped"] == 2
+    assert "nothere.wav:67: file not found" in err and "trials.txt:68: malformed" in err
+
+
+def test_similarity(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                    voices: dict[str, list[Path]]) -> None:
+    files = [str(voices["alice"][0]), str(voices["alice"][1]), str(voices["bob"][0])]
+    png = tmp_path / "sim.png"
+    code, data, _ = run(capsys, "similarity", *files, "--png", str(png), "--json")
+    m = np.array(data["matrix"])
+    assert code == 0 and m.shape == (3, 3)
+    np.testing.assert_allclose(np.diag(m), 1.0, atol=1e-5)
+    assert m[0, 1] > m[0, 2]  # same voice closer than the other voice
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    code, _, _ = run(capsys, "similarity", *files)
+    assert code == 0
+
+
+def test_console_script_installed(fixtures_dir: Path) -> None:
+    exe = shutil.which("vggvox-client") or str(Path(sys.executable).parent / "vggvox-client")
+    done = subprocess.run(
+        [exe, "similarity", str(fixtures_dir / "vctk-p225__p225_003.wav"),
+         str(fixtures_dir / "vctk-p226__p226_003.wav"), "--model", "ge2e"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "vctk-p225__p225_003.wav" in done.stdout
