@@ -1,0 +1,266 @@
+"""vggvoxd settings: YAML validated once, at start, into frozen dataclasses.
+
+Search order: ``--config FILE``, else ``/etc/vggvox/vggvoxd.yaml``, else the
+user's config directory (``~/.config/vggvox/vggvoxd.yaml``), else the
+defaults below (the same as ``config/vggvoxd.yaml``). An unknown key, a wrong
+type or an out-of-range value stops start-up with a message naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from platformdirs import user_config_dir, user_data_dir, user_runtime_dir
+
+from vggvox.errors import VggvoxError
+
+SYSTEM_CONFIG = Path("/etc/vggvox/vggvoxd.yaml")
+
+
+class ConfigError(VggvoxError):
+    """A configuration file or value that the daemon cannot start with."""
+
+
+@dataclass(frozen=True)
+class AudioSettings:
+    device: str | int | None = None
+    """Input device name (substring match) or index; null for the system default."""
+    rate: int = 16000
+    """Capture rate in Hz. Only 16000: PulseAudio/ALSA resample the device for us."""
+    block_ms: int = 20
+    """Capture block length in ms (PortAudio frames per buffer)."""
+    buffer_s: float = 30.0
+    """Ring buffer capacity in seconds; must hold at least one window."""
+
+
+@dataclass(frozen=True)
+class VadSettings:
+    aggressiveness: int = 2
+    """webrtcvad aggressiveness, 0 (least) to 3 (most eager to call audio non-speech)."""
+    frame_ms: int = 30
+    """VAD frame: 10, 20 or 30 ms."""
+    onset_ms: int = 90
+    """Speech needed to open a segment."""
+    hangover_ms: int = 300
+    """Non-speech needed to close a segment."""
+
+
+@dataclass(frozen=True)
+class WindowSettings:
+    length_s: float = 2.0
+    """Window length in seconds."""
+    hop_s: float = 0.5
+    """Time between two decisions within speech."""
+    min_speech_s: float = 1.0
+    """Speech needed in a segment before its first decision."""
+    max_batch: int = 8
+    """Most windows embedded in one ONNX call."""
+    queue: int = 32
+    """Windows that may wait for the embedder; the oldest live one is dropped beyond."""
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    name: str = "campplus"
+    """Shipped model (campplus, ge2e) or the path of a model card."""
+    threads: int = 1
+    """ONNX Runtime intra-op threads."""
+
+
+@dataclass(frozen=True)
+class ScoringSettings:
+    metric: str = "cosine"
+    """cosine or euclidean."""
+    threshold: float | None = None
+    """Below this score a window is 'unknown'; null takes the model card's threshold."""
+    top_k: int = 5
+    """Candidates listed in each speaker event."""
+
+
+@dataclass(frozen=True)
+class EnrollSettings:
+    min_speech_s: float = 3.0
+    """Net speech (after VAD) an enrollment needs."""
+    max_live_s: float = 60.0
+    """Longest live enrollment recording."""
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    path: str | None = None
+    """SQLite file; null: $STATE_DIRECTORY/voiceprints.db under systemd, else the user data dir."""
+
+
+@dataclass(frozen=True)
+class EndpointSettings:
+    events: str | None = None
+    """ZeroMQ PUB endpoint; null: ipc://<runtime dir>/events.sock."""
+    control: str | None = None
+    """ZeroMQ ROUTER endpoint; null: ipc://<runtime dir>/control.sock."""
+    events_hwm: int = 1000
+    """Messages queued per subscriber before newer ones are dropped for it."""
+    max_request_bytes: int = 16 * 1024 * 1024
+    """Largest control request; a larger one is refused by ZeroMQ."""
+
+
+@dataclass(frozen=True)
+class StatusSettings:
+    interval_s: float = 5.0
+    """Heartbeat period of status events."""
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    level: str = "INFO"
+    """DEBUG, INFO, WARNING or ERROR."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    audio: AudioSettings = field(default_factory=AudioSettings)
+    vad: VadSettings = field(default_factory=VadSettings)
+    window: WindowSettings = field(default_factory=WindowSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    scoring: ScoringSettings = field(default_factory=ScoringSettings)
+    enroll: EnrollSettings = field(default_factory=EnrollSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    endpoints: EndpointSettings = field(default_factory=EndpointSettings)
+    status: StatusSettings = field(default_factory=StatusSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+
+    def store_path(self) -> Path:
+        if self.store.path:
+            return Path(self.store.path).expanduser()
+        state = os.environ.get("STATE_DIRECTORY")
+        base = Path(state.split(":")[0]) if state else Path(user_data_dir("vggvox"))
+        return base / "voiceprints.db"
+
+    def endpoint(self, which: str) -> str:
+        value = getattr(self.endpoints, which)
+        if value:
+            return value
+        runtime = os.environ.get("RUNTIME_DIRECTORY")
+        base = Path(runtime.split(":")[0]) if runtime else Path(user_runtime_dir("vggvox"))
+        base.mkdir(parents=True, exist_ok=True)
+        return f"ipc://{base}/{which}.sock"
+
+
+# (section, key) -> check returning an error text, or None when the value is fine.
+RANGES: dict[tuple[str, str], typing.Callable[[Any], str | None]] = {
+    ("audio", "rate"): lambda v: None if v == 16000 else "only 16000 is supported",
+    ("audio", "block_ms"): lambda v: None if 5 <= v <= 200 else "must be 5..200",
+    ("audio", "buffer_s"): lambda v: None if 5 <= v <= 600 else "must be 5..600",
+    ("vad", "aggressiveness"): lambda v: None if 0 <= v <= 3 else "must be 0..3",
+    ("vad", "frame_ms"): lambda v: None if v in (10, 20, 30) else "must be 10, 20 or 30",
+    ("vad", "onset_ms"): lambda v: None if 0 <= v <= 2000 else "must be 0..2000",
+    ("vad", "hangover_ms"): lambda v: None if 0 <= v <= 5000 else "must be 0..5000",
+    ("window", "length_s"): lambda v: None if 0.5 <= v <= 20 else "must be 0.5..20",
+    ("window", "hop_s"): lambda v: None if 0.05 <= v <= 20 else "must be 0.05..20",
+    ("window", "min_speech_s"): lambda v: None if 0.2 <= v <= 20 else "must be 0.2..20",
+    ("window", "max_batch"): lambda v: None if 1 <= v <= 64 else "must be 1..64",
+    ("window", "queue"): lambda v: None if 1 <= v <= 10000 else "must be 1..10000",
+    ("model", "threads"): lambda v: None if 1 <= v <= 64 else "must be 1..64",
+    ("scoring", "metric"): lambda v: None if v in ("cosine", "euclidean")
+    else "must be cosine or euclidean",
+    ("scoring", "threshold"): lambda v: None if v is None or -2 <= v <= 1 else "must be -2..1",
+    ("scoring", "top_k"): lambda v: None if 1 <= v <= 100 else "must be 1..100",
+    ("enroll", "min_speech_s"): lambda v: None if 0.5 <= v <= 600 else "must be 0.5..600",
+    ("enroll", "max_live_s"): lambda v: None if 1 <= v <= 600 else "must be 1..600",
+    ("endpoints", "events_hwm"): lambda v: None if 1 <= v <= 1_000_000 else "must be 1..1e6",
+    ("endpoints", "max_request_bytes"): lambda v: None if 1024 <= v <= 1 << 30
+    else "must be 1 KiB..1 GiB",
+    ("status", "interval_s"): lambda v: None if 0.2 <= v <= 3600 else "must be 0.2..3600",
+    ("logging", "level"): lambda v: None if v.upper() in ("DEBUG", "INFO", "WARNING", "ERROR")
+    else "must be DEBUG, INFO, WARNING or ERROR",
+}
+
+
+def _accepts(hint: Any, value: Any) -> bool:
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    for t in options:
+        if t is type(None) and value is None:
+            return True
+        if t is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return True
+        if t in (int, str) and isinstance(value, t) and not isinstance(value, bool):
+            return True
+    return False
+
+
+def _section(cls: type, name: str, data: Any, where: str) -> Any:
+    if data is None:
+        return cls()
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: '{name}' must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key '{name}.{key}' (known: {sorted(known)})")
+    for key, value in data.items():
+        if not _accepts(hints[key], value):
+            raise ConfigError(f"{where}: '{name}.{key}' must be {hints[key]}, got {value!r}")
+        check = RANGES.get((name, key))
+        problem = check(value) if check else None
+        if problem:
+            raise ConfigError(f"{where}: '{name}.{key}' {problem}, got {value!r}")
+        if hints[key] == float | None and isinstance(value, int):
+            data = {**data, key: float(value)}
+    return cls(**data)
+
+
+def parse(data: Any, where: str = "config") -> Settings:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: the top level must be a mapping")
+    sections = {f.name: f.default_factory for f in dataclasses.fields(Settings)}  # type: ignore[misc]
+    for key in data:
+        if key not in sections:
+            raise ConfigError(f"{where}: unknown section '{key}' (known: {sorted(sections)})")
+    settings = Settings(**{
+        name: _section(factory, name, data.get(name), where)  # type: ignore[arg-type]
+        for name, factory in sections.items()
+    })
+    w = settings.window
+    if w.min_speech_s > w.length_s:
+        raise ConfigError(f"{where}: 'window.min_speech_s' must not exceed 'window.length_s'")
+    if settings.audio.buffer_s < 2 * w.length_s:
+        raise ConfigError(f"{where}: 'audio.buffer_s' must hold two windows (>= {2 * w.length_s})")
+    return settings
+
+
+def find_config(explicit: str | Path | None) -> Path | None:
+    if explicit:
+        return Path(explicit)
+    for candidate in (SYSTEM_CONFIG, Path(user_config_dir("vggvox")) / "vggvoxd.yaml"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load(path: str | Path | None) -> tuple[Settings, Path | None]:
+    """Settings from the first config found, and the file they came from."""
+    found = find_config(path)
+    if found is None:
+        return Settings(), None
+    try:
+        data = yaml.safe_load(found.read_text())
+    except OSError as e:
+        raise ConfigError(f"{found}: cannot read: {e}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{found}: not valid YAML: {e}") from None
+    return parse(data, str(found)), found
+
+
+def override(settings: Settings, section: str, **values: Any) -> Settings:
+    """A copy with some keys of one section replaced (command-line overrides)."""
+    current = getattr(settings, section)
+    return dataclasses.replace(settings, **{section: dataclasses.replace(current, **values)})

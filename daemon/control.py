@@ -1,0 +1,141 @@
+"""The control socket: msgpack requests on a ZeroMQ ROUTER, owned by one thread.
+
+A request is a map ``{"op": ..., ...}``; the reply is ``{"ok": true, ...}`` or
+``{"ok": false, "error": "..."}``. Sizes are bounded twice: ZeroMQ refuses a
+message over ``max_request_bytes`` (``zmq.MAXMSGSIZE``), and the msgpack
+decoder refuses oversized strings, arrays and maps. A handler may defer its
+reply (live enrollment) by returning None and calling ``later``.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+import zmq
+
+from vggvox.errors import VggvoxError
+
+log = logging.getLogger(__name__)
+
+Reply = dict[str, Any]
+# A handler gets the request and ``later``: to answer after other requests,
+# it returns None and passes ``later`` a function that the control thread
+# calls (once the data is there) to make the reply.
+Later = Callable[[Callable[[], Reply]], None]
+Handler = Callable[[dict[str, Any], Later], Reply | None]
+
+
+class RequestError(VggvoxError):
+    """A request that is malformed or cannot be served; its text goes back to the client."""
+
+
+def field(req: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
+    """A typed request field, or a RequestError naming it."""
+    if key not in req:
+        if default is ...:
+            raise RequestError(f"missing field '{key}'")
+        return default
+    value = req[key]
+    if isinstance(value, bool) and kind is not bool:
+        raise RequestError(f"field '{key}' must be {kind}, got bool")
+    if not isinstance(value, kind):
+        raise RequestError(f"field '{key}' must be {kind}, got {type(value).__name__}")
+    return value
+
+
+class ControlServer:
+    def __init__(self, endpoint: str, handlers: dict[str, Handler], max_bytes: int) -> None:
+        self.endpoint = endpoint
+        self.handlers = handlers
+        self.max_bytes = max_bytes
+        self._later: queue.Queue[tuple[list[bytes], Callable[[], Reply]]] = queue.Queue()
+        self._stop = threading.Event()
+        self._bound = threading.Event()
+        self._error: Exception | None = None
+        self._thread = threading.Thread(target=self._run, name="control", daemon=True)
+        self.requests = 0
+        self.errors = 0
+
+    def start(self, timeout: float = 5.0) -> None:
+        self._thread.start()
+        if not self._bound.wait(timeout) or self._error is not None:
+            raise RuntimeError(f"cannot bind control endpoint {self.endpoint}: {self._error}")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+
+    def decode(self, payload: bytes) -> dict[str, Any]:
+        try:
+            req = msgpack.unpackb(
+                payload, raw=False, strict_map_key=True,
+                max_bin_len=self.max_bytes, max_str_len=1 << 16,
+                max_array_len=1024, max_map_len=64, max_ext_len=0,
+            )
+        except (ValueError, msgpack.UnpackException, TypeError) as e:
+            raise RequestError(f"request is not a valid msgpack map: {e}") from None
+        if not isinstance(req, dict):
+            raise RequestError(f"request must be a msgpack map, got {type(req).__name__}")
+        op = field(req, "op", str)
+        if op not in self.handlers:
+            raise RequestError(f"unknown op {op!r} (known: {sorted(self.handlers)})")
+        return req
+
+    def handle(self, envelope: list[bytes], payload: bytes) -> Reply | None:
+        self.requests += 1
+
+        def later(make_reply: Callable[[], Reply]) -> None:
+            self._later.put((envelope, make_reply))
+
+        def serve() -> Reply | None:
+            req = self.decode(payload)
+            return self.handlers[req["op"]](req, later)
+
+        return self.guard(serve)
+
+    def guard(self, fn: Callable[[], Reply | None]) -> Reply | None:
+        """Run a handler: any failure becomes an error reply, never a crash."""
+        try:
+            return fn()
+        except VggvoxError as e:
+            self.errors += 1
+            return {"ok": False, "error": str(e)}
+        except Exception as e:  # a bug in a handler must not take the daemon down
+            self.errors += 1
+            log.exception("control request failed")
+            return {"ok": False, "error": f"internal error: {type(e).__name__}: {e}"}
+
+    def _run(self) -> None:
+        ctx = zmq.Context.instance()
+        sock = ctx.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.MAXMSGSIZE, self.max_bytes)
+        sock.setsockopt(zmq.LINGER, 0)
+        try:
+            sock.bind(self.endpoint)
+        except zmq.ZMQError as e:
+            self._error = e
+            self._bound.set()
+            sock.close()
+            return
+        self._bound.set()
+        log.info("control requests on %s", self.endpoint)
+        try:
+            while not self._stop.is_set():
+                if sock.poll(100):
+                    frames = sock.recv_multipart()
+                    if len(frames) < 2:
+                        continue
+                    reply = self.handle(frames[:-1], frames[-1])
+                    if reply is not None:
+                        sock.send_multipart([*frames[:-1], msgpack.packb(reply)])
+                while not self._later.empty():
+                    envelope, make_reply = self._later.get_nowait()
+                    reply = self.guard(make_reply)
+                    sock.send_multipart([*envelope, msgpack.packb(reply)])
+        finally:
+            sock.close()

@@ -1,0 +1,107 @@
+"""Stage 7: identification events, typed here and a msgpack map on the wire.
+
+Each ZeroMQ message is multipart ``[topic, payload]``. Every payload carries
+``v`` (schema version), ``seq`` (per publisher, increasing: a gap means lost
+messages), ``type``, ``source``, ``time`` (wall clock, Unix seconds) and
+``t_start``/``t_end`` (seconds on the source's own clock). Adding a field is
+compatible; renaming or removing one needs a new ``v``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+import msgpack
+
+SCHEMA_VERSION = 1
+TOPICS = ("speech.start", "speech.end", "speaker", "enrollment", "status")
+
+
+@dataclass(frozen=True)
+class Event:
+    topic: ClassVar[str] = ""
+    source: str
+    t_start: float
+    t_end: float
+    time: float = field(default_factory=time.time)
+
+    def payload(self, seq: int) -> dict[str, Any]:
+        body = asdict(self)
+        head = {
+            "v": SCHEMA_VERSION,
+            "seq": seq,
+            "type": self.topic,
+            "source": body.pop("source"),
+            "time": body.pop("time"),
+            "t_start": body.pop("t_start"),
+            "t_end": body.pop("t_end"),
+        }
+        return {**head, **body}
+
+
+@dataclass(frozen=True)
+class SpeechStartEvent(Event):
+    topic: ClassVar[str] = "speech.start"
+
+
+@dataclass(frozen=True)
+class SpeechEndEvent(Event):
+    topic: ClassVar[str] = "speech.end"
+
+
+@dataclass(frozen=True)
+class SpeakerEvent(Event):
+    topic: ClassVar[str] = "speaker"
+    speaker: str | None = None
+    """Best enrolled speaker at or above the threshold; None for unknown."""
+    score: float = 0.0
+    """Score of the best enrolled speaker (whether or not above the threshold)."""
+    top: list[list[Any]] = field(default_factory=list)
+    """[[name, score], ...], best first."""
+    model: str = ""
+    captured: float = 0.0
+    """Wall time when the window's last sample entered the ring buffer."""
+
+
+@dataclass(frozen=True)
+class EnrollmentEvent(Event):
+    topic: ClassVar[str] = "enrollment"
+    action: str = "added"
+    """``added`` or ``removed``."""
+    speaker: str = ""
+    embeddings: int = 0
+    speech_s: float = 0.0
+    model: str = ""
+
+
+@dataclass(frozen=True)
+class StatusEvent(Event):
+    topic: ClassVar[str] = "status"
+    state: str = "running"
+    """Source state: starting, running, lost, waiting, finished, stopped."""
+    overflows: int = 0
+    """PortAudio input overflows reported by the capture callback."""
+    dropped_samples: int = 0
+    """Audio overwritten in the ring buffer because the pipeline fell behind."""
+    dropped_windows: int = 0
+    """Windows dropped because the embedding queue was full."""
+    queue: int = 0
+    """Windows waiting for the embedder."""
+    speakers: int = 0
+
+
+def encode(event: Event, seq: int) -> list[bytes]:
+    """The two frames of one message."""
+    return [event.topic.encode(), msgpack.packb(event.payload(seq), use_bin_type=True)]
+
+
+def decode(frames: list[bytes]) -> dict[str, Any]:
+    """Payload of a received message, checked against its topic."""
+    if len(frames) != 2:
+        raise ValueError(f"expected [topic, payload], got {len(frames)} frames")
+    payload = msgpack.unpackb(frames[1], raw=False, max_bin_len=1 << 20, max_str_len=1 << 20)
+    if not isinstance(payload, dict) or payload.get("type") != frames[0].decode():
+        raise ValueError("payload type does not match its topic")
+    return payload

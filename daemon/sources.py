@@ -1,0 +1,240 @@
+"""Stage 1: audio sources. Each delivers 16 kHz mono int16 blocks to a sink.
+
+- ``MicSource``: PyAudio capture; the callback only hands the block to the sink
+  (the ring buffer's write) and counts PortAudio's input-overflow flag.
+- ``FileSource``: a file, at real-time pace or as fast as the sink takes it.
+- ``StdinSource``: raw 16-bit little-endian PCM from standard input.
+- ``PushSource``: blocks pushed by the control socket (``replay``).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from vggvox.audio import SAMPLE_RATE, load_audio
+
+log = logging.getLogger(__name__)
+
+Sink = Callable[[np.ndarray], None]
+
+
+class SourceError(Exception):
+    """The source cannot deliver audio (no device, device gone, unreadable file)."""
+
+
+class AudioSource(ABC):
+    """A stream of 16 kHz mono int16 audio."""
+
+    rate = SAMPLE_RATE
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.overflows = 0
+        self.finished = False
+        """True once a finite source (file, stdin, replay) has delivered everything."""
+
+    @abstractmethod
+    def start(self, sink: Sink) -> None:
+        """Begin delivering blocks to ``sink``; raises SourceError if it cannot."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop delivering and release the device or file."""
+
+    @abstractmethod
+    def alive(self) -> bool:
+        """Still able to deliver (False once the device is gone or the input ended)."""
+
+    @property
+    def lossless(self) -> bool:
+        """Finite sources wait for the pipeline instead of losing audio."""
+        return False
+
+
+class MicSource(AudioSource):
+    def __init__(self, device: str | int | None = None, block_ms: int = 20) -> None:
+        super().__init__("mic")
+        self.device = device
+        self.frames_per_block = SAMPLE_RATE * block_ms // 1000
+        self._pa: Any = None
+        self._stream: Any = None
+
+    def _find_device(self, pa: Any) -> int | None:
+        if self.device is None:
+            return None
+        inputs = [
+            (i, pa.get_device_info_by_index(i)) for i in range(pa.get_device_count())
+        ]
+        inputs = [(i, d) for i, d in inputs if d.get("maxInputChannels", 0) > 0]
+        if isinstance(self.device, int):
+            if any(i == self.device for i, _ in inputs):
+                return self.device
+        else:
+            exact = [i for i, d in inputs if d["name"] == self.device]
+            partial = [i for i, d in inputs if str(self.device).lower() in d["name"].lower()]
+            if exact or partial:
+                return (exact or partial)[0]
+        names = ", ".join(f"{i}: {d['name']}" for i, d in inputs) or "none"
+        raise SourceError(f"no input device {self.device!r} (input devices: {names})")
+
+    def start(self, sink: Sink) -> None:
+        import pyaudio
+
+        # A fresh PortAudio instance on each start: only a new one sees devices
+        # (or a sound server) that appeared since the last.
+        self._pa = pyaudio.PyAudio()
+        try:
+            index = self._find_device(self._pa)
+            if index is None and self._pa.get_device_count() == 0:
+                raise SourceError("no audio input device on this machine")
+            overflow = pyaudio.paInputOverflow
+
+            def callback(data: bytes, frames: int, info: Any, status: int) -> tuple[None, int]:
+                if status & overflow:
+                    self.overflows += 1
+                sink(np.frombuffer(data, dtype=np.int16))
+                return None, pyaudio.paContinue
+
+            self._stream = self._pa.open(
+                format=pyaudio.paInt16, channels=1, rate=SAMPLE_RATE, input=True,
+                input_device_index=index, frames_per_buffer=self.frames_per_block,
+                stream_callback=callback,
+            )
+            self._stream.start_stream()
+        except SourceError:
+            self.stop()
+            raise
+        except (OSError, ValueError) as e:
+            self.stop()
+            raise SourceError(f"cannot open input device {self.device or 'default'}: {e}") from e
+        log.info("capturing from %s", "default device" if index is None else f"device {index}")
+
+    def alive(self) -> bool:
+        try:
+            return self._stream is not None and self._stream.is_active()
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        stream, pa = self._stream, self._pa
+        self._stream = self._pa = None
+        try:
+            if stream is not None:
+                stream.close()
+        except OSError as e:
+            log.debug("closing the stream: %s", e)
+        if pa is not None:
+            pa.terminate()
+
+
+class _ThreadSource(AudioSource):
+    """A source that feeds the sink from a thread of its own."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, sink: Sink) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, args=(sink,), name=self.name,
+                                        daemon=True)
+        self._thread.start()
+
+    @abstractmethod
+    def _run(self, sink: Sink) -> None: ...
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=2.0)
+
+
+class FileSource(_ThreadSource):
+    def __init__(self, path: Path, realtime: bool = True, block_ms: int = 20,
+                 space: Callable[[], int] | None = None) -> None:
+        super().__init__(f"file:{path}")
+        self.path = Path(path)
+        self.realtime = realtime
+        self.block = SAMPLE_RATE * block_ms // 1000
+        self.space = space
+        """Without real-time pacing, how much the sink can take without losing audio."""
+        self._samples = (np.clip(load_audio(self.path), -1, 1) * 32767).astype(np.int16)
+
+    @property
+    def lossless(self) -> bool:
+        return not self.realtime
+
+    def _run(self, sink: Sink) -> None:
+        t0 = time.monotonic()
+        pos = 0
+        while pos < len(self._samples) and not self._stop.is_set():
+            if self.realtime:
+                due = t0 + pos / SAMPLE_RATE
+                time.sleep(max(0.0, due - time.monotonic()))
+            elif self.space is not None and self.space() < self.block:
+                time.sleep(0.005)
+                continue
+            sink(self._samples[pos : pos + self.block])
+            pos += self.block
+        self.finished = pos >= len(self._samples)
+
+
+class StdinSource(_ThreadSource):
+    def __init__(self, stream: BinaryIO | None = None, block_ms: int = 20) -> None:
+        super().__init__("stdin")
+        self.stream = stream if stream is not None else sys.stdin.buffer
+        self.block_bytes = 2 * SAMPLE_RATE * block_ms // 1000
+
+    def _run(self, sink: Sink) -> None:
+        carry = b""
+        while not self._stop.is_set():
+            data = self.stream.read(self.block_bytes)
+            if not data:
+                break
+            data = carry + data
+            usable = len(data) - len(data) % 2
+            carry = data[usable:]
+            sink(np.frombuffer(data[:usable], dtype="<i2").astype(np.int16))
+        self.finished = True
+
+
+class PushSource(AudioSource):
+    """Audio pushed in by someone else (the control socket's replay requests)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self._sink: Sink | None = None
+
+    @property
+    def lossless(self) -> bool:
+        return True
+
+    def start(self, sink: Sink) -> None:
+        self._sink = sink
+
+    def push(self, samples: np.ndarray) -> None:
+        if self._sink is None:
+            raise SourceError(f"{self.name} is not started")
+        self._sink(samples)
+
+    def finish(self) -> None:
+        self.finished = True
+
+    def alive(self) -> bool:
+        return self._sink is not None and not self.finished
+
+    def stop(self) -> None:
+        self._sink = None

@@ -1,0 +1,43 @@
+"""Stage 4: sliding windows over speech, as a pure function of sample indices.
+
+Within a speech segment the first window is due once ``min_speech`` samples of
+it exist; then one every ``hop``. A window covers the last ``length`` samples
+up to its end (less at the start of a segment) and never reaches past the end
+of the newest speech frame, so no window ends in silence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    length: int
+    hop: int
+    min_speech: int
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_speech <= self.length or self.hop <= 0:
+            raise ValueError(f"need 0 < min_speech <= length and hop > 0: {self}")
+
+
+def due_windows(
+    spec: WindowSpec, seg_start: int, speech_end: int, last_end: int | None, final: bool = False
+) -> list[tuple[int, int]]:
+    """Windows (start, end) due in a segment, after the one ending at ``last_end``.
+
+    ``speech_end`` is the end of the newest speech frame in the segment. With
+    ``final`` (the segment has closed), a last window covers the tail if at
+    least half a hop of speech came after the previous window.
+    """
+    first_end = seg_start + spec.min_speech
+    out: list[tuple[int, int]] = []
+    end = first_end if last_end is None else last_end + spec.hop
+    while end <= speech_end:
+        out.append((max(seg_start, end - spec.length), end))
+        end += spec.hop
+    done = out[-1][1] if out else last_end
+    if final and speech_end >= first_end and (done is None or speech_end - done >= spec.hop // 2):
+        out.append((max(seg_start, speech_end - spec.length), speech_end))
+    return out
