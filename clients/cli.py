@@ -51,7 +51,31 @@ def _identify_args(p: argparse.ArgumentParser, batch: bool) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vggvox-client", description=__doc__.splitlines()[0])
     parser.add_argument("--log-level", default="WARNING")
+    parser.add_argument("--control", help="daemon control endpoint (default: as the daemon's)")
+    parser.add_argument("--events", help="daemon events endpoint (default: as the daemon's)")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("enroll", help="enroll a speaker through the running daemon")
+    p.add_argument("name")
+    p.add_argument("files", nargs="*", type=Path)
+    p.add_argument("--live", type=float, metavar="SECONDS",
+                   help="record SECONDS from the daemon's microphone instead of files")
+    p.add_argument("--replace", action="store_true", help="replace the speaker's voiceprint")
+    p.add_argument("--json", action="store_true")
+    sub.add_parser("speakers", help="list enrolled speakers").add_argument("--json",
+                                                                          action="store_true")
+    sub.add_parser("remove", help="remove a speaker").add_argument("name")
+    p = sub.add_parser("listen", help="print the daemon's events")
+    p.add_argument("--json", action="store_true", help="one JSON object a line")
+    p.add_argument("--topic", action="append", dest="topics",
+                   help="only this topic (repeatable): speech.start, speech.end, speaker, "
+                        "enrollment, status")
+    p.add_argument("--count", type=int, help="stop after N events")
+    p.add_argument("--seconds", type=float, help="stop after S seconds")
+    p = sub.add_parser("replay", help="send audio through the daemon's pipeline, print events")
+    p.add_argument("target", type=Path, help="an audio file, or a list of them")
+    p.add_argument("--realtime", action="store_true", help="send at real-time pace")
+    p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("offline", help="identify test utterances against enrolled speakers")
     _identify_args(p, batch=False)
@@ -152,7 +176,48 @@ def cmd_similarity(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_daemon(args: argparse.Namespace) -> int:
+    from vggvox_client import live
+    from vggvox_client.connection import Connection
+    from vggvoxd.config import EndpointSettings
+
+    conn = Connection(args.control, args.events)
+    if args.command == "listen":
+        return live.listen(conn, args.json, args.topics, args.count, args.seconds)
+    if args.command == "replay":
+        return live.replay(conn, args.target, args.realtime, args.json)
+    if args.command == "remove":
+        conn.request("remove", name=args.name)
+        print(f"removed {args.name}")
+        return 0
+    if args.command == "speakers":
+        reply = conn.request("list")
+        if args.json:
+            print_json(reply)
+        else:
+            print(f"model {reply['model']}, {len(reply['speakers'])} speakers")
+            for s in reply["speakers"]:
+                print(f"  {s['name']:24s} {s['embeddings']:3d} embeddings  "
+                      f"{s['seconds']:7.1f} s of speech")
+        return 0
+    if (args.live is None) == (not args.files):
+        raise VggvoxError("enroll needs either FILE... or --live SECONDS")
+    reply = live.enroll(conn, args.name, args.files, args.live, args.replace,
+                        EndpointSettings().max_request_bytes)
+    if args.json:
+        print_json(reply)
+    else:
+        print(f"enrolled {reply['speaker']}: {reply['embeddings']} embeddings, "
+              f"{reply['speech_s']:.1f} s of speech after VAD ({reply['model']})")
+    return 0
+
+
 COMMANDS = {
+    "enroll": cmd_daemon,
+    "speakers": cmd_daemon,
+    "remove": cmd_daemon,
+    "listen": cmd_daemon,
+    "replay": cmd_daemon,
     "offline": cmd_identify,
     "batch-offline": cmd_identify,
     "batch_offline": cmd_identify,

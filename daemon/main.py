@@ -1,10 +1,84 @@
-"""Entry point of vggvoxd (filled in by the daemon work)."""
+"""``vggvoxd``: command line, logging, signals."""
 
 from __future__ import annotations
 
+import argparse
+import logging
+import signal
 import sys
+from types import FrameType
+
+from vggvox.errors import VggvoxError
+from vggvoxd import config
+from vggvoxd.daemon import Daemon, check_source
+
+log = logging.getLogger("vggvoxd")
 
 
-def main() -> int:
-    print("vggvoxd: the daemon is not built yet; see vggvox-client offline", file=sys.stderr)
-    return 1
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vggvoxd", description="Real-time speaker identification "
+                                "daemon: microphone in, ZeroMQ events out.")
+    p.add_argument("--config", help="YAML settings (default: /etc/vggvox/vggvoxd.yaml, then "
+                                    "~/.config/vggvox/vggvoxd.yaml, then built-in defaults)")
+    p.add_argument("--events", help="ZeroMQ PUB endpoint, e.g. tcp://127.0.0.1:5560")
+    p.add_argument("--control", help="ZeroMQ control endpoint, e.g. ipc:///run/vggvox/c.sock")
+    p.add_argument("--store", help="SQLite voiceprint store")
+    p.add_argument("--device", help="input device name or index")
+    p.add_argument("--source", default="mic", help="mic (default), file:PATH or stdin")
+    p.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
+    return p
+
+
+def settings_from(args: argparse.Namespace) -> config.Settings:
+    settings, found = config.load(args.config)
+    if args.events or args.control:
+        settings = config.override(settings, "endpoints",
+                                   events=args.events or settings.endpoints.events,
+                                   control=args.control or settings.endpoints.control)
+    if args.store:
+        settings = config.override(settings, "store", path=args.store)
+    if args.device is not None:
+        device: str | int = int(args.device) if args.device.isdigit() else args.device
+        settings = config.override(settings, "audio", device=device)
+    if args.log_level:
+        config.parse({"logging": {"level": args.log_level}}, "--log-level")  # validates it
+        settings = config.override(settings, "logging", level=args.log_level.upper())
+    log.debug("settings from %s", found or "built-in defaults")
+    return settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from(args)
+        check_source(args.source)
+    except (VggvoxError, ValueError) as e:
+        print(f"vggvoxd: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.logging.level.upper(), stream=sys.stdout,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        daemon = Daemon(settings, source=args.source)
+    except (VggvoxError, RuntimeError) as e:
+        log.error("cannot start: %s", e)
+        return 1
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP:
+            log.info("SIGHUP: reloading voiceprints")
+            daemon.reload()
+        else:
+            log.info("%s: stopping", signal.Signals(signum).name)
+            daemon.stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    try:
+        return daemon.run()
+    except RuntimeError as e:  # an endpoint that cannot be bound
+        log.error("%s", e)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Client commands that go through the running daemon: enroll, speakers, remove,
+listen and replay.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vggvox.audio import SAMPLE_RATE, load_audio
+from vggvox.errors import VggvoxError
+from vggvox_client.connection import ClientError, Connection
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif"}
+CHUNK_S = 1.0
+
+
+def to_pcm(x: np.ndarray) -> bytes:
+    return (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+def format_event(ev: dict[str, Any]) -> str:
+    head = f"{ev['source']} [{ev['t_start']:7.2f} - {ev['t_end']:7.2f}] {ev['type']:12s}"
+    if ev["type"] == "speaker":
+        who = ev["speaker"] if ev["speaker"] is not None else "(unknown)"
+        best = ", ".join(f"{n} {s:.2f}" for n, s in ev["top"][:3])
+        return f"{head} {who:16s} score {ev['score']:.3f}  top: {best}"
+    if ev["type"] == "enrollment":
+        return f"{head} {ev['action']} {ev['speaker']}"
+    if ev["type"] == "status":
+        return (f"{head} {ev['state']}  queue {ev['queue']}  overflows {ev['overflows']}  "
+                f"dropped {ev['dropped_samples']} samples / {ev['dropped_windows']} windows")
+    return head
+
+
+def emit(ev: dict[str, Any], as_json: bool) -> None:
+    print(json.dumps(ev, sort_keys=True) if as_json else format_event(ev), flush=True)
+
+
+def enroll(conn: Connection, name: str, files: list[Path], live: float | None,
+           replace: bool, max_bytes: int) -> dict[str, Any]:
+    if live is not None:
+        return conn.request("enroll", timeout=live + 30, name=name, live=float(live),
+                            replace=replace)
+    clips = [to_pcm(load_audio(f)) for f in files]
+    size = sum(len(c) for c in clips)
+    if size > max_bytes:
+        raise VggvoxError(f"{size} bytes of audio exceed the {max_bytes}-byte request limit; "
+                          "enroll with fewer or shorter files")
+    return conn.request("enroll", timeout=60, name=name, audio=clips, replace=replace)
+
+
+def listen(conn: Connection, as_json: bool, topics: list[str] | None, count: int | None,
+           seconds: float | None) -> int:
+    sock = conn.subscribe(topics)
+    deadline = time.monotonic() + seconds if seconds else None
+    seen = 0
+    try:
+        while count is None or seen < count:
+            left = 0.5 if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                break
+            ev = conn.receive(sock, min(left, 0.5))
+            if ev is not None:
+                emit(ev, as_json)
+                seen += 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
+    return 0
+
+
+def replay_files(target: Path) -> list[Path]:
+    """A single audio file, or a list (first field of each line is a path)."""
+    if target.suffix.lower() in AUDIO_SUFFIXES:
+        return [target]
+    lines = [ln.split()[0] for ln in target.read_text().splitlines()
+             if ln.strip() and ln.strip().lower() != "filename,speaker"]
+    return [target.parent / ln.split(",")[0] for ln in lines]
+
+
+def replay_one(conn: Connection, path: Path, realtime: bool, as_json: bool,
+               timeout: float) -> list[dict[str, Any]]:
+    """Send one file through the daemon's pipeline; print and return its events."""
+    samples = (np.clip(load_audio(path), -1, 1) * 32767).astype("<i2")
+    session = f"{path.name}-{uuid.uuid4().hex[:8]}"
+    source = f"replay:{session}"
+    sock = conn.subscribe()
+    time.sleep(0.2)  # let the subscription reach the publisher before any event
+    events: list[dict[str, Any]] = []
+
+    def drain(wait: float) -> bool:
+        """Print this replay's events; True once it has finished."""
+        while (ev := conn.receive(sock, wait)) is not None:
+            wait = 0
+            if ev["source"] != source:
+                continue
+            if ev["type"] == "status" and ev["state"] == "finished":
+                return True
+            events.append(ev)
+            emit(ev, as_json)
+        return False
+
+    chunk = int(CHUNK_S * SAMPLE_RATE)
+    t0 = time.monotonic()
+    try:
+        pos = 0
+        while pos < len(samples) or pos == 0:
+            part = samples[pos : pos + chunk]
+            final = pos + len(part) >= len(samples)
+            reply = conn.request("replay", session=session, audio=part.tobytes(), final=final)
+            pos += reply["accepted"]
+            if reply["accepted"] < len(part):
+                time.sleep(0.01)  # the daemon's buffer is full: let the pipeline catch up
+            elif realtime:
+                time.sleep(max(0.0, t0 + pos / SAMPLE_RATE - time.monotonic()))
+            drain(0)
+            if final and reply["accepted"] == len(part):
+                break
+        deadline = time.monotonic() + timeout
+        while not drain(0.2):
+            if time.monotonic() > deadline:
+                raise ClientError(f"replay of {path} did not finish within {timeout:g} s")
+    finally:
+        sock.close()
+    return events
+
+
+def replay(conn: Connection, target: Path, realtime: bool, as_json: bool) -> int:
+    files = replay_files(target)
+    failed = 0
+    for f in files:
+        t0 = time.monotonic()
+        try:
+            events = replay_one(conn, f, realtime, as_json, timeout=120)
+        except VggvoxError as e:
+            print(f"replay: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        if not as_json:
+            print(f"# {f}: {len(events)} events in {time.monotonic() - t0:.2f} s", file=sys.stderr)
+    return 1 if failed == len(files) else 0

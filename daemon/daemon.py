@@ -1,0 +1,177 @@
+"""The supervisor: wires the stages together and keeps the audio source alive.
+
+    source -> RingBuffer -> VadGate -> windows -> WindowQueue -> EmbedWorker -> Publisher
+                                                                    ^
+              ControlServer (enroll, remove, list, status, reload, replay) -> VoiceprintStore
+
+The main thread runs ``run``: it (re)starts the live source with back-off when
+it fails or disappears, sends heartbeats, tells systemd when it is ready, and
+tears everything down on ``stop`` (SIGTERM).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+from vggvox.embedder import Embedder
+from vggvox.modelcard import load_card, resolve_card
+from vggvox.scoring import Scorer
+from vggvox.store import VoiceprintStore
+from vggvoxd.config import Settings
+from vggvoxd.control import ControlServer
+from vggvoxd.events import Event, StatusEvent
+from vggvoxd.handlers import Handlers
+from vggvoxd.notify import Notifier
+from vggvoxd.pipeline import Pipeline
+from vggvoxd.publisher import Publisher
+from vggvoxd.sources import AudioSource, FileSource, MicSource, SourceError, StdinSource
+from vggvoxd.worker import EmbedWorker, WindowQueue
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_S = 10.0
+# A running source that delivers nothing for this long is treated as lost.
+STALL_S = 3.0
+
+
+def check_source(spec: str) -> None:
+    if spec not in ("mic", "stdin") and not (spec.startswith("file:") and len(spec) > 5):
+        raise ValueError(f"--source must be mic, stdin or file:PATH, got {spec!r}")
+
+
+def make_source(spec: str, settings: Settings) -> AudioSource:
+    """``mic``, ``file:PATH`` (played at real-time pace) or ``stdin``."""
+    check_source(spec)
+    if spec == "mic":
+        return MicSource(settings.audio.device, settings.audio.block_ms)
+    if spec == "stdin":
+        return StdinSource(block_ms=settings.audio.block_ms)
+    return FileSource(Path(spec[5:]), realtime=True, block_ms=settings.audio.block_ms)
+
+
+class Daemon:
+    def __init__(self, settings: Settings, source: str = "mic",
+                 notifier: Notifier | None = None) -> None:
+        self.settings = settings
+        self.source_spec = source
+        self.notifier = notifier or Notifier()
+        card = load_card(resolve_card(settings.model.name))
+        self.embedder = Embedder(card, threads=settings.model.threads)
+        self.store = VoiceprintStore(settings.store_path())
+        self.threshold = (settings.scoring.threshold if settings.scoring.threshold is not None
+                          else card.threshold)
+        self.queue = WindowQueue(settings.window.queue)
+        self.publisher = Publisher(settings.endpoint("events"), settings.endpoints.events_hwm)
+        self.worker = EmbedWorker(
+            self.embedder, Scorer(settings.scoring.metric), self.store, self.threshold,
+            settings.scoring.top_k, self.queue, settings.window.max_batch,
+            self.publish, self.on_flush,
+        )
+        self.handlers = Handlers(self)
+        self.control = ControlServer(settings.endpoint("control"), self.handlers.table(),
+                                     settings.endpoints.max_request_bytes)
+        self.main: Pipeline | None = None
+        self.state = "starting"
+        self._stop = threading.Event()
+        self._last_status = 0.0
+        log.info("model %s (%s), threshold %.3f, store %s", card.tag, card.path, self.threshold,
+                 self.store.path)
+
+    # -- events -------------------------------------------------------------------------
+
+    def publish(self, event: Event) -> None:
+        self.publisher.publish(event)
+
+    def status_event(self, source: str | None = None, state: str | None = None) -> StatusEvent:
+        main = self.main
+        t = main.stream_s if main else 0.0
+        return StatusEvent(
+            source=source or (main.source.name if main else self.source_spec),
+            t_start=t, t_end=t, state=state or self.state,
+            overflows=main.source.overflows if main else 0,
+            dropped_samples=main.ring.dropped if main else 0,
+            dropped_windows=(main.dropped_windows if main else 0) + self.queue.dropped,
+            queue=len(self.queue), speakers=len(self.worker.names),
+        )
+
+    def set_state(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            self.notifier.status(f"source {self.source_spec}: {state}")
+            self.publish(self.status_event())
+
+    def on_flush(self, source: str) -> None:
+        """The worker has handled every window of a finite source."""
+        self.handlers.replay_finished(source)
+        if self.main and source == self.main.source.name:
+            self.set_state("finished")
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def reload(self) -> None:
+        self.worker.refresh(force=True)
+
+    def run(self) -> int:
+        self.publisher.start()
+        self.worker.start()
+        self.control.start()
+        self.main = Pipeline(make_source(self.source_spec, self.settings), self.settings,
+                             self.queue, self.publish, on_frames=self.notifier.watchdog)
+        backoff, next_try, started = 1.0, 0.0, False
+        try:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                if self.state in ("starting", "waiting", "lost") and now >= next_try:
+                    try:
+                        if started:
+                            self.main.start_source()
+                        else:
+                            self.main.start()
+                            started = True
+                        self.set_state("running")
+                        backoff = 1.0
+                    except SourceError as e:
+                        log.warning("%s; retrying in %.0f s", e, backoff)
+                        self.set_state("waiting" if self.state == "starting" else self.state)
+                        next_try, backoff = now + backoff, min(2 * backoff, MAX_BACKOFF_S)
+                elif self.state == "running":
+                    self._watch_source(now)
+                if self.state == "running" and self.main.frames_seen:
+                    self.notifier.ready(f"listening on {self.main.source.name}")
+                if now - self._last_status >= self.settings.status.interval_s:
+                    self._last_status = now
+                    self.publish(self.status_event())
+                self.handlers.reap_replays()
+                self._stop.wait(0.1)
+        finally:
+            self.shutdown()
+        return 0
+
+    def _watch_source(self, now: float) -> None:
+        main = self.main
+        assert main is not None
+        if main.source.finished:
+            return
+        stalled = main.frames_seen and now - main.last_audio > STALL_S
+        if not main.source.alive() or stalled:
+            log.warning("input %s lost (%s); will retry", main.source.name,
+                        "no audio" if stalled else "stream stopped")
+            main.source.stop()
+            self.set_state("lost")
+
+    def shutdown(self) -> None:
+        log.info("shutting down")
+        self.notifier.stopping()
+        self.control.stop()
+        if self.main is not None:
+            self.main.stop()
+        self.handlers.stop_replays()
+        self.worker.stop()
+        self.publish(self.status_event(state="stopped"))
+        self.publisher.stop()

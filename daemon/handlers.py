@@ -1,0 +1,195 @@
+"""The control requests: enroll, remove, list, status, reload, replay.
+
+Each handler validates its fields (a RequestError names the bad one) and
+answers with a plain map. They run in the control thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from vggvox.audio import SAMPLE_RATE
+from vggvox.store import check_name
+from vggvoxd.control import Handler, Later, Reply, RequestError, field
+from vggvoxd.events import EnrollmentEvent, StatusEvent
+from vggvoxd.pipeline import Pipeline, Tap, make_gate
+from vggvoxd.sources import PushSource
+from vggvoxd.vad import speech_segments
+
+if TYPE_CHECKING:
+    from vggvoxd.daemon import Daemon
+
+MAX_REPLAYS = 4
+REPLAY_IDLE_S = 60.0
+
+
+@dataclass
+class ReplaySession:
+    pipe: Pipeline
+    seen: float
+    """Monotonic time of the last request."""
+    reported: bool = False
+    """Its 'finished' status has been published: safe to drop."""
+
+
+def pcm(blob: Any, what: str) -> np.ndarray:
+    """16-bit little-endian mono PCM at 16 kHz, from request bytes."""
+    if not isinstance(blob, bytes):
+        raise RequestError(f"{what} must be bytes of 16-bit PCM, got {type(blob).__name__}")
+    if len(blob) % 2:
+        raise RequestError(f"{what} has an odd number of bytes: not 16-bit PCM")
+    return np.frombuffer(blob, dtype="<i2").astype(np.int16)
+
+
+class Handlers:
+    def __init__(self, daemon: Daemon) -> None:
+        self.d = daemon
+        self.replays: dict[str, ReplaySession] = {}
+        self._lock = threading.Lock()
+
+    def table(self) -> dict[str, Handler]:
+        return {"enroll": self.enroll, "remove": self.remove, "list": self.list,
+                "status": self.status, "reload": self.reload, "replay": self.replay}
+
+    # -- enrollment -----------------------------------------------------------------------
+
+    def enroll(self, req: dict[str, Any], later: Later) -> Reply | None:
+        name = check_name(field(req, "name", str))
+        replace = field(req, "replace", bool, False)
+        audio = field(req, "audio", list, None)
+        live = field(req, "live", (int, float), None)
+        if (audio is None) == (live is None):
+            raise RequestError("enroll needs exactly one of 'audio' (list of PCM) or 'live'")
+        if audio is not None:
+            if not audio:
+                raise RequestError("'audio' is empty")
+            clips = [pcm(a, f"audio[{i}]") for i, a in enumerate(audio)]
+            return self.enroll_clips(name, clips, replace, [f"clip{i}" for i in range(len(clips))])
+        limit = self.d.settings.enroll.max_live_s
+        if not 0 < live <= limit:
+            raise RequestError(f"'live' must be in (0, {limit}] seconds, got {live}")
+        main = self.d.main
+        if main is None or self.d.state != "running" or main.source.finished:
+            raise RequestError(f"no live audio: the source is {self.d.state}")
+        main.taps.append(Tap(int(live * SAMPLE_RATE), lambda x: later(
+            lambda: self.enroll_clips(name, [x], replace, ["live"]))))
+        return None
+
+    def enroll_clips(self, name: str, clips: list[np.ndarray], replace: bool,
+                     sources: list[str]) -> Reply:
+        embedder, settings = self.d.embedder, self.d.settings
+        embs, seconds, used, total = [], [], [], 0.0
+        for clip, src in zip(clips, sources, strict=True):
+            segments = speech_segments(make_gate(settings), clip)
+            speech = np.concatenate([clip[s:e] for s, e in segments]) if segments else clip[:0]
+            secs = len(speech) / SAMPLE_RATE
+            total += secs
+            if secs >= embedder.card.min_input_s:
+                embs.append(embedder.embed(speech.astype(np.float32) / 32768))
+                seconds.append(secs)
+                used.append(src)
+        need = settings.enroll.min_speech_s
+        if total < need or not embs:
+            raise RequestError(f"too little speech to enroll {name!r}: {total:.1f} s after VAD "
+                               f"in {len(clips)} clip(s), need {need:.1f} s")
+        info = self.d.store.enroll(name, np.stack(embs), embedder.tag, used, seconds, replace)
+        t = self.d.main.stream_s if self.d.main else 0.0
+        self.d.publish(EnrollmentEvent(source=self._source(), t_start=t, t_end=t, action="added",
+                                       speaker=name, embeddings=info.embeddings,
+                                       speech_s=round(total, 3), model=embedder.tag))
+        return {"ok": True, "speaker": name, "embeddings": info.embeddings,
+                "speech_s": round(total, 3), "model": embedder.tag}
+
+    def remove(self, req: dict[str, Any], later: Later) -> Reply:
+        name = field(req, "name", str)
+        if not self.d.store.remove(name):
+            raise RequestError(f"no speaker named {name!r}")
+        t = self.d.main.stream_s if self.d.main else 0.0
+        self.d.publish(EnrollmentEvent(source=self._source(), t_start=t, t_end=t,
+                                       action="removed", speaker=name,
+                                       model=self.d.embedder.tag))
+        return {"ok": True, "removed": name}
+
+    def list(self, req: dict[str, Any], later: Later) -> Reply:
+        return {"ok": True, "model": self.d.embedder.tag, "speakers": [
+            {"name": s.name, "embeddings": s.embeddings, "seconds": round(s.seconds, 3),
+             "model": s.model, "updated": s.updated} for s in self.d.store.speakers()]}
+
+    def status(self, req: dict[str, Any], later: Later) -> Reply:
+        ev = self.d.status_event()
+        return {"ok": True, "source": ev.source, "state": ev.state, "stream_s": ev.t_end,
+                "overflows": ev.overflows, "dropped_samples": ev.dropped_samples,
+                "dropped_windows": ev.dropped_windows, "queue": ev.queue,
+                "speakers": ev.speakers, "windows": self.d.worker.windows_done,
+                "model": self.d.embedder.tag, "threshold": self.d.threshold,
+                "replays": sorted(self.replays)}
+
+    def reload(self, req: dict[str, Any], later: Later) -> Reply:
+        self.d.reload()
+        return {"ok": True, "speakers": len(self.d.worker.names)}
+
+    def _source(self) -> str:
+        return self.d.main.source.name if self.d.main else self.d.source_spec
+
+    # -- replay ---------------------------------------------------------------------------
+
+    def replay(self, req: dict[str, Any], later: Later) -> Reply:
+        session = field(req, "session", str)
+        if not 0 < len(session) <= 64 or not session.isprintable():
+            raise RequestError("'session' must be 1 to 64 printable characters")
+        samples = pcm(field(req, "audio", bytes, b""), "audio")
+        final = field(req, "final", bool, False)
+        with self._lock:
+            entry = self.replays.get(session)
+            if entry is None:
+                if len(self.replays) >= MAX_REPLAYS:
+                    raise RequestError(f"too many replays at once (at most {MAX_REPLAYS})")
+                pipe = Pipeline(PushSource(f"replay:{session}"), self.d.settings, self.d.queue,
+                                self.d.publish)
+                pipe.start()
+                entry = self.replays[session] = ReplaySession(pipe, time.monotonic())
+            entry.seen = time.monotonic()
+            pipe = entry.pipe
+        source = pipe.source
+        assert isinstance(source, PushSource)
+        if source.finished:
+            raise RequestError(f"replay {session!r} is already finished")
+        n = min(len(samples), pipe.ring.space())
+        source.push(samples[:n])
+        if final and n == len(samples):
+            source.finish()
+        return {"ok": True, "accepted": n, "stream_s": pipe.stream_s}
+
+    def replay_finished(self, source: str) -> None:
+        """Called by the worker after the last window of a replay: tell the client."""
+        with self._lock:
+            entry = self.replays.get(source.removeprefix("replay:"))
+        if entry is not None:
+            t = entry.pipe.stream_s
+            self.d.publish(StatusEvent(source=source, t_start=t, t_end=t, state="finished",
+                                       dropped_windows=entry.pipe.dropped_windows,
+                                       queue=len(self.d.queue),
+                                       speakers=len(self.d.worker.names)))
+            entry.reported = True
+
+    def reap_replays(self) -> None:
+        """Drop finished or abandoned replay sessions."""
+        now = time.monotonic()
+        with self._lock:
+            gone = [s for s, r in self.replays.items()
+                    if r.reported or now - r.seen > REPLAY_IDLE_S]
+            pipes = [self.replays.pop(s).pipe for s in gone]
+        for p in pipes:
+            p.stop()
+
+    def stop_replays(self) -> None:
+        with self._lock:
+            pipes = [r.pipe for r in self.replays.values()]
+            self.replays.clear()
+        for p in pipes:
+            p.stop()
