@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import select
 import sys
 import threading
 import time
@@ -195,13 +197,17 @@ class FileSource(_ThreadSource):
 class StdinSource(_ThreadSource):
     def __init__(self, stream: BinaryIO | None = None, block_ms: int = 20) -> None:
         super().__init__("stdin")
-        self.stream = stream if stream is not None else sys.stdin.buffer
+        self.fd = (stream if stream is not None else sys.stdin.buffer).fileno()
         self.block_bytes = 2 * SAMPLE_RATE * block_ms // 1000
 
     def _run(self, sink: Sink) -> None:
         carry = b""
         while not self._stop.is_set():
-            data = self.stream.read(self.block_bytes)
+            # Raw reads after select: a blocked buffered read could not see the stop flag.
+            ready, _, _ = select.select([self.fd], [], [], 0.1)
+            if not ready:
+                continue
+            data = os.read(self.fd, self.block_bytes)
             if not data:
                 break
             data = carry + data

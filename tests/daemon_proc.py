@@ -1,0 +1,60 @@
+"""Run the real vggvoxd in a subprocess, on ipc:// endpoints inside a temp folder."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from vggvox_client.connection import ClientError, Connection
+
+
+class DaemonProcess:
+    def __init__(self, tmp: Path, source: str = "stdin", args: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.tmp = tmp
+        self.store = tmp / "voiceprints.db"
+        self.log = tmp / "vggvoxd.log"
+        self.conn = Connection(f"ipc://{tmp}/control.sock", f"ipc://{tmp}/events.sock")
+        self.argv = [sys.executable, "-m", "vggvoxd.main", "--events", self.conn.events,
+                     "--control", self.conn.control, "--store", str(self.store),
+                     "--source", source, *(args or [])]
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> DaemonProcess:
+        self.proc = subprocess.Popen(self.argv, env=self.env, stdin=subprocess.PIPE,
+                                     stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"vggvoxd exited {self.proc.returncode}: {self.output()}")
+            try:
+                self.conn.request("status", timeout=0.5)
+                return self
+            except ClientError:
+                time.sleep(0.1)
+        raise RuntimeError(f"vggvoxd did not answer within {timeout} s: {self.output()}")
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 10.0) -> tuple[int, float]:
+        """SIGTERM; returns (exit code, seconds it took)."""
+        assert self.proc is not None
+        t0 = time.monotonic()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        return self.proc.returncode, time.monotonic() - t0

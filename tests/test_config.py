@@ -1,0 +1,68 @@
+"""Daemon configuration: the shipped file, defaults, and errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vggvoxd import config
+from vggvoxd.config import ConfigError, Settings
+
+SHIPPED = Path(__file__).resolve().parent.parent / "config" / "vggvoxd.yaml"
+
+
+def test_shipped_file_documents_every_key_with_its_default() -> None:
+    data = yaml.safe_load(SHIPPED.read_text())
+    assert config.parse(data, str(SHIPPED)) == Settings()
+    for section in config.dataclasses.fields(Settings):
+        keys = {f.name for f in config.dataclasses.fields(section.default_factory())}
+        assert set(data[section.name]) == keys, section.name
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"vad": {"aggresiveness": 2}}, "unknown key 'vad.aggresiveness'"),
+        ({"vda": {}}, "unknown section 'vda'"),
+        ({"vad": {"aggressiveness": 7}}, "'vad.aggressiveness' must be 0..3, got 7"),
+        ({"vad": {"frame_ms": 25}}, "'vad.frame_ms' must be 10, 20 or 30"),
+        ({"window": {"hop_s": "fast"}}, "'window.hop_s' must be"),
+        ({"model": {"threads": True}}, "'model.threads' must be"),
+        ({"audio": {"rate": 44100}}, "'audio.rate' only 16000"),
+        ({"scoring": {"metric": "manhattan"}}, "'scoring.metric' must be cosine or euclidean"),
+        ({"window": {"min_speech_s": 3.0}}, "'window.min_speech_s' must not exceed"),
+        ({"audio": []}, "'audio' must be a mapping"),
+        ([1, 2], "top level must be a mapping"),
+    ],
+)
+def test_bad_values_name_the_key(data: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        config.parse(data, "test.yaml")
+
+
+def test_load_from_file_and_overrides(tmp_path: Path) -> None:
+    f = tmp_path / "vggvoxd.yaml"
+    f.write_text("scoring:\n  threshold: 0.5\naudio:\n  device: pulse\n")
+    settings, found = config.load(f)
+    assert found == f and settings.scoring.threshold == 0.5 and settings.audio.device == "pulse"
+    settings = config.override(settings, "store", path=str(tmp_path / "x.db"))
+    assert settings.store_path() == tmp_path / "x.db"
+    with pytest.raises(config.dataclasses.FrozenInstanceError):
+        settings.vad.aggressiveness = 3  # type: ignore[misc]
+
+
+def test_invalid_yaml_names_the_file(tmp_path: Path) -> None:
+    f = tmp_path / "broken.yaml"
+    f.write_text("vad: [unclosed\n")
+    with pytest.raises(ConfigError, match="broken.yaml: not valid YAML"):
+        config.load(f)
+
+
+def test_systemd_directories(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path / "run"))
+    s = Settings()
+    assert s.store_path() == tmp_path / "state" / "voiceprints.db"
+    assert s.endpoint("events") == f"ipc://{tmp_path}/run/events.sock"

@@ -1,0 +1,249 @@
+"""The real daemon in a subprocess: enrollment, replay, control errors, signals, sources."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import msgpack
+import numpy as np
+import pytest
+import zmq
+from daemon_proc import DaemonProcess
+from speakers_fixture import Conversation, conversation, score_events
+
+from conftest import write_wav
+from vggvox.audio import load_audio
+from vggvox_client import live
+from vggvox_client.connection import ClientError
+
+MAX_BYTES = 16 * 1024 * 1024
+
+
+@pytest.fixture
+def convo(tmp_path: Path) -> Conversation:
+    return conversation(tmp_path)
+
+
+@pytest.fixture
+def daemon(tmp_path: Path):
+    d = DaemonProcess(tmp_path).start()
+    yield d
+    d.stop()
+
+
+def enroll_both(d: DaemonProcess, convo: Conversation) -> None:
+    for name, files in convo.enroll.items():
+        reply = live.enroll(d.conn, name, files, None, False, MAX_BYTES)
+        assert reply["speaker"] == name and reply["speech_s"] >= 3.0
+
+
+def test_enroll_replay_identify_remove(daemon: DaemonProcess, convo: Conversation) -> None:
+    enroll_both(daemon, convo)
+    assert [s["name"] for s in daemon.conn.request("list")["speakers"]] == sorted(convo.enroll)
+    events = live.replay_one(daemon.conn, convo.stream, realtime=False, as_json=True, timeout=60)
+    good, total = score_events(events, convo.turns)
+    assert total >= 10 and good / total >= 0.9, (good, total)
+    starts = [e["t_start"] for e in events if e["type"] == "speech.start"]
+    assert starts and all(any(s - 0.3 <= t <= e for s, e, _ in convo.turns) for t in starts)
+    sub = daemon.conn.subscribe(["enrollment"])
+    time.sleep(0.3)
+    name = sorted(convo.enroll)[0]
+    daemon.conn.request("remove", name=name)
+    ev = daemon.conn.receive(sub, 5)
+    assert ev and ev["action"] == "removed" and ev["speaker"] == name
+    with pytest.raises(ClientError, match="no speaker named"):
+        daemon.conn.request("remove", name=name)
+    sub.close()
+
+
+def test_voiceprints_take_effect_without_restart(daemon: DaemonProcess,
+                                                 convo: Conversation) -> None:
+    first, second = sorted(convo.enroll)
+    live.enroll(daemon.conn, first, convo.enroll[first], None, False, MAX_BYTES)
+    before = live.replay_one(daemon.conn, convo.stream, False, True, timeout=60)
+    named = {e["speaker"] for e in before if e["type"] == "speaker"}
+    assert second not in named
+    live.enroll(daemon.conn, second, convo.enroll[second], None, False, MAX_BYTES)
+    after = live.replay_one(daemon.conn, convo.stream, False, True, timeout=60)
+    good, total = score_events(after, convo.turns)
+    assert good / total >= 0.9
+
+
+def test_enrollment_refuses_too_little_speech(daemon: DaemonProcess, tmp_path: Path,
+                                              convo: Conversation) -> None:
+    clip = load_audio(next(iter(convo.enroll.values()))[0])[:16000]
+    short = write_wav(tmp_path / "short.wav", clip)
+    with pytest.raises(ClientError, match=r"too little speech .* need 3.0 s"):
+        live.enroll(daemon.conn, "shorty", [short], None, False, MAX_BYTES)
+    silent = write_wav(tmp_path / "silent.wav", np.full(64000, 1e-3, dtype=np.float32))
+    with pytest.raises(ClientError, match="too little speech"):
+        live.enroll(daemon.conn, "quiet", [silent], None, False, MAX_BYTES)
+    assert daemon.conn.request("list")["speakers"] == []
+
+
+def raw_request(endpoint: str, payload: bytes, timeout: float = 3.0) -> dict | None:
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(endpoint)
+    try:
+        sock.send(payload)
+        if not sock.poll(int(timeout * 1000)):
+            return None
+        return msgpack.unpackb(sock.recv(), raw=False)
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize(
+    ("payload", "error"),
+    [
+        (b"\x00\xffgarbage bytes", "not a valid msgpack"),
+        (msgpack.packb(["op", "list"]), "must be a msgpack map"),
+        (msgpack.packb({"op": "enroll", "name": 42, "audio": []}), "field 'name' must be"),
+        (msgpack.packb({"op": "enroll", "name": "x", "audio": [b"\x01\x02\x03"]}), "odd number"),
+        (msgpack.packb({"op": "enroll", "name": "x", "audio": "wav"}), "field 'audio' must be"),
+        (msgpack.packb({"op": "enroll", "name": "x", "live": 1e9}), "'live' must be in"),
+        (msgpack.packb({"op": "replay", "session": "", "audio": b""}), "'session' must be"),
+        (msgpack.packb({"op": "shutdown"}), "unknown op"),
+        (msgpack.packb({"op": "list", "pad": "x" * 100_000}), "not a valid msgpack"),
+    ],
+)
+def test_malformed_requests_get_errors(daemon: DaemonProcess, payload: bytes, error: str) -> None:
+    reply = raw_request(daemon.conn.control, payload)
+    assert reply is not None and reply["ok"] is False and error in reply["error"]
+    assert daemon.conn.request("status")["ok"]
+
+
+def test_oversized_request_is_dropped_and_daemon_stays_up(daemon: DaemonProcess) -> None:
+    huge = msgpack.packb({"op": "enroll", "name": "x", "audio": [b"\0" * (MAX_BYTES + 16)]})
+    assert raw_request(daemon.conn.control, huge, timeout=2) is None  # ZeroMQ refused it
+    assert daemon.conn.request("status")["ok"]
+
+
+def test_subscriber_that_never_reads(daemon: DaemonProcess, convo: Conversation) -> None:
+    enroll_both(daemon, convo)
+    ctx = zmq.Context.instance()
+    lazy = ctx.socket(zmq.SUB)
+    lazy.setsockopt(zmq.RCVHWM, 1)
+    lazy.setsockopt(zmq.RCVBUF, 4096)
+    lazy.setsockopt(zmq.SUBSCRIBE, b"")
+    lazy.connect(daemon.conn.events)
+    try:
+        for _ in range(3):  # the lazy subscriber never reads a single message
+            events = live.replay_one(daemon.conn, convo.stream, False, True, timeout=60)
+            good, total = score_events(events, convo.turns)
+            assert total >= 10 and good / total >= 0.9
+        status = daemon.conn.request("status")
+        assert status["dropped_samples"] == 0 and status["dropped_windows"] == 0
+    finally:
+        lazy.close()
+
+
+def test_sigterm_exits_cleanly_within_two_seconds(tmp_path: Path) -> None:
+    d = DaemonProcess(tmp_path).start()
+    code, took = d.stop()
+    assert code == 0 and took < 2.0, d.output()
+
+
+def test_sigterm_during_enrollment_keeps_the_store_intact(tmp_path: Path,
+                                                          convo: Conversation) -> None:
+    d = DaemonProcess(tmp_path).start()
+    first, second = sorted(convo.enroll)
+    live.enroll(d.conn, first, convo.enroll[first], None, False, MAX_BYTES)
+    many = convo.enroll[second] * 20  # a long enrollment, to be interrupted
+    clips = [live.to_pcm(load_audio(f)) for f in many]
+
+    def enroll_long() -> None:
+        try:
+            d.conn.request("enroll", timeout=5, name=second, audio=clips)
+        except ClientError:
+            pass  # the daemon may stop before it answers
+
+    t = threading.Thread(target=enroll_long)
+    t.start()
+    time.sleep(1.0)
+    code, took = d.stop()
+    t.join(timeout=10)
+    assert code == 0 and took < 2.5, d.output()
+    with sqlite3.connect(d.store) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        rows = dict(db.execute("SELECT s.name, COUNT(e.id) FROM speakers s "
+                               "LEFT JOIN embeddings e ON e.speaker = s.name GROUP BY s.name"))
+    assert rows[first] == len(convo.enroll[first])
+    assert rows.get(second, len(many)) == len(many)  # all of it or none of it
+
+
+def test_sighup_reloads_voiceprints(daemon: DaemonProcess, convo: Conversation) -> None:
+    from vggvox.embedder import Embedder
+    from vggvox.store import VoiceprintStore
+
+    embedder = Embedder.from_card("campplus")
+    name, files = next(iter(convo.enroll.items()))
+    emb = np.stack([embedder.embed(load_audio(f)) for f in files])
+    VoiceprintStore(daemon.store).enroll(name, emb, embedder.tag, [str(f) for f in files],
+                                         [1.0] * len(files))  # written behind its back
+    assert daemon.conn.request("status")["speakers"] == 0
+    daemon.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while daemon.conn.request("status")["speakers"] != 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert daemon.conn.request("status")["speakers"] == 1
+
+
+def test_stdin_source(tmp_path: Path, convo: Conversation) -> None:
+    d = DaemonProcess(tmp_path, source="stdin").start()
+    try:
+        enroll_both(d, convo)
+        sub = d.conn.subscribe(["speaker", "speech.start"])
+        time.sleep(0.3)
+        pcm = (load_audio(convo.stream) * 32767).astype("<i2").tobytes()
+        assert d.proc and d.proc.stdin
+        d.proc.stdin.write(pcm)
+        d.proc.stdin.flush()
+        events = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(events) < 20:
+            ev = d.conn.receive(sub, 0.5)
+            if ev:
+                events.append(ev)
+        assert {e["source"] for e in events} == {"stdin"}
+        good, total = score_events(events, convo.turns)
+        assert total >= 10 and good / total >= 0.9
+        sub.close()
+    finally:
+        d.stop()
+
+
+def test_file_source_at_real_time_pace(tmp_path: Path, convo: Conversation) -> None:
+    clip = next(iter(convo.enroll.values()))[0]
+    d = DaemonProcess(tmp_path, source=f"file:{clip}")
+    sub = d.conn.subscribe()
+    d.start()
+    t0 = time.monotonic()
+    events = []
+    while time.monotonic() - t0 < 15:
+        ev = d.conn.receive(sub, 0.5)
+        if ev:
+            events.append(ev)
+            if ev["type"] == "status" and ev["state"] == "finished":
+                break
+    took = time.monotonic() - t0
+    d.stop()
+    assert any(e["type"] == "speaker" and e["speaker"] is None for e in events)  # none enrolled
+    assert events[-1]["state"] == "finished" and took >= 0.8 * len(load_audio(clip)) / 16000 - 1
+    seqs = [e["seq"] for e in events]
+    assert seqs == sorted(seqs)
+
+
+def test_bad_config_stops_startup_naming_the_key(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("vad:\n  aggressiveness: 9\n")
+    d = DaemonProcess(tmp_path, args=["--config", str(cfg)])
+    with pytest.raises(RuntimeError, match=r"'vad.aggressiveness' must be 0..3"):
+        d.start(timeout=15)
+    assert d.proc and d.proc.returncode == 2

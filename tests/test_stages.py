@@ -1,0 +1,211 @@
+"""The daemon's stages, each on its own: no devices, no sockets between threads."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import msgpack
+import numpy as np
+import pytest
+
+from vggvox.audio import load_audio
+from vggvoxd.events import SpeakerEvent, SpeechStartEvent, StatusEvent, decode, encode
+from vggvoxd.notify import Notifier
+from vggvoxd.ringbuffer import RingBuffer
+from vggvoxd.vad import SpeechEnd, SpeechStart, VadFrameError, VadGate, speech_segments
+from vggvoxd.windows import WindowSpec, due_windows
+from vggvoxd.worker import Flush, WindowJob, WindowQueue
+
+# ---------------------------------------------------------------- ring buffer
+
+
+def test_ring_buffer_indexes_and_wraps() -> None:
+    rb = RingBuffer(10)
+    rb.write(np.arange(6, dtype=np.int16))
+    assert rb.read() == (0, pytest.approx(np.arange(6)))
+    rb.write(np.arange(6, 13, dtype=np.int16))  # wraps around
+    start, x = rb.read()
+    assert start == 6 and list(x) == list(range(6, 13))
+    assert list(rb.get(3, 13)) == list(range(3, 13))
+    assert rb.get(2, 5) is None  # overwritten
+    assert rb.dropped == 0
+
+
+def test_ring_buffer_drops_oldest_unread_and_counts() -> None:
+    rb = RingBuffer(8)
+    rb.write(np.arange(5, dtype=np.int16))
+    rb.write(np.arange(5, 12, dtype=np.int16))  # reader never read: 4 samples lost
+    assert rb.dropped == 4
+    start, x = rb.read()
+    assert start == 4 and list(x) == list(range(4, 12))
+    rb.write(np.arange(100, dtype=np.int16))  # a block larger than the buffer
+    assert rb.end == 112 and rb.get(104, 112) is not None and rb.dropped == 4 + 92
+
+
+def test_ring_buffer_arrival_times() -> None:
+    rb = RingBuffer(100)
+    rb.write(np.zeros(10, dtype=np.int16))
+    rb.write(np.zeros(10, dtype=np.int16))
+    assert rb.arrival(5) <= rb.arrival(15)
+
+
+# ---------------------------------------------------------------- VAD
+
+
+def test_vad_on_real_speech_and_silence(fixtures_dir: Path) -> None:
+    speech = (load_audio(fixtures_dir / "vctk-p225__p225_003.wav") * 32767).astype(np.int16)
+    silence = np.zeros(16000, dtype=np.int16)
+    x = np.concatenate([silence, speech, silence])
+    segments = speech_segments(VadGate(), x)
+    assert segments, "no speech found in real speech"
+    # Nothing starts in the leading silence; the end may run on by webrtcvad's own
+    # internal hangover (a few frames) into the trailing silence, never further.
+    assert segments[0][0] >= 16000 and segments[-1][1] <= 16000 + len(speech) + 4800
+    assert speech_segments(VadGate(), np.zeros(48000, dtype=np.int16)) == []
+
+
+def test_vad_block_size_does_not_matter(fixtures_dir: Path) -> None:
+    x = (load_audio(fixtures_dir / "ls-3005__3005-163389-0000.wav") * 32767).astype(np.int16)
+    whole = VadGate()
+    ref = whole.process(0, x) + whole.flush()
+    gate = VadGate()
+    got = []
+    for i in range(0, len(x), 333):  # odd blocks: frames straddle them
+        got += gate.process(i, x[i : i + 333])
+    assert got + gate.flush() == ref
+    assert isinstance(ref[0], SpeechStart) and isinstance(ref[-1], SpeechEnd)
+
+
+def test_vad_bad_frame_sizes() -> None:
+    with pytest.raises(VadFrameError, match="frame_ms"):
+        VadGate(frame_ms=25)
+    with pytest.raises(VadFrameError, match="480 samples"):
+        VadGate().is_speech(np.zeros(100, dtype=np.int16))
+
+
+# ---------------------------------------------------------------- windows
+
+SPEC = WindowSpec(length=32000, hop=8000, min_speech=16000)
+
+
+def test_no_window_before_min_speech() -> None:
+    assert due_windows(SPEC, 1000, 1000 + 15999, None) == []
+    assert due_windows(SPEC, 1000, 1000 + 16000, None) == [(1000, 17000)]
+
+
+def test_windows_slide_by_hop_and_cap_length() -> None:
+    w = due_windows(SPEC, 0, 40000, None)
+    assert w == [(0, 16000), (0, 24000), (0, 32000), (8000, 40000)]
+    assert due_windows(SPEC, 0, 47999, 40000) == []
+    assert due_windows(SPEC, 0, 48000, 40000) == [(16000, 48000)]
+
+
+def test_final_window_covers_the_tail() -> None:
+    assert due_windows(SPEC, 0, 44000, 40000, final=True) == [(12000, 44000)]
+    assert due_windows(SPEC, 0, 42000, 40000, final=True) == []  # under half a hop
+    assert due_windows(SPEC, 0, 10000, None, final=True) == []  # too little speech
+    assert due_windows(SPEC, 0, 20000, None, final=True) == [(0, 16000), (0, 20000)]
+
+
+# ---------------------------------------------------------------- events
+
+
+def test_event_bytes_are_pinned() -> None:
+    ev = SpeakerEvent(source="mic", t_start=1.5, t_end=3.5, time=1700000000.25,
+                      speaker="alice", score=0.8125, top=[["alice", 0.8125], ["bob", 0.25]],
+                      model="campplus-cn-en-common@1.0", captured=1700000000.0)
+    frames = encode(ev, seq=7)
+    assert frames[0] == b"speaker"
+    assert frames[1].hex() == (
+        "8ca176" "01" "a3736571" "07" "a474797065" "a7737065616b6572"
+        "a6736f75726365" "a36d6963" "a474696d65" "cb41d954fc40100000"
+        "a7745f7374617274" "cb3ff8000000000000" "a5745f656e64" "cb400c000000000000"
+        "a7737065616b6572" "a5616c696365" "a573636f7265" "cb3fea000000000000"
+        "a3746f70" "92" "92a5616c696365cb3fea000000000000" "92a3626f62cb3fd0000000000000"
+        "a56d6f64656c" "b9" + b"campplus-cn-en-common@1.0".hex()
+        + "a8636170747572656" "4cb41d954fc40000000"
+    )
+    payload = decode(frames)
+    assert list(payload)[:7] == ["v", "seq", "type", "source", "time", "t_start", "t_end"]
+    assert payload["speaker"] == "alice" and payload["top"][1] == ["bob", 0.25]
+
+
+def test_every_event_carries_the_common_fields() -> None:
+    for ev in (SpeechStartEvent(source="s", t_start=0, t_end=0),
+               StatusEvent(source="s", t_start=0, t_end=0, state="lost")):
+        p = decode(encode(ev, 1))
+        assert {"v", "seq", "type", "source", "time", "t_start", "t_end"} <= p.keys()
+
+
+def test_decode_rejects_a_mismatched_topic() -> None:
+    frames = encode(SpeechStartEvent(source="s", t_start=0, t_end=0), 1)
+    with pytest.raises(ValueError, match="topic"):
+        decode([b"speaker", frames[1]])
+
+
+# ---------------------------------------------------------------- sd_notify
+
+
+def test_notify_protocol_over_a_fake_socket(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "notify.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(str(path))
+    server.settimeout(2)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+    monkeypatch.setenv("WATCHDOG_USEC", "2000000")
+    n = Notifier()
+    assert n.enabled and n.watchdog_interval == 1.0
+    n.ready("listening")
+    n.ready("again")  # READY is sent once
+    n.watchdog()
+    n.watchdog()  # rate-limited: within the interval, no second ping
+    n.stopping()
+    got = [server.recv(4096).decode() for _ in range(3)]
+    assert got == ["READY=1\nSTATUS=listening", "WATCHDOG=1", "STOPPING=1"]
+    server.close()
+
+
+def test_notify_abstract_address_and_absent(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    assert not Notifier().enabled and Notifier().send("READY=1") is False
+    assert Notifier("@vggvox-test").address == "\0vggvox-test"
+
+
+# ---------------------------------------------------------------- window queue
+
+
+def job(i: int) -> WindowJob:
+    return WindowJob("mic", i, i + 1, np.zeros(1, np.int16), 0.0)
+
+
+def test_queue_drops_oldest_live_window() -> None:
+    q = WindowQueue(3)
+    for i in range(5):
+        assert q.put(job(i))
+    assert q.dropped == 2
+    assert [j.start for j in q.get_batch(10, 0.1)] == [2, 3, 4]
+
+
+def test_queue_never_drops_lossless_items() -> None:
+    q = WindowQueue(2)
+    q.put(job(0), lossless=True)
+    q.put(Flush("replay:x"), lossless=True)
+    assert not q.put(job(9))  # full of lossless work: the live window is the one dropped
+    assert q.dropped == 1 and len(q) == 2
+    q.close()
+    assert not q.put(job(1), lossless=True, timeout=0.05)
+
+
+def test_control_decoding_limits() -> None:
+    from vggvoxd.control import ControlServer, RequestError
+
+    server = ControlServer("inproc://x", {"list": lambda r, later: {"ok": True}}, 1024)
+    assert server.decode(msgpack.packb({"op": "list"})) == {"op": "list"}
+    for bad, msg in [(b"\xc1garbage", "not a valid msgpack"), (msgpack.packb([1, 2]), "map"),
+                     (msgpack.packb({"op": 5}), "field 'op'"), (msgpack.packb({}), "missing"),
+                     (msgpack.packb({"op": "format_disk"}), "unknown op"),
+                     (msgpack.packb({"op": "list", "x": b"a" * 2048}), "not a valid msgpack")]:
+        with pytest.raises(RequestError, match=msg):
+            server.decode(bad)
