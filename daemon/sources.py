@@ -16,7 +16,8 @@ import sys
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -62,6 +63,23 @@ class AudioSource(ABC):
         return False
 
 
+@contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Hide what PortAudio prints while it probes every ALSA and JACK backend.
+
+    Those probes print hundreds of harmless failures to stderr on each start;
+    the daemon's own logs go to stdout, so they are not hidden.
+    """
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
 class MicSource(AudioSource):
     def __init__(self, device: str | int | None = None, block_ms: int = 20) -> None:
         super().__init__("mic")
@@ -93,7 +111,8 @@ class MicSource(AudioSource):
 
         # A fresh PortAudio instance on each start: only a new one sees devices
         # (or a sound server) that appeared since the last.
-        self._pa = pyaudio.PyAudio()
+        with quiet_stderr():
+            self._pa = pyaudio.PyAudio()
         try:
             index = self._find_device(self._pa)
             if index is None and self._pa.get_device_count() == 0:
@@ -106,11 +125,12 @@ class MicSource(AudioSource):
                 sink(np.frombuffer(data, dtype=np.int16))
                 return None, pyaudio.paContinue
 
-            self._stream = self._pa.open(
-                format=pyaudio.paInt16, channels=1, rate=SAMPLE_RATE, input=True,
-                input_device_index=index, frames_per_buffer=self.frames_per_block,
-                stream_callback=callback,
-            )
+            with quiet_stderr():
+                self._stream = self._pa.open(
+                    format=pyaudio.paInt16, channels=1, rate=SAMPLE_RATE, input=True,
+                    input_device_index=index, frames_per_buffer=self.frames_per_block,
+                    stream_callback=callback,
+                )
             self._stream.start_stream()
         except SourceError:
             self.stop()

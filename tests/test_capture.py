@@ -1,0 +1,116 @@
+"""Real capture: PyAudio in the daemon records a private PulseAudio null sink's monitor
+while the test plays a two-speaker conversation into the sink with paplay.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from daemon_proc import DaemonProcess
+from pulse import PulseServer
+from speakers_fixture import Conversation, conversation, score_events
+
+from vggvox_client import live
+
+pytestmark = pytest.mark.skipif(
+    not (shutil.which("pulseaudio") and shutil.which("paplay")),
+    reason="pulseaudio and paplay are needed (make test installs them)")
+
+MAX_BYTES = 16 * 1024 * 1024
+
+
+@pytest.fixture
+def pulse(tmp_path: Path):
+    server = PulseServer(tmp_path / "pulse")
+    server.start()
+    yield server
+    server.stop()
+
+
+def collect(d: DaemonProcess, sub: Any, seconds: float) -> list[dict]:
+    events, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        ev = d.conn.receive(sub, 0.2)
+        if ev is not None:
+            events.append(ev)
+    return events
+
+
+def wait_state(d: DaemonProcess, state: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if d.conn.request("status")["state"] == state:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"daemon not {state} after {timeout} s: {d.output()}")
+
+
+def play_and_collect(d: DaemonProcess, pulse: PulseServer, sub: Any, wav: Path,
+                     silence_s: float = 1.5) -> tuple[list[dict], float]:
+    """Events from silence, the recording, and silence; and the stream time playback began."""
+    offset = d.conn.request("status")["stream_s"]
+    player = pulse.play(wav)
+    events = collect(d, sub, 0.5)
+    player.wait(timeout=60)
+    events += collect(d, sub, silence_s + 1.0)
+    return events, offset
+
+
+def test_live_capture_identifies_speakers(tmp_path: Path, pulse: PulseServer) -> None:
+    convo: Conversation = conversation(tmp_path)
+    d = DaemonProcess(tmp_path, source="mic", args=["--device", "pulse"], env=pulse.env).start()
+    try:
+        wait_state(d, "running", 15)
+        for name, files in convo.enroll.items():
+            live.enroll(d.conn, name, files, None, False, MAX_BYTES)
+        sub = d.conn.subscribe(["speaker", "speech.start", "speech.end"])
+        quiet = collect(d, sub, 1.5)
+        assert quiet == [], "events from silence before playback"
+        events, offset = play_and_collect(d, pulse, sub, convo.stream)
+        sub.close()
+    finally:
+        d.stop()
+
+    # Playback reaches the monitor a little after we asked: allow 0.3 s of latency.
+    good, total = score_events(events, convo.turns, offset=offset + 0.15)
+    assert total >= 10 and good / total >= 0.9, (good, total, events)
+
+    turns = [(s + offset, e + offset) for s, e, _ in convo.turns]
+    stream_end = turns[-1][1] + 0.6
+    for ev in events:  # nothing from the silence around the conversation
+        assert turns[0][0] - 0.1 <= ev["t_start"] and ev["t_end"] <= stream_end, ev
+    starts = [e["t_start"] for e in events if e["type"] == "speech.start"]
+    ends = [e["t_end"] for e in events if e["type"] == "speech.end"]
+    assert len(starts) == len(ends) >= len(turns) // 2
+    for s, e in turns:  # every turn lies inside some speech segment's span, give or take
+        assert any(a <= s + 0.6 for a in starts) and any(b >= e - 0.6 for b in ends)
+    segments = list(zip(starts, ends, strict=True))
+    for a, b in segments:  # and every segment lies within a turn
+        assert any(s - 0.3 <= a and b <= e + 0.6 for s, e in turns), (a, b, turns)
+
+
+def test_daemon_resumes_when_the_sound_server_returns(tmp_path: Path,
+                                                      pulse: PulseServer) -> None:
+    convo = conversation(tmp_path)
+    d = DaemonProcess(tmp_path, source="mic", args=["--device", "pulse"], env=pulse.env).start()
+    try:
+        wait_state(d, "running", 15)
+        name, files = next(iter(convo.enroll.items()))
+        live.enroll(d.conn, name, files, None, False, MAX_BYTES)
+        sub = d.conn.subscribe(["status", "speaker"])
+        pulse.stop()
+        lost = [e for e in collect(d, sub, 6) if e["type"] == "status"]
+        assert any(e["state"] in ("lost", "waiting") for e in lost), lost
+        pulse.start()
+        wait_state(d, "running", 30)
+        events, _ = play_and_collect(d, pulse, sub, files[0])
+        named = [e["speaker"] for e in events if e["type"] == "speaker"]
+        assert named and named.count(name) / len(named) >= 0.9
+        sub.close()
+    finally:
+        d.stop()
+    assert "input mic lost" in d.log.read_text(errors="replace")
