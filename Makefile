@@ -7,12 +7,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # PortAudio headers and a compiler for PyAudio; PulseAudio for the virtual
-# microphone in tests and the demo; espeak-ng for synthetic voices; sox to inspect audio.
-APT_PACKAGES := gcc python3-dev python3-venv portaudio19-dev libsndfile1 \
+# microphone in tests and the demo (libasound2-plugins: ALSA's pulse device); espeak-ng for
+# synthetic voices; sox to inspect audio.
+APT_PACKAGES := gcc python3-dev python3-venv portaudio19-dev libsndfile1 libasound2-plugins \
                 pulseaudio pulseaudio-utils espeak-ng sox
-FIXTURES := ../shared/data/fixtures
+UNIT := /etc/systemd/system/vggvoxd.service
 
-.PHONY: run test lint bench sysdeps clean
+.PHONY: run demo test lint bench sysdeps install-service clean
 
 sysdeps:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -31,16 +32,24 @@ $(STAMP): setup.cfg pyproject.toml | sysdeps
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
-# Until the daemon lands, `make run` is the offline demo on the shared fixtures.
+# The daemon on the default microphone, in the foreground (Ctrl-C stops it).
+# With no input device it says so and keeps waiting for one.
 run: $(STAMP)
-	@if [ ! -f $(FIXTURES)/manifest.csv ]; then \
-	  echo "make run: no $(FIXTURES); see README for vggvox-client offline"; exit 1; fi
-	@tmp=$$(mktemp -d); \
-	tail -n +2 $(FIXTURES)/manifest.csv | awk -F, '!seen[$$2]++ {print $$1, $$2}' > $$tmp/enroll_list.csv; \
-	tail -n +2 $(FIXTURES)/manifest.csv | awk -F, 'seen[$$2]++ {print $$1, $$2}' > $$tmp/test_list.csv; \
-	$(BIN)/vggvox-client offline --enroll-list $$tmp/enroll_list.csv --test-list $$tmp/test_list.csv \
-	  --root $(FIXTURES) --out $$tmp/results.csv && column -s, -t < $$tmp/results.csv | cut -c1-150; \
-	rm -rf $$tmp
+	$(BIN)/vggvoxd
+
+# A newcomer's tour on a machine without a microphone: virtual microphone,
+# two synthetic voices, a conversation, live events; cleans up after itself.
+demo: $(STAMP)
+	$(BIN)/python -m vggvox_client.demo
+
+# Install the systemd unit for this checkout (clone it to /opt/vggvox: the
+# unit's sandbox hides /home and /root).
+install-service: $(STAMP)
+	sed 's|/opt/vggvox|$(CURDIR)|g' systemd/vggvoxd.service > $(UNIT)
+	install -d /etc/vggvox
+	[ -f /etc/vggvox/vggvoxd.yaml ] || install -m 0644 config/vggvoxd.yaml /etc/vggvox/vggvoxd.yaml
+	systemctl daemon-reload
+	@echo "now: systemctl enable --now vggvoxd; journalctl -u vggvoxd -f"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -137,7 +137,7 @@ class Daemon:
                         self.set_state("running")
                         backoff = 1.0
                     except SourceError as e:
-                        log.warning("%s; retrying in %.0f s", e, backoff)
+                        log.warning("%s; waiting for one (next try in %.0f s)", e, backoff)
                         self.set_state("waiting" if self.state == "starting" else self.state)
                         next_try, backoff = now + backoff, min(2 * backoff, MAX_BACKOFF_S)
                 elif self.state == "running":

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 from daemon_proc import DaemonProcess
-from pulse import PulseServer
 from speakers_fixture import Conversation, conversation, score_events
 
 from vggvox_client import live
+from vggvox_client.virtualmic import PulseServer
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("pulseaudio") and shutil.which("paplay")),

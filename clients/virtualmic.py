@@ -1,9 +1,10 @@
 """A private PulseAudio server with a null sink whose monitor is the default source.
 
 Audio played into the sink with ``paplay`` comes back out of the monitor, so
-PyAudio (through ALSA's ``pulse`` device) captures exactly what a test plays:
-a virtual microphone. The server lives in its own runtime folder and is
-reached through PULSE_SERVER, so it touches no user session.
+PyAudio (through ALSA's ``pulse`` device) captures exactly what is played:
+a virtual microphone, for ``make demo`` and the capture tests. The server
+lives in its own runtime folder and is reached through PULSE_SERVER, so it
+touches no user session.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
-SINK = "vggvox_test_sink"
+SINK = "vggvox_virtual_mic"
 
 
 class PulseServer:

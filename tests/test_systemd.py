@@ -1,0 +1,39 @@
+"""The systemd unit: notify type, restarts, state directory, and its hardening score."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+UNIT = Path(__file__).resolve().parent.parent / "systemd" / "vggvoxd.service"
+
+
+def settings() -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for line in UNIT.read_text().splitlines():
+        if "=" in line and not line.lstrip().startswith(("#", "[")):
+            key, value = line.split("=", 1)
+            out.setdefault(key.strip(), []).append(value.strip())
+    return out
+
+
+def test_unit_contract() -> None:
+    s = settings()
+    assert s["Type"] == ["notify"] and s["NotifyAccess"] == ["main"]
+    assert s["Restart"] == ["on-failure"]
+    assert s["StateDirectory"] == ["vggvox"] and s["RuntimeDirectory"] == ["vggvox"]
+    assert "WatchdogSec" in s and s["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    assert s["DeviceAllow"] == ["char-alsa rw"] and s["SupplementaryGroups"] == ["audio"]
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze here")
+def test_security_exposure_at_most_2() -> None:
+    done = subprocess.run(["systemd-analyze", "security", "--offline=true", str(UNIT)],
+                          capture_output=True, text=True, timeout=60)
+    found = re.search(r"Overall exposure level for vggvoxd\.service: ([0-9.]+)", done.stdout)
+    assert found, done.stdout + done.stderr
+    assert float(found.group(1)) <= 2.0
