@@ -87,8 +87,8 @@ def replay_files(target: Path) -> list[Path]:
 
 
 def replay_one(conn: Connection, path: Path, realtime: bool, as_json: bool,
-               timeout: float) -> list[dict[str, Any]]:
-    """Send one file through the daemon's pipeline; print and return its events."""
+               timeout: float, echo: bool = True) -> list[dict[str, Any]]:
+    """Send one file through the daemon's pipeline; return its events (printed if ``echo``)."""
     samples = (np.clip(load_audio(path), -1, 1) * 32767).astype("<i2")
     session = f"{path.name}-{uuid.uuid4().hex[:8]}"
     source = f"replay:{session}"
@@ -105,7 +105,8 @@ def replay_one(conn: Connection, path: Path, realtime: bool, as_json: bool,
             if ev["type"] == "status" and ev["state"] == "finished":
                 return True
             events.append(ev)
-            emit(ev, as_json)
+            if echo:
+                emit(ev, as_json)
         return False
 
     chunk = int(CHUNK_S * SAMPLE_RATE)

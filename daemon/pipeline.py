@@ -116,11 +116,15 @@ class Pipeline:
                     if tap.feed(x):
                         self.taps.remove(tap)
                 for i in range(0, len(x), frame):
-                    for ev in self.gate.process(start + i, x[i : i + frame]):
+                    chunk = x[i : i + frame]
+                    for ev in self.gate.process(start + i, chunk):
                         self._handle(ev)
                     if self._seg_start is not None:
+                        # Within an open segment a window is due as soon as its last
+                        # sample is here: waiting for the next speech frame would hold
+                        # windows that end in a short pause for up to the hangover.
                         self._submit(due_windows(self.spec, self._seg_start,
-                                                 self.gate.last_speech_end, self._last_end))
+                                                 start + i + len(chunk), self._last_end))
             elif self.source.finished and self.ring.unread == 0:
                 for ev in self.gate.flush():
                     self._handle(ev)

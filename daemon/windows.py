@@ -2,8 +2,9 @@
 
 Within a speech segment the first window is due once ``min_speech`` samples of
 it exist; then one every ``hop``. A window covers the last ``length`` samples
-up to its end (less at the start of a segment) and never reaches past the end
-of the newest speech frame, so no window ends in silence.
+up to its end (less at the start of a segment). While the segment is open a
+window may end in a pause shorter than the VAD's hangover; once it has closed,
+a last window ends at the end of its speech, never in the silence after it.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ def due_windows(
 ) -> list[tuple[int, int]]:
     """Windows (start, end) due in a segment, after the one ending at ``last_end``.
 
-    ``speech_end`` is the end of the newest speech frame in the segment. With
-    ``final`` (the segment has closed), a last window covers the tail if at
-    least half a hop of speech came after the previous window.
+    ``speech_end`` is how far the segment's audio reaches: the newest sample
+    while it is open, the end of its last speech frame once it has closed
+    (``final``). Then a last window covers the tail if at least half a hop of
+    speech came after the previous window.
     """
     first_end = seg_start + spec.min_speech
     out: list[tuple[int, int]] = []

@@ -5,14 +5,18 @@ while the test plays a two-speaker conversation into the sink with paplay.
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import soundfile as sf
 from daemon_proc import DaemonProcess
 from speakers_fixture import Conversation, conversation, score_events
 
+from vggvox.audio import load_audio
 from vggvox_client import live
 from vggvox_client.virtualmic import PulseServer
 
@@ -114,3 +118,30 @@ def test_daemon_resumes_when_the_sound_server_returns(tmp_path: Path,
     finally:
         d.stop()
     assert "input mic lost" in d.log.read_text(errors="replace")
+
+
+def test_live_enrollment_from_the_daemons_microphone(tmp_path: Path,
+                                                     pulse: PulseServer) -> None:
+    convo = conversation(tmp_path)
+    d = DaemonProcess(tmp_path, source="mic", args=["--device", "pulse"], env=pulse.env).start()
+    try:
+        wait_state(d, "running", 15)
+        name, files = next(iter(convo.enroll.items()))
+        clip = tmp_path / "enroll_live.wav"
+        sf.write(str(clip), np.concatenate([load_audio(f) for f in files]), 16000)
+        result: dict = {}
+
+        def enroll() -> None:
+            result.update(live.enroll(d.conn, name, [], 8.0, False, MAX_BYTES))
+
+        t = threading.Thread(target=enroll)
+        t.start()
+        time.sleep(0.2)
+        player = pulse.play(clip)
+        t.join(timeout=40)
+        player.wait(timeout=30)
+        assert result.get("speaker") == name and result["speech_s"] >= 3.0, result
+        speakers = d.conn.request("list")["speakers"]
+        assert [s["name"] for s in speakers] == [name] and speakers[0]["embeddings"] == 1
+    finally:
+        d.stop()

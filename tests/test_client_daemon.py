@@ -1,0 +1,94 @@
+"""vggvox-client's daemon commands, end to end against a running vggvoxd."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from daemon_proc import DaemonProcess
+from speakers_fixture import Conversation, conversation
+
+from vggvox_client.cli import main
+
+
+@pytest.fixture
+def daemon(tmp_path: Path):
+    d = DaemonProcess(tmp_path).start()
+    yield d
+    d.stop()
+
+
+def cli(capsys: pytest.CaptureFixture[str], d: DaemonProcess, *argv: str) -> tuple[int, str, str]:
+    code = main(["--control", d.conn.control, "--events", d.conn.events, *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_enroll_speakers_replay_listen_remove(capsys: pytest.CaptureFixture[str],
+                                              daemon: DaemonProcess, tmp_path: Path) -> None:
+    convo: Conversation = conversation(tmp_path)
+    names = sorted(convo.enroll)
+    for name in names:
+        code, out, _ = cli(capsys, daemon, "enroll", name, *map(str, convo.enroll[name]))
+        assert code == 0 and out.startswith(f"enrolled {name}: ")
+    code, out, _ = cli(capsys, daemon, "enroll", names[0], str(convo.enroll[names[0]][0]),
+                       "--replace", "--json")
+    assert code == 0 and json.loads(out)["embeddings"] == 1
+    code, out, _ = cli(capsys, daemon, "speakers", "--json")
+    assert [s["name"] for s in json.loads(out)["speakers"]] == names
+
+    # listen in the background while a replay runs
+    heard: list[str] = []
+
+    def listen() -> None:
+        sock = daemon.conn.subscribe(["speaker"])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(heard) < 5:
+            ev = daemon.conn.receive(sock, 0.2)
+            if ev is not None:
+                heard.append(json.dumps(ev))
+        sock.close()
+
+    t = threading.Thread(target=listen)
+    t.start()
+    time.sleep(0.3)
+    lst = tmp_path / "replay_list.txt"
+    lst.write_text(f"{convo.stream} {names[0]}\n")
+    code, out, _ = cli(capsys, daemon, "replay", str(lst), "--json")
+    t.join(timeout=35)
+    lines = [json.loads(ln) for ln in out.splitlines()]
+    assert code == 0 and any(e["type"] == "speaker" for e in lines)
+    assert all(e["source"].startswith("replay:") for e in lines)
+    assert len(heard) == 5
+
+    code, out, _ = cli(capsys, daemon, "remove", names[0])
+    assert code == 0 and out.strip() == f"removed {names[0]}"
+    code, _, err = cli(capsys, daemon, "remove", names[0])
+    assert code == 2 and "no speaker named" in err
+    assert daemon.conn.request("reload")["speakers"] == 1
+
+
+def test_listen_json_is_one_object_a_line(capsys: pytest.CaptureFixture[str],
+                                          daemon: DaemonProcess) -> None:
+    # The daemon heartbeats a status event every 5 s: wait for one.
+    code, out, _ = cli(capsys, daemon, "listen", "--json", "--topic", "status", "--count", "1",
+                       "--seconds", "8")
+    assert code == 0
+    event = json.loads(out.strip())
+    assert event["type"] == "status" and event["v"] == 1 and "queue" in event
+
+
+def test_client_without_a_daemon_says_so(capsys: pytest.CaptureFixture[str],
+                                         tmp_path: Path) -> None:
+    code = main(["--control", f"ipc://{tmp_path}/nothing.sock", "speakers"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no answer from vggvoxd" in err
+
+
+def test_enroll_needs_files_or_live(capsys: pytest.CaptureFixture[str],
+                                    daemon: DaemonProcess) -> None:
+    code, _, err = cli(capsys, daemon, "enroll", "alice")
+    assert code == 2 and "either FILE... or --live" in err
