@@ -19,6 +19,7 @@ import msgpack
 import zmq
 
 from vggvox.errors import VggvoxError
+from vggvoxd.sockets import SocketThread
 
 log = logging.getLogger(__name__)
 
@@ -48,27 +49,19 @@ def field(req: dict[str, Any], key: str, kind: type | tuple[type, ...], default:
     return value
 
 
-class ControlServer:
+class ControlServer(SocketThread):
     def __init__(self, endpoint: str, handlers: dict[str, Handler], max_bytes: int) -> None:
-        self.endpoint = endpoint
+        super().__init__("control", zmq.ROUTER, endpoint, {zmq.MAXMSGSIZE: max_bytes})
         self.handlers = handlers
         self.max_bytes = max_bytes
         self._later: queue.Queue[tuple[list[bytes], Callable[[], Reply]]] = queue.Queue()
         self._stop = threading.Event()
-        self._bound = threading.Event()
-        self._error: Exception | None = None
-        self._thread = threading.Thread(target=self._run, name="control", daemon=True)
         self.requests = 0
         self.errors = 0
 
-    def start(self, timeout: float = 5.0) -> None:
-        self._thread.start()
-        if not self._bound.wait(timeout) or self._error is not None:
-            raise RuntimeError(f"cannot bind control endpoint {self.endpoint}: {self._error}")
-
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=2.0)
+        self.join()
 
     def decode(self, payload: bytes) -> dict[str, Any]:
         try:
@@ -110,32 +103,16 @@ class ControlServer:
             log.exception("control request failed")
             return {"ok": False, "error": f"internal error: {type(e).__name__}: {e}"}
 
-    def _run(self) -> None:
-        ctx = zmq.Context.instance()
-        sock = ctx.socket(zmq.ROUTER)
-        sock.setsockopt(zmq.MAXMSGSIZE, self.max_bytes)
-        sock.setsockopt(zmq.LINGER, 0)
-        try:
-            sock.bind(self.endpoint)
-        except zmq.ZMQError as e:
-            self._error = e
-            self._bound.set()
-            sock.close()
-            return
-        self._bound.set()
-        log.info("control requests on %s", self.endpoint)
-        try:
-            while not self._stop.is_set():
-                if sock.poll(100):
-                    frames = sock.recv_multipart()
-                    if len(frames) < 2:
-                        continue
-                    reply = self.handle(frames[:-1], frames[-1])
-                    if reply is not None:
-                        sock.send_multipart([*frames[:-1], msgpack.packb(reply)])
-                while not self._later.empty():
-                    envelope, make_reply = self._later.get_nowait()
-                    reply = self.guard(make_reply)
-                    sock.send_multipart([*envelope, msgpack.packb(reply)])
-        finally:
-            sock.close()
+    def serve(self, sock: zmq.Socket) -> None:
+        while not self._stop.is_set():
+            if sock.poll(100):
+                frames = sock.recv_multipart()
+                if len(frames) < 2:
+                    continue
+                reply = self.handle(frames[:-1], frames[-1])
+                if reply is not None:
+                    sock.send_multipart([*frames[:-1], msgpack.packb(reply)])
+            while not self._later.empty():
+                envelope, make_reply = self._later.get_nowait()
+                reply = self.guard(make_reply)
+                sock.send_multipart([*envelope, msgpack.packb(reply)])

@@ -8,32 +8,20 @@ is slow or gone, so no subscriber can ever hold up the pipeline.
 
 from __future__ import annotations
 
-import logging
 import queue
-import threading
 
 import zmq
 
 from vggvoxd.events import Event, encode
+from vggvoxd.sockets import SocketThread
 
-log = logging.getLogger(__name__)
 
-
-class Publisher:
+class Publisher(SocketThread):
     def __init__(self, endpoint: str, hwm: int = 1000, backlog: int = 10000) -> None:
-        self.endpoint = endpoint
-        self.hwm = hwm
+        super().__init__("events", zmq.PUB, endpoint, {zmq.SNDHWM: hwm})
         self._queue: queue.Queue[Event | None] = queue.Queue(maxsize=backlog)
-        self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
-        self._bound = threading.Event()
-        self._error: Exception | None = None
         self.seq = 0
         self.dropped = 0
-
-    def start(self, timeout: float = 5.0) -> None:
-        self._thread.start()
-        if not self._bound.wait(timeout) or self._error is not None:
-            raise RuntimeError(f"cannot bind events endpoint {self.endpoint}: {self._error}")
 
     def publish(self, event: Event) -> None:
         while True:
@@ -49,28 +37,12 @@ class Publisher:
 
     def stop(self) -> None:
         self._queue.put(None)
-        self._thread.join(timeout=2.0)
+        self.join()
 
-    def _run(self) -> None:
-        ctx = zmq.Context.instance()
-        sock = ctx.socket(zmq.PUB)
-        sock.setsockopt(zmq.SNDHWM, self.hwm)
-        sock.setsockopt(zmq.LINGER, 0)
-        try:
-            sock.bind(self.endpoint)
-        except zmq.ZMQError as e:
-            self._error = e
-            self._bound.set()
-            sock.close()
-            return
-        self._bound.set()
-        log.info("publishing events on %s", self.endpoint)
-        try:
-            while (event := self._queue.get()) is not None:
-                self.seq += 1
-                try:
-                    sock.send_multipart(encode(event, self.seq), flags=zmq.NOBLOCK)
-                except zmq.Again:  # PUB drops at the high-water mark; belt and braces
-                    self.dropped += 1
-        finally:
-            sock.close()
+    def serve(self, sock: zmq.Socket) -> None:
+        while (event := self._queue.get()) is not None:
+            self.seq += 1
+            try:
+                sock.send_multipart(encode(event, self.seq), flags=zmq.NOBLOCK)
+            except zmq.Again:  # PUB drops at the high-water mark; belt and braces
+                self.dropped += 1

@@ -53,6 +53,13 @@ def wait_state(d: DaemonProcess, state: str, timeout: float) -> None:
     raise AssertionError(f"daemon not {state} after {timeout} s: {d.output()}")
 
 
+def start_daemon(tmp_path: Path, pulse: PulseServer) -> DaemonProcess:
+    """The daemon capturing from the virtual microphone, running."""
+    d = DaemonProcess(tmp_path, source="mic", args=["--device", "pulse"], env=pulse.env).start()
+    wait_state(d, "running", 15)
+    return d
+
+
 def play_and_collect(d: DaemonProcess, pulse: PulseServer, sub: Any, wav: Path,
                      silence_s: float = 1.5) -> tuple[list[dict], float]:
     """Events from silence, the recording, and silence; and the stream time playback began."""
@@ -66,9 +73,8 @@ def play_and_collect(d: DaemonProcess, pulse: PulseServer, sub: Any, wav: Path,
 
 def test_live_capture_identifies_speakers(tmp_path: Path, pulse: PulseServer) -> None:
     convo: Conversation = conversation(tmp_path)
-    d = DaemonProcess(tmp_path, source="mic", args=["--device", "pulse"], env=pulse.env).start()
+    d = start_daemon(tmp_path, pulse)
     try:
-        wait_state(d, "running", 15)
         for name, files in convo.enroll.items():
             live.enroll(d.conn, name, files, None, False, MAX_BYTES)
         sub = d.conn.subscribe(["speaker", "speech.start", "speech.end"])
@@ -100,9 +106,8 @@ def test_live_capture_identifies_speakers(tmp_path: Path, pulse: PulseServer) ->
 def test_daemon_resumes_when_the_sound_server_returns(tmp_path: Path,
                                                       pulse: PulseServer) -> None:
     convo = conversation(tmp_path)
-    d = DaemonProcess(tmp_path, source="mic", args=["--device", "pulse"], env=pulse.env).start()
+    d = start_daemon(tmp_path, pulse)
     try:
-        wait_state(d, "running", 15)
         name, files = next(iter(convo.enroll.items()))
         live.enroll(d.conn, name, files, None, False, MAX_BYTES)
         sub = d.conn.subscribe(["status", "speaker"])
@@ -123,9 +128,8 @@ def test_daemon_resumes_when_the_sound_server_returns(tmp_path: Path,
 def test_live_enrollment_from_the_daemons_microphone(tmp_path: Path,
                                                      pulse: PulseServer) -> None:
     convo = conversation(tmp_path)
-    d = DaemonProcess(tmp_path, source="mic", args=["--device", "pulse"], env=pulse.env).start()
+    d = start_daemon(tmp_path, pulse)
     try:
-        wait_state(d, "running", 15)
         name, files = next(iter(convo.enroll.items()))
         clip = tmp_path / "enroll_live.wav"
         sf.write(str(clip), np.concatenate([load_audio(f) for f in files]), 16000)

@@ -7,20 +7,18 @@ file hash, written atomically so that parallel workers never read half a file.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from vggvox.modelcard import sha256_of
+
 
 def content_key(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """The cache key of an audio file: the sha256 of its bytes."""
+    return sha256_of(path)
 
 
 class EmbeddingCache:

@@ -98,11 +98,8 @@ def _get(data: dict[str, Any], key: str, kind: type | tuple[type, ...], where: s
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def load_card(card_path: str | Path, verify: bool = True) -> ModelCard:

@@ -1,0 +1,55 @@
+"""A thread that owns one bound ZeroMQ socket: ZeroMQ sockets are not thread-safe,
+so each of the daemon's sockets is created, used and closed by one thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from abc import ABC, abstractmethod
+
+import zmq
+
+log = logging.getLogger(__name__)
+
+
+class SocketThread(ABC):
+    def __init__(self, name: str, kind: int, endpoint: str, options: dict[int, int]) -> None:
+        self.name = name
+        self.kind = kind
+        self.endpoint = endpoint
+        self.options = {zmq.LINGER: 0, **options}
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self._bound = threading.Event()
+        self._error: Exception | None = None
+
+    def start(self, timeout: float = 5.0) -> None:
+        """Start the thread; raises RuntimeError if the endpoint cannot be bound."""
+        self._thread.start()
+        if not self._bound.wait(timeout) or self._error is not None:
+            raise RuntimeError(f"cannot bind {self.name} endpoint {self.endpoint}: {self._error}")
+
+    def join(self, timeout: float = 2.0) -> None:
+        self._thread.join(timeout)
+
+    def _main(self) -> None:
+        sock = zmq.Context.instance().socket(self.kind)
+        for option, value in self.options.items():
+            sock.setsockopt(option, value)
+        try:
+            sock.bind(self.endpoint)
+        except zmq.ZMQError as e:
+            self._error = e
+            sock.close()
+            return
+        finally:
+            self._bound.set()
+        log.info("%s on %s", self.name, self.endpoint)
+        try:
+            self.serve(sock)
+        finally:
+            sock.close()
+
+    @abstractmethod
+    def serve(self, sock: zmq.Socket) -> None:
+        """Use the bound socket until asked to stop."""
