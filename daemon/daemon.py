@@ -114,6 +114,10 @@ class Daemon:
     def stop(self) -> None:
         self._stop.set()
 
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
     def reload(self) -> None:
         self.worker.refresh(force=True)
 

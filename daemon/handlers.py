@@ -85,6 +85,11 @@ class Handlers:
         embedder, settings = self.d.embedder, self.d.settings
         embs, seconds, used, total = [], [], [], 0.0
         for clip, src in zip(clips, sources, strict=True):
+            if self.d.stopping:
+                # Give up before the store is touched, so that shutdown never has to
+                # leave this thread in the middle of an ONNX call.
+                raise RequestError(f"vggvoxd is stopping: enrollment of {name!r} abandoned, "
+                                   "nothing was stored")
             segments = speech_segments(make_gate(settings), clip)
             speech = np.concatenate([clip[s:e] for s, e in segments]) if segments else clip[:0]
             secs = len(speech) / SAMPLE_RATE
