@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="WARNING")
     parser.add_argument("--control", help="daemon control endpoint (default: as the daemon's)")
     parser.add_argument("--events", help="daemon events endpoint (default: as the daemon's)")
+    parser.add_argument("--timeout", type=float, default=10.0,
+                        help="seconds to wait for the daemon's reply (default: %(default)s)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("enroll", help="enroll a speaker through the running daemon")
@@ -181,7 +183,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     from vggvox_client.connection import Connection
     from vggvoxd.config import EndpointSettings
 
-    conn = Connection(args.control, args.events)
+    conn = Connection(args.control, args.events, args.timeout)
     if args.command == "listen":
         return live.listen(conn, args.json, args.topics, args.count, args.seconds)
     if args.command == "replay":

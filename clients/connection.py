@@ -29,18 +29,22 @@ def default_endpoint(which: str) -> str:
 
 
 class Connection:
-    def __init__(self, control: str | None = None, events: str | None = None) -> None:
+    def __init__(self, control: str | None = None, events: str | None = None,
+                 timeout: float = 10.0) -> None:
         self.control = control or default_endpoint("control")
         self.events = events or default_endpoint("events")
+        self.timeout = timeout
+        """Default wait for a reply, in seconds."""
         self.ctx = zmq.Context.instance()
 
-    def request(self, op: str, timeout: float = 10.0, **fields: Any) -> dict[str, Any]:
+    def request(self, op: str, timeout: float | None = None, **fields: Any) -> dict[str, Any]:
         # A fresh REQ socket per request: after a timeout a REQ socket is stuck.
         sock = self.ctx.socket(zmq.REQ)
         sock.setsockopt(zmq.LINGER, 0)
         try:
             sock.connect(self.control)
             sock.send(msgpack.packb({"op": op, **fields}, use_bin_type=True))
+            timeout = self.timeout if timeout is None else timeout
             if not sock.poll(int(timeout * 1000)):
                 raise ClientError(f"no answer from vggvoxd at {self.control} within {timeout:g} s "
                                   "(is it running? see --control)")

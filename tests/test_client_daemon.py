@@ -72,18 +72,24 @@ def test_enroll_speakers_replay_listen_remove(capsys: pytest.CaptureFixture[str]
 
 
 def test_listen_json_is_one_object_a_line(capsys: pytest.CaptureFixture[str],
-                                          daemon: DaemonProcess) -> None:
-    # The daemon heartbeats a status event every 5 s: wait for one.
-    code, out, _ = cli(capsys, daemon, "listen", "--json", "--topic", "status", "--count", "1",
-                       "--seconds", "8")
-    assert code == 0
-    event = json.loads(out.strip())
-    assert event["type"] == "status" and event["v"] == 1 and "queue" in event
+                                          tmp_path: Path) -> None:
+    cfg = tmp_path / "fast_heartbeat.yaml"
+    cfg.write_text("status:\n  interval_s: 0.3\n")
+    d = DaemonProcess(tmp_path, args=["--config", str(cfg)]).start()
+    try:
+        code, out, _ = cli(capsys, d, "listen", "--json", "--topic", "status", "--count", "2",
+                           "--seconds", "5")
+    finally:
+        d.stop()
+    events = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(events) == 2
+    assert all(e["type"] == "status" and e["v"] == 1 and "queue" in e for e in events)
+    assert events[1]["seq"] > events[0]["seq"]
 
 
 def test_client_without_a_daemon_says_so(capsys: pytest.CaptureFixture[str],
                                          tmp_path: Path) -> None:
-    code = main(["--control", f"ipc://{tmp_path}/nothing.sock", "speakers"])
+    code = main(["--control", f"ipc://{tmp_path}/nothing.sock", "--timeout", "0.5", "speakers"])
     err = capsys.readouterr().err
     assert code == 2 and "no answer from vggvoxd" in err
 

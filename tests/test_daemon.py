@@ -221,7 +221,8 @@ def test_stdin_source(tmp_path: Path, convo: Conversation) -> None:
 
 
 def test_file_source_at_real_time_pace(tmp_path: Path, convo: Conversation) -> None:
-    clip = next(iter(convo.enroll.values()))[0]
+    speech = load_audio(next(iter(convo.enroll.values()))[0])
+    clip = write_wav(tmp_path / "two_seconds.wav", speech[: 2 * 16000])
     d = DaemonProcess(tmp_path, source=f"file:{clip}")
     sub = d.conn.subscribe()
     d.start()
@@ -268,10 +269,10 @@ def test_daemon_notifies_systemd_once_audio_flows(tmp_path: Path) -> None:
                 except TimeoutError:
                     pass
 
-        drain(1.0)
+        drain(0.5)
         assert not any("READY=1" in m for m in messages)  # model loaded, but no audio yet
         assert d.proc and d.proc.stdin
-        for _ in range(20):  # 2 s of (silent) audio in 100 ms blocks
+        for _ in range(12):  # 1.2 s of (silent) audio in 100 ms blocks
             d.proc.stdin.write(b"\0" * 3200)
             d.proc.stdin.flush()
             time.sleep(0.1)
