@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -156,8 +157,6 @@ class EmbedWorker:
     def _process(self, jobs: list[WindowJob]) -> None:
         if not jobs:
             return
-        import time
-
         t0 = time.perf_counter()
         try:
             embs = self.embedder.embed_batch([j.samples.astype(np.float32) / 32768 for j in jobs])
