@@ -18,7 +18,7 @@ import numpy as np
 from vggvox.cache import EmbeddingCache
 from vggvox.lists import Utterance, read_utterances
 from vggvox.metrics import identification_accuracy
-from vggvox.modelcard import load_card
+from vggvox.modelcard import ModelCard, load_card
 from vggvox.scoring import Scorer
 from vggvox.store import VoiceprintStore
 from vggvox_client.common import Skipped
@@ -74,9 +74,9 @@ class IdentifySettings:
 
 
 def _embed(
-    utts: list[Utterance], s: IdentifySettings, max_seconds: float | None, label: str, tag: str
+    utts: list[Utterance], s: IdentifySettings, card: ModelCard, max_seconds: float | None,
+    label: str, tag: str,
 ) -> dict[Path, Embedded]:
-    card = load_card(s.card_path)
     cache = EmbeddingCache(s.cache_dir, card.sha256, tag) if s.cache_dir else None
     return embed_files(
         [u.path for u in utts],
@@ -92,16 +92,13 @@ def enroll_all(
 ) -> list[Skipped]:
     """Enroll each speaker with their usable utterances, one transaction each."""
     skipped: list[Skipped] = []
-    by_speaker: dict[str, list[Embedded]] = {}
+    by_speaker: dict[str, list[Embedded]] = {u.speaker: [] for u in utts}
     for u in utts:
         e = embedded[u.path]
         if e.embedding is None:
             skipped.append(Skipped(str(u.path), e.reason, u.line))
-            continue
-        by_speaker.setdefault(u.speaker, []).append(e)
-    for u in utts:
-        if u.speaker not in by_speaker:
-            by_speaker[u.speaker] = []
+        else:
+            by_speaker[u.speaker].append(e)
     for name, items in by_speaker.items():
         if not items:
             skipped.append(Skipped(name, "speaker has no usable enrollment utterance"))
@@ -124,7 +121,7 @@ def identify(s: IdentifySettings) -> Report:
     skipped = [Skipped.from_list_error(e) for e in bad_enroll + bad_tests]
 
     enroll_tag = f"max{s.max_sec_enroll:g}s" if s.max_sec_enroll else ""
-    enrolled = _embed(enroll, s, s.max_sec_enroll, "enroll", enroll_tag)
+    enrolled = _embed(enroll, s, card, s.max_sec_enroll, "enroll", enroll_tag)
     with tempfile.TemporaryDirectory(prefix="vggvox-") as tmp:
         store = VoiceprintStore(s.store_path or Path(tmp) / "voiceprints.db")
         skipped += enroll_all(enroll, enrolled, store, card.tag)
@@ -138,7 +135,7 @@ def identify(s: IdentifySettings) -> Report:
             skipped.append(Skipped(str(t.path), f"speaker {t.speaker!r} is not enrolled", t.line))
         else:
             usable.append(t)
-    tested = _embed(usable, s, None, "test", "")
+    tested = _embed(usable, s, card, None, "test", "")
     scorer = Scorer(s.metric)
     ok = [t for t in usable if tested[t.path].embedding is not None]
     for t in usable:

@@ -170,17 +170,21 @@ class VoiceprintStore:
         return gone
 
     def speaker(self, name: str) -> SpeakerInfo:
-        found = [s for s in self.speakers() if s.name == name]
+        found = self._infos("WHERE s.name = ?", (name,))
         if not found:
             raise StoreError(f"no speaker named {name!r}")
         return found[0]
 
     def speakers(self) -> list[SpeakerInfo]:
+        return self._infos()
+
+    def _infos(self, where: str = "", params: tuple[str, ...] = ()) -> list[SpeakerInfo]:
         with self._connect() as db:
             rows = db.execute(
                 "SELECT s.name, s.model, COUNT(e.id), COALESCE(SUM(e.seconds), 0), s.updated "
-                "FROM speakers s LEFT JOIN embeddings e ON e.speaker = s.name "
-                "GROUP BY s.name ORDER BY s.name"
+                f"FROM speakers s LEFT JOIN embeddings e ON e.speaker = s.name {where} "
+                "GROUP BY s.name ORDER BY s.name",
+                params,
             ).fetchall()
         return [SpeakerInfo(*r) for r in rows]
 
