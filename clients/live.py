@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from vggvox.audio import SAMPLE_RATE, load_audio
+from vggvox.audio import SAMPLE_RATE, load_audio, to_int16
 from vggvox.errors import VggvoxError
 from vggvox_client.connection import ClientError, Connection
 
@@ -22,7 +22,7 @@ CHUNK_S = 1.0
 
 
 def to_pcm(x: np.ndarray) -> bytes:
-    return (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
+    return to_int16(x).tobytes()
 
 
 def format_event(ev: dict[str, Any]) -> str:
@@ -89,7 +89,7 @@ def replay_files(target: Path) -> list[Path]:
 def replay_one(conn: Connection, path: Path, realtime: bool, as_json: bool,
                timeout: float, echo: bool = True) -> list[dict[str, Any]]:
     """Send one file through the daemon's pipeline; return its events (printed if ``echo``)."""
-    samples = (np.clip(load_audio(path), -1, 1) * 32767).astype("<i2")
+    samples = to_int16(load_audio(path))
     session = f"{path.name}-{uuid.uuid4().hex[:8]}"
     source = f"replay:{session}"
     sock = conn.subscribe()

@@ -49,7 +49,7 @@ def make_source(spec: str, settings: Settings) -> AudioSource:
         return MicSource(settings.audio.device, settings.audio.block_ms)
     if spec == "stdin":
         return StdinSource(block_ms=settings.audio.block_ms)
-    return FileSource(Path(spec[5:]), realtime=True, block_ms=settings.audio.block_ms)
+    return FileSource(Path(spec[5:]), block_ms=settings.audio.block_ms)
 
 
 class Daemon:
@@ -85,11 +85,11 @@ class Daemon:
     def publish(self, event: Event) -> None:
         self.publisher.publish(event)
 
-    def status_event(self, source: str | None = None, state: str | None = None) -> StatusEvent:
+    def status_event(self, state: str | None = None) -> StatusEvent:
         main = self.main
         t = main.stream_s if main else 0.0
         return StatusEvent(
-            source=source or (main.source.name if main else self.source_spec),
+            source=main.source.name if main else self.source_spec,
             t_start=t, t_end=t, state=state or self.state,
             overflows=main.source.overflows if main else 0,
             dropped_samples=main.ring.dropped if main else 0,
@@ -127,17 +127,13 @@ class Daemon:
         self.control.start()
         self.main = Pipeline(make_source(self.source_spec, self.settings), self.settings,
                              self.queue, self.publish, on_frames=self.notifier.watchdog)
-        backoff, next_try, started = 1.0, 0.0, False
+        backoff, next_try = 1.0, 0.0
         try:
             while not self._stop.is_set():
                 now = time.monotonic()
                 if self.state in ("starting", "waiting", "lost") and now >= next_try:
                     try:
-                        if started:
-                            self.main.start_source()
-                        else:
-                            self.main.start()
-                            started = True
+                        self.main.start()
                         self.set_state("running")
                         backoff = 1.0
                     except SourceError as e:

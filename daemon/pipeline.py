@@ -8,7 +8,6 @@ full; finite ones (file, replay) wait instead.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -24,8 +23,6 @@ from vggvoxd.sources import AudioSource
 from vggvoxd.vad import SpeechEnd, SpeechStart, VadGate
 from vggvoxd.windows import WindowSpec, due_windows
 from vggvoxd.worker import Flush, WindowJob, WindowQueue
-
-log = logging.getLogger(__name__)
 
 
 def make_gate(settings: Settings) -> VadGate:
@@ -81,15 +78,15 @@ class Pipeline:
         """Set when a finite source has been fully processed."""
 
     def start(self) -> None:
-        """Start the pipeline thread, then the source (which may raise SourceError)."""
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=f"pipeline-{self.source.name}",
-                                        daemon=True)
-        self._thread.start()
-        self.start_source()
+        """Start the source (again, after a failure), and the pipeline thread once.
 
-    def start_source(self) -> None:
-        """(Re)start the source; the stream clock goes on where it stopped."""
+        Raises SourceError if the source cannot start; call again to retry. The
+        stream clock goes on where it stopped.
+        """
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run,
+                                            name=f"pipeline-{self.source.name}", daemon=True)
+            self._thread.start()
         self.last_audio = time.monotonic()
         self.source.start(self.ring.write)
 

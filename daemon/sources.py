@@ -2,7 +2,7 @@
 
 - ``MicSource``: PyAudio capture; the callback only hands the block to the sink
   (the ring buffer's write) and counts PortAudio's input-overflow flag.
-- ``FileSource``: a file, at real-time pace or as fast as the sink takes it.
+- ``FileSource``: a file, at real-time pace.
 - ``StdinSource``: raw 16-bit little-endian PCM from standard input.
 - ``PushSource``: blocks pushed by the control socket (``replay``).
 """
@@ -23,7 +23,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from vggvox.audio import SAMPLE_RATE, load_audio
+from vggvox.audio import SAMPLE_RATE, load_audio, to_int16
 
 log = logging.getLogger(__name__)
 
@@ -185,30 +185,19 @@ class _ThreadSource(AudioSource):
 
 
 class FileSource(_ThreadSource):
-    def __init__(self, path: Path, realtime: bool = True, block_ms: int = 20,
-                 space: Callable[[], int] | None = None) -> None:
+    """A file played at real-time pace, as a microphone would deliver it."""
+
+    def __init__(self, path: Path, block_ms: int = 20) -> None:
         super().__init__(f"file:{path}")
         self.path = Path(path)
-        self.realtime = realtime
         self.block = SAMPLE_RATE * block_ms // 1000
-        self.space = space
-        """Without real-time pacing, how much the sink can take without losing audio."""
-        self._samples = (np.clip(load_audio(self.path), -1, 1) * 32767).astype(np.int16)
-
-    @property
-    def lossless(self) -> bool:
-        return not self.realtime
+        self._samples = to_int16(load_audio(self.path))
 
     def _run(self, sink: Sink) -> None:
         t0 = time.monotonic()
         pos = 0
         while pos < len(self._samples) and not self._stop.is_set():
-            if self.realtime:
-                due = t0 + pos / SAMPLE_RATE
-                time.sleep(max(0.0, due - time.monotonic()))
-            elif self.space is not None and self.space() < self.block:
-                time.sleep(0.005)
-                continue
+            self._stop.wait(max(0.0, t0 + pos / SAMPLE_RATE - time.monotonic()))
             sink(self._samples[pos : pos + self.block])
             pos += self.block
         self.finished = pos >= len(self._samples)

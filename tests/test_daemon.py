@@ -17,7 +17,7 @@ from daemon_proc import DaemonProcess
 from speakers_fixture import Conversation, conversation, score_events
 
 from conftest import write_wav
-from vggvox.audio import load_audio
+from vggvox.audio import load_audio, to_int16
 from vggvox_client import live
 from vggvox_client.connection import ClientError
 
@@ -202,7 +202,7 @@ def test_stdin_source(tmp_path: Path, convo: Conversation) -> None:
         enroll_both(d, convo)
         sub = d.conn.subscribe(["speaker", "speech.start"])
         time.sleep(0.3)
-        pcm = (load_audio(convo.stream) * 32767).astype("<i2").tobytes()
+        pcm = to_int16(load_audio(convo.stream)).tobytes()
         assert d.proc and d.proc.stdin
         d.proc.stdin.write(pcm)
         d.proc.stdin.flush()

@@ -9,7 +9,7 @@ import msgpack
 import numpy as np
 import pytest
 
-from vggvox.audio import load_audio
+from vggvox.audio import load_audio, to_int16
 from vggvoxd.events import SpeakerEvent, SpeechStartEvent, StatusEvent, decode, encode
 from vggvoxd.notify import Notifier
 from vggvoxd.ringbuffer import RingBuffer
@@ -54,7 +54,7 @@ def test_ring_buffer_arrival_times() -> None:
 
 
 def test_vad_on_real_speech_and_silence(fixtures_dir: Path) -> None:
-    speech = (load_audio(fixtures_dir / "vctk-p225__p225_003.wav") * 32767).astype(np.int16)
+    speech = to_int16(load_audio(fixtures_dir / "vctk-p225__p225_003.wav"))
     silence = np.zeros(16000, dtype=np.int16)
     x = np.concatenate([silence, speech, silence])
     segments = speech_segments(VadGate(), x)
@@ -66,7 +66,7 @@ def test_vad_on_real_speech_and_silence(fixtures_dir: Path) -> None:
 
 
 def test_vad_block_size_does_not_matter(fixtures_dir: Path) -> None:
-    x = (load_audio(fixtures_dir / "ls-3005__3005-163389-0000.wav") * 32767).astype(np.int16)
+    x = to_int16(load_audio(fixtures_dir / "ls-3005__3005-163389-0000.wav"))
     whole = VadGate()
     ref = whole.process(0, x) + whole.flush()
     gate = VadGate()

@@ -34,6 +34,11 @@ def dbfs(x: np.ndarray) -> float:
     return 20.0 * np.log10(rms) if rms > 0 else float("-inf")
 
 
+def to_int16(x: np.ndarray) -> np.ndarray:
+    """Float samples in [-1, 1] as 16-bit little-endian PCM (clipped)."""
+    return (np.clip(x, -1.0, 1.0) * 32767).astype("<i2")
+
+
 def to_mono_16k(x: np.ndarray, rate: int) -> np.ndarray:
     """Average the channels and resample to 16 kHz, as float32."""
     if x.ndim == 2:
