@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vggvox.audio import SAMPLE_RATE
+from vggvox.audio import SAMPLE_RATE, to_float
 from vggvox.store import check_name
 from vggvoxd.control import Handler, Later, Reply, RequestError, field
 from vggvoxd.events import EnrollmentEvent, StatusEvent
@@ -95,7 +95,7 @@ class Handlers:
             secs = len(speech) / SAMPLE_RATE
             total += secs
             if secs >= embedder.card.min_input_s:
-                embs.append(embedder.embed(speech.astype(np.float32) / 32768))
+                embs.append(embedder.embed(to_float(speech)))
                 seconds.append(secs)
                 used.append(src)
         need = settings.enroll.min_speech_s
@@ -103,10 +103,7 @@ class Handlers:
             raise RequestError(f"too little speech to enroll {name!r}: {total:.1f} s after VAD "
                                f"in {len(clips)} clip(s), need {need:.1f} s")
         info = self.d.store.enroll(name, np.stack(embs), embedder.tag, used, seconds, replace)
-        t = self.d.main.stream_s if self.d.main else 0.0
-        self.d.publish(EnrollmentEvent(source=self._source(), t_start=t, t_end=t, action="added",
-                                       speaker=name, embeddings=info.embeddings,
-                                       speech_s=round(total, 3), model=embedder.tag))
+        self._announce("added", name, embeddings=info.embeddings, speech_s=round(total, 3))
         return {"ok": True, "speaker": name, "embeddings": info.embeddings,
                 "speech_s": round(total, 3), "model": embedder.tag}
 
@@ -114,10 +111,7 @@ class Handlers:
         name = field(req, "name", str)
         if not self.d.store.remove(name):
             raise RequestError(f"no speaker named {name!r}")
-        t = self.d.main.stream_s if self.d.main else 0.0
-        self.d.publish(EnrollmentEvent(source=self._source(), t_start=t, t_end=t,
-                                       action="removed", speaker=name,
-                                       model=self.d.embedder.tag))
+        self._announce("removed", name)
         return {"ok": True, "removed": name}
 
     def list(self, req: dict[str, Any], later: Later) -> Reply:
@@ -138,8 +132,13 @@ class Handlers:
         self.d.reload()
         return {"ok": True, "speakers": len(self.d.worker.names)}
 
-    def _source(self) -> str:
-        return self.d.main.source.name if self.d.main else self.d.source_spec
+    def _announce(self, action: str, name: str, **counts: Any) -> None:
+        """Publish an enrollment event, dated on the main source's clock."""
+        main = self.d.main
+        t = main.stream_s if main else 0.0
+        self.d.publish(EnrollmentEvent(
+            source=main.source.name if main else self.d.source_spec, t_start=t, t_end=t,
+            action=action, speaker=name, model=self.d.embedder.tag, **counts))
 
     # -- replay ---------------------------------------------------------------------------
 

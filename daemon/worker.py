@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vggvox.audio import SAMPLE_RATE
+from vggvox.audio import SAMPLE_RATE, to_float
 from vggvox.embedder import Embedder
 from vggvox.errors import VggvoxError
 from vggvox.scoring import Scorer
@@ -105,8 +105,11 @@ class EmbedWorker:
         self.max_batch = max_batch
         self.publish = publish
         self.on_flush = on_flush
-        self.names: list[str] = []
-        self.prints = np.zeros((0, embedder.card.embedding_size), dtype=np.float32)
+        # Names and their voiceprint matrix, replaced together in one assignment:
+        # refresh() also runs in other threads (SIGHUP, the reload request), and a
+        # batch must never pair new names with an old matrix.
+        self.voiceprints: tuple[list[str], np.ndarray] = (
+            [], np.zeros((0, embedder.card.embedding_size), dtype=np.float32))
         self._generation = -1
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="embedder", daemon=True)
@@ -123,18 +126,21 @@ class EmbedWorker:
         self.queue.close()
         self._thread.join(timeout=2.0)
 
+    @property
+    def names(self) -> list[str]:
+        return self.voiceprints[0]
+
     def refresh(self, force: bool = False) -> None:
         """Reload voiceprints if the store changed since the last look."""
         try:
             generation = self.store.generation()
             if force or generation != self._generation:
-                self.names, prints = self.store.voiceprints(self.embedder.tag)
-                if prints.size:
-                    self.prints = prints
-                else:
-                    self.prints = np.zeros((0, self.embedder.card.embedding_size), np.float32)
+                names, prints = self.store.voiceprints(self.embedder.tag)
+                if not names:
+                    prints = np.zeros((0, self.embedder.card.embedding_size), np.float32)
+                self.voiceprints = (names, prints)
                 self._generation = generation
-                log.info("voiceprints: %d speakers", len(self.names))
+                log.info("voiceprints: %d speakers", len(names))
         except VggvoxError as e:
             log.error("cannot load voiceprints: %s", e)
 
@@ -159,15 +165,16 @@ class EmbedWorker:
             return
         t0 = time.perf_counter()
         try:
-            embs = self.embedder.embed_batch([j.samples.astype(np.float32) / 32768 for j in jobs])
+            embs = self.embedder.embed_batch([to_float(j.samples) for j in jobs])
         except VggvoxError as e:
             self.errors += 1
             log.warning("embedding %d windows failed: %s", len(jobs), e)
             return
-        scores = self.scorer.scores(embs, self.prints)
+        names, prints = self.voiceprints
+        scores = self.scorer.scores(embs, prints)
         self.compute_s += time.perf_counter() - t0
         for job, row in zip(jobs, scores, strict=True):
-            top = self.scorer.top_k(row, self.names, self.top_k)
+            top = self.scorer.top_k(row, names, self.top_k)
             best = top[0] if top else None
             self.publish(SpeakerEvent(
                 source=job.source, t_start=job.start / SAMPLE_RATE, t_end=job.end / SAMPLE_RATE,

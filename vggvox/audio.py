@@ -39,6 +39,11 @@ def to_int16(x: np.ndarray) -> np.ndarray:
     return (np.clip(x, -1.0, 1.0) * 32767).astype("<i2")
 
 
+def to_float(pcm: np.ndarray) -> np.ndarray:
+    """16-bit PCM as float32 samples in [-1, 1)."""
+    return pcm.astype(np.float32) / 32768
+
+
 def to_mono_16k(x: np.ndarray, rate: int) -> np.ndarray:
     """Average the channels and resample to 16 kHz, as float32."""
     if x.ndim == 2:
