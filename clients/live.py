@@ -31,6 +31,11 @@ def format_event(ev: dict[str, Any]) -> str:
         who = ev["speaker"] if ev["speaker"] is not None else "(unknown)"
         best = ", ".join(f"{n} {s:.2f}" for n, s in ev["top"][:3])
         return f"{head} {who:16s} score {ev['score']:.3f}  top: {best}"
+    if ev["type"] == "turn":
+        who = ev["speaker"] or ev.get("unknown") or "(unknown)"
+        state = "final" if ev["final"] else "open"
+        return (f"{head} #{ev['turn']:<4d} {who:16s} score {ev['score']:.3f}  "
+                f"confidence {ev['confidence']:.2f}  {state}")
     if ev["type"] == "enrollment":
         return f"{head} {ev['action']} {ev['speaker']}"
     if ev["type"] == "status":
@@ -96,18 +101,20 @@ def replay_one(conn: Connection, path: Path, realtime: bool, as_json: bool,
     time.sleep(0.2)  # let the subscription reach the publisher before any event
     events: list[dict[str, Any]] = []
 
-    def drain(wait: float) -> bool:
-        """Print this replay's events; True once it has finished."""
-        while (ev := conn.receive(sock, wait)) is not None:
+    finished: dict[str, Any] = {}
+
+    def drain(wait: float) -> None:
+        """Collect (and print) this replay's events until none is waiting; note the end."""
+        while not finished and (ev := conn.receive(sock, wait)) is not None:
             wait = 0
             if ev["source"] != source:
                 continue
             if ev["type"] == "status" and ev["state"] == "finished":
-                return True
+                finished.update(ev)
+                return
             events.append(ev)
             if echo:
                 emit(ev, as_json)
-        return False
 
     chunk = int(CHUNK_S * SAMPLE_RATE)
     t0 = time.monotonic()
@@ -126,11 +133,16 @@ def replay_one(conn: Connection, path: Path, realtime: bool, as_json: bool,
             if final and reply["accepted"] == len(part):
                 break
         deadline = time.monotonic() + timeout
-        while not drain(0.2):
+        while not finished:
             if time.monotonic() > deadline:
                 raise ClientError(f"replay of {path} did not finish within {timeout:g} s")
+            drain(0.2)
     finally:
         sock.close()
+    if finished.get("dropped_windows"):
+        # Replays are lossless by design; say so loudly if that ever breaks.
+        print(f"replay: warning: {path}: the daemon dropped {finished['dropped_windows']} "
+              "windows", file=sys.stderr)
     return events
 
 

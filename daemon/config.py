@@ -20,6 +20,10 @@ import yaml
 from platformdirs import user_config_dir, user_data_dir, user_runtime_dir
 
 from vggvox.errors import VggvoxError
+from vggvox.stream.decider import TurnConfig
+from vggvox.stream.recognizer import RecognizerConfig, ScoringConfig
+from vggvox.stream.vad import VadConfig
+from vggvox.stream.windows import WindowConfig
 
 SYSTEM_CONFIG = Path("/etc/vggvox/vggvoxd.yaml")
 
@@ -40,30 +44,18 @@ class AudioSettings:
     """Ring buffer capacity in seconds; must hold at least one window."""
 
 
-@dataclass(frozen=True)
-class VadSettings:
-    aggressiveness: int = 2
-    """webrtcvad aggressiveness, 0 (least) to 3 (most eager to call audio non-speech)."""
-    frame_ms: int = 30
-    """VAD frame: 10, 20 or 30 ms."""
-    onset_ms: int = 90
-    """Speech needed to open a segment."""
-    hangover_ms: int = 300
-    """Non-speech needed to close a segment."""
+# The recognizer's own configs (vggvox.stream) are sections of the daemon's
+# settings as they are; the daemon adds only what is about running it.
+VadSettings = VadConfig
 
 
 @dataclass(frozen=True)
-class WindowSettings:
-    length_s: float = 2.0
-    """Window length in seconds."""
-    hop_s: float = 0.5
-    """Time between two decisions within speech."""
-    min_speech_s: float = 1.0
-    """Speech needed in a segment before its first decision."""
+class WindowSettings(WindowConfig):
     max_batch: int = 8
     """Most windows embedded in one ONNX call."""
     queue: int = 32
-    """Windows that may wait for the embedder; the oldest live one is dropped beyond."""
+    """Windows that may wait for the embedder, per kind of source: beyond, the oldest
+    live one is dropped, and a finite source (file, replay) waits."""
 
 
 @dataclass(frozen=True)
@@ -75,13 +67,9 @@ class ModelSettings:
 
 
 @dataclass(frozen=True)
-class ScoringSettings:
+class ScoringSettings(ScoringConfig):
     metric: str = "cosine"
     """cosine or euclidean."""
-    threshold: float | None = None
-    """Below this score a window is 'unknown'; null takes the model card's threshold."""
-    top_k: int = 5
-    """Candidates listed in each speaker event."""
 
 
 @dataclass(frozen=True)
@@ -129,11 +117,21 @@ class Settings:
     window: WindowSettings = field(default_factory=WindowSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
     scoring: ScoringSettings = field(default_factory=ScoringSettings)
+    turns: TurnConfig = field(default_factory=TurnConfig)
     enroll: EnrollSettings = field(default_factory=EnrollSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     endpoints: EndpointSettings = field(default_factory=EndpointSettings)
     status: StatusSettings = field(default_factory=StatusSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+
+    def recognizer(self) -> RecognizerConfig:
+        w, s = self.window, self.scoring
+        return RecognizerConfig(
+            vad=self.vad,
+            window=WindowConfig(w.length_s, w.hop_s, w.min_speech_s),
+            scoring=ScoringConfig(s.threshold, s.top_k),
+            turns=self.turns,
+        )
 
     def store_path(self) -> Path:
         if self.store.path:
@@ -171,6 +169,12 @@ RANGES: dict[tuple[str, str], typing.Callable[[Any], str | None]] = {
     else "must be cosine or euclidean",
     ("scoring", "threshold"): lambda v: None if v is None or -2 <= v <= 1 else "must be -2..1",
     ("scoring", "top_k"): lambda v: None if 1 <= v <= 100 else "must be 1..100",
+    ("turns", "change_threshold"): lambda v: None if v is None or -2 <= v <= 1
+    else "must be -2..1",
+    ("turns", "change_windows"): lambda v: None if 1 <= v <= 20 else "must be 1..20",
+    ("turns", "min_turn_windows"): lambda v: None if 1 <= v <= 100 else "must be 1..100",
+    ("turns", "hysteresis"): lambda v: None if 1 <= v <= 20 else "must be 1..20",
+    ("turns", "straddle"): lambda v: None if 0 <= v <= 1 else "must be 0..1",
     ("enroll", "min_speech_s"): lambda v: None if 0.5 <= v <= 600 else "must be 0.5..600",
     ("enroll", "max_live_s"): lambda v: None if 1 <= v <= 600 else "must be 1..600",
     ("endpoints", "events_hwm"): lambda v: None if 1 <= v <= 1_000_000 else "must be 1..1e6",

@@ -1,8 +1,10 @@
-"""The supervisor: wires the stages together and keeps the audio source alive.
+r"""The supervisor: the runtime around the library's recognizer.
 
-    source -> RingBuffer -> VadGate -> windows -> WindowQueue -> EmbedWorker -> Publisher
-                                                                    ^
-              ControlServer (enroll, remove, list, status, reload, replay) -> VoiceprintStore
+    mic source  -> Stream (ring buffer, segmenter) -\  live queue
+    replay/file -> Stream (ring buffer, segmenter) --> finite queue -> EmbedExecutor
+                                                        (embed, decide, wire) -> Publisher
+    ControlServer (enroll, remove, list, status, reload, replay) -> VoiceprintStore
+                                          VoiceprintSet (in memory) <- loaded from the store
 
 The main thread runs ``run``: it (re)starts the live source with back-off when
 it fails or disappears, sends heartbeats, tells systemd when it is ready, and
@@ -14,21 +16,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from vggvox.embedder import Embedder
 from vggvox.modelcard import load_card, resolve_card
-from vggvox.scoring import Scorer
 from vggvox.store import VoiceprintStore
+from vggvox.stream.recognizer import Recognizer
+from vggvox.voiceprints import VoiceprintSet
 from vggvoxd.config import Settings
 from vggvoxd.control import ControlServer
 from vggvoxd.events import Event, StatusEvent
+from vggvoxd.executor import EmbedExecutor, WorkQueues
 from vggvoxd.handlers import Handlers
 from vggvoxd.notify import Notifier
-from vggvoxd.pipeline import Pipeline
 from vggvoxd.publisher import Publisher
 from vggvoxd.sources import AudioSource, FileSource, MicSource, SourceError, StdinSource
-from vggvoxd.worker import EmbedWorker, WindowQueue
+from vggvoxd.stream import Stream
 
 log = logging.getLogger(__name__)
 
@@ -61,19 +65,17 @@ class Daemon:
         card = load_card(resolve_card(settings.model.name))
         self.embedder = Embedder(card, threads=settings.model.threads)
         self.store = VoiceprintStore(settings.store_path())
+        self.voiceprints = VoiceprintSet(card.embedding_size, card.tag, settings.scoring.metric)
         self.threshold = (settings.scoring.threshold if settings.scoring.threshold is not None
                           else card.threshold)
-        self.queue = WindowQueue(settings.window.queue)
+        self.queues = WorkQueues(settings.window.queue, settings.window.queue)
         self.publisher = Publisher(settings.endpoint("events"), settings.endpoints.events_hwm)
-        self.worker = EmbedWorker(
-            self.embedder, Scorer(settings.scoring.metric), self.store, self.threshold,
-            settings.scoring.top_k, self.queue, settings.window.max_batch,
-            self.publish, self.on_flush,
-        )
+        self.executor = EmbedExecutor(self.embedder, self.voiceprints, self.store, self.queues,
+                                      settings.window.max_batch, self.publish, self.on_flush)
         self.handlers = Handlers(self)
         self.control = ControlServer(settings.endpoint("control"), self.handlers.table(),
                                      settings.endpoints.max_request_bytes)
-        self.main: Pipeline | None = None
+        self.main: Stream | None = None
         self.state = "starting"
         self._stop = threading.Event()
         self._last_status = 0.0
@@ -93,9 +95,14 @@ class Daemon:
             t_start=t, t_end=t, state=state or self.state,
             overflows=main.source.overflows if main else 0,
             dropped_samples=main.ring.dropped if main else 0,
-            dropped_windows=(main.dropped_windows if main else 0) + self.queue.dropped,
-            queue=len(self.queue), speakers=len(self.worker.names),
+            dropped_windows=main.dropped_windows if main else 0,
+            queue=len(self.queues), speakers=len(self.voiceprints),
         )
+
+    def stream(self, source: AudioSource, on_frames: Callable[[], None] | None = None) -> Stream:
+        """A new stream with its own recognizer, fed to the shared executor."""
+        recognizer = Recognizer(self.embedder, self.voiceprints, self.settings.recognizer())
+        return Stream(source, recognizer, self.queues, self.settings.audio.buffer_s, on_frames)
 
     def set_state(self, state: str) -> None:
         if state != self.state:
@@ -103,10 +110,10 @@ class Daemon:
             self.notifier.status(f"source {self.source_spec}: {state}")
             self.publish(self.status_event())
 
-    def on_flush(self, source: str) -> None:
-        """The worker has handled every window of a finite source."""
-        self.handlers.replay_finished(source)
-        if self.main and source == self.main.source.name:
+    def on_flush(self, stream: Stream) -> None:
+        """The executor has handled every window of a finite stream."""
+        self.handlers.replay_finished(stream)
+        if stream is self.main:
             self.set_state("finished")
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -119,14 +126,14 @@ class Daemon:
         return self._stop.is_set()
 
     def reload(self) -> None:
-        self.worker.refresh(force=True)
+        self.executor.refresh(force=True)
 
     def run(self) -> int:
         self.publisher.start()
-        self.worker.start()
+        self.executor.start()
         self.control.start()
-        self.main = Pipeline(make_source(self.source_spec, self.settings), self.settings,
-                             self.queue, self.publish, on_frames=self.notifier.watchdog)
+        self.main = self.stream(make_source(self.source_spec, self.settings),
+                                on_frames=self.notifier.watchdog)
         backoff, next_try = 1.0, 0.0
         try:
             while not self._stop.is_set():
@@ -172,6 +179,6 @@ class Daemon:
         if self.main is not None:
             self.main.stop()
         self.handlers.stop_replays()
-        self.worker.stop()
+        self.executor.stop()
         self.publish(self.status_event(state="stopped"))
         self.publisher.stop()

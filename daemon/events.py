@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import msgpack
 
 SCHEMA_VERSION = 1
-TOPICS = ("speech.start", "speech.end", "speaker", "enrollment", "status")
+TOPICS = ("speech.start", "speech.end", "speaker", "turn", "enrollment", "status")
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,33 @@ class SpeakerEvent(Event):
 
 
 @dataclass(frozen=True)
+class TurnEvent(Event):
+    """One stable label per speaker turn; the last event of a turn is its answer."""
+
+    topic: ClassVar[str] = "turn"
+    turn: int = 0
+    """Increasing per source, from 1."""
+    speaker: str | None = None
+    """The enrolled speaker, or None."""
+    unknown: str | None = None
+    """The label of an unknown-voice cluster, or None (not filled in yet)."""
+    score: float = 0.0
+    """Score of the turn's evidence against its speaker (else the best enrolled one)."""
+    confidence: float = 0.0
+    """Share of the turn's windows that, scored alone, agree with its label: a
+    consistency measure in [0, 1], not yet a calibrated probability."""
+    top: list[list[Any]] = field(default_factory=list)
+    """[[name, score], ...] of the turn's evidence, best first."""
+    final: bool = False
+    """True on the turn's last event, once it has ended."""
+    windows: int = 0
+    """Windows of evidence behind the label."""
+    model: str = ""
+    captured: float = 0.0
+    """Wall time when the newest window's last sample entered the ring buffer."""
+
+
+@dataclass(frozen=True)
 class EnrollmentEvent(Event):
     topic: ClassVar[str] = "enrollment"
     action: str = "added"
@@ -86,7 +113,7 @@ class StatusEvent(Event):
     dropped_samples: int = 0
     """Audio overwritten in the ring buffer because the pipeline fell behind."""
     dropped_windows: int = 0
-    """Windows dropped because the embedding queue was full."""
+    """Windows of this source dropped (live sources only: the embedding queue was full)."""
     queue: int = 0
     """Windows waiting for the embedder."""
     speakers: int = 0

@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vggvox.audio import SAMPLE_RATE, to_float
+from vggvox.audio import SAMPLE_RATE
+from vggvox.enroll import EnrollmentError, enroll
 from vggvox.store import check_name
 from vggvoxd.control import Handler, Later, Reply, RequestError, field
 from vggvoxd.events import EnrollmentEvent, StatusEvent
-from vggvoxd.pipeline import Pipeline, Tap, make_gate
 from vggvoxd.sources import PushSource
-from vggvoxd.vad import speech_segments
+from vggvoxd.stream import Stream, Tap
 
 if TYPE_CHECKING:
     from vggvoxd.daemon import Daemon
@@ -30,7 +30,7 @@ REPLAY_IDLE_S = 60.0
 
 @dataclass
 class ReplaySession:
-    pipe: Pipeline
+    pipe: Stream
     seen: float
     """Monotonic time of the last request."""
     reported: bool = False
@@ -83,29 +83,22 @@ class Handlers:
     def enroll_clips(self, name: str, clips: list[np.ndarray], replace: bool,
                      sources: list[str]) -> Reply:
         embedder, settings = self.d.embedder, self.d.settings
-        embs, seconds, used, total = [], [], [], 0.0
-        for clip, src in zip(clips, sources, strict=True):
+        try:
+            # Stopping is checked between clips, so that shutdown never has to leave
+            # this thread in the middle of an ONNX call.
+            e = enroll(embedder, name, clips, sources, settings.vad,
+                       settings.enroll.min_speech_s, should_stop=lambda: self.d.stopping)
+        except EnrollmentError as err:
             if self.d.stopping:
-                # Give up before the store is touched, so that shutdown never has to
-                # leave this thread in the middle of an ONNX call.
                 raise RequestError(f"vggvoxd is stopping: enrollment of {name!r} abandoned, "
-                                   "nothing was stored")
-            segments = speech_segments(make_gate(settings), clip)
-            speech = np.concatenate([clip[s:e] for s, e in segments]) if segments else clip[:0]
-            secs = len(speech) / SAMPLE_RATE
-            total += secs
-            if secs >= embedder.card.min_input_s:
-                embs.append(embedder.embed(to_float(speech)))
-                seconds.append(secs)
-                used.append(src)
-        need = settings.enroll.min_speech_s
-        if total < need or not embs:
-            raise RequestError(f"too little speech to enroll {name!r}: {total:.1f} s after VAD "
-                               f"in {len(clips)} clip(s), need {need:.1f} s")
-        info = self.d.store.enroll(name, np.stack(embs), embedder.tag, used, seconds, replace)
-        self._announce("added", name, embeddings=info.embeddings, speech_s=round(total, 3))
+                                   "nothing was stored") from None
+            raise RequestError(str(err)) from None
+        info = self.d.store.enroll(name, e.embeddings, embedder.tag, e.sources, e.seconds,
+                                   replace)
+        total = round(e.speech_s, 3)
+        self._announce("added", name, embeddings=info.embeddings, speech_s=total)
         return {"ok": True, "speaker": name, "embeddings": info.embeddings,
-                "speech_s": round(total, 3), "model": embedder.tag}
+                "speech_s": total, "model": embedder.tag}
 
     def remove(self, req: dict[str, Any], later: Later) -> Reply:
         name = field(req, "name", str)
@@ -124,13 +117,13 @@ class Handlers:
         return {"ok": True, "source": ev.source, "state": ev.state, "stream_s": ev.t_end,
                 "overflows": ev.overflows, "dropped_samples": ev.dropped_samples,
                 "dropped_windows": ev.dropped_windows, "queue": ev.queue,
-                "speakers": ev.speakers, "windows": self.d.worker.windows_done,
+                "speakers": ev.speakers, "windows": self.d.executor.windows_done,
                 "model": self.d.embedder.tag, "threshold": self.d.threshold,
                 "replays": sorted(self.replays)}
 
     def reload(self, req: dict[str, Any], later: Later) -> Reply:
         self.d.reload()
-        return {"ok": True, "speakers": len(self.d.worker.names)}
+        return {"ok": True, "speakers": len(self.d.voiceprints)}
 
     def _announce(self, action: str, name: str, **counts: Any) -> None:
         """Publish an enrollment event, dated on the main source's clock."""
@@ -153,8 +146,7 @@ class Handlers:
             if entry is None:
                 if len(self.replays) >= MAX_REPLAYS:
                     raise RequestError(f"too many replays at once (at most {MAX_REPLAYS})")
-                pipe = Pipeline(PushSource(f"replay:{session}"), self.d.settings, self.d.queue,
-                                self.d.publish)
+                pipe = self.d.stream(PushSource(f"replay:{session}"))
                 pipe.start()
                 entry = self.replays[session] = ReplaySession(pipe, time.monotonic())
             entry.seen = time.monotonic()
@@ -169,16 +161,16 @@ class Handlers:
             source.finish()
         return {"ok": True, "accepted": n, "stream_s": pipe.stream_s}
 
-    def replay_finished(self, source: str) -> None:
-        """Called by the worker after the last window of a replay: tell the client."""
+    def replay_finished(self, stream: Stream) -> None:
+        """Called by the executor after the last window of a replay: tell the client."""
         with self._lock:
-            entry = self.replays.get(source.removeprefix("replay:"))
-        if entry is not None:
-            t = entry.pipe.stream_s
-            self.d.publish(StatusEvent(source=source, t_start=t, t_end=t, state="finished",
-                                       dropped_windows=entry.pipe.dropped_windows,
-                                       queue=len(self.d.queue),
-                                       speakers=len(self.d.worker.names)))
+            entry = self.replays.get(stream.name.removeprefix("replay:"))
+        if entry is not None and entry.pipe is stream:
+            t = stream.stream_s
+            self.d.publish(StatusEvent(source=stream.name, t_start=t, t_end=t, state="finished",
+                                       dropped_windows=stream.dropped_windows,
+                                       queue=len(self.d.queues),
+                                       speakers=len(self.d.voiceprints)))
             entry.reported = True
 
     def reap_replays(self) -> None:

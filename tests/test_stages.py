@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import threading
+import time
 from pathlib import Path
 
 import msgpack
@@ -10,12 +12,13 @@ import numpy as np
 import pytest
 
 from vggvox.audio import load_audio, to_int16
+from vggvox.stream.ringbuffer import RingBuffer
+from vggvox.stream.segmenter import Window
+from vggvox.stream.vad import SpeechEnd, SpeechStart, VadFrameError, VadGate, speech_segments
+from vggvox.stream.windows import WindowSpec, due_windows
 from vggvoxd.events import SpeakerEvent, SpeechStartEvent, StatusEvent, decode, encode
+from vggvoxd.executor import Flush, Job, WorkQueues
 from vggvoxd.notify import Notifier
-from vggvoxd.ringbuffer import RingBuffer
-from vggvoxd.vad import SpeechEnd, SpeechStart, VadFrameError, VadGate, speech_segments
-from vggvoxd.windows import WindowSpec, due_windows
-from vggvoxd.worker import Flush, WindowJob, WindowQueue
 
 # ---------------------------------------------------------------- ring buffer
 
@@ -176,26 +179,57 @@ def test_notify_abstract_address_and_absent(monkeypatch: pytest.MonkeyPatch) -> 
 # ---------------------------------------------------------------- window queue
 
 
-def job(i: int) -> WindowJob:
-    return WindowJob("mic", i, i + 1, np.zeros(1, np.int16), 0.0)
+class FakeStream:
+    """Just what the queues touch of a stream."""
+
+    def __init__(self) -> None:
+        self.dropped_windows = 0
 
 
-def test_queue_drops_oldest_live_window() -> None:
-    q = WindowQueue(3)
+def job(i: int, stream: FakeStream) -> Job:
+    return Job(stream, Window(i, i + 1, np.zeros(1, np.int16)))  # type: ignore[arg-type]
+
+
+def test_live_queue_drops_oldest_window_never_a_marker() -> None:
+    q, mic = WorkQueues(live_size=3, finite_size=3), FakeStream()
+    q.put_live(Job(mic, SpeechStart(0)))  # type: ignore[arg-type]
     for i in range(5):
-        assert q.put(job(i))
-    assert q.dropped == 2
-    assert [j.start for j in q.get_batch(10, 0.1)] == [2, 3, 4]
+        q.put_live(job(i, mic))
+    assert q.dropped == 2 and mic.dropped_windows == 2
+    got = q.take(10, 0.1)
+    assert isinstance(got[0].item, SpeechStart)
+    assert [j.item.start for j in got[1:]] == [2, 3, 4]
 
 
-def test_queue_never_drops_lossless_items() -> None:
-    q = WindowQueue(2)
-    q.put(job(0), lossless=True)
-    q.put(Flush("replay:x"), lossless=True)
-    assert not q.put(job(9))  # full of lossless work: the live window is the one dropped
-    assert q.dropped == 1 and len(q) == 2
+def test_finite_queue_waits_and_never_drops() -> None:
+    q, replay = WorkQueues(live_size=2, finite_size=2), FakeStream()
+    assert q.put_finite(job(0, replay)) and q.put_finite(Job(replay, Flush()))  # type: ignore[arg-type]
+    assert not q.put_finite(job(1, replay), timeout=0.05)  # full: the producer must wait
+    assert q.dropped == 0 and len(q) == 2 and replay.dropped_windows == 0
     q.close()
-    assert not q.put(job(1), lossless=True, timeout=0.05)
+    assert not q.put_finite(job(1, replay), timeout=0.05)
+
+
+def test_live_work_is_taken_before_finite_work() -> None:
+    q, mic, replay = WorkQueues(8, 8), FakeStream(), FakeStream()
+    for i in range(4):
+        q.put_finite(job(i, replay))
+    q.put_live(job(100, mic))
+    batch = q.take(3, 0.1)
+    assert batch[0].stream is mic and [j.stream for j in batch[1:]] == [replay, replay]
+
+
+def test_ring_buffer_waiting_writer_loses_nothing() -> None:
+    rb = RingBuffer(10)
+    rb.write(np.arange(8, dtype=np.int16))
+    got: list[np.ndarray] = []
+    t = threading.Thread(target=lambda: rb.write(np.arange(8, 30, dtype=np.int16), wait=True))
+    t.start()
+    deadline = time.monotonic() + 5
+    while sum(len(g) for g in got) < 30 and time.monotonic() < deadline:
+        got.append(rb.read(timeout=0.05)[1])
+    t.join(timeout=5)
+    assert rb.dropped == 0 and list(np.concatenate(got)) == list(range(30))
 
 
 def test_control_decoding_limits() -> None:

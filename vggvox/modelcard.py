@@ -79,6 +79,9 @@ class ModelCard:
     embedding_size: int
     min_input_s: float
     threshold: float
+    change_threshold: float
+    """Cosine between a window and a turn's evidence below which the turn decider
+    hears another speaker (optional in a card: defaults to ``threshold``)."""
 
     @property
     def tag(self) -> str:
@@ -164,6 +167,8 @@ def load_card(card_path: str | Path, verify: bool = True) -> ModelCard:
         embedding_size=_get(data, "embedding_size", int, where),
         min_input_s=_get(data, "min_input_s", float, where),
         threshold=_get(data, "threshold", float, where),
+        change_threshold=_get(data, "change_threshold", float, where)
+        if "change_threshold" in data else _get(data, "threshold", float, where),
     )
     if card.sample_rate != 16000:
         raise ModelError(f"{where}: sample_rate {card.sample_rate} unsupported (only 16000)")

@@ -1,5 +1,5 @@
-"""Stage 3: the VAD gate. webrtcvad decides speech per 10/20/30 ms frame;
-an onset and a hangover turn those decisions into speech segments.
+"""The VAD gate. webrtcvad decides speech per 10/20/30 ms frame; an onset and
+a hangover turn those decisions into speech segments.
 """
 
 from __future__ import annotations
@@ -15,6 +15,18 @@ RATES = (8000, 16000, 32000, 48000)
 
 class VadFrameError(ValueError):
     """A frame length webrtcvad does not accept."""
+
+
+@dataclass(frozen=True)
+class VadConfig:
+    aggressiveness: int = 2
+    """webrtcvad aggressiveness, 0 (least) to 3 (most eager to call audio non-speech)."""
+    frame_ms: int = 30
+    """VAD frame: 10, 20 or 30 ms."""
+    onset_ms: int = 90
+    """Speech needed to open a segment."""
+    hangover_ms: int = 300
+    """Non-speech needed to close a segment."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +68,11 @@ class VadGate:
         """End of the newest speech frame seen: windows never reach past it."""
         self._run = 0  # consecutive frames against the current state
         self._run_start = 0
+
+    @classmethod
+    def from_config(cls, config: VadConfig, rate: int = 16000) -> VadGate:
+        return cls(config.aggressiveness, config.frame_ms, config.onset_ms,
+                   config.hangover_ms, rate)
 
     def is_speech(self, frame: np.ndarray) -> bool:
         if len(frame) != self.frame:

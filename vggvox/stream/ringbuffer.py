@@ -1,9 +1,10 @@
-"""Stage 2: the ring buffer between the capture callback and the pipeline.
+"""The ring buffer between a capture callback and the thread that reads it.
 
 Fixed capacity, indexed by absolute sample number (samples since the source
 started), so that every stage speaks the stream's own clock. When the reader
 falls behind, the oldest unread audio is overwritten and counted: memory stays
-bounded and the writer (the capture callback) never waits on the reader.
+bounded and the writer (the capture callback) never waits on the reader. A
+finite source that must lose nothing writes with ``wait=True`` instead.
 """
 
 from __future__ import annotations
@@ -41,14 +42,25 @@ class RingBuffer:
     def unread(self) -> int:
         return self._end - self._read
 
-    def write(self, samples: np.ndarray) -> None:
-        """Append samples; only copies, and holds the lock for that copy alone."""
+    def write(self, samples: np.ndarray, wait: bool = False,
+              stop: threading.Event | None = None) -> None:
+        """Append samples; only copies, and holds the lock for that copy alone.
+
+        With ``wait``, first wait until the reader has made room (or ``stop`` is
+        set): nothing unread is overwritten.
+        """
         n = len(samples)
         if n == 0:
             return
         if n > self.capacity:
+            if wait:
+                for i in range(0, n, self.capacity):
+                    self.write(samples[i : i + self.capacity], wait, stop)
+                return
             samples = samples[-self.capacity :]
         with self._cond:
+            while wait and self.capacity - self.unread < n and not (stop and stop.is_set()):
+                self._cond.wait(0.1)
             end = self._end + n
             m = len(samples)
             pos = (end - m) % self.capacity
@@ -71,6 +83,7 @@ class RingBuffer:
             start = self._read
             out = self._copy(start, self._end)
             self._read = self._end
+            self._cond.notify_all()  # a waiting writer has room now
             return start, out
 
     def get(self, start: int, end: int) -> np.ndarray | None:

@@ -1,4 +1,4 @@
-"""Stage 4: sliding windows over speech, as a pure function of sample indices.
+"""Sliding windows over speech, as a pure function of sample indices.
 
 Within a speech segment the first window is due once ``min_speech`` samples of
 it exist; then one every ``hop``. A window covers the last ``length`` samples
@@ -10,6 +10,20 @@ a last window ends at the end of its speech, never in the silence after it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    length_s: float = 2.0
+    """Window length in seconds."""
+    hop_s: float = 0.5
+    """Time between two decisions within speech."""
+    min_speech_s: float = 1.0
+    """Speech needed in a segment before its first decision."""
+
+    def spec(self, rate: int = 16000) -> WindowSpec:
+        return WindowSpec(round(self.length_s * rate), round(self.hop_s * rate),
+                          round(self.min_speech_s * rate))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,113 @@
+"""The per-stream recognizer: 16 kHz PCM in, speech, window scores and turns out.
+
+    rec = Recognizer(Embedder.from_card("campplus"), voiceprints)
+    for block in blocks:                 # int16 or float PCM blocks of any size
+        for r in rec.feed(block):
+            if isinstance(r, TurnUpdate) and r.final:
+                print(r.t_start, r.t_end, r.speaker)
+    rec.finish()
+
+``feed`` is ``segment`` (VAD and windows: no model) followed by one batched
+embedding call and ``decide`` for each item. A runtime that embeds for many
+streams at once (the daemon) calls the two halves itself, from two threads:
+the segmenter's state belongs to the caller of ``segment``, the decider's to
+the caller of ``decide``. No sockets, no threads, no daemon settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vggvox.audio import to_float, to_int16
+from vggvox.embedder import Embedder
+from vggvox.stream.decider import TurnConfig, TurnDecider
+from vggvox.stream.identify import Identifier, ThresholdIdentifier
+from vggvox.stream.results import Result
+from vggvox.stream.segmenter import Pending, Segmenter, Window
+from vggvox.stream.vad import SpeechStart, VadConfig
+from vggvox.stream.windows import WindowConfig
+from vggvox.voiceprints import VoiceprintSet
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    threshold: float | None = None
+    """Lowest score that names an enrolled speaker; null takes the model card's."""
+    top_k: int = 5
+    """Candidates listed with each decision."""
+
+
+@dataclass(frozen=True)
+class RecognizerConfig:
+    vad: VadConfig = field(default_factory=VadConfig)
+    window: WindowConfig = field(default_factory=WindowConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    turns: TurnConfig = field(default_factory=TurnConfig)
+
+
+class Recognizer:
+    def __init__(self, embedder: Embedder, voiceprints: VoiceprintSet,
+                 config: RecognizerConfig | None = None,
+                 identifier: Identifier | None = None) -> None:
+        self.config = config = config or RecognizerConfig()
+        self.embedder = embedder
+        self.voiceprints = voiceprints
+        card = embedder.card
+        self.threshold = (config.scoring.threshold if config.scoring.threshold is not None
+                          else card.threshold)
+        self.identifier = identifier or ThresholdIdentifier(voiceprints, self.threshold,
+                                                            config.scoring.top_k)
+        change = config.turns.change_threshold
+        self.segmenter = Segmenter(config.vad, config.window)
+        self.decider = TurnDecider(self.identifier, config.turns,
+                                   card.change_threshold if change is None else change,
+                                   card.embedding_size)
+
+    def reset(self) -> None:
+        """Start a new stream: sample 0, no open speech, turn ids from 1."""
+        self.segmenter.reset()
+        self.decider.reset()
+
+    # -- the two halves -----------------------------------------------------------------
+
+    def segment(self, samples: np.ndarray, start: int | None = None) -> list[Pending]:
+        """VAD and windows for a block (int16, or float in [-1, 1])."""
+        x = np.asarray(samples)
+        if x.dtype != np.int16:
+            x = to_int16(x)
+        return self.segmenter.push(x, start)
+
+    def segment_end(self) -> list[Pending]:
+        """End of stream: the pending items that close it."""
+        return self.segmenter.finish()
+
+    def embed(self, windows: list[Window]) -> np.ndarray:
+        return self.embedder.embed_batch([to_float(w.samples) for w in windows])
+
+    def decide(self, item: Pending, embedding: np.ndarray | None = None) -> list[Result]:
+        """Results for one pending item; a Window needs its embedding."""
+        if isinstance(item, Window):
+            if embedding is None:
+                raise ValueError("a window needs its embedding")
+            return self.decider.window(item, embedding)
+        if isinstance(item, SpeechStart):
+            return self.decider.speech_start(item)
+        return self.decider.speech_end(item)
+
+    # -- in one call ----------------------------------------------------------------------
+
+    def feed(self, samples: np.ndarray) -> list[Result]:
+        return self._run(self.segment(samples))
+
+    def finish(self) -> list[Result]:
+        return self._run(self.segment_end())
+
+    def _run(self, items: list[Pending]) -> list[Result]:
+        windows = [i for i in items if isinstance(i, Window)]
+        embs = iter(self.embed(windows)) if windows else iter(())
+        out: list[Result] = []
+        for item in items:
+            out += self.decide(item, next(embs) if isinstance(item, Window) else None)
+        return out
