@@ -18,6 +18,7 @@ from vggvox.embedder import Embedder
 from vggvox.errors import VggvoxError
 from vggvox.modelcard import DEFAULT_MODEL, load_card, resolve_card
 from vggvox.scoring import METRICS, Scorer
+from vggvox_client import conversations, evaluate
 from vggvox_client.common import Skipped, print_json, report_skipped
 from vggvox_client.jobs import default_workers
 
@@ -98,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", type=Path)
     p.add_argument("--png", type=Path, help="write a heat map to this PNG")
     _model_args(p)
+
+    evaluate.add_parser(sub)
+    conversations.add_parser(sub)
     return parser
 
 
@@ -225,6 +229,8 @@ COMMANDS = {
     "batch_offline": cmd_identify,
     "verify": cmd_verify,
     "similarity": cmd_similarity,
+    "evaluate": lambda args: evaluate.run(args),
+    "conversations": lambda args: conversations.run(args),
 }
 
 

@@ -1,8 +1,58 @@
 """vggvox: speaker identification with ONNX speaker embeddings.
 
-The shared pipeline that both the daemon (``vggvoxd``) and the clients
-(``vggvox_client``) use: audio loading, model cards, the embedder, scoring,
-the voiceprint store, list formats and evaluation metrics.
+The library, with no sockets and no daemon settings: audio loading, model
+cards and the embedder, voiceprints (in memory, and the SQLite store),
+enrollment, the streaming recognizer (``vggvox.stream``) and evaluation
+(``vggvox.eval``). The daemon (``vggvoxd``) and the clients
+(``vggvox_client``) are built on it, and so can your application::
+
+    from vggvox import Embedder, Recognizer, VoiceprintSet, enroll, load_audio
+
+The names below are imported on first use, so that ``import vggvox.errors``
+does not load ONNX Runtime.
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.2.0"
+
+_EXPORTS = {
+    "load_audio": "vggvox.audio",
+    "SAMPLE_RATE": "vggvox.audio",
+    "Embedder": "vggvox.embedder",
+    "enroll": "vggvox.enroll",
+    "VggvoxError": "vggvox.errors",
+    "VoiceprintStore": "vggvox.store",
+    "VoiceprintSet": "vggvox.voiceprints",
+    "Recognizer": "vggvox.stream.recognizer",
+    "RecognizerConfig": "vggvox.stream.recognizer",
+    "TurnUpdate": "vggvox.stream.results",
+    "WindowScore": "vggvox.stream.results",
+    "SpeechStarted": "vggvox.stream.results",
+    "SpeechEnded": "vggvox.stream.results",
+}
+
+__all__ = [
+    "SAMPLE_RATE", "Embedder", "Recognizer", "RecognizerConfig", "SpeechEnded", "SpeechStarted",
+    "TurnUpdate", "VggvoxError", "VoiceprintSet", "VoiceprintStore", "WindowScore", "enroll",
+    "load_audio",
+]
+
+if TYPE_CHECKING:
+    from vggvox.audio import SAMPLE_RATE, load_audio
+    from vggvox.embedder import Embedder
+    from vggvox.enroll import enroll
+    from vggvox.errors import VggvoxError
+    from vggvox.store import VoiceprintStore
+    from vggvox.stream.recognizer import Recognizer, RecognizerConfig
+    from vggvox.stream.results import SpeechEnded, SpeechStarted, TurnUpdate, WindowScore
+    from vggvox.voiceprints import VoiceprintSet
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'vggvox' has no attribute {name!r}")

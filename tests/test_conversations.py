@@ -1,0 +1,168 @@
+"""Synthetic conversations: truth, speakers, gaps and reproducibility.
+
+The builds use the shared speech data (they skip without it) but stay short:
+40 s conversations load only about twenty utterances.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from vggvox.audio import SAMPLE_RATE
+from vggvox.errors import VggvoxError
+from vggvox.eval import Conversation, ConversationSpec, build_conversations, read_rttm
+from vggvox.eval.conversations import LEAD_S, TAIL_S
+from vggvox.eval.speech import make_clip, speech_spans
+from vggvox.lists import Utterance, read_utterances
+from vggvox_client import conversations as cli
+
+SPEC = ConversationSpec(n_conversations=2, duration_s=40.0, n_enrolled=3, n_strangers=1, seed=3)
+HANGOVER_S = 0.3
+
+
+def lists(speech_dir: Path) -> tuple[list[Utterance], list[Utterance]]:
+    material, bad = read_utterances(speech_dir / "test_list.csv")
+    enroll, bad_enroll = read_utterances(speech_dir / "enroll_list.csv")
+    assert not bad and not bad_enroll
+    return material, enroll
+
+
+@pytest.fixture(scope="module")
+def built(
+    speech_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, list[Conversation]]:
+    out = tmp_path_factory.mktemp("convs")
+    return out, build_conversations(*lists(speech_dir), SPEC, out)
+
+
+def test_truth_matches_the_audio(built: tuple[Path, list[Conversation]]) -> None:
+    _, convs = built
+    assert len(convs) == 2
+    for c in convs:
+        info = sf.info(str(c.wav))
+        assert (info.samplerate, info.channels, info.subtype) == (SAMPLE_RATE, 1, "PCM_16")
+        assert info.frames / SAMPLE_RATE == pytest.approx(c.duration_s, abs=1e-3)
+        assert c.duration_s >= SPEC.duration_s
+        segs = read_rttm(c.rttm)
+        assert segs == list(c.segments)
+        assert segs[0].start >= LEAD_S - 1e-3
+        assert segs[-1].end == pytest.approx(c.duration_s - TAIL_S, abs=1e-3)
+        # The truth marks speech: the audio is louder inside the segments than between them.
+        x, _ = sf.read(str(c.wav), dtype="float32")
+        inside = np.zeros(x.size, dtype=bool)
+        for s in segs:
+            inside[round(s.start * SAMPLE_RATE):round(s.end * SAMPLE_RATE)] = True
+        assert np.sqrt(np.mean(x[inside] ** 2)) > 10 * np.sqrt(np.mean(x[~inside] ** 2))
+
+
+def test_speakers_turns_and_strangers(built: tuple[Path, list[Conversation]]) -> None:
+    _, convs = built
+    for c in convs:
+        assert len(c.enrolled) == SPEC.n_enrolled and len(c.strangers) == SPEC.n_strangers
+        assert not set(c.enrolled) & set(c.strangers)
+        assert {s.speaker for s in c.segments} == set(c.enrolled) | set(c.strangers)
+        turns: dict[int, list[str]] = {}
+        for p in c.placed:
+            turns.setdefault(p.turn, []).append(p.speaker)
+        assert sorted(turns) == list(range(len(turns)))
+        for speakers in turns.values():
+            assert len(set(speakers)) == 1 and 1 <= len(speakers) <= 3
+        order = [turns[i][0] for i in sorted(turns)]
+        assert all(a != b for a, b in itertools.pairwise(order))
+        paths = [p.path for p in c.placed]
+        assert len(paths) == len(set(paths)), "an utterance came back while others were unused"
+    # The two conversations enroll different speakers: the material allows it.
+    assert not set(convs[0].enrolled) & set(convs[1].enrolled)
+
+
+def test_most_gaps_are_under_the_hangover(built: tuple[Path, list[Conversation]]) -> None:
+    _, convs = built
+    placed = [(a, b) for c in convs for a, b in itertools.pairwise(c.placed)]
+    gaps = np.array([b.start - a.end for a, b in placed])
+    changes = np.array([b.start - a.end for a, b in placed if a.speaker != b.speaker])
+    assert gaps.min() >= 0
+    assert np.mean(gaps < HANGOVER_S) >= 0.7
+    assert np.mean(changes < HANGOVER_S) >= 0.7
+
+
+def test_enroll_lists_hold_only_enrollment_utterances(
+    built: tuple[Path, list[Conversation]], speech_dir: Path
+) -> None:
+    out, convs = built
+    _, enroll = lists(speech_dir)
+    enroll_paths = {u.path.resolve() for u in enroll}
+    for c in convs:
+        listed, bad = read_utterances(c.enroll_list)
+        assert not bad and listed
+        assert {u.speaker for u in listed} == set(c.enrolled)
+        assert {u.path.resolve() for u in listed} <= enroll_paths
+        assert not {u.path.resolve() for u in listed} & {p.path.resolve() for p in c.placed}
+    index = json.loads((out / "conversations.json").read_text())
+    assert [d["enrolled"] for d in index["conversations"]] == [list(c.enrolled) for c in convs]
+    assert index["conversations"][1]["rttm"] == "conv1.rttm"
+    assert index["spec"]["duration_s"] == SPEC.duration_s
+
+
+def test_rerun_is_byte_identical(
+    built: tuple[Path, list[Conversation]], speech_dir: Path, tmp_path: Path
+) -> None:
+    out, _ = built
+    build_conversations(*lists(speech_dir), SPEC, tmp_path)
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(p.name for p in tmp_path.iterdir())
+    for name in names:
+        assert (out / name).read_bytes() == (tmp_path / name).read_bytes(), name
+
+
+def test_material_that_cannot_fill_the_spec(speech_dir: Path, tmp_path: Path) -> None:
+    material, enroll = lists(speech_dir)
+    with pytest.raises(VggvoxError, match="enrollment utterances and material"):
+        build_conversations(material, enroll, ConversationSpec(n_enrolled=500), tmp_path)
+    few = [u for u in material if u.speaker in {"ls-1688", "ls-3331"}]
+    with pytest.raises(VggvoxError, match="strangers"):
+        build_conversations(few, enroll, ConversationSpec(n_enrolled=2, n_strangers=1), tmp_path)
+    with pytest.raises(VggvoxError, match="bad conversation spec"):
+        build_conversations(material, enroll, ConversationSpec(short_gap_s=(0.3, 0.1)), tmp_path)
+
+
+def test_cli_run(speech_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser(prog="vggvox-client")
+    cli.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args([
+        "conversations", "--material", str(speech_dir / "test_list.csv"),
+        "--enroll-list", str(speech_dir / "enroll_list.csv"), "--out", str(tmp_path),
+        "--count", "1", "--duration", "30", "--enrolled", "2", "--strangers", "1",
+    ])
+    assert cli.run(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and "conv0.wav" in lines[0] and "strangers" in lines[0]
+    assert (tmp_path / "conv0.rttm").exists() and (tmp_path / "conversations.json").exists()
+
+
+def tone_bursts(bursts: list[tuple[float, float]], total: float) -> np.ndarray:
+    t = np.arange(round(total * SAMPLE_RATE)) / SAMPLE_RATE
+    x = 1e-4 * np.random.default_rng(0).standard_normal(t.size)
+    for a, b in bursts:
+        on = (t >= a) & (t < b)
+        x[on] += 0.3 * np.sin(2 * np.pi * 220 * t[on])
+    return x.astype(np.float32)
+
+
+def test_speech_spans_split_at_long_pauses_only() -> None:
+    x = tone_bursts([(0.3, 1.2), (1.5, 2.4), (3.0, 3.9)], 4.5)  # pauses of 0.3 and 0.6 s
+    spans = [(a / SAMPLE_RATE, b / SAMPLE_RATE) for a, b in speech_spans(x)]
+    assert len(spans) == 2
+    assert spans[0] == pytest.approx((0.3, 2.4), abs=0.03)
+    assert spans[1] == pytest.approx((3.0, 3.9), abs=0.03)
+    clip = make_clip(x, -26.0)
+    assert clip is not None
+    assert clip.seconds == pytest.approx(3.6, abs=0.06)  # trimmed to 0.3-3.9
+    assert clip.spans[0][0] == 0 and clip.spans[-1][1] == clip.audio.size
+    assert make_clip(np.zeros(SAMPLE_RATE, dtype=np.float32), -26.0) is None
