@@ -133,14 +133,14 @@ class TurnDecider:
         before = self._last_agree_end if self._last_agree_end is not None else first.end
         length = first.end - first.start
         at = int(min(max((before + first.end) / 2 - length / 2, turn.start), first.end))
+        held = list(self._held)  # closing the old turn forgets them
         out = self._close(at)
         new = self._turn = self._open(at)
-        clean = [(w, e, lab) for w, e, lab in self._held
+        clean = [(w, e, lab) for w, e, lab in held
                  if at - w.start <= self.config.straddle * (w.end - w.start)]
-        for w, e, lab in clean or self._held[-1:]:
+        for w, e, lab in clean or held[-1:]:
             self._add(new, w, e, lab)
         self._last_agree_end = new.end
-        self._held.clear()
         return [*out, self._update(new)]
 
     def _update(self, turn: _Turn) -> TurnUpdate:
