@@ -75,12 +75,12 @@ class IdentifySettings:
 
 def _embed(
     utts: list[Utterance], s: IdentifySettings, card: ModelCard, max_seconds: float | None,
-    label: str, tag: str,
+    label: str, tag: str, speech_only: bool = False,
 ) -> dict[Path, Embedded]:
     cache = EmbeddingCache(s.cache_dir, card.sha256, tag) if s.cache_dir else None
     return embed_files(
         [u.path for u in utts],
-        JobSettings(s.card_path, max_seconds=max_seconds),
+        JobSettings(s.card_path, max_seconds=max_seconds, speech_only=speech_only),
         workers=s.workers,
         cache=cache,
         progress=label if s.progress else "",
@@ -120,8 +120,9 @@ def identify(s: IdentifySettings) -> Report:
     tests, bad_tests = read_utterances(s.test_list, s.root)
     skipped = [Skipped.from_list_error(e) for e in bad_enroll + bad_tests]
 
-    enroll_tag = f"max{s.max_sec_enroll:g}s" if s.max_sec_enroll else ""
-    enrolled = _embed(enroll, s, card, s.max_sec_enroll, "enroll", enroll_tag)
+    # Enrollment goes through the same function as the daemon's (vggvox.enroll).
+    enroll_tag = "vad" + (f"-max{s.max_sec_enroll:g}s" if s.max_sec_enroll else "")
+    enrolled = _embed(enroll, s, card, s.max_sec_enroll, "enroll", enroll_tag, speech_only=True)
     with tempfile.TemporaryDirectory(prefix="vggvox-") as tmp:
         store = VoiceprintStore(s.store_path or Path(tmp) / "voiceprints.db")
         skipped += enroll_all(enroll, enrolled, store, card.tag)

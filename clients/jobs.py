@@ -20,6 +20,7 @@ from tqdm import tqdm
 from vggvox.audio import SAMPLE_RATE, load_audio
 from vggvox.cache import EmbeddingCache, content_key
 from vggvox.embedder import Embedder
+from vggvox.enroll import embed_speech
 from vggvox.errors import VggvoxError
 from vggvox.modelcard import load_card
 
@@ -42,6 +43,8 @@ class JobSettings:
     max_seconds: float | None = None
     """Use at most this much of each file (VGGVox's max_sec), None for all."""
     threads: int = 1
+    speech_only: bool = False
+    """Embed only the speech the VAD finds, as every enrollment does (vggvox.enroll)."""
 
 
 _worker: tuple[Embedder, JobSettings] | None = None
@@ -59,6 +62,12 @@ def _embed_one(path: Path) -> Embedded:
         x = load_audio(path)
         if settings.max_seconds:
             x = x[: int(settings.max_seconds * SAMPLE_RATE)]
+        if settings.speech_only:
+            clip = embed_speech(embedder, x)
+            if clip.embedding is None:
+                return Embedded(path, None, clip.speech_s,
+                                f"too little speech: {clip.speech_s:.2f} s after VAD")
+            return Embedded(path, clip.embedding, clip.speech_s)
         return Embedded(path, embedder.embed(x), len(x) / SAMPLE_RATE)
     except VggvoxError as e:
         reason = e.reason if hasattr(e, "reason") else str(e)

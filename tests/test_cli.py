@@ -200,3 +200,25 @@ def test_console_script_installed(fixtures_dir: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "vctk-p225__p225_003.wav" in done.stdout
+
+
+def test_evaluate_a_conversation_in_process(capsys: pytest.CaptureFixture[str],
+                                            tmp_path: Path, fixtures_dir: Path) -> None:
+    enroll = tmp_path / "enroll.txt"
+    enroll.write_text("".join(f"{fixtures_dir}/{n}__{u}.wav {n}\n" for n, u in [
+        ("ls-3005", "3005-163389-0000"), ("ls-3005", "3005-163389-0001"),
+        ("ls-3331", "3331-159605-0000"), ("ls-3331", "3331-159605-0001")]))
+    png = tmp_path / "timeline.png"
+    code, out, _ = run(capsys, "evaluate", str(fixtures_dir / "stream_2spk.wav"),
+                       "--rttm", str(fixtures_dir / "stream_2spk.rttm"),
+                       "--enroll-list", str(enroll), "--png", str(png), "--json")
+    assert code == 0 and out["speakers"] == ["ls-3005", "ls-3331"]
+    # The fixture's truth marks a 0.45 s pause inside the first turn as speech (no
+    # output covers it): that pause alone is about 3% of the scored time.
+    assert out["ier"] <= 0.08 and out["turn_accuracy"] == 1.0 and out["true_changes"] == 3
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # A user's mistake is one line, naming the file.
+    code = main(["evaluate", str(fixtures_dir / "stream_2spk.wav"), "--rttm",
+                 str(tmp_path / "missing.rttm"), "--enroll-list", str(enroll)])
+    err = capsys.readouterr().err
+    assert code == 2 and "missing.rttm" in err and len(err.strip().splitlines()) == 1

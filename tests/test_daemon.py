@@ -285,3 +285,40 @@ def test_daemon_notifies_systemd_once_audio_flows(tmp_path: Path) -> None:
     finally:
         d.stop()
         server.close()
+
+
+def comparable(events: list[dict]) -> list[tuple]:
+    """What must not depend on the pace: everything but wall times, seq and source."""
+    skip = {"time", "seq", "captured", "source"}
+    return [tuple(sorted((k, str(v)) for k, v in e.items() if k not in skip))
+            for e in events if e["type"] in ("speaker", "turn")]
+
+
+def test_fast_replay_is_lossless_and_equals_realtime(tmp_path: Path, convo: Conversation) -> None:
+    # Buffers far smaller than the file: a 5 s ring buffer and room for 2 windows in
+    # each queue, against a 16.6 s conversation sent as fast as the daemon takes it.
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text("audio: {buffer_s: 5.0}\nwindow: {queue: 2, max_batch: 2}\n")
+    d = DaemonProcess(tmp_path, args=["--config", str(cfg)]).start()
+    try:
+        enroll_both(d, convo)
+        seconds = len(load_audio(convo.stream)) / 16000
+        t0 = time.monotonic()
+        fast = live.replay_one(d.conn, convo.stream, realtime=False, as_json=True, timeout=60)
+        fast_s = time.monotonic() - t0
+        t0 = time.monotonic()
+        paced = live.replay_one(d.conn, convo.stream, realtime=True, as_json=True, timeout=60)
+        paced_s = time.monotonic() - t0
+        status = d.conn.request("status")
+    finally:
+        d.stop()
+    assert fast_s < seconds, "fast replay is not faster than real time"
+    assert seconds <= paced_s < seconds + 10, "a real-time replay returns once it is done"
+    assert comparable(fast) == comparable(paced)
+    turns = [e for e in fast if e["type"] == "turn" and e["final"]]
+    assert len(turns) >= 4 and {e["speaker"] for e in turns} == set(convo.enroll)
+    windows = [e for e in fast if e["type"] == "speaker"]
+    # A window every hop of speech, from 1 s into each segment: none may be missing.
+    speech = sum(e["t_end"] - e["t_start"] for e in fast if e["type"] == "speech.end")
+    assert len(windows) >= (speech - 4 * 1.0) / 0.5 - 4
+    assert status["dropped_windows"] == 0 and status["dropped_samples"] == 0
