@@ -120,7 +120,7 @@ def identify(s: IdentifySettings) -> Report:
     tests, bad_tests = read_utterances(s.test_list, s.root)
     skipped = [Skipped.from_list_error(e) for e in bad_enroll + bad_tests]
 
-    # Enrollment goes through the same function as the daemon's (vggvox.enroll).
+    # Enrollment goes through the same function as the daemon's (vggvox.enrollment).
     enroll_tag = "vad" + (f"-max{s.max_sec_enroll:g}s" if s.max_sec_enroll else "")
     enrolled = _embed(enroll, s, card, s.max_sec_enroll, "enroll", enroll_tag, speech_only=True)
     with tempfile.TemporaryDirectory(prefix="vggvox-") as tmp:

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from vggvox.audio import SAMPLE_RATE, load_audio
 from vggvox.cache import EmbeddingCache, content_key
 from vggvox.embedder import Embedder
-from vggvox.enroll import embed_speech
+from vggvox.enrollment import embed_speech
 from vggvox.errors import VggvoxError
 from vggvox.modelcard import load_card
 
@@ -44,7 +44,7 @@ class JobSettings:
     """Use at most this much of each file (VGGVox's max_sec), None for all."""
     threads: int = 1
     speech_only: bool = False
-    """Embed only the speech the VAD finds, as every enrollment does (vggvox.enroll)."""
+    """Enrollment: refuse a file the VAD finds too little speech in (vggvox.enrollment)."""
 
 
 _worker: tuple[Embedder, JobSettings] | None = None

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vggvox.audio import SAMPLE_RATE
-from vggvox.enroll import EnrollmentError, enroll
+from vggvox.enrollment import EnrollmentError, enroll
 from vggvox.store import check_name
 from vggvoxd.control import Handler, Later, Reply, RequestError, field
 from vggvoxd.events import EnrollmentEvent, StatusEvent

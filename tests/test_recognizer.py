@@ -9,7 +9,7 @@ import pytest
 
 from vggvox.audio import load_audio, to_int16
 from vggvox.embedder import Embedder
-from vggvox.enroll import EnrollmentError, enroll
+from vggvox.enrollment import EnrollmentError, enroll
 from vggvox.eval.engine import recognize, turn_timeline
 from vggvox.stream.decider import TurnConfig, TurnDecider
 from vggvox.stream.identify import ThresholdIdentifier

@@ -23,7 +23,7 @@ _EXPORTS = {
     "load_audio": "vggvox.audio",
     "SAMPLE_RATE": "vggvox.audio",
     "Embedder": "vggvox.embedder",
-    "enroll": "vggvox.enroll",
+    "enroll": "vggvox.enrollment",
     "VggvoxError": "vggvox.errors",
     "VoiceprintStore": "vggvox.store",
     "VoiceprintSet": "vggvox.voiceprints",
@@ -44,7 +44,7 @@ __all__ = [
 if TYPE_CHECKING:
     from vggvox.audio import SAMPLE_RATE, load_audio
     from vggvox.embedder import Embedder
-    from vggvox.enroll import enroll
+    from vggvox.enrollment import enroll
     from vggvox.errors import VggvoxError
     from vggvox.store import VoiceprintStore
     from vggvox.stream.recognizer import Recognizer, RecognizerConfig

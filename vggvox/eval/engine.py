@@ -12,8 +12,8 @@ import numpy as np
 
 from vggvox.audio import SAMPLE_RATE, load_audio
 from vggvox.embedder import Embedder
-from vggvox.enroll import EnrollmentError, embed_speech
-from vggvox.enroll import collect as collect_enrollment
+from vggvox.enrollment import EnrollmentError, embed_speech
+from vggvox.enrollment import collect as collect_enrollment
 from vggvox.errors import VggvoxError
 from vggvox.eval.timeline import Decision, Labelled
 from vggvox.lists import read_utterances
