@@ -16,7 +16,14 @@ from vggvox.stream.ringbuffer import RingBuffer
 from vggvox.stream.segmenter import Window
 from vggvox.stream.vad import SpeechEnd, SpeechStart, VadFrameError, VadGate, speech_segments
 from vggvox.stream.windows import WindowSpec, due_windows
-from vggvoxd.events import SpeakerEvent, SpeechStartEvent, StatusEvent, decode, encode
+from vggvoxd.events import (
+    SpeakerEvent,
+    SpeechStartEvent,
+    StatusEvent,
+    TurnEvent,
+    decode,
+    encode,
+)
 from vggvoxd.executor import Flush, Job, WorkQueues
 from vggvoxd.notify import Notifier
 
@@ -132,6 +139,26 @@ def test_event_bytes_are_pinned() -> None:
     payload = decode(frames)
     assert list(payload)[:7] == ["v", "seq", "type", "source", "time", "t_start", "t_end"]
     assert payload["speaker"] == "alice" and payload["top"][1] == ["bob", 0.25]
+
+
+def test_turn_event_bytes_are_pinned() -> None:
+    ev = TurnEvent(source="mic", t_start=1.5, t_end=3.5, time=1700000000.25, turn=3,
+                   speaker="alice", unknown=None, score=0.8125, confidence=0.75,
+                   top=[["alice", 0.8125]], final=True, windows=5, model="m@1",
+                   captured=1700000000.0)
+    frames = encode(ev, seq=9)
+    assert frames[0] == b"turn"
+    assert frames[1].hex() == (
+        "de0011a17601a373657109a474797065a47475726ea6736f75726365a36d6963"
+        "a474696d65cb41d954fc40100000a7745f7374617274cb3ff8000000000000a5"
+        "745f656e64cb400c000000000000a47475726e03a7737065616b6572a5616c69"
+        "6365a7756e6b6e6f776ec0a573636f7265cb3fea000000000000aa636f6e6669"
+        "64656e6365cb3fe8000000000000a3746f709192a5616c696365cb3fea000000"
+        "000000a566696e616cc3a777696e646f777305a56d6f64656ca36d4031a86361"
+        "707475726564cb41d954fc40000000"
+    )
+    payload = decode(frames)
+    assert payload["v"] == 1 and payload["unknown"] is None and payload["final"] is True
 
 
 def test_every_event_carries_the_common_fields() -> None:
