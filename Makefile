@@ -53,6 +53,7 @@ install-service: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy vggvox daemon clients
 
 test: $(STAMP) lint
 	$(BIN)/pytest

@@ -35,7 +35,7 @@ class Connection:
         self.events = events or default_endpoint("events")
         self.timeout = timeout
         """Default wait for a reply, in seconds."""
-        self.ctx = zmq.Context.instance()
+        self.ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
 
     def request(self, op: str, timeout: float | None = None, **fields: Any) -> dict[str, Any]:
         # A fresh REQ socket per request: after a timeout a REQ socket is stuck.

@@ -33,7 +33,7 @@ class SocketThread(ABC):
         self._thread.join(timeout)
 
     def _main(self) -> None:
-        sock = zmq.Context.instance().socket(self.kind)
+        sock: zmq.Socket[bytes] = zmq.Context.instance().socket(self.kind)
         for option, value in self.options.items():
             sock.setsockopt(option, value)
         try:

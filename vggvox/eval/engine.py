@@ -70,14 +70,14 @@ def enroll_from_list(embedder: Embedder, path: Path, vad: VadConfig | None = Non
     for u in utts:
         try:
             by_speaker.setdefault(u.speaker, []).append((str(u.path), load_audio(u.path)))
-        except VggvoxError as e:
-            out.problems.append(f"{path}:{u.line}: {e}")
+        except VggvoxError as err:
+            out.problems.append(f"{path}:{u.line}: {err}")
     for name, clips in by_speaker.items():
         try:
             done = [(src, embed_speech(embedder, x, vad)) for src, x in clips]
-            e = collect_enrollment(name, done, min_speech_s)
+            enrollment = collect_enrollment(name, done, min_speech_s)
         except EnrollmentError as err:
             out.problems.append(f"{path}: {err}")
             continue
-        out.voiceprints.add(name, e.embeddings)
+        out.voiceprints.add(name, enrollment.embeddings)
     return out
