@@ -30,7 +30,7 @@ REPLAY_IDLE_S = 60.0
 
 @dataclass
 class ReplaySession:
-    pipe: Stream
+    stream: Stream
     seen: float
     """Monotonic time of the last request."""
     reported: bool = False
@@ -146,26 +146,26 @@ class Handlers:
             if entry is None:
                 if len(self.replays) >= MAX_REPLAYS:
                     raise RequestError(f"too many replays at once (at most {MAX_REPLAYS})")
-                pipe = self.d.stream(PushSource(f"replay:{session}"))
-                pipe.start()
-                entry = self.replays[session] = ReplaySession(pipe, time.monotonic())
+                stream = self.d.stream(PushSource(f"replay:{session}"))
+                stream.start()
+                entry = self.replays[session] = ReplaySession(stream, time.monotonic())
             entry.seen = time.monotonic()
-            pipe = entry.pipe
-        source = pipe.source
+            stream = entry.stream
+        source = stream.source
         assert isinstance(source, PushSource)
         if source.finished:
             raise RequestError(f"replay {session!r} is already finished")
-        n = min(len(samples), pipe.ring.space())
+        n = min(len(samples), stream.ring.space())
         source.push(samples[:n])
         if final and n == len(samples):
             source.finish()
-        return {"ok": True, "accepted": n, "stream_s": pipe.stream_s}
+        return {"ok": True, "accepted": n, "stream_s": stream.stream_s}
 
     def replay_finished(self, stream: Stream) -> None:
         """Called by the executor after the last window of a replay: tell the client."""
         with self._lock:
             entry = self.replays.get(stream.name.removeprefix("replay:"))
-        if entry is not None and entry.pipe is stream:
+        if entry is not None and entry.stream is stream:
             t = stream.stream_s
             self.d.publish(StatusEvent(source=stream.name, t_start=t, t_end=t, state="finished",
                                        dropped_windows=stream.dropped_windows,
@@ -179,13 +179,13 @@ class Handlers:
         with self._lock:
             gone = [s for s, r in self.replays.items()
                     if r.reported or now - r.seen > REPLAY_IDLE_S]
-            pipes = [self.replays.pop(s).pipe for s in gone]
-        for p in pipes:
+            streams = [self.replays.pop(s).stream for s in gone]
+        for p in streams:
             p.stop()
 
     def stop_replays(self) -> None:
         with self._lock:
-            pipes = [r.pipe for r in self.replays.values()]
+            streams = [r.stream for r in self.replays.values()]
             self.replays.clear()
-        for p in pipes:
+        for p in streams:
             p.stop()
