@@ -13,8 +13,9 @@ from vggvox.audio import SAMPLE_RATE, load_audio
 from vggvox.embedder import Embedder
 from vggvox.errors import VggvoxError
 from vggvox.eval.engine import enroll_from_list, recognize, turn_timeline
+from vggvox.eval.plot import plot_timelines
 from vggvox.eval.rttm import read_rttm
-from vggvox.eval.timeline import ConversationScore, plot_timelines, score_conversation
+from vggvox.eval.timeline import ConversationScore, score_conversation
 from vggvox.modelcard import DEFAULT_MODEL
 from vggvox.store import VoiceprintStore
 from vggvox.stream.recognizer import Recognizer, RecognizerConfig

@@ -75,12 +75,12 @@ class IdentifySettings:
 
 def _embed(
     utts: list[Utterance], s: IdentifySettings, card: ModelCard, max_seconds: float | None,
-    label: str, tag: str, speech_only: bool = False,
+    label: str, tag: str, check_speech: bool = False,
 ) -> dict[Path, Embedded]:
     cache = EmbeddingCache(s.cache_dir, card.sha256, tag) if s.cache_dir else None
     return embed_files(
         [u.path for u in utts],
-        JobSettings(s.card_path, max_seconds=max_seconds, speech_only=speech_only),
+        JobSettings(s.card_path, max_seconds=max_seconds, check_speech=check_speech),
         workers=s.workers,
         cache=cache,
         progress=label if s.progress else "",
@@ -122,7 +122,7 @@ def identify(s: IdentifySettings) -> Report:
 
     # Enrollment goes through the same function as the daemon's (vggvox.enrollment).
     enroll_tag = "vad" + (f"-max{s.max_sec_enroll:g}s" if s.max_sec_enroll else "")
-    enrolled = _embed(enroll, s, card, s.max_sec_enroll, "enroll", enroll_tag, speech_only=True)
+    enrolled = _embed(enroll, s, card, s.max_sec_enroll, "enroll", enroll_tag, check_speech=True)
     with tempfile.TemporaryDirectory(prefix="vggvox-") as tmp:
         store = VoiceprintStore(s.store_path or Path(tmp) / "voiceprints.db")
         skipped += enroll_all(enroll, enrolled, store, card.tag)

@@ -43,7 +43,7 @@ class JobSettings:
     max_seconds: float | None = None
     """Use at most this much of each file (VGGVox's max_sec), None for all."""
     threads: int = 1
-    speech_only: bool = False
+    check_speech: bool = False
     """Enrollment: refuse a file the VAD finds too little speech in (vggvox.enrollment)."""
 
 
@@ -62,7 +62,7 @@ def _embed_one(path: Path) -> Embedded:
         x = load_audio(path)
         if settings.max_seconds:
             x = x[: int(settings.max_seconds * SAMPLE_RATE)]
-        if settings.speech_only:
+        if settings.check_speech:
             clip = embed_speech(embedder, x)
             if clip.embedding is None:
                 return Embedded(path, None, clip.speech_s,

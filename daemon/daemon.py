@@ -66,8 +66,7 @@ class Daemon:
         self.embedder = Embedder(card, threads=settings.model.threads)
         self.store = VoiceprintStore(settings.store_path())
         self.voiceprints = VoiceprintSet(card.embedding_size, card.tag, settings.scoring.metric)
-        self.threshold = (settings.scoring.threshold if settings.scoring.threshold is not None
-                          else card.threshold)
+        self.threshold = settings.scoring.threshold_for(card)
         self.queues = WorkQueues(settings.window.queue, settings.window.queue)
         self.publisher = Publisher(settings.endpoint("events"), settings.endpoints.events_hwm)
         self.executor = EmbedExecutor(self.embedder, self.voiceprints, self.store, self.queues,

@@ -14,6 +14,7 @@ from vggvox.eval.conversations import (
     build_conversations,
     gap_shares,
 )
+from vggvox.eval.plot import plot_timelines
 from vggvox.eval.rttm import Segment, read_rttm, write_rttm
 from vggvox.eval.timeline import (
     ConversationScore,
@@ -21,7 +22,6 @@ from vggvox.eval.timeline import (
     Labelled,
     TrueTurn,
     combine,
-    plot_timelines,
     score_conversation,
     true_turns,
 )

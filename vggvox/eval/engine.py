@@ -12,8 +12,7 @@ import numpy as np
 
 from vggvox.audio import SAMPLE_RATE, load_audio
 from vggvox.embedder import Embedder
-from vggvox.enrollment import EnrollmentError, embed_speech
-from vggvox.enrollment import collect as collect_enrollment
+from vggvox.enrollment import EnrollmentError, enroll
 from vggvox.errors import VggvoxError
 from vggvox.eval.timeline import Decision, Labelled
 from vggvox.lists import read_utterances
@@ -74,8 +73,8 @@ def enroll_from_list(embedder: Embedder, path: Path, vad: VadConfig | None = Non
             out.problems.append(f"{path}:{u.line}: {err}")
     for name, clips in by_speaker.items():
         try:
-            done = [(src, embed_speech(embedder, x, vad)) for src, x in clips]
-            enrollment = collect_enrollment(name, done, min_speech_s)
+            enrollment = enroll(embedder, name, [x for _, x in clips],
+                                [src for src, _ in clips], vad, min_speech_s)
         except EnrollmentError as err:
             out.problems.append(f"{path}: {err}")
             continue

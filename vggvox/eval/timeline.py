@@ -40,7 +40,6 @@ import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -279,16 +278,3 @@ def combine(scores: Sequence[ConversationScore]) -> ConversationScore:
         missed_changes=sum(s.missed_changes for s in scores),
         n_conversations=sum(s.n_conversations for s in scores),
     )
-
-
-def plot_timelines(
-    truth: Sequence[Segment],
-    turns: Sequence[Labelled],
-    path: str | Path,
-    title: str,
-    enrolled: set[str] | frozenset[str] | None = None,
-) -> None:
-    """Truth and output rows as a PNG (vggvox.eval.plot; matplotlib loads only here)."""
-    from vggvox.eval.plot import plot_timelines as plot
-
-    plot(truth, turns, path, title, enrolled)

@@ -22,6 +22,7 @@ import numpy as np
 
 from vggvox.audio import to_float, to_int16
 from vggvox.embedder import Embedder
+from vggvox.modelcard import ModelCard
 from vggvox.stream.decider import TurnConfig, TurnDecider
 from vggvox.stream.identify import Identifier, ThresholdIdentifier
 from vggvox.stream.results import Result
@@ -37,6 +38,9 @@ class ScoringConfig:
     """Lowest score that names an enrolled speaker; null takes the model card's."""
     top_k: int = 5
     """Candidates listed with each decision."""
+
+    def threshold_for(self, card: ModelCard) -> float:
+        return self.threshold if self.threshold is not None else card.threshold
 
 
 @dataclass(frozen=True)
@@ -55,8 +59,7 @@ class Recognizer:
         self.embedder = embedder
         self.voiceprints = voiceprints
         card = embedder.card
-        self.threshold = (config.scoring.threshold if config.scoring.threshold is not None
-                          else card.threshold)
+        self.threshold = config.scoring.threshold_for(card)
         self.identifier = identifier or ThresholdIdentifier(voiceprints, self.threshold,
                                                             config.scoring.top_k)
         change = config.turns.change_threshold
