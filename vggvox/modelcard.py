@@ -9,12 +9,13 @@ same way as the shipped ones.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from vggvox.calibration import Calibration
 from vggvox.errors import ModelError
 
 SHIPPED = {"campplus": "campplus.yaml", "ge2e": "ge2e.yaml"}
@@ -82,6 +83,9 @@ class ModelCard:
     change_threshold: float
     """Cosine between a window and a turn's evidence below which the turn decider
     hears another speaker (optional in a card: defaults to ``threshold``)."""
+    calibration: Calibration | None = None
+    """Open-set calibration (optional key ``calibration``: a file beside the card),
+    which turns a false-accept rate into a threshold and a score into a confidence."""
 
     @property
     def tag(self) -> str:
@@ -170,6 +174,9 @@ def load_card(card_path: str | Path, verify: bool = True) -> ModelCard:
         change_threshold=_get(data, "change_threshold", float, where)
         if "change_threshold" in data else _get(data, "threshold", float, where),
     )
+    if data.get("calibration") is not None:
+        cal_path = card_path.parent / _get(data, "calibration", str, where)
+        card = replace(card, calibration=Calibration.load(cal_path))
     if card.sample_rate != 16000:
         raise ModelError(f"{where}: sample_rate {card.sample_rate} unsupported (only 16000)")
     if verify:

@@ -1,0 +1,181 @@
+"""Calibrated open-set decisions: a false-accept rate instead of a raw cosine.
+
+A stranger is falsely accepted when their best score against the enrolled
+voiceprints reaches the threshold. How often that happens depends on more than
+the threshold: the shorter the evidence, the noisier its scores, and the more
+speakers are enrolled, the more chances a stranger has to match one. A model's
+calibration (``<model>.calibration.yaml`` beside its card, written by
+``weights/calibrate.py``) models both:
+
+- **Strangers.** A stranger's score against one voiceprint, for evidence of
+  ``d`` seconds, has an upper tail shaped like a normal distribution with
+  mean ``m0 + m1 ln d`` and spread ``s0 + s1 ln d`` (fitted to the tail, where
+  false accepts happen, not to the bulk). Against ``n`` voiceprints a stranger
+  gets ``n ** exponent`` independent-looking chances (scores against
+  different voiceprints are correlated, so the exponent is fitted, not 1). So
+  the threshold that accepts a fraction ``a`` of strangers is the tail
+  quantile at ``q = 1 - (1 - a) ** (1 / n ** exponent)``.
+- **Confidence.** The log-likelihood ratio of "same speaker" against "another
+  speaker", ``w0 + w1 s + (w2 + w3 s) ln d``, from logistic regression on
+  target and non-target trials; less the log of the chances a stranger had,
+  it gives the probability that an accepted name is right, with equal prior
+  odds of an enrolled speaker and a stranger.
+
+Scores are cosine; a euclidean score of unit vectors is converted first.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import NormalDist
+from typing import Any
+
+import yaml
+
+from vggvox.errors import ModelError
+
+_NORMAL = NormalDist()
+
+
+@dataclass(frozen=True)
+class Calibration:
+    model: str
+    """The card name it was fitted for."""
+    fitted_on: str
+    """Which speech, in words (and it is not the evaluation data)."""
+    min_speech_s: float
+    max_speech_s: float
+    """Durations outside the fitted range are clamped to it."""
+    nontarget_mean: tuple[float, float]
+    nontarget_sd: tuple[float, float]
+    exponent: float
+    llr: tuple[float, float, float, float]
+    path: Path | None = None
+
+    # -- the two questions ------------------------------------------------------------
+
+    def threshold(self, false_accept: float, speech_s: float, n_enrolled: int) -> float:
+        """Cosine at and above which a stranger is accepted with probability ``false_accept``."""
+        if not 0.0 < false_accept < 1.0:
+            raise ValueError(f"false_accept must lie in (0, 1), got {false_accept}")
+        chances = max(1, n_enrolled) ** self.exponent
+        # 1 - (1 - a) ** (1 / c), written to stay exact for tiny rates.
+        q = -math.expm1(math.log1p(-false_accept) / chances)
+        mean, sd = self._tail(speech_s)
+        return mean + sd * _NORMAL.inv_cdf(1.0 - q)
+
+    def false_accept(self, score: float, speech_s: float, n_enrolled: int) -> float:
+        """The inverse: the share of strangers a threshold of ``score`` accepts."""
+        mean, sd = self._tail(speech_s)
+        q = 1.0 - _NORMAL.cdf((score - mean) / sd)
+        chances = max(1, n_enrolled) ** self.exponent
+        return -math.expm1(chances * math.log1p(-min(q, 1.0 - 1e-15)))
+
+    def confidence(self, score: float, speech_s: float, n_enrolled: int) -> float:
+        """Probability that the best enrolled speaker, at ``score``, is the one speaking."""
+        w0, w1, w2, w3 = self.llr
+        ln_d = math.log(self._clamp(speech_s))
+        llr = w0 + w1 * score + (w2 + w3 * score) * ln_d
+        llr -= self.exponent * math.log(max(1, n_enrolled))
+        return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, llr))))
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _clamp(self, speech_s: float) -> float:
+        return min(max(speech_s, self.min_speech_s), self.max_speech_s)
+
+    def _tail(self, speech_s: float) -> tuple[float, float]:
+        ln_d = math.log(self._clamp(speech_s))
+        mean = self.nontarget_mean[0] + self.nontarget_mean[1] * ln_d
+        sd = self.nontarget_sd[0] + self.nontarget_sd[1] * ln_d
+        return mean, max(sd, 1e-3)
+
+    # -- file ---------------------------------------------------------------------------------
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "fitted_on": self.fitted_on,
+            "speech_s": [self.min_speech_s, self.max_speech_s],
+            "nontarget": {"mean": list(self.nontarget_mean), "sd": list(self.nontarget_sd)},
+            "exponent": self.exponent,
+            "llr": list(self.llr),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Any, where: str) -> Calibration:
+        try:
+            lo, hi = (float(v) for v in raw["speech_s"])
+            nt = raw["nontarget"]
+            mean = tuple(float(v) for v in nt["mean"])
+            sd = tuple(float(v) for v in nt["sd"])
+            llr = tuple(float(v) for v in raw["llr"])
+            cal = cls(str(raw["model"]), str(raw["fitted_on"]), lo, hi,
+                      (mean[0], mean[1]), (sd[0], sd[1]), float(raw["exponent"]),
+                      (llr[0], llr[1], llr[2], llr[3]))
+        except (KeyError, TypeError, ValueError, IndexError) as err:
+            raise ModelError(f"{where}: not a calibration ({type(err).__name__}: {err})") from None
+        if not 0 < lo < hi or cal.exponent <= 0:
+            raise ModelError(f"{where}: speech_s must be 0 < lo < hi and exponent > 0")
+        return cal
+
+    @classmethod
+    def load(cls, path: Path) -> Calibration:
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as err:
+            raise ModelError(f"{path}: cannot read calibration: {err}") from None
+        cal = cls.from_dict(raw, str(path))
+        return Calibration(**{**cal.__dict__, "path": path})
+
+    def save(self, path: Path, header: str = "") -> None:
+        text = yaml.safe_dump(self.as_dict(), sort_keys=False, width=88)
+        path.write_text(header + text)
+
+
+def to_cosine(score: float, metric: str) -> float:
+    """A euclidean score of unit vectors (minus their distance) as the equivalent cosine."""
+    return score if metric == "cosine" else 1.0 - score * score / 2.0
+
+
+def from_cosine(cos: float, metric: str) -> float:
+    return cos if metric == "cosine" else -math.sqrt(max(0.0, 2.0 - 2.0 * cos))
+
+
+@dataclass(frozen=True)
+class AcceptRule:
+    """When the best enrolled speaker's score names them: the one open-set rule.
+
+    With ``threshold`` set, that raw score (in the metric's units) is the cutoff,
+    whatever the evidence. Otherwise the model's calibration gives the cutoff
+    that accepts a stranger with probability ``false_accept`` for this much
+    speech and this many enrolled speakers; a model without a calibration
+    falls back to ``fallback`` (its card's threshold).
+    """
+
+    false_accept: float = 0.01
+    threshold: float | None = None
+    calibration: Calibration | None = None
+    fallback: float = 0.5
+    metric: str = "cosine"
+
+    @property
+    def calibrated(self) -> bool:
+        return self.threshold is None and self.calibration is not None
+
+    def cutoff(self, speech_s: float, n_enrolled: int) -> float:
+        """Lowest score, in the metric's units, that names the best speaker."""
+        if self.threshold is not None:
+            return self.threshold
+        if self.calibration is None:
+            return self.fallback
+        cos = self.calibration.threshold(self.false_accept, speech_s, n_enrolled)
+        return from_cosine(cos, self.metric)
+
+    def confidence(self, score: float, speech_s: float, n_enrolled: int) -> float | None:
+        """Probability that the best speaker at ``score`` is right (None: no calibration)."""
+        if self.calibration is None:
+            return None
+        return self.calibration.confidence(to_cosine(score, self.metric), speech_s, n_enrolled)
