@@ -38,6 +38,9 @@ def format_event(ev: dict[str, Any]) -> str:
                 f"confidence {ev['confidence']:.2f}  {state}")
     if ev["type"] == "enrollment":
         return f"{head} {ev['action']} {ev['speaker']}"
+    if ev["type"] == "named":
+        turns = ", ".join(f"#{t}" for t in ev["turns"]) or "none closed"
+        return f"{head} {ev['unknown']} is {ev['speaker']} (turns {turns})"
     if ev["type"] == "status":
         return (f"{head} {ev['state']}  queue {ev['queue']}  overflows {ev['overflows']}  "
                 f"dropped {ev['dropped_samples']} samples / {ev['dropped_windows']} windows")

@@ -22,6 +22,7 @@ from platformdirs import user_config_dir, user_data_dir, user_runtime_dir
 from vggvox.errors import VggvoxError
 from vggvox.stream.decider import TurnConfig
 from vggvox.stream.recognizer import RecognizerConfig, ScoringConfig
+from vggvox.stream.unknowns import UnknownConfig
 from vggvox.stream.vad import VadConfig
 from vggvox.stream.windows import WindowConfig
 
@@ -118,6 +119,7 @@ class Settings:
     model: ModelSettings = field(default_factory=ModelSettings)
     scoring: ScoringSettings = field(default_factory=ScoringSettings)
     turns: TurnConfig = field(default_factory=TurnConfig)
+    unknowns: UnknownConfig = field(default_factory=UnknownConfig)
     enroll: EnrollSettings = field(default_factory=EnrollSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     endpoints: EndpointSettings = field(default_factory=EndpointSettings)
@@ -129,8 +131,9 @@ class Settings:
         return RecognizerConfig(
             vad=self.vad,
             window=WindowConfig(w.length_s, w.hop_s, w.min_speech_s),
-            scoring=ScoringConfig(s.threshold, s.top_k),
+            scoring=ScoringConfig(s.false_accept, s.threshold, s.top_k),
             turns=self.turns,
+            unknowns=self.unknowns,
         )
 
     def store_path(self) -> Path:
@@ -167,6 +170,7 @@ RANGES: dict[tuple[str, str], typing.Callable[[Any], str | None]] = {
     ("model", "threads"): lambda v: None if 1 <= v <= 64 else "must be 1..64",
     ("scoring", "metric"): lambda v: None if v in ("cosine", "euclidean")
     else "must be cosine or euclidean",
+    ("scoring", "false_accept"): lambda v: None if 1e-6 <= v <= 0.5 else "must be 1e-6..0.5",
     ("scoring", "threshold"): lambda v: None if v is None or -2 <= v <= 1 else "must be -2..1",
     ("scoring", "top_k"): lambda v: None if 1 <= v <= 100 else "must be 1..100",
     ("turns", "change_threshold"): lambda v: None if v is None or -2 <= v <= 1
@@ -175,6 +179,11 @@ RANGES: dict[tuple[str, str], typing.Callable[[Any], str | None]] = {
     ("turns", "min_turn_windows"): lambda v: None if 1 <= v <= 100 else "must be 1..100",
     ("turns", "hysteresis"): lambda v: None if 1 <= v <= 20 else "must be 1..20",
     ("turns", "straddle"): lambda v: None if 0 <= v <= 1 else "must be 0..1",
+    ("unknowns", "max_clusters"): lambda v: None if 1 <= v <= 100 else "must be 1..100",
+    ("unknowns", "max_age_s"): lambda v: None if 10 <= v <= 86400 else "must be 10..86400",
+    ("unknowns", "keep_speech_s"): lambda v: None if 3 <= v <= 300 else "must be 3..300",
+    ("unknowns", "false_merge"): lambda v: None if 1e-6 <= v <= 0.5 else "must be 1e-6..0.5",
+    ("unknowns", "threshold"): lambda v: None if v is None or -1 <= v <= 1 else "must be -1..1",
     ("enroll", "min_speech_s"): lambda v: None if 0.5 <= v <= 600 else "must be 0.5..600",
     ("enroll", "max_live_s"): lambda v: None if 1 <= v <= 600 else "must be 1..600",
     ("endpoints", "events_hwm"): lambda v: None if 1 <= v <= 1_000_000 else "must be 1..1e6",
@@ -190,6 +199,8 @@ def _accepts(hint: Any, value: Any) -> bool:
     options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
     for t in options:
         if t is type(None) and value is None:
+            return True
+        if t is bool and isinstance(value, bool):
             return True
         if t is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             return True

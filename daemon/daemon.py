@@ -66,7 +66,7 @@ class Daemon:
         self.embedder = Embedder(card, threads=settings.model.threads)
         self.store = VoiceprintStore(settings.store_path())
         self.voiceprints = VoiceprintSet(card.embedding_size, card.tag, settings.scoring.metric)
-        self.threshold = settings.scoring.threshold_for(card)
+        self.rule = settings.scoring.rule(card, settings.scoring.metric)
         self.queues = WorkQueues(settings.window.queue, settings.window.queue)
         self.publisher = Publisher(settings.endpoint("events"), settings.endpoints.events_hwm)
         self.executor = EmbedExecutor(self.embedder, self.voiceprints, self.store, self.queues,
@@ -78,10 +78,18 @@ class Daemon:
         self.state = "starting"
         self._stop = threading.Event()
         self._last_status = 0.0
-        log.info("model %s (%s), threshold %.3f, store %s", card.tag, card.path, self.threshold,
+        log.info("model %s (%s), %s, store %s", card.tag, card.path, self.scoring_summary(),
                  self.store.path)
 
     # -- events -------------------------------------------------------------------------
+
+    def scoring_summary(self) -> str:
+        r = self.rule
+        if r.threshold is not None:
+            return f"raw threshold {r.threshold:g}"
+        if r.calibration is None:
+            return f"card threshold {r.fallback:g} (the model has no calibration)"
+        return f"false accepts {r.false_accept:g} (calibrated)"
 
     def publish(self, event: Event) -> None:
         self.publisher.publish(event)

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import msgpack
 
 SCHEMA_VERSION = 1
-TOPICS = ("speech.start", "speech.end", "speaker", "turn", "enrollment", "status")
+TOPICS = ("speech.start", "speech.end", "speaker", "turn", "named", "enrollment", "status")
 
 
 @dataclass(frozen=True)
@@ -75,12 +75,14 @@ class TurnEvent(Event):
     speaker: str | None = None
     """The enrolled speaker, or None."""
     unknown: str | None = None
-    """The label of an unknown-voice cluster, or None (not filled in yet)."""
+    """For a voice that is no enrolled speaker: its cluster on this source
+    (``unknown-1``, ...), stable while the daemon runs; None when enrolled."""
     score: float = 0.0
     """Score of the turn's evidence against its speaker (else the best enrolled one)."""
     confidence: float = 0.0
-    """Share of the turn's windows that, scored alone, agree with its label: a
-    consistency measure in [0, 1], not yet a calibrated probability."""
+    """Probability that the label is right, from the model's calibration: that
+    ``speaker`` is speaking, or for an unknown voice, that nobody enrolled is.
+    (A model without a calibration: the share of windows that agree.)"""
     top: list[list[Any]] = field(default_factory=list)
     """[[name, score], ...] of the turn's evidence, best first."""
     final: bool = False
@@ -90,6 +92,17 @@ class TurnEvent(Event):
     model: str = ""
     captured: float = 0.0
     """Wall time when the newest window's last sample entered the ring buffer."""
+
+
+@dataclass(frozen=True)
+class NamedEvent(Event):
+    """An unknown voice was named and enrolled: its past turns are ``speaker``'s."""
+
+    topic: ClassVar[str] = "named"
+    unknown: str = ""
+    speaker: str = ""
+    turns: list[int] = field(default_factory=list)
+    """The turns of this source that carried ``unknown``."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The control requests: enroll, remove, list, status, reload, replay.
+"""The control requests: enroll, name, remove, list, status, reload, replay.
 
 Each handler validates its fields (a RequestError names the bad one) and
 answers with a plain map. They run in the control thread.
@@ -17,7 +17,7 @@ from vggvox.audio import SAMPLE_RATE
 from vggvox.enrollment import EnrollmentError, enroll
 from vggvox.store import check_name
 from vggvoxd.control import Handler, Later, Reply, RequestError, field
-from vggvoxd.events import EnrollmentEvent, StatusEvent
+from vggvoxd.events import EnrollmentEvent, NamedEvent, StatusEvent
 from vggvoxd.sources import PushSource
 from vggvoxd.stream import Stream, Tap
 
@@ -53,8 +53,9 @@ class Handlers:
         self._lock = threading.Lock()
 
     def table(self) -> dict[str, Handler]:
-        return {"enroll": self.enroll, "remove": self.remove, "list": self.list,
-                "status": self.status, "reload": self.reload, "replay": self.replay}
+        return {"enroll": self.enroll, "name": self.name, "remove": self.remove,
+                "list": self.list, "status": self.status, "reload": self.reload,
+                "replay": self.replay}
 
     # -- enrollment -----------------------------------------------------------------------
 
@@ -100,6 +101,51 @@ class Handlers:
         return {"ok": True, "speaker": name, "embeddings": info.embeddings,
                 "speech_s": total, "model": embedder.tag}
 
+    def name(self, req: dict[str, Any], later: Later) -> Reply:
+        """Enroll an unknown-voice cluster's speech under a name (same checks as enroll)."""
+        label = field(req, "unknown", str)
+        name = check_name(field(req, "name", str))
+        replace = field(req, "replace", bool, False)
+        stream = self._stream_with(label, field(req, "source", str, None))
+        unknowns = stream.recognizer.unknowns
+        assert unknowns is not None  # _stream_with only finds streams that cluster
+        speech = unknowns.speech(label)
+        if speech is None:
+            raise RequestError(f"{label!r} on {stream.name} has no speech kept yet")
+        reply = self.enroll_clips(name, [speech], replace, [f"{stream.name}:{label}"])
+        cluster = unknowns.take(label)
+        turns = cluster.turns if cluster is not None else []
+        t = stream.stream_s
+        self.d.publish(NamedEvent(source=stream.name, t_start=t, t_end=t, unknown=label,
+                                  speaker=name, turns=list(turns)))
+        return {**reply, "unknown": label, "source": stream.name, "turns": list(turns)}
+
+    def _streams(self) -> list[Stream]:
+        with self._lock:
+            replays = [r.stream for r in self.replays.values()]
+        return [s for s in [self.d.main, *replays] if s is not None]
+
+    def _stream_with(self, label: str, source: str | None) -> Stream:
+        """The stream whose unknown voices include ``label`` (``source`` if given)."""
+        have = {s.name: s for s in self._streams() if s.recognizer.unknowns is not None}
+        if source is not None and source not in have:
+            raise RequestError(f"no stream {source!r} with unknown voices "
+                               f"(streams: {sorted(have) or 'none'})")
+        found = [s for n, s in have.items() if (source is None or n == source)
+                 and label in s.recognizer.unknowns.labels()]  # type: ignore[union-attr]
+        if not found:
+            known = {n: sorted(s.recognizer.unknowns.labels())  # type: ignore[union-attr]
+                     for n, s in have.items()}
+            raise RequestError(f"no unknown voice {label!r} (now: {known})")
+        if len(found) > 1:
+            raise RequestError(f"{label!r} is on several streams "
+                               f"({sorted(s.name for s in found)}): give 'source'")
+        return found[0]
+
+    def unknowns(self) -> dict[str, dict[str, dict[str, object]]]:
+        return {s.name: s.recognizer.unknowns.labels() for s in self._streams()
+                if s.recognizer.unknowns is not None}
+
     def remove(self, req: dict[str, Any], later: Later) -> Reply:
         name = field(req, "name", str)
         if not self.d.store.remove(name):
@@ -118,8 +164,8 @@ class Handlers:
                 "overflows": ev.overflows, "dropped_samples": ev.dropped_samples,
                 "dropped_windows": ev.dropped_windows, "queue": ev.queue,
                 "speakers": ev.speakers, "windows": self.d.executor.windows_done,
-                "model": self.d.embedder.tag, "threshold": self.d.threshold,
-                "replays": sorted(self.replays)}
+                "model": self.d.embedder.tag, "scoring": self.d.scoring_summary(),
+                "unknowns": self.unknowns(), "replays": sorted(self.replays)}
 
     def reload(self, req: dict[str, Any], later: Later) -> Reply:
         self.d.reload()

@@ -12,7 +12,7 @@ from vggvox.embedder import Embedder
 from vggvox.enrollment import EnrollmentError, enroll
 from vggvox.eval.engine import recognize, turn_timeline
 from vggvox.stream.decider import TurnConfig, TurnDecider
-from vggvox.stream.identify import ThresholdIdentifier
+from vggvox.stream.identify import OpenSetIdentifier
 from vggvox.stream.recognizer import Recognizer
 from vggvox.stream.results import SpeechEnded, SpeechStarted, TurnUpdate, WindowScore
 from vggvox.stream.segmenter import Segmenter, Window
@@ -144,7 +144,7 @@ def test_decider_hysteresis_and_blips() -> None:
     vp = VoiceprintSet(3)
     vp.add("a", unit([1, 0, 0]))
     vp.add("b", unit([0, 1, 0]))
-    decider = TurnDecider(ThresholdIdentifier(vp, 0.5), TurnConfig(change_windows=2), 0.3, 3)
+    decider = TurnDecider(OpenSetIdentifier.fixed(vp, 0.5), TurnConfig(change_windows=2), 0.3, 3)
     decider.speech_start(SpeechStart(0))
     hop = 8000
 

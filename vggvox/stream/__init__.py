@@ -7,7 +7,7 @@
 """
 
 from vggvox.stream.decider import TurnConfig, TurnDecider
-from vggvox.stream.identify import Evidence, Identifier, Identity, ThresholdIdentifier
+from vggvox.stream.identify import Evidence, Identifier, Identity, OpenSetIdentifier
 from vggvox.stream.recognizer import Recognizer, RecognizerConfig, ScoringConfig
 from vggvox.stream.results import Result, SpeechEnded, SpeechStarted, TurnUpdate, WindowScore
 from vggvox.stream.segmenter import Segmenter, Window
@@ -15,8 +15,7 @@ from vggvox.stream.vad import VadConfig
 from vggvox.stream.windows import WindowConfig
 
 __all__ = [
-    "Evidence", "Identifier", "Identity", "Recognizer", "RecognizerConfig", "Result",
-    "ScoringConfig", "Segmenter", "SpeechEnded", "SpeechStarted", "ThresholdIdentifier",
-    "TurnConfig", "TurnDecider", "TurnUpdate", "VadConfig", "Window", "WindowConfig",
-    "WindowScore",
+    "Evidence", "Identifier", "Identity", "OpenSetIdentifier", "Recognizer", "RecognizerConfig",
+    "Result", "ScoringConfig", "Segmenter", "SpeechEnded", "SpeechStarted", "TurnConfig",
+    "TurnDecider", "TurnUpdate", "VadConfig", "Window", "WindowConfig", "WindowScore",
 ]

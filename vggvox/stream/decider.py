@@ -20,7 +20,7 @@ give the same turns.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -29,6 +29,7 @@ from vggvox.embedder import l2_normalize
 from vggvox.stream.identify import Evidence, Identifier, Identity
 from vggvox.stream.results import Result, SpeechEnded, SpeechStarted, TurnUpdate, WindowScore
 from vggvox.stream.segmenter import Window
+from vggvox.stream.unknowns import UnknownClusters
 from vggvox.stream.vad import SpeechEnd, SpeechStart
 
 
@@ -59,6 +60,10 @@ class _Turn:
     shown: Identity | None = None
     challenger: tuple[str | None, str | None] | None = None
     streak: int = 0
+    speech: list[np.ndarray] = field(default_factory=list)
+    """The turn's audio (int16 chunks, latest ``keep`` samples), kept only for
+    unknown-voice clusters, so that a person can later name and enroll them."""
+    speech_end: int = 0
 
     @property
     def embedding(self) -> np.ndarray:
@@ -67,14 +72,20 @@ class _Turn:
 
 class TurnDecider:
     def __init__(self, identifier: Identifier, config: TurnConfig, change_threshold: float,
-                 dim: int) -> None:
+                 dim: int, unknowns: UnknownClusters | None = None) -> None:
         self.identifier = identifier
         self.config = config
         self.change_threshold = change_threshold
         self.dim = dim
+        self.unknowns = unknowns
+        """Clusters of the voices that name nobody enrolled (None: no clustering)."""
+        self._keep = (round(unknowns.config.keep_speech_s * SAMPLE_RATE)
+                      if unknowns is not None else 0)
         self.reset()
 
     def reset(self) -> None:
+        if self.unknowns is not None:
+            self.unknowns.reset()
         self._turn: _Turn | None = None
         self._held: list[tuple[Window, np.ndarray, str | None]] = []
         self._seg_start: int | None = None
@@ -117,14 +128,22 @@ class TurnDecider:
 
     def _open(self, start: int) -> _Turn:
         self.turns += 1
-        return _Turn(self.turns, start, start, np.zeros(self.dim, dtype=np.float32))
+        return _Turn(self.turns, start, start, np.zeros(self.dim, dtype=np.float32),
+                     speech_end=start)
 
-    @staticmethod
-    def _add(turn: _Turn, w: Window, embedding: np.ndarray, label: str | None) -> None:
+    def _add(self, turn: _Turn, w: Window, embedding: np.ndarray, label: str | None) -> None:
         turn.total = turn.total + embedding
         turn.windows += 1
         turn.labels.append(label)
         turn.end = max(turn.end, w.end)
+        if self._keep:
+            # Windows overlap: keep only the samples this one adds after the last.
+            new = w.samples[max(0, turn.speech_end - w.start):]
+            if len(new):
+                turn.speech.append(new)
+                turn.speech_end = w.end
+            while sum(len(c) for c in turn.speech) - len(turn.speech[0]) >= self._keep:
+                turn.speech.pop(0)
 
     def _change(self, turn: _Turn) -> list[Result]:
         first = self._held[0][0]
@@ -144,9 +163,12 @@ class TurnDecider:
         return [*out, self._update(new)]
 
     def _update(self, turn: _Turn) -> TurnUpdate:
-        ident = self.identifier.identify(Evidence(
-            turn.embedding, (turn.end - turn.start) / SAMPLE_RATE, turn.windows,
-            tuple(turn.labels)))
+        speech_s = (turn.end - turn.start) / SAMPLE_RATE
+        ident = self.identifier.identify(Evidence(turn.embedding, speech_s, turn.windows,
+                                                  tuple(turn.labels)))
+        if ident.speaker is None and self.unknowns is not None:
+            label = self.unknowns.assign(turn.id, turn.embedding, speech_s, turn.end)
+            ident = replace(ident, unknown=label)
         if turn.shown is None or ident.key == turn.shown.key:
             turn.shown, turn.challenger, turn.streak = ident, None, 0
         else:
@@ -176,4 +198,10 @@ class TurnDecider:
         if turn is None or turn.shown is None:
             return []
         turn.end = at
-        return [self._emit(turn, final=True)]
+        final = self._emit(turn, final=True)
+        if self.unknowns is not None:
+            shown = turn.shown
+            self.unknowns.commit(turn.id, shown.unknown if shown.speaker is None else None,
+                                 turn.total, turn.speech, at)
+            self.unknowns.expire(at)
+        return [final]

@@ -3,9 +3,11 @@
 The turn decider hands an ``Evidence`` (the normalised sum of a turn's window
 embeddings, how much speech it holds, what each window said alone) to an
 ``Identifier`` and gets an ``Identity`` back. This module's
-``ThresholdIdentifier`` accepts the best enrolled speaker at or above a fixed
-score. A calibrated rule, or one that clusters unknown voices, is another
-class with the same ``identify`` method: the decider does not change.
+``OpenSetIdentifier`` accepts the best enrolled speaker when an ``AcceptRule``
+says so (a calibrated false-accept rate, or a raw score). Another rule is
+another class with the same ``identify`` method: the decider does not change.
+Unknown voices are clustered by the decider (``unknowns.py``), not here: that
+needs the turn's history, and this stays a pure function of the evidence.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
+from vggvox.calibration import AcceptRule
 from vggvox.scoring import Match
 from vggvox.voiceprints import VoiceprintSet
 
@@ -35,11 +38,12 @@ class Identity:
     speaker: str | None
     """An enrolled speaker, or None."""
     unknown: str | None = None
-    """The label of an unknown-voice cluster, or None (this rule never sets it)."""
+    """The label of an unknown-voice cluster (set by the decider), or None."""
     score: float = 0.0
     """Score of the best enrolled speaker, accepted or not (0.0 with none enrolled)."""
     confidence: float = 0.0
-    """How sure the rule is of ``speaker`` (or of "nobody enrolled"), in [0, 1]."""
+    """How sure the rule is of ``speaker`` (or of "nobody enrolled"), in [0, 1]:
+    a calibrated probability when the model has a calibration."""
     top: list[Match] = field(default_factory=list)
 
     @property
@@ -52,24 +56,43 @@ class Identifier(Protocol):
     def identify(self, evidence: Evidence) -> Identity: ...
 
 
-class ThresholdIdentifier:
-    """The best enrolled speaker if their score reaches ``threshold``, else nobody.
+class OpenSetIdentifier:
+    """The best enrolled speaker if their score reaches the rule's cutoff, else nobody.
 
-    ``confidence`` is not a calibrated probability: it is the share of the
-    turn's windows that, scored alone, gave the same answer as the turn (1.0
-    for a single window). It says how consistent the evidence is.
+    The cutoff comes from an ``AcceptRule``: calibrated for the evidence's
+    length and the number of enrolled speakers (a false-accept rate), or one
+    raw score. ``confidence`` is the calibrated probability that the answer is
+    right: that the named speaker is speaking, or for "nobody", that the best
+    match is not. Without a calibration it falls back to the share of the
+    turn's windows that, scored alone, said the same (1.0 for one window).
     """
 
-    def __init__(self, voiceprints: VoiceprintSet, threshold: float, top_k: int = 5) -> None:
+    def __init__(self, voiceprints: VoiceprintSet, rule: AcceptRule, top_k: int = 5) -> None:
         self.voiceprints = voiceprints
-        self.threshold = threshold
+        self.rule = rule
         self.top_k = top_k
+
+    @classmethod
+    def fixed(cls, voiceprints: VoiceprintSet, threshold: float,
+              top_k: int = 5) -> OpenSetIdentifier:
+        """One raw cutoff, no calibration."""
+        return cls(voiceprints, AcceptRule(threshold=threshold, metric=voiceprints.scorer.metric),
+                   top_k)
 
     def identify(self, evidence: Evidence) -> Identity:
         top = self.voiceprints.search(evidence.embedding, self.top_k)
         best = top[0] if top else None
-        speaker = best.name if best is not None and best.score >= self.threshold else None
-        labels = evidence.window_labels
-        agree = sum(1 for w in labels if w == speaker) / len(labels) if labels else 1.0
-        return Identity(speaker=speaker, score=best.score if best else 0.0,
-                        confidence=agree, top=top)
+        if best is None:
+            return Identity(None, confidence=1.0, top=top)
+        n = len(self.voiceprints)
+        accept = best.score >= self.rule.cutoff(evidence.speech_s, n)
+        speaker = best.name if accept else None
+        p_right = self.rule.confidence(best.score, evidence.speech_s, n)
+        if p_right is not None:
+            confidence = p_right if accept else 1.0 - p_right
+        else:
+            labels = evidence.window_labels
+            confidence = (sum(1 for w in labels if w == speaker) / len(labels)
+                          if labels else 1.0)
+        return Identity(speaker=speaker, score=best.score, confidence=confidence, top=top)
+

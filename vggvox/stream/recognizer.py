@@ -21,12 +21,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vggvox.audio import to_float, to_int16
+from vggvox.calibration import AcceptRule
 from vggvox.embedder import Embedder
 from vggvox.modelcard import ModelCard
 from vggvox.stream.decider import TurnConfig, TurnDecider
-from vggvox.stream.identify import Identifier, ThresholdIdentifier
+from vggvox.stream.identify import Identifier, OpenSetIdentifier
 from vggvox.stream.results import Result
 from vggvox.stream.segmenter import Pending, Segmenter, Window
+from vggvox.stream.unknowns import UnknownClusters, UnknownConfig
 from vggvox.stream.vad import SpeechStart, VadConfig
 from vggvox.stream.windows import WindowConfig
 from vggvox.voiceprints import VoiceprintSet
@@ -34,13 +36,17 @@ from vggvox.voiceprints import VoiceprintSet
 
 @dataclass(frozen=True)
 class ScoringConfig:
+    false_accept: float = 0.01
+    """Share of strangers' turns that may be named as an enrolled speaker, whatever
+    the number enrolled and the length of the turn (the model's calibration)."""
     threshold: float | None = None
-    """Lowest score that names an enrolled speaker; null takes the model card's."""
+    """A raw score that names an enrolled speaker instead (null: from false_accept)."""
     top_k: int = 5
     """Candidates listed with each decision."""
 
-    def threshold_for(self, card: ModelCard) -> float:
-        return self.threshold if self.threshold is not None else card.threshold
+    def rule(self, card: ModelCard, metric: str = "cosine") -> AcceptRule:
+        return AcceptRule(self.false_accept, self.threshold, card.calibration,
+                          card.threshold, metric)
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,7 @@ class RecognizerConfig:
     window: WindowConfig = field(default_factory=WindowConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     turns: TurnConfig = field(default_factory=TurnConfig)
+    unknowns: UnknownConfig = field(default_factory=UnknownConfig)
 
 
 class Recognizer:
@@ -59,14 +66,18 @@ class Recognizer:
         self.embedder = embedder
         self.voiceprints = voiceprints
         card = embedder.card
-        self.threshold = config.scoring.threshold_for(card)
-        self.identifier = identifier or ThresholdIdentifier(voiceprints, self.threshold,
-                                                            config.scoring.top_k)
+        self.rule = config.scoring.rule(card, voiceprints.scorer.metric)
+        self.identifier = identifier or OpenSetIdentifier(voiceprints, self.rule,
+                                                          config.scoring.top_k)
+        # Clusters compare cosines of their own centroids, whatever the scoring metric.
+        self.unknowns = (UnknownClusters(config.unknowns, AcceptRule(
+            config.unknowns.false_merge, config.unknowns.threshold, card.calibration,
+            card.threshold), card.embedding_size) if config.unknowns.enabled else None)
         change = config.turns.change_threshold
         self.segmenter = Segmenter(config.vad, config.window)
         self.decider = TurnDecider(self.identifier, config.turns,
                                    card.change_threshold if change is None else change,
-                                   card.embedding_size)
+                                   card.embedding_size, self.unknowns)
 
     def reset(self) -> None:
         """Start a new stream: sample 0, no open speech, turn ids from 1."""
