@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vggvox.audio import to_float, to_int16
-from vggvox.calibration import AcceptRule
+from vggvox.calibration import AcceptRule, from_cosine
 from vggvox.embedder import Embedder
 from vggvox.modelcard import ModelCard
 from vggvox.stream.decider import TurnConfig, TurnDecider
@@ -46,7 +46,7 @@ class ScoringConfig:
 
     def rule(self, card: ModelCard, metric: str = "cosine") -> AcceptRule:
         return AcceptRule(self.false_accept, self.threshold, card.calibration,
-                          card.threshold, metric)
+                          from_cosine(card.threshold, metric), metric)
 
 
 @dataclass(frozen=True)
