@@ -64,3 +64,32 @@ def score_events(events: list[dict], turns: list[tuple[float, float, str]],
                 total += 1
                 good += ev["speaker"] == name
     return good, total
+
+
+def vctk(speech: Path, spk: str, utt: str) -> np.ndarray:
+    """One VCTK utterance of the shared development speech (spk like 'p226')."""
+    return load_audio(speech / "vctk" / f"vctk-{spk}" / f"{spk}_{utt}.flac")
+
+
+def joined(parts: list[tuple[str, np.ndarray]], offset: float = 0.0
+           ) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
+    """Utterances with 1 s of silence after each: audio and (speaker, start, end) truth."""
+    gap = np.zeros(16000, np.float32)
+    out, truth, t = [], [], offset
+    for who, x in parts:
+        out += [x, gap]
+        truth.append((who, t, t + len(x) / 16000))
+        t += (len(x) + len(gap)) / 16000
+    return np.concatenate(out), truth
+
+
+def labels_within(turns: list, start: float, end: float) -> set[str | None]:
+    """Labels of the final turns (library results or wire dicts) mostly inside [start, end]."""
+    out = set()
+    for t in turns:
+        d = t if isinstance(t, dict) else {"t_start": t.t_start, "t_end": t.t_end,
+                                           "speaker": t.speaker, "unknown": t.unknown}
+        a, b = d["t_start"], d["t_end"]
+        if min(b, end) - max(a, start) > 0.5 * (b - a):
+            out.add(d["speaker"] or d["unknown"])
+    return out

@@ -322,3 +322,72 @@ def test_fast_replay_is_lossless_and_equals_realtime(tmp_path: Path, convo: Conv
     speech = sum(e["t_end"] - e["t_start"] for e in fast if e["type"] == "speech.end")
     assert len(windows) >= (speech - 4 * 1.0) / 0.5 - 4
     assert status["dropped_windows"] == 0 and status["dropped_samples"] == 0
+
+
+def test_an_unknown_voice_is_named_through_the_client(daemon: DaemonProcess, tmp_path: Path,
+                                                       speech_dir: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """Strangers get unknown-N labels on a stream; `vggvox-client name` enrolls one; the
+    named event lists its past turns and its next turn on that stream carries the name."""
+    from speakers_fixture import joined, labels_within, vctk
+
+    from vggvox_client import cli
+
+    files = [write_wav(tmp_path / f"p225_{u}.wav", vctk(speech_dir, "p225", u))
+             for u in ("016", "020", "022")]
+    live.enroll(daemon.conn, "p225", files, None, False, MAX_BYTES)
+    part1, truth1 = joined([("p225", vctk(speech_dir, "p225", "003")),
+                            ("p226", vctk(speech_dir, "p226", "003")),
+                            ("p227", vctk(speech_dir, "p227", "003")),
+                            ("p226", vctk(speech_dir, "p226", "011"))])
+    part2, truth2 = joined([("p226", vctk(speech_dir, "p226", "016"))],
+                           offset=len(part1) / 16000)
+    sub = daemon.conn.subscribe(["turn", "named"])
+    time.sleep(0.3)
+
+    def send(x: np.ndarray, final: bool) -> None:
+        """One replay session, kept open between the parts (lossless: the daemon waits)."""
+        pcm, deadline = to_int16(x), time.monotonic() + 60
+        while len(pcm) and time.monotonic() < deadline:
+            reply = daemon.conn.request("replay", session="naming", audio=pcm[:16000].tobytes(),
+                                        final=final and len(pcm) <= 16000)
+            pcm = pcm[reply["accepted"]:]
+            if not reply["accepted"]:
+                time.sleep(0.05)
+
+    def finals_until(end: float) -> list[dict]:
+        got: list[dict] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ev = daemon.conn.receive(sub, 0.5)
+            if ev and ev["type"] == "turn" and ev["final"]:
+                got.append(ev)
+                if ev["t_end"] >= end - 0.5:
+                    return got
+        raise AssertionError(f"no final turn reached {end} s: {got}")
+
+    send(part1, final=False)
+    turns = finals_until(truth1[-1][2])
+    labels = {who: labels_within(turns, s, e) for who, s, e in truth1}
+    assert labels["p225"] == {"p225"}
+    (stranger,) = labels["p226"]
+    assert stranger and stranger.startswith("unknown-")
+    assert len(labels["p227"]) == 1 and labels["p227"] != {stranger}
+    assert all(t["confidence"] > 0.5 for t in turns if t["windows"] >= 4)
+
+    argv = ["--control", daemon.conn.control, "--events", daemon.conn.events, "--timeout", "60"]
+    assert cli.main([*argv, "name", stranger, "bob"]) == 0
+    assert f"{stranger} on replay:naming is now bob" in capsys.readouterr().out
+    named = daemon.conn.receive(sub, 5)
+    assert named and named["type"] == "named", named
+    assert named["unknown"] == stranger and named["speaker"] == "bob"
+    assert sorted(named["turns"]) == sorted(t["turn"] for t in turns if t["unknown"] == stranger)
+    assert "bob" in [s["name"] for s in daemon.conn.request("list")["speakers"]]
+    # A label that is no cluster is a one-line error, and the daemon stays up.
+    assert cli.main([*argv, "name", "unknown-99", "carol"]) == 2
+    assert "no unknown voice 'unknown-99'" in capsys.readouterr().err
+
+    send(part2, final=True)
+    later = finals_until(truth2[-1][2])
+    assert labels_within(later, truth2[0][1], truth2[0][2]) == {"bob"}
+    sub.close()

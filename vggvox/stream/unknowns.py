@@ -46,8 +46,11 @@ class UnknownConfig:
     """A cluster not heard for this long (stream time) is forgotten."""
     keep_speech_s: float = 30.0
     """Latest speech kept per cluster, to enroll it when a person names it."""
-    false_merge: float = 0.01
-    """Calibrated probability that a new voice is put in an existing cluster."""
+    false_merge: float = 0.001
+    """Calibrated probability that a new voice is put in an existing cluster. Stricter
+    than the false-accept rate: voices in one room share a channel, which brings
+    them closer than the calibration's speakers, and a merged cluster, once named,
+    would enroll two people."""
     threshold: float | None = None
     """Raw score to join a cluster instead (null: from false_merge)."""
 
