@@ -46,6 +46,18 @@ def _identify_args(p: argparse.ArgumentParser, batch: bool) -> None:
                    help="embedding processes (default: %(default)s)")
     p.add_argument("--cache", type=Path, default=Path(user_cache_dir("vggvox")) if batch else None,
                    help="embedding cache folder" + (" (default: %(default)s)" if batch else ""))
+    p.add_argument("--open-set", action="store_true",
+                   help="score test utterances of speakers who are not enrolled as strangers "
+                        "(closed set: they are skipped) and decide each: a name or unknown")
+    p.add_argument("--false-accept", type=float, metavar="RATE",
+                   help="open set: the share of strangers the model's calibration may accept "
+                        "(default 0.01)")
+    p.add_argument("--threshold", type=float, metavar="RAW",
+                   help="open set: name the best speaker at this raw score or above "
+                        "(overrides --false-accept)")
+    p.add_argument("--det", type=Path, metavar="PNG",
+                   help="open set: draw the strangers-accepted / enrolled-not-named-right "
+                        "DET curve, with the operating point, to this PNG")
     _model_args(p)
 
 
@@ -68,6 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("speakers", help="list enrolled speakers").add_argument("--json",
                                                                           action="store_true")
     sub.add_parser("remove", help="remove a speaker").add_argument("name")
+    p = sub.add_parser("name", help="enroll an unknown voice (unknown-N) under a name: its "
+                                    "past turns (listed) and future turns are that speaker")
+    p.add_argument("unknown", help="the label the daemon gave the voice, e.g. unknown-2")
+    p.add_argument("name", help="the speaker's name")
+    p.add_argument("--source", help="the stream it was heard on (needed only if several "
+                                    "streams have that label)")
+    p.add_argument("--replace", action="store_true", help="replace an enrolled speaker")
+    p.add_argument("--json", action="store_true")
     p = sub.add_parser("listen", help="print the daemon's events")
     p.add_argument("--json", action="store_true", help="one JSON object a line")
     p.add_argument("--topic", action="append", dest="topics",
@@ -106,15 +126,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_identify(args: argparse.Namespace) -> int:
-    from vggvox_client.identify import IdentifySettings, identify, write_results
+    from vggvox_client.identify import (
+        IdentifySettings,
+        draw_open_set,
+        identify,
+        open_set_lines,
+        write_results,
+    )
 
     if args.workers < 1:
         raise VggvoxError(f"--workers must be >= 1, got {args.workers}")
+    if not args.open_set and (args.false_accept is not None or args.threshold is not None
+                              or args.det is not None):
+        raise VggvoxError("--false-accept, --threshold and --det need --open-set")
     report = identify(IdentifySettings(
         enroll_list=args.enroll_list, test_list=args.test_list,
         card_path=resolve_card(args.model), root=args.root, metric=args.metric,
         max_sec_enroll=args.max_sec_enroll, workers=args.workers, cache_dir=args.cache,
-        store_path=args.store, progress=True,
+        store_path=args.store, progress=True, open_set=args.open_set,
+        false_accept=args.false_accept, threshold=args.threshold,
     ))
     report_skipped(report.skipped)
     with args.out.open("w") as out:
@@ -127,6 +157,11 @@ def cmd_identify(args: argparse.Namespace) -> int:
               f"speakers ({len(report.skipped)} skipped); results in {args.out}")
         print("  ".join(f"{k} {100 * acc[k]:.2f}%" for k in ("top1", "top1pct", "top5pct",
                                                              "top10pct")))
+        if report.rule is not None:
+            print("\n".join(open_set_lines(report)))
+    if args.det and not draw_open_set(report, args.det, f"{args.model}: open set"):
+        print(f"{args.det}: not drawn, it needs strangers and enrolled speakers' tests",
+              file=sys.stderr)
     return 0 if report.results else 1
 
 
@@ -196,6 +231,17 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         conn.request("remove", name=args.name)
         print(f"removed {args.name}")
         return 0
+    if args.command == "name":
+        extra = {"source": args.source} if args.source else {}
+        reply = conn.request("name", unknown=args.unknown, name=args.name,
+                             replace=args.replace, **extra)
+        if args.json:
+            print_json(reply)
+        else:
+            print(f"{reply['unknown']} on {reply['source']} is now {reply['speaker']}: "
+                  f"{reply['speech_s']:.1f} s of its speech enrolled; its turns "
+                  f"{', '.join(map(str, reply['turns'])) or '(none closed yet)'}")
+        return 0
     if args.command == "speakers":
         reply = conn.request("list")
         if args.json:
@@ -222,6 +268,7 @@ COMMANDS = {
     "enroll": cmd_daemon,
     "speakers": cmd_daemon,
     "remove": cmd_daemon,
+    "name": cmd_daemon,
     "listen": cmd_daemon,
     "replay": cmd_daemon,
     "offline": cmd_identify,

@@ -7,12 +7,21 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from vggvox.audio import SAMPLE_RATE, load_audio
 from vggvox.embedder import Embedder
 from vggvox.errors import VggvoxError
 from vggvox.eval.engine import enroll_from_list, recognize, turn_timeline
+from vggvox.eval.openset import (
+    ConversationOpenSet,
+    check_false_accept,
+    conversation_open_set,
+    describe_rule,
+    final_turns,
+    plot_open_set,
+)
 from vggvox.eval.plot import plot_timelines
 from vggvox.eval.rttm import read_rttm
 from vggvox.eval.timeline import ConversationScore, score_conversation
@@ -40,6 +49,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--collar", type=float, default=0.25,
                    help="seconds left unscored each side of a true boundary (default 0.25)")
     p.add_argument("--png", type=Path, help="draw truth and output timelines to this PNG")
+    p.add_argument("--false-accept", type=float, metavar="RATE",
+                   help="share of strangers the model's calibration may accept (default: the "
+                        "config's scoring.false_accept; overrides its scoring.threshold)")
+    p.add_argument("--threshold", type=float, metavar="RAW",
+                   help="name the best speaker at this raw score or above instead "
+                        "(overrides --false-accept and the config)")
+    p.add_argument("--det", type=Path, metavar="PNG",
+                   help="draw the strangers-accepted / enrolled-missed curve of one raw "
+                        "threshold over the turns' best scores, with the operating point")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
 
 
@@ -70,6 +88,15 @@ def run(args: argparse.Namespace) -> int:
     truth = read_rttm(args.rttm)
     audio = load_audio(args.audio)
     rec_config: RecognizerConfig = settings.recognizer()
+    # The options override the config's scoring section; a rate given alone must not
+    # be silenced by a raw threshold in the config (a raw threshold wins in the rule).
+    scoring = rec_config.scoring
+    if args.false_accept is not None:
+        check_false_accept(args.false_accept)
+        scoring = replace(scoring, false_accept=args.false_accept, threshold=None)
+    if args.threshold is not None:
+        scoring = replace(scoring, threshold=args.threshold)
+    rec_config = replace(rec_config, scoring=scoring)
     recognizer = Recognizer(embedder, voiceprints, rec_config)
     t0 = time.perf_counter()
     results = recognize(recognizer, audio)
@@ -77,15 +104,29 @@ def run(args: argparse.Namespace) -> int:
     turns, decisions = turn_timeline(results)
     score = score_conversation(truth, set(voiceprints.names), turns, decisions,
                                collar=args.collar)
+    open_set = conversation_open_set(truth, set(voiceprints.names), final_turns(results),
+                                     collar=args.collar)
     if args.png:
         plot_timelines(truth, turns, args.png, f"{args.audio.name}: truth and turns")
+    if args.det:
+        if open_set.det is None:
+            print(f"{args.det}: not drawn, it needs both strangers' and enrolled speakers' "
+                  "scored time", file=sys.stderr)
+        else:
+            plot_open_set(open_set.det, args.det, f"{args.audio.name}: open set",
+                          open_set.stranger_fa_rate, open_set.enrolled_miss_rate)
     seconds = len(audio) / SAMPLE_RATE
+    rule = recognizer.rule
     if args.json:
         print_json({**score.as_dict(), "audio_s": round(seconds, 3),
                     "compute_s": round(took, 3), "speakers": list(voiceprints.names),
-                    "model": embedder.tag, "turns": len(turns)})
+                    "model": embedder.tag, "turns": len(turns),
+                    "open_set": open_set.as_dict(), "rule": describe_rule(rule),
+                    "false_accept_setting": None if rule.threshold is not None
+                    else rule.false_accept, "threshold_setting": rule.threshold})
     else:
         print(summary(score, seconds, took, len(turns)))
+        print(open_set_summary(open_set, describe_rule(rule)))
     return 0
 
 
@@ -105,3 +146,20 @@ def summary(s: ConversationScore, audio_s: float, took_s: float, n_turns: int) -
         f"flicker {flicker} label changes per true change",
         f"delay to the right label after a change: {delay} ({s.missed_changes} never)",
     ])
+
+
+def open_set_summary(o: ConversationOpenSet, rule: str) -> str:
+    lines = [
+        f"open set, {rule}: strangers accepted {pct(o.stranger_fa_rate)} of "
+        f"{o.stranger_s:.1f} s; enrolled speakers missed {pct(o.enrolled_miss_rate)} of "
+        f"{o.enrolled_s:.1f} s (wrong name {o.enrolled_wrong_s:.1f} s, unknown "
+        f"{o.enrolled_unknown_s:.1f} s, no turn {o.enrolled_none_s:.1f} s)",
+    ]
+    if o.det is not None:
+        t = o.as_dict()
+        at = t["open_set_eer_threshold"]
+        lines.append(f"best trade-off of one raw threshold over the turns' best scores: "
+                     f"equal error {pct(t['open_set_eer'])} at "
+                     f"{'above every score' if at is None else f'{at:.4f}'}; lowest total "
+                     f"{pct(t['open_set_min_total'])}")
+    return "\n".join(lines)

@@ -1,23 +1,38 @@
-"""Closed-set identification: the VGGVox ``offline`` and ``batch_offline`` modes.
+"""Identification: the VGGVox ``offline`` and ``batch_offline`` modes.
 
 Enrollment utterances are embedded and stored as voiceprints (one normalised
 mean per speaker) in a VoiceprintStore; each test utterance is scored against
 every voiceprint at once.
+
+Closed set by default: a test utterance of a speaker who is not enrolled is
+skipped. Open set (``open_set``): it is a stranger's, scored as an impostor,
+and every test utterance gets a decision (its best enrolled speaker if the
+score reaches the AcceptRule's cutoff for its length, else ``unknown``).
 """
 
 from __future__ import annotations
 
 import csv
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
 
 import numpy as np
+import soundfile as sf
 
 from vggvox.cache import EmbeddingCache
+from vggvox.calibration import AcceptRule
+from vggvox.eval.openset import accept_rule, describe_rule, plot_open_set
 from vggvox.lists import Utterance, read_utterances
-from vggvox.metrics import identification_accuracy
+from vggvox.metrics import (
+    Det,
+    OpenSetPoint,
+    identification_accuracy,
+    open_set_det,
+    open_set_point,
+    open_set_trade_off,
+)
 from vggvox.modelcard import ModelCard, load_card
 from vggvox.scoring import Scorer
 from vggvox.store import VoiceprintStore
@@ -25,6 +40,7 @@ from vggvox_client.common import Skipped
 from vggvox_client.jobs import Embedded, JobSettings, embed_files
 
 TOP_N = 5
+UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
@@ -34,8 +50,19 @@ class TestResult:
     scores: np.ndarray
     """One score per enrolled speaker, in the order of Report.speakers."""
     top: list[tuple[str, float]]
-    rank: int
-    """1-based rank of the correct speaker."""
+    rank: int | None
+    """1-based rank of the correct speaker; None for a stranger (open set)."""
+    speech_s: float = 0.0
+    """Seconds of the utterance: what the open-set cutoff depends on."""
+    decision: str | None = None
+    """Open set: the name given, or ``unknown``; None in closed set."""
+    cutoff: float | None = None
+    confidence: float | None = None
+    """Open set, with a calibrated model: probability that the best speaker is right."""
+
+    @property
+    def enrolled(self) -> bool:
+        return self.rank is not None
 
 
 @dataclass
@@ -43,10 +70,43 @@ class Report:
     speakers: list[str]
     results: list[TestResult] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    rule: AcceptRule | None = None
+    """Set in open set: the rule behind every decision."""
 
     @property
     def accuracy(self) -> dict[str, float]:
-        return identification_accuracy([r.rank for r in self.results], len(self.speakers))
+        """Closed-set figures, over the enrolled speakers' test utterances."""
+        ranks = [r.rank for r in self.results if r.rank is not None]
+        return identification_accuracy(ranks, len(self.speakers))
+
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        best = np.array([r.top[0][1] if r.top else -np.inf for r in self.results])
+        right = np.array([bool(r.top) and r.top[0][0] == r.speaker for r in self.results])
+        return best, right, np.array([r.enrolled for r in self.results], dtype=bool)
+
+    def open_set_point(self) -> OpenSetPoint:
+        best, right, enrolled = self._arrays()
+        cutoffs = np.array([np.inf if r.cutoff is None else r.cutoff for r in self.results])
+        return open_set_point(best, right, enrolled, cutoffs)
+
+    def open_set_det(self) -> Det | None:
+        """The trade-off of one raw threshold; None without both strangers and enrolled."""
+        best, right, enrolled = self._arrays()
+        if enrolled.all() or not enrolled.any():
+            return None
+        return open_set_det(best, right, enrolled)
+
+    def open_set_summary(self) -> dict[str, object]:
+        assert self.rule is not None
+        det = self.open_set_det()
+        return {
+            **self.open_set_point().as_dict(),
+            **(open_set_trade_off(det) if det is not None else {}),
+            "false_accept_setting": None if self.rule.threshold is not None
+            else self.rule.false_accept,
+            "threshold_setting": self.rule.threshold,
+            "calibrated": self.rule.calibrated,
+        }
 
     def summary(self) -> dict[str, object]:
         return {
@@ -55,6 +115,7 @@ class Report:
             "n_scored": len(self.results),
             "n_skipped": len(self.skipped),
             "skipped": [s.as_dict() for s in self.skipped],
+            **(self.open_set_summary() if self.rule is not None else {}),
         }
 
 
@@ -71,6 +132,21 @@ class IdentifySettings:
     store_path: Path | None = None
     """Keep the enrolled voiceprints here; a temporary store otherwise."""
     progress: bool = False
+    open_set: bool = False
+    """Strangers' tests are scored as impostors, and each test gets a decision."""
+    false_accept: float | None = None
+    threshold: float | None = None
+    """Open set: the AcceptRule's settings (vggvox.eval.openset.accept_rule)."""
+
+
+def _seconds(e: Embedded) -> float:
+    """Length of a test file; a cached embedding does not carry it."""
+    if e.seconds > 0:
+        return e.seconds
+    try:
+        return float(sf.info(str(e.path)).duration)
+    except (OSError, RuntimeError):
+        return 0.0  # the calibration clamps it to its shortest evidence
 
 
 def _embed(
@@ -114,8 +190,19 @@ def enroll_all(
     return skipped
 
 
+def _decide(r: TestResult, rule: AcceptRule | None, n_enrolled: int) -> TestResult:
+    """Open set: name the best speaker at or above the rule's cutoff for this length."""
+    if rule is None or not r.top:
+        return r
+    best_name, best = r.top[0]
+    cutoff = rule.cutoff(r.speech_s, n_enrolled)
+    return replace(r, decision=best_name if best >= cutoff else UNKNOWN, cutoff=cutoff,
+                   confidence=rule.confidence(best, r.speech_s, n_enrolled))
+
+
 def identify(s: IdentifySettings) -> Report:
     card = load_card(s.card_path)
+    rule = accept_rule(card, s.metric, s.false_accept, s.threshold) if s.open_set else None
     enroll, bad_enroll = read_utterances(s.enroll_list, s.root)
     tests, bad_tests = read_utterances(s.test_list, s.root)
     skipped = [Skipped.from_list_error(e) for e in bad_enroll + bad_tests]
@@ -127,12 +214,12 @@ def identify(s: IdentifySettings) -> Report:
         store = VoiceprintStore(s.store_path or Path(tmp) / "voiceprints.db")
         skipped += enroll_all(enroll, enrolled, store, card.tag)
         names, prints = store.voiceprints(card.tag)
-    report = Report(speakers=names)
+    report = Report(speakers=names, rule=rule)
     index = {n: i for i, n in enumerate(names)}
 
     usable = []
     for t in tests:
-        if t.speaker not in index:
+        if t.speaker not in index and rule is None:
             skipped.append(Skipped(str(t.path), f"speaker {t.speaker!r} is not enrolled", t.line))
         else:
             usable.append(t)
@@ -145,19 +232,24 @@ def identify(s: IdentifySettings) -> Report:
     if ok and names:
         all_scores = scorer.scores(np.stack([tested[t.path].embedding for t in ok]), prints)
         for t, row in zip(ok, all_scores, strict=True):
-            truth = row[index[t.speaker]]
-            rank = 1 + int(np.sum(row > truth))
+            rank = None
+            if t.speaker in index:
+                rank = 1 + int(np.sum(row > row[index[t.speaker]]))
             top = [(m.name, m.score) for m in scorer.top_k(row, names, TOP_N)]
-            report.results.append(TestResult(t.path, t.speaker, row, top, rank))
+            report.results.append(_decide(TestResult(
+                t.path, t.speaker, row, top, rank, _seconds(tested[t.path])), rule,
+                len(names)))
     report.skipped = skipped
     return report
 
 
 def write_results(report: Report, out: TextIO) -> None:
-    """One CSV row per test utterance, then the accuracies as '#' comment lines."""
+    """One CSV row per test utterance, then the figures as '#' comment lines."""
+    open_set = report.rule is not None
     w = csv.writer(out, lineterminator="\n")
     w.writerow(
         ["filename", "speaker", "rank"]
+        + (["decision", "confidence"] if open_set else [])
         + [f"top{i + 1}" for i in range(TOP_N)]
         + [f"top{i + 1}_score" for i in range(TOP_N)]
         + [f"score:{n}" for n in report.speakers]
@@ -165,10 +257,56 @@ def write_results(report: Report, out: TextIO) -> None:
     for r in report.results:
         names = [n for n, _ in r.top] + [""] * (TOP_N - len(r.top))
         scores = [f"{v:.4f}" for _, v in r.top] + [""] * (TOP_N - len(r.top))
-        w.writerow([str(r.path), r.speaker, r.rank] + names + scores
-                   + [f"{v:.4f}" for v in r.scores])
+        decided = ([r.decision or "", "" if r.confidence is None else f"{r.confidence:.4f}"]
+                   if open_set else [])
+        w.writerow([str(r.path), r.speaker, "" if r.rank is None else r.rank] + decided
+                   + names + scores + [f"{v:.4f}" for v in r.scores])
     acc = report.accuracy
     out.write(f"# scored {len(report.results)}, skipped {len(report.skipped)}, "
               f"enrolled speakers {len(report.speakers)}\n")
     for key in ("top1", "top1pct", "top5pct", "top10pct"):
         out.write(f"# {key} {100 * acc[key]:.2f}%\n")
+    if open_set:
+        out.writelines(f"# {line}\n" for line in open_set_lines(report))
+
+
+def _pct(v: object) -> str:
+    return f"{100 * v:.2f}%" if isinstance(v, float) else "n/a"
+
+
+def open_set_lines(report: Report) -> list[str]:
+    """The open-set figures in words: the operating point, then the best trade-off."""
+    assert report.rule is not None
+    f = report.open_set_summary()
+    n = f["n_enrolled_tests"]
+    lines = [
+        f"open set, {describe_rule(report.rule)}",
+        f"strangers accepted {_pct(f['false_accept_rate'])} "
+        f"({f['strangers_accepted']} of {f['n_strangers']} stranger test utterances)",
+        f"enrolled speakers: right {_pct(f['enrolled_right_rate'])} ({f['enrolled_right']} "
+        f"of {n}), wrong {_pct(f['enrolled_wrong_rate'])} ({f['enrolled_wrong']}), missed "
+        f"{_pct(f['enrolled_missed_rate'])} ({f['enrolled_missed']})",
+    ]
+    if "open_set_eer" in f:
+        def at(key: str) -> str:
+            v = f[key]
+            return f"{v:.4f}" if isinstance(v, float) else "above every score"
+
+        lines.append(
+            f"best trade-off of one raw threshold: equal error {_pct(f['open_set_eer'])} "
+            f"at {at('open_set_eer_threshold')}; lowest total (strangers accepted + enrolled "
+            f"not named right) {_pct(f['open_set_min_total'])} at "
+            f"{at('open_set_min_total_threshold')}")
+    else:
+        lines.append("best trade-off: n/a (needs both strangers and enrolled speakers)")
+    return lines
+
+
+def draw_open_set(report: Report, path: Path, title: str) -> bool:
+    """The open-set DET with the operating point marked; False when there is none."""
+    det = report.open_set_det()
+    if det is None:
+        return False
+    p = report.open_set_point()
+    plot_open_set(det, path, title, p.false_accept_rate, 1 - p.enrolled_right / p.n_enrolled)
+    return True

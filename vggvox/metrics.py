@@ -62,8 +62,12 @@ def det_curve(scores: np.ndarray, labels: np.ndarray) -> Det:
 
 def eer(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     """Equal error rate (as a fraction) and the threshold where it is reached."""
-    d = det_curve(scores, labels)
-    diff = d.p_miss - d.p_fa  # rises from -1 to +1 as the threshold rises
+    return det_eer(det_curve(scores, labels))
+
+
+def det_eer(d: Det) -> tuple[float, float]:
+    """Where a DET curve's two rates meet (interpolated), and the threshold there."""
+    diff = d.p_miss - d.p_fa  # rises as the threshold rises
     i = int(np.argmax(diff >= 0))
     if i == 0:
         return float(d.p_fa[0]), float(d.thresholds[0])
@@ -84,8 +88,131 @@ def min_dcf(
     return float(cost.min() / min(c_miss * p_target, c_fa * (1 - p_target)))
 
 
-def plot_det(det: Det, path: str | Path, title: str, eer_value: float) -> None:
-    """Draw a DET curve on normal-deviate axes as a PNG."""
+# -- open set: strangers who are not enrolled, and enrolled speakers --------------------------
+
+
+def open_set_curve(
+    scores: np.ndarray, stranger_weight: np.ndarray, right_weight: np.ndarray,
+    stranger_total: float, enrolled_total: float,
+) -> Det:
+    """The open-set trade-off of one raw threshold over best scores.
+
+    Item i (a test utterance, a turn) is named when ``scores[i] >= threshold``;
+    named, it accepts ``stranger_weight[i]`` of strangers (count or seconds) and
+    names ``right_weight[i]`` of enrolled speakers rightly. Returned as a Det
+    whose ``p_fa`` is the share of ``stranger_total`` accepted and ``p_miss`` the
+    share of ``enrolled_total`` not named right (a wrong name, or none).
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    sw = np.asarray(stranger_weight, dtype=np.float64)
+    rw = np.asarray(right_weight, dtype=np.float64)
+    if stranger_total <= 0 or enrolled_total <= 0:
+        raise ValueError("need both strangers and enrolled speakers")
+    order = np.argsort(s, kind="mergesort")
+    # Rejecting the i lowest scores: what they would have accepted is lost.
+    rejected_strangers = np.concatenate([[0.0], np.cumsum(sw[order])])
+    rejected_right = np.concatenate([[0.0], np.cumsum(rw[order])])
+    thresholds = np.concatenate([s[order], [np.inf]])
+    keep = np.concatenate([[True], np.diff(thresholds) > 0])
+    p_fa = (sw.sum() - rejected_strangers) / stranger_total
+    p_miss = 1.0 - (rw.sum() - rejected_right) / enrolled_total
+    return Det(thresholds[keep], np.clip(p_miss[keep], 0, 1), np.clip(p_fa[keep], 0, 1))
+
+
+def open_set_det(best_scores: np.ndarray, correct_top1: np.ndarray,
+                 is_enrolled: np.ndarray) -> Det:
+    """Open-set DET of test utterances: x strangers accepted, y enrolled not named right.
+
+    ``correct_top1``: the best enrolled speaker is the one speaking (False for
+    strangers); ``is_enrolled``: the one speaking is enrolled.
+    """
+    enrolled = np.asarray(is_enrolled, dtype=bool)
+    right = enrolled & np.asarray(correct_top1, dtype=bool)
+    return open_set_curve(best_scores, ~enrolled, right, float((~enrolled).sum()),
+                          float(enrolled.sum()))
+
+
+def det_min_total(d: Det) -> tuple[float, float]:
+    """The lowest sum of the two rates, and the threshold that gives it."""
+    total = d.p_miss + d.p_fa
+    i = int(np.argmin(total))
+    return float(total[i]), float(d.thresholds[i])
+
+
+@dataclass(frozen=True)
+class OpenSetPoint:
+    """Counts at one operating point: what strangers and enrolled speakers were told."""
+
+    n_strangers: int
+    strangers_accepted: int
+    n_enrolled: int
+    """Test items of enrolled speakers."""
+    enrolled_right: int
+    enrolled_wrong: int
+    """Named, as another enrolled speaker."""
+    enrolled_missed: int
+    """Not named (unknown)."""
+
+    @property
+    def false_accept_rate(self) -> float | None:
+        return self.strangers_accepted / self.n_strangers if self.n_strangers else None
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        def share(k: int) -> float | None:
+            return k / self.n_enrolled if self.n_enrolled else None
+
+        return {
+            "false_accept_rate": self.false_accept_rate,
+            "strangers_accepted": self.strangers_accepted,
+            "n_strangers": self.n_strangers,
+            "n_enrolled_tests": self.n_enrolled,
+            "enrolled_right": self.enrolled_right,
+            "enrolled_wrong": self.enrolled_wrong,
+            "enrolled_missed": self.enrolled_missed,
+            "enrolled_right_rate": share(self.enrolled_right),
+            "enrolled_wrong_rate": share(self.enrolled_wrong),
+            "enrolled_missed_rate": share(self.enrolled_missed),
+        }
+
+
+def open_set_point(best_scores: np.ndarray, correct_top1: np.ndarray, is_enrolled: np.ndarray,
+                   cutoffs: np.ndarray | float) -> OpenSetPoint:
+    """Counts when item i names its best speaker at ``best_scores[i] >= cutoffs[i]``."""
+    s = np.asarray(best_scores, dtype=np.float64)
+    named = s >= np.broadcast_to(np.asarray(cutoffs, dtype=np.float64), s.shape)
+    enrolled = np.asarray(is_enrolled, dtype=bool)
+    right = np.asarray(correct_top1, dtype=bool)
+    return OpenSetPoint(
+        n_strangers=int((~enrolled).sum()),
+        strangers_accepted=int((named & ~enrolled).sum()),
+        n_enrolled=int(enrolled.sum()),
+        enrolled_right=int((named & enrolled & right).sum()),
+        enrolled_wrong=int((named & enrolled & ~right).sum()),
+        enrolled_missed=int((~named & enrolled).sum()),
+    )
+
+
+def open_set_trade_off(d: Det) -> dict[str, float | None]:
+    """The best trade-off a curve allows: its equal-error point and lowest total."""
+    rate, at = det_eer(d)
+    total, total_at = det_min_total(d)
+
+    def finite(v: float) -> float | None:
+        return v if math.isfinite(v) else None  # JSON has no infinity
+
+    return {"open_set_eer": rate, "open_set_eer_threshold": finite(at),
+            "open_set_min_total": total, "open_set_min_total_threshold": finite(total_at)}
+
+
+def plot_det(
+    det: Det, path: str | Path, title: str, eer_value: float,
+    xlabel: str = "false alarm rate (%)", ylabel: str = "miss rate (%)",
+    point: tuple[float, float, str] | None = None,
+) -> None:
+    """Draw a DET curve on normal-deviate axes as a PNG.
+
+    ``point`` marks one more (x rate, y rate, legend) on it: an operating point.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -102,13 +229,16 @@ def plot_det(det: Det, path: str | Path, title: str, eer_value: float) -> None:
     ax.plot(axis(det.p_fa), axis(det.p_miss), lw=1.5)
     ax.plot([axis(np.array([eer_value]))[0]], [axis(np.array([eer_value]))[0]], "o",
             label=f"EER {100 * eer_value:.2f} %")
+    if point is not None:
+        ax.plot([axis(np.array([point[0]]))[0]], [axis(np.array([point[1]]))[0]], "s",
+                label=point[2])
     ax.set_xticks(axis(np.array(ticks)), [f"{100 * t:g}" for t in ticks])
     ax.set_yticks(axis(np.array(ticks)), [f"{100 * t:g}" for t in ticks])
     lim = axis(np.array([0.0005, 0.5]))
     ax.set_xlim(*lim)
     ax.set_ylim(*lim)
-    ax.set_xlabel("false alarm rate (%)")
-    ax.set_ylabel("miss rate (%)")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper right")
