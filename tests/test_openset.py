@@ -175,3 +175,15 @@ def test_strangers_get_stable_unknown_labels_and_naming_one_names_its_turns(
     offset = len(audio) / SAMPLE_RATE
     assert labels_within(turns2, truth2[0][1] + offset, truth2[0][2] + offset) == {"bob"}
     assert labels_within(turns2, truth2[1][1] + offset, truth2[1][2] + offset) == {u227}
+
+
+def test_a_calibration_of_another_model_is_refused(tmp_path: Path) -> None:
+    card = resolve_card("campplus")
+    text = card.read_text().replace("file: campplus.onnx", f"file: {card.parent}/campplus.onnx")
+    other = (card.parent / "ge2e.calibration.yaml").read_text()
+    (tmp_path / "wrong.calibration.yaml").write_text(other)
+    (tmp_path / "card.yaml").write_text(
+        text.replace("calibration: campplus.calibration.yaml",
+                     "calibration: wrong.calibration.yaml"))
+    with pytest.raises(ModelError, match="a calibration of 'ge2e"):
+        load_card(tmp_path / "card.yaml")

@@ -17,6 +17,7 @@ from vggvox.stream.segmenter import Window
 from vggvox.stream.vad import SpeechEnd, SpeechStart, VadFrameError, VadGate, speech_segments
 from vggvox.stream.windows import WindowSpec, due_windows
 from vggvoxd.events import (
+    NamedEvent,
     SpeakerEvent,
     SpeechStartEvent,
     StatusEvent,
@@ -159,6 +160,20 @@ def test_turn_event_bytes_are_pinned() -> None:
     )
     payload = decode(frames)
     assert payload["v"] == 1 and payload["unknown"] is None and payload["final"] is True
+
+
+def test_named_event_bytes_are_pinned() -> None:
+    ev = NamedEvent(source="mic", t_start=40.0, t_end=40.0, time=1700000000.25,
+                    unknown="unknown-2", speaker="alice", turns=[3, 5])
+    frames = encode(ev, seq=10)
+    assert frames[0] == b"named"
+    assert frames[1].hex() == (
+        "8aa17601a37365710aa474797065a56e616d6564a6736f75726365a36d6963a474"
+        "696d65cb41d954fc40100000a7745f7374617274cb4044000000000000a5745f65"
+        "6e64cb4044000000000000a7756e6b6e6f776ea9756e6b6e6f776e2d32a7737065"
+        "616b6572a5616c696365a57475726e73920305"
+    )
+    assert decode(frames)["turns"] == [3, 5]
 
 
 def test_every_event_carries_the_common_fields() -> None:

@@ -176,7 +176,11 @@ def load_card(card_path: str | Path, verify: bool = True) -> ModelCard:
     )
     if data.get("calibration") is not None:
         cal_path = card_path.parent / _get(data, "calibration", str, where)
-        card = replace(card, calibration=Calibration.load(cal_path))
+        calibration = Calibration.load(cal_path)
+        if calibration.model != card.name:
+            raise ModelError(f"{cal_path}: a calibration of {calibration.model!r}, "
+                             f"not of this card's model {card.name!r}")
+        card = replace(card, calibration=calibration)
     if card.sample_rate != 16000:
         raise ModelError(f"{where}: sample_rate {card.sample_rate} unsupported (only 16000)")
     if verify:

@@ -103,12 +103,17 @@ def main() -> int:
     ap.add_argument("--speech", type=Path, default=SPEECH)
     ap.add_argument("--lists", type=Path, default=HERE / ".cache" / "lists",
                     help="where to write the fit/held lists (default weights/.cache/lists)")
+    ap.add_argument("--lists-only", action="store_true",
+                    help="write the fit/held lists and stop (for open-set evaluations)")
     args = ap.parse_args()
     if not (args.speech / "enroll_list.csv").is_file():
         print(f"calibrate: {args.speech}: no enroll_list.csv (the development speech)",
               file=sys.stderr)
         return 2
     lists = write_lists(args.speech, args.lists)
+    if args.lists_only:
+        print("\n".join(str(p) for p in lists.values()))
+        return 0
     import yaml
 
     for model in SHIPPED if args.model == "all" else [args.model]:

@@ -29,12 +29,13 @@ from typing import Any
 
 import numpy as np
 
-from vggvox.calibration import AcceptRule, from_cosine
+from vggvox.calibration import AcceptRule
 from vggvox.errors import VggvoxError
 from vggvox.eval.rttm import Segment
-from vggvox.eval.timeline import UNKNOWN, _Grid, truth_label
+from vggvox.eval.timeline import UNKNOWN, Grid, truth_label
 from vggvox.metrics import Det, det_eer, open_set_curve, open_set_trade_off, plot_det
 from vggvox.modelcard import ModelCard
+from vggvox.stream.recognizer import ScoringConfig
 from vggvox.stream.results import Result, TurnUpdate
 
 # -- the rule, from a user's options ---------------------------------------------------------
@@ -49,10 +50,8 @@ def accept_rule(card: ModelCard, metric: str = "cosine", false_accept: float | N
                 threshold: float | None = None) -> AcceptRule:
     """The AcceptRule of ``--false-accept`` / ``--threshold`` (one-line error on a bad rate)."""
     check_false_accept(false_accept)
-    # The card's threshold is a cosine; in euclidean units it is another number.
-    return AcceptRule(false_accept=0.01 if false_accept is None else false_accept,
-                      threshold=threshold, calibration=card.calibration,
-                      fallback=from_cosine(card.threshold, metric), metric=metric)
+    rate = ScoringConfig.false_accept if false_accept is None else false_accept
+    return ScoringConfig(rate, threshold).rule(card, metric)
 
 
 def describe_rule(rule: AcceptRule) -> str:
@@ -136,7 +135,7 @@ def conversation_open_set(truth: Sequence[Segment], enrolled: set[str] | frozens
                           step: float = 0.01) -> ConversationOpenSet:
     """Both shares at the turns' labels, and the curve of relabelling them by score."""
     end = max([s.end for s in truth] + [t.end for t in turns] + [0.0])
-    grid = _Grid(end + collar, step)
+    grid = Grid(end + collar, step)
     # The scored time, exactly as timeline.score_conversation defines it.
     cover = np.zeros(grid.n, dtype=np.int32)
     speaker = np.full(grid.n, "", dtype=object)

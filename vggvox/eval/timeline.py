@@ -155,7 +155,7 @@ def true_turns(truth: Iterable[Segment], enrolled: set[str] | frozenset[str]) ->
     return turns
 
 
-class _Grid:
+class Grid:
     """Points at the middles of ``step``-second cells from 0 to ``end``."""
 
     def __init__(self, end: float, step: float) -> None:
@@ -201,7 +201,7 @@ def score_conversation(
 ) -> ConversationScore:
     """Score one conversation; the definitions are in this module's docstring."""
     end = max([s.end for s in truth] + [t.end for t in turns] + [0.0])
-    grid = _Grid(end + collar, step)
+    grid = Grid(end + collar, step)
     codes: dict[str, int] = {NONE: 0, UNKNOWN: 1}
 
     def code(label: str) -> int:
