@@ -18,6 +18,7 @@ from vggvox.embedder import Embedder
 from vggvox.errors import VggvoxError
 from vggvox.modelcard import DEFAULT_MODEL, load_card, resolve_card
 from vggvox.scoring import METRICS, Scorer
+from vggvox.stream.recognizer import ScoringConfig
 from vggvox_client import conversations, evaluate
 from vggvox_client.common import Skipped, print_json, report_skipped
 from vggvox_client.jobs import default_workers
@@ -51,7 +52,7 @@ def _identify_args(p: argparse.ArgumentParser, batch: bool) -> None:
                         "(closed set: they are skipped) and decide each: a name or unknown")
     p.add_argument("--false-accept", type=float, metavar="RATE",
                    help="open set: the share of strangers the model's calibration may accept "
-                        "(default 0.01)")
+                        f"(default {ScoringConfig.false_accept}, as the daemon's)")
     p.add_argument("--threshold", type=float, metavar="RAW",
                    help="open set: name the best speaker at this raw score or above "
                         "(overrides --false-accept)")

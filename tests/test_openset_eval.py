@@ -206,7 +206,8 @@ def test_offline_open_set_scores_strangers(
     assert s["enrolled_right"] + s["enrolled_wrong"] + s["enrolled_missed"] == 12
     assert s["false_accept_rate"] == s["strangers_accepted"] / 12
     assert s["false_accept_rate"] <= 1 / 12 and s["enrolled_right"] >= 10
-    assert 0 <= s["open_set_eer"] <= 0.1 and s["false_accept_setting"] == 0.01
+    # Without --false-accept, the daemon's default rate.
+    assert 0 <= s["open_set_eer"] <= 0.1 and s["false_accept_setting"] == 0.005
     assert s["top1"] >= 0.9  # closed-set figures over the enrolled speakers' tests
     assert det.read_bytes()[:4] == b"\x89PNG"
     with out.open() as f:

@@ -155,7 +155,7 @@ class AcceptRule:
     falls back to ``fallback`` (its card's threshold).
     """
 
-    false_accept: float = 0.01
+    false_accept: float = 0.005
     threshold: float | None = None
     calibration: Calibration | None = None
     fallback: float = 0.5
