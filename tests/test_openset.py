@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from speakers_fixture import joined, labels_within, vctk
 
-from vggvox.audio import SAMPLE_RATE
+from vggvox.audio import SAMPLE_RATE, load_audio
 from vggvox.calibration import AcceptRule, Calibration, from_cosine, to_cosine
 from vggvox.embedder import Embedder, l2_normalize
 from vggvox.enrollment import enroll
@@ -187,3 +187,29 @@ def test_a_calibration_of_another_model_is_refused(tmp_path: Path) -> None:
                      "calibration: wrong.calibration.yaml"))
     with pytest.raises(ModelError, match="a calibration of 'ge2e"):
         load_card(tmp_path / "card.yaml")
+
+
+def test_a_calibration_fitted_on_a_little_real_speech_is_sane(
+        embedder: Embedder, speech_dir: Path) -> None:
+    """The fitting path of weights/calibrate.py, end to end on a small real subset."""
+    from vggvox.eval.calibrate import fit, gather, open_set_rates, split_speakers
+    from vggvox.lists import read_utterances
+
+    speakers = [f"ls-{n}" for n in (1688, 1998, 2033, 2414, 2609, 3005, 367, 533)]
+    speakers = [s for s in speakers if (speech_dir / "librispeech-test-other" / s).is_dir()]
+    assert len(speakers) >= 6
+    tests, _ = read_utterances(speech_dir / "test_list.csv")
+    enroll_list = speech_dir / "enroll_list.csv"
+    utts = [u for u in tests if u.speaker in speakers][: 4 * len(speakers)]
+    ev = gather(embedder, utts, runs=(1, 2, 4))
+    enrolled, _ = read_utterances(enroll_list)
+    vps = VoiceprintSet(embedder.card.embedding_size, embedder.tag)
+    for s in speakers:
+        clips = [load_audio(u.path) for u in enrolled if u.speaker == s]
+        vps.add(s, enroll(embedder, s, clips).embeddings)
+    cal = fit(ev, vps, embedder.card.name, "test subset")
+    assert 0.1 < cal.threshold(0.01, 2.0, 4) < cal.threshold(0.001, 2.0, 4) < 0.95
+    assert cal.confidence(0.8, 3.0, 4) > 0.9 > 0.1 > cal.confidence(0.0, 3.0, 4)
+    rate, strangers, right = open_set_rates(cal, ev, vps, 0.05, reps=4)
+    assert strangers > 0 and 0.0 <= rate < 0.25 and right > 0.8
+    assert set(split_speakers((s, "x") for s in speakers).values()) == {"fit", "held"}
