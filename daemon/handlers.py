@@ -109,12 +109,21 @@ class Handlers:
         stream = self._stream_with(label, field(req, "source", str, None))
         unknowns = stream.recognizer.unknowns
         assert unknowns is not None  # _stream_with only finds streams that cluster
-        speech = unknowns.speech(label)
-        if speech is None:
-            raise RequestError(f"{label!r} on {stream.name} has no speech kept yet")
-        reply = self.enroll_clips(name, [speech], replace, [f"{stream.name}:{label}"])
+        # Take the voice first, so that no turn joins it while it is being enrolled;
+        # give it back if the enrollment is refused.
         cluster = unknowns.take(label)
-        turns = cluster.turns if cluster is not None else []
+        if cluster is None or not cluster.speech:
+            if cluster is not None:
+                unknowns.put_back(cluster)
+            raise RequestError(f"{label!r} on {stream.name} has no speech kept yet")
+        try:
+            reply = self.enroll_clips(name, [np.concatenate(cluster.speech)], replace,
+                                      [f"{stream.name}:{label}"])
+        except RequestError:
+            unknowns.put_back(cluster)
+            raise
+        unknowns.name(label, name)
+        turns = cluster.turns
         t = stream.stream_s
         self.d.publish(NamedEvent(source=stream.name, t_start=t, t_end=t, unknown=label,
                                   speaker=name, turns=list(turns)))

@@ -213,3 +213,66 @@ def test_a_calibration_fitted_on_a_little_real_speech_is_sane(
     rate, strangers, right = open_set_rates(cal, ev, vps, 0.05, reps=4)
     assert strangers > 0 and 0.0 <= rate < 0.25 and right > 0.8
     assert set(split_speakers((s, "x") for s in speakers).values()) == {"fit", "held"}
+
+
+def test_a_turn_keeps_its_new_label_while_hysteresis_shows_it() -> None:
+    """An update that matches an old voice does not delete the turn's own new one: the
+    turn may still close under it."""
+    c = clusters()
+    a = unit(1)
+    c.commit(1, c.assign(1, a, 2.0, 0), a, [], 100)
+    assert c.assign(2, unit(2), 2.0, 200) == "unknown-2"
+    assert c.assign(2, near(a, 3), 2.0, 300) == "unknown-1"  # one update sounds like 1
+    c.commit(2, "unknown-2", unit(2), [np.ones(10, np.int16)], 400)  # closed as shown
+    assert sorted(c.labels()) == ["unknown-1", "unknown-2"]
+    assert c.labels()["unknown-2"]["turns"] == [2]
+
+
+def test_new_voices_on_open_turns_do_not_evict_real_ones() -> None:
+    c = clusters(max_clusters=2)
+    for t in (1, 2):
+        c.commit(t, c.assign(t, unit(t), 2.0, t), unit(t), [], t)
+    for t in (3, 4, 5):  # turns that first sound new, then end as someone enrolled
+        c.assign(t, unit(t), 2.0, t)
+        c.commit(t, None, unit(t), [], t)
+    assert sorted(c.labels()) == ["unknown-1", "unknown-2"]
+    c.commit(6, c.assign(6, unit(6), 2.0, 6), unit(6), [], 6)  # a third real voice
+    assert sorted(c.labels()) == ["unknown-2", "unknown-6"]  # numbers are never reused
+
+
+def test_a_named_label_reports_the_name_and_a_refused_one_comes_back() -> None:
+    from vggvox.stream.decider import TurnConfig, TurnDecider
+    from vggvox.stream.identify import OpenSetIdentifier
+    from vggvox.stream.segmenter import Window
+    from vggvox.stream.vad import SpeechEnd, SpeechStart
+
+    c = clusters(keep_speech_s=30.0)
+    decider = TurnDecider(OpenSetIdentifier.fixed(VoiceprintSet(16), 0.5), TurnConfig(),
+                          0.3, 16, c)
+    hop, a, b = 8000, np.eye(16, dtype=np.float32)[0], np.eye(16, dtype=np.float32)[1]
+
+    def window(k: int, v: np.ndarray) -> list:
+        start = max(0, k * hop - 32000)
+        return decider.window(Window(start, k * hop, np.full(k * hop - start, k, np.int16)), v)
+
+    out = decider.speech_start(SpeechStart(0))
+    for k in range(2, 8):
+        out += window(k, a)
+    for k in range(8, 12):  # another voice inside the same speech segment
+        out += window(k, b)
+    out += decider.speech_end(SpeechEnd(12 * hop))
+    first, second = [r for r in out if isinstance(r, TurnUpdate) and r.final]
+    assert (first.unknown, second.unknown) == ("unknown-1", "unknown-2")
+    # The first turn's kept speech ends where the change was put, not at its last window.
+    speech = c.speech("unknown-1")
+    assert speech is not None and len(speech) == first.end - first.start
+    taken = c.take("unknown-1")
+    assert taken is not None and c.take("unknown-1") is None
+    c.put_back(taken)  # the enrollment was refused: nothing lost
+    assert "unknown-1" in c.labels()
+    c.name("unknown-2", "bob")
+    assert c.take("unknown-2") is not None
+    decider.speech_start(SpeechStart(13 * hop))
+    later = [r for k in range(15, 18) for r in window(k, b)]
+    assert later[-1].speaker is None and later[-1].unknown != "unknown-2"
+    assert c.named("unknown-2") == "bob"

@@ -29,7 +29,7 @@ from vggvox.embedder import l2_normalize
 from vggvox.stream.identify import Evidence, Identifier, Identity
 from vggvox.stream.results import Result, SpeechEnded, SpeechStarted, TurnUpdate, WindowScore
 from vggvox.stream.segmenter import Window
-from vggvox.stream.unknowns import UnknownClusters
+from vggvox.stream.unknowns import UnknownClusters, drop_latest, keep_latest
 from vggvox.stream.vad import SpeechEnd, SpeechStart
 
 
@@ -142,8 +142,7 @@ class TurnDecider:
             if len(new):
                 turn.speech.append(new)
                 turn.speech_end = w.end
-            while sum(len(c) for c in turn.speech) - len(turn.speech[0]) >= self._keep:
-                turn.speech.pop(0)
+            keep_latest(turn.speech, self._keep)
 
     def _change(self, turn: _Turn) -> list[Result]:
         first = self._held[0][0]
@@ -184,11 +183,16 @@ class TurnDecider:
                                   turn.shown.confidence, ident.top)
         return self._emit(turn, final=False)
 
-    @staticmethod
-    def _emit(turn: _Turn, final: bool) -> TurnUpdate:
+    def _emit(self, turn: _Turn, final: bool) -> TurnUpdate:
         shown = turn.shown
         assert shown is not None
-        return TurnUpdate(turn.start, turn.end, turn.id, shown.speaker, shown.unknown,
+        speaker, unknown = shown.speaker, shown.unknown
+        if unknown is not None and self.unknowns is not None:
+            # Named by a person while this turn still showed it: report the name.
+            name = self.unknowns.named(unknown)
+            if name is not None:
+                speaker, unknown = name, None
+        return TurnUpdate(turn.start, turn.end, turn.id, speaker, unknown,
                           shown.score, shown.confidence, shown.top, final, turn.windows)
 
     def _close(self, at: int) -> list[Result]:
@@ -198,6 +202,9 @@ class TurnDecider:
         if turn is None or turn.shown is None:
             return []
         turn.end = at
+        if self._keep and turn.speech_end > at:
+            # A change ended the turn before its last window: that audio is the next voice's.
+            drop_latest(turn.speech, turn.speech_end - at)
         final = self._emit(turn, final=True)
         if self.unknowns is not None:
             shown = turn.shown

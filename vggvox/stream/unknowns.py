@@ -8,14 +8,17 @@ existing cluster with probability ``false_merge``). Otherwise the turn gets a
 new cluster of its own, provisional until the turn closes.
 
 When a turn closes, ``commit`` adds its evidence and speech to the cluster of
-its final label (and drops its provisional cluster if it ended up elsewhere).
-So a cluster only learns from whole turns, and one noisy early decision of a
-turn cannot move a centroid.
+its final label, and drops its provisional cluster if it ended up elsewhere
+(until then the provisional one stays, since hysteresis may still show it). So
+a cluster only learns from whole turns, and one noisy early decision of a turn
+cannot move a centroid. Labels are never reused: a number is skipped when a
+turn that first sounded new ends as someone known.
 
-Bounded: at most ``max_clusters`` (the one heard longest ago is forgotten
-first), each forgotten after ``max_age_s`` unheard, each keeping its latest
-``keep_speech_s`` of speech for naming. Memory only: nothing reaches a store
-unless a person names a cluster (``take``).
+Bounded: at most ``max_clusters`` that hold turns (when a new one gets its
+first turn, the one heard longest ago is forgotten), each forgotten after
+``max_age_s`` unheard, each keeping its latest ``keep_speech_s`` of speech and
+``MAX_TURNS`` turn ids. Memory only: nothing reaches a store unless a person
+names a cluster (``take``); a named label then reports its name (``named``).
 
 Threads: the decider's owner calls ``assign``/``commit``/``expire``; anyone
 may call ``labels``/``speech``/``take`` (a control request), so all of them
@@ -34,6 +37,29 @@ from vggvox.calibration import AcceptRule
 from vggvox.embedder import l2_normalize
 
 PREFIX = "unknown-"
+MAX_TURNS = 1000
+"""Turn ids remembered per cluster (for the ``named`` event), the latest kept."""
+
+
+def keep_latest(chunks: list[np.ndarray], samples: int) -> None:
+    """Trim a list of audio chunks, in place, to its latest ``samples`` samples."""
+    extra = sum(len(c) for c in chunks) - samples
+    while extra > 0 and chunks:
+        if len(chunks[0]) <= extra:
+            extra -= len(chunks.pop(0))
+        else:
+            chunks[0] = chunks[0][extra:]
+            extra = 0
+
+
+def drop_latest(chunks: list[np.ndarray], samples: int) -> None:
+    """Remove the latest ``samples`` samples from a list of audio chunks, in place."""
+    while samples > 0 and chunks:
+        if len(chunks[-1]) <= samples:
+            samples -= len(chunks.pop())
+        else:
+            chunks[-1] = chunks[-1][:-samples]
+            samples = 0
 
 
 @dataclass(frozen=True)
@@ -88,6 +114,8 @@ class UnknownClusters:
             self._clusters: dict[str, Cluster] = {}
             self._provisional: dict[int, str] = {}
             """Open turn id -> the cluster it created (empty until the turn closes)."""
+            self._named: dict[str, str] = {}
+            """Label -> the name a person gave it (the cluster itself is gone)."""
             self._next = 1
 
     # -- the decider's side ----------------------------------------------------------------
@@ -99,8 +127,7 @@ class UnknownClusters:
             if known:
                 scores = np.stack([c.centroid for c in known]) @ embedding
                 best = int(np.argmax(scores))
-                if scores[best] >= self._cutoff(speech_s, len(known)):
-                    self._drop_provisional(turn)
+                if scores[best] >= self.rule.cutoff(speech_s, len(known)):
                     return known[best].label
             label = self._provisional.get(turn)
             if label is None or label not in self._clusters:
@@ -108,7 +135,6 @@ class UnknownClusters:
                 self._next += 1
                 self._clusters[label] = Cluster(label, np.zeros(self.dim, np.float32), now)
                 self._provisional[turn] = label
-                self._evict(keep=label)
             return label
 
     def commit(self, turn: int, label: str | None, total: np.ndarray, speech: list[np.ndarray],
@@ -122,10 +148,11 @@ class UnknownClusters:
             if cluster is None:
                 return
             cluster.total = cluster.total + total
-            cluster.turns.append(turn)
+            cluster.turns = [*cluster.turns[-(MAX_TURNS - 1):], turn]
             cluster.last_seen = now
             cluster.speech.extend(speech)
-            self._trim(cluster)
+            keep_latest(cluster.speech, int(self.config.keep_speech_s * SAMPLE_RATE))
+            self._evict(keep=cluster.label)
 
     def expire(self, now: int) -> None:
         """Forget clusters unheard for ``max_age_s``."""
@@ -150,39 +177,34 @@ class UnknownClusters:
             return np.concatenate(c.speech) if c is not None and c.speech else None
 
     def take(self, label: str) -> Cluster | None:
-        """Remove a cluster (it has been named): its turns and speech."""
+        """Remove a cluster that holds turns, to name it: its turns and speech."""
         with self._lock:
-            return self._clusters.pop(label, None)
+            c = self._clusters.get(label)
+            if c is None or not c.turns:
+                return None
+            return self._clusters.pop(label)
+
+    def put_back(self, cluster: Cluster) -> None:
+        """Undo ``take`` (the name was refused). A turn that closed under its label in
+        between is not in it: only the time of one enrollment attempt."""
+        with self._lock:
+            self._clusters.setdefault(cluster.label, cluster)
+
+    def name(self, label: str, speaker: str) -> None:
+        """From now on, report ``label`` (taken and enrolled) as ``speaker``."""
+        with self._lock:
+            self._named[label] = speaker
+
+    def named(self, label: str) -> str | None:
+        with self._lock:
+            return self._named.get(label)
 
     # -- inside the lock ---------------------------------------------------------------------
 
-    def _cutoff(self, speech_s: float, n: int) -> float:
-        if self.config.threshold is not None:
-            return self.config.threshold
-        return self.rule.cutoff(speech_s, n)
-
-    def _drop_provisional(self, turn: int) -> None:
-        own = self._provisional.pop(turn, None)
-        if own is not None:
-            self._clusters.pop(own, None)
-
     def _evict(self, keep: str) -> None:
-        busy = set(self._provisional.values()) | {keep}
-        while len(self._clusters) > self.config.max_clusters:
-            idle = [c for c in self._clusters.values() if c.label not in busy]
-            if not idle:
+        """At most max_clusters that hold turns: forget the one heard longest ago."""
+        while True:
+            real = [c for c in self._clusters.values() if c.turns and c.label != keep]
+            if len(real) < self.config.max_clusters:
                 return
-            del self._clusters[min(idle, key=lambda c: c.last_seen).label]
-
-    def _trim(self, cluster: Cluster) -> None:
-        budget = int(self.config.keep_speech_s * SAMPLE_RATE)
-        total = sum(len(c) for c in cluster.speech)
-        while total > budget and cluster.speech:
-            extra = total - budget
-            first = cluster.speech[0]
-            if len(first) <= extra:
-                cluster.speech.pop(0)
-                total -= len(first)
-            else:
-                cluster.speech[0] = first[extra:]
-                total = budget
+            del self._clusters[min(real, key=lambda c: c.last_seen).label]
