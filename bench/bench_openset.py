@@ -6,7 +6,7 @@ Uses only the ``held`` half of the development speakers (weights/calibrate.py's
 split; the calibration was fitted on the other half):
 
 - **utterances through vggvoxd** (real daemon, ipc endpoints in a temp folder,
-  default config: ``scoring.false_accept`` 0.01): the held speakers in two
+  default config: ``scoring.false_accept`` 0.005): the held speakers in two
   halves A and B; A enrolled and every held test utterance replayed, then B
   enrolled instead and again. Each utterance is decided by its final turns
   (the label covering most of their time). Reported: strangers' utterances

@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object a line")
     p.add_argument("--topic", action="append", dest="topics",
                    help="only this topic (repeatable): speech.start, speech.end, speaker, turn, "
-                        "enrollment, status")
+                        "named, enrollment, status")
     p.add_argument("--count", type=int, help="stop after N events")
     p.add_argument("--seconds", type=float, help="stop after S seconds")
     p = sub.add_parser("replay", help="send audio through the daemon's pipeline, print events")

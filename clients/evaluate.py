@@ -18,7 +18,6 @@ from vggvox.eval.openset import (
     ConversationOpenSet,
     check_false_accept,
     conversation_open_set,
-    describe_rule,
     final_turns,
     plot_open_set,
 )
@@ -121,12 +120,11 @@ def run(args: argparse.Namespace) -> int:
         print_json({**score.as_dict(), "audio_s": round(seconds, 3),
                     "compute_s": round(took, 3), "speakers": list(voiceprints.names),
                     "model": embedder.tag, "turns": len(turns),
-                    "open_set": open_set.as_dict(), "rule": describe_rule(rule),
-                    "false_accept_setting": None if rule.threshold is not None
-                    else rule.false_accept, "threshold_setting": rule.threshold})
+                    "open_set": open_set.as_dict(), "rule": rule.describe(),
+                    **rule.settings()})
     else:
         print(summary(score, seconds, took, len(turns)))
-        print(open_set_summary(open_set, describe_rule(rule)))
+        print(open_set_summary(open_set, rule.describe()))
     return 0
 
 

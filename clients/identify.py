@@ -23,7 +23,7 @@ import soundfile as sf
 
 from vggvox.cache import EmbeddingCache
 from vggvox.calibration import AcceptRule
-from vggvox.eval.openset import accept_rule, describe_rule, plot_open_set
+from vggvox.eval.openset import accept_rule, plot_open_set
 from vggvox.lists import Utterance, read_utterances
 from vggvox.metrics import (
     Det,
@@ -102,10 +102,7 @@ class Report:
         return {
             **self.open_set_point().as_dict(),
             **(open_set_trade_off(det) if det is not None else {}),
-            "false_accept_setting": None if self.rule.threshold is not None
-            else self.rule.false_accept,
-            "threshold_setting": self.rule.threshold,
-            "calibrated": self.rule.calibrated,
+            **self.rule.settings(),
         }
 
     def summary(self) -> dict[str, object]:
@@ -280,7 +277,7 @@ def open_set_lines(report: Report) -> list[str]:
     f = report.open_set_summary()
     n = f["n_enrolled_tests"]
     lines = [
-        f"open set, {describe_rule(report.rule)}",
+        f"open set, {report.rule.describe()}",
         f"strangers accepted {_pct(f['false_accept_rate'])} "
         f"({f['strangers_accepted']} of {f['n_strangers']} stranger test utterances)",
         f"enrolled speakers: right {_pct(f['enrolled_right_rate'])} ({f['enrolled_right']} "

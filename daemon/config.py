@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 from platformdirs import user_config_dir, user_data_dir, user_runtime_dir
 
+from vggvox.calibration import FALSE_ACCEPT_RANGE
 from vggvox.errors import VggvoxError
 from vggvox.stream.decider import TurnConfig
 from vggvox.stream.recognizer import RecognizerConfig, ScoringConfig
@@ -170,7 +171,8 @@ RANGES: dict[tuple[str, str], typing.Callable[[Any], str | None]] = {
     ("model", "threads"): lambda v: None if 1 <= v <= 64 else "must be 1..64",
     ("scoring", "metric"): lambda v: None if v in ("cosine", "euclidean")
     else "must be cosine or euclidean",
-    ("scoring", "false_accept"): lambda v: None if 1e-6 <= v <= 0.5 else "must be 1e-6..0.5",
+    ("scoring", "false_accept"): lambda v: None if FALSE_ACCEPT_RANGE[0] <= v
+    <= FALSE_ACCEPT_RANGE[1] else "must be 1e-6..0.5",
     ("scoring", "threshold"): lambda v: None if v is None or -2 <= v <= 1 else "must be -2..1",
     ("scoring", "top_k"): lambda v: None if 1 <= v <= 100 else "must be 1..100",
     ("turns", "change_threshold"): lambda v: None if v is None or -2 <= v <= 1

@@ -78,18 +78,10 @@ class Daemon:
         self.state = "starting"
         self._stop = threading.Event()
         self._last_status = 0.0
-        log.info("model %s (%s), %s, store %s", card.tag, card.path, self.scoring_summary(),
+        log.info("model %s (%s), %s, store %s", card.tag, card.path, self.rule.describe(),
                  self.store.path)
 
     # -- events -------------------------------------------------------------------------
-
-    def scoring_summary(self) -> str:
-        r = self.rule
-        if r.threshold is not None:
-            return f"raw threshold {r.threshold:g}"
-        if r.calibration is None:
-            return f"card threshold {r.fallback:g} (the model has no calibration)"
-        return f"false accepts {r.false_accept:g} (calibrated)"
 
     def publish(self, event: Event) -> None:
         self.publisher.publish(event)

@@ -76,7 +76,8 @@ class TurnEvent(Event):
     """The enrolled speaker, or None."""
     unknown: str | None = None
     """For a voice that is no enrolled speaker: its cluster on this source
-    (``unknown-1``, ...), stable while the daemon runs; None when enrolled."""
+    (``unknown-1``, ...), the same for the same voice until it is forgotten or named;
+    never reused. None when enrolled."""
     score: float = 0.0
     """Score of the turn's evidence against its speaker (else the best enrolled one)."""
     confidence: float = 0.0

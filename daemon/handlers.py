@@ -173,7 +173,7 @@ class Handlers:
                 "overflows": ev.overflows, "dropped_samples": ev.dropped_samples,
                 "dropped_windows": ev.dropped_windows, "queue": ev.queue,
                 "speakers": ev.speakers, "windows": self.d.executor.windows_done,
-                "model": self.d.embedder.tag, "scoring": self.d.scoring_summary(),
+                "model": self.d.embedder.tag, "scoring": self.d.rule.describe(),
                 "unknowns": self.unknowns(), "replays": sorted(self.replays)}
 
     def reload(self, req: dict[str, Any], later: Later) -> Reply:

@@ -50,6 +50,8 @@ def _copy_model(tmp_path: Path, model: str) -> Path:
     data = yaml.safe_load(card.read_text())
     shutil.copy(card.parent / data["file"], tmp_path / data["file"])
     shutil.copy(card, tmp_path / card.name)
+    if data.get("calibration"):  # a card and the files it names travel together
+        shutil.copy(card.parent / data["calibration"], tmp_path / data["calibration"])
     return tmp_path / card.name
 
 

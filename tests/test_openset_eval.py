@@ -259,7 +259,8 @@ def test_open_set_options_bad_input(capsys: pytest.CaptureFixture[str], tmp_path
     lst.write_text("a.wav a\n")
     base = ["offline", "--enroll-list", str(lst), "--test-list", str(lst), "--out",
             str(tmp_path / "r.csv")]
-    for extra, message in ((["--open-set", "--false-accept", "1.5"], "--false-accept must lie"),
+    for extra, message in ((["--open-set", "--false-accept", "1.5"],
+                            "--false-accept must be 1e-06..0.5"),
                            (["--det", "x.png"], "need --open-set")):
         code = main([*base, *extra])
         err = capsys.readouterr().err

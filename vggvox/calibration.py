@@ -15,11 +15,11 @@ calibration (``<model>.calibration.yaml`` beside its card, written by
   different voiceprints are correlated, so the exponent is fitted, not 1). So
   the threshold that accepts a fraction ``a`` of strangers is the tail
   quantile at ``q = 1 - (1 - a) ** (1 / n ** exponent)``.
-- **Confidence.** The log-likelihood ratio of "same speaker" against "another
-  speaker", ``w0 + w1 s + (w2 + w3 s) ln d``, from logistic regression on
-  target and non-target trials; less the log of the chances a stranger had,
-  it gives the probability that an accepted name is right, with equal prior
-  odds of an enrolled speaker and a stranger.
+- **Confidence.** The probability that the best enrolled speaker is the one
+  speaking, ``sigmoid(c0 + c1 s + c2 ln d + c3 ln n + c4 s ln d)``: a logistic
+  regression fitted on open-set decisions themselves (random shares of the
+  fit speakers enrolled, each piece of evidence's best score among them), with
+  equal prior odds of an enrolled speaker and a stranger.
 
 Scores are cosine; a euclidean score of unit vectors is converted first.
 """
@@ -37,6 +37,8 @@ import yaml
 from vggvox.errors import ModelError
 
 _NORMAL = NormalDist()
+FALSE_ACCEPT_RANGE = (1e-6, 0.5)
+"""The false-accept rates a user may ask for (config and command line alike)."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class Calibration:
     nontarget_mean: tuple[float, float]
     nontarget_sd: tuple[float, float]
     exponent: float
-    llr: tuple[float, float, float, float]
+    accept: tuple[float, float, float, float, float]
     path: Path | None = None
 
     # -- the two questions ------------------------------------------------------------
@@ -64,22 +66,21 @@ class Calibration:
         # 1 - (1 - a) ** (1 / c), written to stay exact for tiny rates.
         q = -math.expm1(math.log1p(-false_accept) / chances)
         mean, sd = self._tail(speech_s)
-        return mean + sd * _NORMAL.inv_cdf(1.0 - q)
+        return mean - sd * _NORMAL.inv_cdf(q)  # the upper q quantile, exact deep in the tail
 
     def false_accept(self, score: float, speech_s: float, n_enrolled: int) -> float:
         """The inverse: the share of strangers a threshold of ``score`` accepts."""
         mean, sd = self._tail(speech_s)
-        q = 1.0 - _NORMAL.cdf((score - mean) / sd)
+        q = _NORMAL.cdf((mean - score) / sd)
         chances = max(1, n_enrolled) ** self.exponent
         return -math.expm1(chances * math.log1p(-min(q, 1.0 - 1e-15)))
 
     def confidence(self, score: float, speech_s: float, n_enrolled: int) -> float:
         """Probability that the best enrolled speaker, at ``score``, is the one speaking."""
-        w0, w1, w2, w3 = self.llr
+        c0, c1, c2, c3, c4 = self.accept
         ln_d = math.log(self._clamp(speech_s))
-        llr = w0 + w1 * score + (w2 + w3 * score) * ln_d
-        llr -= self.exponent * math.log(max(1, n_enrolled))
-        return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, llr))))
+        z = c0 + c1 * score + c2 * ln_d + c3 * math.log(max(1, n_enrolled)) + c4 * score * ln_d
+        return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -101,7 +102,7 @@ class Calibration:
             "speech_s": [self.min_speech_s, self.max_speech_s],
             "nontarget": {"mean": list(self.nontarget_mean), "sd": list(self.nontarget_sd)},
             "exponent": self.exponent,
-            "llr": list(self.llr),
+            "accept": list(self.accept),
         }
 
     @classmethod
@@ -111,10 +112,12 @@ class Calibration:
             nt = raw["nontarget"]
             mean = tuple(float(v) for v in nt["mean"])
             sd = tuple(float(v) for v in nt["sd"])
-            llr = tuple(float(v) for v in raw["llr"])
+            c = tuple(float(v) for v in raw["accept"])
+            if len(c) != 5:
+                raise ValueError("accept needs 5 coefficients")
             cal = cls(str(raw["model"]), str(raw["fitted_on"]), lo, hi,
                       (mean[0], mean[1]), (sd[0], sd[1]), float(raw["exponent"]),
-                      (llr[0], llr[1], llr[2], llr[3]))
+                      (c[0], c[1], c[2], c[3], c[4]))
         except (KeyError, TypeError, ValueError, IndexError) as err:
             raise ModelError(f"{where}: not a calibration ({type(err).__name__}: {err})") from None
         if not 0 < lo < hi or cal.exponent <= 0:
@@ -173,6 +176,20 @@ class AcceptRule:
             return self.fallback
         cos = self.calibration.threshold(self.false_accept, speech_s, n_enrolled)
         return from_cosine(cos, self.metric)
+
+    def describe(self) -> str:
+        """The rule in words (logs, status replies, reports)."""
+        if self.threshold is not None:
+            return f"raw threshold {self.threshold:g}"
+        if self.calibration is None:
+            return f"the card's threshold {self.fallback:.4g} (this model has no calibration)"
+        return f"calibrated to accept {100 * self.false_accept:g}% of strangers"
+
+    def settings(self) -> dict[str, object]:
+        """What was asked for, as report fields."""
+        return {"false_accept_setting": None if self.threshold is not None
+                else self.false_accept, "threshold_setting": self.threshold,
+                "calibrated": self.calibrated}
 
     def confidence(self, score: float, speech_s: float, n_enrolled: int) -> float | None:
         """Probability that the best speaker at ``score`` is right (None: no calibration)."""

@@ -109,8 +109,10 @@ def sha256_of(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def load_card(card_path: str | Path, verify: bool = True) -> ModelCard:
-    """Parse and validate a card; with ``verify``, check the model file's sha256."""
+def load_card(card_path: str | Path, verify: bool = True,
+              calibration: bool = True) -> ModelCard:
+    """Parse and validate a card; with ``verify``, check the model file's sha256;
+    without ``calibration``, leave its calibration file unread (to write a new one)."""
     card_path = Path(card_path)
     where = str(card_path)
     if not card_path.is_file():
@@ -174,17 +176,17 @@ def load_card(card_path: str | Path, verify: bool = True) -> ModelCard:
         change_threshold=_get(data, "change_threshold", float, where)
         if "change_threshold" in data else _get(data, "threshold", float, where),
     )
-    if data.get("calibration") is not None:
-        cal_path = card_path.parent / _get(data, "calibration", str, where)
-        calibration = Calibration.load(cal_path)
-        if calibration.model != card.name:
-            raise ModelError(f"{cal_path}: a calibration of {calibration.model!r}, "
-                             f"not of this card's model {card.name!r}")
-        card = replace(card, calibration=calibration)
     if card.sample_rate != 16000:
         raise ModelError(f"{where}: sample_rate {card.sample_rate} unsupported (only 16000)")
     if verify:
         verify_file(card)
+    if calibration and data.get("calibration") is not None:
+        cal_path = card_path.parent / _get(data, "calibration", str, where)
+        cal = Calibration.load(cal_path)
+        if cal.model != card.name:
+            raise ModelError(f"{cal_path}: a calibration of {cal.model!r}, "
+                             f"not of this card's model {card.name!r}")
+        card = replace(card, calibration=cal)
     return card
 
 

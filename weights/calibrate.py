@@ -10,8 +10,8 @@ speakers; the false-accept table it prints and records is measured on the
 ``held`` speakers, whose voices the fit never heard. ``--lists`` writes the
 four lists (fit/held x enroll/test) so that evaluations can use ``held`` alone.
 
-Writes ``weights/<model>.calibration.yaml`` (named by the card's
-``calibration`` key). Rerunning on the same data gives the same file.
+Writes ``weights/<model>.calibration.yaml``, which the card names with its
+``calibration`` key. Rerunning on the same data gives the same file.
 """
 
 from __future__ import annotations
@@ -26,8 +26,16 @@ sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
 
 import numpy as np  # noqa: E402
 
+from vggvox.calibration import Calibration  # noqa: E402
 from vggvox.embedder import Embedder  # noqa: E402
-from vggvox.eval.calibrate import EvidenceSet, fit, gather, open_set_rates, split_speakers  # noqa: E402
+from vggvox.eval.calibrate import (  # noqa: E402
+    EvidenceSet,
+    fit,
+    gather,
+    open_set_rates,
+    reliability,
+    split_speakers,
+)
 from vggvox.eval.engine import enroll_from_list  # noqa: E402
 from vggvox.lists import Utterance, read_utterances  # noqa: E402
 from vggvox.modelcard import SHIPPED, load_card, resolve_card  # noqa: E402
@@ -83,11 +91,30 @@ def evidence(embedder: Embedder, lists: dict[str, Path], part: str
     return ev, vps
 
 
-def table(cal: object, ev: EvidenceSet, vps: VoiceprintSet) -> list[dict[str, float]]:
-    rows = []
+DURATIONS = ((1.0, 2.0), (2.0, 4.0), (4.0, 8.0), (8.0, 60.0))
+
+
+def by_duration(cal: Calibration, ev: EvidenceSet, vps: VoiceprintSet
+                ) -> list[dict[str, object]]:
+    """The false-accept rate at 1 %, half the speakers enrolled, per length of evidence."""
+    rows: list[dict[str, object]] = []
+    for lo, hi in DURATIONS:
+        m = (ev.speech_s >= lo) & (ev.speech_s < hi)
+        part = EvidenceSet(ev.embeddings[m], ev.speech_s[m], ev.speakers[m])
+        fa, n, right = open_set_rates(cal, part, vps, 0.01, reps=20, enrolled_share=0.5)
+        rows.append({"speech_s": f"{lo:g}-{hi:g}", "setting": 0.01, "measured": round(fa, 5),
+                     "ratio": round(fa / 0.01, 2), "stranger_trials": n,
+                     "enrolled_right": round(right, 4)})
+        print(f"  {lo:g}-{hi:g} s of speech: setting 1.000%  measured {fa:.3%} ({fa / 0.01:.2f}x,"
+              f" {n} stranger trials)  enrolled right {right:.2%}", flush=True)
+    return rows
+
+
+def table(cal: Calibration, ev: EvidenceSet, vps: VoiceprintSet) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
     for share in (0.1, 0.5, 0.9):
         for a in SETTINGS:
-            fa, n, right = open_set_rates(cal, ev, vps, a, reps=20, enrolled_share=share)  # type: ignore[arg-type]
+            fa, n, right = open_set_rates(cal, ev, vps, a, reps=20, enrolled_share=share)
             rows.append({"enrolled_share": share, "setting": a, "measured": round(fa, 5),
                          "ratio": round(fa / a, 2), "stranger_trials": n,
                          "enrolled_right": round(right, 4)})
@@ -118,23 +145,30 @@ def main() -> int:
 
     for model in SHIPPED if args.model == "all" else [args.model]:
         card_path = resolve_card(model)
-        card = load_card(card_path)
-        embedder = Embedder.from_card(card_path, threads=2)
+        card = load_card(card_path, calibration=False)  # the one being replaced
+        embedder = Embedder(card, threads=2)
         print(f"{model}: fitting", flush=True)
         fit_ev, fit_vps = evidence(embedder, lists, "fit")
         cal = fit(fit_ev, fit_vps, card.name, FITTED_ON)
         print(f"  exponent {cal.exponent}, tail mean {cal.nontarget_mean}, "
-              f"sd {cal.nontarget_sd}, llr {cal.llr}")
+              f"sd {cal.nontarget_sd}, accept {cal.accept}")
         print(f"{model}: checking on held-apart speakers", flush=True)
         held_ev, held_vps = evidence(embedder, lists, "held")
         rows = table(cal, held_ev, held_vps)
+        durations = by_duration(cal, held_ev, held_vps)
+        confidence = reliability(cal, held_ev, held_vps)
+        for r in confidence:
+            print(f"  confidence {r['band']}: mean {r['mean_confidence']:.3f}, "
+                  f"right {r['right']:.3f} ({r['pieces']} decisions)")
         out = card_path.parent / f"{model}.calibration.yaml"
         header = (f"# Open-set calibration of {card.name}, written by weights/calibrate.py.\n"
-                  "# See vggvox/calibration.py for what each number means. 'check' is the\n"
-                  "# false-accept rate measured on the held-apart speakers (informative).\n")
+                  "# See vggvox/calibration.py for what each number means. The 'check'\n"
+                  "# tables are measured on the held-apart speakers (informative).\n")
         cal.save(out, header)
         with out.open("a") as f:
-            f.write(yaml.safe_dump({"check": rows}, sort_keys=False, width=88))
+            f.write(yaml.safe_dump({"check": rows, "check_by_speech_s": durations,
+                                    "check_confidence": confidence},
+                                   sort_keys=False, width=88))
         print(f"wrote {out}")
     return 0
 

@@ -131,26 +131,58 @@ def fit_tail(scores: np.ndarray, speech_s: np.ndarray) -> tuple[tuple[float, flo
     return (float(c[0]), float(c[1])), (float(c[2]), float(c[3]))
 
 
-def fit_llr(scores: np.ndarray, same: np.ndarray, speech_s: np.ndarray) -> tuple[float, ...]:
-    """Logistic regression of same-speaker on (1, s, ln d, s ln d), classes weighted equally.
+def fit_logistic(x: np.ndarray, y: np.ndarray, weight: np.ndarray) -> tuple[float, ...]:
+    """Weighted logistic regression of y (0/1) on the columns of x.
 
-    Four parameters and a convex loss: a few Newton steps in numpy do it, without
-    taking on a machine-learning library for one fit.
+    A handful of parameters and a convex loss: a few Newton steps in numpy do it,
+    without taking on a machine-learning library for one fit.
     """
-    ln_d = np.log(speech_s)
-    x = np.stack([np.ones_like(scores), scores, ln_d, scores * ln_d], axis=1)
-    y = same.astype(np.float64)
-    weight = np.where(same, 0.5 / max(1, same.sum()), 0.5 / max(1, (~same).sum()))
-    w = np.zeros(4)
-    for _ in range(50):
+    w = np.zeros(x.shape[1])
+    for _ in range(100):
         p = 1.0 / (1.0 + np.exp(-np.clip(x @ w, -50, 50)))
         grad = x.T @ (weight * (p - y))
-        hess = (x * (weight * p * (1 - p))[:, None]).T @ x + 1e-9 * np.eye(4)
+        hess = (x * (weight * p * (1 - p))[:, None]).T @ x + 1e-9 * np.eye(x.shape[1])
         step = np.linalg.solve(hess, grad)
         w -= step
         if np.abs(step).max() < 1e-8:
             break
     return tuple(float(v) for v in w)
+
+
+def decisions(ev: EvidenceSet, vps: VoiceprintSet, shares: tuple[float, ...] = (0.1, 0.3, 0.5,
+              0.7, 0.9), reps: int = 6, seed: int = 1) -> dict[str, np.ndarray]:
+    """Open-set decisions as the daemon makes them: random shares of the speakers
+    enrolled, each piece of evidence's best score among them, and whether that best
+    speaker is the one speaking. Weighted so that, in each draw, the strangers'
+    evidence and the enrolled speakers' weigh the same (even prior odds)."""
+    snap = vps.snapshot()
+    names = np.asarray(snap.names)
+    scores = ev.embeddings @ snap.matrix.T
+    rng = np.random.default_rng(seed)
+    cols: dict[str, list[np.ndarray]] = defaultdict(list)
+    for share in shares:
+        for _ in range(reps):
+            chosen = rng.random(len(names)) < share
+            if not chosen.any() or chosen.all():
+                continue
+            sub = scores[:, chosen]
+            stranger = ~np.isin(ev.speakers, names[chosen])
+            n_s, n_e = int(stranger.sum()), int((~stranger).sum())
+            if not n_s or not n_e:
+                continue
+            cols["score"].append(sub.max(1))
+            cols["speech_s"].append(ev.speech_s)
+            cols["n"].append(np.full(len(ev), int(chosen.sum()), float))
+            cols["correct"].append(names[chosen][sub.argmax(1)] == ev.speakers)
+            cols["weight"].append(np.where(stranger, 0.5 / n_s, 0.5 / n_e))
+    return {k: np.concatenate(v) for k, v in cols.items()}
+
+
+def fit_confidence(d: dict[str, np.ndarray]) -> tuple[float, ...]:
+    """P(best speaker is right) on (1, s, ln d, ln n, s ln d): the ``accept`` coefficients."""
+    s, ln_d, ln_n = d["score"], np.log(d["speech_s"]), np.log(d["n"])
+    x = np.stack([np.ones_like(s), s, ln_d, ln_n, s * ln_d], axis=1)
+    return fit_logistic(x, d["correct"].astype(np.float64), d["weight"])
 
 
 def open_set_rates(cal: Calibration, ev: EvidenceSet, vps: VoiceprintSet, false_accept: float,
@@ -193,9 +225,9 @@ def fit(ev: EvidenceSet, vps: VoiceprintSet, model: str, fitted_on: str,
     """A calibration from evidence and voiceprints of the same (fit) speakers."""
     scores, same, secs = _trials(ev, vps)
     mean, sd = fit_tail(scores[~same], secs[~same])
-    llr = fit_llr(scores.ravel(), same.ravel(), secs.ravel())
+    accept = fit_confidence(decisions(ev, vps))
     cal = Calibration(model, fitted_on, float(ev.speech_s.min()), float(ev.speech_s.max()),
-                      mean, sd, 1.0, (llr[0], llr[1], llr[2], llr[3]))
+                      mean, sd, 1.0, (accept[0], accept[1], accept[2], accept[3], accept[4]))
     # The exponent: the one whose simulated open-set false-accept rates sit closest
     # (in log ratio) to the settings, over several shares of enrolled speakers.
 
@@ -210,3 +242,23 @@ def fit(ev: EvidenceSet, vps: VoiceprintSet, model: str, fitted_on: str,
 
     best = min(EXPONENTS, key=error)
     return Calibration(**{**cal.__dict__, "exponent": best})
+
+
+def reliability(cal: Calibration, ev: EvidenceSet, vps: VoiceprintSet,
+                edges: tuple[float, ...] = (0.0, 0.5, 0.8, 0.9, 0.95, 0.99, 1.0)
+                ) -> list[dict[str, object]]:
+    """Is the confidence a probability? Per band of confidence of the decisions
+    (all of them, as ``decisions`` draws them): the mean confidence, and the
+    weighted share whose best speaker was right."""
+    d = decisions(ev, vps, seed=2)
+    conf = np.array([cal.confidence(s, t, int(n))
+                     for s, t, n in zip(d["score"], d["speech_s"], d["n"], strict=True)])
+    rows = []
+    for lo, hi in itertools.pairwise(edges):
+        m = (conf >= lo) & ((conf < hi) if hi < 1.0 else (conf <= hi))
+        w = d["weight"][m]
+        if w.sum() > 0:
+            rows.append({"band": f"{lo:g}-{hi:g}", "pieces": int(m.sum()),
+                         "mean_confidence": round(float((conf[m] * w).sum() / w.sum()), 4),
+                         "right": round(float((d["correct"][m] * w).sum() / w.sum()), 4)})
+    return rows

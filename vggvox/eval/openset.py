@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from vggvox.calibration import AcceptRule
+from vggvox.calibration import FALSE_ACCEPT_RANGE, AcceptRule
 from vggvox.errors import VggvoxError
 from vggvox.eval.rttm import Segment
 from vggvox.eval.timeline import UNKNOWN, Grid, truth_label
@@ -42,8 +42,9 @@ from vggvox.stream.results import Result, TurnUpdate
 
 
 def check_false_accept(rate: float | None) -> None:
-    if rate is not None and not 0.0 < rate < 1.0:
-        raise VggvoxError(f"--false-accept must lie strictly between 0 and 1, got {rate}")
+    lo, hi = FALSE_ACCEPT_RANGE
+    if rate is not None and not lo <= rate <= hi:
+        raise VggvoxError(f"--false-accept must be {lo:g}..{hi:g}, got {rate}")
 
 
 def accept_rule(card: ModelCard, metric: str = "cosine", false_accept: float | None = None,
@@ -52,14 +53,6 @@ def accept_rule(card: ModelCard, metric: str = "cosine", false_accept: float | N
     check_false_accept(false_accept)
     rate = ScoringConfig.false_accept if false_accept is None else false_accept
     return ScoringConfig(rate, threshold).rule(card, metric)
-
-
-def describe_rule(rule: AcceptRule) -> str:
-    if rule.threshold is not None:
-        return f"raw threshold {rule.threshold:g}"
-    if rule.calibration is None:
-        return f"the card's threshold {rule.fallback:.4g} (this model has no calibration)"
-    return f"calibrated to accept {100 * rule.false_accept:g}% of strangers"
 
 
 def plot_open_set(det: Det, path: str | Path, title: str, fa: float | None,
