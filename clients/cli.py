@@ -20,7 +20,7 @@ from vggvox.modelcard import DEFAULT_MODEL, load_card, resolve_card
 from vggvox.scoring import METRICS, Scorer
 from vggvox.stream.recognizer import ScoringConfig
 from vggvox_client import conversations, evaluate
-from vggvox_client.common import Skipped, print_json, report_skipped
+from vggvox_client.common import Skipped, add_rule_args, print_json, report_skipped
 from vggvox_client.jobs import default_workers
 
 log = logging.getLogger("vggvox_client")
@@ -50,15 +50,8 @@ def _identify_args(p: argparse.ArgumentParser, batch: bool) -> None:
     p.add_argument("--open-set", action="store_true",
                    help="score test utterances of speakers who are not enrolled as strangers "
                         "(closed set: they are skipped) and decide each: a name or unknown")
-    p.add_argument("--false-accept", type=float, metavar="RATE",
-                   help="open set: the share of strangers the model's calibration may accept "
-                        f"(default {ScoringConfig.false_accept}, as the daemon's)")
-    p.add_argument("--threshold", type=float, metavar="RAW",
-                   help="open set: name the best speaker at this raw score or above "
-                        "(overrides --false-accept)")
-    p.add_argument("--det", type=Path, metavar="PNG",
-                   help="open set: draw the strangers-accepted / enrolled-not-named-right "
-                        "DET curve, with the operating point, to this PNG")
+    add_rule_args(p, f"open set; default {ScoringConfig.false_accept}, as the daemon's",
+                  "the test utterances' best scores (open set)")
     _model_args(p)
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from vggvox.errors import ListFormatError
@@ -41,3 +43,16 @@ def report_skipped(skipped: list[Skipped]) -> None:
 def print_json(data: dict[str, Any]) -> None:
     json.dump(data, sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")
+
+
+def add_rule_args(p: argparse.ArgumentParser, default: str, det: str) -> None:
+    """--false-accept, --threshold and --det: the open-set rule and its curve."""
+    p.add_argument("--false-accept", type=float, metavar="RATE",
+                   help=f"share of strangers the model's calibration may accept ({default})")
+    p.add_argument("--threshold", type=float, metavar="RAW",
+                   help="name the best speaker at this raw score or above instead "
+                        "(overrides --false-accept)")
+    p.add_argument("--det", type=Path, metavar="PNG",
+                   help=f"draw the curve of one raw threshold over {det} (strangers "
+                        "accepted against enrolled speakers not named right), with the "
+                        "operating point")

@@ -28,7 +28,7 @@ from vggvox.modelcard import DEFAULT_MODEL
 from vggvox.store import VoiceprintStore
 from vggvox.stream.recognizer import Recognizer, RecognizerConfig
 from vggvox.voiceprints import VoiceprintSet
-from vggvox_client.common import print_json
+from vggvox_client.common import add_rule_args, print_json
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -48,15 +48,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--collar", type=float, default=0.25,
                    help="seconds left unscored each side of a true boundary (default 0.25)")
     p.add_argument("--png", type=Path, help="draw truth and output timelines to this PNG")
-    p.add_argument("--false-accept", type=float, metavar="RATE",
-                   help="share of strangers the model's calibration may accept (default: the "
-                        "config's scoring.false_accept; overrides its scoring.threshold)")
-    p.add_argument("--threshold", type=float, metavar="RAW",
-                   help="name the best speaker at this raw score or above instead "
-                        "(overrides --false-accept and the config)")
-    p.add_argument("--det", type=Path, metavar="PNG",
-                   help="draw the strangers-accepted / enrolled-missed curve of one raw "
-                        "threshold over the turns' best scores, with the operating point")
+    add_rule_args(p, "default: the config's scoring.false_accept; overrides its "
+                     "scoring.threshold", "the final turns' best scores")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
 
 
