@@ -70,12 +70,15 @@ class Daemon:
         self.queues = WorkQueues(settings.window.queue, settings.window.queue)
         self.publisher = Publisher(settings.endpoint("events"), settings.endpoints.events_hwm)
         self.executor = EmbedExecutor(self.embedder, self.voiceprints, self.store, self.queues,
-                                      settings.window.max_batch, self.publish, self.on_flush)
+                                      settings.window.max_batch, self.publish, self.on_flush,
+                                      self.on_fatal)
         self.handlers = Handlers(self)
         self.control = ControlServer(settings.endpoint("control"), self.handlers.table(),
                                      settings.endpoints.max_request_bytes)
         self.main: Stream | None = None
         self.state = "starting"
+        self.fatal: str | None = None
+        """Why a stage gave up: the daemon then exits non-zero, to be restarted."""
         self._stop = threading.Event()
         self._last_status = 0.0
         log.info("model %s (%s), %s, store %s", card.tag, card.path, self.rule.describe(),
@@ -127,12 +130,24 @@ class Daemon:
     def reload(self) -> None:
         self.executor.refresh(force=True)
 
+    def on_fatal(self, why: str) -> None:
+        """A stage cannot go on (any thread): stop, and exit non-zero."""
+        log.critical("%s; exiting so that the service manager restarts vggvoxd", why)
+        self.fatal = why
+        self._stop.set()
+
+    def watchdog(self) -> None:
+        """Called per captured block: ping systemd only while every stage is healthy,
+        so that a stuck embedder gets the service restarted even as audio flows."""
+        if self.executor.healthy():
+            self.notifier.watchdog()
+
     def run(self) -> int:
         self.publisher.start()
         self.executor.start()
         self.control.start()
         self.main = self.stream(make_source(self.source_spec, self.settings),
-                                on_frames=self.notifier.watchdog)
+                                on_frames=self.watchdog)
         backoff, next_try = 1.0, 0.0
         try:
             while not self._stop.is_set():
@@ -157,7 +172,7 @@ class Daemon:
                 self._stop.wait(0.1)
         finally:
             self.shutdown()
-        return 0
+        return 1 if self.fatal else 0
 
     def _watch_source(self, now: float) -> None:
         main = self.main

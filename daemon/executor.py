@@ -13,6 +13,13 @@ Each batch takes live work first, then fills up with finite work, so a fast
 replay can never starve live identification. After the batched embedding call
 the executor runs each item's stream decider in order (the deciders belong to
 this thread) and publishes the results through the wire mapping.
+
+The loop is guarded: an unexpected exception is logged and counted, the batch
+it was in is lost (counted too), and the loop goes on after a short back-off.
+After ``MAX_FAILURES`` failures in a row it gives up and calls ``on_fatal``, so
+that the daemon exits non-zero and its supervisor restarts it: a stage never
+dies silently. ``health()`` says how it is doing, for ``status`` and for the
+watchdog.
 """
 
 from __future__ import annotations
@@ -40,6 +47,11 @@ if TYPE_CHECKING:
     from vggvoxd.stream import Stream
 
 log = logging.getLogger(__name__)
+
+MAX_FAILURES = 5
+"""Failed batches in a row after which the stage gives up (the daemon exits)."""
+STALL_S = 10.0
+"""Work waiting this long with no batch done: the stage is not making progress."""
 
 
 @dataclass(frozen=True)
@@ -111,7 +123,8 @@ class WorkQueues:
 class EmbedExecutor:
     def __init__(self, embedder: Embedder, voiceprints: VoiceprintSet, store: VoiceprintStore,
                  queues: WorkQueues, max_batch: int, publish: Callable[[Event], None],
-                 on_flush: Callable[[Stream], None]) -> None:
+                 on_flush: Callable[[Stream], None],
+                 on_fatal: Callable[[str], None] = lambda why: None) -> None:
         self.embedder = embedder
         self.voiceprints = voiceprints
         self.store = store
@@ -119,12 +132,21 @@ class EmbedExecutor:
         self.max_batch = max_batch
         self.publish = publish
         self.on_flush = on_flush
+        self.on_fatal = on_fatal
         self._generation = -1
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="embedder", daemon=True)
         self.windows_done = 0
         self.compute_s = 0.0
         self.errors = 0
+        """Embedding calls that failed (the model refused the input)."""
+        self.failures = 0
+        """Batches lost to an unexpected exception, since start."""
+        self.lost_jobs = 0
+        self.last_error = ""
+        self.failed = False
+        self._in_a_row = 0
+        self._progress = time.monotonic()
 
     def start(self) -> None:
         self.refresh(force=True)
@@ -147,11 +169,43 @@ class EmbedExecutor:
             log.error("cannot load voiceprints: %s", e)
 
     def _run(self) -> None:
+        backoff = 0.1
         while not self._stop.is_set():
-            jobs = self.queues.take(self.max_batch, timeout=0.2)
-            if jobs:
-                self.refresh()
-                self._process(jobs)
+            jobs: list[Job] = []
+            try:
+                jobs = self.queues.take(self.max_batch, timeout=0.2)
+                if jobs:
+                    self.refresh()
+                    self._process(jobs)
+                self._progress = time.monotonic()
+                self._in_a_row, backoff = 0, 0.1
+            except Exception as e:  # a stage must never die silently: log, count, go on
+                self.failures += 1
+                self._in_a_row += 1
+                self.lost_jobs += len(jobs)
+                self.last_error = f"{type(e).__name__}: {e}"
+                log.exception("embedder: batch of %d lost (%d failures in a row)", len(jobs),
+                              self._in_a_row)
+                if self._in_a_row >= MAX_FAILURES:
+                    self.failed = True
+                    self.on_fatal(f"embedder failed {self._in_a_row} times in a row: "
+                                  f"{self.last_error}")
+                    return
+                self._stop.wait(backoff)
+                backoff = min(2 * backoff, 2.0)
+
+    def health(self) -> dict[str, object]:
+        """The stage's state for ``status``: ok, retrying or failed, and its counters."""
+        state = "failed" if self.failed else "retrying" if self._in_a_row else "ok"
+        return {"state": state, "failures": self.failures, "lost_jobs": self.lost_jobs,
+                "last_error": self.last_error,
+                "since_progress_s": round(time.monotonic() - self._progress, 3)}
+
+    def healthy(self) -> bool:
+        """Alive, and either idle by design (nothing waiting) or making progress."""
+        if self.failed or not self._thread.is_alive():
+            return False
+        return not len(self.queues) or time.monotonic() - self._progress < STALL_S
 
     def _process(self, jobs: list[Job]) -> None:
         windows = [(j, j.item) for j in jobs if isinstance(j.item, Window)]

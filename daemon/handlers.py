@@ -174,7 +174,8 @@ class Handlers:
                 "dropped_windows": ev.dropped_windows, "queue": ev.queue,
                 "speakers": ev.speakers, "windows": self.d.executor.windows_done,
                 "model": self.d.embedder.tag, "scoring": self.d.rule.describe(),
-                "unknowns": self.unknowns(), "replays": sorted(self.replays)}
+                "unknowns": self.unknowns(), "replays": sorted(self.replays),
+                "stages": {"embedder": self.d.executor.health()}}
 
     def reload(self, req: dict[str, Any], later: Later) -> Reply:
         self.d.reload()

@@ -285,3 +285,72 @@ def test_control_decoding_limits() -> None:
                      (msgpack.packb({"op": "list", "x": b"a" * 2048}), "not a valid msgpack")]:
         with pytest.raises(RequestError, match=msg):
             server.decode(bad)
+
+
+# ---------------------------------------------------------------- a guarded stage
+
+
+class FlakyRecognizer:
+    """A real recognizer whose decider raises on the calls listed in ``fail_on``."""
+
+    def __init__(self, recognizer: object, fail_on: set[int]) -> None:
+        self.inner, self.fail_on, self.calls = recognizer, fail_on, 0
+
+    def decide(self, item: object, embedding: object = None) -> list:
+        self.calls += 1
+        if self.calls in self.fail_on:
+            raise RuntimeError(f"injected fault on call {self.calls}")
+        return self.inner.decide(item, embedding)  # type: ignore[attr-defined]
+
+
+class StreamOf(FakeStream):
+    def __init__(self, recognizer: object) -> None:
+        super().__init__()
+        self.name = "test"
+        self.recognizer = recognizer
+
+
+def run_executor(tmp: Path, fail_on: set[int], items: int) -> tuple[object, list, list[str]]:
+    """The real executor, a real embedder and recognizer, one stream whose decider
+    fails on some calls; ``items`` speech starts are queued, then we wait for them."""
+    from vggvox.embedder import Embedder
+    from vggvox.store import VoiceprintStore
+    from vggvox.stream.recognizer import Recognizer
+    from vggvox.voiceprints import VoiceprintSet
+    from vggvoxd.executor import EmbedExecutor
+
+    embedder = Embedder.from_card("campplus")
+    vps = VoiceprintSet(embedder.card.embedding_size, embedder.tag)
+    stream = StreamOf(FlakyRecognizer(Recognizer(embedder, vps), fail_on))
+    queues, events, fatal = WorkQueues(64, 64), [], []  # type: ignore[var-annotated]
+    ex = EmbedExecutor(embedder, vps, VoiceprintStore(tmp / "v.db"), queues, 8,
+                       events.append, lambda s: None, fatal.append)
+    ex.start()
+    try:
+        for i in range(items):
+            queues.put_finite(Job(stream, SpeechStart(i * 16000)))  # type: ignore[arg-type]
+            time.sleep(0.05)  # one item per batch, so each failure loses one
+            if fatal:
+                break
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(events) + ex.lost_jobs < items \
+                and not fatal:
+            time.sleep(0.05)
+    finally:
+        ex.stop()
+    return ex, events, fatal
+
+
+def test_a_fault_in_the_embedder_stage_is_survived_and_counted(tmp_path: Path) -> None:
+    ex, events, fatal = run_executor(tmp_path, fail_on={2}, items=5)
+    assert not fatal and len(events) == 4, "the work after the fault was done"
+    health = ex.health()  # type: ignore[attr-defined]
+    assert health["state"] == "ok" and health["failures"] == 1 and health["lost_jobs"] == 1
+    assert "injected fault on call 2" in health["last_error"]
+
+
+def test_a_stage_that_keeps_failing_makes_the_daemon_exit(tmp_path: Path) -> None:
+    # Work keeps coming (one item every 50 ms) while every batch fails.
+    ex, _, fatal = run_executor(tmp_path, fail_on=set(range(1, 1000)), items=60)
+    assert fatal and "failed 5 times in a row" in fatal[0]
+    assert ex.health()["state"] == "failed" and not ex.healthy()  # type: ignore[attr-defined]
