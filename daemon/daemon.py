@@ -80,6 +80,9 @@ class Daemon:
         self.fatal: str | None = None
         """Why a stage gave up: the daemon then exits non-zero, to be restarted."""
         self._stop = threading.Event()
+        self.stop_reason = ""
+        self.reload_requested = threading.Event()
+        """Set by SIGHUP; the run loop re-reads the voiceprints."""
         self._last_status = 0.0
         log.info("model %s (%s), %s, store %s", card.tag, card.path, self.rule.describe(),
                  self.store.path)
@@ -120,7 +123,9 @@ class Daemon:
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def stop(self) -> None:
+    def stop(self, reason: str = "") -> None:
+        """Ask the run loop to stop (safe from a signal handler: no logging here)."""
+        self.stop_reason = self.stop_reason or reason
         self._stop.set()
 
     @property
@@ -169,6 +174,10 @@ class Daemon:
                     self._last_status = now
                     self.publish(self.status_event())
                 self.handlers.reap_replays()
+                if self.reload_requested.is_set():
+                    self.reload_requested.clear()
+                    log.info("SIGHUP: reloading voiceprints")
+                    self.reload()
                 self._stop.wait(0.1)
         finally:
             self.shutdown()
@@ -187,7 +196,7 @@ class Daemon:
             self.set_state("lost")
 
     def shutdown(self) -> None:
-        log.info("shutting down")
+        log.info("shutting down%s", f" ({self.stop_reason})" if self.stop_reason else "")
         self.notifier.stopping()
         self.control.stop()
         if self.main is not None:

@@ -64,12 +64,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
+        # Only flags: the run loop does the work, in its own time (a handler runs
+        # between any two bytecodes of the main thread, holding who knows what).
         if signum == signal.SIGHUP:
-            log.info("SIGHUP: reloading voiceprints")
-            daemon.reload()
+            daemon.reload_requested.set()
         else:
-            log.info("%s: stopping", signal.Signals(signum).name)
-            daemon.stop()
+            daemon.stop(signal.Signals(signum).name)
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
