@@ -150,6 +150,7 @@ class Daemon:
     def run(self) -> int:
         self.publisher.start()
         self.executor.start()
+        self.handlers.worker.start()
         self.control.start()
         self.main = self.stream(make_source(self.source_spec, self.settings),
                                 on_frames=self.watchdog)
@@ -199,6 +200,7 @@ class Daemon:
         log.info("shutting down%s", f" ({self.stop_reason})" if self.stop_reason else "")
         self.notifier.stopping()
         self.control.stop()
+        self.handlers.worker.stop()
         if self.main is not None:
             self.main.stop()
         self.handlers.stop_replays()

@@ -1,7 +1,10 @@
 """The control requests: enroll, name, remove, list, status, reload, replay.
 
 Each handler validates its fields (a RequestError names the bad one) and
-answers with a plain map. They run in the control thread.
+answers with a plain map. They run in the control thread, except the slow part
+of ``enroll`` and ``name`` (embedding the audio), which runs in the enrollment
+worker (``worker.py``) and answers when done, so that ``status`` and ``list``
+stay quick meanwhile.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from vggvoxd.control import Handler, Later, Reply, RequestError, field
 from vggvoxd.events import EnrollmentEvent, NamedEvent, StatusEvent
 from vggvoxd.sources import PushSource
 from vggvoxd.stream import Stream, Tap
+from vggvoxd.worker import Worker
 
 if TYPE_CHECKING:
     from vggvoxd.daemon import Daemon
@@ -51,6 +55,7 @@ class Handlers:
         self.d = daemon
         self.replays: dict[str, ReplaySession] = {}
         self._lock = threading.Lock()
+        self.worker = Worker()
 
     def table(self) -> dict[str, Handler]:
         return {"enroll": self.enroll, "name": self.name, "remove": self.remove,
@@ -70,15 +75,23 @@ class Handlers:
             if not audio:
                 raise RequestError("'audio' is empty")
             clips = [pcm(a, f"audio[{i}]") for i, a in enumerate(audio)]
-            return self.enroll_clips(name, clips, replace, [f"clip{i}" for i in range(len(clips))])
+            sources = [f"clip{i}" for i in range(len(clips))]
+            self.worker.submit(lambda: self.enroll_clips(name, clips, replace, sources), later)
+            return None
         limit = self.d.settings.enroll.max_live_s
         if not 0 < live <= limit:
             raise RequestError(f"'live' must be in (0, {limit}] seconds, got {live}")
         main = self.d.main
         if main is None or self.d.state != "running" or main.source.finished:
             raise RequestError(f"no live audio: the source is {self.d.state}")
-        main.taps.append(Tap(int(live * SAMPLE_RATE), lambda x: later(
-            lambda: self.enroll_clips(name, [x], replace, ["live"]))))
+        def recorded(x: np.ndarray) -> None:  # in the stream's thread
+            try:
+                self.worker.submit(lambda: self.enroll_clips(name, [x], replace, ["live"]), later)
+            except RequestError as err:
+                refused: Reply = {"ok": False, "error": str(err)}
+                later(lambda: refused)
+
+        main.taps.append(Tap(int(live * SAMPLE_RATE), recorded))
         return None
 
     def enroll_clips(self, name: str, clips: list[np.ndarray], replace: bool,
@@ -101,7 +114,7 @@ class Handlers:
         return {"ok": True, "speaker": name, "embeddings": info.embeddings,
                 "speech_s": total, "model": embedder.tag}
 
-    def name(self, req: dict[str, Any], later: Later) -> Reply:
+    def name(self, req: dict[str, Any], later: Later) -> Reply | None:
         """Enroll an unknown-voice cluster's speech under a name (same checks as enroll)."""
         label = field(req, "unknown", str)
         name = check_name(field(req, "name", str))
@@ -116,18 +129,27 @@ class Handlers:
             if cluster is not None:
                 unknowns.put_back(cluster)
             raise RequestError(f"{label!r} on {stream.name} has no speech kept yet")
+
+        def job() -> Reply:  # in the enrollment worker
+            try:
+                reply = self.enroll_clips(name, [np.concatenate(cluster.speech)], replace,
+                                          [f"{stream.name}:{label}"])
+            except RequestError:
+                unknowns.put_back(cluster)
+                raise
+            unknowns.name(label, name)
+            t = stream.stream_s
+            self.d.publish(NamedEvent(source=stream.name, t_start=t, t_end=t, unknown=label,
+                                      speaker=name, turns=list(cluster.turns)))
+            return {**reply, "unknown": label, "source": stream.name,
+                    "turns": list(cluster.turns)}
+
         try:
-            reply = self.enroll_clips(name, [np.concatenate(cluster.speech)], replace,
-                                      [f"{stream.name}:{label}"])
+            self.worker.submit(job, later)
         except RequestError:
             unknowns.put_back(cluster)
             raise
-        unknowns.name(label, name)
-        turns = cluster.turns
-        t = stream.stream_s
-        self.d.publish(NamedEvent(source=stream.name, t_start=t, t_end=t, unknown=label,
-                                  speaker=name, turns=list(turns)))
-        return {**reply, "unknown": label, "source": stream.name, "turns": list(turns)}
+        return None
 
     def _streams(self) -> list[Stream]:
         with self._lock:

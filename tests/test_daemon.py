@@ -393,3 +393,33 @@ def test_an_unknown_voice_is_named_through_the_client(daemon: DaemonProcess, tmp
     later = finals_until(truth2[-1][2])
     assert labels_within(later, truth2[0][1], truth2[0][2]) == {"bob"}
     sub.close()
+
+
+def test_status_and_list_stay_quick_during_a_long_enrollment(
+        daemon: DaemonProcess, tmp_path: Path, convo: Conversation) -> None:
+    """Enrollment embeds in the worker, not the control thread: other requests answer
+    within 100 ms meanwhile (issue 8 measured 7.2 s of blocking before)."""
+    from vggvox_client.connection import Connection
+
+    voice = load_audio(convo.enroll[sorted(convo.enroll)[0]][0])
+    long = write_wav(tmp_path / "long.wav", np.tile(voice, int(240 * 16000 / len(voice)) + 1))
+    reply: dict = {}
+
+    def enroll() -> None:
+        other = Connection(daemon.conn.control, daemon.conn.events, 120)
+        reply.update(live.enroll(other, "long", [long], None, False, MAX_BYTES))
+
+    t = threading.Thread(target=enroll)
+    t.start()
+    time.sleep(1.0)  # the request is across and being embedded
+    waits = []
+    while t.is_alive() and len(waits) < 200:
+        t0 = time.perf_counter()
+        assert daemon.conn.request("status" if len(waits) % 2 else "list", timeout=5)["ok"]
+        waits.append(time.perf_counter() - t0)
+        time.sleep(0.02)
+    busy = t.is_alive()
+    t.join(timeout=120)
+    assert busy or len(waits) >= 5, "the enrollment ended before it could be measured"
+    assert reply.get("speaker") == "long"
+    assert max(waits) < 0.1, f"slowest reply {max(waits):.3f} s of {len(waits)}"

@@ -1,0 +1,76 @@
+"""The enrollment worker: slow requests run here, so the control thread stays quick.
+
+An enrollment embeds up to minutes of audio; run in the control thread it would
+hold every other request (``status``, ``list``) for as long. The control thread
+hands such work to this one thread instead, and the reply goes back through
+the control socket's ``later`` queue when it is done. One job at a time (they
+are CPU-bound anyway), at most ``MAX_PENDING`` waiting; more are refused at
+once with a clear reply.
+
+Threads: ``submit`` is called by the control thread (or a stream's tap); the
+jobs run in this worker's thread; their replies are sent by the control thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+
+from vggvox.errors import VggvoxError
+from vggvoxd.control import Later, Reply, RequestError
+
+log = logging.getLogger(__name__)
+
+MAX_PENDING = 4
+"""Slow requests that may wait for the worker; beyond, they are refused."""
+
+Job = tuple[Callable[[], Reply], Later]
+
+
+class Worker:
+    def __init__(self) -> None:
+        self._jobs: queue.Queue[Job | None] = queue.Queue(MAX_PENDING)
+        self._thread = threading.Thread(target=self._run, name="enroll-worker", daemon=True)
+        self.done = 0
+        self.failed = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        try:
+            self._jobs.put_nowait(None)
+        except queue.Full:
+            pass  # the worker checks the daemon's stopping flag between clips anyway
+        self._thread.join(timeout)
+
+    def submit(self, job: Callable[[], Reply], later: Later) -> None:
+        """Run ``job`` in the worker; its reply (or its error) goes out through ``later``."""
+        try:
+            self._jobs.put_nowait((job, later))
+        except queue.Full:
+            raise RequestError(f"busy: {MAX_PENDING} enrollments are already waiting; "
+                               "try again when they are done") from None
+
+    @property
+    def pending(self) -> int:
+        return self._jobs.qsize()
+
+    def _run(self) -> None:
+        while (item := self._jobs.get()) is not None:
+            job, later = item
+            reply: Reply
+            try:
+                reply = job()
+            except VggvoxError as e:
+                self.failed += 1
+                reply = {"ok": False, "error": str(e)}
+            except Exception as e:  # a bug must not kill the worker: report it, go on
+                self.failed += 1
+                log.exception("enrollment worker: job failed")
+                reply = {"ok": False, "error": f"internal error: {type(e).__name__}: {e}"}
+            else:
+                self.done += 1
+            later(lambda r=reply: r)  # type: ignore[misc]
