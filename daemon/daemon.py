@@ -194,6 +194,7 @@ class Daemon:
             log.warning("input %s lost (%s); will retry", main.source.name,
                         "no audio" if stalled else "stream stopped")
             main.source.stop()
+            main.abandon_taps(f"{main.source.name} was lost")
             self.set_state("lost")
 
     def shutdown(self) -> None:

@@ -84,6 +84,9 @@ class Handlers:
         main = self.d.main
         if main is None or self.d.state != "running" or main.source.finished:
             raise RequestError(f"no live audio: the source is {self.d.state}")
+        if main.taps:
+            # One recording at a time per source: each holds up to max_live_s of audio.
+            raise RequestError(f"busy: a live enrollment is already recording on {main.name}")
         def recorded(x: np.ndarray) -> None:  # in the stream's thread
             try:
                 self.worker.submit(lambda: self.enroll_clips(name, [x], replace, ["live"]), later)
@@ -91,7 +94,12 @@ class Handlers:
                 refused: Reply = {"ok": False, "error": str(err)}
                 later(lambda: refused)
 
-        main.taps.append(Tap(int(live * SAMPLE_RATE), recorded))
+        def abandoned(why: str) -> None:
+            failed: Reply = {"ok": False, "error": f"live enrollment of {name!r} abandoned: "
+                                                   f"{why}; nothing was stored"}
+            later(lambda: failed)
+
+        main.taps.append(Tap(int(live * SAMPLE_RATE), recorded, abandoned))
         return None
 
     def enroll_clips(self, name: str, clips: list[np.ndarray], replace: bool,

@@ -32,6 +32,8 @@ class Tap:
 
     samples: int
     done: Callable[[np.ndarray], None]
+    abandoned: Callable[[str], None] = lambda why: None
+    """Called instead of ``done`` when the source stops or is lost first."""
     blocks: list[np.ndarray] = field(default_factory=list)
     have: int = 0
 
@@ -83,8 +85,16 @@ class Stream:
     def stop(self) -> None:
         self.source.stop()
         self._stop.set()
+        self.abandon_taps(f"{self.name} stopped")
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=2.0)
+
+    def abandon_taps(self, why: str) -> None:
+        """Answer every pending live recording: it will never be complete."""
+        for tap in list(self.taps):
+            if tap in self.taps:
+                self.taps.remove(tap)
+                tap.abandoned(why)
 
     @property
     def stream_s(self) -> float:
@@ -103,6 +113,7 @@ class Stream:
                         self.taps.remove(tap)
                 self._submit(self.recognizer.segment(x, start))
             elif self.source.finished and self.ring.unread == 0:
+                self.abandon_taps(f"{self.name} ended")
                 self._submit([*self.recognizer.segment_end(), Flush()])
                 self.done.set()
                 return

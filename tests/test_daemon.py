@@ -423,3 +423,37 @@ def test_status_and_list_stay_quick_during_a_long_enrollment(
     assert busy or len(waits) >= 5, "the enrollment ended before it could be measured"
     assert reply.get("speaker") == "long"
     assert max(waits) < 0.1, f"slowest reply {max(waits):.3f} s of {len(waits)}"
+
+
+def test_one_live_enrollment_at_a_time_and_an_answer_when_the_source_ends(
+        tmp_path: Path, convo: Conversation) -> None:
+    from vggvox_client.connection import Connection
+
+    d = DaemonProcess(tmp_path, source="stdin").start()
+    try:
+        assert d.proc and d.proc.stdin
+        d.proc.stdin.write(to_int16(load_audio(convo.stream)[:16000]).tobytes())
+        d.proc.stdin.flush()
+        deadline = time.monotonic() + 10
+        while d.conn.request("status")["state"] != "running" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        first: dict = {}
+
+        def record() -> None:
+            other = Connection(d.conn.control, d.conn.events, 30)
+            try:
+                other.request("enroll", timeout=30, name="first", live=20.0)
+            except ClientError as err:
+                first["error"] = str(err)
+
+        t = threading.Thread(target=record)
+        t.start()
+        time.sleep(0.5)  # the first recording is pending: 20 s, and no audio comes
+        with pytest.raises(ClientError, match="busy: a live enrollment is already recording"):
+            d.conn.request("enroll", name="second", live=5.0)
+        d.proc.stdin.close()  # the source ends before the recording is complete
+        t.join(timeout=15)
+        assert not t.is_alive() and "abandoned" in first.get("error", ""), first
+        assert "nothing was stored" in first["error"]
+    finally:
+        d.stop()
