@@ -102,6 +102,7 @@ class Daemon:
             dropped_samples=main.ring.dropped if main else 0,
             dropped_windows=main.dropped_windows if main else 0,
             queue=len(self.queues), speakers=len(self.voiceprints),
+            dropped_events=self.publisher.dropped,
         )
 
     def stream(self, source: AudioSource, on_frames: Callable[[], None] | None = None) -> Stream:

@@ -130,6 +130,8 @@ class StatusEvent(Event):
     """Windows of this source dropped (live sources only: the embedding queue was full)."""
     queue: int = 0
     """Windows waiting for the embedder."""
+    dropped_events: int = 0
+    """Events the daemon's own publisher queue had to drop (it never blocks the pipeline)."""
     speakers: int = 0
 
 

@@ -201,7 +201,8 @@ class Handlers:
         ev = self.d.status_event()
         return {"ok": True, "source": ev.source, "state": ev.state, "stream_s": ev.t_end,
                 "overflows": ev.overflows, "dropped_samples": ev.dropped_samples,
-                "dropped_windows": ev.dropped_windows, "queue": ev.queue,
+                "dropped_windows": ev.dropped_windows, "dropped_events": ev.dropped_events,
+                "queue": ev.queue,
                 "speakers": ev.speakers, "windows": self.d.executor.windows_done,
                 "model": self.d.embedder.tag, "scoring": self.d.rule.describe(),
                 "unknowns": self.unknowns(), "replays": sorted(self.replays),

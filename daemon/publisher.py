@@ -9,6 +9,7 @@ is slow or gone, so no subscriber can ever hold up the pipeline.
 from __future__ import annotations
 
 import queue
+import threading
 
 import zmq
 
@@ -22,6 +23,8 @@ class Publisher(SocketThread):
         self._queue: queue.Queue[Event | None] = queue.Queue(maxsize=backlog)
         self.seq = 0
         self.dropped = 0
+        """Events lost in this queue or at the socket (``status``: dropped_events)."""
+        self._count = threading.Lock()  # publish() runs in many threads
 
     def publish(self, event: Event) -> None:
         while True:
@@ -31,7 +34,8 @@ class Publisher(SocketThread):
             except queue.Full:
                 try:
                     self._queue.get_nowait()
-                    self.dropped += 1
+                    with self._count:
+                        self.dropped += 1
                 except queue.Empty:
                     pass
 
@@ -45,4 +49,5 @@ class Publisher(SocketThread):
             try:
                 sock.send_multipart(encode(event, self.seq), flags=zmq.NOBLOCK)
             except zmq.Again:  # PUB drops at the high-water mark; belt and braces
-                self.dropped += 1
+                with self._count:
+                    self.dropped += 1

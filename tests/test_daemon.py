@@ -141,6 +141,7 @@ def test_subscriber_that_never_reads(daemon: DaemonProcess, convo: Conversation)
             assert total >= 10 and good / total >= 0.9
         status = daemon.conn.request("status")
         assert status["dropped_samples"] == 0 and status["dropped_windows"] == 0
+        assert status["dropped_events"] == 0  # the publisher's own queue kept up
         embedder = status["stages"]["embedder"]
         assert embedder["state"] == "ok" and embedder["failures"] == 0
     finally:

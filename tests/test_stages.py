@@ -354,3 +354,12 @@ def test_a_stage_that_keeps_failing_makes_the_daemon_exit(tmp_path: Path) -> Non
     ex, _, fatal = run_executor(tmp_path, fail_on=set(range(1, 1000)), items=60)
     assert fatal and "failed 5 times in a row" in fatal[0]
     assert ex.health()["state"] == "failed" and not ex.healthy()  # type: ignore[attr-defined]
+
+
+def test_the_publisher_counts_what_its_queue_drops() -> None:
+    from vggvoxd.publisher import Publisher
+
+    pub = Publisher("inproc://not-bound", backlog=3)  # not started: nothing drains it
+    for i in range(5):
+        pub.publish(SpeechStartEvent(source="s", t_start=i, t_end=i))
+    assert pub.dropped == 2, "the two oldest went, and were counted"
