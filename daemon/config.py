@@ -150,8 +150,29 @@ class Settings:
             return value
         runtime = os.environ.get("RUNTIME_DIRECTORY")
         base = Path(runtime.split(":")[0]) if runtime else Path(user_runtime_dir("vggvox"))
-        base.mkdir(parents=True, exist_ok=True)
-        return f"ipc://{base}/{which}.sock"
+        return f"ipc://{private_dir(base)}/{which}.sock"
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` (created 0700 if missing) when it is this user's own and its parent
+    this user's or root's, neither writable by others.
+
+    The sockets live there: a folder another user owns or may write to (a
+    ``/tmp/runtime-UID`` fallback someone else created first) could let them
+    swap the sockets, so it is refused with a message naming it.
+    """
+    for d in (path.parent, path):
+        if not d.exists():
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for d, owners in ((path.parent, {os.getuid(), 0}), (path, {os.getuid()})):
+        st = d.stat()
+        if st.st_uid not in owners:
+            raise ConfigError(f"{d}: belongs to uid {st.st_uid}, not to this user "
+                              f"({os.getuid()}): refusing to put the daemon's sockets there")
+        if st.st_mode & 0o022 and not st.st_mode & 0o1000:
+            raise ConfigError(f"{d}: others may write to it (mode {st.st_mode & 0o777:o}): "
+                              "refusing to put the daemon's sockets there")
+    return path
 
 
 # (section, key) -> check returning an error text, or None when the value is fine.

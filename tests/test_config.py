@@ -66,3 +66,27 @@ def test_systemd_directories(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     s = Settings()
     assert s.store_path() == tmp_path / "state" / "voiceprints.db"
     assert s.endpoint("events") == f"ipc://{tmp_path}/run/events.sock"
+
+
+def test_the_socket_folder_must_be_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                           ) -> None:
+    """Issue 8: a runtime folder another user owns or may write to is refused."""
+    import os
+
+    mine = tmp_path / "run" / "vggvox"
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(mine))
+    assert Settings().endpoint("control") == f"ipc://{mine}/control.sock"
+    assert mine.stat().st_mode & 0o777 == 0o700
+    open_to_all = tmp_path / "open"
+    open_to_all.mkdir()
+    open_to_all.chmod(0o777)
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(open_to_all))
+    with pytest.raises(ConfigError, match="others may write to it"):
+        Settings().endpoint("control")
+    if os.getuid() == 0:  # only root can make a folder that belongs to someone else
+        theirs = tmp_path / "theirs"
+        theirs.mkdir(mode=0o700)
+        os.chown(theirs, 65534, 65534)
+        monkeypatch.setenv("RUNTIME_DIRECTORY", str(theirs))
+        with pytest.raises(ConfigError, match="belongs to uid 65534"):
+            Settings().endpoint("control")
