@@ -29,6 +29,7 @@ from vggvoxd.control import ControlServer
 from vggvoxd.events import Event, StatusEvent
 from vggvoxd.executor import EmbedExecutor, WorkQueues
 from vggvoxd.handlers import Handlers
+from vggvoxd.lock import EndpointLocks
 from vggvoxd.notify import Notifier
 from vggvoxd.publisher import Publisher
 from vggvoxd.sources import AudioSource, FileSource, MicSource, SourceError, StdinSource
@@ -75,6 +76,7 @@ class Daemon:
         self.handlers = Handlers(self)
         self.control = ControlServer(settings.endpoint("control"), self.handlers.table(),
                                      settings.endpoints.max_request_bytes)
+        self.locks = EndpointLocks([self.publisher.endpoint, self.control.endpoint])
         self.main: Stream | None = None
         self.state = "starting"
         self.fatal: str | None = None
@@ -149,6 +151,11 @@ class Daemon:
             self.notifier.watchdog()
 
     def run(self) -> int:
+        """Serve until stopped: 0 on a clean stop, 1 when a stage gave up.
+
+        Raises EndpointBusy (before binding anything) when another daemon
+        serves these ipc endpoints."""
+        self.locks.acquire()
         self.publisher.start()
         self.executor.start()
         self.handlers.worker.start()
@@ -209,3 +216,4 @@ class Daemon:
         self.executor.stop()
         self.publish(self.status_event(state="stopped"))
         self.publisher.stop()
+        self.locks.release()

@@ -11,6 +11,7 @@ from types import FrameType
 from vggvox.errors import VggvoxError
 from vggvoxd import config
 from vggvoxd.daemon import Daemon, check_source
+from vggvoxd.lock import EndpointBusy
 
 log = logging.getLogger("vggvoxd")
 
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, on_signal)
     try:
         return daemon.run()
-    except RuntimeError as e:  # an endpoint that cannot be bound
+    except (RuntimeError, EndpointBusy) as e:  # an endpoint that is taken or cannot be bound
         log.error("%s", e)
         return 1
 

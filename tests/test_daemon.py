@@ -458,3 +458,30 @@ def test_one_live_enrollment_at_a_time_and_an_answer_when_the_source_ends(
         assert "nothing was stored" in first["error"]
     finally:
         d.stop()
+
+
+def test_one_daemon_per_endpoint_and_no_stale_sockets(tmp_path: Path) -> None:
+    """Issue 8: a second daemon on the same ipc endpoints refuses to start, naming the
+    first one's pid; after a SIGKILL the stale socket is replaced; a clean exit removes
+    the socket files."""
+    import subprocess
+
+    first = DaemonProcess(tmp_path).start()
+    sock = Path(first.conn.control[len("ipc://"):])
+    try:
+        second = subprocess.run(first.argv, capture_output=True, text=True, timeout=60,
+                                stdin=subprocess.DEVNULL)
+        assert second.returncode == 1
+        assert f"another vggvoxd (pid {first.proc.pid}) already serves" in second.stderr \
+            + second.stdout, second.stderr[-2000:]
+        assert first.conn.request("status")["ok"], "the first one is still reachable"
+        first.proc.kill()  # no clean exit: its socket and lock files stay behind
+        first.proc.wait(timeout=10)
+        assert sock.exists()
+        third = DaemonProcess(tmp_path).start()
+        assert third.conn.request("status")["ok"]
+        code, _ = third.stop()
+        assert code == 0
+        assert not sock.exists() and not sock.with_name(sock.name + ".lock").exists()
+    finally:
+        first.stop()
