@@ -80,6 +80,8 @@ class EnrollSettings:
     """Net speech (after VAD) an enrollment needs."""
     max_live_s: float = 60.0
     """Longest live enrollment recording."""
+    max_audio_s: float = 120.0
+    """Most audio one enroll request may carry, all clips together (memory and time)."""
 
 
 @dataclass(frozen=True)
@@ -209,6 +211,7 @@ RANGES: dict[tuple[str, str], typing.Callable[[Any], str | None]] = {
     ("unknowns", "threshold"): lambda v: None if v is None or -1 <= v <= 1 else "must be -1..1",
     ("enroll", "min_speech_s"): lambda v: None if 0.5 <= v <= 600 else "must be 0.5..600",
     ("enroll", "max_live_s"): lambda v: None if 1 <= v <= 600 else "must be 1..600",
+    ("enroll", "max_audio_s"): lambda v: None if 5 <= v <= 600 else "must be 5..600",
     ("endpoints", "events_hwm"): lambda v: None if 1 <= v <= 1_000_000 else "must be 1..1e6",
     ("endpoints", "max_request_bytes"): lambda v: None if 1024 <= v <= 1 << 30
     else "must be 1 KiB..1 GiB",

@@ -23,6 +23,12 @@ from vggvoxd.sockets import SocketThread
 
 log = logging.getLogger(__name__)
 
+RECEIVE_HWM = 4
+"""Requests ZeroMQ may queue per client before this thread reads them."""
+MAX_CONTAINERS = 4096
+"""Maps and arrays one request may hold in all: a request of millions of tiny
+nested maps would otherwise cost gigabytes once decoded."""
+
 Reply = dict[str, Any]
 # A handler gets the request and ``later``: to answer after other requests,
 # it returns None and passes ``later`` a function that the control thread
@@ -51,7 +57,10 @@ def field(req: dict[str, Any], key: str, kind: type | tuple[type, ...], default:
 
 class ControlServer(SocketThread):
     def __init__(self, endpoint: str, handlers: dict[str, Handler], max_bytes: int) -> None:
-        super().__init__("control", zmq.ROUTER, endpoint, {zmq.MAXMSGSIZE: max_bytes})
+        # A small receive high-water mark: ZeroMQ would otherwise queue up to 1000
+        # maximal requests per client (16 GiB) before this thread reads them.
+        super().__init__("control", zmq.ROUTER, endpoint,
+                         {zmq.MAXMSGSIZE: max_bytes, zmq.RCVHWM: RECEIVE_HWM})
         self.handlers = handlers
         self.max_bytes = max_bytes
         self._later: queue.Queue[tuple[list[bytes], Callable[[], Reply]]] = queue.Queue()
@@ -64,11 +73,21 @@ class ControlServer(SocketThread):
         self.join()
 
     def decode(self, payload: bytes) -> dict[str, Any]:
+        containers = 0
+
+        def count(obj: Any) -> Any:  # called for each map and array as it is decoded
+            nonlocal containers
+            containers += 1
+            if containers > MAX_CONTAINERS:
+                raise ValueError(f"more than {MAX_CONTAINERS} maps and arrays")
+            return obj
+
         try:
             req = msgpack.unpackb(
                 payload, raw=False, strict_map_key=True,
                 max_bin_len=self.max_bytes, max_str_len=1 << 16,
                 max_array_len=1024, max_map_len=64, max_ext_len=0,
+                object_hook=count, list_hook=count,
             )
         except (ValueError, msgpack.UnpackException, TypeError) as e:
             raise RequestError(f"request is not a valid msgpack map: {e}") from None

@@ -75,6 +75,11 @@ class Handlers:
             if not audio:
                 raise RequestError("'audio' is empty")
             clips = [pcm(a, f"audio[{i}]") for i, a in enumerate(audio)]
+            total = sum(len(c) for c in clips) / SAMPLE_RATE
+            most = self.d.settings.enroll.max_audio_s
+            if total > most:
+                raise RequestError(f"'audio' holds {total:.1f} s; at most {most:g} s per "
+                                   "enrollment (enroll.max_audio_s)")
             sources = [f"clip{i}" for i in range(len(clips))]
             self.worker.submit(lambda: self.enroll_clips(name, clips, replace, sources), later)
             return None

@@ -403,7 +403,7 @@ def test_status_and_list_stay_quick_during_a_long_enrollment(
     from vggvox_client.connection import Connection
 
     voice = load_audio(convo.enroll[sorted(convo.enroll)[0]][0])
-    long = write_wav(tmp_path / "long.wav", np.tile(voice, int(240 * 16000 / len(voice)) + 1))
+    long = write_wav(tmp_path / "long.wav", np.tile(voice, int(110 * 16000 / len(voice))))
     reply: dict = {}
 
     def enroll() -> None:
@@ -485,3 +485,47 @@ def test_one_daemon_per_endpoint_and_no_stale_sockets(tmp_path: Path) -> None:
         assert not sock.exists() and not sock.with_name(sock.name + ".lock").exists()
     finally:
         first.stop()
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_hostile_requests_cannot_balloon_memory(daemon: DaemonProcess, tmp_path: Path) -> None:
+    """Issue 8: requests of millions of tiny maps, sent back to back without waiting,
+    and oversized enrollments: the daemon refuses them and stays under 400 MB."""
+    # 15.7 million empty maps in arrays of arrays: just under the 16 MiB request limit.
+    inner = b"\xdc\x04\x00" + b"\x80" * 1024
+    middle = b"\xdc\x00\x0f" + inner * 15
+    bomb = b"\xdc\x04\x00" + middle * 1024
+    assert len(bomb) < MAX_BYTES
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.SNDTIMEO, 10000)
+    sock.connect(daemon.conn.control)
+    try:
+        for _ in range(12):  # no waiting for replies: ZeroMQ queues what it may
+            sock.send_multipart([b"", bomb])
+        replies = []
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        deadline = time.monotonic() + 60
+        while len(replies) < 12 and time.monotonic() < deadline:
+            if poller.poll(500):
+                replies.append(msgpack.unpackb(sock.recv_multipart()[-1]))
+    finally:
+        sock.close()
+    assert len(replies) == 12 and all(not r["ok"] for r in replies)
+    assert "more than 4096 maps and arrays" in replies[0]["error"]
+    noise = np.random.default_rng(0).normal(0, 0.1, 121 * 16000).astype(np.float32)
+    too_long = write_wav(tmp_path / "long.wav", noise)
+    with pytest.raises(ClientError, match=r"at most 120 s per enrollment \(enroll.max_audio_s\)"):
+        live.enroll(daemon.conn, "long", [too_long], None, False, MAX_BYTES)
+    assert daemon.conn.request("status")["ok"]
+    assert daemon.proc is not None
+    peak = peak_rss_mb(daemon.proc.pid)
+    assert peak <= 400, f"peak RSS {peak:.0f} MB"
