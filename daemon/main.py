@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import resource
 import signal
 import sys
 from types import FrameType
@@ -48,6 +49,25 @@ def settings_from(args: argparse.Namespace) -> config.Settings:
     return settings
 
 
+WANTED_FILES = 65536
+"""Open files the daemon asks for: each client connection costs one, and libzmq
+aborts the whole process when it runs out (a connection flood)."""
+
+
+def raise_file_limit() -> int:
+    """Raise the soft open-files limit towards WANTED_FILES (as far as the hard
+    limit allows); warn when it stays low. Returns the limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = WANTED_FILES if hard == resource.RLIM_INFINITY else min(WANTED_FILES, hard)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        soft = want
+    if soft != resource.RLIM_INFINITY and soft < 4096:
+        log.warning("only %d open files allowed (hard limit): a flood of client connections "
+                    "can stop vggvoxd; raise LimitNOFILE", soft)
+    return soft
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -58,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=settings.logging.level.upper(), stream=sys.stdout,
                         format="%(levelname)s %(name)s: %(message)s")
+    raise_file_limit()
     try:
         daemon = Daemon(settings, source=args.source)
     except (VggvoxError, RuntimeError) as e:

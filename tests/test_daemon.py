@@ -529,3 +529,43 @@ def test_hostile_requests_cannot_balloon_memory(daemon: DaemonProcess, tmp_path:
     assert daemon.proc is not None
     peak = peak_rss_mb(daemon.proc.pid)
     assert peak <= 400, f"peak RSS {peak:.0f} MB"
+
+
+def test_a_connection_flood_does_not_stop_the_daemon(tmp_path: Path) -> None:
+    """Issue 8: 3,000 connections opened and held, then closed, against a daemon started
+    with a soft limit of 1,024 open files (it raises its own limit), which answers
+    throughout."""
+    d = DaemonProcess(tmp_path)
+    d.argv = ["bash", "-c", 'ulimit -Sn 1024 && exec "$0" "$@"', *d.argv]
+    d.start()
+    path = d.conn.control[len("ipc://"):]
+    held: list[socket.socket] = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(held) < 3000 and time.monotonic() < deadline:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.setblocking(False)
+            try:
+                s.connect(path)
+            except BlockingIOError:  # the listen backlog is full: let the daemon accept
+                s.close()
+                time.sleep(0.01)
+                continue
+            held.append(s)
+        assert len(held) == 3000
+        time.sleep(0.5)
+        assert d.conn.request("status", timeout=10)["ok"]
+        for s in held:
+            s.close()
+        held.clear()
+        time.sleep(0.5)
+        assert d.conn.request("status", timeout=10)["ok"]
+        assert d.proc is not None and d.proc.poll() is None
+        limits = Path(f"/proc/{d.proc.pid}/limits").read_text()
+        soft = next(line.split()[3] for line in limits.splitlines()
+                    if line.startswith("Max open files"))
+        assert int(soft) > 3000, limits
+    finally:
+        for s in held:
+            s.close()
+        d.stop()
