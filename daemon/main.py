@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import resource
 import signal
 import sys
@@ -96,10 +97,19 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
     try:
-        return daemon.run()
+        code = daemon.run()
     except (RuntimeError, EndpointBusy) as e:  # an endpoint that is taken or cannot be bound
         log.error("%s", e)
         return 1
+    if daemon.handlers.worker.busy:
+        # An enrollment is inside one long ONNX call and could not stop in time. Its
+        # transaction never began, so nothing is lost; but tearing the interpreter
+        # down under a running ONNX thread aborts the process (std::terminate).
+        # Everything else is closed: leave now, with the right exit status.
+        log.info("an enrollment was still embedding; abandoned, nothing stored")
+        logging.shutdown()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

@@ -39,7 +39,9 @@ class Worker:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, timeout: float = 2.0) -> None:
+    def stop(self, timeout: float = 0.5) -> None:
+        """Ask the worker to end after its job; a job inside one long ONNX call cannot
+        stop, so the wait is short (vggvoxd then exits without it, see main)."""
         try:
             self._jobs.put_nowait(None)
         except queue.Full:
@@ -53,6 +55,11 @@ class Worker:
         except queue.Full:
             raise RequestError(f"busy: {MAX_PENDING} enrollments are already waiting; "
                                "try again when they are done") from None
+
+    @property
+    def busy(self) -> bool:
+        """Still running a job (after ``stop`` timed out)."""
+        return self._thread.is_alive()
 
     @property
     def pending(self) -> int:

@@ -569,3 +569,29 @@ def test_a_connection_flood_does_not_stop_the_daemon(tmp_path: Path) -> None:
         for s in held:
             s.close()
         d.stop()
+
+
+def test_sigterm_during_one_long_clip_exits_0_within_two_seconds(
+        tmp_path: Path, convo: Conversation) -> None:
+    """Issue 8: SIGTERM while one long clip is inside ONNX (it cannot stop between
+    clips) used to abort the process now and then; it must exit 0 every time."""
+    voice = load_audio(convo.enroll[sorted(convo.enroll)[0]][0])
+    clip = live.to_pcm(np.tile(voice, int(110 * 16000 / len(voice))))
+    for run in range(3):
+        (tmp_path / f"run{run}").mkdir()
+        d = DaemonProcess(tmp_path / f"run{run}").start()
+
+        def enroll_long(d: DaemonProcess = d) -> None:
+            try:
+                d.conn.request("enroll", timeout=5, name="long", audio=[clip])
+            except ClientError:
+                pass  # the daemon stops before it answers
+
+        t = threading.Thread(target=enroll_long)
+        t.start()
+        time.sleep(1.5)
+        code, took = d.stop()
+        t.join(timeout=10)
+        assert code == 0 and took < 2.0, (run, code, took, d.output())
+        with sqlite3.connect(d.store) as db:
+            assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
