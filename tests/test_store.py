@@ -92,3 +92,47 @@ def test_not_a_database(tmp_path: Path) -> None:
     p.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError, match="vp.db"):
         VoiceprintStore(p)
+
+
+def test_the_store_is_private_whatever_the_umask(tmp_path: Path) -> None:
+    """Issue 8: under umask 022 the store's folder is 0700 and its files 0600."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        store = VoiceprintStore(tmp_path / "new" / "voiceprints.db")
+        rng = np.random.default_rng(0)
+        store.enroll("alice", l2_normalize(rng.normal(size=(2, 8))), "m@1", ["a", "b"], [3, 3])
+        with sqlite3.connect(store.path) as reader:  # -wal and -shm exist while it is open
+            reader.execute("SELECT COUNT(*) FROM speakers").fetchone()
+            files = sorted(store.path.parent.iterdir())
+            assert {f.name for f in files} == {"voiceprints.db", "voiceprints.db-wal",
+                                               "voiceprints.db-shm"}
+            assert all(f.stat().st_mode & 0o777 == 0o600 for f in files), \
+                [(f.name, oct(f.stat().st_mode)) for f in files]
+        assert store.path.parent.stat().st_mode & 0o777 == 0o700
+        opened = tmp_path / "open.db"
+        opened.touch(mode=0o644)
+        opened.chmod(0o644)
+        VoiceprintStore(opened)
+        assert opened.stat().st_mode & 0o777 == 0o600, "an existing store is tightened"
+    finally:
+        os.umask(old)
+
+
+def test_a_removed_voiceprint_is_left_in_no_file(tmp_path: Path) -> None:
+    """Issue 8: after remove, the removed float32 vectors are in no file of the folder."""
+    store = VoiceprintStore(tmp_path / "voiceprints.db")
+    rng = np.random.default_rng(1)
+    secret = l2_normalize(rng.normal(size=(3, 192))).astype(np.float32)
+    store.enroll("bob", secret, "m@1", ["a", "b", "c"], [3, 3, 3])
+    store.enroll("carol", l2_normalize(rng.normal(size=(1, 192))), "m@1", ["d"], [3])
+
+    def found() -> int:
+        blobs = b"".join(f.read_bytes() for f in tmp_path.iterdir() if f.is_file())
+        return sum(row.tobytes() in blobs for row in secret)
+
+    assert found() == 3
+    assert store.remove("bob")
+    assert found() == 0, "a removed vector is still in the store's files"
+    assert [s.name for s in store.speakers()] == ["carol"]

@@ -4,10 +4,17 @@ A store is bound to the model that made its first enrollment; embeddings of
 another model are refused, on write and on read, so scores never mix models.
 Each enrollment is one transaction. A ``generation`` counter, bumped by every
 write, lets a long-running reader notice changes cheaply.
+
+Voiceprints are biometric data: a folder the store creates is 0700, the store
+file 0600 whatever the umask (SQLite gives its ``-wal`` and ``-shm`` files the
+same mode), and a store file of ours found more open is tightened. Deleted
+rows are overwritten (``secure_delete``), and a removal ends with a WAL
+checkpoint that truncates the log, so a removed voiceprint is left in no file.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -68,7 +75,9 @@ class VoiceprintStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.parent.exists():
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._private_file()
         with self._connect() as db:
             db.executescript(_SCHEMA)
             db.execute(
@@ -78,6 +87,19 @@ class VoiceprintStore:
             found = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0]
         if int(found) != SCHEMA_VERSION:
             raise StoreError(f"{self.path}: schema {found}, this version reads {SCHEMA_VERSION}")
+
+    def _private_file(self) -> None:
+        """Create the store file 0600 (before SQLite does, with the umask's mode)."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as e:
+            raise StoreError(f"{self.path}: cannot open the store: {e.strerror}") from None
+        try:
+            st = os.fstat(fd)
+            if st.st_uid == os.getuid() and st.st_mode & 0o077:
+                os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -89,6 +111,7 @@ class VoiceprintStore:
             raise StoreError(f"{self.path}: cannot open the store: {e}") from None
         try:
             db.execute("PRAGMA foreign_keys = ON")
+            db.execute("PRAGMA secure_delete = ON")  # never left to the build's default
             db.execute("PRAGMA journal_mode = WAL")
             with db:
                 yield db
@@ -167,7 +190,22 @@ class VoiceprintStore:
             gone = db.execute("DELETE FROM speakers WHERE name = ?", (name,)).rowcount > 0
             if gone:
                 self._bump(db)
+        if gone:
+            self.checkpoint()
         return gone
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the store and empty it: older page versions (a removed
+        voiceprint's) leave the log. A reader holding an old snapshot keeps its
+        frames until it ends; the next removal or start-up tries again."""
+        try:
+            db = sqlite3.connect(self.path, timeout=10.0)
+            try:
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                db.close()
+        except sqlite3.Error as e:
+            raise StoreError(f"{self.path}: checkpoint failed: {e}") from None
 
     def speaker(self, name: str) -> SpeakerInfo:
         found = self._infos("WHERE s.name = ?", (name,))
