@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import soundfile as sf
+
 from vggvox.embedder import Embedder
 from vggvox.modelcard import load_card, resolve_card
 from vggvox.store import VoiceprintStore
@@ -43,8 +45,17 @@ STALL_S = 3.0
 
 
 def check_source(spec: str) -> None:
+    """A one-line ValueError for a bad --source, before anything is loaded."""
     if spec not in ("mic", "stdin") and not (spec.startswith("file:") and len(spec) > 5):
         raise ValueError(f"--source must be mic, stdin or file:PATH, got {spec!r}")
+    if spec.startswith("file:"):
+        path = Path(spec[5:])
+        if not path.is_file():
+            raise ValueError(f"--source {spec}: file not found")
+        try:
+            sf.info(str(path))
+        except (sf.LibsndfileError, RuntimeError, OSError) as e:
+            raise ValueError(f"--source {spec}: not readable as audio: {e}") from None
 
 
 def make_source(spec: str, settings: Settings) -> AudioSource:

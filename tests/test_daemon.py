@@ -595,3 +595,22 @@ def test_sigterm_during_one_long_clip_exits_0_within_two_seconds(
         assert code == 0 and took < 2.0, (run, code, took, d.output())
         with sqlite3.connect(d.store) as db:
             assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+@pytest.mark.parametrize("path, why", [("/nonexistent.wav", "file not found"),
+                                       ("junk.wav", "not readable as audio")])
+def test_a_bad_file_source_is_one_line_and_exit_2(tmp_path: Path, path: str, why: str) -> None:
+    """Issue 8: --source file:PATH that is missing or no audio: one line, exit 2, before
+    the model is loaded."""
+    import subprocess
+    import sys
+
+    (tmp_path / "junk.wav").write_text("not audio")
+    target = path if path.startswith("/") else str(tmp_path / path)
+    t0 = time.monotonic()
+    run = subprocess.run([sys.executable, "-m", "vggvoxd.main", "--source", f"file:{target}",
+                          "--store", str(tmp_path / "v.db")], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 2 and why in run.stderr, run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and "Traceback" not in run.stderr
+    assert "model" not in run.stdout and time.monotonic() - t0 < 10
