@@ -136,3 +136,31 @@ def test_a_removed_voiceprint_is_left_in_no_file(tmp_path: Path) -> None:
     assert store.remove("bob")
     assert found() == 0, "a removed vector is still in the store's files"
     assert [s.name for s in store.speakers()] == ["carol"]
+
+
+def test_a_deleted_store_is_recreated_and_said_so(tmp_path: Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 8: deleting the store under a running daemon used to fail every request
+    with "no such table"; now an ERROR is logged and an empty store takes its place."""
+    store = VoiceprintStore(tmp_path / "voiceprints.db")
+    store.enroll("alice", l2_normalize(np.ones((1, 8))), "m@1", ["a"], [3])
+    for f in tmp_path.iterdir():
+        f.unlink()
+    with caplog.at_level("ERROR"):
+        assert store.speakers() == []
+    assert "the voiceprint store was deleted" in caplog.text
+    store.enroll("bob", l2_normalize(np.ones((1, 8))), "m@1", ["b"], [3])
+    assert [s.name for s in store.speakers()] == ["bob"]
+
+
+def test_names_are_one_unicode_form(tmp_path: Path) -> None:
+    """Issue 8: the NFC and NFD spellings of a name are the same speaker."""
+    import unicodedata
+
+    store = VoiceprintStore(tmp_path / "voiceprints.db")
+    nfc, nfd = unicodedata.normalize("NFC", "José"), unicodedata.normalize("NFD", "José")
+    assert nfc != nfd
+    store.enroll(nfc, l2_normalize(np.ones((1, 8))), "m@1", ["a"], [3])
+    store.enroll(nfd, l2_normalize(np.ones((1, 8))), "m@1", ["b"], [3])
+    assert [(s.name, s.embeddings) for s in store.speakers()] == [(nfc, 2)]
+    assert store.remove(nfd) and store.speakers() == []

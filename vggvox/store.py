@@ -14,9 +14,11 @@ checkpoint that truncates the log, so a removed voiceprint is left in no file.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import time
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +28,8 @@ import numpy as np
 
 from vggvox.errors import ModelMismatchError, StoreError
 from vggvox.scoring import voiceprint
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 MAX_NAME_LENGTH = 128
@@ -59,9 +63,11 @@ class SpeakerInfo:
 
 
 def check_name(name: object) -> str:
-    """A speaker name: non-empty printable text without surrounding spaces."""
+    """A speaker name: non-empty printable text without surrounding spaces, in Unicode
+    NFC form (so the NFC and NFD spellings of "José" are one speaker)."""
     if not isinstance(name, str) or not name.strip():
         raise StoreError("speaker name must be a non-empty string")
+    name = unicodedata.normalize("NFC", name)
     if name != name.strip() or len(name) > MAX_NAME_LENGTH or not name.isprintable():
         raise StoreError(
             f"speaker name {name[:40]!r} must be printable, at most {MAX_NAME_LENGTH} "
@@ -75,10 +81,14 @@ class VoiceprintStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._create()
+
+    def _create(self) -> None:
+        """The folder, the private file and the schema (again, if the file was deleted)."""
         if not self.path.parent.exists():
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._private_file()
-        with self._connect() as db:
+        with self._connect(fresh=True) as db:
             db.executescript(_SCHEMA)
             db.execute(
                 "INSERT OR IGNORE INTO meta VALUES ('schema', ?), ('generation', '0')",
@@ -102,9 +112,14 @@ class VoiceprintStore:
             os.close(fd)
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
+    def _connect(self, fresh: bool = False) -> Iterator[sqlite3.Connection]:
         # One short-lived connection per operation: no connection is shared
         # between threads, and "with db" makes each operation one transaction.
+        if not fresh and not self.path.exists():
+            # Someone deleted the store under us: say so loudly, and start an empty
+            # one rather than failing every request with "no such table".
+            log.error("%s: the voiceprint store was deleted; starting an empty one", self.path)
+            self._create()
         try:
             db = sqlite3.connect(self.path, timeout=10.0)
         except sqlite3.Error as e:
@@ -146,7 +161,7 @@ class VoiceprintStore:
         replace: bool = False,
     ) -> SpeakerInfo:
         """Add embeddings to a speaker (or replace theirs), in one transaction."""
-        check_name(name)
+        name = check_name(name)
         emb = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
         if emb.shape[0] == 0 or not (len(sources) == len(seconds) == emb.shape[0]):
             raise StoreError("enroll needs one source and one duration per embedding")
@@ -186,6 +201,7 @@ class VoiceprintStore:
         return self.speaker(name)
 
     def remove(self, name: str) -> bool:
+        name = unicodedata.normalize("NFC", name)
         with self._connect() as db:
             gone = db.execute("DELETE FROM speakers WHERE name = ?", (name,)).rowcount > 0
             if gone:
@@ -208,6 +224,7 @@ class VoiceprintStore:
             raise StoreError(f"{self.path}: checkpoint failed: {e}") from None
 
     def speaker(self, name: str) -> SpeakerInfo:
+        name = unicodedata.normalize("NFC", name)
         found = self._infos("WHERE s.name = ?", (name,))
         if not found:
             raise StoreError(f"no speaker named {name!r}")

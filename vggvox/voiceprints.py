@@ -10,6 +10,7 @@ matrix.
 from __future__ import annotations
 
 import threading
+import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,7 +58,7 @@ class VoiceprintSet:
 
     def add(self, name: str, embeddings: np.ndarray) -> None:
         """Set ``name``'s voiceprint to the normalised mean of ``embeddings``."""
-        check_name(name)
+        name = check_name(name)
         emb = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
         if emb.shape[1] != self.dim:
             raise ValueError(f"embeddings of size {emb.shape[1]}, this set holds {self.dim}")
@@ -66,6 +67,7 @@ class VoiceprintSet:
             self._publish()
 
     def remove(self, name: str) -> bool:
+        name = unicodedata.normalize("NFC", name)
         with self._lock:
             gone = self._prints.pop(name, None) is not None
             if gone:
