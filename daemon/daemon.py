@@ -118,10 +118,14 @@ class Daemon:
             dropped_events=self.publisher.dropped,
         )
 
-    def stream(self, source: AudioSource, on_frames: Callable[[], None] | None = None) -> Stream:
-        """A new stream with its own recognizer, fed to the shared executor."""
+    def stream(self, source: AudioSource, on_frames: Callable[[], None] | None = None,
+               critical: bool = True) -> Stream:
+        """A new stream with its own recognizer, fed to the shared executor. A critical
+        stream (the microphone) that gives up stops the daemon; another (a client's
+        replay) only ends itself."""
         recognizer = Recognizer(self.embedder, self.voiceprints, self.settings.recognizer())
-        return Stream(source, recognizer, self.queues, self.settings.audio.buffer_s, on_frames)
+        return Stream(source, recognizer, self.queues, self.settings.audio.buffer_s, on_frames,
+                      self.on_fatal if critical else log.error)
 
     def set_state(self, state: str) -> None:
         if state != self.state:
@@ -158,7 +162,7 @@ class Daemon:
     def watchdog(self) -> None:
         """Called per captured block: ping systemd only while every stage is healthy,
         so that a stuck embedder gets the service restarted even as audio flows."""
-        if self.executor.healthy():
+        if self.executor.healthy() and not (self.main and self.main.guard.failed):
             self.notifier.watchdog()
 
     def run(self) -> int:

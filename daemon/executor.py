@@ -14,12 +14,10 @@ replay can never starve live identification. After the batched embedding call
 the executor runs each item's stream decider in order (the deciders belong to
 this thread) and publishes the results through the wire mapping.
 
-The loop is guarded: an unexpected exception is logged and counted, the batch
-it was in is lost (counted too), and the loop goes on after a short back-off.
-After ``MAX_FAILURES`` failures in a row it gives up and calls ``on_fatal``, so
-that the daemon exits non-zero and its supervisor restarts it: a stage never
-dies silently. ``health()`` says how it is doing, for ``status`` and for the
-watchdog.
+The loop is guarded (``guard.py``): an unexpected exception is logged and
+counted, the batch it was in is lost (counted too), and the loop goes on; after
+5 in a row the daemon exits non-zero for its supervisor to restart it.
+``health()`` says how the stage is doing, for ``status`` and the watchdog.
 """
 
 from __future__ import annotations
@@ -41,6 +39,7 @@ from vggvox.store import VoiceprintStore
 from vggvox.stream.segmenter import Pending, Window
 from vggvox.voiceprints import VoiceprintSet
 from vggvoxd.events import Event
+from vggvoxd.guard import Guard
 from vggvoxd.wire import to_events
 
 if TYPE_CHECKING:
@@ -48,8 +47,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_FAILURES = 5
-"""Failed batches in a row after which the stage gives up (the daemon exits)."""
 STALL_S = 10.0
 """Work waiting this long with no batch done: the stage is not making progress."""
 
@@ -132,7 +129,6 @@ class EmbedExecutor:
         self.max_batch = max_batch
         self.publish = publish
         self.on_flush = on_flush
-        self.on_fatal = on_fatal
         self._generation = -1
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="embedder", daemon=True)
@@ -140,13 +136,9 @@ class EmbedExecutor:
         self.compute_s = 0.0
         self.errors = 0
         """Embedding calls that failed (the model refused the input)."""
-        self.failures = 0
-        """Batches lost to an unexpected exception, since start."""
-        self.lost_jobs = 0
-        self.last_error = ""
-        self.failed = False
-        self._in_a_row = 0
-        self._progress = time.monotonic()
+        self.guard = Guard("embedder", on_fatal)
+        self._lost = 0
+        """Jobs in batches lost to an unexpected exception, since start."""
 
     def start(self) -> None:
         self.refresh(force=True)
@@ -169,43 +161,32 @@ class EmbedExecutor:
             log.error("cannot load voiceprints: %s", e)
 
     def _run(self) -> None:
-        backoff = 0.1
-        while not self._stop.is_set():
-            jobs: list[Job] = []
+        self.guard.run(self._step, self._stop)
+
+    def _step(self) -> bool:
+        jobs = self.queues.take(self.max_batch, timeout=0.2)
+        if jobs:
             try:
-                jobs = self.queues.take(self.max_batch, timeout=0.2)
-                if jobs:
-                    self.refresh()
-                    self._process(jobs)
-                self._progress = time.monotonic()
-                self._in_a_row, backoff = 0, 0.1
-            except Exception as e:  # a stage must never die silently: log, count, go on
-                self.failures += 1
-                self._in_a_row += 1
-                self.lost_jobs += len(jobs)
-                self.last_error = f"{type(e).__name__}: {e}"
-                log.exception("embedder: batch of %d lost (%d failures in a row)", len(jobs),
-                              self._in_a_row)
-                if self._in_a_row >= MAX_FAILURES:
-                    self.failed = True
-                    self.on_fatal(f"embedder failed {self._in_a_row} times in a row: "
-                                  f"{self.last_error}")
-                    return
-                self._stop.wait(backoff)
-                backoff = min(2 * backoff, 2.0)
+                self.refresh()
+                self._process(jobs)
+            except Exception:
+                self._lost += len(jobs)  # the guard logs and counts the failure itself
+                raise
+        return True
+
+    @property
+    def lost_jobs(self) -> int:
+        return self._lost
 
     def health(self) -> dict[str, object]:
         """The stage's state for ``status``: ok, retrying or failed, and its counters."""
-        state = "failed" if self.failed else "retrying" if self._in_a_row else "ok"
-        return {"state": state, "failures": self.failures, "lost_jobs": self.lost_jobs,
-                "last_error": self.last_error,
-                "since_progress_s": round(time.monotonic() - self._progress, 3)}
+        return {**self.guard.health(), "lost_jobs": self._lost}
 
     def healthy(self) -> bool:
         """Alive, and either idle by design (nothing waiting) or making progress."""
-        if self.failed or not self._thread.is_alive():
+        if self.guard.failed or not self._thread.is_alive():
             return False
-        return not len(self.queues) or time.monotonic() - self._progress < STALL_S
+        return not len(self.queues) or time.monotonic() - self.guard.progress < STALL_S
 
     def _process(self, jobs: list[Job]) -> None:
         windows = [(j, j.item) for j in jobs if isinstance(j.item, Window)]

@@ -211,7 +211,8 @@ class Handlers:
                 "speakers": ev.speakers, "windows": self.d.executor.windows_done,
                 "model": self.d.embedder.tag, "scoring": self.d.rule.describe(),
                 "unknowns": self.unknowns(), "replays": sorted(self.replays),
-                "stages": {"embedder": self.d.executor.health()}}
+                "stages": {"embedder": self.d.executor.health(),
+                           **{s.name: s.guard.health() for s in self._streams()}}}
 
     def reload(self, req: dict[str, Any], later: Later) -> Reply:
         self.d.reload()
@@ -238,7 +239,7 @@ class Handlers:
             if entry is None:
                 if len(self.replays) >= MAX_REPLAYS:
                     raise RequestError(f"too many replays at once (at most {MAX_REPLAYS})")
-                stream = self.d.stream(PushSource(f"replay:{session}"))
+                stream = self.d.stream(PushSource(f"replay:{session}"), critical=False)
                 stream.start()
                 entry = self.replays[session] = ReplaySession(stream, time.monotonic())
             entry.seen = time.monotonic()

@@ -23,6 +23,7 @@ from vggvox.stream.recognizer import Recognizer
 from vggvox.stream.ringbuffer import RingBuffer
 from vggvox.stream.segmenter import Pending, Window
 from vggvoxd.executor import Flush, Job, WorkQueues
+from vggvoxd.guard import Guard
 from vggvoxd.sources import AudioSource
 
 
@@ -49,7 +50,8 @@ class Tap:
 
 class Stream:
     def __init__(self, source: AudioSource, recognizer: Recognizer, queues: WorkQueues,
-                 buffer_s: float, on_frames: Callable[[], None] | None = None) -> None:
+                 buffer_s: float, on_frames: Callable[[], None] | None = None,
+                 on_fatal: Callable[[str], None] = lambda why: None) -> None:
         self.source = source
         self.name = source.name
         self.recognizer = recognizer
@@ -61,6 +63,7 @@ class Stream:
         """Windows of this stream the live queue dropped (changed under its lock)."""
         self.last_audio = 0.0  # monotonic time of the last samples read
         self.taps: list[Tap] = []
+        self.guard = Guard(f"stream {source.name}", on_fatal)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.done = threading.Event()
@@ -101,22 +104,26 @@ class Stream:
         return self.ring.end / SAMPLE_RATE
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            start, x = self.ring.read(timeout=0.1)
-            if len(x):
-                self.frames_seen += len(x)
-                self.last_audio = time.monotonic()
-                if self.on_frames is not None:
-                    self.on_frames()
-                for tap in list(self.taps):
-                    if tap.feed(x):
-                        self.taps.remove(tap)
-                self._submit(self.recognizer.segment(x, start))
-            elif self.source.finished and self.ring.unread == 0:
-                self.abandon_taps(f"{self.name} ended")
-                self._submit([*self.recognizer.segment_end(), Flush()])
-                self.done.set()
-                return
+        self.guard.run(self._step, self._stop)
+
+    def _step(self) -> bool:
+        """One read of the ring buffer; False once a finite source is all queued."""
+        start, x = self.ring.read(timeout=0.1)
+        if len(x):
+            self.frames_seen += len(x)
+            self.last_audio = time.monotonic()
+            if self.on_frames is not None:
+                self.on_frames()
+            for tap in list(self.taps):
+                if tap.feed(x):
+                    self.taps.remove(tap)
+            self._submit(self.recognizer.segment(x, start))
+        elif self.source.finished and self.ring.unread == 0:
+            self.abandon_taps(f"{self.name} ended")
+            self._submit([*self.recognizer.segment_end(), Flush()])
+            self.done.set()
+            return False
+        return True
 
     def _submit(self, items: list[Pending | Flush]) -> None:
         for item in items:

@@ -363,3 +363,28 @@ def test_the_publisher_counts_what_its_queue_drops() -> None:
     for i in range(5):
         pub.publish(SpeechStartEvent(source="s", t_start=i, t_end=i))
     assert pub.dropped == 2, "the two oldest went, and were counted"
+
+
+def test_a_guard_retries_counts_and_gives_up() -> None:
+    from vggvoxd.guard import Guard
+
+    fatal: list[str] = []
+    calls = {"n": 0}
+
+    def step() -> bool:
+        calls["n"] += 1
+        if calls["n"] in (1, 2):
+            raise ValueError("flaky")
+        return calls["n"] < 4  # then ends normally
+
+    g = Guard("test", fatal.append)
+    g.run(step, threading.Event())
+    assert calls["n"] == 4 and not fatal
+    assert g.health()["state"] == "ok" and g.health()["failures"] == 2
+
+    def broken() -> bool:
+        raise RuntimeError("always")
+
+    g = Guard("broken", fatal.append)
+    g.run(broken, threading.Event())
+    assert g.failed and fatal == ["broken failed 5 times in a row: RuntimeError: always"]

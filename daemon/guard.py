@@ -1,0 +1,61 @@
+"""A guarded stage loop: a failure is logged, counted and retried, never silent.
+
+Each of the daemon's working threads (the embedder, each stream's segmenter)
+runs its loop body through ``Guard.run``. An unexpected exception is logged
+with its traceback and counted, and the loop goes on after a short back-off.
+After ``MAX_FAILURES`` failures in a row the stage gives up and calls
+``on_fatal``: the daemon exits non-zero, so that its service manager restarts
+it. ``health()`` is what ``status`` shows of the stage.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+MAX_FAILURES = 5
+"""Failures in a row after which a stage gives up (the daemon exits)."""
+
+
+class Guard:
+    def __init__(self, name: str, on_fatal: Callable[[str], None]) -> None:
+        self.name = name
+        self.on_fatal = on_fatal
+        self.failures = 0
+        """Loop bodies that raised, since start."""
+        self.last_error = ""
+        self.failed = False
+        self.in_a_row = 0
+        self.progress = time.monotonic()
+        """When a loop body last completed."""
+
+    def run(self, step: Callable[[], bool], stop: threading.Event) -> None:
+        """Call ``step`` until it returns False or ``stop`` is set, guarding each call."""
+        backoff = 0.1
+        while not stop.is_set():
+            try:
+                if not step():
+                    return
+                self.progress = time.monotonic()
+                self.in_a_row, backoff = 0, 0.1
+            except Exception as e:  # a stage must never die silently: log, count, go on
+                self.failures += 1
+                self.in_a_row += 1
+                self.last_error = f"{type(e).__name__}: {e}"
+                log.exception("%s: failed (%d in a row)", self.name, self.in_a_row)
+                if self.in_a_row >= MAX_FAILURES:
+                    self.failed = True
+                    self.on_fatal(f"{self.name} failed {self.in_a_row} times in a row: "
+                                  f"{self.last_error}")
+                    return
+                stop.wait(backoff)
+                backoff = min(2 * backoff, 2.0)
+
+    def health(self) -> dict[str, object]:
+        state = "failed" if self.failed else "retrying" if self.in_a_row else "ok"
+        return {"state": state, "failures": self.failures, "last_error": self.last_error,
+                "since_progress_s": round(time.monotonic() - self.progress, 3)}
