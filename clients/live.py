@@ -5,9 +5,9 @@ listen and replay.
 from __future__ import annotations
 
 import json
+import secrets
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import numpy as np
 from vggvox.audio import SAMPLE_RATE, load_audio, to_int16
 from vggvox.errors import VggvoxError
 from vggvox_client.connection import ClientError, Connection
+from vggvoxd.events import replay_source
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif"}
 CHUNK_S = 1.0
@@ -98,8 +99,9 @@ def replay_one(conn: Connection, path: Path, realtime: bool, as_json: bool,
                timeout: float, echo: bool = True) -> list[dict[str, Any]]:
     """Send one file through the daemon's pipeline; return its events (printed if ``echo``)."""
     samples = to_int16(load_audio(path))
-    session = f"{path.name}-{uuid.uuid4().hex[:8]}"
-    source = f"replay:{session}"
+    session = secrets.token_hex(16)  # the key to the session: never sent anywhere else
+    label = "".join(c if c.isprintable() and c != " " else "_" for c in path.name)[:64]
+    source = replay_source(session, label)
     sock = conn.subscribe()
     time.sleep(0.2)  # let the subscription reach the publisher before any event
     events: list[dict[str, Any]] = []
@@ -126,7 +128,8 @@ def replay_one(conn: Connection, path: Path, realtime: bool, as_json: bool,
         while pos < len(samples) or pos == 0:
             part = samples[pos : pos + chunk]
             final = pos + len(part) >= len(samples)
-            reply = conn.request("replay", session=session, audio=part.tobytes(), final=final)
+            reply = conn.request("replay", session=session, label=label, audio=part.tobytes(),
+                                 final=final)
             pos += reply["accepted"]
             if reply["accepted"] < len(part):
                 time.sleep(0.01)  # the daemon's buffer is full: let the pipeline catch up

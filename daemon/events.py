@@ -9,6 +9,7 @@ compatible; renaming or removing one needs a new ``v``.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
@@ -133,6 +134,16 @@ class StatusEvent(Event):
     dropped_events: int = 0
     """Events the daemon's own publisher queue had to drop (it never blocks the pipeline)."""
     speakers: int = 0
+
+
+def replay_source(session: str, label: str = "") -> str:
+    """The public name of a replay stream: its label and a hash of its session.
+
+    The session is the client's secret (at least 32 characters: 16 random bytes in
+    hex); only its hash goes out in events, so a subscriber who sees the stream's
+    name cannot push audio into it or end it."""
+    digest = hashlib.sha256(session.encode()).hexdigest()[:12]
+    return f"replay:{label}-{digest}" if label else f"replay:{digest}"
 
 
 def encode(event: Event, seq: int) -> list[bytes]:

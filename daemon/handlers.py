@@ -20,7 +20,7 @@ from vggvox.audio import SAMPLE_RATE
 from vggvox.enrollment import EnrollmentError, enroll
 from vggvox.store import check_name
 from vggvoxd.control import Handler, Later, Reply, RequestError, field
-from vggvoxd.events import EnrollmentEvent, NamedEvent, StatusEvent
+from vggvoxd.events import EnrollmentEvent, NamedEvent, StatusEvent, replay_source
 from vggvoxd.sources import PushSource
 from vggvoxd.stream import Stream, Tap
 from vggvoxd.worker import Worker
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from vggvoxd.daemon import Daemon
 
 MAX_REPLAYS = 4
+MIN_SESSION = 32
+"""Shortest replay session token: it is the only key to the session."""
 REPLAY_IDLE_S = 60.0
 
 
@@ -210,7 +212,7 @@ class Handlers:
                 "queue": ev.queue,
                 "speakers": ev.speakers, "windows": self.d.executor.windows_done,
                 "model": self.d.embedder.tag, "scoring": self.d.rule.describe(),
-                "unknowns": self.unknowns(), "replays": sorted(self.replays),
+                "unknowns": self.unknowns(), "replays": len(self.replays),
                 "stages": {"embedder": self.d.executor.health(),
                            **{s.name: s.guard.health() for s in self._streams()}}}
 
@@ -230,8 +232,12 @@ class Handlers:
 
     def replay(self, req: dict[str, Any], later: Later) -> Reply:
         session = field(req, "session", str)
-        if not 0 < len(session) <= 64 or not session.isprintable():
-            raise RequestError("'session' must be 1 to 64 printable characters")
+        if not MIN_SESSION <= len(session) <= 128 or not session.isprintable():
+            raise RequestError(f"'session' must be {MIN_SESSION} to 128 printable characters: "
+                               "a secret token (e.g. 16 random bytes in hex)")
+        label = field(req, "label", str, "")
+        if len(label) > 64 or not label.isprintable() or " " in label:
+            raise RequestError("'label' must be at most 64 printable characters, no spaces")
         samples = pcm(field(req, "audio", bytes, b""), "audio")
         final = field(req, "final", bool, False)
         with self._lock:
@@ -239,7 +245,8 @@ class Handlers:
             if entry is None:
                 if len(self.replays) >= MAX_REPLAYS:
                     raise RequestError(f"too many replays at once (at most {MAX_REPLAYS})")
-                stream = self.d.stream(PushSource(f"replay:{session}"), critical=False)
+                stream = self.d.stream(PushSource(replay_source(session, label)),
+                                       critical=False)
                 stream.start()
                 entry = self.replays[session] = ReplaySession(stream, time.monotonic())
             entry.seen = time.monotonic()
@@ -247,7 +254,7 @@ class Handlers:
         source = stream.source
         assert isinstance(source, PushSource)
         if source.finished:
-            raise RequestError(f"replay {session!r} is already finished")
+            raise RequestError(f"replay {stream.name} is already finished")
         n = min(len(samples), stream.ring.space())
         source.push(samples[:n])
         if final and n == len(samples):
@@ -257,8 +264,8 @@ class Handlers:
     def replay_finished(self, stream: Stream) -> None:
         """Called by the executor after the last window of a replay: tell the client."""
         with self._lock:
-            entry = self.replays.get(stream.name.removeprefix("replay:"))
-        if entry is not None and entry.stream is stream:
+            entry = next((r for r in self.replays.values() if r.stream is stream), None)
+        if entry is not None:
             t = stream.stream_s
             self.d.publish(StatusEvent(source=stream.name, t_start=t, t_end=t, state="finished",
                                        dropped_windows=stream.dropped_windows,

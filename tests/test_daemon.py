@@ -335,6 +335,7 @@ def test_an_unknown_voice_is_named_through_the_client(daemon: DaemonProcess, tmp
     from speakers_fixture import joined, labels_within, vctk
 
     from vggvox_client import cli
+    from vggvoxd.events import replay_source
 
     files = [write_wav(tmp_path / f"p225_{u}.wav", vctk(speech_dir, "p225", u))
              for u in ("016", "020", "022")]
@@ -347,12 +348,14 @@ def test_an_unknown_voice_is_named_through_the_client(daemon: DaemonProcess, tmp
                            offset=len(part1) / 16000)
     sub = daemon.conn.subscribe(["turn", "named"])
     time.sleep(0.3)
+    SESSION = "a" * 31 + "1"  # the session's secret token
 
     def send(x: np.ndarray, final: bool) -> None:
         """One replay session, kept open between the parts (lossless: the daemon waits)."""
         pcm, deadline = to_int16(x), time.monotonic() + 60
         while len(pcm) and time.monotonic() < deadline:
-            reply = daemon.conn.request("replay", session="naming", audio=pcm[:16000].tobytes(),
+            reply = daemon.conn.request("replay", session=SESSION, label="naming",
+                                        audio=pcm[:16000].tobytes(),
                                         final=final and len(pcm) <= 16000)
             pcm = pcm[reply["accepted"]:]
             if not reply["accepted"]:
@@ -380,7 +383,8 @@ def test_an_unknown_voice_is_named_through_the_client(daemon: DaemonProcess, tmp
 
     argv = ["--control", daemon.conn.control, "--events", daemon.conn.events, "--timeout", "60"]
     assert cli.main([*argv, "name", stranger, "bob"]) == 0
-    assert f"{stranger} on replay:naming is now bob" in capsys.readouterr().out
+    assert f"{stranger} on {replay_source(SESSION, 'naming')} is now bob" \
+        in capsys.readouterr().out
     named = daemon.conn.receive(sub, 5)
     assert named and named["type"] == "named", named
     assert named["unknown"] == stranger and named["speaker"] == "bob"
@@ -614,3 +618,30 @@ def test_a_bad_file_source_is_one_line_and_exit_2(tmp_path: Path, path: str, why
     assert run.returncode == 2 and why in run.stderr, run.stderr
     assert len(run.stderr.strip().splitlines()) == 1 and "Traceback" not in run.stderr
     assert "model" not in run.stdout and time.monotonic() - t0 < 10
+
+
+def test_a_replay_session_belongs_to_whoever_holds_its_token(daemon: DaemonProcess) -> None:
+    """Issue 8: events and status never show a session's token, only its hash; a short
+    token is refused; another token is another session."""
+    from vggvoxd.events import replay_source
+
+    with pytest.raises(ClientError, match="'session' must be 32 to 128"):
+        daemon.conn.request("replay", session="guessable", audio=b"")
+    token = "f" * 32
+    sub = daemon.conn.subscribe(["status"])
+    time.sleep(0.3)
+    daemon.conn.request("replay", session=token, label="mine", audio=bytes(3200), final=True)
+    name = replay_source(token, "mine")
+    assert token not in name and name.startswith("replay:mine-")
+    deadline, done = time.monotonic() + 30, None
+    while done is None and time.monotonic() < deadline:
+        ev = daemon.conn.receive(sub, 0.5)
+        if ev and ev["source"] == name and ev["state"] == "finished":
+            done = ev
+    sub.close()
+    assert done is not None, "the replay's events carry the hashed name"
+    status = daemon.conn.request("status")
+    assert isinstance(status["replays"], int) and token not in str(status)
+    # Knowing the public name gives nothing: it is not a token of any session.
+    with pytest.raises(ClientError, match="'session' must be"):
+        daemon.conn.request("replay", session=name.split("-")[-1], audio=b"")
