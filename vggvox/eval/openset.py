@@ -32,7 +32,7 @@ import numpy as np
 from vggvox.calibration import FALSE_ACCEPT_RANGE, AcceptRule
 from vggvox.errors import VggvoxError
 from vggvox.eval.rttm import Segment
-from vggvox.eval.timeline import UNKNOWN, Grid, truth_label
+from vggvox.eval.timeline import UNKNOWN, scored_truth
 from vggvox.metrics import Det, det_eer, open_set_curve, open_set_trade_off, plot_det
 from vggvox.modelcard import ModelCard
 from vggvox.stream.recognizer import ScoringConfig
@@ -128,19 +128,8 @@ def conversation_open_set(truth: Sequence[Segment], enrolled: set[str] | frozens
                           step: float = 0.01) -> ConversationOpenSet:
     """Both shares at the turns' labels, and the curve of relabelling them by score."""
     end = max([s.end for s in truth] + [t.end for t in turns] + [0.0])
-    grid = Grid(end + collar, step)
     # The scored time, exactly as timeline.score_conversation defines it.
-    cover = np.zeros(grid.n, dtype=np.int32)
-    speaker = np.full(grid.n, "", dtype=object)
-    for seg in truth:
-        sl = grid.span(seg.start, seg.end)
-        cover[sl] += 1
-        speaker[sl] = truth_label(seg.speaker, enrolled)
-    in_collar = np.zeros(grid.n, dtype=bool)
-    for seg in truth:
-        for b in (seg.start, seg.end):
-            in_collar[grid.span(b - collar, b + collar)] = True
-    scored = (cover == 1) & ~in_collar
+    grid, speaker, scored = scored_truth(truth, enrolled, end, collar, step)
     stranger = scored & (speaker == UNKNOWN)
     mine = scored & ~stranger
 

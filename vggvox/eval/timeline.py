@@ -172,6 +172,25 @@ class Grid:
         return slice(min(max(k0, 0), self.n), min(max(k1, 0), self.n))
 
 
+def scored_truth(truth: Sequence[Segment], enrolled: set[str] | frozenset[str],
+                 end: float, collar: float, step: float
+                 ) -> tuple[Grid, np.ndarray, np.ndarray]:
+    """The grid, each point's truth label ("" where nobody speaks) and the scored
+    points (one truth speaker, outside every collar): the module's definitions."""
+    grid = Grid(end + collar, step)
+    cover = np.zeros(grid.n, dtype=np.int32)
+    labels = np.full(grid.n, "", dtype=object)
+    for seg in truth:
+        sl = grid.span(seg.start, seg.end)
+        cover[sl] += 1
+        labels[sl] = truth_label(seg.speaker, enrolled)
+    in_collar = np.zeros(grid.n, dtype=bool)
+    for seg in truth:
+        for b in (seg.start, seg.end):
+            in_collar[grid.span(b - collar, b + collar)] = True
+    return grid, labels, (cover == 1) & ~in_collar
+
+
 def _output_changes(turns: Sequence[Labelled]) -> int:
     labels = [output_label(t.label) for t in sorted(turns, key=lambda t: (t.start, t.end))]
     return sum(a != b for a, b in itertools.pairwise(labels))
@@ -201,23 +220,15 @@ def score_conversation(
 ) -> ConversationScore:
     """Score one conversation; the definitions are in this module's docstring."""
     end = max([s.end for s in truth] + [t.end for t in turns] + [0.0])
-    grid = Grid(end + collar, step)
+    grid, labels, scored = scored_truth(truth, enrolled, end, collar, step)
     codes: dict[str, int] = {NONE: 0, UNKNOWN: 1}
 
     def code(label: str) -> int:
         return codes.setdefault(label, len(codes))
 
-    cover = np.zeros(grid.n, dtype=np.int32)
-    ref = np.full(grid.n, -1, dtype=np.int32)
-    for seg in truth:
-        sl = grid.span(seg.start, seg.end)
-        cover[sl] += 1
-        ref[sl] = code(truth_label(seg.speaker, enrolled))
-    in_collar = np.zeros(grid.n, dtype=bool)
-    for seg in truth:
-        for b in (seg.start, seg.end):
-            in_collar[grid.span(b - collar, b + collar)] = True
-    scored = (cover == 1) & ~in_collar
+    # Truth labels as codes (-1 where nobody speaks), one lookup per distinct label.
+    distinct, where = np.unique(labels.astype(str), return_inverse=True)
+    ref = np.array([code(lab) if lab else -1 for lab in distinct], dtype=np.int32)[where]
 
     hyp = np.zeros(grid.n, dtype=np.int32)
     for t in sorted(turns, key=lambda t: (t.start, t.end)):
@@ -242,7 +253,7 @@ def score_conversation(
 
     delays, missed_changes = _delays(tturns, decisions)
     return ConversationScore(
-        speech_s=float((cover > 0).sum() * step),
+        speech_s=float((labels != "").sum() * step),
         scored_s=float(scored.sum() * step),
         error_s=float(wrong.sum() * step),
         missed_s=float((wrong & (hyp == codes[NONE])).sum() * step),
