@@ -213,15 +213,9 @@ class VoiceprintStore:
     def checkpoint(self) -> None:
         """Copy the WAL into the store and empty it: older page versions (a removed
         voiceprint's) leave the log. A reader holding an old snapshot keeps its
-        frames until it ends; the next removal or start-up tries again."""
-        try:
-            db = sqlite3.connect(self.path, timeout=10.0)
-            try:
-                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            finally:
-                db.close()
-        except sqlite3.Error as e:
-            raise StoreError(f"{self.path}: checkpoint failed: {e}") from None
+        frames until it ends; the next removal tries again."""
+        with self._connect() as db:  # a PRAGMA opens no transaction
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def speaker(self, name: str) -> SpeakerInfo:
         name = unicodedata.normalize("NFC", name)
