@@ -55,6 +55,18 @@ def field(req: dict[str, Any], key: str, kind: type | tuple[type, ...], default:
     return value
 
 
+def reply_of(fn: Callable[[], Reply | None]) -> Reply | None:
+    """Run a handler (or a deferred part of one): any failure becomes an error reply,
+    never a crash; a bug is logged with its traceback."""
+    try:
+        return fn()
+    except VggvoxError as e:
+        return {"ok": False, "error": str(e)}
+    except Exception as e:  # a bug in a handler must not take the daemon down
+        log.exception("control request failed")
+        return {"ok": False, "error": f"internal error: {type(e).__name__}: {e}"}
+
+
 class ControlServer(SocketThread):
     def __init__(self, endpoint: str, handlers: dict[str, Handler], max_bytes: int) -> None:
         # A small receive high-water mark: ZeroMQ would otherwise queue up to 1000
@@ -111,16 +123,11 @@ class ControlServer(SocketThread):
         return self.guard(serve)
 
     def guard(self, fn: Callable[[], Reply | None]) -> Reply | None:
-        """Run a handler: any failure becomes an error reply, never a crash."""
-        try:
-            return fn()
-        except VggvoxError as e:
+        """``reply_of``, counting the requests that fail."""
+        reply = reply_of(fn)
+        if reply is not None and not reply.get("ok", True):
             self.errors += 1
-            return {"ok": False, "error": str(e)}
-        except Exception as e:  # a bug in a handler must not take the daemon down
-            self.errors += 1
-            log.exception("control request failed")
-            return {"ok": False, "error": f"internal error: {type(e).__name__}: {e}"}
+        return reply
 
     def serve(self, sock: zmq.Socket) -> None:
         while not self._stop.is_set():

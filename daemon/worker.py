@@ -13,15 +13,11 @@ jobs run in this worker's thread; their replies are sent by the control thread.
 
 from __future__ import annotations
 
-import logging
 import queue
 import threading
 from collections.abc import Callable
 
-from vggvox.errors import VggvoxError
-from vggvoxd.control import Later, Reply, RequestError
-
-log = logging.getLogger(__name__)
+from vggvoxd.control import Later, Reply, RequestError, reply_of
 
 MAX_PENDING = 4
 """Slow requests that may wait for the worker; beyond, they are refused."""
@@ -68,16 +64,9 @@ class Worker:
     def _run(self) -> None:
         while (item := self._jobs.get()) is not None:
             job, later = item
-            reply: Reply
-            try:
-                reply = job()
-            except VggvoxError as e:
-                self.failed += 1
-                reply = {"ok": False, "error": str(e)}
-            except Exception as e:  # a bug must not kill the worker: report it, go on
-                self.failed += 1
-                log.exception("enrollment worker: job failed")
-                reply = {"ok": False, "error": f"internal error: {type(e).__name__}: {e}"}
-            else:
+            reply = reply_of(job)  # a failure is an error reply: the worker goes on
+            if reply is not None and reply.get("ok", True):
                 self.done += 1
+            else:
+                self.failed += 1
             later(lambda r=reply: r)  # type: ignore[misc]
