@@ -18,7 +18,7 @@ import hashlib
 import itertools
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -149,32 +149,54 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, weight: np.ndarray) -> tuple[floa
     return tuple(float(v) for v in w)
 
 
+@dataclass(frozen=True)
+class Draw:
+    """One random enrollment: what every piece of evidence's best match is then."""
+
+    n: int
+    """Speakers enrolled."""
+    best: np.ndarray
+    """Each piece of evidence's best score among them."""
+    who: np.ndarray
+    """And whose it is."""
+    stranger: np.ndarray
+    """Whether the piece's speaker is not among them."""
+
+
+def draws(ev: EvidenceSet, vps: VoiceprintSet, share: float, reps: int,
+          rng: np.random.Generator) -> Iterator[Draw]:
+    """``reps`` random enrollments of ``share`` of the voiceprints (skipping a draw of
+    none or all of them): the open-set decisions each one leads to."""
+    snap = vps.snapshot()
+    names = np.asarray(snap.names)
+    scores = ev.embeddings @ snap.matrix.T
+    for _ in range(reps):
+        chosen = rng.random(len(names)) < share
+        if not chosen.any() or chosen.all():
+            continue
+        sub = scores[:, chosen]
+        yield Draw(int(chosen.sum()), sub.max(1), names[chosen][sub.argmax(1)],
+                   ~np.isin(ev.speakers, names[chosen]))
+
+
 def decisions(ev: EvidenceSet, vps: VoiceprintSet, shares: tuple[float, ...] = (0.1, 0.3, 0.5,
               0.7, 0.9), reps: int = 6, seed: int = 1) -> dict[str, np.ndarray]:
     """Open-set decisions as the daemon makes them: random shares of the speakers
     enrolled, each piece of evidence's best score among them, and whether that best
     speaker is the one speaking. Weighted so that, in each draw, the strangers'
     evidence and the enrolled speakers' weigh the same (even prior odds)."""
-    snap = vps.snapshot()
-    names = np.asarray(snap.names)
-    scores = ev.embeddings @ snap.matrix.T
     rng = np.random.default_rng(seed)
     cols: dict[str, list[np.ndarray]] = defaultdict(list)
     for share in shares:
-        for _ in range(reps):
-            chosen = rng.random(len(names)) < share
-            if not chosen.any() or chosen.all():
-                continue
-            sub = scores[:, chosen]
-            stranger = ~np.isin(ev.speakers, names[chosen])
-            n_s, n_e = int(stranger.sum()), int((~stranger).sum())
+        for d in draws(ev, vps, share, reps, rng):
+            n_s, n_e = int(d.stranger.sum()), int((~d.stranger).sum())
             if not n_s or not n_e:
                 continue
-            cols["score"].append(sub.max(1))
+            cols["score"].append(d.best)
             cols["speech_s"].append(ev.speech_s)
-            cols["n"].append(np.full(len(ev), int(chosen.sum()), float))
-            cols["correct"].append(names[chosen][sub.argmax(1)] == ev.speakers)
-            cols["weight"].append(np.where(stranger, 0.5 / n_s, 0.5 / n_e))
+            cols["n"].append(np.full(len(ev), d.n, float))
+            cols["correct"].append(d.who == ev.speakers)
+            cols["weight"].append(np.where(d.stranger, 0.5 / n_s, 0.5 / n_e))
     return {k: np.concatenate(v) for k, v in cols.items()}
 
 
@@ -196,27 +218,17 @@ def open_set_rates(cal: Calibration, ev: EvidenceSet, vps: VoiceprintSet, false_
     """
     if exponent is not None:
         cal = Calibration(**{**cal.__dict__, "exponent": exponent})
-    snap = vps.snapshot()
-    names = np.asarray(snap.names)
-    scores = ev.embeddings @ snap.matrix.T
     durations, index = np.unique(ev.speech_s, return_inverse=True)
     rng = np.random.default_rng(seed)
     fa = strangers = right = enrolled = 0
-    for _ in range(reps):
-        chosen = rng.random(len(names)) < enrolled_share
-        if not chosen.any() or chosen.all():
-            continue
-        n = int(chosen.sum())
-        sub = scores[:, chosen]
-        best, who = sub.max(1), names[chosen][sub.argmax(1)]
+    for d in draws(ev, vps, enrolled_share, reps, rng):
         # Spans take few distinct values (whole hops): one threshold for each.
-        t = np.array([cal.threshold(false_accept, d, n) for d in durations])[index]
-        stranger = ~np.isin(ev.speakers, names[chosen])
-        fa += int((best[stranger] >= t[stranger]).sum())
-        strangers += int(stranger.sum())
-        ok = (best >= t) & (who == ev.speakers)
-        right += int(ok[~stranger].sum())
-        enrolled += int((~stranger).sum())
+        t = np.array([cal.threshold(false_accept, s, d.n) for s in durations])[index]
+        fa += int((d.best[d.stranger] >= t[d.stranger]).sum())
+        strangers += int(d.stranger.sum())
+        ok = (d.best >= t) & (d.who == ev.speakers)
+        right += int(ok[~d.stranger].sum())
+        enrolled += int((~d.stranger).sum())
     return fa / max(1, strangers), strangers, right / max(1, enrolled)
 
 
