@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -68,15 +67,15 @@ def reply_of(fn: Callable[[], Reply | None]) -> Reply | None:
 
 
 class ControlServer(SocketThread):
-    def __init__(self, endpoint: str, handlers: dict[str, Handler], max_bytes: int) -> None:
+    def __init__(self, endpoint: str, handlers: dict[str, Handler], max_bytes: int,
+                 on_fatal: Callable[[str], None] | None = None) -> None:
         # A small receive high-water mark: ZeroMQ would otherwise queue up to 1000
         # maximal requests per client (16 GiB) before this thread reads them.
         super().__init__("control", zmq.ROUTER, endpoint,
-                         {zmq.MAXMSGSIZE: max_bytes, zmq.RCVHWM: RECEIVE_HWM})
+                         {zmq.MAXMSGSIZE: max_bytes, zmq.RCVHWM: RECEIVE_HWM}, on_fatal)
         self.handlers = handlers
         self.max_bytes = max_bytes
         self._later: queue.Queue[tuple[list[bytes], Callable[[], Reply]]] = queue.Queue()
-        self._stop = threading.Event()
         self.requests = 0
         self.errors = 0
 
@@ -120,25 +119,24 @@ class ControlServer(SocketThread):
             req = self.decode(payload)
             return self.handlers[req["op"]](req, later)
 
-        return self.guard(serve)
+        return self.answer(serve)
 
-    def guard(self, fn: Callable[[], Reply | None]) -> Reply | None:
+    def answer(self, fn: Callable[[], Reply | None]) -> Reply | None:
         """``reply_of``, counting the requests that fail."""
         reply = reply_of(fn)
         if reply is not None and not reply.get("ok", True):
             self.errors += 1
         return reply
 
-    def serve(self, sock: zmq.Socket) -> None:
-        while not self._stop.is_set():
-            if sock.poll(100):
-                frames = sock.recv_multipart()
-                if len(frames) < 2:
-                    continue
+    def step(self, sock: zmq.Socket) -> bool:
+        if sock.poll(100):
+            frames = sock.recv_multipart()
+            if len(frames) >= 2:
                 reply = self.handle(frames[:-1], frames[-1])
                 if reply is not None:
                     sock.send_multipart([*frames[:-1], msgpack.packb(reply)])
-            while not self._later.empty():
-                envelope, make_reply = self._later.get_nowait()
-                reply = self.guard(make_reply)
-                sock.send_multipart([*envelope, msgpack.packb(reply)])
+        while not self._later.empty():
+            envelope, make_reply = self._later.get_nowait()
+            reply = self.answer(make_reply)
+            sock.send_multipart([*envelope, msgpack.packb(reply)])
+        return True

@@ -80,13 +80,14 @@ class Daemon:
         self.voiceprints = VoiceprintSet(card.embedding_size, card.tag, settings.scoring.metric)
         self.rule = settings.scoring.rule(card, settings.scoring.metric)
         self.queues = WorkQueues(settings.window.queue, settings.window.queue)
-        self.publisher = Publisher(settings.endpoint("events"), settings.endpoints.events_hwm)
+        self.publisher = Publisher(settings.endpoint("events"), settings.endpoints.events_hwm,
+                                   on_fatal=self.on_fatal)
         self.executor = EmbedExecutor(self.embedder, self.voiceprints, self.store, self.queues,
                                       settings.window.max_batch, self.publish, self.on_flush,
                                       self.on_fatal)
         self.handlers = Handlers(self)
         self.control = ControlServer(settings.endpoint("control"), self.handlers.table(),
-                                     settings.endpoints.max_request_bytes)
+                                     settings.endpoints.max_request_bytes, self.on_fatal)
         self.locks = EndpointLocks([self.publisher.endpoint, self.control.endpoint])
         self.main: Stream | None = None
         self.state = "starting"
@@ -159,10 +160,15 @@ class Daemon:
         self.fatal = why
         self._stop.set()
 
+    def healthy(self) -> bool:
+        """Every stage is alive, and making progress or idle by design."""
+        return (self.executor.healthy() and self.publisher.alive() and self.control.alive()
+                and not (self.main and self.main.guard.failed))
+
     def watchdog(self) -> None:
         """Called per captured block: ping systemd only while every stage is healthy,
         so that a stuck embedder gets the service restarted even as audio flows."""
-        if self.executor.healthy() and not (self.main and self.main.guard.failed):
+        if self.healthy():
             self.notifier.watchdog()
 
     def run(self) -> int:

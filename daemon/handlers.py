@@ -214,6 +214,8 @@ class Handlers:
                 "model": self.d.embedder.tag, "scoring": self.d.rule.describe(),
                 "unknowns": self.unknowns(), "replays": len(self.replays),
                 "stages": {"embedder": self.d.executor.health(),
+                           "events": self.d.publisher.guard.health(),
+                           "control": self.d.control.guard.health(),
                            **{s.name: s.guard.health() for s in self._streams()}}}
 
     def reload(self, req: dict[str, Any], later: Later) -> Reply:

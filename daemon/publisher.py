@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable
 
 import zmq
 
@@ -18,8 +19,9 @@ from vggvoxd.sockets import SocketThread
 
 
 class Publisher(SocketThread):
-    def __init__(self, endpoint: str, hwm: int = 1000, backlog: int = 10000) -> None:
-        super().__init__("events", zmq.PUB, endpoint, {zmq.SNDHWM: hwm})
+    def __init__(self, endpoint: str, hwm: int = 1000, backlog: int = 10000,
+                 on_fatal: Callable[[str], None] | None = None) -> None:
+        super().__init__("events", zmq.PUB, endpoint, {zmq.SNDHWM: hwm}, on_fatal)
         self._queue: queue.Queue[Event | None] = queue.Queue(maxsize=backlog)
         self.seq = 0
         self.dropped = 0
@@ -43,11 +45,21 @@ class Publisher(SocketThread):
         self._queue.put(None)
         self.join()
 
-    def serve(self, sock: zmq.Socket) -> None:
-        while (event := self._queue.get()) is not None:
-            self.seq += 1
-            try:
-                sock.send_multipart(encode(event, self.seq), flags=zmq.NOBLOCK)
-            except zmq.Again:  # PUB drops at the high-water mark; belt and braces
-                with self._count:
-                    self.dropped += 1
+    def step(self, sock: zmq.Socket) -> bool:
+        try:
+            event = self._queue.get(timeout=0.1)
+        except queue.Empty:
+            return True
+        if event is None:
+            return False
+        self.seq += 1
+        try:
+            sock.send_multipart(encode(event, self.seq), flags=zmq.NOBLOCK)
+        except zmq.Again:  # PUB drops at the high-water mark; belt and braces
+            with self._count:
+                self.dropped += 1
+        except Exception:  # the guard logs it; the event is lost, and counted
+            with self._count:
+                self.dropped += 1
+            raise
+        return True

@@ -1,5 +1,9 @@
 """A thread that owns one bound ZeroMQ socket: ZeroMQ sockets are not thread-safe,
 so each of the daemon's sockets is created, used and closed by one thread.
+
+The thread's loop is guarded like every other stage (``guard.py``): a failing
+``step`` is logged, counted and retried; one that keeps failing stops the
+daemon (``on_fatal``), so that its service manager restarts it.
 """
 
 from __future__ import annotations
@@ -7,14 +11,18 @@ from __future__ import annotations
 import logging
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 import zmq
+
+from vggvoxd.guard import Guard
 
 log = logging.getLogger(__name__)
 
 
 class SocketThread(ABC):
-    def __init__(self, name: str, kind: int, endpoint: str, options: dict[int, int]) -> None:
+    def __init__(self, name: str, kind: int, endpoint: str, options: dict[int, int],
+                 on_fatal: Callable[[str], None] | None = None) -> None:
         self.name = name
         self.kind = kind
         self.endpoint = endpoint
@@ -22,6 +30,8 @@ class SocketThread(ABC):
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._bound = threading.Event()
         self._error: Exception | None = None
+        self._stop = threading.Event()
+        self.guard = Guard(name, on_fatal or log.critical)
 
     def start(self, timeout: float = 5.0) -> None:
         """Start the thread; raises RuntimeError if the endpoint cannot be bound."""
@@ -46,10 +56,14 @@ class SocketThread(ABC):
             self._bound.set()
         log.info("%s on %s", self.name, self.endpoint)
         try:
-            self.serve(sock)
+            self.guard.run(lambda: self.step(sock), self._stop)
         finally:
             sock.close()
 
+    def alive(self) -> bool:
+        return self._thread.is_alive() and not self.guard.failed
+
     @abstractmethod
-    def serve(self, sock: zmq.Socket) -> None:
-        """Use the bound socket until asked to stop."""
+    def step(self, sock: zmq.Socket) -> bool:
+        """One turn of the loop (it should return within ~100 ms, so that a stop is
+        seen); False when the thread is done."""

@@ -388,3 +388,39 @@ def test_a_guard_retries_counts_and_gives_up() -> None:
     g = Guard("broken", fatal.append)
     g.run(broken, threading.Event())
     assert g.failed and fatal == ["broken failed 5 times in a row: RuntimeError: always"]
+
+
+def test_the_publisher_loop_survives_an_event_that_cannot_be_sent(tmp_path: Path) -> None:
+    """The socket threads run guarded too: a failing step is logged, counted and
+    the loop goes on (a real PUB/SUB pair on an ipc socket)."""
+    import zmq
+
+    from vggvoxd.publisher import Publisher
+
+    class Unsendable(SpeechStartEvent):
+        def payload(self, seq: int) -> dict:  # type: ignore[override]
+            raise ValueError("cannot encode this one")
+
+    endpoint = f"ipc://{tmp_path}/events.sock"
+    fatal: list[str] = []
+    pub = Publisher(endpoint, on_fatal=fatal.append)
+    pub.start()
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(endpoint)
+    try:
+        got: list[list[bytes]] = []
+        deadline = time.monotonic() + 10
+        while not got and time.monotonic() < deadline:  # until the subscription is in place
+            pub.publish(Unsendable(source="s", t_start=0, t_end=0))
+            pub.publish(SpeechStartEvent(source="s", t_start=1, t_end=1))
+            if sub.poll(200):
+                got.append(sub.recv_multipart())
+        assert got and got[0][0] == b"speech.start", "good events still go out"
+        health = pub.guard.health()
+        assert health["failures"] >= 1 and "cannot encode this one" in health["last_error"]
+        assert pub.dropped >= 1 and pub.alive() and not fatal
+    finally:
+        sub.close()
+        pub.stop()
