@@ -45,11 +45,14 @@ demo: $(STAMP)
 # Install the systemd unit for this checkout (clone it to /opt/vggvox: the
 # unit's sandbox hides /home and /root).
 install-service: $(STAMP)
+	install -m 0644 systemd/vggvox.sysusers /etc/sysusers.d/vggvox.conf
+	systemd-sysusers /etc/sysusers.d/vggvox.conf
 	sed 's|/opt/vggvox|$(CURDIR)|g' systemd/vggvoxd.service > $(UNIT)
 	install -d /etc/vggvox
 	[ -f /etc/vggvox/vggvoxd.yaml ] || install -m 0644 config/vggvoxd.yaml /etc/vggvox/vggvoxd.yaml
 	systemctl daemon-reload
 	@echo "now: systemctl enable --now vggvoxd; journalctl -u vggvoxd -f"
+	@echo "let a user use vggvox-client: usermod -aG vggvox USER (then log in again)"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -19,7 +19,7 @@ from vggvox.errors import VggvoxError
 from vggvox.modelcard import DEFAULT_MODEL, load_card, resolve_card
 from vggvox.scoring import METRICS, Scorer
 from vggvox.stream.recognizer import ScoringConfig
-from vggvox_client import conversations, evaluate
+from vggvox_client import conversations, evaluate, keys
 from vggvox_client.common import Skipped, add_rule_args, print_json, report_skipped
 from vggvox_client.jobs import default_workers
 
@@ -62,7 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--events", help="daemon events endpoint (default: as the daemon's)")
     parser.add_argument("--timeout", type=float, default=10.0,
                         help="seconds to wait for the daemon's reply (default: %(default)s)")
+    parser.add_argument("--server-key", type=Path, metavar="FILE",
+                        help="the daemon's public CURVE key (.key), when it uses keys")
+    parser.add_argument("--key", type=Path, metavar="FILE",
+                        help="this client's secret CURVE key (.key_secret)")
     sub = parser.add_subparsers(dest="command", required=True)
+    keys.add_parser(sub)
 
     p = sub.add_parser("enroll", help="enroll a speaker through the running daemon")
     p.add_argument("name")
@@ -216,7 +221,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     from vggvox_client.connection import Connection
     from vggvoxd.config import EndpointSettings
 
-    conn = Connection(args.control, args.events, args.timeout)
+    conn = Connection(args.control, args.events, args.timeout, args.server_key, args.key)
     if args.command == "listen":
         return live.listen(conn, args.json, args.topics, args.count, args.seconds)
     if args.command == "replay":
@@ -272,6 +277,7 @@ COMMANDS = {
     "similarity": cmd_similarity,
     "evaluate": lambda args: evaluate.run(args),
     "conversations": lambda args: conversations.run(args),
+    "keygen": keys.run,
 }
 
 

@@ -1,12 +1,23 @@
-"""Talking to a running vggvoxd: control requests (REQ) and events (SUB)."""
+"""Talking to a running vggvoxd: control requests (REQ) and events (SUB).
+
+With CURVE keys (``server_key``: the daemon's public ``.key``; ``key``: this
+client's ``.key_secret``) both sockets are CURVE clients. A daemon that does
+not know the key never answers, so a timeout then names that possibility.
+For an ipc endpoint, the socket file is probed first, so that "permission
+denied" and "not running" are told apart at once instead of after a timeout.
+"""
 
 from __future__ import annotations
 
+import errno
+import grp
+import socket
 from pathlib import Path
 from typing import Any
 
 import msgpack
 import zmq
+import zmq.auth
 
 from vggvox.errors import VggvoxError
 from vggvoxd import config
@@ -25,29 +36,82 @@ def default_endpoint(which: str) -> str:
     if getattr(settings.endpoints, which):
         return getattr(settings.endpoints, which)
     system = SYSTEM_RUNTIME / f"{which}.sock"
-    return f"ipc://{system}" if system.exists() else settings.endpoint(which)
+    try:
+        present = system.exists()
+    except PermissionError:  # the system daemon's, not open to us: probe() will say so
+        present = True
+    return f"ipc://{system}" if present else settings.endpoint(which)
+
+
+def probe(endpoint: str) -> None:
+    """For ``ipc://PATH``: a ClientError when nothing can be reached there, saying why."""
+    if not endpoint.startswith("ipc://"):
+        return
+    path = endpoint[len("ipc://"):]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.connect(path)
+        except PermissionError:
+            raise ClientError(f"permission denied on {path}: vggvoxd runs, but this user may "
+                              f"not use it; {_group_hint(path)}") from None
+        except FileNotFoundError:
+            raise ClientError(f"vggvoxd is not running: no socket at {path} "
+                              "(start it, or see --control/--events)") from None
+        except ConnectionRefusedError:
+            raise ClientError(f"vggvoxd is not running: {path} is a stale socket") from None
+        except OSError as e:
+            if e.errno in (errno.ENOTDIR, errno.ENOTSOCK):
+                raise ClientError(f"{path}: not a vggvoxd socket ({e.strerror})") from None
+            raise
+
+
+def _group_hint(path: str) -> str:
+    """Who may: the group the socket (or, if unreadable, its folder) belongs to."""
+    for p in (Path(path), Path(path).parent):
+        try:
+            gid = p.stat().st_gid
+        except OSError:
+            continue
+        try:
+            name = grp.getgrgid(gid).gr_name
+        except KeyError:
+            name = str(gid)
+        return (f"ask to be added to group {name!r} (security.group), then log in again")
+    return "ask its administrator for access (security.group)"
 
 
 class Connection:
     def __init__(self, control: str | None = None, events: str | None = None,
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, server_key: Path | None = None,
+                 key: Path | None = None) -> None:
         self.control = control or default_endpoint("control")
         self.events = events or default_endpoint("events")
         self.timeout = timeout
         """Default wait for a reply, in seconds."""
         self.ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+        self.curve = curve_options(server_key, key)
+
+    def _socket(self, kind: int, endpoint: str) -> zmq.Socket:
+        probe(endpoint)
+        sock = self.ctx.socket(kind)
+        sock.setsockopt(zmq.LINGER, 0)
+        for option, value in self.curve.items():
+            sock.setsockopt(option, value)
+        sock.connect(endpoint)
+        return sock
 
     def request(self, op: str, timeout: float | None = None, **fields: Any) -> dict[str, Any]:
         # A fresh REQ socket per request: after a timeout a REQ socket is stuck.
-        sock = self.ctx.socket(zmq.REQ)
-        sock.setsockopt(zmq.LINGER, 0)
+        sock = self._socket(zmq.REQ, self.control)
         try:
-            sock.connect(self.control)
             sock.send(msgpack.packb({"op": op, **fields}, use_bin_type=True))
             timeout = self.timeout if timeout is None else timeout
             if not sock.poll(int(timeout * 1000)):
+                why = ("is it running? does it know this client's --key, and is --server-key its "
+                       "key?" if self.curve else "is it running? see --control; if it uses "
+                       "CURVE keys, give --server-key and --key")
                 raise ClientError(f"no answer from vggvoxd at {self.control} within {timeout:g} s "
-                                  "(is it running? see --control)")
+                                  f"({why})")
             reply = msgpack.unpackb(sock.recv(), raw=False)
         finally:
             sock.close()
@@ -56,9 +120,7 @@ class Connection:
         return reply
 
     def subscribe(self, topics: list[str] | None = None) -> zmq.Socket:
-        sock = self.ctx.socket(zmq.SUB)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(self.events)
+        sock = self._socket(zmq.SUB, self.events)
         for t in topics or [""]:
             sock.setsockopt(zmq.SUBSCRIBE, t.encode())
         return sock
@@ -68,3 +130,22 @@ class Connection:
         if not sock.poll(int(timeout * 1000)):
             return None
         return decode(sock.recv_multipart())
+
+
+def curve_options(server_key: Path | None, key: Path | None) -> dict[int, bytes]:
+    """Socket options of a CURVE client, from the daemon's public key file and this
+    client's secret key file (both or neither)."""
+    if server_key is None and key is None:
+        return {}
+    if server_key is None or key is None:
+        raise ClientError("CURVE needs both --server-key (the daemon's .key) and --key "
+                          "(this client's .key_secret)")
+    try:
+        server_public, _ = zmq.auth.load_certificate(server_key)
+        public, secret = zmq.auth.load_certificate(key)
+    except (ValueError, OSError) as e:
+        raise ClientError(f"cannot read a CURVE key: {e}") from None
+    if secret is None:
+        raise ClientError(f"--key {key}: holds no secret key (give the .key_secret file)")
+    return {zmq.CURVE_SERVERKEY: server_public, zmq.CURVE_PUBLICKEY: public,
+            zmq.CURVE_SECRETKEY: secret}

@@ -103,6 +103,21 @@ class EndpointSettings:
 
 
 @dataclass(frozen=True)
+class SecuritySettings:
+    group: str | None = None
+    """Group given the ipc sockets (and the runtime folder they are in): its members
+    may use the client. null: the sockets are this user's alone."""
+    server_key: str | None = None
+    """This daemon's CURVE secret key file (``vggvox-client keygen``): every client
+    then needs a key, on both sockets. Needed for TCP beyond loopback."""
+    admins: str | None = None
+    """Folder of the public ``.key`` files of clients that may do everything."""
+    readers: str | None = None
+    """Folder of the public ``.key`` files of clients that may only listen, list and
+    ask for status."""
+
+
+@dataclass(frozen=True)
 class StatusSettings:
     interval_s: float = 5.0
     """Heartbeat period of status events."""
@@ -126,6 +141,7 @@ class Settings:
     enroll: EnrollSettings = field(default_factory=EnrollSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     endpoints: EndpointSettings = field(default_factory=EndpointSettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
     status: StatusSettings = field(default_factory=StatusSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
 
@@ -275,6 +291,13 @@ def parse(data: Any, where: str = "config") -> Settings:
         raise ConfigError(f"{where}: 'window.min_speech_s' must not exceed 'window.length_s'")
     if settings.audio.buffer_s < 2 * w.length_s:
         raise ConfigError(f"{where}: 'audio.buffer_s' must hold two windows (>= {2 * w.length_s})")
+    sec = settings.security
+    if sec.server_key and not (sec.admins or sec.readers):
+        raise ConfigError(f"{where}: 'security.server_key' needs 'security.admins' or "
+                          "'security.readers': a folder of clients' public keys")
+    if (sec.admins or sec.readers) and not sec.server_key:
+        raise ConfigError(f"{where}: 'security.admins' and 'security.readers' need "
+                          "'security.server_key' (this daemon's secret key)")
     return settings
 
 

@@ -66,6 +66,15 @@ def reply_of(fn: Callable[[], Reply | None]) -> Reply | None:
         return {"ok": False, "error": f"internal error: {type(e).__name__}: {e}"}
 
 
+def client_id(frame: zmq.Frame) -> str:
+    """Who sent a message: under CURVE, ZAP names the client by its public key (Z85);
+    without, there is no name."""
+    try:
+        return str(frame.get("User-Id") or "")
+    except zmq.ZMQError:  # the NULL mechanism sets no User-Id
+        return ""
+
+
 class ControlServer(SocketThread):
     def __init__(self, endpoint: str, handlers: dict[str, Handler], max_bytes: int,
                  on_fatal: Callable[[str], None] | None = None) -> None:
@@ -78,6 +87,8 @@ class ControlServer(SocketThread):
         self._later: queue.Queue[tuple[list[bytes], Callable[[], Reply]]] = queue.Queue()
         self.requests = 0
         self.errors = 0
+        self.authorize: Callable[[str, str], str | None] | None = None
+        """(client id, op) -> None if allowed, else why not (CURVE roles; see curve.py)."""
 
     def stop(self) -> None:
         self._stop.set()
@@ -109,7 +120,8 @@ class ControlServer(SocketThread):
             raise RequestError(f"unknown op {op!r} (known: {sorted(self.handlers)})")
         return req
 
-    def handle(self, envelope: list[bytes], payload: bytes) -> Reply | None:
+    def handle(self, envelope: list[bytes], payload: bytes, client: str = "") -> Reply | None:
+        """The reply to one request from ``client`` (its CURVE key, or "")."""
         self.requests += 1
 
         def later(make_reply: Callable[[], Reply]) -> None:
@@ -117,6 +129,9 @@ class ControlServer(SocketThread):
 
         def serve() -> Reply | None:
             req = self.decode(payload)
+            refused = self.authorize(client, req["op"]) if self.authorize else None
+            if refused:
+                raise RequestError(refused)
             return self.handlers[req["op"]](req, later)
 
         return self.answer(serve)
@@ -130,11 +145,12 @@ class ControlServer(SocketThread):
 
     def step(self, sock: zmq.Socket) -> bool:
         if sock.poll(100):
-            frames = sock.recv_multipart()
+            frames = sock.recv_multipart(copy=False)
             if len(frames) >= 2:
-                reply = self.handle(frames[:-1], frames[-1])
+                envelope = [f.bytes for f in frames[:-1]]
+                reply = self.handle(envelope, frames[-1].bytes, client_id(frames[-1]))
                 if reply is not None:
-                    sock.send_multipart([*frames[:-1], msgpack.packb(reply)])
+                    sock.send_multipart([*envelope, msgpack.packb(reply)])
         while not self._later.empty():
             envelope, make_reply = self._later.get_nowait()
             reply = self.answer(make_reply)

@@ -26,8 +26,10 @@ from vggvox.modelcard import load_card, resolve_card
 from vggvox.store import VoiceprintStore
 from vggvox.stream.recognizer import Recognizer
 from vggvox.voiceprints import VoiceprintSet
+from vggvoxd.access import share_sockets
 from vggvoxd.config import Settings
 from vggvoxd.control import ControlServer
+from vggvoxd.curve import Curve
 from vggvoxd.events import Event, StatusEvent
 from vggvoxd.executor import EmbedExecutor, WorkQueues
 from vggvoxd.handlers import Handlers
@@ -88,6 +90,11 @@ class Daemon:
         self.handlers = Handlers(self)
         self.control = ControlServer(settings.endpoint("control"), self.handlers.table(),
                                      settings.endpoints.max_request_bytes, self.on_fatal)
+        self.curve = Curve(settings.security)
+        for sock in (self.publisher, self.control):
+            sock.options.update(self.curve.socket_options())
+        if self.curve.enabled:
+            self.control.authorize = self.curve.allows
         self.locks = EndpointLocks([self.publisher.endpoint, self.control.endpoint])
         self.main: Stream | None = None
         self.state = "starting"
@@ -153,6 +160,7 @@ class Daemon:
 
     def reload(self) -> None:
         self.executor.refresh(force=True)
+        self.curve.reload()
 
     def on_fatal(self, why: str) -> None:
         """A stage cannot go on (any thread): stop, and exit non-zero."""
@@ -177,6 +185,7 @@ class Daemon:
         Raises EndpointBusy (before binding anything) when another daemon
         serves these ipc endpoints."""
         self.locks.acquire()
+        self.curve.start()  # ZAP must answer before a CURVE socket takes a connection
         self.publisher.start()
         self.executor.start()
         self.handlers.worker.start()
@@ -185,6 +194,7 @@ class Daemon:
                                 on_frames=self.watchdog)
         backoff, next_try = 1.0, 0.0
         try:
+            share_sockets(self.settings)
             while not self._stop.is_set():
                 now = time.monotonic()
                 if self.state in ("starting", "waiting", "lost") and now >= next_try:
@@ -237,4 +247,5 @@ class Daemon:
         self.executor.stop()
         self.publish(self.status_event(state="stopped"))
         self.publisher.stop()
+        self.curve.stop()
         self.locks.release()

@@ -12,8 +12,9 @@ from types import FrameType
 
 from vggvox.errors import VggvoxError
 from vggvoxd import config
+from vggvoxd.access import check_exposure, group_id
+from vggvoxd.curve import Curve
 from vggvoxd.daemon import Daemon, check_source
-from vggvoxd.lock import EndpointBusy
 
 log = logging.getLogger("vggvoxd")
 
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="input device name or index")
     p.add_argument("--source", default="mic", help="mic (default), file:PATH or stdin")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
+    p.add_argument("--socket-group", help="group given the ipc sockets (security.group)")
     return p
 
 
@@ -43,6 +45,8 @@ def settings_from(args: argparse.Namespace) -> config.Settings:
     if args.device is not None:
         device: str | int = int(args.device) if args.device.isdigit() else args.device
         settings = config.override(settings, "audio", device=device)
+    if args.socket_group:
+        settings = config.override(settings, "security", group=args.socket_group)
     if args.log_level:
         config.parse({"logging": {"level": args.log_level}}, "--log-level")  # validates it
         settings = config.override(settings, "logging", level=args.log_level.upper())
@@ -69,16 +73,26 @@ def raise_file_limit() -> int:
     return soft
 
 
+def preflight(settings: config.Settings) -> None:
+    """Access settings that would stop the daemon, checked before the model loads:
+    one line and exit 2, like any other configuration error."""
+    logging.basicConfig(level=settings.logging.level.upper(), stream=sys.stdout,
+                        format="%(levelname)s %(name)s: %(message)s")
+    check_exposure(settings)
+    if settings.security.group:
+        group_id(settings.security.group)
+    Curve(settings.security)  # reads and checks the keys
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = settings_from(args)
         check_source(args.source)
+        preflight(settings)
     except (VggvoxError, ValueError) as e:
         print(f"vggvoxd: {e}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.logging.level.upper(), stream=sys.stdout,
-                        format="%(levelname)s %(name)s: %(message)s")
     raise_file_limit()
     try:
         daemon = Daemon(settings, source=args.source)
@@ -98,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, on_signal)
     try:
         code = daemon.run()
-    except (RuntimeError, EndpointBusy) as e:  # an endpoint that is taken or cannot be bound
+    except (RuntimeError, VggvoxError) as e:  # an endpoint taken, unbindable or unshareable
         log.error("%s", e)
         return 1
     if daemon.handlers.worker.busy:

@@ -21,12 +21,13 @@ log = logging.getLogger(__name__)
 
 
 class SocketThread(ABC):
-    def __init__(self, name: str, kind: int, endpoint: str, options: dict[int, int],
+    def __init__(self, name: str, kind: int, endpoint: str, options: dict[int, int | bytes],
                  on_fatal: Callable[[str], None] | None = None) -> None:
         self.name = name
         self.kind = kind
         self.endpoint = endpoint
-        self.options = {zmq.LINGER: 0, **options}
+        self.options: dict[int, int | bytes] = {zmq.LINGER: 0, **options}
+        """Set on the socket before it binds (the daemon adds CURVE's here)."""
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._bound = threading.Event()
         self._error: Exception | None = None

@@ -27,7 +27,13 @@ def test_unit_contract() -> None:
     assert s["Restart"] == ["on-failure"]
     assert s["StateDirectory"] == ["vggvox"] and s["RuntimeDirectory"] == ["vggvox"]
     assert "WatchdogSec" in s and s["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
-    assert s["DeviceAllow"] == ["char-alsa rw"] and s["SupplementaryGroups"] == ["audio"]
+    assert s["DeviceAllow"] == ["char-alsa rw"]
+    # Capture, and the group whose members may use the client (created by sysusers.d).
+    assert s["SupplementaryGroups"] == ["audio vggvox"]
+    assert s["ExecStart"][0].endswith("--socket-group vggvox")
+    assert s["RuntimeDirectoryMode"] == ["0750"]
+    sysusers = UNIT.with_name("vggvox.sysusers").read_text()
+    assert "g vggvox -" in sysusers.splitlines()
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze here")

@@ -1,0 +1,163 @@
+"""ZeroMQ CURVE on the daemon's sockets: who may connect, and who may do what.
+
+With ``security.server_key`` set, both sockets are CURVE servers. pyzmq's
+``ThreadAuthenticator`` answers libzmq's ZAP requests: a client whose public
+key is in neither ``security.admins`` nor ``security.readers`` fails the
+handshake, so it gets no events and no replies at all. A client that passes
+is known on the control socket by its key (the ``User-Id`` ZAP gives each
+message), and ``role`` says what it may do: readers may subscribe, ``list``
+and ``status``; admins may also enroll, name, remove, replay and reload.
+
+Keys are pyzmq certificate files, as ``vggvox-client keygen`` writes them.
+The folders are read again on ``reload`` (SIGHUP), so a key can be added or
+withdrawn without a restart; existing connections keep their handshake.
+
+Threads: the authenticator runs its own thread; ``KeyRing`` is read there and
+by the control thread, and replaced whole (one assignment) on reload.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
+
+from vggvoxd.config import ConfigError, SecuritySettings
+
+log = logging.getLogger(__name__)
+
+ZAP_DOMAIN = "vggvox"
+"""The authentication domain of both sockets (the authenticator answers for it)."""
+READER_OPS = frozenset({"list", "status"})
+"""Control requests a reader may make; every other one needs an admin key."""
+
+
+@dataclass(frozen=True)
+class Keys:
+    admins: frozenset[bytes]
+    readers: frozenset[bytes]
+    """Z85-encoded public keys, as ZAP reports them."""
+
+
+def public_keys(folder: str | None, key: str) -> frozenset[bytes]:
+    """The Z85 public keys of the ``.key`` files in ``folder`` (none if unset)."""
+    if not folder:
+        return frozenset()
+    path = Path(folder).expanduser()
+    if not path.is_dir():
+        raise ConfigError(f"'security.{key}': {path} is not a folder")
+    found = set()
+    for f in sorted(path.glob("*.key")):
+        try:
+            public, _ = zmq.auth.load_certificate(f)
+        except (ValueError, OSError) as e:
+            raise ConfigError(f"'security.{key}': {f}: not a public key file: {e}") from None
+        found.add(public)
+    return frozenset(found)
+
+
+def server_keys(path_text: str) -> tuple[bytes, bytes]:
+    """(public, secret) from the daemon's ``.key_secret`` file, which must be private."""
+    path = Path(path_text).expanduser()
+    try:
+        mode = path.stat().st_mode & 0o777
+        public, secret = zmq.auth.load_certificate(path)
+    except (ValueError, OSError) as e:
+        raise ConfigError(f"'security.server_key': {path}: cannot read a key: {e}") from None
+    if secret is None:
+        raise ConfigError(f"'security.server_key': {path} holds no secret key (give the "
+                          ".key_secret file that vggvox-client keygen wrote)")
+    if mode & 0o077:
+        raise ConfigError(f"'security.server_key': {path} may be read by others (mode "
+                          f"{mode:o}): chmod 600 {path}")
+    return public, secret
+
+
+class Curve:
+    """CURVE for the daemon's sockets, or nothing when ``server_key`` is not set."""
+
+    def __init__(self, settings: SecuritySettings) -> None:
+        self.settings = settings
+        self.enabled = bool(settings.server_key)
+        self._server: tuple[bytes, bytes] | None = None
+        self.keys = Keys(frozenset(), frozenset())
+        self._auth: ThreadAuthenticator | None = None
+        if self.enabled:
+            assert settings.server_key is not None
+            self._server = server_keys(settings.server_key)
+            self.load()
+
+    def load(self) -> None:
+        """(Re)read the key folders; a bad folder keeps the keys in force."""
+        s = self.settings
+        self.keys = Keys(public_keys(s.admins, "admins"), public_keys(s.readers, "readers"))
+        log.info("CURVE: %d admin and %d reader keys", len(self.keys.admins),
+                 len(self.keys.readers))
+
+    def reload(self) -> None:
+        if self.enabled:
+            try:
+                self.load()
+            except ConfigError as e:
+                log.error("keys not reloaded, the old ones stay in force: %s", e)
+
+    def start(self) -> None:
+        """Start answering ZAP requests: before any socket binds."""
+        if self.enabled:
+            self._auth = ThreadAuthenticator(zmq.Context.instance(), log=log)
+            self._auth.start()
+            self._auth.configure_curve_callback(ZAP_DOMAIN, credentials_provider=self)
+
+    def stop(self) -> None:
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        """ZAP, in the authenticator's thread: may this key connect at all?"""
+        keys = self.keys
+        allowed = key in keys.admins or key in keys.readers
+        if not allowed:
+            log.warning("CURVE: refused a client with an unknown key %s", key.decode())
+        return allowed
+
+    def socket_options(self) -> dict[int, int | bytes]:
+        """Options that make a bound socket a CURVE server (none when disabled)."""
+        if self._server is None:
+            return {}
+        public, secret = self._server
+        return {zmq.CURVE_SERVER: 1, zmq.CURVE_PUBLICKEY: public, zmq.CURVE_SECRETKEY: secret,
+                zmq.ZAP_DOMAIN: ZAP_DOMAIN.encode()}
+
+    def allows(self, user_id: str, op: str) -> str | None:
+        """None when the client known as ``user_id`` may make request ``op``, else why not."""
+        if not self.enabled:
+            return None  # the ipc socket's file permissions decide who gets this far
+        key = user_id.encode()
+        if key in self.keys.admins or (op in READER_OPS and key in self.keys.readers):
+            return None
+        role = "a reader" if key in self.keys.readers else "no longer allowed"
+        return f"not allowed: this client's key is {role}; {op!r} needs an admin key"
+
+
+def keygen(folder: Path, name: str) -> tuple[Path, Path]:
+    """Write ``folder/name.key`` (public, 0644) and ``folder/name.key_secret`` (0600)."""
+    if not name or "/" in name or name.startswith("."):
+        raise ConfigError(f"key name {name!r}: give a plain file name, e.g. alice or vggvoxd")
+    public, secret = folder / f"{name}.key", folder / f"{name}.key_secret"
+    for p in (public, secret):
+        if p.exists():
+            raise ConfigError(f"{p} exists: refusing to overwrite a key")
+    folder.mkdir(parents=True, exist_ok=True)
+    old = os.umask(0o077)  # the secret key is never readable by others, not even briefly
+    try:
+        zmq.auth.create_certificates(folder, name)
+    finally:
+        os.umask(old)
+    public.chmod(0o644)
+    return public, secret
