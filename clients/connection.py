@@ -43,8 +43,10 @@ def default_endpoint(which: str) -> str:
     return f"ipc://{system}" if present else settings.endpoint(which)
 
 
-def probe(endpoint: str) -> None:
-    """For ``ipc://PATH``: a ClientError when nothing can be reached there, saying why."""
+def probe(endpoint: str, absent_ok: bool = False) -> None:
+    """For ``ipc://PATH``: a ClientError when nothing can be reached there, saying why.
+    With ``absent_ok`` (a subscriber, which may start before the daemon and is
+    connected by ZeroMQ once it is up) only a refusal is an error."""
     if not endpoint.startswith("ipc://"):
         return
     path = endpoint[len("ipc://"):]
@@ -55,9 +57,13 @@ def probe(endpoint: str) -> None:
             raise ClientError(f"permission denied on {path}: vggvoxd runs, but this user may "
                               f"not use it; {_group_hint(path)}") from None
         except FileNotFoundError:
+            if absent_ok:
+                return
             raise ClientError(f"vggvoxd is not running: no socket at {path} "
                               "(start it, or see --control/--events)") from None
         except ConnectionRefusedError:
+            if absent_ok:
+                return
             raise ClientError(f"vggvoxd is not running: {path} is a stale socket") from None
         except OSError as e:
             if e.errno in (errno.ENOTDIR, errno.ENOTSOCK):
@@ -92,7 +98,7 @@ class Connection:
         self.curve = curve_options(server_key, key)
 
     def _socket(self, kind: int, endpoint: str) -> zmq.Socket:
-        probe(endpoint)
+        probe(endpoint, absent_ok=kind == zmq.SUB)
         sock = self.ctx.socket(kind)
         sock.setsockopt(zmq.LINGER, 0)
         for option, value in self.curve.items():

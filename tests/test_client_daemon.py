@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from pathlib import Path
@@ -91,7 +92,17 @@ def test_client_without_a_daemon_says_so(capsys: pytest.CaptureFixture[str],
                                          tmp_path: Path) -> None:
     code = main(["--control", f"ipc://{tmp_path}/nothing.sock", "--timeout", "0.5", "speakers"])
     err = capsys.readouterr().err
-    assert code == 2 and "no answer from vggvoxd" in err
+    assert code == 2 and f"vggvoxd is not running: no socket at {tmp_path}/nothing.sock" in err
+    assert len(err.strip().splitlines()) == 1
+    # A stale socket (a daemon that died without cleaning up) is told apart.
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(tmp_path / "stale.sock"))
+    stale.close()
+    code = main(["--control", f"ipc://{tmp_path}/stale.sock", "--timeout", "0.5", "speakers"])
+    assert code == 2 and "stale socket" in capsys.readouterr().err
+    # A daemon that is there but silent (on TCP, nothing to probe) times out, saying so.
+    code = main(["--control", "tcp://127.0.0.1:9", "--timeout", "0.5", "speakers"])
+    assert code == 2 and "no answer from vggvoxd" in capsys.readouterr().err
 
 
 def test_enroll_needs_files_or_live(capsys: pytest.CaptureFixture[str],
