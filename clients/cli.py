@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--live", type=float, metavar="SECONDS",
                    help="record SECONDS from the daemon's microphone instead of files")
     p.add_argument("--replace", action="store_true", help="replace the speaker's voiceprint")
+    p.add_argument("--force", action="store_true",
+                   help="store clips that do not sound like the speaker's voiceprint or like "
+                        "each other, or a name that looks like another speaker's (logged)")
     p.add_argument("--json", action="store_true")
     sub.add_parser("speakers", help="list enrolled speakers").add_argument("--json",
                                                                           action="store_true")
@@ -86,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", help="the stream it was heard on (needed only if several "
                                     "streams have that label)")
     p.add_argument("--replace", action="store_true", help="replace an enrolled speaker")
+    p.add_argument("--force", action="store_true",
+                   help="enroll the voice even if it does not sound like the speaker's "
+                        "voiceprint, or the name looks like another speaker's (logged)")
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("listen", help="print the daemon's events")
     p.add_argument("--json", action="store_true", help="one JSON object a line")
@@ -233,7 +239,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     if args.command == "name":
         extra = {"source": args.source} if args.source else {}
         reply = conn.request("name", unknown=args.unknown, name=args.name,
-                             replace=args.replace, **extra)
+                             replace=args.replace, force=args.force, **extra)
         if args.json:
             print_json(reply)
         else:
@@ -254,7 +260,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     if (args.live is None) == (not args.files):
         raise VggvoxError("enroll needs either FILE... or --live SECONDS")
     reply = live.enroll(conn, args.name, args.files, args.live, args.replace,
-                        EndpointSettings().max_request_bytes)
+                        EndpointSettings().max_request_bytes, args.force)
     if args.json:
         print_json(reply)
     else:

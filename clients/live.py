@@ -5,6 +5,7 @@ listen and replay.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import sys
 import time
@@ -53,16 +54,31 @@ def emit(ev: dict[str, Any], as_json: bool) -> None:
 
 
 def enroll(conn: Connection, name: str, files: list[Path], live: float | None,
-           replace: bool, max_bytes: int) -> dict[str, Any]:
+           replace: bool, max_bytes: int, force: bool = False) -> dict[str, Any]:
+    """Enroll files (or a live recording); ``force`` stores clips that do not match the
+    speaker's voiceprint or each other, and a name that looks like another's."""
     if live is not None:
         return conn.request("enroll", timeout=live + 30, name=name, live=float(live),
-                            replace=replace)
+                            replace=replace, force=force)
     clips = [to_pcm(load_audio(f)) for f in files]
     size = sum(len(c) for c in clips)
     if size > max_bytes:
         raise VggvoxError(f"{size} bytes of audio exceed the {max_bytes}-byte request limit; "
                           "enroll with fewer or shorter files")
-    return conn.request("enroll", timeout=60, name=name, audio=clips, replace=replace)
+    try:
+        return conn.request("enroll", timeout=60, name=name, audio=clips, replace=replace,
+                            force=force)
+    except ClientError as e:
+        raise ClientError(with_files(str(e), files)) from None
+
+
+def with_files(error: str, files: list[Path]) -> str:
+    """The daemon names clips by their place in the request (clip0, clip1, ...): say
+    which files those are."""
+    named = sorted({int(i) for i in re.findall(r"\bclip(\d+)\b", error) if int(i) < len(files)})
+    if not named:
+        return error
+    return error + " [" + ", ".join(f"clip{i} = {files[i]}" for i in named) + "]"
 
 
 def listen(conn: Connection, as_json: bool, topics: list[str] | None, count: int | None,

@@ -214,6 +214,7 @@ class Daemon:
                     self._last_status = now
                     self.publish(self.status_event())
                 self.handlers.reap_replays()
+                self.store.retry_erasure()  # a removal a reader held up; cheap when none
                 if self.reload_requested.is_set():
                     self.reload_requested.clear()
                     log.info("SIGHUP: reloading voiceprints")

@@ -35,7 +35,7 @@ import numpy as np
 from vggvox.audio import to_float
 from vggvox.embedder import Embedder
 from vggvox.errors import VggvoxError
-from vggvox.store import VoiceprintStore
+from vggvox.store import ModelId, VoiceprintStore
 from vggvox.stream.segmenter import Pending, Window
 from vggvox.voiceprints import VoiceprintSet
 from vggvoxd.events import Event
@@ -154,7 +154,7 @@ class EmbedExecutor:
         try:
             generation = self.store.generation()
             if force or generation != self._generation:
-                self.voiceprints.load(self.store)
+                self.voiceprints.load(self.store, ModelId.of(self.embedder.card))
                 self._generation = generation
                 log.info("voiceprints: %d speakers", len(self.voiceprints))
         except VggvoxError as e:

@@ -18,6 +18,7 @@ import numpy as np
 
 from vggvox.audio import SAMPLE_RATE
 from vggvox.enrollment import EnrollmentError, enroll
+from vggvox.identity import admit
 from vggvox.store import check_name
 from vggvoxd.control import Handler, Later, Reply, RequestError, field
 from vggvoxd.events import EnrollmentEvent, NamedEvent, StatusEvent, replay_source
@@ -69,6 +70,7 @@ class Handlers:
     def enroll(self, req: dict[str, Any], later: Later) -> Reply | None:
         name = check_name(field(req, "name", str))
         replace = field(req, "replace", bool, False)
+        force = field(req, "force", bool, False)
         audio = field(req, "audio", list, None)
         live = field(req, "live", (int, float), None)
         if (audio is None) == (live is None):
@@ -83,7 +85,8 @@ class Handlers:
                 raise RequestError(f"'audio' holds {total:.1f} s; at most {most:g} s per "
                                    "enrollment (enroll.max_audio_s)")
             sources = [f"clip{i}" for i in range(len(clips))]
-            self.worker.submit(lambda: self.enroll_clips(name, clips, replace, sources), later)
+            self.worker.submit(lambda: self.enroll_clips(name, clips, replace, sources, force),
+                               later)
             return None
         limit = self.d.settings.enroll.max_live_s
         if not 0 < live <= limit:
@@ -96,7 +99,8 @@ class Handlers:
             raise RequestError(f"busy: a live enrollment is already recording on {main.name}")
         def recorded(x: np.ndarray) -> None:  # in the stream's thread
             try:
-                self.worker.submit(lambda: self.enroll_clips(name, [x], replace, ["live"]), later)
+                self.worker.submit(lambda: self.enroll_clips(name, [x], replace, ["live"], force),
+                                   later)
             except RequestError as err:
                 refused: Reply = {"ok": False, "error": str(err)}
                 later(lambda: refused)
@@ -110,7 +114,9 @@ class Handlers:
         return None
 
     def enroll_clips(self, name: str, clips: list[np.ndarray], replace: bool,
-                     sources: list[str]) -> Reply:
+                     sources: list[str], force: bool = False) -> Reply:
+        """Embed, check (the library's ``admit``: same voice, no look-alike name, unless
+        ``force``) and store."""
         embedder, settings = self.d.embedder, self.d.settings
         try:
             # Stopping is checked between clips, so that shutdown never has to leave
@@ -122,8 +128,7 @@ class Handlers:
                 raise RequestError(f"vggvoxd is stopping: enrollment of {name!r} abandoned, "
                                    "nothing was stored") from None
             raise RequestError(str(err)) from None
-        info = self.d.store.enroll(name, e.embeddings, embedder.tag, e.sources, e.seconds,
-                                   replace)
+        info = admit(self.d.store, embedder.card, e, replace, force)
         total = round(e.speech_s, 3)
         self._announce("added", name, embeddings=info.embeddings, speech_s=total)
         return {"ok": True, "speaker": name, "embeddings": info.embeddings,
@@ -134,6 +139,7 @@ class Handlers:
         label = field(req, "unknown", str)
         name = check_name(field(req, "name", str))
         replace = field(req, "replace", bool, False)
+        force = field(req, "force", bool, False)
         stream = self._stream_with(label, field(req, "source", str, None))
         unknowns = stream.recognizer.unknowns
         assert unknowns is not None  # _stream_with only finds streams that cluster
@@ -148,8 +154,8 @@ class Handlers:
         def job() -> Reply:  # in the enrollment worker
             try:
                 reply = self.enroll_clips(name, [np.concatenate(cluster.speech)], replace,
-                                          [f"{stream.name}:{label}"])
-            except RequestError:
+                                          [f"{stream.name}:{label}"], force)
+            except Exception:  # refused or failed: the voice stays an unknown one
                 unknowns.put_back(cluster)
                 raise
             unknowns.name(label, name)
@@ -197,7 +203,10 @@ class Handlers:
         if not self.d.store.remove(name):
             raise RequestError(f"no speaker named {name!r}")
         self._announce("removed", name)
-        return {"ok": True, "removed": name}
+        # A reader holding an old snapshot delays the erasure of the vectors from the
+        # store's files; the daemon's run loop retries it (store.retry_erasure).
+        return {"ok": True, "removed": name,
+                "erasure": "pending" if self.d.store.erasure_pending else "complete"}
 
     def list(self, req: dict[str, Any], later: Later) -> Reply:
         return {"ok": True, "model": self.d.embedder.tag, "speakers": [

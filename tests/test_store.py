@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from store_reader import Reader, vectors_in_folder
 
 from vggvox.embedder import l2_normalize
 from vggvox.errors import ModelMismatchError, StoreError
@@ -164,3 +165,171 @@ def test_names_are_one_unicode_form(tmp_path: Path) -> None:
     store.enroll(nfd, l2_normalize(np.ones((1, 8))), "m@1", ["b"], [3])
     assert [(s.name, s.embeddings) for s in store.speakers()] == [(nfc, 2)]
     assert store.remove(nfd) and store.speakers() == []
+
+
+# -- issue 8, section 5: look-alike names, the model file's hash, erasure with a reader --
+
+
+@pytest.mark.parametrize("twin", ["\u0430lice", "ALICE", "Alice", "a\u217cice"])
+def test_a_name_confusable_with_an_enrolled_one_is_refused_unless_forced(
+        tmp_path: Path, twin: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Cyrillic "аlice", case variants, Roman numeral "ⅼ" (U+217C): each looks like "alice"
+    (UTS #39 skeletons, case-folded); refused naming both, stored when forced, logged."""
+    from vggvox.errors import ConfusableNameError
+
+    store = VoiceprintStore(tmp_path / "vp.db")
+    store.enroll("alice", emb(1, 1), "m@1", ["a"], [3])
+    with pytest.raises(ConfusableNameError, match="looks like the enrolled speaker 'alice'") as e:
+        store.enroll(twin, emb(1, 2), "m@1", ["b"], [3])
+    assert repr(twin) in str(e.value) and "\n" not in str(e.value)
+    if not twin.isascii():
+        assert "U+" in str(e.value), "the odd character is named: look-alikes print alike"
+    assert [s.name for s in store.speakers()] == ["alice"]
+    store.enroll("alice", emb(1, 3), "m@1", ["c"], [3])  # the same name is no look-alike
+    store.enroll("bob", emb(1, 4), "m@1", ["d"], [3])
+    with caplog.at_level("WARNING", logger="vggvox.store"):
+        store.enroll(twin, emb(1, 2), "m@1", ["b"], [3], force=True)
+    assert "looks like the enrolled speaker 'alice': forced" in caplog.text
+    assert sorted(s.name for s in store.speakers()) == sorted(["alice", "bob", twin])
+
+
+def test_names_that_only_look_different_in_a_font_are_not_confusable(tmp_path: Path) -> None:
+    from vggvox.names import look_alike
+
+    assert look_alike("alice", ["alicia", "bob", "al ice", "José"]) is None
+    assert look_alike("rnary", ["mary"]) == "mary"  # "rn" reads as "m" (UTS #39)
+
+
+SCHEMA_1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE speakers (name TEXT PRIMARY KEY, model TEXT NOT NULL, created REAL NOT NULL,
+                       updated REAL NOT NULL);
+CREATE TABLE embeddings (id INTEGER PRIMARY KEY,
+    speaker TEXT NOT NULL REFERENCES speakers(name) ON DELETE CASCADE, vector BLOB NOT NULL,
+    dim INTEGER NOT NULL, source TEXT NOT NULL, seconds REAL NOT NULL);
+INSERT INTO meta VALUES ('schema', '1'), ('generation', '7');
+"""
+
+
+def schema_1_store(path: Path, tag: str, prints: dict[str, np.ndarray]) -> None:
+    """A store as the schema-1 code wrote it: speakers tied to a model by its tag alone."""
+    with sqlite3.connect(path) as db:
+        db.executescript(SCHEMA_1)
+        for name, vectors in prints.items():
+            db.execute("INSERT INTO speakers VALUES (?, ?, 1.0, 2.0)", (name, tag))
+            db.executemany("INSERT INTO embeddings (speaker, vector, dim, source, seconds) "
+                           "VALUES (?, ?, ?, 'a.wav', 3.0)",
+                           [(name, v.tobytes(), len(v)) for v in vectors])
+
+
+def test_a_schema_1_store_is_migrated_and_bound_to_the_model_file(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 8: speakers are tied to the model file's sha256. A schema-1 store (tags only)
+    loses nothing: it is migrated, and its rows of the current tag adopted to the current
+    file's hash (INFO); then another file under the same tag is refused in one line."""
+    from vggvox.modelcard import load_card, resolve_card
+    from vggvox.store import ModelId
+
+    card = load_card(resolve_card("campplus"))
+    old = {"alice": emb(2, 1, dim=192), "bob": emb(1, 2, dim=192)}
+    schema_1_store(tmp_path / "vp.db", card.tag, old)
+    with caplog.at_level("INFO"):
+        store = VoiceprintStore(tmp_path / "vp.db")
+        assert "schema 1 migrated to 2 (2 speakers kept" in caplog.text
+        names, prints = store.voiceprints(ModelId.of(card))
+    assert f"2 speaker(s) enrolled with {card.tag} bound to its model file, sha256 " \
+           f"{card.sha256}" in caplog.text
+    assert names == ["alice", "bob"] and prints.shape == (2, 192) and store.generation() == 7
+    with sqlite3.connect(store.path) as db:
+        assert db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0] == "2"
+        assert {r[0] for r in db.execute("SELECT model_sha256 FROM speakers")} == {card.sha256}
+        kept = db.execute("SELECT vector FROM embeddings ORDER BY id").fetchall()
+    assert [r[0] for r in kept] == [v.tobytes() for vs in old.values() for v in vs]
+    assert [(s.name, s.model, s.embeddings) for s in store.speakers()] == \
+        [("alice", card.tag, 2), ("bob", card.tag, 1)]  # the readable tag, as before
+
+    other = ModelId(card.tag, "0" * 64)  # same name and version, another file
+    for refused in (lambda: store.voiceprints(other),
+                    lambda: store.enroll("carol", emb(1, 3, dim=192), other, ["c"], [3]),
+                    lambda: store.enroll("alice", emb(1, 3, dim=192), other, ["c"], [3])):
+        with pytest.raises(ModelMismatchError, match=f"model {card.tag} \\(file sha256 "
+                                                     f"{card.sha256[:12]}\\)") as e:
+            refused()
+        assert "000000000000" in str(e.value) and "\n" not in str(e.value)
+    assert [s.embeddings for s in store.speakers()] == [2, 1]
+    VoiceprintStore(tmp_path / "vp.db")  # reopening a schema-2 store migrates nothing
+    store.enroll("carol", emb(1, 3, dim=192), card, ["c"], [3])  # a card binds by its hash
+    assert store.voiceprint_of("carol", ModelId.of(card)) is not None
+
+
+def test_rows_written_by_tag_alone_take_the_stores_model_file(tmp_path: Path) -> None:
+    """A caller that names the model by its tag (as before) adds rows bound to the file
+    the store already holds, so a hash-aware reader finds no stranger among them."""
+    from vggvox.store import ModelId
+
+    store = VoiceprintStore(tmp_path / "vp.db")
+    model = ModelId("m@1", "a" * 64)
+    store.enroll("alice", emb(1, 1), model, ["a"], [3])
+    store.enroll("bob", emb(1, 2), "m@1", ["b"], [3])
+    assert store.voiceprints(model)[0] == ["alice", "bob"]
+    with pytest.raises(ModelMismatchError, match="holds voiceprints of model m@1"):
+        store.voiceprints(ModelId("m@1", "b" * 64))
+
+
+def test_erasure_with_a_concurrent_reader_completes_when_the_reader_ends(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 8: while another process holds a read transaction the checkpoint cannot
+    drop the removed pages; the store says the erasure is pending, and retry_erasure
+    completes it (INFO) once the reader is gone. Then the vectors are in no file."""
+    import time
+
+    import vggvox.erasure
+
+    store = VoiceprintStore(tmp_path / "voiceprints.db")
+    secret = emb(3, 1, dim=192)
+    store.enroll("bob", secret, "m@1", ["a", "b", "c"], [3, 3, 3])
+    store.enroll("carol", emb(1, 2, dim=192), "m@1", ["d"], [3])
+    assert store.checkpoint() and not store.erasure_pending
+    monkeypatch.setattr(vggvox.erasure, "RETRY_S", 0.0)  # no waiting between retries
+    reader = Reader(store.path)
+    try:
+        assert reader.rows == 4
+        t0 = time.monotonic()
+        assert store.remove("bob")
+        assert time.monotonic() - t0 < 2.0, "a reader must not hold up the removal"
+        assert store.erasure_pending
+        assert vectors_in_folder(tmp_path, secret) == 3, "the reader's snapshot keeps them"
+        assert not store.retry_erasure() and store.erasure_pending
+    finally:
+        reader.end()
+    with caplog.at_level("INFO", logger="vggvox.erasure"):
+        assert store.retry_erasure()
+    assert "pending erasure of 'bob' complete" in caplog.text
+    assert not store.erasure_pending
+    assert vectors_in_folder(tmp_path, secret) == 0, "a removed vector is still on disk"
+    assert [s.name for s in store.speakers()] == ["carol"]
+
+
+def test_erasure_without_a_reader_is_complete_at_once(tmp_path: Path) -> None:
+    store = VoiceprintStore(tmp_path / "voiceprints.db")
+    secret = emb(2, 1, dim=192)
+    store.enroll("bob", secret, "m@1", ["a", "b"], [3, 3])
+    assert store.remove("bob") and not store.erasure_pending
+    assert vectors_in_folder(tmp_path, secret) == 0
+
+
+def test_retry_erasure_costs_nothing_when_none_is_pending(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon's run loop calls it ten times a second: no file is touched."""
+    import time
+
+    store = VoiceprintStore(tmp_path / "voiceprints.db")
+
+    def no_io(*args: object, **kwargs: object) -> None:
+        raise AssertionError("retry_erasure opened the store with nothing pending")
+
+    monkeypatch.setattr(VoiceprintStore, "_connect", no_io)
+    t0 = time.perf_counter()
+    assert all(store.retry_erasure() for _ in range(10_000))
+    assert time.perf_counter() - t0 < 0.5

@@ -48,3 +48,11 @@ class ListFormatError(VggvoxError):
 
 class StoreError(VggvoxError):
     """The voiceprint store refused an operation."""
+
+
+class ConfusableNameError(StoreError):
+    """A new speaker's name looks like an enrolled speaker's (UTS #39 confusables)."""
+
+
+class VoiceMismatchError(VggvoxError):
+    """Enrollment clips that are not the voice enrolled under that name, or not one voice."""

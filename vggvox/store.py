@@ -1,15 +1,22 @@
 """The voiceprint store: speakers and their enrollment embeddings in SQLite.
 
-A store is bound to the model that made its first enrollment; embeddings of
-another model are refused, on write and on read, so scores never mix models.
-Each enrollment is one transaction. A ``generation`` counter, bumped by every
-write, lets a long-running reader notice changes cheaply.
+A store is bound to the model file that made its first enrollment, by the
+file's sha256 (``ModelId``); embeddings of another model, or of another file
+under the same name and version, are refused on write and on read, so scores
+never mix models. The readable tag (``name@version``) is kept beside the hash
+for lists and events. Stores of schema 1 held only the tag: they are migrated
+in place, and their speakers are bound to the first model file of that tag
+that reads or writes them (logged). Each enrollment is one transaction. A
+``generation`` counter, bumped by every write, lets a long-running reader
+notice changes cheaply. A new speaker whose name looks like an enrolled one's
+is refused unless forced (``names.py``).
 
 Voiceprints are biometric data: a folder the store creates is 0700, the store
 file 0600 whatever the umask (SQLite gives its ``-wal`` and ``-shm`` files the
 same mode), and a store file of ours found more open is tightened. Deleted
 rows are overwritten (``secure_delete``), and a removal ends with a WAL
-checkpoint that truncates the log, so a removed voiceprint is left in no file.
+checkpoint that truncates the log; a reader can hold that up, and then the
+store says so and finishes it later (``erasure.py``).
 """
 
 from __future__ import annotations
@@ -26,13 +33,18 @@ from pathlib import Path
 
 import numpy as np
 
-from vggvox.errors import ModelMismatchError, StoreError
+from vggvox.erasure import Erasure
+from vggvox.errors import ConfusableNameError, StoreError
+from vggvox.modelcard import ModelCard
+from vggvox.names import MAX_NAME_LENGTH, check_name, look_alike, spelled
 from vggvox.scoring import voiceprint
+from vggvox.storebinding import Binding, ModelId
+
+__all__ = ["MAX_NAME_LENGTH", "ModelId", "SpeakerInfo", "VoiceprintStore", "check_name"]
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-MAX_NAME_LENGTH = 128
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -40,7 +52,8 @@ CREATE TABLE IF NOT EXISTS speakers (
     name TEXT PRIMARY KEY,
     model TEXT NOT NULL,
     created REAL NOT NULL,
-    updated REAL NOT NULL
+    updated REAL NOT NULL,
+    model_sha256 TEXT
 );
 CREATE TABLE IF NOT EXISTS embeddings (
     id INTEGER PRIMARY KEY,
@@ -57,23 +70,10 @@ CREATE TABLE IF NOT EXISTS embeddings (
 class SpeakerInfo:
     name: str
     model: str
+    """The model's readable tag (name@version)."""
     embeddings: int
     seconds: float
     updated: float
-
-
-def check_name(name: object) -> str:
-    """A speaker name: non-empty printable text without surrounding spaces, in Unicode
-    NFC form (so the NFC and NFD spellings of "José" are one speaker)."""
-    if not isinstance(name, str) or not name.strip():
-        raise StoreError("speaker name must be a non-empty string")
-    name = unicodedata.normalize("NFC", name)
-    if name != name.strip() or len(name) > MAX_NAME_LENGTH or not name.isprintable():
-        raise StoreError(
-            f"speaker name {name[:40]!r} must be printable, at most {MAX_NAME_LENGTH} "
-            "characters, without leading or trailing spaces"
-        )
-    return name
 
 
 class VoiceprintStore:
@@ -81,6 +81,7 @@ class VoiceprintStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self.erasure = Erasure(self.path, lambda: self._connect())
         self._create()
 
     def _create(self) -> None:
@@ -90,13 +91,26 @@ class VoiceprintStore:
         self._private_file()
         with self._connect(fresh=True) as db:
             db.executescript(_SCHEMA)
-            db.execute(
-                "INSERT OR IGNORE INTO meta VALUES ('schema', ?), ('generation', '0')",
-                (str(SCHEMA_VERSION),),
-            )
-            found = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0]
-        if int(found) != SCHEMA_VERSION:
+            db.execute("BEGIN IMMEDIATE")  # one process migrates; the others wait, then see it
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?), ('generation', '0')",
+                       (str(SCHEMA_VERSION),))
+            found = int(db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0])
+            if found == 1:
+                self._migrate_from_1(db)
+                found = SCHEMA_VERSION
+        if found != SCHEMA_VERSION:
             raise StoreError(f"{self.path}: schema {found}, this version reads {SCHEMA_VERSION}")
+
+    def _migrate_from_1(self, db: sqlite3.Connection) -> None:
+        """Schema 1 named each speaker's model by its tag alone: add the model file's
+        hash, empty until a model file of that tag adopts the speaker (``Binding``)."""
+        columns = [r[1] for r in db.execute("PRAGMA table_info(speakers)")]
+        if "model_sha256" not in columns:
+            db.execute("ALTER TABLE speakers ADD COLUMN model_sha256 TEXT")
+        db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
+        n = db.execute("SELECT COUNT(*) FROM speakers").fetchone()[0]
+        log.info("%s: store schema 1 migrated to %d (%d speakers kept; each is bound to a "
+                 "model file by its sha256 when next used)", self.path, SCHEMA_VERSION, n)
 
     def _private_file(self) -> None:
         """Create the store file 0600 (before SQLite does, with the umask's mode)."""
@@ -142,7 +156,7 @@ class VoiceprintStore:
         )
 
     def model(self) -> str | None:
-        """The model this store is bound to, or None while it is empty."""
+        """The tag of the model this store is bound to, or None while it is empty."""
         with self._connect() as db:
             row = db.execute("SELECT model FROM speakers LIMIT 1").fetchone()
         return row[0] if row else None
@@ -155,12 +169,17 @@ class VoiceprintStore:
         self,
         name: str,
         embeddings: np.ndarray,
-        model: str,
+        model: str | ModelId | ModelCard,
         sources: list[str],
         seconds: list[float],
         replace: bool = False,
+        force: bool = False,
     ) -> SpeakerInfo:
-        """Add embeddings to a speaker (or replace theirs), in one transaction."""
+        """Add embeddings to a speaker (or replace theirs), in one transaction.
+
+        ``model``: the ``ModelId`` (or card) that made them; a bare tag string is
+        checked by tag only. A new name confusable with an enrolled speaker's is
+        refused (ConfusableNameError) unless ``force``."""
         name = check_name(name)
         emb = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
         if emb.shape[0] == 0 or not (len(sources) == len(seconds) == emb.shape[0]):
@@ -169,26 +188,21 @@ class VoiceprintStore:
             raise StoreError(f"refusing non-finite embeddings for {name!r}")
         now = time.time()
         with self._connect() as db:
-            other = db.execute(
-                "SELECT model FROM speakers WHERE name != ? AND model != ? LIMIT 1", (name, model)
-            ).fetchone()
-            if other:
-                raise ModelMismatchError(
-                    f"{self.path} holds voiceprints of model {other[0]}; refusing to add "
-                    f"{name!r} made by {model}. Use another store, or remove those speakers."
-                )
-            old = db.execute("SELECT model FROM speakers WHERE name = ?", (name,)).fetchone()
-            if old and old[0] != model and not replace:
-                raise ModelMismatchError(
-                    f"{name!r} was enrolled with model {old[0]}, not {model}; use --replace"
-                )
+            bind = Binding(self.path, db, model)
+            bind.refuse_others(f"refusing to add {name!r} made by {bind.model}. Use another "
+                               "store, or remove those speakers.", besides=name)
+            old = db.execute("SELECT 1 FROM speakers WHERE name = ?", (name,)).fetchone()
             if old and replace:
                 db.execute("DELETE FROM speakers WHERE name = ?", (name,))
                 old = None
             if old:
+                bind.refuse_speaker(name)
                 db.execute("UPDATE speakers SET updated = ? WHERE name = ?", (now, name))
             else:
-                db.execute("INSERT INTO speakers VALUES (?, ?, ?, ?)", (name, model, now, now))
+                self._check_look_alike(db, name, force)
+                db.execute("INSERT INTO speakers VALUES (?, ?, ?, ?, ?)",
+                           (name, bind.model.tag, now, now, bind.sha256_for_new_rows()))
+            bind.adopt()
             db.executemany(
                 "INSERT INTO embeddings (speaker, vector, dim, source, seconds) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -200,22 +214,43 @@ class VoiceprintStore:
             self._bump(db)
         return self.speaker(name)
 
+    def _check_look_alike(self, db: sqlite3.Connection, name: str, force: bool) -> None:
+        twin = look_alike(name, (r[0] for r in db.execute("SELECT name FROM speakers")))
+        if twin is None:
+            return
+        if not force:
+            raise ConfusableNameError(
+                f"speaker name {spelled(name)} looks like the enrolled speaker {spelled(twin)} "
+                "(Unicode confusables, case ignored); force it to enroll a different speaker")
+        log.warning("enrolling %s, which looks like the enrolled speaker %s: forced",
+                    spelled(name), spelled(twin))
+
     def remove(self, name: str) -> bool:
+        """Remove a speaker and erase their vectors from the store's files (see
+        ``erasure_pending`` for whether that could finish yet)."""
         name = unicodedata.normalize("NFC", name)
         with self._connect() as db:
             gone = db.execute("DELETE FROM speakers WHERE name = ?", (name,)).rowcount > 0
             if gone:
                 self._bump(db)
         if gone:
-            self.checkpoint()
+            self.erasure.after_removal(name)
         return gone
 
-    def checkpoint(self) -> None:
-        """Copy the WAL into the store and empty it: older page versions (a removed
-        voiceprint's) leave the log. A reader holding an old snapshot keeps its
-        frames until it ends; the next removal tries again."""
-        with self._connect() as db:  # a PRAGMA opens no transaction
-            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    @property
+    def erasure_pending(self) -> bool:
+        """A removed speaker's vectors may still be in the store's files (WAL or old pages)."""
+        return self.erasure.pending
+
+    def retry_erasure(self) -> bool:
+        """Finish a pending erasure if the reader that held it up is gone (at most once a
+        second); True when none is pending. No I/O when none is: call it from any loop."""
+        return self.erasure.retry()
+
+    def checkpoint(self) -> bool:
+        """Copy the WAL into the store and truncate it, so that older page versions (a
+        removed voiceprint's) are left in no file; False when a reader held it up."""
+        return self.erasure.checkpoint()
 
     def speaker(self, name: str) -> SpeakerInfo:
         name = unicodedata.normalize("NFC", name)
@@ -237,19 +272,30 @@ class VoiceprintStore:
             ).fetchall()
         return [SpeakerInfo(*r) for r in rows]
 
-    def voiceprints(self, model: str) -> tuple[list[str], np.ndarray]:
+    def voiceprints(self, model: str | ModelId | ModelCard) -> tuple[list[str], np.ndarray]:
         """Names and voiceprint matrix (speakers, dim), refusing another model's prints."""
+        return self._prints(model, None)
+
+    def voiceprint_of(self, name: str, model: str | ModelId | ModelCard) -> np.ndarray | None:
+        """One speaker's voiceprint (None: no such speaker), refusing another model's."""
+        names, prints = self._prints(model, unicodedata.normalize("NFC", name))
+        return prints[0] if names else None
+
+    def _prints(self, model: str | ModelId | ModelCard,
+                only: str | None) -> tuple[list[str], np.ndarray]:
         with self._connect() as db:
-            others = db.execute(
-                "SELECT DISTINCT model FROM speakers WHERE model != ?", (model,)
-            ).fetchall()
-            if others:
-                raise ModelMismatchError(
-                    f"{self.path} holds voiceprints of model {others[0][0]}; they cannot be "
-                    f"scored with {model}. Re-enroll with {model} or use another store."
-                )
+            bind = Binding(self.path, db, model)
+            reason = (f"they cannot be scored with {bind.model}. Re-enroll with "
+                      f"{bind.model.tag} or use another store.")
+            if only is None:
+                bind.refuse_others(reason)
+            else:
+                bind.refuse_speaker(only)
+            bind.adopt()
             rows = db.execute(
-                "SELECT speaker, vector, dim FROM embeddings ORDER BY speaker, id"
+                "SELECT speaker, vector, dim FROM embeddings "
+                + ("" if only is None else "WHERE speaker = ? ") + "ORDER BY speaker, id",
+                () if only is None else (only,),
             ).fetchall()
         grouped: dict[str, list[np.ndarray]] = {}
         for name, blob, dim in rows:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vggvox.scoring import Match, Scorer, voiceprint
-from vggvox.store import VoiceprintStore, check_name
+from vggvox.store import ModelId, VoiceprintStore, check_name
 
 
 @dataclass(frozen=True)
@@ -49,9 +49,10 @@ class VoiceprintSet:
         s.load(store)
         return s
 
-    def load(self, store: VoiceprintStore) -> None:
-        """Replace every voiceprint with the store's (of this set's model)."""
-        names, matrix = store.voiceprints(self.model)
+    def load(self, store: VoiceprintStore, model: ModelId | None = None) -> None:
+        """Replace every voiceprint with the store's, of this set's model (checked by its
+        tag), or of ``model`` (checked by its file's sha256: give it where known)."""
+        names, matrix = store.voiceprints(model or self.model)
         with self._lock:
             self._prints = {n: matrix[i] for i, n in enumerate(names)}
             self._publish()
