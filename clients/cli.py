@@ -233,8 +233,10 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     if args.command == "replay":
         return live.replay(conn, args.target, args.realtime, args.json)
     if args.command == "remove":
-        conn.request("remove", name=args.name)
-        print(f"removed {args.name}")
+        reply = conn.request("remove", name=args.name)
+        print(f"removed {args.name}" + ("" if reply.get("erasure") != "pending" else
+              " (its voiceprint leaves the store's files once another program reading the "
+              "store ends; vggvoxd finishes the erasure then)"))
         return 0
     if args.command == "name":
         extra = {"source": args.source} if args.source else {}

@@ -25,7 +25,7 @@ from vggvox.eval.plot import plot_timelines
 from vggvox.eval.rttm import read_rttm
 from vggvox.eval.timeline import ConversationScore, score_conversation
 from vggvox.modelcard import DEFAULT_MODEL
-from vggvox.store import VoiceprintStore
+from vggvox.store import ModelId, VoiceprintStore
 from vggvox.stream.recognizer import Recognizer, RecognizerConfig
 from vggvox.voiceprints import VoiceprintSet
 from vggvox_client.common import add_rule_args, print_json
@@ -65,7 +65,8 @@ def _voiceprints(args: argparse.Namespace, embedder: Embedder, settings: object
             print(f"evaluate: {line}", file=sys.stderr)
         return enrolled.voiceprints
     store = VoiceprintStore(args.store or settings.store_path())
-    return VoiceprintSet.from_store(store, embedder.tag, embedder.card.embedding_size)
+    return VoiceprintSet.from_store(store, ModelId.of(embedder.card),
+                                    embedder.card.embedding_size)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -161,7 +161,8 @@ def _embed(
 
 
 def enroll_all(
-    utts: list[Utterance], embedded: dict[Path, Embedded], store: VoiceprintStore, model: str
+    utts: list[Utterance], embedded: dict[Path, Embedded], store: VoiceprintStore,
+    model: ModelCard
 ) -> list[Skipped]:
     """Enroll each speaker with their usable utterances, one transaction each."""
     skipped: list[Skipped] = []
@@ -209,8 +210,8 @@ def identify(s: IdentifySettings) -> Report:
     enrolled = _embed(enroll, s, card, s.max_sec_enroll, "enroll", enroll_tag, check_speech=True)
     with tempfile.TemporaryDirectory(prefix="vggvox-") as tmp:
         store = VoiceprintStore(s.store_path or Path(tmp) / "voiceprints.db")
-        skipped += enroll_all(enroll, enrolled, store, card.tag)
-        names, prints = store.voiceprints(card.tag)
+        skipped += enroll_all(enroll, enrolled, store, card)  # bound to the file's sha256
+        names, prints = store.voiceprints(card)
     report = Report(speakers=names, rule=rule)
     index = {n: i for i, n in enumerate(names)}
 

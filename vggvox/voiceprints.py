@@ -43,10 +43,16 @@ class VoiceprintSet:
         self._snapshot = Snapshot((), np.zeros((0, dim), dtype=np.float32))
 
     @classmethod
-    def from_store(cls, store: VoiceprintStore, model: str, dim: int,
+    def from_store(cls, store: VoiceprintStore, model: str | ModelId, dim: int,
                    metric: str = "cosine") -> VoiceprintSet:
-        s = cls(dim, model, metric)
-        s.load(store)
+        """The store's voiceprints of ``model``: give its ``ModelId`` where known, so that
+        the store checks the model file's sha256, not only its tag."""
+        if isinstance(model, ModelId):
+            s = cls(dim, model.tag, metric)
+            s.load(store, model)
+        else:
+            s = cls(dim, model, metric)
+            s.load(store)
         return s
 
     def load(self, store: VoiceprintStore, model: ModelId | None = None) -> None:
