@@ -407,16 +407,17 @@ def test_status_and_list_stay_quick_during_a_long_enrollment(
     from vggvox_client.connection import Connection
 
     voice = load_audio(convo.enroll[sorted(convo.enroll)[0]][0])
-    long = write_wav(tmp_path / "long.wav", np.tile(voice, int(110 * 16000 / len(voice))))
+    # Read and packed beforehand, so that this process is idle while it measures.
+    clip = live.to_pcm(np.tile(voice, int(110 * 16000 / len(voice))))
     reply: dict = {}
 
     def enroll() -> None:
         other = Connection(daemon.conn.control, daemon.conn.events, 120)
-        reply.update(live.enroll(other, "long", [long], None, False, MAX_BYTES))
+        reply.update(other.request("enroll", timeout=120, name="long", audio=[clip]))
 
     t = threading.Thread(target=enroll)
     t.start()
-    time.sleep(1.0)  # the request is across and being embedded
+    time.sleep(0.05)  # measured from the start: the features of the long clip come first
     waits = []
     while t.is_alive() and len(waits) < 200:
         t0 = time.perf_counter()

@@ -15,6 +15,9 @@ import numpy as np
 from vggvox.audio import SAMPLE_RATE, dbfs
 from vggvox.modelcard import FrontEnd, Partials
 
+FEED_SAMPLES = SAMPLE_RATE
+"""Samples handed to kaldi-native-fbank per call."""
+
 
 def kaldi_fbank(x: np.ndarray, fe: FrontEnd) -> np.ndarray:
     """Log-mel filterbank features, shape (frames, bins), float32."""
@@ -28,7 +31,11 @@ def kaldi_fbank(x: np.ndarray, fe: FrontEnd) -> np.ndarray:
     opts.frame_opts.snip_edges = True
     opts.mel_opts.num_bins = fe.num_mel_bins
     fbank = knf.OnlineFbank(opts)
-    fbank.accept_waveform(SAMPLE_RATE, x)
+    # Fed a second at a time: the binding converts its input holding the GIL, which
+    # for a 110 s clip stalled every other thread of the daemon for ~220 ms (status
+    # replies during an enrollment). The features are identical either way.
+    for start in range(0, len(x), FEED_SAMPLES):
+        fbank.accept_waveform(SAMPLE_RATE, x[start:start + FEED_SAMPLES])
     fbank.input_finished()
     n = fbank.num_frames_ready
     feats = np.empty((n, fe.num_mel_bins), dtype=np.float32)
