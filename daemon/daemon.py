@@ -76,6 +76,10 @@ class Daemon:
         self.settings = settings
         self.source_spec = source
         self.notifier = notifier or Notifier()
+        # One daemon per endpoint, checked first: a second one must not even load the
+        # model or open the first one's store before it refuses.
+        self.locks = EndpointLocks([settings.endpoint("events"), settings.endpoint("control")])
+        self.locks.acquire()
         card = load_card(resolve_card(settings.model.name))
         self.embedder = Embedder(card, threads=settings.model.threads)
         self.store = VoiceprintStore(settings.store_path())
@@ -95,7 +99,6 @@ class Daemon:
             sock.options.update(self.curve.socket_options())
         if self.curve.enabled:
             self.control.authorize = self.curve.allows
-        self.locks = EndpointLocks([self.publisher.endpoint, self.control.endpoint])
         self.main: Stream | None = None
         self.state = "starting"
         self.fatal: str | None = None
@@ -182,9 +185,7 @@ class Daemon:
     def run(self) -> int:
         """Serve until stopped: 0 on a clean stop, 1 when a stage gave up.
 
-        Raises EndpointBusy (before binding anything) when another daemon
-        serves these ipc endpoints."""
-        self.locks.acquire()
+        The endpoints' locks were taken by ``__init__``."""
         self.curve.start()  # ZAP must answer before a CURVE socket takes a connection
         self.publisher.start()
         self.executor.start()

@@ -479,6 +479,7 @@ def test_one_daemon_per_endpoint_and_no_stale_sockets(tmp_path: Path) -> None:
         assert second.returncode == 1
         assert f"another vggvoxd (pid {first.proc.pid}) already serves" in second.stderr \
             + second.stdout, second.stderr[-2000:]
+        assert "INFO vggvoxd.daemon: model" not in second.stdout, "it refused before loading"
         assert first.conn.request("status")["ok"], "the first one is still reachable"
         first.proc.kill()  # no clean exit: its socket and lock files stay behind
         first.proc.wait(timeout=10)
