@@ -143,8 +143,10 @@ class ControlServer(SocketThread):
             self.errors += 1
         return reply
 
-    def step(self, sock: zmq.Socket) -> bool:
-        if sock.poll(100):
+    def step(self, sock: zmq.Socket) -> bool | None:
+        """True when it served something, None when idle (see ``Guard.run``)."""
+        did = self.poll(sock, 100)  # sees to a connection flood meanwhile
+        if did:
             frames = sock.recv_multipart(copy=False)
             if len(frames) >= 2:
                 envelope = [f.bytes for f in frames[:-1]]
@@ -152,7 +154,8 @@ class ControlServer(SocketThread):
                 if reply is not None:
                     sock.send_multipart([*envelope, msgpack.packb(reply)])
         while not self._later.empty():
+            did = True
             envelope, make_reply = self._later.get_nowait()
             reply = self.answer(make_reply)
             sock.send_multipart([*envelope, msgpack.packb(reply)])
-        return True
+        return True if did else None

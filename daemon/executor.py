@@ -163,15 +163,17 @@ class EmbedExecutor:
     def _run(self) -> None:
         self.guard.run(self._step, self._stop)
 
-    def _step(self) -> bool:
+    def _step(self) -> bool | None:
+        """One batch: True when it was embedded and decided, None when none came."""
         jobs = self.queues.take(self.max_batch, timeout=0.2)
-        if jobs:
-            try:
-                self.refresh()
-                self._process(jobs)
-            except Exception:
-                self._lost += len(jobs)  # the guard logs and counts the failure itself
-                raise
+        if not jobs:
+            return None  # idle turns do not end a run of failures (guard.py)
+        try:
+            self.refresh()
+            self._process(jobs)
+        except Exception:
+            self._lost += len(jobs)  # the guard logs and counts the failure itself
+            raise
         return True
 
     @property

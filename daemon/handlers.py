@@ -222,6 +222,8 @@ class Handlers:
                 "speakers": ev.speakers, "windows": self.d.executor.windows_done,
                 "model": self.d.embedder.tag, "scoring": self.d.rule.describe(),
                 "unknowns": self.unknowns(), "replays": len(self.replays),
+                "connections": {s.name: s.connections.health()
+                                for s in (self.d.publisher, self.d.control)},
                 "stages": {"embedder": self.d.executor.health(),
                            "events": self.d.publisher.guard.health(),
                            "control": self.d.control.guard.health(),

@@ -13,6 +13,7 @@ from types import FrameType
 from vggvox.errors import VggvoxError
 from vggvoxd import config
 from vggvoxd.access import check_exposure, group_id
+from vggvoxd.connections import cap_for, open_files
 from vggvoxd.curve import Curve
 from vggvoxd.daemon import Daemon, check_source
 
@@ -56,7 +57,7 @@ def settings_from(args: argparse.Namespace) -> config.Settings:
 
 WANTED_FILES = 65536
 """Open files the daemon asks for: each client connection costs one, and libzmq
-aborts the whole process when it runs out (a connection flood)."""
+aborts the whole process when it runs out; ``connections.py`` caps them below it."""
 
 
 def raise_file_limit() -> int:
@@ -68,8 +69,10 @@ def raise_file_limit() -> int:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
         soft = want
     if soft != resource.RLIM_INFINITY and soft < 4096:
-        log.warning("only %d open files allowed (hard limit): a flood of client connections "
-                    "can stop vggvoxd; raise LimitNOFILE", soft)
+        log.warning("only %d open files allowed (hard limit): vggvoxd takes at most %d client "
+                    "connections at a time and sheds a flood beyond; raise the limit with "
+                    "LimitNOFILE=65536 in its unit, or 'ulimit -Hn 65536' (as root) before "
+                    "starting it", soft, cap_for(soft, open_files()))
     return soft
 
 

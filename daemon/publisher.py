@@ -45,11 +45,13 @@ class Publisher(SocketThread):
         self._queue.put(None)
         self.join()
 
-    def step(self, sock: zmq.Socket) -> bool:
+    def step(self, sock: zmq.Socket) -> bool | None:
         try:
-            event = self._queue.get(timeout=0.1)
+            # A short wait: each turn also sees to a connection flood (connections.py),
+            # which at a low file limit must be shed within milliseconds.
+            event = self._queue.get(timeout=0.01)
         except queue.Empty:
-            return True
+            return None
         if event is None:
             return False
         self.seq += 1

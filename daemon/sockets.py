@@ -3,7 +3,9 @@ so each of the daemon's sockets is created, used and closed by one thread.
 
 The thread's loop is guarded like every other stage (``guard.py``): a failing
 ``step`` is logged, counted and retried; one that keeps failing stops the
-daemon (``on_fatal``), so that its service manager restarts it.
+daemon (``on_fatal``), so that its service manager restarts it. Each turn also
+sees to the socket's connections (``connections.py``): a flood of them is shed
+instead of running the process out of files.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Callable
 
 import zmq
 
+from vggvoxd.connections import ConnectionWatch
 from vggvoxd.guard import Guard
 
 log = logging.getLogger(__name__)
@@ -33,6 +36,8 @@ class SocketThread(ABC):
         self._error: Exception | None = None
         self._stop = threading.Event()
         self.guard = Guard(name, on_fatal or log.critical)
+        self.connections = ConnectionWatch(name)
+        """Its clients' connections, capped (``status``: connections)."""
 
     def start(self, timeout: float = 5.0) -> None:
         """Start the thread; raises RuntimeError if the endpoint cannot be bound."""
@@ -49,6 +54,7 @@ class SocketThread(ABC):
             sock.setsockopt(option, value)
         try:
             sock.bind(self.endpoint)
+            self.connections.attach(sock, self.endpoint)
         except zmq.ZMQError as e:
             self._error = e
             sock.close()
@@ -57,14 +63,27 @@ class SocketThread(ABC):
             self._bound.set()
         log.info("%s on %s", self.name, self.endpoint)
         try:
-            self.guard.run(lambda: self.step(sock), self._stop)
+            self.guard.run(lambda: self._turn(sock), self._stop)
         finally:
-            sock.close()
+            try:
+                self.connections.close(sock)
+            finally:
+                sock.close()
+
+    def _turn(self, sock: zmq.Socket) -> bool | None:
+        self.connections.check(sock)
+        return self.step(sock)
+
+    def poll(self, sock: zmq.Socket, timeout_ms: int) -> bool:
+        """``sock.poll`` for a step to wait with: it sees to connections while it waits,
+        so that a flood is shed at once."""
+        return self.connections.poll(sock, timeout_ms)
 
     def alive(self) -> bool:
         return self._thread.is_alive() and not self.guard.failed
 
     @abstractmethod
-    def step(self, sock: zmq.Socket) -> bool:
+    def step(self, sock: zmq.Socket) -> bool | None:
         """One turn of the loop (it should return within ~100 ms, so that a stop is
-        seen); False when the thread is done."""
+        seen): True when it did work, None when there was none, False when the thread
+        is done (see ``Guard.run``)."""

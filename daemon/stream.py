@@ -106,8 +106,9 @@ class Stream:
     def _run(self) -> None:
         self.guard.run(self._step, self._stop)
 
-    def _step(self) -> bool:
-        """One read of the ring buffer; False once a finite source is all queued."""
+    def _step(self) -> bool | None:
+        """One read of the ring buffer: True when audio came, None when none did,
+        False once a finite source is all queued."""
         start, x = self.ring.read(timeout=0.1)
         if len(x):
             self.frames_seen += len(x)
@@ -123,6 +124,8 @@ class Stream:
             self._submit([*self.recognizer.segment_end(), Flush()])
             self.done.set()
             return False
+        else:
+            return None
         return True
 
     def _submit(self, items: list[Pending | Flush]) -> None:
