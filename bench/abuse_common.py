@@ -1,0 +1,103 @@
+"""What the abuse measurements share: the daemon runner, real speech, /proc figures,
+timed requests and text for the table (``bench_abuse.py`` runs them)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT / "tests"))  # the tests' daemon runner and store reader
+from daemon_proc import DaemonProcess  # noqa: E402
+
+from conftest import FIXTURES  # noqa: E402
+from vggvox.audio import load_audio  # noqa: E402
+from vggvox_client import live  # noqa: E402
+from vggvox_client.connection import ClientError, Connection  # noqa: E402
+
+MAX_BYTES = 16 * 1024 * 1024
+Row = tuple[str, str, str, str]
+"""(item, attack or fault, figure before, figure now)"""
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def speech_clips(speaker: str = "ls-3005") -> list[Path]:
+    """Real enrollment clips of one speaker from the shared fixtures ([] when absent)."""
+    return sorted(FIXTURES.glob(f"{speaker}__*.wav")) if FIXTURES.is_dir() else []
+
+
+NO_SPEECH = f"skipped: no speech clips in {FIXTURES} (a fresh clone has no ../shared)"
+
+
+def long_pcm(seconds: float = 110.0) -> bytes:
+    """One clip of ``seconds`` of real speech (a fixture clip repeated), as request PCM."""
+    voice = load_audio(speech_clips()[0])
+    return live.to_pcm(np.tile(voice, int(seconds * 16000 / len(voice))))
+
+
+def proc_status(pid: int, key: str) -> float:
+    """A /proc/PID/status figure in MB (VmRSS, VmHWM); nan when the process is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def open_fds(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return -1
+
+
+def timed(conn: Connection, op: str, timeout: float = 10.0, **fields: Any
+          ) -> tuple[dict[str, Any] | None, float, str]:
+    """(reply or None, seconds, error text) of one request."""
+    t0 = time.perf_counter()
+    try:
+        reply = conn.request(op, timeout=timeout, **fields)
+        return reply, time.perf_counter() - t0, ""
+    except ClientError as e:
+        return None, time.perf_counter() - t0, str(e)
+
+
+def short(text: str, n: int = 90) -> str:
+    text = " ".join(text.split()).replace("|", "/")
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def ms(seconds: float) -> str:
+    return f"{1000 * seconds:.1f} ms"
+
+
+@contextmanager
+def running(tmp: Path, **kw: Any) -> Iterator[DaemonProcess]:
+    tmp.mkdir(parents=True, exist_ok=True)
+    d = DaemonProcess(tmp, **kw).start(timeout=60)
+    try:
+        yield d
+    finally:
+        d.stop()
+
+
+def exit_text(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exit {code}"
+
