@@ -13,7 +13,14 @@ APT_PACKAGES := gcc python3-dev python3-venv portaudio19-dev libsndfile1 libasou
                 pulseaudio pulseaudio-utils espeak-ng sox
 UNIT := /etc/systemd/system/vggvoxd.service
 
-.PHONY: run demo test lint bench sysdeps install-service clean
+.PHONY: help run demo test lint bench sysdeps install-service clean
+.DEFAULT_GOAL := help
+
+# `make` alone prints this: each target's "## " line.
+help:
+	@echo "vggvox: real-time speaker identification. Targets (each sets itself up):"
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 24
+	@echo "Then: .venv/bin/vggvox-client --help (or: . .venv/bin/activate)"
 
 sysdeps:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -34,17 +41,17 @@ $(STAMP): setup.cfg pyproject.toml | sysdeps
 
 # The daemon on the default microphone, in the foreground (Ctrl-C stops it).
 # With no input device it says so and keeps waiting for one.
-run: $(STAMP)
+run: $(STAMP)  ## the daemon on the default microphone (Ctrl-C stops it)
 	$(BIN)/vggvoxd
 
 # A newcomer's tour on a machine without a microphone: virtual microphone,
 # two synthetic voices, a conversation, live events; cleans up after itself.
-demo: $(STAMP)
+demo: $(STAMP)  ## a tour without a microphone: virtual mic, two voices, live events
 	$(BIN)/python -m vggvox_client.demo
 
 # Install the systemd unit for this checkout (clone it to /opt/vggvox: the
 # unit's sandbox hides /home and /root).
-install-service: $(STAMP)
+install-service: $(STAMP)  ## install the systemd unit, its config and the vggvox group
 	install -m 0644 systemd/vggvox.sysusers /etc/sysusers.d/vggvox.conf
 	systemd-sysusers /etc/sysusers.d/vggvox.conf
 	sed 's|/opt/vggvox|$(CURDIR)|g' systemd/vggvoxd.service > $(UNIT)
@@ -54,15 +61,15 @@ install-service: $(STAMP)
 	@echo "now: systemctl enable --now vggvoxd; journalctl -u vggvoxd -f"
 	@echo "let a user use vggvox-client: usermod -aG vggvox USER (then log in again)"
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/mypy vggvox daemon clients
 
-test: $(STAMP) lint
+test: $(STAMP) lint  ## lint, then the test suite
 	$(BIN)/pytest
 
-bench: $(STAMP)
+bench: $(STAMP)  ## embedding speed benchmark
 	$(BIN)/python bench/bench_embed.py
 
-clean:
+clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

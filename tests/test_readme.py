@@ -24,3 +24,27 @@ def test_readme_library_example(tmp_path: Path, fixtures_dir: Path) -> None:
     labels = [line.split()[-1] for line in out.splitlines()]
     merged = [n for i, n in enumerate(labels) if i == 0 or n != labels[i - 1]]
     assert merged == ["alice", "bob", "alice", "bob"], out
+
+
+def test_make_alone_lists_the_targets_and_sets_nothing_up() -> None:
+    if shutil.which("make") is None:
+        import pytest
+
+        pytest.skip("no make on this machine")
+    done = subprocess.run(["make", "--no-print-directory"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    for target in ("run", "demo", "test", "install-service"):
+        assert re.search(rf"^  make {target} +\S", done.stdout, re.M), done.stdout
+    assert "apt-get" not in done.stdout and "venv" not in done.stdout.split("Then:")[0]
+
+
+def test_the_quick_start_puts_the_client_on_path() -> None:
+    """Each command of the quick start runs as written from a fresh clone: the client
+    is in .venv/bin, so the README activates it before the first client command."""
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"```sh\nmake run &.*?```", readme, re.S)
+    assert block, "the README lost its quick start"
+    lines = block.group(0).splitlines()
+    first_client = next(i for i, ln in enumerate(lines) if ln.startswith("vggvox-client"))
+    assert any(ln.startswith(". .venv/bin/activate") for ln in lines[:first_client])
