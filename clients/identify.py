@@ -242,7 +242,8 @@ def identify(s: IdentifySettings) -> Report:
 
 
 def write_results(report: Report, out: TextIO) -> None:
-    """One CSV row per test utterance, then the figures as '#' comment lines."""
+    """One CSV row per test utterance, nothing else: any CSV reader takes the file as it
+    is. The figures go to the summary (stdout, or --json)."""
     open_set = report.rule is not None
     w = csv.writer(out, lineterminator="\n")
     w.writerow(
@@ -259,13 +260,6 @@ def write_results(report: Report, out: TextIO) -> None:
                    if open_set else [])
         w.writerow([str(r.path), r.speaker, "" if r.rank is None else r.rank] + decided
                    + names + scores + [f"{v:.4f}" for v in r.scores])
-    acc = report.accuracy
-    out.write(f"# scored {len(report.results)}, skipped {len(report.skipped)}, "
-              f"enrolled speakers {len(report.speakers)}\n")
-    for key in ("top1", "top1pct", "top5pct", "top10pct"):
-        out.write(f"# {key} {100 * acc[key]:.2f}%\n")
-    if open_set:
-        out.writelines(f"# {line}\n" for line in open_set_lines(report))
 
 
 def _pct(v: object) -> str:
