@@ -128,10 +128,15 @@ class Handlers:
                 raise RequestError(f"vggvoxd is stopping: enrollment of {name!r} abandoned, "
                                    "nothing was stored") from None
             raise RequestError(str(err)) from None
+        known = {sp.name for sp in self.d.store.speakers()}
         info = admit(self.d.store, embedder.card, e, replace, force)
         total = round(e.speech_s, 3)
         self._announce("added", name, embeddings=info.embeddings, speech_s=total)
-        return {"ok": True, "speaker": name, "embeddings": info.embeddings,
+        # An existing name without replace gets these clips added to its voiceprint:
+        # say so, since a user may have meant a new speaker or --replace.
+        action = "replaced" if replace and name in known else \
+            "appended" if name in known else "added"
+        return {"ok": True, "speaker": name, "action": action, "embeddings": info.embeddings,
                 "speech_s": total, "model": embedder.tag}
 
     def name(self, req: dict[str, Any], later: Later) -> Reply | None:

@@ -44,7 +44,14 @@ def embeddings_of(d: DaemonProcess, name: str) -> int:
 def test_enroll_refuses_another_voice_and_look_alike_names_unless_forced(
         daemon: DaemonProcess, clips: dict[str, list[Path]],
         capsys: pytest.CaptureFixture[str]) -> None:
-    live.enroll(daemon.conn, "alice", clips["ls-3005"][:2], None, False, MAX_BYTES)
+    first = live.enroll(daemon.conn, "alice", clips["ls-3005"][:2], None, False, MAX_BYTES)
+    assert first["action"] == "added"
+    # The same name again, without replace: the clips join the voiceprint, and it says so.
+    more = clips["ls-3005"][2:] + clips["ls-3005"][:1]  # 3 s of speech needs two clips
+    again = live.enroll(daemon.conn, "alice", more, None, False, MAX_BYTES)
+    assert again["action"] == "appended" and again["embeddings"] == 4
+    redo = live.enroll(daemon.conn, "alice", clips["ls-3005"][:2], None, True, MAX_BYTES)
+    assert redo["action"] == "replaced" and redo["embeddings"] == 2
     other = clips["ls-3331"][0]
     with pytest.raises(ClientError, match=rf"do not match: clip0 .* scores .* against the "
                                           rf"voiceprint of 'alice'.*\[clip0 = {other}\]"):
