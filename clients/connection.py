@@ -21,13 +21,19 @@ import zmq.auth
 
 from vggvox.errors import VggvoxError
 from vggvoxd import config
-from vggvoxd.events import decode
+from vggvoxd.events import Received, decode, from_wire
 
 SYSTEM_RUNTIME = Path("/run/vggvox")
 
 
 class ClientError(VggvoxError):
-    """The daemon did not answer, or answered with an error."""
+    """The daemon did not answer, or answered with an error: ``code`` is the reply's
+    (``bad_request``, ``busy``, ``not_found``, ``not_allowed``, ``voice_mismatch``, ...),
+    or ``unreachable`` when no reply came."""
+
+    def __init__(self, message: str, code: str = "unreachable") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def default_endpoint(which: str) -> str:
@@ -122,7 +128,8 @@ class Connection:
         finally:
             sock.close()
         if not reply.get("ok"):
-            raise ClientError(f"vggvoxd refused {op!r}: {reply.get('error', reply)}")
+            raise ClientError(f"vggvoxd refused {op!r}: {reply.get('error', reply)}",
+                              str(reply.get("code", "refused")))
         return reply
 
     def subscribe(self, topics: list[str] | None = None) -> zmq.Socket:
@@ -133,9 +140,18 @@ class Connection:
 
     @staticmethod
     def receive(sock: zmq.Socket, timeout: float) -> dict[str, Any] | None:
+        """The next message's payload as a map, or None after ``timeout`` seconds."""
         if not sock.poll(int(timeout * 1000)):
             return None
         return decode(sock.recv_multipart())
+
+    @staticmethod
+    def receive_event(sock: zmq.Socket, timeout: float) -> Received | None:
+        """The next message as a typed event (``vggvoxd.events``), or None after
+        ``timeout`` seconds."""
+        if not sock.poll(int(timeout * 1000)):
+            return None
+        return from_wire(sock.recv_multipart())
 
 
 def curve_options(server_key: Path | None, key: Path | None) -> dict[int, bytes]:

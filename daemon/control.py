@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -37,7 +38,24 @@ Handler = Callable[[dict[str, Any], Later], Reply | None]
 
 
 class RequestError(VggvoxError):
-    """A request that is malformed or cannot be served; its text goes back to the client."""
+    """A request that is malformed or cannot be served; its text goes back to the client,
+    with a ``code`` a program can act on (see ``error_code``)."""
+
+    def __init__(self, message: str, code: str = "bad_request") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def error_code(e: Exception) -> str:
+    """The ``code`` of an error reply: a RequestError's own (``bad_request``, ``busy``,
+    ``not_found``, ``not_allowed``), else the library error's kind, from its class
+    (``VoiceMismatchError`` -> ``voice_mismatch``), else ``internal``."""
+    if isinstance(e, RequestError):
+        return e.code
+    if isinstance(e, VggvoxError):
+        name = type(e).__name__.removesuffix("Error") or "vggvox"
+        return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    return "internal"
 
 
 def field(req: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
@@ -60,10 +78,11 @@ def reply_of(fn: Callable[[], Reply | None]) -> Reply | None:
     try:
         return fn()
     except VggvoxError as e:
-        return {"ok": False, "error": str(e)}
+        return {"ok": False, "error": str(e), "code": error_code(e)}
     except Exception as e:  # a bug in a handler must not take the daemon down
         log.exception("control request failed")
-        return {"ok": False, "error": f"internal error: {type(e).__name__}: {e}"}
+        return {"ok": False, "error": f"internal error: {type(e).__name__}: {e}",
+                "code": error_code(e)}
 
 
 def client_id(frame: zmq.Frame) -> str:
@@ -131,7 +150,7 @@ class ControlServer(SocketThread):
             req = self.decode(payload)
             refused = self.authorize(client, req["op"]) if self.authorize else None
             if refused:
-                raise RequestError(refused)
+                raise RequestError(refused, "not_allowed")
             return self.handlers[req["op"]](req, later)
 
         return self.answer(serve)

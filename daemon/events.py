@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 import msgpack
@@ -159,3 +159,31 @@ def decode(frames: list[bytes]) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("type") != frames[0].decode():
         raise ValueError("payload type does not match its topic")
     return payload
+
+
+EVENT_TYPES: dict[str, type[Event]] = {cls.topic: cls for cls in (
+    SpeechStartEvent, SpeechEndEvent, SpeakerEvent, TurnEvent, NamedEvent, EnrollmentEvent,
+    StatusEvent)}
+"""The event class of each topic: what ``from_wire`` builds."""
+
+
+@dataclass(frozen=True)
+class Received:
+    """One message as a subscriber gets it: the typed event, and its place in the
+    publisher's sequence (a gap in ``seq`` means messages were lost)."""
+
+    event: Event
+    seq: int
+    v: int
+
+
+def from_wire(frames: list[bytes]) -> Received:
+    """The typed event of one message: the same classes the daemon encodes with. Fields
+    a newer daemon added (compatible, same ``v``) are ignored."""
+    payload = decode(frames)
+    cls = EVENT_TYPES.get(payload["type"])
+    if cls is None:
+        raise ValueError(f"unknown event type {payload['type']!r} (known: {sorted(EVENT_TYPES)})")
+    known = {f.name for f in fields(cls)}
+    event = cls(**{k: v for k, v in payload.items() if k in known})
+    return Received(event, int(payload.get("seq", 0)), int(payload.get("v", 0)))

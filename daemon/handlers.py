@@ -96,7 +96,8 @@ class Handlers:
             raise RequestError(f"no live audio: the source is {self.d.state}")
         if main.taps:
             # One recording at a time per source: each holds up to max_live_s of audio.
-            raise RequestError(f"busy: a live enrollment is already recording on {main.name}")
+            raise RequestError(f"busy: a live enrollment is already recording on {main.name}",
+                               "busy")
         def recorded(x: np.ndarray) -> None:  # in the stream's thread
             try:
                 self.worker.submit(lambda: self.enroll_clips(name, [x], replace, ["live"], force),
@@ -193,7 +194,7 @@ class Handlers:
         if not found:
             known = {n: sorted(s.recognizer.unknowns.labels())  # type: ignore[union-attr]
                      for n, s in have.items()}
-            raise RequestError(f"no unknown voice {label!r} (now: {known})")
+            raise RequestError(f"no unknown voice {label!r} (now: {known})", "not_found")
         if len(found) > 1:
             raise RequestError(f"{label!r} is on several streams "
                                f"({sorted(s.name for s in found)}): give 'source'")
@@ -206,7 +207,7 @@ class Handlers:
     def remove(self, req: dict[str, Any], later: Later) -> Reply:
         name = field(req, "name", str)
         if not self.d.store.remove(name):
-            raise RequestError(f"no speaker named {name!r}")
+            raise RequestError(f"no speaker named {name!r}", "not_found")
         self._announce("removed", name)
         # A reader holding an old snapshot delays the erasure of the vectors from the
         # store's files; the daemon's run loop retries it (store.retry_erasure).

@@ -50,7 +50,7 @@ class Worker:
             self._jobs.put_nowait((job, later))
         except queue.Full:
             raise RequestError(f"busy: {MAX_PENDING} enrollments are already waiting; "
-                               "try again when they are done") from None
+                               "try again when they are done", "busy") from None
 
     @property
     def busy(self) -> bool:

@@ -6,10 +6,13 @@ enrollment, the streaming recognizer (``vggvox.stream``) and evaluation
 (``vggvox.eval``). The daemon (``vggvoxd``) and the clients
 (``vggvox_client``) are built on it, and so can your application::
 
-    from vggvox import Embedder, Recognizer, VoiceprintSet, enroll, load_audio
+    from vggvox import Recognizer, VoiceprintSet, enroll, load_audio, load_model
 
-The names below are imported on first use, so that ``import vggvox.errors``
-does not load ONNX Runtime.
+``Client`` (with ``ClientError``) talks to a running daemon: it lives with the
+clients (``vggvox_client.client``), since this library has no sockets, and is
+exported here so that one import serves. The names below are imported on
+first use, so that ``import vggvox.errors`` does not load ONNX Runtime.
+See docs/python.md for examples.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ _EXPORTS = {
     "load_audio": "vggvox.audio",
     "SAMPLE_RATE": "vggvox.audio",
     "Embedder": "vggvox.embedder",
+    "load_model": "vggvox.embedder",
     "enroll": "vggvox.enrollment",
     "VggvoxError": "vggvox.errors",
     "VoiceprintStore": "vggvox.store",
@@ -33,23 +37,27 @@ _EXPORTS = {
     "WindowScore": "vggvox.stream.results",
     "SpeechStarted": "vggvox.stream.results",
     "SpeechEnded": "vggvox.stream.results",
+    "Client": "vggvox_client.client",
+    "ClientError": "vggvox_client.connection",
 }
 
 __all__ = [
-    "SAMPLE_RATE", "Embedder", "Recognizer", "RecognizerConfig", "SpeechEnded", "SpeechStarted",
-    "TurnUpdate", "VggvoxError", "VoiceprintSet", "VoiceprintStore", "WindowScore", "enroll",
-    "load_audio",
+    "SAMPLE_RATE", "Client", "ClientError", "Embedder", "Recognizer", "RecognizerConfig",
+    "SpeechEnded", "SpeechStarted", "TurnUpdate", "VggvoxError", "VoiceprintSet",
+    "VoiceprintStore", "WindowScore", "enroll", "load_audio", "load_model",
 ]
 
 if TYPE_CHECKING:
     from vggvox.audio import SAMPLE_RATE, load_audio
-    from vggvox.embedder import Embedder
+    from vggvox.embedder import Embedder, load_model
     from vggvox.enrollment import enroll
     from vggvox.errors import VggvoxError
     from vggvox.store import VoiceprintStore
     from vggvox.stream.recognizer import Recognizer, RecognizerConfig
     from vggvox.stream.results import SpeechEnded, SpeechStarted, TurnUpdate, WindowScore
     from vggvox.voiceprints import VoiceprintSet
+    from vggvox_client.client import Client
+    from vggvox_client.connection import ClientError
 
 
 def __getattr__(name: str) -> Any:

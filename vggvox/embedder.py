@@ -105,3 +105,9 @@ class Embedder:
             for k, i in enumerate(idx):
                 out[i] = emb[bounds[k] : bounds[k + 1]].mean(axis=0)
         return l2_normalize(out)
+
+
+def load_model(model: str | Path = "campplus", threads: int = 1) -> Embedder:
+    """A speaker model ready to embed: a shipped one by name (``campplus``, the default,
+    or ``ge2e``), or any model by the path of its card (checked against its sha256)."""
+    return Embedder.from_card(model, threads=threads)
