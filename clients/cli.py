@@ -13,13 +13,14 @@ from pathlib import Path
 
 from platformdirs import user_cache_dir
 
+from vggvox import __version__
 from vggvox.audio import load_audio
 from vggvox.embedder import Embedder
 from vggvox.errors import VggvoxError
 from vggvox.modelcard import DEFAULT_MODEL, load_card, resolve_card
 from vggvox.scoring import METRICS, Scorer
 from vggvox.stream.recognizer import ScoringConfig
-from vggvox_client import conversations, evaluate, keys
+from vggvox_client import conversations, daemon_cmds, evaluate, keys
 from vggvox_client.common import Skipped, add_rule_args, print_json, report_skipped
 from vggvox_client.jobs import default_workers
 
@@ -55,61 +56,47 @@ def _identify_args(p: argparse.ArgumentParser, batch: bool) -> None:
     _model_args(p)
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+GLOBAL_DEFAULTS = {"log_level": "WARNING", "control": None, "events": None, "timeout": None,
+                   "server_key": None, "key": None}
+
+
+def _global_options(p: argparse.ArgumentParser) -> None:
+    """Options every command takes, before or after its name. Their defaults are
+    suppressed here and set once on the main parser, so that a subcommand's parser
+    does not overwrite what was given before the subcommand."""
+    g = p.add_argument_group("global options")
+    g.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, default=argparse.SUPPRESS,
+                   metavar="LEVEL", help=f"{', '.join(LOG_LEVELS)} (any case; default WARNING)")
+    g.add_argument("--control", default=argparse.SUPPRESS,
+                   help="daemon control endpoint (default: as the daemon's)")
+    g.add_argument("--events", default=argparse.SUPPRESS,
+                   help="daemon events endpoint (default: as the daemon's)")
+    g.add_argument("--timeout", type=float, default=argparse.SUPPRESS, metavar="S",
+                   help="seconds to wait for the daemon's reply (default: 10; enroll: 60, "
+                        "or 30 after a --live recording)")
+    g.add_argument("--server-key", type=Path, metavar="FILE", default=argparse.SUPPRESS,
+                   help="the daemon's public CURVE key (.key), when it uses keys")
+    g.add_argument("--key", type=Path, metavar="FILE", default=argparse.SUPPRESS,
+                   help="this client's secret CURVE key (.key_secret)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vggvox-client", description=__doc__.splitlines()[0])
-    parser.add_argument("--log-level", default="WARNING")
-    parser.add_argument("--control", help="daemon control endpoint (default: as the daemon's)")
-    parser.add_argument("--events", help="daemon events endpoint (default: as the daemon's)")
-    parser.add_argument("--timeout", type=float, default=10.0,
-                        help="seconds to wait for the daemon's reply (default: %(default)s)")
-    parser.add_argument("--server-key", type=Path, metavar="FILE",
-                        help="the daemon's public CURVE key (.key), when it uses keys")
-    parser.add_argument("--key", type=Path, metavar="FILE",
-                        help="this client's secret CURVE key (.key_secret)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _global_options(parser)
+    parser.set_defaults(**GLOBAL_DEFAULTS)
     sub = parser.add_subparsers(dest="command", required=True)
     keys.add_parser(sub)
-
-    p = sub.add_parser("enroll", help="enroll a speaker through the running daemon")
-    p.add_argument("name")
-    p.add_argument("files", nargs="*", type=Path)
-    p.add_argument("--live", type=float, metavar="SECONDS",
-                   help="record SECONDS from the daemon's microphone instead of files")
-    p.add_argument("--replace", action="store_true", help="replace the speaker's voiceprint")
-    p.add_argument("--force", action="store_true",
-                   help="store clips that do not sound like the speaker's voiceprint or like "
-                        "each other, or a name that looks like another speaker's (logged)")
-    p.add_argument("--json", action="store_true")
-    sub.add_parser("speakers", help="list enrolled speakers").add_argument("--json",
-                                                                          action="store_true")
-    sub.add_parser("remove", help="remove a speaker").add_argument("name")
-    p = sub.add_parser("name", help="enroll an unknown voice (unknown-N) under a name: its "
-                                    "past turns (listed) and future turns are that speaker")
-    p.add_argument("unknown", help="the label the daemon gave the voice, e.g. unknown-2")
-    p.add_argument("name", help="the speaker's name")
-    p.add_argument("--source", help="the stream it was heard on (needed only if several "
-                                    "streams have that label)")
-    p.add_argument("--replace", action="store_true", help="replace an enrolled speaker")
-    p.add_argument("--force", action="store_true",
-                   help="enroll the voice even if it does not sound like the speaker's "
-                        "voiceprint, or the name looks like another speaker's (logged)")
-    p.add_argument("--json", action="store_true")
-    p = sub.add_parser("listen", help="print the daemon's events")
-    p.add_argument("--json", action="store_true", help="one JSON object a line")
-    p.add_argument("--topic", action="append", dest="topics",
-                   help="only this topic (repeatable): speech.start, speech.end, speaker, turn, "
-                        "named, enrollment, status")
-    p.add_argument("--count", type=int, help="stop after N events")
-    p.add_argument("--seconds", type=float, help="stop after S seconds")
-    p = sub.add_parser("replay", help="send audio through the daemon's pipeline, print events")
-    p.add_argument("target", type=Path, help="an audio file, or a list of them")
-    p.add_argument("--realtime", action="store_true", help="send at real-time pace")
-    p.add_argument("--json", action="store_true")
+    daemon_cmds.add_parsers(sub)
 
     p = sub.add_parser("offline", help="identify test utterances against enrolled speakers")
     _identify_args(p, batch=False)
-    p = sub.add_parser("batch-offline", aliases=["batch_offline"],
+    p = sub.add_parser("batch-offline",
                        help="offline against a very large enrolled set: cached, parallel")
     _identify_args(p, batch=True)
+    # The old name: accepted, not shown (a subparser added without help= is not listed).
+    _identify_args(sub.add_parser("batch_offline"), batch=True)
 
     p = sub.add_parser("verify", help="EER and minDCF on VoxCeleb-format trials")
     p.add_argument("--trials", required=True, type=Path)
@@ -127,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate.add_parser(sub)
     conversations.add_parser(sub)
+    sub.metavar = "{" + ",".join(n for n in sub.choices if n != "batch_offline") + "}"
+    for p in set(sub.choices.values()):
+        _global_options(p)
     return parser
 
 
@@ -222,62 +212,8 @@ def cmd_similarity(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_daemon(args: argparse.Namespace) -> int:
-    from vggvox_client import live
-    from vggvox_client.connection import Connection
-    from vggvoxd.config import EndpointSettings
-
-    conn = Connection(args.control, args.events, args.timeout, args.server_key, args.key)
-    if args.command == "listen":
-        return live.listen(conn, args.json, args.topics, args.count, args.seconds)
-    if args.command == "replay":
-        return live.replay(conn, args.target, args.realtime, args.json)
-    if args.command == "remove":
-        reply = conn.request("remove", name=args.name)
-        print(f"removed {args.name}" + ("" if reply.get("erasure") != "pending" else
-              " (its voiceprint leaves the store's files once another program reading the "
-              "store ends; vggvoxd finishes the erasure then)"))
-        return 0
-    if args.command == "name":
-        extra = {"source": args.source} if args.source else {}
-        reply = conn.request("name", unknown=args.unknown, name=args.name,
-                             replace=args.replace, force=args.force, **extra)
-        if args.json:
-            print_json(reply)
-        else:
-            print(f"{reply['unknown']} on {reply['source']} is now {reply['speaker']}: "
-                  f"{reply['speech_s']:.1f} s of its speech enrolled; its turns "
-                  f"{', '.join(map(str, reply['turns'])) or '(none closed yet)'}")
-        return 0
-    if args.command == "speakers":
-        reply = conn.request("list")
-        if args.json:
-            print_json(reply)
-        else:
-            print(f"model {reply['model']}, {len(reply['speakers'])} speakers")
-            for s in reply["speakers"]:
-                print(f"  {s['name']:24s} {s['embeddings']:3d} embeddings  "
-                      f"{s['seconds']:7.1f} s of speech")
-        return 0
-    if (args.live is None) == (not args.files):
-        raise VggvoxError("enroll needs either FILE... or --live SECONDS")
-    reply = live.enroll(conn, args.name, args.files, args.live, args.replace,
-                        EndpointSettings().max_request_bytes, args.force)
-    if args.json:
-        print_json(reply)
-    else:
-        print(f"enrolled {reply['speaker']}: {reply['embeddings']} embeddings, "
-              f"{reply['speech_s']:.1f} s of speech after VAD ({reply['model']})")
-    return 0
-
-
 COMMANDS = {
-    "enroll": cmd_daemon,
-    "speakers": cmd_daemon,
-    "remove": cmd_daemon,
-    "name": cmd_daemon,
-    "listen": cmd_daemon,
-    "replay": cmd_daemon,
+    **{name: daemon_cmds.cmd_daemon for name in daemon_cmds.NAMES},
     "offline": cmd_identify,
     "batch-offline": cmd_identify,
     "batch_offline": cmd_identify,
@@ -291,13 +227,16 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return COMMANDS[args.command](args)
     except VggvoxError as e:
         print(f"vggvox-client: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(file=sys.stderr)  # end the line the terminal's ^C is on
+        return 130
 
 
 if __name__ == "__main__":

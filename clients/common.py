@@ -40,6 +40,11 @@ def report_skipped(skipped: list[Skipped]) -> None:
         print(s, file=sys.stderr)
 
 
+def plural(n: int, word: str, width: int = 0) -> str:
+    """``1 speaker``, ``2 speakers``; ``width`` right-aligns the number."""
+    return f"{n:{width}d} {word}{'' if n == 1 else 's'}"
+
+
 def print_json(data: dict[str, Any]) -> None:
     json.dump(data, sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")

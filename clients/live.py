@@ -16,11 +16,15 @@ import numpy as np
 
 from vggvox.audio import SAMPLE_RATE, load_audio, to_int16
 from vggvox.errors import VggvoxError
-from vggvox_client.connection import ClientError, Connection
+from vggvox_client.connection import ClientError, Connection, probe
 from vggvoxd.events import replay_source
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif"}
 CHUNK_S = 1.0
+ENROLL_TIMEOUT_S = 60.0
+"""Default wait for the reply to an enrollment of files: the daemon embeds them all first."""
+ENROLL_AFTER_LIVE_S = 30.0
+"""Default wait for the reply to a live enrollment, after its recording."""
 
 
 def to_pcm(x: np.ndarray) -> bytes:
@@ -54,11 +58,17 @@ def emit(ev: dict[str, Any], as_json: bool) -> None:
 
 
 def enroll(conn: Connection, name: str, files: list[Path], live: float | None,
-           replace: bool, max_bytes: int, force: bool = False) -> dict[str, Any]:
+           replace: bool, max_bytes: int, force: bool = False,
+           timeout: float | None = None) -> dict[str, Any]:
     """Enroll files (or a live recording); ``force`` stores clips that do not match the
-    speaker's voiceprint or each other, and a name that looks like another's."""
+    speaker's voiceprint or each other, and a name that looks like another's.
+
+    ``timeout`` bounds the wait for the daemon's reply (after the recording, for
+    ``live``); by default it is long (60 s, or 30 s after a recording), as the daemon
+    embeds all the audio before it answers."""
     if live is not None:
-        return conn.request("enroll", timeout=live + 30, name=name, live=float(live),
+        wait = live + (ENROLL_AFTER_LIVE_S if timeout is None else timeout)
+        return conn.request("enroll", timeout=wait, name=name, live=float(live),
                             replace=replace, force=force)
     clips = [to_pcm(load_audio(f)) for f in files]
     size = sum(len(c) for c in clips)
@@ -66,10 +76,11 @@ def enroll(conn: Connection, name: str, files: list[Path], live: float | None,
         raise VggvoxError(f"{size} bytes of audio exceed the {max_bytes}-byte request limit; "
                           "enroll with fewer or shorter files")
     try:
-        return conn.request("enroll", timeout=60, name=name, audio=clips, replace=replace,
+        return conn.request("enroll", timeout=ENROLL_TIMEOUT_S if timeout is None else timeout,
+                            name=name, audio=clips, replace=replace,
                             force=force)
     except ClientError as e:
-        raise ClientError(with_files(str(e), files)) from None
+        raise ClientError(with_files(str(e), files), e.code) from None
 
 
 def with_files(error: str, files: list[Path]) -> str:
@@ -83,6 +94,9 @@ def with_files(error: str, files: list[Path]) -> str:
 
 def listen(conn: Connection, as_json: bool, topics: list[str] | None, count: int | None,
            seconds: float | None) -> int:
+    """Print events until ``count`` of them or ``seconds`` (or Ctrl-C, which the caller
+    turns into exit status 130). A daemon that is not running is an error at once."""
+    probe(conn.events)  # a subscriber alone would wait for a daemon that may never come
     sock = conn.subscribe(topics)
     deadline = time.monotonic() + seconds if seconds else None
     seen = 0
@@ -95,8 +109,6 @@ def listen(conn: Connection, as_json: bool, topics: list[str] | None, count: int
             if ev is not None:
                 emit(ev, as_json)
                 seen += 1
-    except KeyboardInterrupt:
-        pass
     finally:
         sock.close()
     return 0

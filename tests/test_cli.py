@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -227,3 +228,110 @@ def test_evaluate_a_conversation_in_process(capsys: pytest.CaptureFixture[str],
                  str(tmp_path / "missing.rttm"), "--enroll-list", str(enroll)])
     err = capsys.readouterr().err
     assert code == 2 and "missing.rttm" in err and len(err.strip().splitlines()) == 1
+
+
+# -- the command line itself: options, validation, interrupts ------------------------------
+
+
+def test_global_options_before_or_after_the_command() -> None:
+    from vggvox_client.cli import build_parser
+
+    parser = build_parser()
+    before = parser.parse_args(["--control", "ipc:///a", "--timeout", "3", "speakers"])
+    after = parser.parse_args(["speakers", "--control", "ipc:///a", "--timeout", "3"])
+    for args in (before, after):
+        assert (args.control, args.timeout, args.log_level) == ("ipc:///a", 3.0, "WARNING")
+        assert args.events is None and args.key is None and args.server_key is None
+    # After the command wins; an option given only before it is kept.
+    mixed = parser.parse_args(["--control", "ipc:///a", "--log-level", "info", "listen",
+                               "--control", "ipc:///b"])
+    assert (mixed.control, mixed.log_level) == ("ipc:///b", "INFO")
+    defaults = parser.parse_args(["status"])
+    assert (defaults.timeout, defaults.log_level, defaults.control) == (None, "WARNING", None)
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from vggvox import __version__
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out == f"vggvox-client {__version__}\n"
+
+
+@pytest.mark.parametrize("argv, names", [
+    (["--log-level", "loud", "speakers"], ["--log-level", "DEBUG", "WARNING"]),
+    (["speakers", "--log-level", "loud"], ["--log-level", "DEBUG", "WARNING"]),
+    (["listen", "--topic", "speakers"], ["--topic", "speech.start", "turn", "status"]),
+])
+def test_bad_choice_is_a_one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str],
+                                        names: list[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    errors = [ln for ln in err.splitlines() if "error:" in ln]
+    assert e.value.code == 2 and len(errors) == 1 and "Traceback" not in err
+    assert all(n in errors[0] for n in names)
+
+
+def test_topics_are_the_daemons() -> None:
+    from vggvox_client.daemon_cmds import TOPICS
+    from vggvoxd.events import EVENT_TYPES
+
+    assert set(TOPICS) == set(EVENT_TYPES) and "turn" in TOPICS
+
+
+def test_log_level_any_case() -> None:
+    from vggvox_client.cli import build_parser
+
+    assert build_parser().parse_args(["status", "--log-level", "debug"]).log_level == "DEBUG"
+
+
+def test_batch_offline_shown_once_old_name_kept(capsys: pytest.CaptureFixture[str]) -> None:
+    from vggvox_client.cli import build_parser
+
+    help_text = build_parser().format_help()
+    listed = [ln.split()[0] for ln in help_text.splitlines() if ln.startswith("    ")]
+    assert listed.count("batch-offline") == 1
+    assert "batch_offline" not in help_text and "SUPPRESS" not in help_text
+    args = build_parser().parse_args(["batch_offline", "--enroll-list", "e", "--test-list",
+                                      "t", "--out", "o"])
+    assert args.command == "batch_offline" and args.workers >= 1
+
+
+def test_ctrl_c_is_exit_130_without_traceback(capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from vggvox_client import cli
+
+    def interrupted(args: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli.COMMANDS, "speakers", interrupted)
+    assert main(["speakers"]) == 130
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_listen_without_a_daemon_says_so(capsys: pytest.CaptureFixture[str],
+                                         tmp_path: Path) -> None:
+    t0 = time.monotonic()
+    code = main(["listen", "--events", f"ipc://{tmp_path}/nothing.sock", "--seconds", "30"])
+    err = capsys.readouterr().err
+    assert code == 2 and time.monotonic() - t0 < 2
+    assert f"vggvoxd is not running: no socket at {tmp_path}/nothing.sock" in err
+
+
+def test_enroll_honours_timeout(capsys: pytest.CaptureFixture[str], fixtures_dir: Path) -> None:
+    clip = sorted(fixtures_dir.glob("ls-3005__*.wav"))[0]
+    t0 = time.monotonic()
+    # Nothing answers on TCP port 9: the wait is --timeout's, not enroll's default minute.
+    code = main(["enroll", "alice", str(clip), "--control", "tcp://127.0.0.1:9",
+                 "--timeout", "0.5"])
+    err = capsys.readouterr().err
+    assert code == 2 and "within 0.5 s" in err and time.monotonic() - t0 < 10
+
+
+def test_plural() -> None:
+    from vggvox_client.common import plural
+
+    assert [plural(n, "speaker") for n in (0, 1, 2)] == ["0 speakers", "1 speaker",
+                                                         "2 speakers"]
+    assert plural(1, "embedding", 3) == "  1 embedding"

@@ -35,9 +35,13 @@ def test_enroll_speakers_replay_listen_remove(capsys: pytest.CaptureFixture[str]
     for name in names:
         code, out, _ = cli(capsys, daemon, "enroll", name, *map(str, convo.enroll[name]))
         assert code == 0 and out.startswith(f"enrolled {name}: ")
+    # The same name again without --replace: the clips join its voiceprint, and it says so.
+    code, out, _ = cli(capsys, daemon, "enroll", names[0], *map(str, convo.enroll[names[0]]))
+    assert code == 0 and out.startswith(f"appended to {names[0]} (already enrolled")
     code, out, _ = cli(capsys, daemon, "enroll", names[0], str(convo.enroll[names[0]][0]),
                        "--replace", "--json")
     assert code == 0 and json.loads(out)["embeddings"] == 1
+    assert json.loads(out)["action"] == "replaced"
     code, out, _ = cli(capsys, daemon, "speakers", "--json")
     assert [s["name"] for s in json.loads(out)["speakers"]] == names
 
@@ -109,3 +113,37 @@ def test_enroll_needs_files_or_live(capsys: pytest.CaptureFixture[str],
                                     daemon: DaemonProcess) -> None:
     code, _, err = cli(capsys, daemon, "enroll", "alice")
     assert code == 2 and "either FILE... or --live" in err
+
+
+def test_status_remove_json_plurals_and_options_after(capsys: pytest.CaptureFixture[str],
+                                                      daemon: DaemonProcess,
+                                                      tmp_path: Path) -> None:
+    convo: Conversation = conversation(tmp_path)
+    name = sorted(convo.enroll)[0]
+    one = str(convo.enroll[name][0])
+    # Global options after the command, as the README has them.
+    code = main(["enroll", name, one, "--control", daemon.conn.control,
+                 "--events", daemon.conn.events, "--timeout", "60"])
+    out = capsys.readouterr().out
+    assert code == 0 and ": 1 embedding, " in out
+    code, out, _ = cli(capsys, daemon, "speakers")
+    assert code == 0 and ", 1 speaker\n" in out and "  1 embedding " in out
+    code = main(["speakers", "--json", "--control", daemon.conn.control])
+    listed = json.loads(capsys.readouterr().out)
+    assert code == 0 and "ok" not in listed and listed["speakers"][0]["name"] == name
+
+    daemon.conn.request("reload")  # the daemon's count follows the store on its next turn
+    code, out, _ = cli(capsys, daemon, "status", "--json")
+    status = json.loads(out)
+    assert code == 0 and "ok" not in status
+    assert status["speakers"] == 1 and {"embedder", "events", "control"} <= set(status["stages"])
+    code, out, _ = cli(capsys, daemon, "status")
+    assert code == 0
+    for line in ("state ", "model ", "scoring ", "speakers   1 speaker", "stages",
+                 "  embedder ", "counters", "  dropped windows ", "connections"):
+        assert line in out, line
+
+    code, out, _ = cli(capsys, daemon, "remove", name, "--json")
+    assert code == 0 and json.loads(out) == {"removed": name, "erasure": "complete"}
+    code, out, _ = cli(capsys, daemon, "speakers")
+    assert code == 0 and ", 0 speakers" in out

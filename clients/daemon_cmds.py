@@ -1,0 +1,167 @@
+"""``vggvox-client`` commands that go through a running vggvoxd: enroll, speakers,
+remove, name, status, listen and replay (their parsers, and what they print)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from vggvox.errors import VggvoxError
+from vggvox_client.common import plural, print_json
+from vggvoxd.events import EVENT_TYPES
+
+TOPICS = tuple(EVENT_TYPES)
+"""The event topics a subscriber may ask for, from the daemon's own event classes."""
+
+NAMES = ("enroll", "speakers", "remove", "name", "status", "listen", "replay")
+
+DEFAULT_TIMEOUT = 10.0
+"""Seconds to wait for a reply when --timeout is not given (enroll waits longer)."""
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("enroll", help="enroll a speaker through the running daemon")
+    p.add_argument("name")
+    p.add_argument("files", nargs="*", type=Path)
+    p.add_argument("--live", type=float, metavar="SECONDS",
+                   help="record SECONDS from the daemon's microphone instead of files")
+    p.add_argument("--replace", action="store_true", help="replace the speaker's voiceprint")
+    p.add_argument("--force", action="store_true",
+                   help="store clips that do not sound like the speaker's voiceprint or like "
+                        "each other, or a name that looks like another speaker's (logged)")
+    p.add_argument("--json", action="store_true")
+    sub.add_parser("speakers", help="list enrolled speakers").add_argument("--json",
+                                                                          action="store_true")
+    p = sub.add_parser("remove", help="remove a speaker")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("name", help="enroll an unknown voice (unknown-N) under a name: its "
+                                    "past turns (listed) and future turns are that speaker")
+    p.add_argument("unknown", help="the label the daemon gave the voice, e.g. unknown-2")
+    p.add_argument("name", help="the speaker's name")
+    p.add_argument("--source", help="the stream it was heard on (needed only if several "
+                                    "streams have that label)")
+    p.add_argument("--replace", action="store_true", help="replace an enrolled speaker")
+    p.add_argument("--force", action="store_true",
+                   help="enroll the voice even if it does not sound like the speaker's "
+                        "voiceprint, or the name looks like another speaker's (logged)")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("status", help="the daemon's state, model, speakers, stages and counters")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("listen", help="print the daemon's events")
+    p.add_argument("--json", action="store_true", help="one JSON object a line")
+    p.add_argument("--topic", action="append", dest="topics", choices=TOPICS, metavar="TOPIC",
+                   help=f"only this topic (repeatable): {', '.join(TOPICS)}")
+    p.add_argument("--count", type=int, help="stop after N events")
+    p.add_argument("--seconds", type=float, help="stop after S seconds")
+    p = sub.add_parser("replay", help="send audio through the daemon's pipeline, print events")
+    p.add_argument("target", type=Path, help="an audio file, or a list of them")
+    p.add_argument("--realtime", action="store_true", help="send at real-time pace")
+    p.add_argument("--json", action="store_true")
+
+
+def data(reply: dict[str, Any]) -> dict[str, Any]:
+    """A reply's data: without the protocol's ``ok`` field."""
+    return {k: v for k, v in reply.items() if k != "ok"}
+
+
+def format_status(s: dict[str, Any]) -> str:
+    """A status reply as a table."""
+    speakers = s.get("speakers")
+    rows = [("state", s.get("state")), ("source", s.get("source")),
+            ("stream", f"{s.get('stream_s', 0.0):.1f} s"), ("model", s.get("model")),
+            ("scoring", s.get("scoring")),
+            ("speakers", speakers if not isinstance(speakers, int)
+             else plural(speakers, "speaker")),
+            ("windows", s.get("windows")), ("queue", s.get("queue")),
+            ("replays", s.get("replays"))]
+    lines = [f"{k:10s} {v}" for k, v in rows if v is not None]
+    stages = s.get("stages") or {}
+    if stages:
+        lines.append("stages")
+        for name, h in stages.items():
+            extra = f"  last error: {h['last_error']}" if h.get("last_error") else ""
+            lines.append(f"  {name:24s} {h.get('state', '?'):9s} "
+                         f"{plural(h.get('failures', 0), 'failure')}{extra}")
+    lines.append("counters")
+    for key in ("overflows", "dropped_samples", "dropped_windows", "dropped_events"):
+        lines.append(f"  {key.replace('_', ' '):24s} {s.get(key, 0)}")
+    conns = s.get("connections") or {}
+    if conns:
+        lines.append("connections")
+        for name, c in conns.items():
+            lines.append(f"  {name:24s} {c.get('open', 0)} open (cap {c.get('cap')}), "
+                         f"{'accepting' if c.get('accepting') else 'not accepting'}, "
+                         f"{plural(c.get('sheds', 0), 'shed')}")
+    unknowns = s.get("unknowns") or {}
+    for source, labels in unknowns.items():
+        if labels:
+            lines.append(f"unknown voices on {source}: {', '.join(sorted(labels))}")
+    return "\n".join(lines)
+
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    from vggvox_client import live
+    from vggvox_client.connection import Connection
+    from vggvoxd.config import EndpointSettings
+
+    timeout = DEFAULT_TIMEOUT if args.timeout is None else args.timeout
+    conn = Connection(args.control, args.events, timeout, args.server_key, args.key)
+    if args.command == "listen":
+        return live.listen(conn, args.json, args.topics, args.count, args.seconds)
+    if args.command == "replay":
+        return live.replay(conn, args.target, args.realtime, args.json)
+    if args.command == "status":
+        reply = data(conn.request("status"))
+        if args.json:
+            print_json(reply)
+        else:
+            print(format_status(reply))
+        return 0
+    if args.command == "remove":
+        reply = conn.request("remove", name=args.name)
+        if args.json:
+            print_json({"removed": reply.get("removed", args.name),
+                        "erasure": reply.get("erasure")})
+        else:
+            print(f"removed {args.name}" + ("" if reply.get("erasure") != "pending" else
+                  " (its voiceprint leaves the store's files once another program reading "
+                  "the store ends; vggvoxd finishes the erasure then)"))
+        return 0
+    if args.command == "name":
+        extra = {"source": args.source} if args.source else {}
+        reply = conn.request("name", unknown=args.unknown, name=args.name,
+                             replace=args.replace, force=args.force, **extra)
+        if args.json:
+            print_json(data(reply))
+        else:
+            print(f"{reply['unknown']} on {reply['source']} is now {reply['speaker']}: "
+                  f"{reply['speech_s']:.1f} s of its speech enrolled; its turns "
+                  f"{', '.join(map(str, reply['turns'])) or '(none closed yet)'}")
+        return 0
+    if args.command == "speakers":
+        reply = conn.request("list")
+        if args.json:
+            print_json(data(reply))
+        else:
+            print(f"model {reply['model']}, {plural(len(reply['speakers']), 'speaker')}")
+            for s in reply["speakers"]:
+                print(f"  {s['name']:24s} {plural(s['embeddings'], 'embedding', 3)}  "
+                      f"{s['seconds']:7.1f} s of speech")
+        return 0
+    if (args.live is None) == (not args.files):
+        raise VggvoxError("enroll needs either FILE... or --live SECONDS")
+    reply = live.enroll(conn, args.name, args.files, args.live, args.replace,
+                        EndpointSettings().max_request_bytes, args.force, timeout=args.timeout)
+    if args.json:
+        print_json(data(reply))
+    else:
+        # An existing name without --replace gets the clips added: say so plainly.
+        done = {"appended": f"appended to {reply['speaker']} (already enrolled; --replace "
+                            "starts over): now",
+                "replaced": f"replaced {reply['speaker']}:"}.get(
+            reply.get("action", ""), f"enrolled {reply['speaker']}:")
+        print(f"{done} {plural(reply['embeddings'], 'embedding')}, "
+              f"{reply['speech_s']:.1f} s of speech after VAD ({reply['model']})")
+    return 0
