@@ -2,17 +2,29 @@
 
 Every failure is caught per file and returned as a reason, so that one bad
 file never stops a run over thousands.
+
+Stopping: the workers (a ``multiprocessing.Pool``, which can be terminated)
+ignore SIGINT, so that Ctrl-C reaches only the parent, and ask the kernel to
+send them SIGTERM when the parent dies (``PR_SET_PDEATHSIG``), so that not even
+a SIGKILLed parent leaves them behind (each holds a model, ~170 MB). While
+the pool runs, SIGTERM to the parent raises ``SystemExit(143)``; either way the
+parent terminates the pool on its way out.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import multiprocessing
 import os
+import signal
 import sys
-from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 import numpy as np
 from tqdm import tqdm
@@ -50,9 +62,45 @@ class JobSettings:
 _worker: tuple[Embedder, JobSettings] | None = None
 
 
+PR_SET_PDEATHSIG = 1
+"""prctl(2) option: the signal this process gets when its parent dies (Linux)."""
+
+
 def _init_worker(settings: JobSettings) -> None:
     global _worker
     _worker = (Embedder(load_card(settings.card_path), threads=settings.threads), settings)
+
+
+def _init_pool_worker(settings: JobSettings) -> None:
+    """A pool worker: Ctrl-C is the parent's to handle, and the worker dies with it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass  # not Linux: the parent's terminate() on exit is the only guard
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
+    _init_worker(settings)
+
+
+@contextmanager
+def worker_pool(workers: int, settings: JobSettings) -> Iterator[multiprocessing.pool.Pool]:
+    """Worker processes that end with this block, however it ends (an error, Ctrl-C,
+    or SIGTERM, which exits 143 while the pool runs)."""
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, on_term) if main else None
+    pool = multiprocessing.get_context("fork").Pool(workers, _init_pool_worker, (settings,))
+    try:
+        yield pool
+        pool.close()
+    finally:
+        pool.terminate()  # at once: a worker may be inside a long ONNX call
+        pool.join()
+        if main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _embed_one(path: Path) -> Embedded:
@@ -99,25 +147,23 @@ def embed_files(
 
     bar = tqdm(total=len(todo), desc=progress, unit="file",
                disable=not progress or not sys.stderr.isatty())
-    if workers <= 1 or len(todo) < 2:
-        _init_worker(settings)
-        results: Iterable[Embedded] = map(_embed_one, todo)
-        pool = None
-    else:
-        pool = ProcessPoolExecutor(
-            max_workers=min(workers, len(todo)), initializer=_init_worker, initargs=(settings,)
-        )
-        results = pool.map(_embed_one, todo, chunksize=4)
-    try:
+
+    def collect(results: Iterable[Embedded]) -> None:
         for r in results:
             done[r.path] = r
             if cache is not None and r.embedding is not None and r.path in keys:
                 cache.put(keys[r.path], r.embedding)
             bar.update()
+
+    try:
+        if workers <= 1 or len(todo) < 2:
+            _init_worker(settings)
+            collect(map(_embed_one, todo))
+        else:
+            with worker_pool(min(workers, len(todo)), settings) as pool:
+                collect(pool.imap(_embed_one, todo, chunksize=4))
     finally:
         bar.close()
-        if pool is not None:
-            pool.shutdown()
     return done
 
 

@@ -1,0 +1,92 @@
+"""Batch jobs stop cleanly: SIGTERM, SIGINT or SIGKILL to batch-offline leaves no
+worker process behind (each holds a model), and the first two exit at once.
+
+Real processes and real signals, on the shared speech lists (long enough that
+the run is still embedding when the signal comes)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+
+def children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(c) for c in text.split()]
+
+
+def alive(pid: int) -> bool:
+    """Running, not a zombie waiting to be reaped."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def start_batch(tmp: Path, speech: Path) -> tuple[subprocess.Popen[str], list[int]]:
+    """batch-offline with 2 workers, once both workers are embedding."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vggvox_client.cli", "batch-offline",
+         "--enroll-list", str(speech / "enroll_list.csv"),
+         "--test-list", str(speech / "test_list.csv"), "--root", str(speech),
+         "--out", str(tmp / "r.csv"), "--cache", str(tmp / "cache"), "--workers", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    workers: list[int] = []
+    while time.monotonic() < deadline and len(workers) < 2 and proc.poll() is None:
+        time.sleep(0.1)
+        workers = children(proc.pid)
+    assert len(workers) == 2, f"no workers (exit {proc.poll()})"
+    time.sleep(2.0)  # they have loaded the model and are embedding
+    assert proc.poll() is None, "the run ended before the signal: make the lists longer"
+    return proc, workers
+
+
+def gone_within(pids: list[int], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not any(alive(p) for p in pids):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_stops_batch_offline_and_its_workers_within_2_s(
+        tmp_path: Path, speech_dir: Path, sig: signal.Signals, code: int) -> None:
+    proc, workers = start_batch(tmp_path, speech_dir)
+    try:
+        t0 = time.monotonic()
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=10)
+        took = time.monotonic() - t0
+        assert proc.returncode == code and took < 2.0, (proc.returncode, took, err[-2000:])
+        assert "Traceback" not in err, err[-2000:]
+        assert gone_within(workers, 2.0), "a worker outlived the run"
+    finally:
+        proc.kill()
+        for w in workers:
+            if alive(w):
+                os.kill(w, signal.SIGKILL)
+
+
+def test_workers_die_with_a_killed_parent(tmp_path: Path, speech_dir: Path) -> None:
+    proc, workers = start_batch(tmp_path, speech_dir)
+    try:
+        proc.kill()  # SIGKILL: the parent cannot clean up; the kernel tells the workers
+        proc.wait(timeout=10)
+        assert gone_within(workers, 2.0), "a worker outlived its killed parent"
+    finally:
+        for w in workers:
+            if alive(w):
+                os.kill(w, signal.SIGKILL)
