@@ -103,8 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", type=Path)
     p.add_argument("--det", type=Path, help="write the DET curve to this PNG")
     p.add_argument("--scores", type=Path, help="write 'score label enroll test' lines here")
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--cache", type=Path)
+    # The same workers and embedding cache as batch-offline: whole files are cached
+    # under the same key, so a verify after a batch run over them takes seconds.
+    p.add_argument("--workers", type=int, default=default_workers(),
+                   help="embedding processes (default: %(default)s, one per core)")
+    p.add_argument("--cache", type=Path, default=Path(user_cache_dir("vggvox")),
+                   help="embedding cache folder, shared with batch-offline "
+                        "(default: %(default)s)")
     _model_args(p)
 
     p = sub.add_parser("similarity", help="similarity matrix of several utterances")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
+import re
 import shutil
 import subprocess
 import sys
@@ -131,7 +133,8 @@ def test_wrong_arguments_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Pa
 
 
 def test_batch_offline_parallel_and_cached(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, fixtures_dir: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, fixtures_dir: Path,
+    caplog: pytest.LogCaptureFixture
 ) -> None:
     manifest = (fixtures_dir / "manifest.csv").read_text().splitlines()[1:]
     rows = [ln.split(",")[:2] for ln in manifest]
@@ -154,6 +157,12 @@ def test_batch_offline_parallel_and_cached(
     code, second, _ = run(capsys, *argv, "--json")
     assert code == 0 and second == first
     assert (tmp_path / "r.csv").read_text() == results
+
+    # verify shares the cache: every trial file was embedded whole by the run above.
+    with caplog.at_level(logging.INFO, logger="vggvox_client.jobs"):
+        code, _, _ = run(capsys, "verify", "--trials", str(fixtures_dir / "trials_all_pairs.txt"),
+                         "--root", str(fixtures_dir), "--cache", str(cache), "--json")
+    assert code == 0 and re.search(r"cache: \d+ hits, 0 to compute", caplog.text), caplog.text
 
 
 def test_verify_on_fixture_trials(
