@@ -19,19 +19,29 @@ class Skipped:
     what: str
     reason: str
     line: int | None = None
+    """The line of the list (``source``, else ``what`` itself) it came from."""
+    source: str | None = None
+    """The list that named ``what``, when it came from one."""
 
     @classmethod
     def from_list_error(cls, e: ListFormatError) -> Skipped:
         return cls(e.path, f"malformed line ({e.reason}): {e.text!r}", e.line_no)
 
     def __str__(self) -> str:
-        where = f"{self.what}:{self.line}" if self.line else self.what
+        # Where to look first: the list and its line, then the file it named.
+        if self.source:
+            where = f"{self.source}:{self.line}: {self.what}" if self.line else \
+                f"{self.source}: {self.what}"
+        else:
+            where = f"{self.what}:{self.line}" if self.line else self.what
         return f"skipped {where}: {self.reason}"
 
     def as_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"path": self.what, "reason": self.reason}
         if self.line:
             d["line"] = self.line
+        if self.source:
+            d["list"] = self.source
         return d
 
 

@@ -160,9 +160,13 @@ def _embed(
     )
 
 
+def _name(path: Path | None) -> str | None:
+    return str(path) if path is not None else None
+
+
 def enroll_all(
     utts: list[Utterance], embedded: dict[Path, Embedded], store: VoiceprintStore,
-    model: ModelCard
+    model: ModelCard, source: Path | None = None
 ) -> list[Skipped]:
     """Enroll each speaker with their usable utterances, one transaction each."""
     skipped: list[Skipped] = []
@@ -170,12 +174,13 @@ def enroll_all(
     for u in utts:
         e = embedded[u.path]
         if e.embedding is None:
-            skipped.append(Skipped(str(u.path), e.reason, u.line))
+            skipped.append(Skipped(str(u.path), e.reason, u.line, _name(source)))
         else:
             by_speaker[u.speaker].append(e)
     for name, items in by_speaker.items():
         if not items:
-            skipped.append(Skipped(name, "speaker has no usable enrollment utterance"))
+            skipped.append(Skipped(name, "speaker has no usable enrollment utterance",
+                                   source=_name(source)))
             continue
         store.enroll(
             name,
@@ -210,7 +215,8 @@ def identify(s: IdentifySettings) -> Report:
     enrolled = _embed(enroll, s, card, s.max_sec_enroll, "enroll", enroll_tag, check_speech=True)
     with tempfile.TemporaryDirectory(prefix="vggvox-") as tmp:
         store = VoiceprintStore(s.store_path or Path(tmp) / "voiceprints.db")
-        skipped += enroll_all(enroll, enrolled, store, card)  # bound to the file's sha256
+        skipped += enroll_all(enroll, enrolled, store, card,  # bound to the file's sha256
+                              s.enroll_list)
         names, prints = store.voiceprints(card)
     report = Report(speakers=names, rule=rule)
     index = {n: i for i, n in enumerate(names)}
@@ -218,7 +224,8 @@ def identify(s: IdentifySettings) -> Report:
     usable = []
     for t in tests:
         if t.speaker not in index and rule is None:
-            skipped.append(Skipped(str(t.path), f"speaker {t.speaker!r} is not enrolled", t.line))
+            skipped.append(Skipped(str(t.path), f"speaker {t.speaker!r} is not enrolled", t.line,
+                                   str(s.test_list)))
         else:
             usable.append(t)
     tested = _embed(usable, s, card, None, "test", "")
@@ -226,7 +233,8 @@ def identify(s: IdentifySettings) -> Report:
     ok = [t for t in usable if tested[t.path].embedding is not None]
     for t in usable:
         if tested[t.path].embedding is None:
-            skipped.append(Skipped(str(t.path), tested[t.path].reason, t.line))
+            skipped.append(Skipped(str(t.path), tested[t.path].reason, t.line,
+                                   str(s.test_list)))
     if ok and names:
         all_scores = scorer.scores(np.stack([tested[t.path].embedding for t in ok]), prints)
         for t, row in zip(ok, all_scores, strict=True):

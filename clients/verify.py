@@ -60,7 +60,8 @@ def verify(
         a, b = embedded[t.enroll], embedded[t.test]
         failed = next((e for e in (a, b) if e.embedding is None), None)
         if failed is not None:
-            report.skipped.append(Skipped(str(failed.path), failed.reason, t.line))
+            report.skipped.append(Skipped(str(failed.path), failed.reason, t.line,
+                                          str(trials_path)))
             continue
         report.trials.append(t)
         report.scores.append(scorer.pair(a.embedding, b.embedding))

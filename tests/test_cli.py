@@ -83,6 +83,12 @@ def test_offline_with_every_kind_of_bad_input(
     # 6 bad test files + missing enrollment + ghost speaker + 2 malformed lines
     assert summary["n_skipped"] == 10
     assert "file not found" in err and "test_list.csv:15" in err
+    # A file skipped from a list is named after the list and its line, as editors expect.
+    silent_line = 1 + test.read_text().splitlines().index(f"{bad_files['silent']} ls-3005")
+    assert f"skipped {test}:{silent_line}: {bad_files['silent']}: silent" in err, err
+    assert f"skipped {enroll}: ghost: speaker has no usable enrollment utterance" in err
+    assert any(s.get("list") == str(test) and s.get("line") == silent_line
+               for s in summary["skipped"])
 
     # The results file is pure CSV (a reader takes every line as a row); the figures
     # are in the summary (stdout, --json).
@@ -189,7 +195,8 @@ def test_verify_reports_bad_trial_lines(
     code, summary, err = run(capsys, "verify", "--trials", str(trials), "--root",
                              str(fixtures_dir), "--json")
     assert code == 0 and summary["n_trials"] == 66 and summary["n_skipped"] == 2
-    assert "nothere.wav:67: file not found" in err and "trials.txt:68: malformed" in err
+    assert "trials.txt:67: " in err and "nothere.wav: file not found" in err
+    assert "trials.txt:68: malformed" in err
 
 
 def test_similarity(capsys: pytest.CaptureFixture[str], tmp_path: Path,
