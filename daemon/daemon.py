@@ -22,8 +22,9 @@ from pathlib import Path
 import soundfile as sf
 
 from vggvox.embedder import Embedder
-from vggvox.modelcard import load_card, resolve_card
-from vggvox.store import VoiceprintStore
+from vggvox.errors import ModelMismatchError
+from vggvox.modelcard import ModelCard, load_card, resolve_card
+from vggvox.store import ModelId, VoiceprintStore
 from vggvox.stream.recognizer import Recognizer
 from vggvox.voiceprints import VoiceprintSet
 from vggvoxd.access import share_sockets
@@ -72,7 +73,7 @@ def make_source(spec: str, settings: Settings) -> AudioSource:
 
 class Daemon:
     def __init__(self, settings: Settings, source: str = "mic",
-                 notifier: Notifier | None = None) -> None:
+                 notifier: Notifier | None = None, allow_empty: bool = False) -> None:
         self.settings = settings
         self.source_spec = source
         self.notifier = notifier or Notifier()
@@ -83,6 +84,7 @@ class Daemon:
         card = load_card(resolve_card(settings.model.name))
         self.embedder = Embedder(card, threads=settings.model.threads)
         self.store = VoiceprintStore(settings.store_path())
+        self._check_store(card, allow_empty)
         self.voiceprints = VoiceprintSet(card.embedding_size, card.tag, settings.scoring.metric)
         self.rule = settings.scoring.rule(card, settings.scoring.metric)
         self.queues = WorkQueues(settings.window.queue, settings.window.queue)
@@ -110,6 +112,17 @@ class Daemon:
         self._last_status = 0.0
         log.info("model %s (%s), %s, store %s", card.tag, card.path, self.rule.describe(),
                  self.store.path)
+
+    def _check_store(self, card: ModelCard, allow_empty: bool) -> None:
+        """A store of another model's voiceprints would leave everyone unknown, silently
+        but for one log line: refuse to start, unless told to run with nobody enrolled."""
+        try:
+            self.store.voiceprints(ModelId.of(card))
+        except ModelMismatchError as e:
+            if not allow_empty:
+                raise ModelMismatchError(f"{e} (--allow-empty starts with nobody enrolled)") \
+                    from None
+            log.error("%s; running with nobody enrolled (--allow-empty)", e)
 
     # -- events -------------------------------------------------------------------------
 

@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", default="mic", help="mic (default), file:PATH or stdin")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
     p.add_argument("--socket-group", help="group given the ipc sockets (security.group)")
+    p.add_argument("--allow-empty", action="store_true",
+                   help="start even if the store holds another model's voiceprints (nobody "
+                        "is then enrolled; without it vggvoxd refuses to start)")
     return p
 
 
@@ -98,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     raise_file_limit()
     try:
-        daemon = Daemon(settings, source=args.source)
+        daemon = Daemon(settings, source=args.source, allow_empty=args.allow_empty)
     except (VggvoxError, RuntimeError) as e:
         log.error("cannot start: %s", e)
         return 1

@@ -127,3 +127,29 @@ def test_remove_says_whether_erasure_is_complete_and_the_daemon_finishes_it(
         assert time.monotonic() < deadline, daemon.output()
         time.sleep(0.1)
     assert daemon.conn.request("remove", name="ls-3331")["erasure"] == "complete"
+
+
+def test_a_store_of_another_model_stops_the_daemon_unless_allowed_empty(tmp_path: Path) -> None:
+    """Issue 9: a daemon whose store holds another model's voiceprints would run with
+    nobody enrolled and one log line; it refuses to start, naming --allow-empty."""
+    import subprocess
+
+    from vggvox.store import ModelId, VoiceprintStore
+
+    store = VoiceprintStore(tmp_path / "voiceprints.db")
+    vector = np.ones((1, 192), dtype=np.float32) / np.sqrt(192)
+    store.enroll("alice", vector, ModelId("other-model@1.0", "0" * 64), ["a.wav"], [4.0])
+    d = DaemonProcess(tmp_path)
+    refused = subprocess.run(d.argv, capture_output=True, text=True, timeout=60,
+                             stdin=subprocess.DEVNULL)
+    assert refused.returncode == 1, refused.stdout[-2000:]
+    assert "other-model@1.0" in refused.stdout and "--allow-empty" in refused.stdout
+    assert "Traceback" not in refused.stdout + refused.stderr
+    d.argv.append("--allow-empty")
+    d.start()
+    try:
+        assert d.conn.request("status")["speakers"] == 0
+        assert "running with nobody enrolled (--allow-empty)" in d.output()
+        assert [s["name"] for s in d.conn.request("list")["speakers"]] == ["alice"], "kept"
+    finally:
+        d.stop()
