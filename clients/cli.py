@@ -21,7 +21,14 @@ from vggvox.modelcard import DEFAULT_MODEL, load_card, resolve_card
 from vggvox.scoring import METRICS, Scorer
 from vggvox.stream.recognizer import ScoringConfig
 from vggvox_client import conversations, daemon_cmds, evaluate, keys
-from vggvox_client.common import Skipped, add_rule_args, print_json, report_skipped
+from vggvox_client.common import (
+    Skipped,
+    add_rule_args,
+    endpoint,
+    output_file,
+    print_json,
+    report_skipped,
+)
 from vggvox_client.jobs import default_workers
 
 log = logging.getLogger("vggvox_client")
@@ -38,7 +45,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 def _identify_args(p: argparse.ArgumentParser, batch: bool) -> None:
     p.add_argument("--enroll-list", required=True, type=Path)
     p.add_argument("--test-list", required=True, type=Path)
-    p.add_argument("--out", required=True, type=Path, help="results file (CSV)")
+    p.add_argument("--out", required=True, type=output_file, help="results file (CSV)")
     p.add_argument("--root", type=Path, help="folder the list paths are relative to "
                                               "(default: each list's folder)")
     p.add_argument("--max-sec-enroll", type=float, metavar="S",
@@ -68,9 +75,9 @@ def _global_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("global options")
     g.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, default=argparse.SUPPRESS,
                    metavar="LEVEL", help=f"{', '.join(LOG_LEVELS)} (any case; default WARNING)")
-    g.add_argument("--control", default=argparse.SUPPRESS,
+    g.add_argument("--control", type=endpoint, default=argparse.SUPPRESS,
                    help="daemon control endpoint (default: as the daemon's)")
-    g.add_argument("--events", default=argparse.SUPPRESS,
+    g.add_argument("--events", type=endpoint, default=argparse.SUPPRESS,
                    help="daemon events endpoint (default: as the daemon's)")
     g.add_argument("--timeout", type=float, default=argparse.SUPPRESS, metavar="S",
                    help="seconds to wait for the daemon's reply (default: 10; enroll: 60, "
@@ -101,8 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="EER and minDCF on VoxCeleb-format trials")
     p.add_argument("--trials", required=True, type=Path)
     p.add_argument("--root", type=Path)
-    p.add_argument("--det", type=Path, help="write the DET curve to this PNG")
-    p.add_argument("--scores", type=Path, help="write 'score label enroll test' lines here")
+    p.add_argument("--det", type=output_file, help="write the DET curve to this PNG")
+    p.add_argument("--scores", type=output_file,
+                   help="write 'score label enroll test' lines here")
     # The same workers and embedding cache as batch-offline: whole files are cached
     # under the same key, so a verify after a batch run over them takes seconds.
     p.add_argument("--workers", type=int, default=default_workers(),
@@ -114,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("similarity", help="similarity matrix of several utterances")
     p.add_argument("files", nargs="+", type=Path)
-    p.add_argument("--png", type=Path, help="write a heat map to this PNG")
+    p.add_argument("--png", type=output_file, help="write a heat map to this PNG")
     _model_args(p)
 
     evaluate.add_parser(sub)

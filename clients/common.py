@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,7 +68,31 @@ def add_rule_args(p: argparse.ArgumentParser, default: str, det: str) -> None:
     p.add_argument("--threshold", type=float, metavar="RAW",
                    help="name the best speaker at this raw score or above instead "
                         "(overrides --false-accept)")
-    p.add_argument("--det", type=Path, metavar="PNG",
+    p.add_argument("--det", type=output_file, metavar="PNG",
                    help=f"draw the curve of one raw threshold over {det} (strangers "
                         "accepted against enrolled speakers not named right), with the "
                         "operating point")
+
+
+def output_file(text: str) -> Path:
+    """An argparse type for a file to write: its folder must exist, checked before any
+    work starts (not after an hour of embedding)."""
+    path = Path(text)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: folder {folder} does not exist")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: is a folder, give a file name")
+    return path
+
+
+ENDPOINT = re.compile(r"(ipc://.+|tcp://(\[[0-9a-fA-F:.]+\]|[\w.-]+|\*):(\d{1,5}|\*))")
+
+
+def endpoint(text: str) -> str:
+    """An argparse type for a ZeroMQ endpoint of the daemon: ipc://PATH or tcp://HOST:PORT."""
+    if not ENDPOINT.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: not an endpoint; give ipc:///path/to/control.sock or "
+            "tcp://127.0.0.1:5561")
+    return text

@@ -28,7 +28,7 @@ from vggvox.modelcard import DEFAULT_MODEL
 from vggvox.store import ModelId, VoiceprintStore
 from vggvox.stream.recognizer import Recognizer, RecognizerConfig
 from vggvox.voiceprints import VoiceprintSet
-from vggvox_client.common import add_rule_args, print_json
+from vggvox_client.common import add_rule_args, output_file, print_json
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -47,7 +47,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help=f"model name or card path (default: the config's, else {DEFAULT_MODEL})")
     p.add_argument("--collar", type=float, default=0.25,
                    help="seconds left unscored each side of a true boundary (default 0.25)")
-    p.add_argument("--png", type=Path, help="draw truth and output timelines to this PNG")
+    p.add_argument("--png", type=output_file,
+                   help="draw truth and output timelines to this PNG")
     add_rule_args(p, "default: the config's scoring.false_accept; overrides its "
                      "scoring.threshold", "the final turns' best scores")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")

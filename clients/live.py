@@ -115,12 +115,26 @@ def listen(conn: Connection, as_json: bool, topics: list[str] | None, count: int
 
 
 def replay_files(target: Path) -> list[Path]:
-    """A single audio file, or a list (first field of each line is a path)."""
+    """A single audio file, or a list (first field of each line is a path); anything
+    else is one VggvoxError naming it, before the daemon is asked anything."""
+    if not target.is_file():
+        raise VggvoxError(f"replay {target}: no such file")
     if target.suffix.lower() in AUDIO_SUFFIXES:
         return [target]
-    lines = [ln.split()[0] for ln in target.read_text().splitlines()
+    try:
+        text = target.read_text()
+    except (UnicodeDecodeError, OSError) as e:
+        raise VggvoxError(f"replay {target}: neither audio ({', '.join(sorted(AUDIO_SUFFIXES))}) "
+                          f"nor a text list of files ({e.__class__.__name__})") from None
+    lines = [ln.split()[0] for ln in text.splitlines()
              if ln.strip() and ln.strip().lower() != "filename,speaker"]
-    return [target.parent / ln.split(",")[0] for ln in lines]
+    files = [target.parent / ln.split(",")[0] for ln in lines]
+    missing = [f for f in files if not f.is_file()]
+    if not files or missing:
+        what = f"{missing[0]} (line {files.index(missing[0]) + 1}) is missing" if missing \
+            else "it names no files"
+        raise VggvoxError(f"replay {target}: not a usable list: {what}")
+    return files
 
 
 def replay_one(conn: Connection, path: Path, realtime: bool, as_json: bool,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
@@ -351,3 +352,33 @@ def test_plural() -> None:
     assert [plural(n, "speaker") for n in (0, 1, 2)] == ["0 speakers", "1 speaker",
                                                          "2 speakers"]
     assert plural(1, "embedding", 3) == "  1 embedding"
+
+
+
+def test_bad_paths_and_endpoints_are_one_line_errors_before_any_work(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Issue 9: --out/--det/--png into a missing folder, a malformed --control, and a
+    replay of something that is neither audio nor a list: one line, exit 2."""
+    lst = tmp_path / "l.txt"
+    lst.write_text("a.wav alice\n")
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(bytes(range(256)) * 4)
+    cases = [
+        (["offline", "--enroll-list", str(lst), "--test-list", str(lst),
+          "--out", str(tmp_path / "nope" / "r.csv")], "folder"),
+        (["verify", "--trials", str(lst), "--det", str(tmp_path / "nope" / "d.png")], "folder"),
+        (["similarity", str(lst), "--png", str(tmp_path / "nope" / "m.png")], "folder"),
+        (["speakers", "--control", "localhost:5561"], "not an endpoint"),
+        (["replay", str(tmp_path / "missing.wav"), "--control", "tcp://127.0.0.1:9"],
+         "no such file"),
+        (["replay", str(junk), "--control", "tcp://127.0.0.1:9"], "neither audio"),
+        (["replay", str(lst), "--control", "tcp://127.0.0.1:9"], "a.wav (line 1) is missing"),
+    ]
+    for argv, why in cases:
+        with pytest.raises(SystemExit) if why in ("folder", "not an endpoint") else \
+                contextlib.nullcontext():
+            code = main(argv)
+            assert code == 2, argv
+        err = capsys.readouterr().err
+        errors = [ln for ln in err.splitlines() if "error" in ln]  # argparse adds usage
+        assert why in err and len(errors) == 1 and "Traceback" not in err, (argv, err)
