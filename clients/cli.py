@@ -13,7 +13,7 @@ from pathlib import Path
 
 from platformdirs import user_cache_dir
 
-from vggvox import __version__
+from vggvox import __version__, logsetup
 from vggvox.audio import load_audio
 from vggvox.embedder import Embedder
 from vggvox.errors import VggvoxError
@@ -240,8 +240,7 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logsetup.configure(args.log_level, sys.stderr)
     try:
         return COMMANDS[args.command](args)
     except VggvoxError as e:

@@ -1,7 +1,7 @@
 """vggvoxd settings: YAML validated once, at start, into frozen dataclasses.
 
-Search order: ``--config FILE``, else ``/etc/vggvox/vggvoxd.yaml``, else the
-user's config directory (``~/.config/vggvox/vggvoxd.yaml``), else the
+Search order: ``--config FILE``, else the user's config directory
+(``~/.config/vggvox/vggvoxd.yaml``), else ``/etc/vggvox/vggvoxd.yaml``, else the
 defaults below (the same as ``config/vggvoxd.yaml``). An unknown key, a wrong
 type or an out-of-range value stops start-up with a message naming the key.
 """
@@ -12,6 +12,7 @@ import dataclasses
 import os
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,8 +168,18 @@ class Settings:
         if value:
             return value
         runtime = os.environ.get("RUNTIME_DIRECTORY")
-        base = Path(runtime.split(":")[0]) if runtime else Path(user_runtime_dir("vggvox"))
+        base = Path(runtime.split(":")[0]) if runtime else user_runtime_base()
         return f"ipc://{private_dir(base)}/{which}.sock"
+
+
+def user_runtime_base() -> Path:
+    """The user's runtime folder for vggvox. Without XDG_RUNTIME_DIR (root shells, sudo,
+    cron, containers) platformdirs falls back to /tmp/runtime-UID and warns, with a line
+    of its source code, at every command: the fallback is expected here, and
+    ``private_dir`` checks that folder's owner and mode, so the warning is left out."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Path(user_runtime_dir("vggvox"))
 
 
 def private_dir(path: Path) -> Path:
@@ -304,7 +315,9 @@ def parse(data: Any, where: str = "config") -> Settings:
 def find_config(explicit: str | Path | None) -> Path | None:
     if explicit:
         return Path(explicit)
-    for candidate in (SYSTEM_CONFIG, Path(user_config_dir("vggvox")) / "vggvoxd.yaml"):
+    # The user's own file first: a user's settings override the machine's, as with
+    # most tools (the system service runs as a user without one).
+    for candidate in (Path(user_config_dir("vggvox")) / "vggvoxd.yaml", SYSTEM_CONFIG):
         if candidate.is_file():
             return candidate
     return None

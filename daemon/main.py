@@ -10,6 +10,7 @@ import signal
 import sys
 from types import FrameType
 
+from vggvox import __version__, logsetup
 from vggvox.errors import VggvoxError
 from vggvoxd import config
 from vggvoxd.access import check_exposure, group_id
@@ -23,8 +24,8 @@ log = logging.getLogger("vggvoxd")
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vggvoxd", description="Real-time speaker identification "
                                 "daemon: microphone in, ZeroMQ events out.")
-    p.add_argument("--config", help="YAML settings (default: /etc/vggvox/vggvoxd.yaml, then "
-                                    "~/.config/vggvox/vggvoxd.yaml, then built-in defaults)")
+    p.add_argument("--config", help="YAML settings (default: ~/.config/vggvox/vggvoxd.yaml, "
+                                    "then /etc/vggvox/vggvoxd.yaml, then built-in defaults)")
     p.add_argument("--events", help="ZeroMQ PUB endpoint, e.g. tcp://127.0.0.1:5560")
     p.add_argument("--control", help="ZeroMQ control endpoint, e.g. ipc:///run/vggvox/c.sock")
     p.add_argument("--store", help="SQLite voiceprint store")
@@ -32,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", default="mic", help="mic (default), file:PATH or stdin")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
     p.add_argument("--socket-group", help="group given the ipc sockets (security.group)")
+    p.add_argument("--list-devices", action="store_true",
+                   help="list the audio input devices (index, name, channels, rate) and exit")
+    p.add_argument("--version", action="version", version=f"vggvoxd {__version__}")
     p.add_argument("--allow-empty", action="store_true",
                    help="start even if the store holds another model's voiceprints (nobody "
                         "is then enrolled; without it vggvoxd refuses to start)")
@@ -82,16 +86,29 @@ def raise_file_limit() -> int:
 def preflight(settings: config.Settings) -> None:
     """Access settings that would stop the daemon, checked before the model loads:
     one line and exit 2, like any other configuration error."""
-    logging.basicConfig(level=settings.logging.level.upper(), stream=sys.stdout,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logsetup.configure(settings.logging.level, sys.stdout)
     check_exposure(settings)
     if settings.security.group:
         group_id(settings.security.group)
     Curve(settings.security)  # reads and checks the keys
 
 
+def list_devices() -> int:
+    from vggvoxd.sources import input_devices
+
+    devices = input_devices()
+    if not devices:
+        print("no audio input devices (PortAudio sees none: is a sound server running?)")
+    for d in devices:
+        print(f"{d['index']:3d}  {d['name']}  ({d['maxInputChannels']} channels, "
+              f"{d['defaultSampleRate']:.0f} Hz)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.list_devices:  # before the settings and the model: a quick look
+        return list_devices()
     try:
         settings = settings_from(args)
         check_source(args.source)

@@ -80,6 +80,19 @@ def quiet_stderr() -> Iterator[None]:
         os.close(null)
 
 
+def input_devices() -> list[dict[str, Any]]:
+    """PortAudio's input devices: index, name, maxInputChannels, defaultSampleRate."""
+    import pyaudio
+
+    with quiet_stderr():
+        pa = pyaudio.PyAudio()
+    try:
+        found = [pa.get_device_info_by_index(i) for i in range(pa.get_device_count())]
+    finally:
+        pa.terminate()
+    return [d for d in found if d.get("maxInputChannels", 0) > 0]
+
+
 class MicSource(AudioSource):
     def __init__(self, device: str | int | None = None, block_ms: int = 20) -> None:
         super().__init__("mic")
@@ -116,7 +129,9 @@ class MicSource(AudioSource):
         try:
             index = self._find_device(self._pa)
             if index is None and self._pa.get_device_count() == 0:
-                raise SourceError("no audio input device on this machine")
+                raise SourceError("no audio input device on this machine (try: make demo, or "
+                                  "vggvoxd --source file:PATH or --source stdin; "
+                                  "vggvoxd --list-devices shows what PortAudio sees)")
             overflow = pyaudio.paInputOverflow
 
             def callback(data: bytes, frames: int, info: Any, status: int) -> tuple[None, int]:

@@ -90,3 +90,21 @@ def test_the_socket_folder_must_be_private(tmp_path: Path, monkeypatch: pytest.M
         monkeypatch.setenv("RUNTIME_DIRECTORY", str(theirs))
         with pytest.raises(ConfigError, match="belongs to uid 65534"):
             Settings().endpoint("control")
+
+
+def test_the_users_file_comes_before_the_machines(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Precedence: --config, then ~/.config/vggvox/vggvoxd.yaml, then /etc, then defaults."""
+    etc = tmp_path / "etc.yaml"
+    etc.write_text("status: {interval_s: 7.0}\n")
+    user = tmp_path / "home" / "vggvox" / "vggvoxd.yaml"
+    monkeypatch.setattr(config, "SYSTEM_CONFIG", etc)
+    monkeypatch.setattr(config, "user_config_dir", lambda app: str(tmp_path / "home" / app))
+    assert config.find_config(None) == etc, "the machine's file when the user has none"
+    user.parent.mkdir(parents=True)
+    user.write_text("status: {interval_s: 3.0}\n")
+    assert config.find_config(None) == user
+    assert config.load(None)[0].status.interval_s == 3.0
+    explicit = tmp_path / "mine.yaml"
+    explicit.write_text("status: {interval_s: 1.0}\n")
+    assert config.load(explicit)[0].status.interval_s == 1.0
