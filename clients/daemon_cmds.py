@@ -4,6 +4,7 @@ remove, name, status, listen and replay (their parsers, and what they print)."""
 from __future__ import annotations
 
 import argparse
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,9 +62,26 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
 
 
+TIME_FIELDS = ("updated", "created")
+"""Unix times in replies that --json shows as ISO 8601."""
+
+
+def iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")
+
+
 def data(reply: dict[str, Any]) -> dict[str, Any]:
-    """A reply's data: without the protocol's ``ok`` field."""
-    return {k: v for k, v in reply.items() if k != "ok"}
+    """A reply's data for people and scripts: without the protocol's ``ok`` field, and
+    times in ISO 8601 (UTC) rather than Unix seconds."""
+    def convert(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: iso(x) if k in TIME_FIELDS and isinstance(x, (int, float))
+                    else convert(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [convert(x) for x in v]
+        return v
+
+    return {k: convert(v) for k, v in reply.items() if k != "ok"}
 
 
 def format_status(s: dict[str, Any]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -131,6 +132,9 @@ def test_status_remove_json_plurals_and_options_after(capsys: pytest.CaptureFixt
     code = main(["speakers", "--json", "--control", daemon.conn.control])
     listed = json.loads(capsys.readouterr().out)
     assert code == 0 and "ok" not in listed and listed["speakers"][0]["name"] == name
+    # Times in --json are ISO 8601, not Unix seconds.
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00",
+                        listed["speakers"][0]["updated"])
 
     daemon.conn.request("reload")  # the daemon's count follows the store on its next turn
     code, out, _ = cli(capsys, daemon, "status", "--json")
