@@ -33,10 +33,10 @@ sysdeps:
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-$(STAMP): setup.cfg pyproject.toml | sysdeps
+$(STAMP): setup.cfg pyproject.toml constraints.txt | sysdeps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
 	touch $@
 
 # The daemon on the default microphone, in the foreground (Ctrl-C stops it).

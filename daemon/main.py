@@ -8,6 +8,7 @@ import os
 import resource
 import signal
 import sys
+from importlib import resources
 from types import FrameType
 
 from vggvox import __version__, logsetup
@@ -36,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list-devices", action="store_true",
                    help="list the audio input devices (index, name, channels, rate) and exit")
     p.add_argument("--version", action="version", version=f"vggvoxd {__version__}")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the config template (every key, its default and a comment), "
+                        "e.g. > ~/.config/vggvox/vggvoxd.yaml, and exit")
+    p.add_argument("--print-unit", action="store_true",
+                   help="print the systemd unit (edit its paths to this installation), and exit")
     p.add_argument("--allow-empty", action="store_true",
                    help="start even if the store holds another model's voiceprints (nobody "
                         "is then enrolled; without it vggvoxd refuses to start)")
@@ -109,6 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.list_devices:  # before the settings and the model: a quick look
         return list_devices()
+    if args.print_config or args.print_unit:
+        # Shipped in the package (wheel or checkout): a pip install has them too.
+        name = "vggvoxd.yaml" if args.print_config else "vggvoxd.service"
+        sys.stdout.write(resources.files("vggvoxd").joinpath(name).read_text())
+        return 0
     try:
         settings = settings_from(args)
         check_source(args.source)
