@@ -18,6 +18,7 @@ import numpy as np
 
 from vggvox.audio import SAMPLE_RATE
 from vggvox.enrollment import EnrollmentError, enroll
+from vggvox.errors import StoreError
 from vggvox.identity import admit
 from vggvox.store import check_name
 from vggvoxd.control import Handler, Later, Reply, RequestError, field
@@ -129,14 +130,16 @@ class Handlers:
                 raise RequestError(f"vggvoxd is stopping: enrollment of {name!r} abandoned, "
                                    "nothing was stored") from None
             raise RequestError(str(err)) from None
-        known = {sp.name for sp in self.d.store.speakers()}
+        try:  # one row, not the whole list: only whether this name is enrolled
+            existed = bool(self.d.store.speaker(name))
+        except StoreError:
+            existed = False
         info = admit(self.d.store, embedder.card, e, replace, force)
         total = round(e.speech_s, 3)
         self._announce("added", name, embeddings=info.embeddings, speech_s=total)
         # An existing name without replace gets these clips added to its voiceprint:
         # say so, since a user may have meant a new speaker or --replace.
-        action = "replaced" if replace and name in known else \
-            "appended" if name in known else "added"
+        action = "replaced" if replace and existed else "appended" if existed else "added"
         return {"ok": True, "speaker": name, "action": action, "embeddings": info.embeddings,
                 "speech_s": total, "model": embedder.tag}
 
