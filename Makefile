@@ -33,7 +33,7 @@ sysdeps:
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-$(STAMP): setup.cfg pyproject.toml constraints.txt | sysdeps
+$(STAMP): setup.cfg setup.py pyproject.toml constraints.txt | sysdeps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt -e '.[test]'

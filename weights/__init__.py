@@ -1,5 +1,7 @@
-"""The shipped ONNX speaker models and their model cards (package data).
+"""The shipped ONNX speaker models, their model cards and calibrations (package data).
 
-``export.py`` beside this file rebuilds them; it needs PyTorch and is never
-imported at run time.
+``export.py`` (rebuilds the models; needs PyTorch) and ``calibrate.py`` (fits the
+calibrations; needs the development speech) sit beside this file in a checkout.
+They are maintainer's tools: never imported at run time, and left out of the
+wheel by setup.py.
 """
