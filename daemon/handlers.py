@@ -230,6 +230,7 @@ class Handlers:
                 "queue": ev.queue,
                 "speakers": ev.speakers, "windows": self.d.executor.windows_done,
                 "model": self.d.embedder.tag, "scoring": self.d.rule.describe(),
+                "store": str(self.d.store.path),
                 "unknowns": self.unknowns(), "replays": len(self.replays),
                 "connections": {s.name: s.connections.health()
                                 for s in (self.d.publisher, self.d.control)},

@@ -141,6 +141,7 @@ def test_status_remove_json_plurals_and_options_after(capsys: pytest.CaptureFixt
     status = json.loads(out)
     assert code == 0 and "ok" not in status
     assert status["speakers"] == 1 and {"embedder", "events", "control"} <= set(status["stages"])
+    assert status["store"] == str(daemon.store)  # where the voiceprints live
     code, out, _ = cli(capsys, daemon, "status")
     assert code == 0
     for line in ("state ", "model ", "scoring ", "speakers   1 speaker", "stages",

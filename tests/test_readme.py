@@ -48,3 +48,22 @@ def test_the_quick_start_puts_the_client_on_path() -> None:
     lines = block.group(0).splitlines()
     first_client = next(i for i, ln in enumerate(lines) if ln.startswith("vggvox-client"))
     assert any(ln.startswith(". .venv/bin/activate") for ln in lines[:first_client])
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to dashes."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_the_readme_and_docs_links_lead_somewhere() -> None:
+    """The README sends users to docs/ for the internals: every relative link and
+    its #anchor must exist."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    for page in pages:
+        for target in re.findall(r"\]\(([^)#:]*)(?:#([^)]*))?\)", page.read_text()):
+            path, anchor = target
+            linked = (page.parent / path).resolve() if path else page
+            assert linked.exists(), f"{page.name}: link to missing {path}"
+            if anchor:
+                anchors = {_anchor(h) for h in re.findall(r"^#+ (.*)$", linked.read_text(), re.M)}
+                assert anchor in anchors, f"{page.name}: no heading for #{anchor} in {linked.name}"
