@@ -20,7 +20,7 @@ from vggvox.errors import VggvoxError
 from vggvox.modelcard import DEFAULT_MODEL, load_card, resolve_card
 from vggvox.scoring import METRICS, Scorer
 from vggvox.stream.recognizer import ScoringConfig
-from vggvox_client import conversations, daemon_cmds, evaluate, keys
+from vggvox_client import conversations, daemon_cmds, evaluate, helptext, keys
 from vggvox_client.common import (
     Skipped,
     add_rule_args,
@@ -38,13 +38,16 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help="shipped model name (campplus, ge2e) or a model card path "
                         f"(default {DEFAULT_MODEL})")
-    p.add_argument("--metric", choices=METRICS, default="cosine")
+    p.add_argument("--metric", choices=METRICS, default="cosine",
+                   help="how embeddings are compared (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print a JSON summary to stdout")
 
 
 def _identify_args(p: argparse.ArgumentParser, batch: bool) -> None:
-    p.add_argument("--enroll-list", required=True, type=Path)
-    p.add_argument("--test-list", required=True, type=Path)
+    p.add_argument("--enroll-list", required=True, type=Path, metavar="LIST",
+                   help="the utterances each speaker is enrolled from (format below)")
+    p.add_argument("--test-list", required=True, type=Path, metavar="LIST",
+                   help="the utterances to identify, with their true speaker (format below)")
     p.add_argument("--out", required=True, type=output_file, help="results file (CSV)")
     p.add_argument("--root", type=Path, help="folder the list paths are relative to "
                                               "(default: each list's folder)")
@@ -89,11 +92,14 @@ def _global_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vggvox-client", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="vggvox-client", description="Enroll speakers in a running vggvoxd, follow what it "
+        "hears, and evaluate speaker models on files and lists (offline, no daemon needed).")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     _global_options(parser)
     parser.set_defaults(**GLOBAL_DEFAULTS)
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True,
+                                help="the command; COMMAND --help shows its own options")
     keys.add_parser(sub)
     daemon_cmds.add_parsers(sub)
 
@@ -106,8 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     _identify_args(sub.add_parser("batch_offline"), batch=True)
 
     p = sub.add_parser("verify", help="EER and minDCF on VoxCeleb-format trials")
-    p.add_argument("--trials", required=True, type=Path)
-    p.add_argument("--root", type=Path)
+    p.add_argument("--trials", required=True, type=Path, metavar="FILE",
+                   help="the trials to score (format below)")
+    p.add_argument("--root", type=Path, help="folder the trial paths are relative to "
+                                              "(default: the trial file's folder)")
     p.add_argument("--det", type=output_file, help="write the DET curve to this PNG")
     p.add_argument("--scores", type=output_file,
                    help="write 'score label enroll test' lines here")
@@ -121,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p)
 
     p = sub.add_parser("similarity", help="similarity matrix of several utterances")
-    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE",
+                   help="audio files (any format, rate and channels), two or more")
     p.add_argument("--png", type=output_file, help="write a heat map to this PNG")
     _model_args(p)
 
@@ -130,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.metavar = "{" + ",".join(n for n in sub.choices if n != "batch_offline") + "}"
     for p in set(sub.choices.values()):
         _global_options(p)
+    helptext.attach(parser, sub)
     return parser
 
 

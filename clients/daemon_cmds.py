@@ -23,20 +23,23 @@ DEFAULT_TIMEOUT = 10.0
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("enroll", help="enroll a speaker through the running daemon")
-    p.add_argument("name")
-    p.add_argument("files", nargs="*", type=Path)
+    p.add_argument("name", help="the speaker's name (any Unicode; look-alikes of enrolled "
+                                "names are refused)")
+    p.add_argument("files", nargs="*", type=Path, metavar="FILE",
+                   help="clips of the speaker: any format, rate and channels; 3 s of speech "
+                        "or more in all")
     p.add_argument("--live", type=float, metavar="SECONDS",
                    help="record SECONDS from the daemon's microphone instead of files")
     p.add_argument("--replace", action="store_true", help="replace the speaker's voiceprint")
     p.add_argument("--force", action="store_true",
                    help="store clips that do not sound like the speaker's voiceprint or like "
                         "each other, or a name that looks like another speaker's (logged)")
-    p.add_argument("--json", action="store_true")
-    sub.add_parser("speakers", help="list enrolled speakers").add_argument("--json",
-                                                                          action="store_true")
-    p = sub.add_parser("remove", help="remove a speaker")
-    p.add_argument("name")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the reply as JSON")
+    sub.add_parser("speakers", help="list enrolled speakers").add_argument(
+        "--json", action="store_true", help="print the reply as JSON")
+    p = sub.add_parser("remove", help="remove a speaker (from memory and from every file)")
+    p.add_argument("name", help="the enrolled speaker's name")
+    p.add_argument("--json", action="store_true", help="print the reply as JSON")
     p = sub.add_parser("name", help="enroll an unknown voice (unknown-N) under a name: its "
                                     "past turns (listed) and future turns are that speaker")
     p.add_argument("unknown", help="the label the daemon gave the voice, e.g. unknown-2")
@@ -47,9 +50,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true",
                    help="enroll the voice even if it does not sound like the speaker's "
                         "voiceprint, or the name looks like another speaker's (logged)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the reply as JSON")
     p = sub.add_parser("status", help="the daemon's state, model, speakers, stages and counters")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the reply as JSON")
     p = sub.add_parser("listen", help="print the daemon's events")
     p.add_argument("--json", action="store_true", help="one JSON object a line")
     p.add_argument("--topic", action="append", dest="topics", choices=TOPICS, metavar="TOPIC",
@@ -57,9 +60,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--count", type=int, help="stop after N events")
     p.add_argument("--seconds", type=float, help="stop after S seconds")
     p = sub.add_parser("replay", help="send audio through the daemon's pipeline, print events")
-    p.add_argument("target", type=Path, help="an audio file, or a list of them")
-    p.add_argument("--realtime", action="store_true", help="send at real-time pace")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("target", type=Path, help="an audio file, or a list of them (below)")
+    p.add_argument("--realtime", action="store_true",
+                   help="send at real-time pace (default: as fast as the pipeline takes it)")
+    p.add_argument("--json", action="store_true", help="print the events, one JSON object a line")
 
 
 TIME_FIELDS = ("updated", "created")
@@ -89,7 +93,7 @@ def format_status(s: dict[str, Any]) -> str:
     speakers = s.get("speakers")
     rows = [("state", s.get("state")), ("source", s.get("source")),
             ("stream", f"{s.get('stream_s', 0.0):.1f} s"), ("model", s.get("model")),
-            ("scoring", s.get("scoring")),
+            ("scoring", s.get("scoring")), ("store", s.get("store")),
             ("speakers", speakers if not isinstance(speakers, int)
              else plural(speakers, "speaker")),
             ("windows", s.get("windows")), ("queue", s.get("queue")),

@@ -21,18 +21,35 @@ from vggvoxd.daemon import Daemon, check_source
 
 log = logging.getLogger("vggvoxd")
 
+EXAMPLES = """\
+examples:
+  vggvoxd                                   # the default microphone, the user's store
+  vggvoxd --device 2 --log-level info       # input device 2 of --list-devices
+  vggvoxd --source file:meeting.wav         # a file at real-time pace, then exit
+  arecord -f S16_LE -r 16000 -c 1 | vggvoxd --source stdin
+  vggvoxd --print-config > ~/.config/vggvox/vggvoxd.yaml
+
+Exit status: 0 stopped (SIGTERM, SIGINT, or the end of a file source); 1 cannot
+start (another vggvoxd serves the endpoints, the store holds another model's
+voiceprints) or a stage kept failing; 2 bad settings or arguments."""
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vggvoxd", description="Real-time speaker identification "
-                                "daemon: microphone in, ZeroMQ events out.")
+    p = argparse.ArgumentParser(
+        prog="vggvoxd", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Real-time speaker identification daemon: microphone in, ZeroMQ events "
+                    "out. Options override the config file's keys.", epilog=EXAMPLES)
     p.add_argument("--config", help="YAML settings (default: ~/.config/vggvox/vggvoxd.yaml, "
                                     "then /etc/vggvox/vggvoxd.yaml, then built-in defaults)")
     p.add_argument("--events", help="ZeroMQ PUB endpoint, e.g. tcp://127.0.0.1:5560")
     p.add_argument("--control", help="ZeroMQ control endpoint, e.g. ipc:///run/vggvox/c.sock")
-    p.add_argument("--store", help="SQLite voiceprint store")
-    p.add_argument("--device", help="input device name or index")
+    p.add_argument("--store", help="SQLite voiceprint store (default: "
+                                   "~/.local/share/vggvox/voiceprints.db)")
+    p.add_argument("--device", help="input device: a name (or part of one) or an index "
+                                    "of --list-devices (default: the system's)")
     p.add_argument("--source", default="mic", help="mic (default), file:PATH or stdin")
-    p.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
+    p.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR, any case "
+                                       "(default: the config's, else INFO)")
     p.add_argument("--socket-group", help="group given the ipc sockets (security.group)")
     p.add_argument("--list-devices", action="store_true",
                    help="list the audio input devices (index, name, channels, rate) and exit")

@@ -144,7 +144,8 @@ def test_status_remove_json_plurals_and_options_after(capsys: pytest.CaptureFixt
     assert status["store"] == str(daemon.store)  # where the voiceprints live
     code, out, _ = cli(capsys, daemon, "status")
     assert code == 0
-    for line in ("state ", "model ", "scoring ", "speakers   1 speaker", "stages",
+    for line in ("state ", "model ", "scoring ", f"store      {daemon.store}",
+                 "speakers   1 speaker", "stages",
                  "  embedder ", "counters", "  dropped windows ", "connections"):
         assert line in out, line
 
