@@ -201,6 +201,12 @@ def replay(conn: Connection, target: Path, realtime: bool, as_json: bool) -> int
         t0 = time.monotonic()
         try:
             events = replay_one(conn, f, realtime, as_json, timeout=120)
+        except ClientError as e:
+            if e.code == "unreachable":
+                raise  # no daemon: the next file would fare no better (exit 2, one line)
+            print(f"replay: {f}: {e}", file=sys.stderr)
+            failed += 1
+            continue
         except VggvoxError as e:
             print(f"replay: {e}", file=sys.stderr)
             failed += 1

@@ -336,6 +336,22 @@ def test_listen_without_a_daemon_says_so(capsys: pytest.CaptureFixture[str],
     assert f"vggvoxd is not running: no socket at {tmp_path}/nothing.sock" in err
 
 
+def test_replay_without_a_daemon_says_so_once(capsys: pytest.CaptureFixture[str],
+                                             tmp_path: Path) -> None:
+    """A list of files, no daemon: one line and exit 2 at once, not one failure per file."""
+    noise = np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32)
+    clip = write_wav(tmp_path / "a.wav", noise)
+    (tmp_path / "list.txt").write_text("a.wav\na.wav\na.wav\n")
+    t0 = time.monotonic()
+    code = main(["replay", str(tmp_path / "list.txt"), "--control",
+                 f"ipc://{tmp_path}/nothing.sock", "--events", f"ipc://{tmp_path}/nothing.sock"])
+    err = capsys.readouterr().err
+    assert code == 2 and time.monotonic() - t0 < 2 and clip.exists()
+    assert err.strip().splitlines() == [
+        f"vggvox-client: error: vggvoxd is not running: no socket at {tmp_path}/nothing.sock "
+        "(start it, or see --control/--events)"], err
+
+
 def test_enroll_honours_timeout(capsys: pytest.CaptureFixture[str], fixtures_dir: Path) -> None:
     clip = sorted(fixtures_dir.glob("ls-3005__*.wav"))[0]
     t0 = time.monotonic()
