@@ -47,7 +47,15 @@ class Skipped:
 
 
 def report_skipped(skipped: list[Skipped]) -> None:
-    for s in skipped:
+    """One line each on stderr, in the order of the lists' lines (malformed lines and
+    unusable files are found in different passes), lists in the order first met."""
+    lists: dict[str, int] = {}
+
+    def where(s: Skipped) -> tuple[int, int]:
+        named_in = s.source or (s.what if s.line is not None else "")
+        return lists.setdefault(named_in, len(lists)), s.line or 0
+
+    for s in sorted(skipped, key=where):
         print(s, file=sys.stderr)
 
 

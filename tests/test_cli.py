@@ -88,6 +88,9 @@ def test_offline_with_every_kind_of_bad_input(
     silent_line = 1 + test.read_text().splitlines().index(f"{bad_files['silent']} ls-3005")
     assert f"skipped {test}:{silent_line}: {bad_files['silent']}: silent" in err, err
     assert f"skipped {enroll}: ghost: speaker has no usable enrollment utterance" in err
+    # In the order of the list's lines, though malformed lines are found first.
+    test_lines = [int(n) for n in re.findall(rf"^skipped {re.escape(str(test))}:(\d+):", err, re.M)]
+    assert len(test_lines) == 7 and test_lines == sorted(test_lines), err
     assert any(s.get("list") == str(test) and s.get("line") == silent_line
                for s in summary["skipped"])
 
