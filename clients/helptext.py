@@ -96,9 +96,19 @@ go before or after the command. Exit status: 0 done, 1 nothing could be scored,
 }
 
 
+class Formatter(argparse.HelpFormatter):
+    """Texts of several lines (the examples, the formats) are laid out as written;
+    a one-line text (a description) is wrapped to the terminal as usual."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
 def attach(parser: argparse.ArgumentParser, sub: argparse._SubParsersAction) -> None:
     """Give the program and each of its commands their examples (and formats) as an
-    epilog, laid out as written."""
+    epilog."""
     for name, p in [("", parser), *sub.choices.items()]:
         p.epilog = EXAMPLES[name.replace("batch_offline", "batch-offline")]
-        p.formatter_class = argparse.RawDescriptionHelpFormatter
+        p.formatter_class = Formatter

@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="vggvoxd", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Real-time speaker identification daemon: microphone in, ZeroMQ events "
-                    "out. Options override the config file's keys.", epilog=EXAMPLES)
+                    "out.\nOptions override the config file's keys.", epilog=EXAMPLES)
     p.add_argument("--config", help="YAML settings (default: ~/.config/vggvox/vggvoxd.yaml, "
                                     "then /etc/vggvox/vggvoxd.yaml, then built-in defaults)")
     p.add_argument("--events", help="ZeroMQ PUB endpoint, e.g. tcp://127.0.0.1:5560")
