@@ -94,21 +94,31 @@ def main() -> int:
             conversation = make_conversation(tmp)
             print(f"playing a {len(load_audio(conversation)) / 16000:.1f} s conversation "
                   "into the virtual microphone; live events:")
-            sub = conn.subscribe(["speech.start", "speech.end", "speaker"])
+            # Turns, not per-window scores: a turn is the daemon's answer to "who is
+            # speaking", updated as the evidence grows and marked final when it ends.
+            sub = conn.subscribe(["speech.start", "speech.end", "turn"])
             time.sleep(0.3)
             player = pulse.play(conversation)
             give_up = time.monotonic() + 120
             drain_until: float | None = None  # events trail the last sample a little
+            heard: list[str] = []
             while time.monotonic() < give_up:
                 ev = conn.receive(sub, 0.2)
                 if ev is not None:
                     live.emit(ev, as_json=False)
+                    if ev["type"] == "turn" and ev["final"]:
+                        heard.append(ev["speaker"] or ev["unknown"] or "nobody")
                 elif player.poll() is not None:
                     drain_until = drain_until or time.monotonic() + 2.0
                     if time.monotonic() > drain_until:
                         break
             player.kill()
             sub.close()
+            # A pause inside one person's speech ends a turn; the same speaker twice in
+            # a row is still one person speaking, so the summary joins them.
+            heard = [who for i, who in enumerate(heard) if i == 0 or who != heard[i - 1]]
+            print(f"speakers heard, in order: {', '.join(heard) or 'none'} (spoken: "
+                  f"{', '.join(who for who, _ in CONVERSATION)})")
             print("done: stopping the daemon and the sound server")
         finally:
             if daemon is not None:
