@@ -7,6 +7,10 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+import pytest
+from daemon_proc import DaemonProcess
 
 from vggvox import __version__
 
@@ -41,3 +45,24 @@ def test_print_config_and_unit_print_the_shipped_files() -> None:
     run, _ = vggvoxd("--print-unit")
     assert run.returncode == 0
     assert run.stdout == (ROOT / "systemd" / "vggvoxd.service").read_text()
+
+
+def test_no_microphone_says_what_to_try_instead(tmp_path: Path) -> None:
+    """`make run` on a machine without an input device: the daemon stays up, waiting,
+    and its message says what a newcomer can do instead."""
+    listed, _ = vggvoxd("--list-devices")
+    if not listed.stdout.startswith("no audio input devices"):
+        pytest.skip("PortAudio sees an input device here: the message cannot be shown")
+    d = DaemonProcess(tmp_path, source="mic", env={"PULSE_SERVER": f"unix:{tmp_path}/none"})
+    d.start()
+    try:
+        deadline = time.monotonic() + 15
+        while "no audio input device" not in d.output() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert d.conn.request("status")["state"] == "waiting"
+    finally:
+        code, _ = d.stop()
+    assert ("no audio input device on this machine (try: make demo, or vggvoxd --source "
+            "file:PATH or --source stdin; vggvoxd --list-devices shows what PortAudio sees); "
+            "waiting for one") in d.output(), d.output()
+    assert code == 0 and "Traceback" not in d.output()
