@@ -151,12 +151,17 @@ def _embed(
     label: str, tag: str, check_speech: bool = False,
 ) -> dict[Path, Embedded]:
     cache = EmbeddingCache(s.cache_dir, card.sha256, tag) if s.cache_dir else None
+    # An enrollment clip that passes the speech check is embedded whole, as a test file
+    # or a trial's is: the plain cache gets it too, for a verify after a batch run.
+    plain = (EmbeddingCache(s.cache_dir, card.sha256)
+             if s.cache_dir and check_speech and not max_seconds else None)
     return embed_files(
         [u.path for u in utts],
         JobSettings(s.card_path, max_seconds=max_seconds, check_speech=check_speech),
         workers=s.workers,
         cache=cache,
         progress=label if s.progress else "",
+        also=plain,
     )
 
 

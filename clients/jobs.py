@@ -128,8 +128,10 @@ def embed_files(
     workers: int = 1,
     cache: EmbeddingCache | None = None,
     progress: str = "",
+    also: EmbeddingCache | None = None,
 ) -> dict[Path, Embedded]:
-    """Embed each distinct path once. ``progress`` names a bar shown on a terminal."""
+    """Embed each distinct path once. ``progress`` names a bar shown on a terminal.
+    ``also`` is a second cache that the vectors computed here belong in too."""
     todo = list(dict.fromkeys(paths))
     done: dict[Path, Embedded] = {}
     keys: dict[Path, str] = {}
@@ -153,6 +155,8 @@ def embed_files(
             done[r.path] = r
             if cache is not None and r.embedding is not None and r.path in keys:
                 cache.put(keys[r.path], r.embedding)
+                if also is not None:
+                    also.put(keys[r.path], r.embedding)
             bar.update()
 
     try:

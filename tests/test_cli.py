@@ -152,23 +152,25 @@ def test_batch_offline_parallel_and_cached(
     first_clip = {s: p for p, s in reversed(rows)}
     enroll.write_text("".join(f"{p} {s}\n" for s, p in first_clip.items()))
     test = tmp_path / "t.csv"
-    test.write_text("".join(f"{p} {s}\n" for p, s in rows))
+    test.write_text("".join(f"{p} {s}\n" for p, s in rows if p not in first_clip.values()))
     cache = tmp_path / "cache"
     argv = ["batch-offline", "--enroll-list", str(enroll), "--test-list", str(test), "--root",
             str(fixtures_dir), "--out", str(tmp_path / "r.csv"), "--cache", str(cache),
             "--workers", "2"]
     code, first, _ = run(capsys, *argv, "--json")
-    assert code == 0 and first["n_scored"] == 12
+    assert code == 0 and first["n_scored"] == 8
     cached = list(cache.rglob("*.npy"))
-    # Keyed by content and use: 12 test clips, and the 4 enrollment clips again under
-    # the enrollment's own tag (their VAD check must run before one is cached).
+    # Keyed by content and use: 8 test clips, and the 4 enrollment clips under the
+    # enrollment's own tag (their VAD check must run before one is cached) and as
+    # plain whole-file embeddings too.
     assert len(cached) == 16
     results = (tmp_path / "r.csv").read_text()
     code, second, _ = run(capsys, *argv, "--json")
     assert code == 0 and second == first
     assert (tmp_path / "r.csv").read_text() == results
 
-    # verify shares the cache: every trial file was embedded whole by the run above.
+    # verify shares the cache: every trial file, enrollment clips included, was
+    # embedded whole by the run above.
     with caplog.at_level(logging.INFO, logger="vggvox_client.jobs"):
         code, _, _ = run(capsys, "verify", "--trials", str(fixtures_dir / "trials_all_pairs.txt"),
                          "--root", str(fixtures_dir), "--cache", str(cache), "--json")
