@@ -1,5 +1,5 @@
-"""Batch jobs stop cleanly: SIGTERM, SIGINT or SIGKILL to batch-offline leaves no
-worker process behind (each holds a model), and the first two exit at once.
+"""Batch jobs stop cleanly: SIGTERM, SIGINT or SIGKILL to batch-offline or verify
+leaves no worker process behind (each holds a model), and the first two exit at once.
 
 Real processes and real signals, on the shared speech lists (long enough that
 the run is still embedding when the signal comes)."""
@@ -33,13 +33,15 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def start_batch(tmp: Path, speech: Path) -> tuple[subprocess.Popen[str], list[int]]:
-    """batch-offline with 2 workers, once both workers are embedding."""
+def start_batch(tmp: Path, speech: Path, command: str = "batch-offline"
+                ) -> tuple[subprocess.Popen[str], list[int]]:
+    """batch-offline (or verify) with 2 workers, once both workers are embedding."""
+    lists = (["--trials", str(speech / "trials.txt")] if command == "verify" else
+             ["--enroll-list", str(speech / "enroll_list.csv"),
+              "--test-list", str(speech / "test_list.csv"), "--out", str(tmp / "r.csv")])
     proc = subprocess.Popen(
-        [sys.executable, "-m", "vggvox_client.cli", "batch-offline",
-         "--enroll-list", str(speech / "enroll_list.csv"),
-         "--test-list", str(speech / "test_list.csv"), "--root", str(speech),
-         "--out", str(tmp / "r.csv"), "--cache", str(tmp / "cache"), "--workers", "2"],
+        [sys.executable, "-m", "vggvox_client.cli", command, *lists, "--root", str(speech),
+         "--cache", str(tmp / "cache"), "--workers", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     workers: list[int] = []
@@ -61,16 +63,19 @@ def gone_within(pids: list[int], seconds: float) -> bool:
     return False
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_signal_stops_batch_offline_and_its_workers_within_2_s(
-        tmp_path: Path, speech_dir: Path, sig: signal.Signals, code: int) -> None:
-    proc, workers = start_batch(tmp_path, speech_dir)
+@pytest.mark.parametrize("command, sig, code", [("batch-offline", signal.SIGTERM, 143),
+                                               ("batch-offline", signal.SIGINT, 130),
+                                               ("verify", signal.SIGTERM, 143)])
+def test_a_signal_stops_a_batch_job_and_its_workers_within_2_s(
+        tmp_path: Path, speech_dir: Path, command: str, sig: signal.Signals, code: int) -> None:
+    proc, workers = start_batch(tmp_path, speech_dir, command)
     try:
         t0 = time.monotonic()
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=10)
         took = time.monotonic() - t0
         assert proc.returncode == code and took < 2.0, (proc.returncode, took, err[-2000:])
+        print(f"{command} {sig.name}: exit {proc.returncode} after {took:.2f} s")
         assert "Traceback" not in err, err[-2000:]
         assert gone_within(workers, 2.0), "a worker outlived the run"
     finally:
