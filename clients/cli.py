@@ -36,8 +36,8 @@ log = logging.getLogger("vggvox_client")
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL,
-                   help="shipped model name (campplus, ge2e) or a model card path "
-                        f"(default {DEFAULT_MODEL})")
+                   help="shipped model name (campplus, ge2e) or the path of a model card "
+                        f"(.yaml) (default {DEFAULT_MODEL})")
     p.add_argument("--metric", choices=METRICS, default="cosine",
                    help="how embeddings are compared (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print a JSON summary to stdout")
@@ -48,21 +48,25 @@ def _identify_args(p: argparse.ArgumentParser, batch: bool) -> None:
                    help="the utterances each speaker is enrolled from (format below)")
     p.add_argument("--test-list", required=True, type=Path, metavar="LIST",
                    help="the utterances to identify, with their true speaker (format below)")
-    p.add_argument("--out", required=True, type=output_file, help="results file (CSV)")
-    p.add_argument("--root", type=Path, help="folder the list paths are relative to "
-                                              "(default: each list's folder)")
+    p.add_argument("--out", required=True, type=output_file, metavar="FILE",
+                   help="results to write: one CSV row per scored test utterance")
+    p.add_argument("--root", type=Path, metavar="DIR",
+                   help="folder the list paths are relative to (default: each list's folder)")
     p.add_argument("--max-sec-enroll", type=float, metavar="S",
                    help="use at most S seconds of each enrollment file")
-    p.add_argument("--store", type=Path, help="keep the enrolled voiceprints in this SQLite file")
-    p.add_argument("--workers", type=int, default=default_workers() if batch else 1,
+    p.add_argument("--store", type=Path, metavar="FILE", help="keep the enrolled voiceprints "
+                   "in this SQLite file (default: a temporary one)")
+    p.add_argument("--workers", type=int, default=default_workers() if batch else 1, metavar="N",
                    help="embedding processes (default: %(default)s)")
     p.add_argument("--cache", type=Path, default=Path(user_cache_dir("vggvox")) if batch else None,
-                   help="embedding cache folder" + (" (default: %(default)s)" if batch else ""))
+                   metavar="DIR", help="embedding cache folder, shared with verify (default: "
+                   + ("%(default)s)" if batch else "none)"))
     p.add_argument("--open-set", action="store_true",
                    help="score test utterances of speakers who are not enrolled as strangers "
-                        "(closed set: they are skipped) and decide each: a name or unknown")
-    add_rule_args(p, f"open set; default {ScoringConfig.false_accept}, as the daemon's",
-                  "the test utterances' best scores (open set)")
+                        "(closed set: they are skipped) and decide each: a name or unknown; "
+                        "--false-accept, --threshold and --det need it")
+    add_rule_args(p, f"needs --open-set; default {ScoringConfig.false_accept}, as the daemon's",
+                  "the test utterances' best scores (needs --open-set)")
     _model_args(p)
 
 
@@ -77,18 +81,22 @@ def _global_options(p: argparse.ArgumentParser) -> None:
     does not overwrite what was given before the subcommand."""
     g = p.add_argument_group("global options")
     g.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, default=argparse.SUPPRESS,
-                   metavar="LEVEL", help=f"{', '.join(LOG_LEVELS)} (any case; default WARNING)")
-    g.add_argument("--control", type=endpoint, default=argparse.SUPPRESS,
-                   help="daemon control endpoint (default: as the daemon's)")
-    g.add_argument("--events", type=endpoint, default=argparse.SUPPRESS,
-                   help="daemon events endpoint (default: as the daemon's)")
+                   metavar="LEVEL", help=f"log on stderr at this level or above: "
+                   f"{', '.join(LOG_LEVELS)} (any case; default WARNING)")
+    # Where connection.default_endpoint looks, in its order.
+    g.add_argument("--control", type=endpoint, default=argparse.SUPPRESS, metavar="ENDPOINT",
+                   help="the daemon's control endpoint, ipc://PATH or tcp://HOST:PORT (default: "
+                        "vggvoxd.yaml's, else /run/vggvox/control.sock if present, else the "
+                        "user's own)")
+    g.add_argument("--events", type=endpoint, default=argparse.SUPPRESS, metavar="ENDPOINT",
+                   help="the daemon's events endpoint, found as --control's")
     g.add_argument("--timeout", type=float, default=argparse.SUPPRESS, metavar="S",
                    help="seconds to wait for the daemon's reply (default: 10; enroll: 60, "
                         "or 30 after a --live recording)")
     g.add_argument("--server-key", type=Path, metavar="FILE", default=argparse.SUPPRESS,
-                   help="the daemon's public CURVE key (.key), when it uses keys")
+                   help="the daemon's public CURVE key (.key), when it uses keys; with --key")
     g.add_argument("--key", type=Path, metavar="FILE", default=argparse.SUPPRESS,
-                   help="this client's secret CURVE key (.key_secret)")
+                   help="this client's secret CURVE key (.key_secret); with --server-key")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,24 +122,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="EER and minDCF on VoxCeleb-format trials")
     p.add_argument("--trials", required=True, type=Path, metavar="FILE",
                    help="the trials to score (format below)")
-    p.add_argument("--root", type=Path, help="folder the trial paths are relative to "
-                                              "(default: the trial file's folder)")
-    p.add_argument("--det", type=output_file, help="write the DET curve to this PNG")
-    p.add_argument("--scores", type=output_file,
-                   help="write 'score label enroll test' lines here")
+    p.add_argument("--root", type=Path, metavar="DIR", help="folder the trial paths are "
+                   "relative to (default: the trial file's folder)")
+    p.add_argument("--det", type=output_file, metavar="PNG",
+                   help="draw the DET curve (miss against false-alarm rate) to this PNG")
+    p.add_argument("--scores", type=output_file, metavar="FILE",
+                   help="write one 'score label enroll test' line per scored trial here")
     # The same workers and embedding cache as batch-offline: whole files are cached
     # under the same key, so a verify after a batch run over them takes seconds.
-    p.add_argument("--workers", type=int, default=default_workers(),
+    p.add_argument("--workers", type=int, default=default_workers(), metavar="N",
                    help="embedding processes (default: %(default)s, one per core)")
-    p.add_argument("--cache", type=Path, default=Path(user_cache_dir("vggvox")),
+    p.add_argument("--cache", type=Path, default=Path(user_cache_dir("vggvox")), metavar="DIR",
                    help="embedding cache folder, shared with batch-offline "
                         "(default: %(default)s)")
     _model_args(p)
 
     p = sub.add_parser("similarity", help="similarity matrix of several utterances")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE",
-                   help="audio files (any format, rate and channels), two or more")
-    p.add_argument("--png", type=output_file, help="write a heat map to this PNG")
+                   help="audio files (any format, rate and channels); each is scored against "
+                        "each")
+    p.add_argument("--png", type=output_file, metavar="FILE",
+                   help="draw the matrix as a heat map to this PNG")
     _model_args(p)
 
     evaluate.add_parser(sub)

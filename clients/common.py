@@ -77,9 +77,9 @@ def add_rule_args(p: argparse.ArgumentParser, default: str, det: str) -> None:
                    help="name the best speaker at this raw score or above instead "
                         "(overrides --false-accept)")
     p.add_argument("--det", type=output_file, metavar="PNG",
-                   help=f"draw the curve of one raw threshold over {det} (strangers "
-                        "accepted against enrolled speakers not named right), with the "
-                        "operating point")
+                   help=f"draw to this PNG the curve of one raw threshold over {det}: "
+                        "strangers accepted against enrolled speakers not named right, with "
+                        "the operating point")
 
 
 def output_file(text: str) -> Path:

@@ -26,22 +26,25 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     defaults = ConversationSpec()
     p: argparse.ArgumentParser = subparsers.add_parser(
         "conversations", help="build synthetic conversations with RTTM truth from lists",
-        description="Build conversations from a 'path speaker' list: turns of 1-3 "
+        description="Build conversations from a 'filename speaker' list: turns of 1-3 "
                     "utterances, most gaps under the VAD hangover, some strangers.")
-    p.add_argument("--material", required=True, type=Path,
-                   help="list of the utterances to speak (e.g. test_list.csv)")
-    p.add_argument("--enroll-list", required=True, type=Path,
-                   help="enrollment list; enrolled speakers need utterances here")
-    p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--count", type=int, default=defaults.n_conversations,
-                   help="conversations (default: %(default)s)")
-    p.add_argument("--duration", type=float, default=defaults.duration_s,
+    p.add_argument("--material", required=True, type=Path, metavar="LIST",
+                   help="the utterances to speak (e.g. test_list.csv; format below)")
+    p.add_argument("--enroll-list", required=True, type=Path, metavar="LIST",
+                   help="enrollment list (format below); only speakers with utterances "
+                        "here can be the enrolled ones")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR",
+                   help="folder (created if missing) to write convN.wav, its truth "
+                        "convN.rttm, its convN_enroll.txt and conversations.json in")
+    p.add_argument("--count", type=int, default=defaults.n_conversations, metavar="N",
+                   help="conversations to build (default: %(default)s)")
+    p.add_argument("--duration", type=float, default=defaults.duration_s, metavar="S",
                    help="minimum seconds per conversation (default: %(default)s)")
-    p.add_argument("--enrolled", type=int, default=defaults.n_enrolled,
+    p.add_argument("--enrolled", type=int, default=defaults.n_enrolled, metavar="N",
                    help="enrolled speakers per conversation (default: %(default)s)")
-    p.add_argument("--strangers", type=int, default=defaults.n_strangers,
+    p.add_argument("--strangers", type=int, default=defaults.n_strangers, metavar="N",
                    help="strangers per conversation (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=defaults.seed,
+    p.add_argument("--seed", type=int, default=defaults.seed, metavar="N",
                    help="random seed; the same seed gives the same files (default: %(default)s)")
     return p
 

@@ -26,11 +26,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name", help="the speaker's name (any Unicode; look-alikes of enrolled "
                                 "names are refused)")
     p.add_argument("files", nargs="*", type=Path, metavar="FILE",
-                   help="clips of the speaker: any format, rate and channels; 3 s of speech "
-                        "or more in all")
+                   help="clips of the speaker: any format, rate and channels; at least the "
+                        "daemon's enroll.min_speech_s of speech in all (default 3 s)")
     p.add_argument("--live", type=float, metavar="SECONDS",
                    help="record SECONDS from the daemon's microphone instead of files")
-    p.add_argument("--replace", action="store_true", help="replace the speaker's voiceprint")
+    p.add_argument("--replace", action="store_true",
+                   help="replace the speaker's voiceprint (default: add the clips to it)")
     p.add_argument("--force", action="store_true",
                    help="store clips that do not sound like the speaker's voiceprint or like "
                         "each other, or a name that looks like another speaker's (logged)")
@@ -44,9 +45,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                                     "past turns (listed) and future turns are that speaker")
     p.add_argument("unknown", help="the label the daemon gave the voice, e.g. unknown-2")
     p.add_argument("name", help="the speaker's name")
-    p.add_argument("--source", help="the stream it was heard on (needed only if several "
-                                    "streams have that label)")
-    p.add_argument("--replace", action="store_true", help="replace an enrolled speaker")
+    p.add_argument("--source", help="the stream it was heard on, as status shows it (needed "
+                                    "only if several streams have that label)")
+    p.add_argument("--replace", action="store_true",
+                   help="replace the voiceprint of an enrolled speaker of that name")
     p.add_argument("--force", action="store_true",
                    help="enroll the voice even if it does not sound like the speaker's "
                         "voiceprint, or the name looks like another speaker's (logged)")
@@ -54,13 +56,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", help="the daemon's state, model, speakers, stages and counters")
     p.add_argument("--json", action="store_true", help="print the reply as JSON")
     p = sub.add_parser("listen", help="print the daemon's events")
-    p.add_argument("--json", action="store_true", help="one JSON object a line")
+    p.add_argument("--json", action="store_true", help="print one JSON object a line")
     p.add_argument("--topic", action="append", dest="topics", choices=TOPICS, metavar="TOPIC",
                    help=f"only this topic (repeatable): {', '.join(TOPICS)}")
-    p.add_argument("--count", type=int, help="stop after N events")
-    p.add_argument("--seconds", type=float, help="stop after S seconds")
+    p.add_argument("--count", type=int, metavar="N", help="stop after N events "
+                   "(default: run until Ctrl-C)")
+    p.add_argument("--seconds", type=float, metavar="S", help="stop after S seconds")
     p = sub.add_parser("replay", help="send audio through the daemon's pipeline, print events")
-    p.add_argument("target", type=Path, help="an audio file, or a list of them (below)")
+    p.add_argument("target", type=Path, metavar="TARGET",
+                   help="an audio file, or a list of audio files (below)")
     p.add_argument("--realtime", action="store_true",
                    help="send at real-time pace (default: as fast as the pipeline takes it)")
     p.add_argument("--json", action="store_true", help="print the events, one JSON object a line")

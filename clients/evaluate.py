@@ -35,19 +35,24 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = sub.add_parser("evaluate", help="run a conversation through the streaming engine "
                                         "in-process and score its turns against RTTM truth")
     p.add_argument("audio", type=Path, help="the conversation (any audio file)")
-    p.add_argument("--rttm", required=True, type=Path, help="its truth (RTTM SPEAKER lines)")
-    p.add_argument("--enroll-list", type=Path,
-                   help="'filename speaker' list to enroll from (default: the voiceprints "
-                        "of --store)")
-    p.add_argument("--store", type=Path, help="voiceprint store (default: the daemon's)")
-    p.add_argument("--config", type=Path,
+    p.add_argument("--rttm", required=True, type=Path, metavar="FILE",
+                   help="its truth: an RTTM file, whose SPEAKER lines are read (a malformed "
+                        "line stops the run)")
+    p.add_argument("--enroll-list", type=Path, metavar="LIST",
+                   help="speakers to enroll, from a list (format below; default: the "
+                        "voiceprints of --store)")
+    p.add_argument("--store", type=Path, metavar="FILE",
+                   help="voiceprint store to read, when no --enroll-list (default: the "
+                        "config's, as the daemon's)")
+    p.add_argument("--config", type=Path, metavar="FILE",
                    help="vggvoxd.yaml whose vad, window, scoring and turns settings to use "
                         "(default: the daemon's own search order)")
     p.add_argument("--model", default=None,
                    help=f"model name or card path (default: the config's, else {DEFAULT_MODEL})")
-    p.add_argument("--collar", type=float, default=0.25,
-                   help="seconds left unscored each side of a true boundary (default 0.25)")
-    p.add_argument("--png", type=output_file,
+    p.add_argument("--collar", type=float, default=0.25, metavar="S",
+                   help="seconds left unscored each side of a true boundary (default "
+                        "%(default)s)")
+    p.add_argument("--png", type=output_file, metavar="FILE",
                    help="draw truth and output timelines to this PNG")
     add_rule_args(p, "default: the config's scoring.false_accept; overrides its "
                      "scoring.threshold", "the final turns' best scores")

@@ -1,39 +1,60 @@
 """The long texts of ``--help``: file formats and each command's examples.
 
 They live here, not beside the ``add_argument`` calls, so that the parsers stay
-short to read and the texts can be read (and kept true) in one place.
-``tests/test_help.py`` checks that every command has examples and every
-argument a help text.
+short to read and the texts can be read (and kept true) in one place: the
+formats say what ``vggvox.lists`` and ``live.replay_files`` really accept.
+``tests/test_help.py`` checks that every command has examples that parse, every
+argument a help text, and the formats are shown where they are read.
 """
 
 from __future__ import annotations
 
 import argparse
 
-LIST_FORMAT = """\
-list files (--enroll-list, --test-list):
-  One utterance a line, 'filename speaker', separated by spaces or tabs:
+
+def list_format(options: str, root: bool) -> str:
+    """The utterance lists as ``vggvox.lists.read_utterances`` reads them; ``root``:
+    the command has --root."""
+    base = "the list's folder, or from --root" if root else "the list's folder"
+    return f"""\
+list files ({options}):
+  As VGGVox's enroll_list.csv and test_list.csv: one utterance a line,
+  'filename speaker', separated by spaces or tabs (so neither may contain a
+  space; a line of other than two fields is malformed):
       id10001/1zcIwhmdeo4/00001.wav id10001
       clips/bob_03.flac bob
-  or VGGVoxRealTime's CSV form, whose first line is the header 'filename,speaker':
+  or VGGVoxRealTime's CSV form, read as such when the first non-blank line is
+  the header 'filename,speaker' (any case): two fields split at the comma,
+  spaces around them ignored (so a name may contain spaces):
       filename,speaker
-      clips/alice_01.wav,alice
-  Blank lines are ignored. Paths are relative to the list's folder, or to --root.
-  A malformed line or an unusable file is reported as 'LIST:LINE: FILE: reason'
-  and skipped; the run goes on with the rest."""
+      clips/alice_01.wav,alice smith
+  Blank lines are skipped; there are no comment lines. Relative paths are taken
+  from {base}; absolute paths as they are.
+  A malformed line or an unusable file (missing, not audio, too little speech)
+  is reported on stderr with its list and line, and left out; the rest is used."""
+
+
+LIST_FORMAT = list_format("--enroll-list, --test-list", root=True)
 
 TRIALS_FORMAT = """\
 trial files (--trials), as VoxCeleb's veri_test.txt:
   One trial a line, 'label enroll test', separated by spaces or tabs; label 1
-  means the same speaker, 0 different speakers:
+  means the two files are of the same speaker, 0 of different speakers:
       1 id10270/x6uYqmx31kE/00001.wav id10270/8jEAjG6SegY/00008.wav
       0 id10270/x6uYqmx31kE/00001.wav id10300/ize_eiCFEg0/00003.wav
-  Paths are relative to the trial file's folder, or to --root."""
+  Blank lines are skipped. Relative paths are taken from the trial file's
+  folder, or from --root. A line that is not three fields with label 0 or 1,
+  or a trial with an unusable file, is reported on stderr (file and line) and
+  left out. EER and minDCF need scorable trials of both labels (else exit 1)."""
 
 REPLAY_TARGET = """\
-TARGET is an audio file (.wav, .flac, .ogg, .oga, .aiff, .aif), or a text list of
-files: the first field of each line is a path relative to the list's folder, so a
-'filename speaker' list (either form above) works as it is."""
+TARGET is an audio file (.wav, .flac, .ogg, .oga, .aiff, .aif; any rate and
+channels), or a text list of audio files: the first field of each line (up to
+a space, tab or comma) is a path relative to the list's folder, so
+enroll_list.csv and test_list.csv work as they are, in either form ('filename
+speaker', or 'filename,speaker' with that header line, which is skipped).
+Blank lines are skipped. If a listed file is missing, nothing is sent. The
+files are replayed one after another, each with its own events."""
 
 _E = "examples:\n"
 
@@ -44,9 +65,11 @@ EXAMPLES: dict[str, str] = {
   vggvox-client offline --enroll-list enroll_list.csv --test-list test_list.csv --out r.csv
   vggvox-client verify --trials veri_test.txt --det det.png
 
-global options (--control, --events, --timeout, --log-level, --server-key, --key)
-go before or after the command. Exit status: 0 done, 1 nothing could be scored,
-2 bad arguments or a refused request, 130 interrupted.""",
+enroll, speakers, remove, name, status, listen and replay need a running
+vggvoxd; the others work on files alone. Global options (--control, --events,
+--timeout, --log-level, --server-key, --key) go before or after the command.
+Exit status: 0 done, 1 nothing could be scored, 2 bad arguments, a setup error
+or a refused request, 130 interrupted.""",
     "enroll": _E + """\
   vggvox-client enroll alice a.wav b.flac      # a new speaker, from files
   vggvox-client enroll alice c.wav             # alice exists: c.wav is appended
@@ -58,11 +81,13 @@ go before or after the command. Exit status: 0 done, 1 nothing could be scored,
     "remove": _E + """\
   vggvox-client remove alice""",
     "name": _E + """\
-  vggvox-client name unknown-2 bob
+  vggvox-client name unknown-2 bob             # the voice 'status' lists as unknown-2
   vggvox-client name unknown-1 carol --source mic""",
     "status": _E + """\
   vggvox-client status
-  vggvox-client status --json""",
+  vggvox-client status --json
+  vggvox-client status --control tcp://10.0.0.5:5561 --server-key vggvoxd.key \\
+      --key ~/.vggvox/alice.key_secret      # a daemon on another machine (CURVE)""",
     "listen": _E + """\
   vggvox-client listen
   vggvox-client listen --topic turn --json
@@ -80,17 +105,19 @@ go before or after the command. Exit status: 0 done, 1 nothing could be scored,
       --out r.csv --open-set --false-accept 0.01 --det openset.png --json""",
     "batch-offline": LIST_FORMAT + "\n\n" + _E + """\
   vggvox-client batch-offline --enroll-list enroll_list.csv --test-list test_list.csv \\
-      --out r.csv --workers 2""",
+      --out r.csv --workers 8
+  vggvox-client batch-offline --enroll-list lists/enroll.txt --test-list lists/test.txt \\
+      --root /data/voxceleb1/wav --out r.csv --store voiceprints.db""",
     "verify": TRIALS_FORMAT + "\n\n" + _E + """\
   vggvox-client verify --trials veri_test.txt --root wav/
   vggvox-client verify --trials veri_test.txt --det det.png --scores scores.txt --json""",
     "similarity": _E + """\
   vggvox-client similarity a.wav b.wav c.flac
   vggvox-client similarity *.wav --png matrix.png --model ge2e""",
-    "evaluate": _E + """\
+    "evaluate": list_format("--enroll-list", root=False) + "\n\n" + _E + """\
   vggvox-client evaluate conv0.wav --rttm conv0.rttm --enroll-list conv0_enroll.txt
   vggvox-client evaluate meeting.wav --rttm meeting.rttm --png timeline.png --json""",
-    "conversations": _E + """\
+    "conversations": list_format("--material, --enroll-list", root=False) + "\n\n" + _E + """\
   vggvox-client conversations --material test_list.csv --enroll-list enroll_list.csv \\
       --out convs --count 3""",
 }
@@ -108,7 +135,12 @@ class Formatter(argparse.HelpFormatter):
 
 def attach(parser: argparse.ArgumentParser, sub: argparse._SubParsersAction) -> None:
     """Give the program and each of its commands their examples (and formats) as an
-    epilog."""
+    epilog, and each command without a description its one-line help as one."""
+    summaries = {a.dest: a.help for a in sub._choices_actions}
     for name, p in [("", parser), *sub.choices.items()]:
-        p.epilog = EXAMPLES[name.replace("batch_offline", "batch-offline")]
+        shown = name.replace("batch_offline", "batch-offline")
+        p.epilog = EXAMPLES[shown]
         p.formatter_class = Formatter
+        summary = summaries.get(shown)
+        if name and p.description is None and summary:
+            p.description = summary[0].upper() + summary[1:] + "."

@@ -39,18 +39,31 @@ def build_parser() -> argparse.ArgumentParser:
         prog="vggvoxd", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Real-time speaker identification daemon: microphone in, ZeroMQ events "
                     "out.\nOptions override the config file's keys.", epilog=EXAMPLES)
-    p.add_argument("--config", help="YAML settings (default: ~/.config/vggvox/vggvoxd.yaml, "
-                                    "then /etc/vggvox/vggvoxd.yaml, then built-in defaults)")
-    p.add_argument("--events", help="ZeroMQ PUB endpoint, e.g. tcp://127.0.0.1:5560")
-    p.add_argument("--control", help="ZeroMQ control endpoint, e.g. ipc:///run/vggvox/c.sock")
-    p.add_argument("--store", help="SQLite voiceprint store (default: "
-                                   "~/.local/share/vggvox/voiceprints.db)")
-    p.add_argument("--device", help="input device: a name (or part of one) or an index "
-                                    "of --list-devices (default: the system's)")
-    p.add_argument("--source", default="mic", help="mic (default), file:PATH or stdin")
-    p.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR, any case "
+    p.add_argument("--config", metavar="FILE",
+                   help="YAML settings (default: ~/.config/vggvox/vggvoxd.yaml, then "
+                        "/etc/vggvox/vggvoxd.yaml, then built-in defaults)")
+    p.add_argument("--events", metavar="ENDPOINT",
+                   help="ZeroMQ PUB endpoint, e.g. tcp://127.0.0.1:5560 (default: "
+                        "the config's, else ipc://RUNTIME/events.sock, RUNTIME the systemd or "
+                        "user runtime folder)")
+    p.add_argument("--control", metavar="ENDPOINT",
+                   help="ZeroMQ control endpoint, e.g. ipc:///run/vggvox/c.sock (default: "
+                        "the config's, else ipc://RUNTIME/control.sock)")
+    p.add_argument("--store", metavar="FILE",
+                   help="SQLite voiceprint store (default: the config's, else "
+                        "$STATE_DIRECTORY/voiceprints.db under systemd, else "
+                        "~/.local/share/vggvox/voiceprints.db)")
+    p.add_argument("--device", metavar="DEVICE",
+                   help="input device: a name (or part of one) or an index of --list-devices "
+                        "(default: the config's, else the system's)")
+    p.add_argument("--source", default="mic", metavar="SOURCE",
+                   help="mic (default); file:PATH, an audio file played at real-time pace, "
+                        "then exit; or stdin, raw 16 kHz mono signed 16-bit little-endian PCM")
+    p.add_argument("--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR, any case "
                                        "(default: the config's, else INFO)")
-    p.add_argument("--socket-group", help="group given the ipc sockets (security.group)")
+    p.add_argument("--socket-group", metavar="GROUP",
+                   help="group whose members may use the ipc sockets (made 0660; "
+                        "security.group)")
     p.add_argument("--list-devices", action="store_true",
                    help="list the audio input devices (index, name, channels, rate) and exit")
     p.add_argument("--version", action="version", version=f"vggvoxd {__version__}")
