@@ -1,10 +1,10 @@
 """Build hook: everything else is declared in setup.cfg.
 
 The weights/ folder is the package ``vggvox_weights`` because the models and
-their cards are its package data. Beside them live two maintainer's tools,
-``export.py`` (needs PyTorch) and ``calibrate.py`` (needs the development
-speech), which run from a checkout and are never imported at run time; setup.cfg
-cannot leave single modules out of a package, so this does.
+their cards are its package data. Beside them live three maintainer's tools,
+``export.py`` (needs PyTorch), ``quantize.py`` and ``calibrate.py`` (need the
+development speech), which run from a checkout and are never imported at run
+time; setup.cfg cannot leave single modules out of a package, so this does.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from __future__ import annotations
 from setuptools import setup
 from setuptools.command.build_py import build_py
 
-MAINTAINER_TOOLS = {("vggvox_weights", "export"), ("vggvox_weights", "calibrate")}
+MAINTAINER_TOOLS = {("vggvox_weights", "export"), ("vggvox_weights", "calibrate"),
+                    ("vggvox_weights", "quantize")}
 
 
 class BuildPyWithoutTools(build_py):

@@ -48,6 +48,20 @@ def time_embedding(embedder: Embedder, seconds: float, repeat: int) -> float:
     return 1000 * statistics.median(times)
 
 
+def interleaved_ratio(a: Embedder, b: Embedder, seconds: float, repeat: int) -> float:
+    """Median time of b over median time of a, timed alternately, so that whatever
+    else the machine does slows both alike."""
+    x = speech_signal(seconds)
+    a.embed(x), b.embed(x)
+    ta, tb = [], []
+    for _ in range(repeat):
+        for e, times in ((a, ta), (b, tb)):
+            t0 = time.perf_counter()
+            e.embed(x)
+            times.append(time.perf_counter() - t0)
+    return statistics.median(tb) / statistics.median(ta)
+
+
 def peak_rss_mb() -> tuple[float, float]:
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
@@ -66,16 +80,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=120, help="utterances for throughput")
     parser.add_argument("--repeat", type=int, default=20)
-    parser.add_argument("--models", nargs="+", default=["campplus", "ge2e"])
+    parser.add_argument("--models", nargs="+", default=["campplus-int8", "campplus", "ge2e"])
     args = parser.parse_args()
 
     print("embedding time, 1 thread (median; front-end included)")
-    print(f"{'model':10s} {'window':>7s} {'ms':>8s} {'RTF':>7s}")
+    print(f"{'model':14s} {'window':>7s} {'ms':>8s} {'RTF':>7s}")
     for model in args.models:
         embedder = Embedder.from_card(model, threads=1)
         for seconds in (3.0, 10.0):
             ms = time_embedding(embedder, seconds, args.repeat)
-            print(f"{model:10s} {seconds:6.0f}s {ms:8.1f} {ms / 1000 / seconds:7.4f}")
+            print(f"{model:14s} {seconds:6.0f}s {ms:8.1f} {ms / 1000 / seconds:7.4f}")
+    if {"campplus", "campplus-int8"} <= set(args.models):
+        fp32, int8 = Embedder.from_card("campplus"), Embedder.from_card("campplus-int8")
+        ratios = [f"{s:g} s {interleaved_ratio(fp32, int8, s, args.repeat):.2f}"
+                  for s in (2.0, 3.0, 10.0)]
+        print(f"campplus-int8 / campplus time, interleaved: {', '.join(ratios)}")
 
     if not (SPEECH / "test_list.csv").exists():
         print(f"no {SPEECH}: batch throughput skipped", file=sys.stderr)

@@ -1,6 +1,7 @@
 """Open-set figures on speakers the calibration never heard (issue 7's targets).
 
-    .venv/bin/python bench/bench_openset.py [--skip-daemon] [--conversations 6] [--json]
+    .venv/bin/python bench/bench_openset.py [--model campplus-int8] [--skip-daemon]
+        [--conversations 6] [--json]
 
 Uses only the ``held`` half of the development speakers (weights/calibrate.py's
 split; the calibration was fitted on the other half):
@@ -58,7 +59,7 @@ def decide(events: list[dict[str, Any]]) -> str | None:
     return time.most_common(1)[0][0] if time else None
 
 
-def utterances(lists: dict[str, Path], tmp: Path) -> dict[str, Any]:
+def utterances(lists: dict[str, Path], tmp: Path, model: str) -> dict[str, Any]:
     enroll, _ = read_utterances(lists["held_enroll"])
     tests, _ = read_utterances(lists["held_test"])
     speakers = sorted({u.speaker for u in enroll})
@@ -66,7 +67,9 @@ def utterances(lists: dict[str, Path], tmp: Path) -> dict[str, Any]:
     strangers = accepted = enrolled = right = 0
     for n, half in enumerate(halves):
         (tmp / f"half{n}").mkdir()
-        d = DaemonProcess(tmp / f"half{n}").start()
+        config = tmp / f"half{n}" / "vggvoxd.yaml"
+        config.write_text(f"model:\n  name: {model}\n")
+        d = DaemonProcess(tmp / f"half{n}", args=["--config", str(config)]).start()
         try:
             files: dict[str, list[Path]] = defaultdict(list)
             for u in enroll:
@@ -129,12 +132,13 @@ def clusters(truth: list[Any], turns: list[TurnUpdate], enrolled: set[str]
     return out, labels
 
 
-def conversations(lists: dict[str, Path], tmp: Path, count: int) -> dict[str, Any]:
+def conversations(lists: dict[str, Path], tmp: Path, count: int, model: str
+                  ) -> dict[str, Any]:
     material, _ = read_utterances(lists["held_test"])
     enroll, _ = read_utterances(lists["held_enroll"])
     spec = ConversationSpec(n_conversations=count, n_strangers=2, seed=0)
     convs = build_conversations(material, enroll, spec, tmp / "convs")
-    embedder = Embedder.from_card("campplus")
+    embedder = Embedder.from_card(model)
     scores, strangers, labels, rows = [], {}, {}, []
     for c in convs:
         vps = enroll_from_list(embedder, c.enroll_list).voiceprints
@@ -161,6 +165,7 @@ def conversations(lists: dict[str, Path], tmp: Path, count: int) -> dict[str, An
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="campplus", help="shipped model name or card path")
     ap.add_argument("--skip-daemon", action="store_true")
     ap.add_argument("--conversations", type=int, default=6)
     ap.add_argument("--json", action="store_true")
@@ -172,7 +177,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="vggvox-openset-") as tmp_s:
         tmp = Path(tmp_s)
         lists = write_lists(SPEECH, tmp / "lists")
-        out["conversations"] = conversations(lists, tmp, args.conversations)
+        out["conversations"] = conversations(lists, tmp, args.conversations, args.model)
         c = out["conversations"]
         print(f"conversations ({args.conversations}, 2 strangers each, held speakers): "
               f"IER {c['ier']:.2%}, strangers' time named {c['stranger_fa_rate']:.2%}, "
@@ -181,7 +186,7 @@ def main() -> int:
               f"{c['labels']} unknown labels, the least pure "
               f"{c['label_purity_min'] or 0:.2%} one speaker's", flush=True)
         if not args.skip_daemon:
-            out["utterances"] = u = utterances(lists, tmp)
+            out["utterances"] = u = utterances(lists, tmp, args.model)
             print(f"utterances through vggvoxd (held speakers, half enrolled, both halves): "
                   f"strangers accepted {u['strangers_accepted']}/{u['strangers']} "
                   f"({u['stranger_accept_rate']:.2%}); enrolled right {u['enrolled_right']}/"

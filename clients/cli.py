@@ -36,8 +36,8 @@ log = logging.getLogger("vggvox_client")
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL,
-                   help="shipped model name (campplus, ge2e) or the path of a model card "
-                        f"(.yaml) (default {DEFAULT_MODEL})")
+                   help="shipped model name (campplus-int8, campplus, ge2e) or the path of a "
+                        f"model card (.yaml) (default {DEFAULT_MODEL})")
     p.add_argument("--metric", choices=METRICS, default="cosine",
                    help="how embeddings are compared (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print a JSON summary to stdout")

@@ -63,8 +63,8 @@ class WindowSettings(WindowConfig):
 
 @dataclass(frozen=True)
 class ModelSettings:
-    name: str = "campplus"
-    """Shipped model (campplus, ge2e) or the path of a model card."""
+    name: str = "campplus-int8"
+    """Shipped model (campplus-int8, campplus, ge2e) or the path of a model card."""
     threads: int = 1
     """ONNX Runtime intra-op threads."""
 

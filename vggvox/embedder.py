@@ -12,7 +12,7 @@ import onnxruntime as ort
 from vggvox.audio import SAMPLE_RATE
 from vggvox.errors import InputTooShortError, ModelError
 from vggvox.frontend import kaldi_fbank, normalize_volume, partial_windows
-from vggvox.modelcard import ModelCard, load_card, resolve_card
+from vggvox.modelcard import DEFAULT_MODEL, ModelCard, load_card, resolve_card
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,11 @@ class Embedder:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        opts.graph_optimization_level = {
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[card.graph_optimization]
         try:
             self.session = ort.InferenceSession(
                 str(card.path), opts, providers=["CPUExecutionProvider"]
@@ -107,7 +112,7 @@ class Embedder:
         return l2_normalize(out)
 
 
-def load_model(model: str | Path = "campplus", threads: int = 1) -> Embedder:
+def load_model(model: str | Path = DEFAULT_MODEL, threads: int = 1) -> Embedder:
     """A speaker model ready to embed: a shipped one by name (``campplus``, the default,
     or ``ge2e``), or any model by the path of its card (checked against its sha256)."""
     return Embedder.from_card(model, threads=threads)

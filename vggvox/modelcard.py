@@ -18,10 +18,12 @@ import yaml
 from vggvox.calibration import Calibration
 from vggvox.errors import ModelError
 
-SHIPPED = {"campplus": "campplus.yaml", "ge2e": "ge2e.yaml"}
-DEFAULT_MODEL = "campplus"
+SHIPPED = {"campplus": "campplus.yaml", "campplus-int8": "campplus-int8.yaml",
+           "ge2e": "ge2e.yaml"}
+DEFAULT_MODEL = "campplus-int8"
 INPUT_KINDS = ("features", "waveform")
 FRONTENDS = ("kaldi_fbank", "in_graph")
+GRAPH_OPTIMIZATIONS = ("basic", "extended", "all")
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,10 @@ class ModelCard:
     change_threshold: float
     """Cosine between a window and a turn's evidence below which the turn decider
     hears another speaker (optional in a card: defaults to ``threshold``)."""
+    graph_optimization: str = "all"
+    """onnxruntime's graph optimisation level (optional key): ``all`` adds layout
+    transforms that make an int8 graph's result depend on the batch size, so a
+    quantised model's card says ``extended``, where batched equals one by one."""
     calibration: Calibration | None = None
     """Open-set calibration (optional key ``calibration``: a file beside the card),
     which turns a false-accept rate into a threshold and a score into a confidence."""
@@ -175,7 +181,12 @@ def load_card(card_path: str | Path, verify: bool = True,
         threshold=_get(data, "threshold", float, where),
         change_threshold=_get(data, "change_threshold", float, where)
         if "change_threshold" in data else _get(data, "threshold", float, where),
+        graph_optimization=_get(data, "graph_optimization", str, where)
+        if "graph_optimization" in data else "all",
     )
+    if card.graph_optimization not in GRAPH_OPTIMIZATIONS:
+        raise ModelError(f"{where}: graph_optimization must be one of "
+                         f"{', '.join(GRAPH_OPTIMIZATIONS)}, got {card.graph_optimization!r}")
     if card.sample_rate != 16000:
         raise ModelError(f"{where}: sample_rate {card.sample_rate} unsupported (only 16000)")
     if verify:
