@@ -35,6 +35,7 @@ from speakers_fixture import conversation
 
 from vggvox.audio import load_audio
 from vggvox.embedder import Embedder
+from vggvox.modelcard import DEFAULT_MODEL
 from vggvox_client import live
 from vggvox_client.virtualmic import PulseServer
 
@@ -118,7 +119,7 @@ def main() -> int:
             d.stop()
             pulse.stop()
 
-    embedder = Embedder.from_card("campplus", threads=1)
+    embedder = Embedder.from_card(DEFAULT_MODEL, threads=1)  # the daemon's model
     window = load_audio(convo.stream)[16000:48000]
     embedder.embed(window)
     compute = []

@@ -49,7 +49,12 @@ def start_batch(tmp: Path, speech: Path, command: str = "batch-offline"
         time.sleep(0.1)
         workers = children(proc.pid)
     assert len(workers) == 2, f"no workers (exit {proc.poll()})"
-    time.sleep(2.0)  # they have loaded the model and are embedding
+    # Signal once they embed: the first result is in the cache. A fixed pause could
+    # land inside a worker's model load on a busy machine (int8 takes ~3 s to load).
+    while (time.monotonic() < deadline and proc.poll() is None
+           and not any((tmp / "cache").rglob("*.npy"))):
+        time.sleep(0.1)
+    time.sleep(0.5)
     assert proc.poll() is None, "the run ended before the signal: make the lists longer"
     return proc, workers
 

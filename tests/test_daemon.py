@@ -185,9 +185,10 @@ def test_sigterm_during_enrollment_keeps_the_store_intact(tmp_path: Path,
 
 def test_sighup_reloads_voiceprints(daemon: DaemonProcess, convo: Conversation) -> None:
     from vggvox.embedder import Embedder
+    from vggvox.modelcard import DEFAULT_MODEL
     from vggvox.store import VoiceprintStore
 
-    embedder = Embedder.from_card("campplus")
+    embedder = Embedder.from_card(DEFAULT_MODEL)  # the daemon's: another model's are not used
     name, files = next(iter(convo.enroll.items()))
     emb = np.stack([embedder.embed(load_audio(f)) for f in files])
     VoiceprintStore(daemon.store).enroll(name, emb, embedder.tag, [str(f) for f in files],
