@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,7 +44,7 @@ from onnxruntime.quantization import (  # noqa: E402
 from vggvox.audio import SAMPLE_RATE, load_audio  # noqa: E402
 from vggvox.embedder import Embedder  # noqa: E402
 from vggvox.frontend import kaldi_fbank  # noqa: E402
-from vggvox.modelcard import load_card  # noqa: E402
+from vggvox.modelcard import load_card, sha256_of  # noqa: E402
 
 SPEECH = HERE.parent.parent / "shared" / "data" / "speech"
 SOURCE_CARD = HERE / "campplus.yaml"
@@ -99,11 +98,6 @@ def quantize(speech: Path) -> list[Path]:
     return files
 
 
-def sha256(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 CARD_EDITS = [
     # Its own calibration, fitted by weights/calibrate.py --model campplus-int8.
     ("calibration: campplus.calibration.yaml", "calibration: campplus-int8.calibration.yaml"),
@@ -128,18 +122,18 @@ def write_card(files: list[Path]) -> None:
 name: campplus-int8
 version: "1.0"
 file: {OUT.name}
-sha256: {sha256(OUT)}
+sha256: {sha256_of(OUT)}
 description: >-
   campplus.onnx (CAM++, 3D-Speaker) with static int8 quantisation of its Conv
   nodes (QDQ, per-channel int8 weights, uint8 activations, MinMax ranges);
   everything else stays fp32. Accuracy against fp32: docs/accuracy.md.
 source: >-
-  weights/campplus.onnx (sha256 {sha256(SOURCE_CARD.parent / 'campplus.onnx')}),
+  weights/campplus.onnx (sha256 {sha256_of(SOURCE_CARD.parent / 'campplus.onnx')}),
   quantised with onnxruntime.quantization.quantize_static. Calibration data:
   {len(files)} FSDD digit strings of ../shared/data/speech that no list or trial of
   the evaluation uses (speakers {', '.join(speakers)}), each whole and as one 2 s window.
 paper:{keep}""")
-    print(f"{CARD.name}: sha256 {sha256(OUT)}")
+    print(f"{CARD.name}: sha256 {sha256_of(OUT)}")
 
 
 def check(speech: Path) -> None:
