@@ -32,10 +32,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vggvox.audio import to_float
 from vggvox.embedder import Embedder
 from vggvox.errors import VggvoxError
 from vggvox.store import ModelId, VoiceprintStore
+from vggvox.stream.recognizer import embed_windows
 from vggvox.stream.segmenter import Pending, Window
 from vggvox.voiceprints import VoiceprintSet
 from vggvoxd.events import Event
@@ -196,7 +196,7 @@ class EmbedExecutor:
         if windows:
             t0 = time.perf_counter()
             try:
-                embs = self.embedder.embed_batch([to_float(w.samples) for _, w in windows])
+                embs = embed_windows(self.embedder, [w for _, w in windows])
                 embeddings = {id(j): e for (j, _), e in zip(windows, embs, strict=True)}
             except VggvoxError as e:
                 self.errors += 1

@@ -11,7 +11,7 @@ import onnxruntime as ort
 
 from vggvox.audio import SAMPLE_RATE
 from vggvox.errors import InputTooShortError, ModelError
-from vggvox.frontend import kaldi_fbank, normalize_volume, partial_windows
+from vggvox.frontend import kaldi_fbank, mean_normalize, normalize_volume, partial_windows
 from vggvox.modelcard import DEFAULT_MODEL, ModelCard, load_card, resolve_card
 
 log = logging.getLogger(__name__)
@@ -65,12 +65,13 @@ class Embedder:
     def tag(self) -> str:
         return self.card.tag
 
-    def check_length(self, x: np.ndarray) -> None:
-        seconds = len(x) / SAMPLE_RATE
+    def check_length(self, x: np.ndarray | int) -> None:
+        """Refuse input (samples, or their number) shorter than the card's minimum."""
+        seconds = (x if isinstance(x, int) else len(x)) / SAMPLE_RATE
         if seconds < self.card.min_input_s:
             raise InputTooShortError(seconds, self.card.min_input_s, self.card.name)
 
-    def _network_inputs(self, x: np.ndarray) -> np.ndarray:
+    def network_input(self, x: np.ndarray) -> np.ndarray:
         """One utterance's rows of network input: (1, T, bins) or (partials, samples)."""
         self.check_length(x)
         if self.card.volume_norm_dbfs is not None:
@@ -91,13 +92,30 @@ class Embedder:
         """Embedding of one utterance, shape (embedding_size,), unit length."""
         return self.embed_batch([x])[0]
 
+    def frames_input(self, frames: np.ndarray, n_samples: int) -> np.ndarray:
+        """Network input from the raw fbank frames of a window of ``n_samples`` samples
+        (a stream's FeatureTrack): the same as ``network_input`` of those samples."""
+        if self.card.input_kind != "features" or self.card.volume_norm_dbfs is not None:
+            raise ModelError(f"{self.card.name} cannot take precomputed fbank frames")
+        self.check_length(n_samples)
+        return (mean_normalize(frames) if self.card.frontend.mean_norm else frames)[None]
+
     def embed_batch(self, windows: Sequence[np.ndarray]) -> np.ndarray:
         """Embeddings of several windows, shape (len(windows), embedding_size).
 
         Windows of equal length go through the network in one call; so do all
         the partials of a partials model.
         """
-        rows = [self._network_inputs(np.asarray(w, dtype=np.float32)) for w in windows]
+        return self.embed_inputs([self.network_input(np.asarray(w, dtype=np.float32))
+                                  for w in windows])
+
+    def embed_inputs(self, rows: Sequence[np.ndarray]) -> np.ndarray:
+        """Embeddings from prepared network inputs (``network_input``, ``frames_input``).
+
+        Rows of one shape go through the network together: a batched row gives
+        exactly the embedding it gives alone (``tests/test_features.py``), so
+        batching is only ever by equal shape, never by padding.
+        """
         out = np.empty((len(rows), self.card.embedding_size), dtype=np.float32)
         by_shape: dict[tuple[int, ...], list[int]] = {}
         for i, r in enumerate(rows):

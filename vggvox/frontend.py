@@ -19,8 +19,8 @@ FEED_SAMPLES = SAMPLE_RATE
 """Samples handed to kaldi-native-fbank per call."""
 
 
-def kaldi_fbank(x: np.ndarray, fe: FrontEnd) -> np.ndarray:
-    """Log-mel filterbank features, shape (frames, bins), float32."""
+def fbank_options(fe: FrontEnd) -> knf.FbankOptions:
+    """kaldi-native-fbank's options for a card's front-end."""
     opts = knf.FbankOptions()
     opts.frame_opts.samp_freq = SAMPLE_RATE
     opts.frame_opts.frame_length_ms = fe.frame_length_ms
@@ -30,7 +30,12 @@ def kaldi_fbank(x: np.ndarray, fe: FrontEnd) -> np.ndarray:
     opts.frame_opts.dither = fe.dither
     opts.frame_opts.snip_edges = True
     opts.mel_opts.num_bins = fe.num_mel_bins
-    fbank = knf.OnlineFbank(opts)
+    return opts
+
+
+def kaldi_fbank(x: np.ndarray, fe: FrontEnd) -> np.ndarray:
+    """Log-mel filterbank features, shape (frames, bins), float32."""
+    fbank = knf.OnlineFbank(fbank_options(fe))
     # Fed a second at a time: the binding converts its input holding the GIL, which
     # for a 110 s clip stalled every other thread of the daemon for ~220 ms (status
     # replies during an enrollment). The features are identical either way.
@@ -41,9 +46,14 @@ def kaldi_fbank(x: np.ndarray, fe: FrontEnd) -> np.ndarray:
     feats = np.empty((n, fe.num_mel_bins), dtype=np.float32)
     for i in range(n):
         feats[i] = fbank.get_frame(i)
-    if fe.mean_norm and n:
-        feats -= feats.mean(axis=0, keepdims=True)
-    return feats
+    return mean_normalize(feats) if fe.mean_norm else feats
+
+
+def mean_normalize(feats: np.ndarray) -> np.ndarray:
+    """Subtract each bin's mean over the frames (per utterance, or per window)."""
+    if not len(feats):
+        return feats
+    return feats - feats.mean(axis=0, keepdims=True)
 
 
 def normalize_volume(x: np.ndarray, target_dbfs: float) -> np.ndarray:

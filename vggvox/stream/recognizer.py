@@ -25,6 +25,7 @@ from vggvox.calibration import AcceptRule, from_cosine
 from vggvox.embedder import Embedder
 from vggvox.modelcard import ModelCard
 from vggvox.stream.decider import TurnConfig, TurnDecider
+from vggvox.stream.features import FeatureTrack
 from vggvox.stream.identify import Identifier, OpenSetIdentifier
 from vggvox.stream.results import Result
 from vggvox.stream.segmenter import Pending, Segmenter, Window
@@ -77,7 +78,8 @@ class Recognizer:
             config.unknowns.false_merge, config.unknowns.threshold, card.calibration,
             card.threshold), card.embedding_size) if config.unknowns.enabled else None)
         change = config.turns.change_threshold
-        self.segmenter = Segmenter(config.vad, config.window)
+        self.segmenter = Segmenter(config.vad, config.window,
+                                   features=FeatureTrack.for_card(card))
         self.decider = TurnDecider(self.identifier, config.turns,
                                    card.change_threshold if change is None else change,
                                    card.embedding_size, self.unknowns)
@@ -101,7 +103,7 @@ class Recognizer:
         return self.segmenter.finish()
 
     def embed(self, windows: list[Window]) -> np.ndarray:
-        return self.embedder.embed_batch([to_float(w.samples) for w in windows])
+        return embed_windows(self.embedder, windows)
 
     def decide(self, item: Pending, embedding: np.ndarray | None = None) -> list[Result]:
         """Results for one pending item; a Window needs its embedding."""
@@ -128,3 +130,12 @@ class Recognizer:
         for item in items:
             out += self.decide(item, next(embs) if isinstance(item, Window) else None)
         return out
+
+
+def embed_windows(embedder: Embedder, windows: list[Window]) -> np.ndarray:
+    """Embeddings of windows, of one stream or of many (the daemon's batches): from
+    the frames a stream's FeatureTrack computed where the window has them, else
+    from its samples. Both give the same network input."""
+    rows = [embedder.frames_input(w.features, len(w.samples)) if w.features is not None
+            else embedder.network_input(to_float(w.samples)) for w in windows]
+    return embedder.embed_inputs(rows)

@@ -8,6 +8,10 @@ stream lossless whatever the speed it is fed at.
 
 Blocks may have any size: framing follows the absolute sample index, so the
 same samples give the same items however they are cut into blocks.
+
+Given a ``FeatureTrack`` (features.py) it also computes the stream's fbank
+frames once, as the audio arrives, and each window carries its frames too: the
+embedder then skips the front-end for it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vggvox.audio import SAMPLE_RATE
+from vggvox.stream.features import FeatureTrack
 from vggvox.stream.vad import SpeechEnd, SpeechStart, VadConfig, VadGate
 from vggvox.stream.windows import WindowConfig, due_windows
 
@@ -29,6 +34,9 @@ class Window:
     end: int
     samples: np.ndarray
     """int16, 16 kHz."""
+    features: np.ndarray | None = None
+    """Its raw fbank frames from the stream's FeatureTrack (not yet mean-normalised),
+    or None: the embedder computes them from ``samples``."""
 
 
 Pending = SpeechStart | Window | SpeechEnd
@@ -39,11 +47,12 @@ class Segmenter:
     """VAD gate plus window schedule for one stream. Not thread-safe: one owner."""
 
     def __init__(self, vad: VadConfig | None = None, windows: WindowConfig | None = None,
-                 rate: int = SAMPLE_RATE) -> None:
+                 rate: int = SAMPLE_RATE, features: FeatureTrack | None = None) -> None:
         self.vad_config = vad or VadConfig()
         self.spec = (windows or WindowConfig()).spec(rate)
         self.rate = rate
         self.gate = VadGate.from_config(self.vad_config, rate)
+        self.features = features
         # A final window ends at the last speech frame, up to a hangover before
         # the newest sample; keep that much more than one window, and a margin.
         self._keep = self.spec.length + self.gate.frame * (self.gate.hangover + 4) + rate
@@ -58,6 +67,8 @@ class Segmenter:
         self._hist_start = position
         self._seg_start: int | None = None
         self._last_end: int | None = None
+        if self.features is not None:
+            self.features.reset(position)
 
     @property
     def in_speech(self) -> bool:
@@ -76,6 +87,8 @@ class Segmenter:
             self.reset(start)
         x = np.asarray(samples, dtype=np.int16)
         self._hist = np.concatenate([self._hist, x])
+        if self.features is not None:
+            self.features.push(x)
         base = self.position
         self.position += len(x)
         frame = self.gate.frame
@@ -119,7 +132,8 @@ class Segmenter:
         for start, end in due_windows(self.spec, self._seg_start, speech_end, self._last_end,
                                       final=final):
             self._last_end = end
-            out.append(Window(start, end, self._slice(start, end)))
+            frames = self.features.frames(start, end) if self.features is not None else None
+            out.append(Window(start, end, self._slice(start, end), frames))
         return out
 
     def _slice(self, start: int, end: int) -> np.ndarray:
@@ -134,3 +148,5 @@ class Segmenter:
         if extra > 0:
             self._hist = self._hist[extra:]
             self._hist_start += extra
+        if self.features is not None:
+            self.features.trim(self._hist_start)
