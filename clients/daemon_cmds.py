@@ -30,6 +30,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                         "daemon's enroll.min_speech_s of speech in all (default 3 s)")
     p.add_argument("--live", type=float, metavar="SECONDS",
                    help="record SECONDS from the daemon's microphone instead of files")
+    p.add_argument("--source", metavar="NAME",
+                   help="with --live: which of the daemon's sources to record (the names of "
+                        "its config's sources: list; default: the first)")
     p.add_argument("--replace", action="store_true",
                    help="replace the speaker's voiceprint (default: add the clips to it)")
     p.add_argument("--force", action="store_true",
@@ -113,6 +116,14 @@ def format_status(s: dict[str, Any]) -> str:
     lines.append("counters")
     for key in ("overflows", "dropped_samples", "dropped_windows", "dropped_events"):
         lines.append(f"  {key.replace('_', ' '):24s} {s.get(key, 0)}")
+    sources = s.get("sources") or {}
+    if len(sources) > 1:  # one source: the lines above are all of it
+        lines.append("sources")
+        for name, src in sources.items():
+            lines.append(f"  {name:24s} {src.get('state', '?'):9s} "
+                         f"{src.get('stream_s', 0.0):.1f} s, "
+                         f"{plural(src.get('dropped_windows', 0), 'dropped window')}, "
+                         f"{plural(src.get('overflows', 0), 'overflow')}")
     conns = s.get("connections") or {}
     if conns:
         lines.append("connections")
@@ -178,8 +189,11 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         return 0
     if (args.live is None) == (not args.files):
         raise VggvoxError("enroll needs either FILE... or --live SECONDS")
+    if args.source is not None and args.live is None:
+        raise VggvoxError("--source goes with --live: files are not recorded from a source")
     reply = live.enroll(conn, args.name, args.files, args.live, args.replace,
-                        EndpointSettings().max_request_bytes, args.force, timeout=args.timeout)
+                        EndpointSettings().max_request_bytes, args.force, timeout=args.timeout,
+                        source=args.source)
     if args.json:
         print_json(data(reply))
     else:

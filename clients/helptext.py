@@ -74,6 +74,7 @@ or a refused request, 130 interrupted.""",
   vggvox-client enroll alice a.wav b.flac      # a new speaker, from files
   vggvox-client enroll alice c.wav             # alice exists: c.wav is appended
   vggvox-client enroll alice --live 10         # 10 s from the daemon's microphone
+  vggvox-client enroll bob --live 10 --source kitchen   # from one of its sources
   vggvox-client enroll bob new.wav --replace   # bob's voiceprint from new.wav alone""",
     "speakers": _E + """\
   vggvox-client speakers

@@ -59,17 +59,19 @@ def emit(ev: dict[str, Any], as_json: bool) -> None:
 
 def enroll(conn: Connection, name: str, files: list[Path], live: float | None,
            replace: bool, max_bytes: int, force: bool = False,
-           timeout: float | None = None) -> dict[str, Any]:
+           timeout: float | None = None, source: str | None = None) -> dict[str, Any]:
     """Enroll files (or a live recording); ``force`` stores clips that do not match the
     speaker's voiceprint or each other, and a name that looks like another's.
 
     ``timeout`` bounds the wait for the daemon's reply (after the recording, for
     ``live``); by default it is long (60 s, or 30 s after a recording), as the daemon
-    embeds all the audio before it answers."""
+    embeds all the audio before it answers. ``source`` names the daemon's live source
+    to record from (default: its first)."""
     if live is not None:
         wait = live + (ENROLL_AFTER_LIVE_S if timeout is None else timeout)
+        where = {} if source is None else {"source": source}
         return conn.request("enroll", timeout=wait, name=name, live=float(live),
-                            replace=replace, force=force)
+                            replace=replace, force=force, **where)
     clips = [to_pcm(load_audio(f)) for f in files]
     size = sum(len(c) for c in clips)
     if size > max_bytes:

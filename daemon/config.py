@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import types
-import typing
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,18 +19,17 @@ import yaml
 from platformdirs import user_config_dir, user_data_dir, user_runtime_dir
 
 from vggvox.calibration import FALSE_ACCEPT_RANGE
-from vggvox.errors import VggvoxError
 from vggvox.stream.decider import TurnConfig
 from vggvox.stream.recognizer import RecognizerConfig, ScoringConfig
 from vggvox.stream.unknowns import UnknownConfig
 from vggvox.stream.vad import VadConfig
 from vggvox.stream.windows import WindowConfig
+from vggvoxd.sourceconfig import SourceSpec, parse_sources
+from vggvoxd.validate import ConfigError, Ranges, section
+
+__all__ = ["ConfigError", "Settings", "SourceSpec", "load", "override", "parse"]
 
 SYSTEM_CONFIG = Path("/etc/vggvox/vggvoxd.yaml")
-
-
-class ConfigError(VggvoxError):
-    """A configuration file or value that the daemon cannot start with."""
 
 
 @dataclass(frozen=True)
@@ -145,6 +142,8 @@ class Settings:
     security: SecuritySettings = field(default_factory=SecuritySettings)
     status: StatusSettings = field(default_factory=StatusSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    sources: tuple[SourceSpec, ...] = ()
+    """Several live sources at once; empty: the one of ``--source`` (the microphone)."""
 
     def recognizer(self) -> RecognizerConfig:
         w, s = self.window, self.scoring
@@ -204,8 +203,7 @@ def private_dir(path: Path) -> Path:
     return path
 
 
-# (section, key) -> check returning an error text, or None when the value is fine.
-RANGES: dict[tuple[str, str], typing.Callable[[Any], str | None]] = {
+RANGES: Ranges = {
     ("audio", "rate"): lambda v: None if v == 16000 else "only 16000 is supported",
     ("audio", "block_ms"): lambda v: None if 5 <= v <= 200 else "must be 5..200",
     ("audio", "buffer_s"): lambda v: None if 5 <= v <= 600 else "must be 5..600",
@@ -248,55 +246,21 @@ RANGES: dict[tuple[str, str], typing.Callable[[Any], str | None]] = {
 }
 
 
-def _accepts(hint: Any, value: Any) -> bool:
-    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-    for t in options:
-        if t is type(None) and value is None:
-            return True
-        if t is bool and isinstance(value, bool):
-            return True
-        if t is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return True
-        if t in (int, str) and isinstance(value, t) and not isinstance(value, bool):
-            return True
-    return False
-
-
-def _section(cls: type, name: str, data: Any, where: str) -> Any:
-    if data is None:
-        return cls()
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: '{name}' must be a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    for key in data:
-        if key not in known:
-            raise ConfigError(f"{where}: unknown key '{name}.{key}' (known: {sorted(known)})")
-    for key, value in data.items():
-        if not _accepts(hints[key], value):
-            raise ConfigError(f"{where}: '{name}.{key}' must be {hints[key]}, got {value!r}")
-        check = RANGES.get((name, key))
-        problem = check(value) if check else None
-        if problem:
-            raise ConfigError(f"{where}: '{name}.{key}' {problem}, got {value!r}")
-        if hints[key] == float | None and isinstance(value, int):
-            data = {**data, key: float(value)}
-    return cls(**data)
-
-
 def parse(data: Any, where: str = "config") -> Settings:
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: the top level must be a mapping")
-    sections = {f.name: f.default_factory for f in dataclasses.fields(Settings)}  # type: ignore[misc]
+    sections = {f.name: f.default_factory for f in dataclasses.fields(Settings)
+                if f.name != "sources"}  # type: ignore[misc]
     for key in data:
-        if key not in sections:
-            raise ConfigError(f"{where}: unknown section '{key}' (known: {sorted(sections)})")
+        if key not in sections and key != "sources":
+            raise ConfigError(f"{where}: unknown section '{key}' "
+                              f"(known: {sorted([*sections, 'sources'])})")
     settings = Settings(**{
-        name: _section(factory, name, data.get(name), where)  # type: ignore[arg-type]
+        name: section(factory, name, data.get(name), where, RANGES)  # type: ignore[arg-type]
         for name, factory in sections.items()
-    })
+    }, sources=parse_sources(data.get("sources"), where))
     w = settings.window
     if w.min_speech_s > w.length_s:
         raise ConfigError(f"{where}: 'window.min_speech_s' must not exceed 'window.length_s'")

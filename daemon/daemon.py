@@ -1,14 +1,15 @@
 r"""The supervisor: the runtime around the library's recognizer.
 
-    mic source  -> Stream (ring buffer, segmenter) -\  live queue
+    mic source(s) -> Stream (ring buffer, segmenter) -\  live queue
     replay/file -> Stream (ring buffer, segmenter) --> finite queue -> EmbedExecutor
                                                         (embed, decide, wire) -> Publisher
     ControlServer (enroll, remove, list, status, reload, replay) -> VoiceprintStore
                                           VoiceprintSet (in memory) <- loaded from the store
 
-The main thread runs ``run``: it (re)starts the live source with back-off when
-it fails or disappears, sends heartbeats, tells systemd when it is ready, and
-tears everything down on ``stop`` (SIGTERM).
+The main thread runs ``run``: it (re)starts each live source (``live.py``: one,
+or several with ``sources:``) with back-off when it fails or disappears, sends
+heartbeats, tells systemd when it is ready, and tears everything down on
+``stop`` (SIGTERM).
 """
 
 from __future__ import annotations
@@ -17,9 +18,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
-
-import soundfile as sf
 
 from vggvox.embedder import Embedder
 from vggvox.errors import ModelMismatchError
@@ -34,42 +32,14 @@ from vggvoxd.curve import Curve
 from vggvoxd.events import Event, StatusEvent
 from vggvoxd.executor import EmbedExecutor, WorkQueues
 from vggvoxd.handlers import Handlers
+from vggvoxd.live import LiveSource, make_source, specs
 from vggvoxd.lock import EndpointLocks
 from vggvoxd.notify import Notifier
 from vggvoxd.publisher import Publisher
-from vggvoxd.sources import AudioSource, FileSource, MicSource, SourceError, StdinSource
+from vggvoxd.sources import AudioSource
 from vggvoxd.stream import Stream
 
 log = logging.getLogger(__name__)
-
-MAX_BACKOFF_S = 10.0
-# A running source that delivers nothing for this long is treated as lost.
-STALL_S = 3.0
-
-
-def check_source(spec: str) -> None:
-    """A one-line ValueError for a bad --source, before anything is loaded."""
-    if spec not in ("mic", "stdin") and not (spec.startswith("file:") and len(spec) > 5):
-        raise ValueError(f"--source must be mic, stdin or file:PATH, got {spec!r}")
-    if spec.startswith("file:"):
-        path = Path(spec[5:])
-        if not path.is_file():
-            raise ValueError(f"--source {spec}: file not found")
-        try:
-            sf.info(str(path))
-        except (sf.LibsndfileError, RuntimeError, OSError) as e:
-            raise ValueError(f"--source {spec}: not readable as audio: {e}") from None
-
-
-def make_source(spec: str, settings: Settings) -> AudioSource:
-    """``mic``, ``file:PATH`` (played at real-time pace) or ``stdin``."""
-    check_source(spec)
-    if spec == "mic":
-        return MicSource(settings.audio.device, settings.audio.block_ms)
-    if spec == "stdin":
-        return StdinSource(block_ms=settings.audio.block_ms)
-    return FileSource(Path(spec[5:]), block_ms=settings.audio.block_ms)
-
 
 class Daemon:
     def __init__(self, settings: Settings, source: str = "mic",
@@ -101,8 +71,8 @@ class Daemon:
             sock.options.update(self.curve.socket_options())
         if self.curve.enabled:
             self.control.authorize = self.curve.allows
-        self.main: Stream | None = None
-        self.state = "starting"
+        self.lives: list[LiveSource] = []
+        """The live sources, built by ``run``; owned by the run loop's thread."""
         self.fatal: str | None = None
         """Why a stage gave up: the daemon then exits non-zero, to be restarted."""
         self._stop = threading.Event()
@@ -129,15 +99,34 @@ class Daemon:
     def publish(self, event: Event) -> None:
         self.publisher.publish(event)
 
-    def status_event(self, state: str | None = None) -> StatusEvent:
-        main = self.main
-        t = main.stream_s if main else 0.0
+    @property
+    def main(self) -> Stream | None:
+        """The first live source's stream: its clock dates enrollments, and it records
+        a live enrollment that names no source."""
+        return self.lives[0].stream if self.lives else None
+
+    @property
+    def state(self) -> str:
+        """The daemon's state: its source's, or with several ``running`` while any runs."""
+        states = [live.state for live in self.lives] or ["starting"]
+        return "running" if "running" in states else states[0]
+
+    def live(self, name: str) -> LiveSource | None:
+        return next((live for live in self.lives if live.name == name), None)
+
+    def status_event(self, state: str | None = None,
+                     live: LiveSource | None = None) -> StatusEvent:
+        """One live source's status, or (no ``live``) all of them summed up."""
+        lives = [live] if live is not None else self.lives
+        streams = [lv.stream for lv in lives]
+        t = streams[0].stream_s if streams else 0.0
         return StatusEvent(
-            source=main.source.name if main else self.source_spec,
-            t_start=t, t_end=t, state=state or self.state,
-            overflows=main.source.overflows if main else 0,
-            dropped_samples=main.ring.dropped if main else 0,
-            dropped_windows=main.dropped_windows if main else 0,
+            source=",".join(lv.name for lv in lives) or self.source_spec,
+            t_start=t, t_end=t,
+            state=state or (live.state if live is not None else self.state),
+            overflows=sum(s.source.overflows for s in streams),
+            dropped_samples=sum(s.ring.dropped for s in streams),
+            dropped_windows=sum(s.dropped_windows for s in streams),
             queue=len(self.queues), speakers=len(self.voiceprints),
             dropped_events=self.publisher.dropped,
         )
@@ -151,17 +140,17 @@ class Daemon:
         return Stream(source, recognizer, self.queues, self.settings.audio.buffer_s, on_frames,
                       self.on_fatal if critical else log.error)
 
-    def set_state(self, state: str) -> None:
-        if state != self.state:
-            self.state = state
-            self.notifier.status(f"source {self.source_spec}: {state}")
-            self.publish(self.status_event())
+    def on_state(self, live: LiveSource) -> None:
+        """A live source changed state (in the run loop): tell systemd and subscribers."""
+        self.notifier.status(f"source {live.name}: {live.state}")
+        self.publish(self.status_event(live=live))
 
     def on_flush(self, stream: Stream) -> None:
         """The executor has handled every window of a finite stream."""
         self.handlers.replay_finished(stream)
-        if stream is self.main:
-            self.set_state("finished")
+        live = next((lv for lv in self.lives if lv.stream is stream), None)
+        if live is not None:
+            live.set_state("finished")
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -187,7 +176,7 @@ class Daemon:
     def healthy(self) -> bool:
         """Every stage is alive, and making progress or idle by design."""
         return (self.executor.healthy() and self.publisher.alive() and self.control.alive()
-                and not (self.main and self.main.guard.failed))
+                and not any(live.stream.guard.failed for live in self.lives))
 
     def watchdog(self) -> None:
         """Called per captured block: ping systemd only while every stage is healthy,
@@ -204,29 +193,23 @@ class Daemon:
         self.executor.start()
         self.handlers.worker.start()
         self.control.start()
-        self.main = self.stream(make_source(self.source_spec, self.settings),
-                                on_frames=self.watchdog)
-        backoff, next_try = 1.0, 0.0
+        self.lives = [LiveSource(self.stream(make_source(spec, self.settings.audio.block_ms),
+                                             on_frames=self.watchdog), self.on_state)
+                      for spec in specs(self.settings, self.source_spec)]
         try:
             share_sockets(self.settings)
             while not self._stop.is_set():
                 now = time.monotonic()
-                if self.state in ("starting", "waiting", "lost") and now >= next_try:
-                    try:
-                        self.main.start()
-                        self.set_state("running")
-                        backoff = 1.0
-                    except SourceError as e:
-                        log.warning("%s; waiting for one (next try in %.0f s)", e, backoff)
-                        self.set_state("waiting" if self.state == "starting" else self.state)
-                        next_try, backoff = now + backoff, min(2 * backoff, MAX_BACKOFF_S)
-                elif self.state == "running":
-                    self._watch_source(now)
-                if self.state == "running" and self.main.frames_seen:
-                    self.notifier.ready(f"listening on {self.main.source.name}")
+                for live in self.lives:
+                    live.tick(now)
+                heard = [lv.name for lv in self.lives
+                         if lv.state == "running" and lv.stream.frames_seen]
+                if heard:
+                    self.notifier.ready(f"listening on {', '.join(heard)}")
                 if now - self._last_status >= self.settings.status.interval_s:
                     self._last_status = now
-                    self.publish(self.status_event())
+                    for live in self.lives:
+                        self.publish(self.status_event(live=live))
                 self.handlers.reap_replays()
                 self.store.retry_erasure()  # a removal a reader held up; cheap when none
                 if self.reload_requested.is_set():
@@ -238,29 +221,17 @@ class Daemon:
             self.shutdown()
         return 1 if self.fatal else 0
 
-    def _watch_source(self, now: float) -> None:
-        main = self.main
-        assert main is not None
-        if main.source.finished:
-            return
-        stalled = main.frames_seen and now - main.last_audio > STALL_S
-        if not main.source.alive() or stalled:
-            log.warning("input %s lost (%s); will retry", main.source.name,
-                        "no audio" if stalled else "stream stopped")
-            main.source.stop()
-            main.abandon_taps(f"{main.source.name} was lost")
-            self.set_state("lost")
-
     def shutdown(self) -> None:
         log.info("shutting down%s", f" ({self.stop_reason})" if self.stop_reason else "")
         self.notifier.stopping()
         self.control.stop()
         self.handlers.worker.stop()
-        if self.main is not None:
-            self.main.stop()
+        for live in self.lives:
+            live.stream.stop()
         self.handlers.stop_replays()
         self.executor.stop()
-        self.publish(self.status_event(state="stopped"))
+        for live in self.lives:
+            self.publish(self.status_event(state="stopped", live=live))
         self.publisher.stop()
         self.curve.stop()
         self.locks.release()

@@ -92,9 +92,7 @@ class Handlers:
         limit = self.d.settings.enroll.max_live_s
         if not 0 < live <= limit:
             raise RequestError(f"'live' must be in (0, {limit}] seconds, got {live}")
-        main = self.d.main
-        if main is None or self.d.state != "running" or main.source.finished:
-            raise RequestError(f"no live audio: the source is {self.d.state}")
+        main = self._live_stream(field(req, "source", str, None))
         if main.taps:
             # One recording at a time per source: each holds up to max_live_s of audio.
             raise RequestError(f"busy: a live enrollment is already recording on {main.name}",
@@ -181,10 +179,21 @@ class Handlers:
             raise
         return None
 
+    def _live_stream(self, source: str | None) -> Stream:
+        """The running live source to record from: ``source``, else the first one."""
+        lives = self.d.lives
+        live = self.d.live(source) if source is not None else (lives[0] if lives else None)
+        if live is None:
+            raise RequestError(f"no live source {source!r} (sources: "
+                               f"{[lv.name for lv in lives]})", "not_found")
+        if live.state != "running" or live.stream.source.finished:
+            raise RequestError(f"no live audio: the source {live.name} is {live.state}")
+        return live.stream
+
     def _streams(self) -> list[Stream]:
         with self._lock:
             replays = [r.stream for r in self.replays.values()]
-        return [s for s in [self.d.main, *replays] if s is not None]
+        return [*(live.stream for live in self.d.lives), *replays]
 
     def _stream_with(self, label: str, source: str | None) -> Stream:
         """The stream whose unknown voices include ``label`` (``source`` if given)."""
@@ -232,12 +241,20 @@ class Handlers:
                 "model": self.d.embedder.tag, "scoring": self.d.rule.describe(),
                 "store": str(self.d.store.path),
                 "unknowns": self.unknowns(), "replays": len(self.replays),
+                "sources": {lv.name: self._source_status(lv.name) for lv in self.d.lives},
                 "connections": {s.name: s.connections.health()
                                 for s in (self.d.publisher, self.d.control)},
                 "stages": {"embedder": self.d.executor.health(),
                            "events": self.d.publisher.guard.health(),
                            "control": self.d.control.guard.health(),
                            **{s.name: s.guard.health() for s in self._streams()}}}
+
+    def _source_status(self, name: str) -> dict[str, object]:
+        live = self.d.live(name)
+        assert live is not None
+        ev = self.d.status_event(live=live)
+        return {"state": ev.state, "stream_s": ev.t_end, "overflows": ev.overflows,
+                "dropped_samples": ev.dropped_samples, "dropped_windows": ev.dropped_windows}
 
     def reload(self, req: dict[str, Any], later: Later) -> Reply:
         self.d.reload()

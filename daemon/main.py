@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import resource
@@ -17,7 +18,8 @@ from vggvoxd import config
 from vggvoxd.access import check_exposure, group_id
 from vggvoxd.connections import cap_for, open_files
 from vggvoxd.curve import Curve
-from vggvoxd.daemon import Daemon, check_source
+from vggvoxd.daemon import Daemon
+from vggvoxd.live import check_source, check_specs
 
 log = logging.getLogger("vggvoxd")
 
@@ -56,9 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", metavar="DEVICE",
                    help="input device: a name (or part of one) or an index of --list-devices "
                         "(default: the config's, else the system's)")
-    p.add_argument("--source", default="mic", metavar="SOURCE",
+    p.add_argument("--source", metavar="SOURCE",
                    help="mic (default); file:PATH, an audio file played at real-time pace, "
-                        "then exit; or stdin, raw 16 kHz mono signed 16-bit little-endian PCM")
+                        "then exit; or stdin, raw 16 kHz mono signed 16-bit little-endian PCM. "
+                        "Given, it replaces the config's list of sources")
     p.add_argument("--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR, any case "
                                        "(default: the config's, else INFO)")
     p.add_argument("--socket-group", metavar="GROUP",
@@ -86,6 +89,8 @@ def settings_from(args: argparse.Namespace) -> config.Settings:
                                    control=args.control or settings.endpoints.control)
     if args.store:
         settings = config.override(settings, "store", path=args.store)
+    if args.source is not None or args.device is not None:
+        settings = dataclasses.replace(settings, sources=())  # the command line's one source
     if args.device is not None:
         device: str | int = int(args.device) if args.device.isdigit() else args.device
         settings = config.override(settings, "audio", device=device)
@@ -152,14 +157,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         settings = settings_from(args)
-        check_source(args.source)
+        if args.source is not None:
+            check_source(args.source)
+        check_specs(settings, args.source or "mic")
         preflight(settings)
     except (VggvoxError, ValueError) as e:
         print(f"vggvoxd: {e}", file=sys.stderr)
         return 2
     raise_file_limit()
     try:
-        daemon = Daemon(settings, source=args.source, allow_empty=args.allow_empty)
+        daemon = Daemon(settings, source=args.source or "mic", allow_empty=args.allow_empty)
     except (VggvoxError, RuntimeError) as e:
         log.error("cannot start: %s", e)
         return 1

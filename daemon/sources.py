@@ -94,8 +94,9 @@ def input_devices() -> list[dict[str, Any]]:
 
 
 class MicSource(AudioSource):
-    def __init__(self, device: str | int | None = None, block_ms: int = 20) -> None:
-        super().__init__("mic")
+    def __init__(self, device: str | int | None = None, block_ms: int = 20,
+                 name: str = "mic") -> None:
+        super().__init__(name)
         self.device = device
         self.frames_per_block = SAMPLE_RATE * block_ms // 1000
         self._pa: Any = None
@@ -153,7 +154,8 @@ class MicSource(AudioSource):
         except (OSError, ValueError) as e:
             self.stop()
             raise SourceError(f"cannot open input device {self.device or 'default'}: {e}") from e
-        log.info("capturing from %s", "default device" if index is None else f"device {index}")
+        log.info("%s: capturing from %s", self.name,
+                 "default device" if index is None else f"device {index}")
 
     def alive(self) -> bool:
         try:
@@ -202,8 +204,8 @@ class _ThreadSource(AudioSource):
 class FileSource(_ThreadSource):
     """A file played at real-time pace, as a microphone would deliver it."""
 
-    def __init__(self, path: Path, block_ms: int = 20) -> None:
-        super().__init__(f"file:{path}")
+    def __init__(self, path: Path, block_ms: int = 20, name: str | None = None) -> None:
+        super().__init__(name or f"file:{path}")
         self.path = Path(path)
         self.block = SAMPLE_RATE * block_ms // 1000
         self._samples = to_int16(load_audio(self.path))
@@ -219,8 +221,9 @@ class FileSource(_ThreadSource):
 
 
 class StdinSource(_ThreadSource):
-    def __init__(self, stream: BinaryIO | None = None, block_ms: int = 20) -> None:
-        super().__init__("stdin")
+    def __init__(self, stream: BinaryIO | None = None, block_ms: int = 20,
+                 name: str = "stdin") -> None:
+        super().__init__(name)
         self.fd = (stream if stream is not None else sys.stdin.buffer).fileno()
         self.block_bytes = 2 * SAMPLE_RATE * block_ms // 1000
 

@@ -13,7 +13,7 @@ from vggvox_client.connection import ClientError, Connection
 
 
 class DaemonProcess:
-    def __init__(self, tmp: Path, source: str = "stdin", args: list[str] | None = None,
+    def __init__(self, tmp: Path, source: str | None = "stdin", args: list[str] | None = None,
                  env: dict[str, str] | None = None) -> None:
         self.tmp = tmp
         self.store = tmp / "voiceprints.db"
@@ -21,7 +21,7 @@ class DaemonProcess:
         self.conn = Connection(f"ipc://{tmp}/control.sock", f"ipc://{tmp}/events.sock")
         self.argv = [sys.executable, "-m", "vggvoxd.main", "--events", self.conn.events,
                      "--control", self.conn.control, "--store", str(self.store),
-                     "--source", source, *(args or [])]
+                     *(["--source", source] if source is not None else []), *(args or [])]
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
 

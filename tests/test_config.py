@@ -16,7 +16,10 @@ SHIPPED = Path(__file__).resolve().parent.parent / "config" / "vggvoxd.yaml"
 def test_shipped_file_documents_every_key_with_its_default() -> None:
     data = yaml.safe_load(SHIPPED.read_text())
     assert config.parse(data, str(SHIPPED)) == Settings()
+    assert data["sources"] == []
     for section in config.dataclasses.fields(Settings):
+        if section.name == "sources":
+            continue  # a list of entries, not a section of keys
         keys = {f.name for f in config.dataclasses.fields(section.default_factory())}
         assert set(data[section.name]) == keys, section.name
 
@@ -35,6 +38,15 @@ def test_shipped_file_documents_every_key_with_its_default() -> None:
         ({"window": {"min_speech_s": 3.0}}, "'window.min_speech_s' must not exceed"),
         ({"audio": []}, "'audio' must be a mapping"),
         ([1, 2], "top level must be a mapping"),
+        ({"sources": {"name": "a"}}, "'sources' must be a list"),
+        ({"sources": [{"device": 2}]}, r"'sources\[0\]' must be a mapping with a 'name'"),
+        ({"sources": [{"name": "a"}, {"name": "a"}]}, r"'sources\[1\].name' 'a' is used twice"),
+        ({"sources": [{"name": "a b"}]}, r"'sources\[0\].name' must be 1 to 64 letters"),
+        ({"sources": [{"name": "a", "mic": 1}]}, r"unknown key 'sources\[0\].mic'"),
+        ({"sources": [{"name": "a", "uri": "http://x"}]}, "must be file:PATH or stdin"),
+        ({"sources": [{"name": "a", "uri": "stdin", "device": 1}]}, "both 'device' and 'uri'"),
+        ({"sources": [{"name": "a", "uri": "stdin"}, {"name": "b", "uri": "stdin"}]},
+         "more than one 'uri: stdin'"),
     ],
 )
 def test_bad_values_name_the_key(data: object, message: str) -> None:
