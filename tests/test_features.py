@@ -19,6 +19,7 @@ from vggvox.modelcard import load_card, resolve_card
 from vggvox.stream.features import FeatureTrack
 from vggvox.stream.recognizer import Recognizer, RecognizerConfig, embed_windows
 from vggvox.stream.segmenter import Segmenter, Window
+from vggvox.stream.tail import Tail
 from vggvox.stream.windows import WindowConfig
 from vggvox.voiceprints import VoiceprintSet
 
@@ -84,6 +85,23 @@ def test_track_memory_is_bounded() -> None:
         seg.push(to_int16(0.3 * rng.standard_normal(8000).astype(np.float32)))
     assert seg.features is not None
     assert len(seg.features._frames) <= seg._keep // seg.features.shift + 1
+    # The arrays themselves never grew: appends reuse them.
+    assert len(seg.features._frames._buf) == 1000 and len(seg._hist._buf) == 2 * seg._keep
+
+
+def test_tail_keeps_rows_by_absolute_index() -> None:
+    t = Tail(8)
+    t.reset(100)
+    seen = np.arange(100, 160, dtype=np.int16)
+    for i in range(0, 60, 3):  # 20 appends of 3 through an array of 8: it compacts
+        t.append(seen[i:i + 3])
+        t.drop_before(t.end - 5)
+        kept = min(5, i + 3)
+        assert t.get(t.end - kept, t.end).tolist() == list(range(t.end - kept, t.end))
+    assert (t.start, t.end) == (155, 160)
+    assert t.get(154, 160) is None and t.get(155, 161) is None
+    t.append(np.arange(160, 180, dtype=np.int16))  # more than fits: it grows
+    assert t.get(155, 180).tolist() == list(range(155, 180))
 
 
 def test_only_fbank_models_share_frames() -> None:

@@ -31,6 +31,7 @@ import numpy as np
 from vggvox.audio import SAMPLE_RATE, to_float
 from vggvox.frontend import fbank_options
 from vggvox.modelcard import FrontEnd, ModelCard
+from vggvox.stream.tail import Tail
 
 
 class FeatureTrack:
@@ -40,6 +41,8 @@ class FeatureTrack:
         self.fe = fe
         self.shift = round(fe.frame_shift_ms * SAMPLE_RATE / 1000)
         self.length = round(fe.frame_length_ms * SAMPLE_RATE / 1000)
+        # Frames by index since the origin; 1000 (10 s) to start with, it grows if kept longer.
+        self._frames = Tail(1000, (fe.num_mel_bins,), np.float32)
         self.reset(0)
 
     @classmethod
@@ -55,19 +58,16 @@ class FeatureTrack:
         """Start again: the next sample pushed is number ``origin`` of the stream."""
         self.origin = origin
         self._fbank = knf.OnlineFbank(fbank_options(self.fe))
-        self._first = 0
-        """Index (since origin) of the oldest frame kept in ``_frames``."""
-        self._frames = np.zeros((0, self.fe.num_mel_bins), dtype=np.float32)
+        self._frames.reset(0)
 
     def push(self, pcm: np.ndarray) -> None:
         """Feed the stream's next int16 samples and fetch the frames they complete."""
         self._fbank.accept_waveform(SAMPLE_RATE, to_float(pcm))
-        have = self._first + len(self._frames)
+        have = self._frames.end
         ready = self._fbank.num_frames_ready
         if ready > have:
-            new = np.array([self._fbank.get_frame(i) for i in range(have, ready)],
-                           dtype=np.float32)
-            self._frames = np.concatenate([self._frames, new])
+            self._frames.append(np.array([self._fbank.get_frame(i) for i in range(have, ready)],
+                                         dtype=np.float32))
             self._fbank.pop(ready - have)  # knf keeps indices; it need not keep the frames
 
     def frames(self, start: int, end: int) -> np.ndarray | None:
@@ -77,14 +77,8 @@ class FeatureTrack:
             return None
         first = offset // self.shift
         count = (end - start - self.length) // self.shift + 1
-        lo = first - self._first
-        if lo < 0 or lo + count > len(self._frames):
-            return None
-        return self._frames[lo : lo + count].copy()
+        return self._frames.get(first, first + count)
 
     def trim(self, keep_from: int) -> None:
         """Forget frames that start before sample ``keep_from`` (no window needs them)."""
-        drop = (keep_from - self.origin) // self.shift - self._first
-        if drop > 0:
-            self._frames = self._frames[drop:]
-            self._first += drop
+        self._frames.drop_before((keep_from - self.origin) // self.shift)

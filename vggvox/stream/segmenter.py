@@ -22,6 +22,7 @@ import numpy as np
 
 from vggvox.audio import SAMPLE_RATE
 from vggvox.stream.features import FeatureTrack
+from vggvox.stream.tail import Tail
 from vggvox.stream.vad import SpeechEnd, SpeechStart, VadConfig, VadGate
 from vggvox.stream.windows import WindowConfig, due_windows
 
@@ -56,6 +57,7 @@ class Segmenter:
         # A final window ends at the last speech frame, up to a hangover before
         # the newest sample; keep that much more than one window, and a margin.
         self._keep = self.spec.length + self.gate.frame * (self.gate.hangover + 4) + rate
+        self._hist = Tail(2 * self._keep)
         self.reset()
 
     def reset(self, position: int = 0) -> None:
@@ -63,8 +65,7 @@ class Segmenter:
         self.gate = VadGate.from_config(self.vad_config, self.rate)
         self.position = position
         """Absolute index one past the newest sample pushed."""
-        self._hist = np.zeros(0, dtype=np.int16)
-        self._hist_start = position
+        self._hist.reset(position)
         self._seg_start: int | None = None
         self._last_end: int | None = None
         if self.features is not None:
@@ -86,7 +87,7 @@ class Segmenter:
             out += self._close()
             self.reset(start)
         x = np.asarray(samples, dtype=np.int16)
-        self._hist = np.concatenate([self._hist, x])
+        self._hist.append(x)
         if self.features is not None:
             self.features.push(x)
         base = self.position
@@ -137,16 +138,13 @@ class Segmenter:
         return out
 
     def _slice(self, start: int, end: int) -> np.ndarray:
-        lo, hi = start - self._hist_start, end - self._hist_start
-        if lo < 0 or hi > len(self._hist):
+        samples = self._hist.get(start, end)
+        if samples is None:
             raise AssertionError(f"window [{start}, {end}) is outside the history "
-                                 f"[{self._hist_start}, {self._hist_start + len(self._hist)})")
-        return self._hist[lo:hi].copy()
+                                 f"[{self._hist.start}, {self._hist.end})")
+        return samples
 
     def _trim(self) -> None:
-        extra = len(self._hist) - self._keep
-        if extra > 0:
-            self._hist = self._hist[extra:]
-            self._hist_start += extra
+        self._hist.drop_before(self._hist.end - self._keep)
         if self.features is not None:
-            self.features.trim(self._hist_start)
+            self.features.trim(self._hist.start)
