@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_peer.py [--clips 12] [--reps 5] [--json]
     .venv/bin/python bench/bench_peer.py --throughput [--workers 2] [--runs 2] [--json]
+    .venv/bin/python bench/bench_peer.py --model campplus-int8 --peer-model campplus ...
 
 Installs sherpa-onnx 2.0.1 into its own venv (~/.cache/vggvox-bench/sherpa-venv, made
 once) and builds sherpa's model file there: a copy of weights/campplus.onnx with the
@@ -208,7 +209,7 @@ def run_throughput(args: argparse.Namespace, py: Path, model: Path) -> dict:
 
 
 def print_report(res: dict) -> None:
-    print(f"model {res['model']} on both sides")
+    print(f"model: product {res['model']}, sherpa {res['peer_model']}")
     if "windows" in res:
         print(f"ms per embedding, median of {res['reps']} interleaved reps x {res['clips']} "
               f"clips, 1 ONNX thread (sherpa-onnx {res['sherpa_version']}):")
@@ -240,6 +241,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DATA, help="shared/data/speech")
     ap.add_argument("--model", default="campplus",
                     help="card name or path, for both sides (default campplus, fp32)")
+    ap.add_argument("--peer-model", help="sherpa's model, if not --model's (e.g. the "
+                                         "product in int8 against the peer in fp32)")
     ap.add_argument("--clips", type=int, default=12, help="speech clips to cut windows from")
     ap.add_argument("--reps", type=int, default=5, help="timed repetitions per window")
     ap.add_argument("--seed", type=int, default=0)
@@ -260,9 +263,10 @@ def main() -> None:
     args.cache.mkdir(parents=True, exist_ok=True)
     card = load_card(resolve_card(args.model))
     py = sherpa_python(args.cache)
-    model = sherpa_model(card, args.cache)
+    peer_card = load_card(resolve_card(args.peer_model)) if args.peer_model else card
+    model = sherpa_model(peer_card, args.cache)
     log.info("sherpa model %s", model)
-    res: dict[str, Any] = {"model": card.tag}
+    res: dict[str, Any] = {"model": card.tag, "peer_model": peer_card.tag}
     if args.throughput:
         res["throughput"] = run_throughput(args, py, model)
     else:

@@ -238,6 +238,7 @@ class Handlers:
                 "dropped_windows": ev.dropped_windows, "dropped_events": ev.dropped_events,
                 "queue": ev.queue,
                 "speakers": ev.speakers, "windows": self.d.executor.windows_done,
+                "embed_s": round(self.d.executor.compute_s, 3),
                 "model": self.d.embedder.tag, "scoring": self.d.rule.describe(),
                 "store": str(self.d.store.path),
                 "unknowns": self.unknowns(), "replays": len(self.replays),
