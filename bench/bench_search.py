@@ -1,6 +1,9 @@
 """1:N search at 100k and 1M voiceprints: exact numpy against faiss and usearch (issue 10, §4).
 
-    .venv/bin/pip install faiss-cpu usearch      # measuring only
+This chose the index; the product's own (vggvox/search.py, faiss-cpu is now a
+dependency) is measured by bench/bench_searcher.py.
+
+    .venv/bin/pip install usearch      # measuring only
     .venv/bin/python bench/bench_search.py [--sizes 100000,1000000] [--queries N]
         [--methods faiss-ivfpq,usearch-f16,...] [--rescore-k K] [--build-threads 2] [--quick]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from vggvox.embedder import Embedder
 from vggvox.errors import VggvoxError
 from vggvox.modelcard import DEFAULT_MODEL, load_card, resolve_card
 from vggvox.scoring import METRICS, Scorer
+from vggvox.search import SearchSettings
 from vggvox.stream.recognizer import ScoringConfig
 from vggvox_client import conversations, daemon_cmds, evaluate, helptext, keys
 from vggvox_client.common import (
@@ -67,7 +69,23 @@ def _identify_args(p: argparse.ArgumentParser, batch: bool) -> None:
                         "--false-accept, --threshold and --det need it")
     add_rule_args(p, f"needs --open-set; default {ScoringConfig.false_accept}, as the daemon's",
                   "the test utterances' best scores (needs --open-set)")
+    if batch:
+        _search_args(p)
     _model_args(p)
+
+
+def _search_args(p: argparse.ArgumentParser) -> None:
+    """batch-offline's very large enrolled sets: vggvox.search.SearchSettings."""
+    d = SearchSettings()
+    g = p.add_argument_group("very large enrolled sets (see below)")
+    g.add_argument("--index-above", type=int, default=d.index_above, metavar="N",
+                   help="search through an approximate index, re-scored exactly, from N "
+                        "enrolled speakers on (at least 1000; default %(default)s)")
+    g.add_argument("--nprobe", type=int, default=d.nprobe, metavar="N",
+                   help="index lists scanned per test (default %(default)s)")
+    g.add_argument("--rescore", type=int, default=d.rescore, metavar="N",
+                   help="candidates per test re-scored exactly; ranks are known up to N "
+                        "(default %(default)s)")
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -168,12 +186,20 @@ def cmd_identify(args: argparse.Namespace) -> int:
     if not args.open_set and (args.false_accept is not None or args.threshold is not None
                               or args.det is not None):
         raise VggvoxError("--false-accept, --threshold and --det need --open-set")
+    search = SearchSettings()
+    if hasattr(args, "index_above"):  # batch-offline's options
+        try:
+            search = SearchSettings(index_above=args.index_above, nprobe=args.nprobe,
+                                    rescore=args.rescore)
+        except ValueError as e:  # 'search.nprobe' must be ... -> --nprobe must be ...
+            raise VggvoxError(re.sub(r"'search\.(\w+)'",
+                                     lambda m: "--" + m[1].replace("_", "-"), str(e))) from None
     report = identify(IdentifySettings(
         enroll_list=args.enroll_list, test_list=args.test_list,
         card_path=resolve_card(args.model), root=args.root, metric=args.metric,
         max_sec_enroll=args.max_sec_enroll, workers=args.workers, cache_dir=args.cache,
         store_path=args.store, progress=True, open_set=args.open_set,
-        false_accept=args.false_accept, threshold=args.threshold,
+        false_accept=args.false_accept, threshold=args.threshold, search=search,
     ))
     report_skipped(report.skipped)
     with args.out.open("w") as out:
@@ -184,14 +210,21 @@ def cmd_identify(args: argparse.Namespace) -> int:
         acc = report.accuracy
         print(f"scored {len(report.results)} test utterances against {len(report.speakers)} "
               f"speakers ({len(report.skipped)} skipped); results in {args.out}")
-        print("  ".join(f"{k} {100 * acc[k]:.2f}%" for k in ("top1", "top1pct", "top5pct",
-                                                             "top10pct")))
+        print("  ".join(f"{k} {_pct(acc[k])}" for k in ("top1", "top1pct", "top5pct",
+                                                        "top10pct")))
+        if report.depth is not None:
+            print(f"  (searched through the index: ranks known up to {report.depth}; n/a: "
+                  "a cut-off deeper than that)")
         if report.rule is not None:
             print("\n".join(open_set_lines(report)))
     if args.det and not draw_open_set(report, args.det, f"{args.model}: open set"):
         print(f"{args.det}: not drawn, it needs strangers and enrolled speakers' tests",
               file=sys.stderr)
     return 0 if report.results else 1
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.2f}%"
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -8,12 +8,21 @@ Closed set by default: a test utterance of a speaker who is not enrolled is
 skipped. Open set (``open_set``): it is a stranger's, scored as an impostor,
 and every test utterance gets a decision (its best enrolled speaker if the
 score reaches the AcceptRule's cutoff for its length, else ``unknown``).
+
+Very large enrolled sets (at or above ``SearchSettings.index_above`` speakers) go
+through the same ``vggvox.search.Searcher`` as the daemon: an approximate index
+proposes each test's best ``rescore`` candidates, scored exactly. A test's scores
+against every speaker are then never computed: the CSV has no ``score:NAME``
+columns, a rank is known within those candidates only (``>N`` beyond), and a
+top-x % figure whose cut-off lies deeper than that is not computed (None).
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 import tempfile
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
@@ -26,32 +35,38 @@ from vggvox.calibration import AcceptRule
 from vggvox.eval.openset import accept_rule, plot_open_set
 from vggvox.lists import Utterance, read_utterances
 from vggvox.metrics import (
+    TOP_FRACTIONS,
     Det,
     OpenSetPoint,
     identification_accuracy,
     open_set_det,
     open_set_point,
     open_set_trade_off,
+    top_k_for,
 )
 from vggvox.modelcard import ModelCard, load_card
 from vggvox.scoring import Scorer
+from vggvox.search import Searcher, SearchSettings
 from vggvox.store import VoiceprintStore
 from vggvox_client.common import Skipped
 from vggvox_client.jobs import Embedded, JobSettings, embed_files
 
 TOP_N = 5
 UNKNOWN = "unknown"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class TestResult:
     path: Path
     speaker: str
-    scores: np.ndarray
-    """One score per enrolled speaker, in the order of Report.speakers."""
+    scores: np.ndarray | None
+    """One score per enrolled speaker, in the order of Report.speakers; None when the
+    set is searched through the index (Report.depth)."""
     top: list[tuple[str, float]]
     rank: int | None
-    """1-based rank of the correct speaker; None for a stranger (open set)."""
+    """1-based rank of the correct speaker; None for a stranger (open set). With the
+    index, Report.depth + 1 means "not among the candidates"."""
     speech_s: float = 0.0
     """Seconds of the utterance: what the open-set cutoff depends on."""
     decision: str | None = None
@@ -72,12 +87,21 @@ class Report:
     skipped: list[Skipped] = field(default_factory=list)
     rule: AcceptRule | None = None
     """Set in open set: the rule behind every decision."""
+    depth: int | None = None
+    """Set when the speakers were searched through the index: ranks are known up to
+    this many candidates a test."""
 
     @property
-    def accuracy(self) -> dict[str, float]:
-        """Closed-set figures, over the enrolled speakers' test utterances."""
+    def accuracy(self) -> dict[str, float | None]:
+        """Closed-set figures, over the enrolled speakers' test utterances; with the
+        index, None for a top-x % whose cut-off lies deeper than ``depth``."""
         ranks = [r.rank for r in self.results if r.rank is not None]
-        return identification_accuracy(ranks, len(self.speakers))
+        acc: dict[str, float | None] = {**identification_accuracy(ranks, len(self.speakers))}
+        if self.depth is not None:
+            for key, frac in TOP_FRACTIONS.items():
+                if top_k_for(frac, len(self.speakers)) > self.depth:
+                    acc[key] = None
+        return acc
 
     def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         best = np.array([r.top[0][1] if r.top else -np.inf for r in self.results])
@@ -134,6 +158,8 @@ class IdentifySettings:
     false_accept: float | None = None
     threshold: float | None = None
     """Open set: the AcceptRule's settings (vggvox.eval.openset.accept_rule)."""
+    search: SearchSettings = field(default_factory=SearchSettings)
+    """When and how very large enrolled sets are searched through the index."""
 
 
 def _seconds(e: Embedded) -> float:
@@ -240,7 +266,10 @@ def identify(s: IdentifySettings) -> Report:
         if tested[t.path].embedding is None:
             skipped.append(Skipped(str(t.path), tested[t.path].reason, t.line,
                                    str(s.test_list)))
-    if ok and names:
+    if ok and names and len(names) >= s.search.index_above:
+        report.depth = s.search.rescore
+        _search_indexed(report, ok, tested, names, prints, s, rule, index)
+    elif ok and names:
         all_scores = scorer.scores(np.stack([tested[t.path].embedding for t in ok]), prints)
         for t, row in zip(ok, all_scores, strict=True):
             rank = None
@@ -254,9 +283,34 @@ def identify(s: IdentifySettings) -> Report:
     return report
 
 
+def _search_indexed(report: Report, ok: list[Utterance], tested: dict[Path, Embedded],
+                    names: list[str], prints: np.ndarray, s: IdentifySettings,
+                    rule: AcceptRule | None, index: dict[str, int]) -> None:
+    """Each test's best ``rescore`` speakers through the index, with exact scores."""
+    searcher = Searcher(names, prints, s.metric, s.search)
+    searcher.prepare()
+    log.info("%d speakers: searched through an index built in %.1f s", len(names),
+             searcher.build_s or 0.0)
+    t0 = time.perf_counter()
+    depth = s.search.rescore
+    found = searcher.search(np.stack([tested[t.path].embedding for t in ok]),
+                            max(TOP_N, depth))
+    log.info("%d tests searched in %.1f s", len(ok), time.perf_counter() - t0)
+    for t, matches in zip(ok, found, strict=True):
+        rank = None
+        if t.speaker in index:  # the test's own voiceprint: its rank among the candidates
+            own = next((m.score for m in matches if m.name == t.speaker), None)
+            rank = (depth + 1 if own is None
+                    else 1 + sum(1 for m in matches if m.score > own))
+        top = [(m.name, m.score) for m in matches[:TOP_N]]
+        report.results.append(_decide(TestResult(
+            t.path, t.speaker, None, top, rank, _seconds(tested[t.path])), rule, len(names)))
+
+
 def write_results(report: Report, out: TextIO) -> None:
     """One CSV row per test utterance, nothing else: any CSV reader takes the file as it
-    is. The figures go to the summary (stdout, or --json)."""
+    is. The figures go to the summary (stdout, or --json). Searched through the index,
+    a row has no ``score:NAME`` columns, and a rank beyond the candidates reads ``>N``."""
     open_set = report.rule is not None
     w = csv.writer(out, lineterminator="\n")
     w.writerow(
@@ -264,15 +318,18 @@ def write_results(report: Report, out: TextIO) -> None:
         + (["decision", "confidence"] if open_set else [])
         + [f"top{i + 1}" for i in range(TOP_N)]
         + [f"top{i + 1}_score" for i in range(TOP_N)]
-        + [f"score:{n}" for n in report.speakers]
+        + ([f"score:{n}" for n in report.speakers] if report.depth is None else [])
     )
     for r in report.results:
         names = [n for n, _ in r.top] + [""] * (TOP_N - len(r.top))
         scores = [f"{v:.4f}" for _, v in r.top] + [""] * (TOP_N - len(r.top))
         decided = ([r.decision or "", "" if r.confidence is None else f"{r.confidence:.4f}"]
                    if open_set else [])
-        w.writerow([str(r.path), r.speaker, "" if r.rank is None else r.rank] + decided
-                   + names + scores + [f"{v:.4f}" for v in r.scores])
+        rank: object = "" if r.rank is None else r.rank
+        if report.depth is not None and r.rank is not None and r.rank > report.depth:
+            rank = f">{report.depth}"
+        w.writerow([str(r.path), r.speaker, rank] + decided + names + scores
+                   + ([] if r.scores is None else [f"{v:.4f}" for v in r.scores]))
 
 
 def _pct(v: object) -> str:

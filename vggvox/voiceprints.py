@@ -4,7 +4,10 @@ It knows nothing of SQLite: the store persists enrollments and loads into a
 set (``VoiceprintSet.from_store``), and anyone can build one from embeddings
 alone. Readers take a ``snapshot()``: names and matrix swapped in one
 assignment, so a reader in another thread never pairs new names with an old
-matrix.
+matrix. ``search`` goes through a ``vggvox.search.Searcher`` of the current
+snapshot: exact below ``SearchSettings.index_above`` voiceprints, an
+approximate index with exact re-scoring at or above it (built once, and reused
+across small changes); ``scores`` is always exact, over every speaker.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vggvox.scoring import Match, Scorer, voiceprint
+from vggvox.search import Searcher, SearchSettings
 from vggvox.store import ModelId, VoiceprintStore, check_name
 
 
@@ -33,25 +37,32 @@ class Snapshot:
 class VoiceprintSet:
     """Voiceprints of one model, by speaker name. Safe to share between threads."""
 
-    def __init__(self, dim: int, model: str = "", metric: str = "cosine") -> None:
+    def __init__(self, dim: int, model: str = "", metric: str = "cosine",
+                 search: SearchSettings | None = None) -> None:
         self.dim = dim
         self.model = model
         """The model tag that made the embeddings (informative; the store enforces it)."""
         self.scorer = Scorer(metric)
+        self.search_settings = search or SearchSettings()
         self._prints: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()
         self._snapshot = Snapshot((), np.zeros((0, dim), dtype=np.float32))
+        self._search_lock = threading.Lock()
+        self._searcher = Searcher((), self._snapshot.matrix, metric, self.search_settings)
+        self._searched = self._snapshot
+        """The snapshot ``_searcher`` searches."""
 
     @classmethod
     def from_store(cls, store: VoiceprintStore, model: str | ModelId, dim: int,
-                   metric: str = "cosine") -> VoiceprintSet:
+                   metric: str = "cosine", search: SearchSettings | None = None
+                   ) -> VoiceprintSet:
         """The store's voiceprints of ``model``: give its ``ModelId`` where known, so that
         the store checks the model file's sha256, not only its tag."""
         if isinstance(model, ModelId):
-            s = cls(dim, model.tag, metric)
+            s = cls(dim, model.tag, metric, search)
             s.load(store, model)
         else:
-            s = cls(dim, model, metric)
+            s = cls(dim, model, metric, search)
             s.load(store)
         return s
 
@@ -99,13 +110,54 @@ class VoiceprintSet:
         snap = self._snapshot
         return snap, np.atleast_2d(self.scorer.scores(embeddings, snap.matrix))
 
+    def searcher(self) -> Searcher:
+        """The searcher of the current snapshot: derived from the previous one on the
+        first call after a change (reusing its index while few voiceprints changed;
+        1.5 to 3 s at 1M), then the same object until the next change."""
+        with self._search_lock:
+            snap = self._snapshot
+            if self._searched is not snap:
+                self._searcher = self._searcher.derive(snap.names, snap.matrix)
+                self._searched = snap
+            return self._searcher
+
+    @property
+    def last_searcher(self) -> Searcher:
+        """The searcher made last, without making one for a newer snapshot (that can take
+        seconds at a million): for reports, not for searching."""
+        return self._searcher
+
+    def prepare_search(self) -> None:
+        """Build the current snapshot's index now if its size needs one and it has none
+        (about a minute at 1M on one core: see ``vggvox.search``). Call it after a load,
+        from a thread that may wait, with ``SearchSettings.build_on_search`` False, so
+        that no decision waits for it: they are exact until it is done."""
+        while True:
+            s = self.searcher()
+            s.prepare()
+            if self._adopt(s):
+                return
+
+    def _adopt(self, built: Searcher) -> bool:
+        """After ``built``'s index is done: if the snapshot changed meanwhile, the current
+        searcher (made without it) takes it over. False: still too many changes."""
+        with self._search_lock:
+            now = self._searcher
+            if now is built or now.ready or not now.indexed:
+                return True
+            self._searcher = built.derive(self._searched.names, self._searched.matrix)
+            return self._searcher.ready
+
     def search(self, embedding: np.ndarray, k: int = 5) -> list[Match]:
-        """The k best speakers for one embedding, best first."""
-        snap, scores = self.scores(embedding)
-        return self.scorer.top_k(scores[0], list(snap.names), k)
+        """The k best speakers for one embedding, best first, with exact scores."""
+        return self.searcher().search(embedding, k)[0]
+
+    def search_many(self, embeddings: np.ndarray, k: int = 5) -> list[list[Match]]:
+        """The k best speakers of each embedding (n, dim), best first."""
+        return self.searcher().search(embeddings, k)
 
     def _publish(self) -> None:
         names = tuple(sorted(self._prints))
         matrix = (np.stack([self._prints[n] for n in names]) if names
                   else np.zeros((0, self.dim), dtype=np.float32))
-        self._snapshot = Snapshot(names, matrix.astype(np.float32))
+        self._snapshot = Snapshot(names, matrix.astype(np.float32, copy=False))
