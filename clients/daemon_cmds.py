@@ -107,6 +107,11 @@ def format_status(s: dict[str, Any]) -> str:
             ("replays", s.get("replays"))]
     lines = [f"{k:10s} {v}" for k, v in rows if v is not None]
     stages = s.get("stages") or {}
+    search = stages.get("search") or {}
+    if search.get("mode"):
+        built = f", built in {search['build_s']} s" if search.get("build_s") is not None else ""
+        lines.append(f"{'search':10s} {search['mode']} (from {search.get('index_above')} "
+                     f"voiceprints on, an index{built})")
     if stages:
         lines.append("stages")
         for name, h in stages.items():

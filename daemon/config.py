@@ -19,6 +19,7 @@ import yaml
 from platformdirs import user_config_dir, user_data_dir, user_runtime_dir
 
 from vggvox.calibration import FALSE_ACCEPT_RANGE
+from vggvox.search import SearchSettings
 from vggvox.stream.decider import TurnConfig
 from vggvox.stream.recognizer import RecognizerConfig, ScoringConfig
 from vggvox.stream.unknowns import UnknownConfig
@@ -136,6 +137,7 @@ class Settings:
     scoring: ScoringSettings = field(default_factory=ScoringSettings)
     turns: TurnConfig = field(default_factory=TurnConfig)
     unknowns: UnknownConfig = field(default_factory=UnknownConfig)
+    search: SearchSettings = field(default_factory=SearchSettings)
     enroll: EnrollSettings = field(default_factory=EnrollSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     endpoints: EndpointSettings = field(default_factory=EndpointSettings)

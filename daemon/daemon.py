@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from vggvox.embedder import Embedder
 from vggvox.errors import ModelMismatchError
@@ -32,6 +33,7 @@ from vggvoxd.curve import Curve
 from vggvoxd.events import Event, StatusEvent
 from vggvoxd.executor import EmbedExecutor, WorkQueues
 from vggvoxd.handlers import Handlers
+from vggvoxd.indexer import SearchIndexer
 from vggvoxd.live import LiveSource, make_source, specs
 from vggvoxd.lock import EndpointLocks
 from vggvoxd.notify import Notifier
@@ -55,14 +57,17 @@ class Daemon:
         self.embedder = Embedder(card, threads=settings.model.threads)
         self.store = VoiceprintStore(settings.store_path())
         self._check_store(card, allow_empty)
-        self.voiceprints = VoiceprintSet(card.embedding_size, card.tag, settings.scoring.metric)
+        # The index of a large set is built by its own thread, never on a decision.
+        self.voiceprints = VoiceprintSet(card.embedding_size, card.tag, settings.scoring.metric,
+                                         replace(settings.search, build_on_search=False))
+        self.indexer = SearchIndexer(self.voiceprints, self.on_fatal)
         self.rule = settings.scoring.rule(card, settings.scoring.metric)
         self.queues = WorkQueues(settings.window.queue, settings.window.queue)
         self.publisher = Publisher(settings.endpoint("events"), settings.endpoints.events_hwm,
                                    on_fatal=self.on_fatal)
         self.executor = EmbedExecutor(self.embedder, self.voiceprints, self.store, self.queues,
                                       settings.window.max_batch, self.publish, self.on_flush,
-                                      self.on_fatal)
+                                      self.on_fatal, on_load=self.indexer.wake)
         self.handlers = Handlers(self)
         self.control = ControlServer(settings.endpoint("control"), self.handlers.table(),
                                      settings.endpoints.max_request_bytes, self.on_fatal)
@@ -190,6 +195,7 @@ class Daemon:
         The endpoints' locks were taken by ``__init__``."""
         self.curve.start()  # ZAP must answer before a CURVE socket takes a connection
         self.publisher.start()
+        self.indexer.start()
         self.executor.start()
         self.handlers.worker.start()
         self.control.start()
@@ -230,6 +236,7 @@ class Daemon:
             live.stream.stop()
         self.handlers.stop_replays()
         self.executor.stop()
+        self.indexer.stop()
         for live in self.lives:
             self.publish(self.status_event(state="stopped", live=live))
         self.publisher.stop()

@@ -121,7 +121,8 @@ class EmbedExecutor:
     def __init__(self, embedder: Embedder, voiceprints: VoiceprintSet, store: VoiceprintStore,
                  queues: WorkQueues, max_batch: int, publish: Callable[[Event], None],
                  on_flush: Callable[[Stream], None],
-                 on_fatal: Callable[[str], None] = lambda why: None) -> None:
+                 on_fatal: Callable[[str], None] = lambda why: None,
+                 on_load: Callable[[], None] = lambda: None) -> None:
         self.embedder = embedder
         self.voiceprints = voiceprints
         self.store = store
@@ -129,6 +130,8 @@ class EmbedExecutor:
         self.max_batch = max_batch
         self.publish = publish
         self.on_flush = on_flush
+        self.on_load = on_load
+        """Called after each (re)load of the voiceprints (the search index's wake-up)."""
         self._generation = -1
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="embedder", daemon=True)
@@ -157,6 +160,7 @@ class EmbedExecutor:
                 self.voiceprints.load(self.store, ModelId.of(self.embedder.card))
                 self._generation = generation
                 log.info("voiceprints: %d speakers", len(self.voiceprints))
+                self.on_load()
         except VggvoxError as e:
             log.error("cannot load voiceprints: %s", e)
 

@@ -24,6 +24,7 @@ from vggvox.store import check_name
 from vggvoxd.control import Handler, Later, Reply, RequestError, field
 from vggvoxd.events import EnrollmentEvent, NamedEvent, StatusEvent, replay_source
 from vggvoxd.sources import PushSource
+from vggvoxd.status import status_reply
 from vggvoxd.stream import Stream, Tap
 from vggvoxd.worker import Worker
 
@@ -232,30 +233,7 @@ class Handlers:
              "model": s.model, "updated": s.updated} for s in self.d.store.speakers()]}
 
     def status(self, req: dict[str, Any], later: Later) -> Reply:
-        ev = self.d.status_event()
-        return {"ok": True, "source": ev.source, "state": ev.state, "stream_s": ev.t_end,
-                "overflows": ev.overflows, "dropped_samples": ev.dropped_samples,
-                "dropped_windows": ev.dropped_windows, "dropped_events": ev.dropped_events,
-                "queue": ev.queue,
-                "speakers": ev.speakers, "windows": self.d.executor.windows_done,
-                "embed_s": round(self.d.executor.compute_s, 3),
-                "model": self.d.embedder.tag, "scoring": self.d.rule.describe(),
-                "store": str(self.d.store.path),
-                "unknowns": self.unknowns(), "replays": len(self.replays),
-                "sources": {lv.name: self._source_status(lv.name) for lv in self.d.lives},
-                "connections": {s.name: s.connections.health()
-                                for s in (self.d.publisher, self.d.control)},
-                "stages": {"embedder": self.d.executor.health(),
-                           "events": self.d.publisher.guard.health(),
-                           "control": self.d.control.guard.health(),
-                           **{s.name: s.guard.health() for s in self._streams()}}}
-
-    def _source_status(self, name: str) -> dict[str, object]:
-        live = self.d.live(name)
-        assert live is not None
-        ev = self.d.status_event(live=live)
-        return {"state": ev.state, "stream_s": ev.t_end, "overflows": ev.overflows,
-                "dropped_samples": ev.dropped_samples, "dropped_windows": ev.dropped_windows}
+        return status_reply(self.d, self._streams(), self.unknowns(), len(self.replays))
 
     def reload(self, req: dict[str, Any], later: Later) -> Reply:
         self.d.reload()

@@ -53,4 +53,7 @@ def section(cls: type, name: str, data: Any, where: str,
             raise ConfigError(f"{where}: '{name}.{key}' {problem}, got {value!r}")
         if hints[key] == float | None and isinstance(value, int):
             data = {**data, key: float(value)}
-    return cls(**data)
+    try:
+        return cls(**data)
+    except ValueError as e:  # a library config's own check (__post_init__) names the key
+        raise ConfigError(f"{where}: {e}") from None
