@@ -35,11 +35,10 @@ import soundfile as sf
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from bench_daemon import cpu_seconds, rss_mb
+from bench_daemon import cpu_seconds, rss_mb, window_ms
 from daemon_proc import DaemonProcess
 
 from vggvox.audio import load_audio
-from vggvox.embedder import Embedder
 
 HERE = Path(__file__).resolve().parent
 SPEECH = HERE.parent.parent / "shared" / "data" / "speech"
@@ -111,15 +110,7 @@ def run(n: int, files: list[Path], model: str, tmp: Path, seconds: float,
 
 def compute_ms(model: str, clip: Path) -> float:
     """The model's median time for one 2 s window, front-end included, 1 thread."""
-    embedder = Embedder.from_card(model, threads=1)
-    window = load_audio(clip)[:32000]
-    embedder.embed(window)
-    times = []
-    for _ in range(30):
-        c = time.perf_counter()
-        embedder.embed(window)
-        times.append(1000 * (time.perf_counter() - c))
-    return statistics.median(times)
+    return statistics.median(window_ms(model, load_audio(clip)[:32000]))
 
 
 def plot(rows: list[dict[str, float]], compute: float, path: Path) -> None:

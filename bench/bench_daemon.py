@@ -54,6 +54,18 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def window_ms(model: str, window: np.ndarray, reps: int = 30) -> list[float]:
+    """The model's times (ms) for one window, front-end included, 1 thread, warm."""
+    embedder = Embedder.from_card(model, threads=1)
+    embedder.embed(window)
+    times = []
+    for _ in range(reps):
+        c0 = time.perf_counter()
+        embedder.embed(window)
+        times.append(1000 * (time.perf_counter() - c0))
+    return times
+
+
 def speech_track(seconds: float, out: Path, sources: list[Path]) -> Path:
     """Continuous speech: real utterances back to back, looped to length."""
     clips = [load_audio(p) for p in sources]
@@ -119,14 +131,7 @@ def main() -> int:
             d.stop()
             pulse.stop()
 
-    embedder = Embedder.from_card(DEFAULT_MODEL, threads=1)  # the daemon's model
-    window = load_audio(convo.stream)[16000:48000]
-    embedder.embed(window)
-    compute = []
-    for _ in range(30):
-        c0 = time.perf_counter()
-        embedder.embed(window)
-        compute.append(1000 * (time.perf_counter() - c0))
+    compute = window_ms(DEFAULT_MODEL, load_audio(convo.stream)[16000:48000])
 
     lat = [1000 * (e["received"] - e["captured"]) for e in talk_ev]
     q = statistics.quantiles(lat, n=20) if len(lat) >= 2 else [float("nan")] * 19
