@@ -120,3 +120,12 @@ def test_the_users_file_comes_before_the_machines(tmp_path: Path,
     explicit = tmp_path / "mine.yaml"
     explicit.write_text("status: {interval_s: 1.0}\n")
     assert config.load(explicit)[0].status.interval_s == 1.0
+
+
+def test_sources_at_the_limit_and_past_it() -> None:
+    from vggvoxd.sourceconfig import MAX_SOURCES
+
+    many = [{"name": f"room{i}", "device": i} for i in range(MAX_SOURCES)]
+    assert len(config.parse({"sources": many}).sources) == MAX_SOURCES
+    with pytest.raises(ConfigError, match=f"'sources' has {MAX_SOURCES + 1} entries; at most"):
+        config.parse({"sources": [*many, {"name": "one-more"}]})
