@@ -25,6 +25,7 @@ from vggvox.stream.recognizer import RecognizerConfig, ScoringConfig
 from vggvox.stream.unknowns import UnknownConfig
 from vggvox.stream.vad import VadConfig
 from vggvox.stream.windows import WindowConfig
+from vggvoxd.metrics import MetricsSettings
 from vggvoxd.sourceconfig import SourceSpec, parse_sources
 from vggvoxd.validate import ConfigError, Ranges, section
 
@@ -143,6 +144,7 @@ class Settings:
     endpoints: EndpointSettings = field(default_factory=EndpointSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
     status: StatusSettings = field(default_factory=StatusSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     sources: tuple[SourceSpec, ...] = ()
     """Several live sources at once; empty: the one of ``--source`` (the microphone)."""

@@ -32,10 +32,12 @@ from vggvoxd.control import ControlServer
 from vggvoxd.curve import Curve
 from vggvoxd.events import Event, StatusEvent
 from vggvoxd.executor import EmbedExecutor, WorkQueues
+from vggvoxd.guard import Guard
 from vggvoxd.handlers import Handlers
 from vggvoxd.indexer import SearchIndexer
 from vggvoxd.live import LiveSource, make_source, specs
 from vggvoxd.lock import EndpointLocks
+from vggvoxd.metrics import MetricsServer
 from vggvoxd.notify import Notifier
 from vggvoxd.publisher import Publisher
 from vggvoxd.sources import AudioSource
@@ -65,9 +67,13 @@ class Daemon:
         self.queues = WorkQueues(settings.window.queue, settings.window.queue)
         self.publisher = Publisher(settings.endpoint("events"), settings.endpoints.events_hwm,
                                    on_fatal=self.on_fatal)
+        self.metrics = (MetricsServer(self, settings.metrics) if settings.metrics.listen
+                        else None)
         self.executor = EmbedExecutor(self.embedder, self.voiceprints, self.store, self.queues,
                                       settings.window.max_batch, self.publish, self.on_flush,
-                                      self.on_fatal, on_load=self.indexer.wake)
+                                      self.on_fatal, on_load=self.indexer.wake,
+                                      on_decision=self.metrics.observe if self.metrics
+                                      else lambda latency_s: None)
         self.handlers = Handlers(self)
         self.control = ControlServer(settings.endpoint("control"), self.handlers.table(),
                                      settings.endpoints.max_request_bytes, self.on_fatal)
@@ -152,7 +158,7 @@ class Daemon:
 
     def on_flush(self, stream: Stream) -> None:
         """The executor has handled every window of a finite stream."""
-        self.handlers.replay_finished(stream)
+        self.handlers.replays.finished(stream)
         live = next((lv for lv in self.lives if lv.stream is stream), None)
         if live is not None:
             live.set_state("finished")
@@ -178,6 +184,12 @@ class Daemon:
         self.fatal = why
         self._stop.set()
 
+    def guards(self) -> dict[str, Guard]:
+        """Every stage's guard, by stage name (for status and metrics)."""
+        return {"embedder": self.executor.guard, "search": self.indexer.guard,
+                "events": self.publisher.guard, "control": self.control.guard,
+                **{s.name: s.guard for s in self.handlers.streams()}}
+
     def healthy(self) -> bool:
         """Every stage is alive, and making progress or idle by design."""
         return (self.executor.healthy() and self.publisher.alive() and self.control.alive()
@@ -193,6 +205,12 @@ class Daemon:
         """Serve until stopped: 0 on a clean stop, 1 when a stage gave up.
 
         The endpoints' locks were taken by ``__init__``."""
+        if self.metrics is not None:
+            try:
+                self.metrics.start()
+            except OSError as e:
+                raise RuntimeError(f"metrics.listen {self.settings.metrics.listen}: "
+                                   f"cannot listen there: {e.strerror or e}") from None
         self.curve.start()  # ZAP must answer before a CURVE socket takes a connection
         self.publisher.start()
         self.indexer.start()
@@ -216,7 +234,7 @@ class Daemon:
                     self._last_status = now
                     for live in self.lives:
                         self.publish(self.status_event(live=live))
-                self.handlers.reap_replays()
+                self.handlers.replays.reap()
                 self.store.retry_erasure()  # a removal a reader held up; cheap when none
                 if self.reload_requested.is_set():
                     self.reload_requested.clear()
@@ -234,11 +252,13 @@ class Daemon:
         self.handlers.worker.stop()
         for live in self.lives:
             live.stream.stop()
-        self.handlers.stop_replays()
+        self.handlers.replays.stop_all()
         self.executor.stop()
         self.indexer.stop()
         for live in self.lives:
             self.publish(self.status_event(state="stopped", live=live))
         self.publisher.stop()
         self.curve.stop()
+        if self.metrics is not None:
+            self.metrics.stop()
         self.locks.release()

@@ -36,6 +36,7 @@ from vggvox.embedder import Embedder
 from vggvox.errors import VggvoxError
 from vggvox.store import ModelId, VoiceprintStore
 from vggvox.stream.recognizer import embed_windows
+from vggvox.stream.results import TurnUpdate
 from vggvox.stream.segmenter import Pending, Window
 from vggvox.voiceprints import VoiceprintSet
 from vggvoxd.events import Event
@@ -122,7 +123,8 @@ class EmbedExecutor:
                  queues: WorkQueues, max_batch: int, publish: Callable[[Event], None],
                  on_flush: Callable[[Stream], None],
                  on_fatal: Callable[[str], None] = lambda why: None,
-                 on_load: Callable[[], None] = lambda: None) -> None:
+                 on_load: Callable[[], None] = lambda: None,
+                 on_decision: Callable[[float], None] = lambda latency_s: None) -> None:
         self.embedder = embedder
         self.voiceprints = voiceprints
         self.store = store
@@ -132,6 +134,8 @@ class EmbedExecutor:
         self.on_flush = on_flush
         self.on_load = on_load
         """Called after each (re)load of the voiceprints (the search index's wake-up)."""
+        self.on_decision = on_decision
+        """Called with each window's decision latency (s), once its events are out."""
         self._generation = -1
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="embedder", daemon=True)
@@ -215,6 +219,11 @@ class EmbedExecutor:
                 if id(job) not in embeddings:
                     continue
                 self.windows_done += 1
+                stream.windows_decided += 1
             for result in stream.recognizer.decide(item, embeddings.get(id(job))):
+                if isinstance(result, TurnUpdate) and result.final:
+                    stream.turns_decided += 1
                 for ev in to_events(stream.name, result, self.embedder.tag, job.captured):
                     self.publish(ev)
+            if isinstance(item, Window) and job.captured:
+                self.on_decision(time.time() - job.captured)

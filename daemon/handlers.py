@@ -9,9 +9,6 @@ stay quick meanwhile.
 
 from __future__ import annotations
 
-import threading
-import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,8 +19,8 @@ from vggvox.errors import StoreError
 from vggvox.identity import admit
 from vggvox.store import check_name
 from vggvoxd.control import Handler, Later, Reply, RequestError, field
-from vggvoxd.events import EnrollmentEvent, NamedEvent, StatusEvent, replay_source
-from vggvoxd.sources import PushSource
+from vggvoxd.events import EnrollmentEvent, NamedEvent
+from vggvoxd.replays import Replays, pcm
 from vggvoxd.status import status_reply
 from vggvoxd.stream import Stream, Tap
 from vggvoxd.worker import Worker
@@ -31,41 +28,16 @@ from vggvoxd.worker import Worker
 if TYPE_CHECKING:
     from vggvoxd.daemon import Daemon
 
-MAX_REPLAYS = 4
-MIN_SESSION = 32
-"""Shortest replay session token: it is the only key to the session."""
-REPLAY_IDLE_S = 60.0
-
-
-@dataclass
-class ReplaySession:
-    stream: Stream
-    seen: float
-    """Monotonic time of the last request."""
-    reported: bool = False
-    """Its 'finished' status has been published: safe to drop."""
-
-
-def pcm(blob: Any, what: str) -> np.ndarray:
-    """16-bit little-endian mono PCM at 16 kHz, from request bytes."""
-    if not isinstance(blob, bytes):
-        raise RequestError(f"{what} must be bytes of 16-bit PCM, got {type(blob).__name__}")
-    if len(blob) % 2:
-        raise RequestError(f"{what} has an odd number of bytes: not 16-bit PCM")
-    return np.frombuffer(blob, dtype="<i2").astype(np.int16)
-
-
 class Handlers:
     def __init__(self, daemon: Daemon) -> None:
         self.d = daemon
-        self.replays: dict[str, ReplaySession] = {}
-        self._lock = threading.Lock()
+        self.replays = Replays(daemon)
         self.worker = Worker()
 
     def table(self) -> dict[str, Handler]:
         return {"enroll": self.enroll, "name": self.name, "remove": self.remove,
                 "list": self.list, "status": self.status, "reload": self.reload,
-                "replay": self.replay}
+                "replay": self.replays.request}
 
     # -- enrollment -----------------------------------------------------------------------
 
@@ -191,14 +163,12 @@ class Handlers:
             raise RequestError(f"no live audio: the source {live.name} is {live.state}")
         return live.stream
 
-    def _streams(self) -> list[Stream]:
-        with self._lock:
-            replays = [r.stream for r in self.replays.values()]
-        return [*(live.stream for live in self.d.lives), *replays]
+    def streams(self) -> list[Stream]:
+        return [*(live.stream for live in self.d.lives), *self.replays.streams()]
 
     def _stream_with(self, label: str, source: str | None) -> Stream:
         """The stream whose unknown voices include ``label`` (``source`` if given)."""
-        have = {s.name: s for s in self._streams() if s.recognizer.unknowns is not None}
+        have = {s.name: s for s in self.streams() if s.recognizer.unknowns is not None}
         if source is not None and source not in have:
             raise RequestError(f"no stream {source!r} with unknown voices "
                                f"(streams: {sorted(have) or 'none'})")
@@ -214,7 +184,7 @@ class Handlers:
         return found[0]
 
     def unknowns(self) -> dict[str, dict[str, dict[str, object]]]:
-        return {s.name: s.recognizer.unknowns.labels() for s in self._streams()
+        return {s.name: s.recognizer.unknowns.labels() for s in self.streams()
                 if s.recognizer.unknowns is not None}
 
     def remove(self, req: dict[str, Any], later: Later) -> Reply:
@@ -233,7 +203,7 @@ class Handlers:
              "model": s.model, "updated": s.updated} for s in self.d.store.speakers()]}
 
     def status(self, req: dict[str, Any], later: Later) -> Reply:
-        return status_reply(self.d, self._streams(), self.unknowns(), len(self.replays))
+        return status_reply(self.d, self.streams(), self.unknowns(), len(self.replays))
 
     def reload(self, req: dict[str, Any], later: Later) -> Reply:
         self.d.reload()
@@ -246,65 +216,3 @@ class Handlers:
         self.d.publish(EnrollmentEvent(
             source=main.source.name if main else self.d.source_spec, t_start=t, t_end=t,
             action=action, speaker=name, model=self.d.embedder.tag, **counts))
-
-    # -- replay ---------------------------------------------------------------------------
-
-    def replay(self, req: dict[str, Any], later: Later) -> Reply:
-        session = field(req, "session", str)
-        if not MIN_SESSION <= len(session) <= 128 or not session.isprintable():
-            raise RequestError(f"'session' must be {MIN_SESSION} to 128 printable characters: "
-                               "a secret token (e.g. 16 random bytes in hex)")
-        label = field(req, "label", str, "")
-        if len(label) > 64 or not label.isprintable() or " " in label:
-            raise RequestError("'label' must be at most 64 printable characters, no spaces")
-        samples = pcm(field(req, "audio", bytes, b""), "audio")
-        final = field(req, "final", bool, False)
-        with self._lock:
-            entry = self.replays.get(session)
-            if entry is None:
-                if len(self.replays) >= MAX_REPLAYS:
-                    raise RequestError(f"too many replays at once (at most {MAX_REPLAYS})")
-                stream = self.d.stream(PushSource(replay_source(session, label)),
-                                       critical=False)
-                stream.start()
-                entry = self.replays[session] = ReplaySession(stream, time.monotonic())
-            entry.seen = time.monotonic()
-            stream = entry.stream
-        source = stream.source
-        assert isinstance(source, PushSource)
-        if source.finished:
-            raise RequestError(f"replay {stream.name} is already finished")
-        n = min(len(samples), stream.ring.space())
-        source.push(samples[:n])
-        if final and n == len(samples):
-            source.finish()
-        return {"ok": True, "accepted": n, "stream_s": stream.stream_s}
-
-    def replay_finished(self, stream: Stream) -> None:
-        """Called by the executor after the last window of a replay: tell the client."""
-        with self._lock:
-            entry = next((r for r in self.replays.values() if r.stream is stream), None)
-        if entry is not None:
-            t = stream.stream_s
-            self.d.publish(StatusEvent(source=stream.name, t_start=t, t_end=t, state="finished",
-                                       dropped_windows=stream.dropped_windows,
-                                       queue=len(self.d.queues),
-                                       speakers=len(self.d.voiceprints)))
-            entry.reported = True
-
-    def reap_replays(self) -> None:
-        """Drop finished or abandoned replay sessions."""
-        now = time.monotonic()
-        with self._lock:
-            gone = [s for s, r in self.replays.items()
-                    if r.reported or now - r.seen > REPLAY_IDLE_S]
-            streams = [self.replays.pop(s).stream for s in gone]
-        for p in streams:
-            p.stop()
-
-    def stop_replays(self) -> None:
-        with self._lock:
-            streams = [r.stream for r in self.replays.values()]
-            self.replays.clear()
-        for p in streams:
-            p.stop()

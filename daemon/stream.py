@@ -61,6 +61,9 @@ class Stream:
         self.frames_seen = 0
         self.dropped_windows = 0
         """Windows of this stream the live queue dropped (changed under its lock)."""
+        self.windows_decided = 0
+        self.turns_decided = 0
+        """Windows embedded and decided, and turns closed: counted by the executor thread."""
         self.last_audio = 0.0  # monotonic time of the last samples read
         self.taps: list[Tap] = []
         self.guard = Guard(f"stream {source.name}", on_fatal)
