@@ -8,9 +8,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # PortAudio headers and a compiler for PyAudio; PulseAudio for the virtual
 # microphone in tests and the demo (libasound2-plugins: ALSA's pulse device); espeak-ng for
-# synthetic voices; sox to inspect audio.
+# synthetic voices; sox to inspect audio; mosquitto, the MQTT broker the bridge is tested with.
 APT_PACKAGES := gcc python3-dev python3-venv portaudio19-dev libsndfile1 libasound2-plugins \
-                pulseaudio pulseaudio-utils espeak-ng sox
+                pulseaudio pulseaudio-utils espeak-ng sox mosquitto
 UNIT := /etc/systemd/system/vggvoxd.service
 
 .PHONY: help run demo test lint bench sysdeps install-service clean
@@ -55,10 +55,13 @@ install-service: $(STAMP)  ## install the systemd unit, its config and the vggvo
 	install -m 0644 systemd/vggvox.sysusers /etc/sysusers.d/vggvox.conf
 	systemd-sysusers /etc/sysusers.d/vggvox.conf
 	sed 's|/opt/vggvox|$(CURDIR)|g' systemd/vggvoxd.service > $(UNIT)
+	sed 's|/opt/vggvox|$(CURDIR)|g' systemd/vggvox-mqtt.service > /etc/systemd/system/vggvox-mqtt.service
 	install -d /etc/vggvox
 	[ -f /etc/vggvox/vggvoxd.yaml ] || install -m 0644 config/vggvoxd.yaml /etc/vggvox/vggvoxd.yaml
 	systemctl daemon-reload
 	@echo "now: systemctl enable --now vggvoxd; journalctl -u vggvoxd -f"
+	@echo "MQTT bridge (Home Assistant): write /etc/vggvox/mqtt.env (see systemd/vggvox-mqtt.service),"
+	@echo "  then systemctl enable --now vggvox-mqtt"
 	@echo "let a user use vggvox-client: usermod -aG vggvox USER (then log in again)"
 
 lint: $(STAMP)  ## ruff and mypy

@@ -15,7 +15,7 @@ from vggvoxd.events import EVENT_TYPES
 TOPICS = tuple(EVENT_TYPES)
 """The event topics a subscriber may ask for, from the daemon's own event classes."""
 
-NAMES = ("enroll", "speakers", "remove", "name", "status", "listen", "replay")
+NAMES = ("enroll", "speakers", "remove", "name", "status", "listen", "replay", "mqtt")
 
 DEFAULT_TIMEOUT = 10.0
 """Seconds to wait for a reply when --timeout is not given (enroll waits longer)."""
@@ -71,6 +71,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--realtime", action="store_true",
                    help="send at real-time pace (default: as fast as the pipeline takes it)")
     p.add_argument("--json", action="store_true", help="print the events, one JSON object a line")
+    p = sub.add_parser("mqtt", help="publish who is speaking to an MQTT broker, with Home "
+                                    "Assistant discovery (runs until stopped)")
+    p.add_argument("--broker", required=True, metavar="HOST[:PORT]",
+                   help="the MQTT broker (port 1883 unless given)")
+    p.add_argument("--username", metavar="U", help="broker user name")
+    p.add_argument("--password-file", type=Path, metavar="F",
+                   help="file holding the broker password (never on the command line)")
+    p.add_argument("--tls", action="store_true", help="connect with TLS (system CAs)")
+    p.add_argument("--prefix", default="vggvox", help="topic prefix (default vggvox)")
+    p.add_argument("--discovery-prefix", default="homeassistant", metavar="PREFIX",
+                   help="Home Assistant's discovery prefix (default homeassistant)")
 
 
 TIME_FIELDS = ("updated", "created")
@@ -154,6 +165,11 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         return live.listen(conn, args.json, args.topics, args.count, args.seconds)
     if args.command == "replay":
         return live.replay(conn, args.target, args.realtime, args.json)
+    if args.command == "mqtt":
+        from vggvox_client import mqtt
+
+        return mqtt.run(conn, args.broker, args.prefix, args.username, args.password_file,
+                        args.tls, args.discovery_prefix)
     if args.command == "status":
         reply = data(conn.request("status"))
         if args.json:

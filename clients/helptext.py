@@ -89,6 +89,13 @@ or a refused request, 130 interrupted.""",
   vggvox-client enroll alice --live 10         # 10 s from the daemon's microphone
   vggvox-client enroll bob --live 10 --source kitchen   # from one of its sources
   vggvox-client enroll bob new.wav --replace   # bob's voiceprint from new.wav alone""",
+    "mqtt": _E + """\
+  vggvox-client mqtt --broker 127.0.0.1           # Mosquitto on this machine, port 1883
+  vggvox-client mqtt --broker ha.local:1883 --username vggvox --password-file ~/.mqtt-pw
+Publishes PREFIX/SOURCE/speaker (retained: a name, unknown, or empty while silent),
+PREFIX/SOURCE/confidence, PREFIX/SOURCE/turn (JSON) and PREFIX/status (online or
+offline, also the last will), and Home Assistant discovery configs, so that
+sensor.vggvox_SOURCE_speaker appears by itself.""",
     "speakers": _E + """\
   vggvox-client speakers
   vggvox-client speakers --json | jq '.speakers[].name'""",

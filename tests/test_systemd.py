@@ -43,3 +43,23 @@ def test_security_exposure_at_most_2() -> None:
     found = re.search(r"Overall exposure level for vggvoxd\.service: ([0-9.]+)", done.stdout)
     assert found, done.stdout + done.stderr
     assert float(found.group(1)) <= 2.0
+
+
+BRIDGE = UNIT.with_name("vggvox-mqtt.service")
+
+
+def test_bridge_unit_runs_the_client_in_the_socket_group() -> None:
+    text = BRIDGE.read_text()
+    assert "ExecStart=/opt/vggvox/.venv/bin/vggvox-client mqtt $VGGVOX_MQTT_ARGS" in text
+    assert "SupplementaryGroups=vggvox" in text.splitlines()
+    assert "After=vggvoxd.service network-online.target" in text.splitlines()
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze here")
+def test_bridge_security_exposure_at_most_2() -> None:
+    done = subprocess.run(["systemd-analyze", "security", "--offline=true", str(BRIDGE)],
+                          capture_output=True, text=True, timeout=60)
+    found = re.search(r"Overall exposure level for vggvox-mqtt\.service: ([0-9.]+)",
+                      done.stdout)
+    assert found, done.stdout + done.stderr
+    assert float(found.group(1)) <= 2.0

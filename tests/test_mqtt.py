@@ -1,0 +1,198 @@
+"""The MQTT bridge against a real Mosquitto on loopback, subscribed by a real client.
+
+It replays a conversation through a real daemon and checks, in order, the
+speaker states the bridge publishes; checks its Home Assistant discovery
+payloads against the documented MQTT sensor options; removes a replay's
+entities when it ends; and after the broker is killed and restarted (losing its
+retained messages) gets the state back from the bridge alone.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from daemon_proc import DaemonProcess
+from speakers_fixture import conversation
+
+from vggvox_client import live
+from vggvox_client.mqtt import topic_name
+
+pytestmark = pytest.mark.skipif(shutil.which("mosquitto") is None and
+                                not Path("/usr/sbin/mosquitto").exists(),
+                                reason="mosquitto is needed (make test installs it)")
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+CLIENT = Path(sys.executable).parent / "vggvox-client"
+
+# Home Assistant's documented options of an MQTT sensor, and of its device map
+# (https://www.home-assistant.io/integrations/sensor.mqtt/).
+SENSOR_OPTIONS = {
+    "availability", "availability_mode", "availability_template", "availability_topic",
+    "device", "device_class", "default_entity_id", "enabled_by_default", "encoding",
+    "entity_category", "entity_picture", "expire_after", "force_update", "icon",
+    "json_attributes_template", "json_attributes_topic", "last_reset_value_template", "name",
+    "object_id", "options", "payload_available", "payload_not_available", "platform", "qos",
+    "state_class", "state_topic", "suggested_display_precision", "unique_id",
+    "unit_of_measurement", "value_template"}
+DEVICE_OPTIONS = {"configuration_url", "connections", "hw_version", "identifiers",
+                  "manufacturer", "model", "model_id", "name", "serial_number",
+                  "suggested_area", "sw_version", "via_device"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Broker:
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        self.conf = tmp / "mosquitto.conf"
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+                             "persistence false\n")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=5)
+
+
+class Subscriber:
+    """A real MQTT client that records every message under '#'."""
+
+    def __init__(self, port: int) -> None:
+        import paho.mqtt.client as mqtt
+
+        self.messages: list[tuple[float, str, str, bool]] = []
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-sub")
+        self.client.on_connect = lambda c, u, f, r, p: c.subscribe("#", qos=1)
+        self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(min_delay=1, max_delay=2)
+        self.client.connect_async("127.0.0.1", port)
+        self.client.loop_start()
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        with self.lock:
+            self.messages.append((time.monotonic(), msg.topic, msg.payload.decode(),
+                                  bool(msg.retain)))
+
+    def wait_for(self, topic: str, payload: str | None = None, since: float = 0.0,
+                 timeout: float = 20.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                for t, top, body, _ in self.messages:
+                    if t >= since and top == topic and (payload is None or body == payload):
+                        return body
+            time.sleep(0.05)
+        raise AssertionError(f"no {topic} {payload!r} after {timeout} s: {self.messages[-20:]}")
+
+    def payloads(self, topic: str) -> list[str]:
+        with self.lock:
+            return [body for _, top, body, _ in self.messages if top == topic]
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def check_discovery(payload: dict[str, Any], name: str, what: str) -> None:
+    assert set(payload) <= SENSOR_OPTIONS, set(payload) - SENSOR_OPTIONS
+    assert set(payload["device"]) <= DEVICE_OPTIONS, set(payload["device"]) - DEVICE_OPTIONS
+    assert payload["state_topic"] == f"vggvox/{name}/{what}"
+    assert payload["unique_id"] == f"vggvox_{name}_{what}"
+    assert payload["default_entity_id"] == f"sensor.vggvox_{name}_{what}"
+    assert payload["availability_topic"] == "vggvox/status"
+    assert (payload["payload_available"], payload["payload_not_available"]) == ("online",
+                                                                                 "offline")
+    assert payload["device"]["identifiers"] == [f"vggvox_{name}"]
+
+
+def test_topic_names_are_safe() -> None:
+    assert topic_name("Kitchen Mic #2") == "kitchen_mic_2"
+    assert topic_name("replay:talk.wav-0123abcd") == "replay_talk_wav_0123abcd"
+
+
+def test_the_bridge_publishes_turns_and_survives_a_broker_restart(tmp_path: Path) -> None:
+    convo = conversation(tmp_path)
+    cfg = tmp_path / "vggvoxd.yaml"
+    cfg.write_text(yaml.safe_dump({"status": {"interval_s": 0.5}}))
+    d = DaemonProcess(tmp_path, args=["--config", str(cfg)]).start()
+    broker = Broker(tmp_path)
+    broker.start()
+    sub = Subscriber(broker.port)
+    bridge = subprocess.Popen([str(CLIENT), "--control", d.conn.control, "--events",
+                               d.conn.events, "mqtt", "--broker", f"127.0.0.1:{broker.port}",
+                               "--log-level", "INFO"], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT)
+    try:
+        for name, files in convo.enroll.items():
+            live.enroll(d.conn, name, files, None, False, 16 << 20)
+        sub.wait_for("vggvox/status", "online")
+        check_discovery(json.loads(sub.wait_for(
+            "homeassistant/sensor/vggvox_stdin/speaker/config")), "stdin", "speaker")
+        check_discovery(json.loads(sub.wait_for(
+            "homeassistant/sensor/vggvox_stdin/confidence/config")), "stdin", "confidence")
+
+        events = live.replay_one(d.conn, convo.stream, realtime=False, as_json=True,
+                                 timeout=120, echo=False)
+        replay = topic_name(events[0]["source"])
+        config = f"homeassistant/sensor/vggvox_{replay}/speaker/config"
+        sub.wait_for(config, "")  # the replay ended: its entity is removed
+        check_discovery(json.loads(next(p for p in sub.payloads(config) if p)), replay,
+                        "speaker")
+        said = [p for p in sub.payloads(f"vggvox/{replay}/speaker") if p]
+        heard = [s for i, s in enumerate(said) if i == 0 or s != said[i - 1]]
+        spoken = [t[2] for t in convo.turns]
+        assert heard == [s for i, s in enumerate(spoken) if i == 0 or s != spoken[i - 1]]
+        turns = [json.loads(p) for p in sub.payloads(f"vggvox/{replay}/turn")]
+        assert turns and all(t["type"] == "turn" for t in turns)
+        assert float(sub.payloads(f"vggvox/{replay}/confidence")[-2]) > 0.5
+
+        broker.kill()  # retained messages are gone with it (no persistence)
+        time.sleep(1.0)
+        restarted = time.monotonic()
+        broker.start()
+        sub.wait_for("vggvox/status", "online", since=restarted, timeout=60)
+        sub.wait_for("homeassistant/sensor/vggvox_stdin/speaker/config", since=restarted,
+                     timeout=60)
+
+        d.stop()
+        sub.wait_for("vggvox/status", "offline", since=restarted, timeout=30)
+    finally:
+        bridge.send_signal(signal.SIGTERM)
+        try:
+            out = bridge.communicate(timeout=10)[0].decode()
+        except subprocess.TimeoutExpired:
+            bridge.kill()
+            out = bridge.communicate()[0].decode()
+        sub.close()
+        broker.kill()
+        d.stop()
+    assert bridge.returncode == 0, out
+    assert "Traceback" not in out
