@@ -1,0 +1,88 @@
+"""What the MQTT bridge costs in continuous speech: its own CPU, and the daemon's.
+
+    .venv/bin/python bench/bench_mqtt.py [--seconds 40] [--runs 2]
+
+Runs the real daemon on one source of continuous speech at real-time pace (as
+bench_metrics.py), with ``vggvox-client mqtt`` bridging it to a private
+Mosquitto on loopback, and without the bridge, alternating runs. Prints the
+bridge's CPU and the daemon's with and without it, in % of one core; the
+issue's bound is 1 % of a core added.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from bench_capacity import SPEECH, speakers_clips, stream_file
+from bench_daemon import cpu_seconds
+from daemon_proc import DaemonProcess
+from test_mqtt import CLIENT, Broker
+
+
+def run(tmp: Path, wav: Path, bridged: bool, seconds: float) -> tuple[float, float]:
+    """(daemon's CPU %, bridge's CPU %) while ``wav`` plays."""
+    run_dir = Path(tempfile.mkdtemp(dir=tmp))
+    (run_dir / "c.yaml").write_text(yaml.safe_dump({
+        "sources": [{"name": "room", "uri": f"file:{wav}"}], "logging": {"level": "WARNING"}}))
+    d = DaemonProcess(run_dir, source=None, args=["--config", str(run_dir / "c.yaml")])
+    d.start(timeout=60)
+    broker = Broker(run_dir)
+    bridge = None
+    if bridged:
+        broker.start()
+        bridge = subprocess.Popen([str(CLIENT), "--control", d.conn.control, "--events",
+                                   d.conn.events, "mqtt", "--broker",
+                                   f"127.0.0.1:{broker.port}"])
+    try:
+        time.sleep(1.0)
+        pids = [d.proc.pid] + ([bridge.pid] if bridge else [])  # type: ignore[union-attr]
+        c0, t0 = [cpu_seconds(p) for p in pids], time.monotonic()
+        time.sleep(seconds)
+        wall = time.monotonic() - t0
+        shares = [100 * (cpu_seconds(p) - c) / wall for p, c in zip(pids, c0, strict=True)]
+    finally:
+        if bridge is not None:
+            bridge.terminate()
+            bridge.wait(timeout=10)
+            broker.kill()
+        d.stop()
+    return shares[0], shares[1] if bridged else 0.0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=40.0)
+    ap.add_argument("--runs", type=int, default=2)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="vggvox-mqtt-") as name:
+        tmp = Path(name)
+        wav = stream_file(speakers_clips(SPEECH, 1)[0], args.seconds + 5, 0.0, tmp / "s.wav")
+        with_bridge: list[tuple[float, float]] = []
+        without: list[float] = []
+        for i in range(args.runs):
+            for bridged in (True, False) if i % 2 == 0 else (False, True):
+                daemon, bridge = run(tmp, wav, bridged, args.seconds)
+                if bridged:
+                    with_bridge.append((daemon, bridge))
+                else:
+                    without.append(daemon)
+    d_on = statistics.median(d for d, _ in with_bridge)
+    b = statistics.median(b for _, b in with_bridge)
+    d_off = statistics.median(without)
+    print(f"continuous speech, {args.seconds:.0f} s x {args.runs} runs each, alternating: "
+          f"bridge {b:.2f} % of a core; daemon {d_on:.1f} % with it, {d_off:.1f} % without "
+          f"({d_on - d_off:+.2f} points); added in all {b + d_on - d_off:+.2f} points")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
