@@ -15,7 +15,7 @@ from vggvoxd.events import EVENT_TYPES
 TOPICS = tuple(EVENT_TYPES)
 """The event topics a subscriber may ask for, from the daemon's own event classes."""
 
-NAMES = ("enroll", "speakers", "remove", "name", "status", "listen", "replay", "mqtt")
+NAMES = ("enroll", "speakers", "remove", "name", "status", "listen", "replay", "mqtt", "watch")
 
 DEFAULT_TIMEOUT = 10.0
 """Seconds to wait for a reply when --timeout is not given (enroll waits longer)."""
@@ -71,6 +71,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--realtime", action="store_true",
                    help="send at real-time pace (default: as fast as the pipeline takes it)")
     p.add_argument("--json", action="store_true", help="print the events, one JSON object a line")
+    p = sub.add_parser("watch", help="a live view of who is speaking on each source, the "
+                                     "enrolled speakers and the daemon's state (q quits)")
+    p.add_argument("--seconds", type=float, metavar="S", help="stop after S seconds")
     p = sub.add_parser("mqtt", help="publish who is speaking to an MQTT broker, with Home "
                                     "Assistant discovery (runs until stopped)")
     p.add_argument("--broker", required=True, metavar="HOST[:PORT]",
@@ -165,6 +168,10 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         return live.listen(conn, args.json, args.topics, args.count, args.seconds)
     if args.command == "replay":
         return live.replay(conn, args.target, args.realtime, args.json)
+    if args.command == "watch":
+        from vggvox_client import watch
+
+        return watch.run(conn, args.seconds)
     if args.command == "mqtt":
         from vggvox_client import mqtt
 

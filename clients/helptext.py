@@ -89,6 +89,9 @@ or a refused request, 130 interrupted.""",
   vggvox-client enroll alice --live 10         # 10 s from the daemon's microphone
   vggvox-client enroll bob --live 10 --source kitchen   # from one of its sources
   vggvox-client enroll bob new.wav --replace   # bob's voiceprint from new.wav alone""",
+    "watch": _E + """\
+  vggvox-client watch                   # until q or Ctrl-C; works over SSH
+  vggvox-client watch --seconds 60""",
     "mqtt": _E + """\
   vggvox-client mqtt --broker 127.0.0.1           # Mosquitto on this machine, port 1883
   vggvox-client mqtt --broker ha.local:1883 --username vggvox --password-file ~/.mqtt-pw

@@ -1,0 +1,172 @@
+"""``vggvox-client watch``: a live terminal view of who is speaking (rich).
+
+One row per source: its state, the current speaker and confidence, and a
+timeline of the last 60 s of turns, one colour per speaker (``unknown-N`` for
+voices nobody enrolled). Below, the enrolled speakers and when each was last
+heard; above, the daemon's model and drops. When the daemon goes away the view
+says "reconnecting" and resumes when it is back. ``q`` or Ctrl-C quits.
+
+``WatchState`` is the model: fed with events and replies, no terminal in it.
+``render`` draws it; ``run`` owns the loop, the sockets and the keyboard.
+"""
+
+from __future__ import annotations
+
+import select
+import sys
+import termios
+import time
+import tty
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from vggvox_client.connection import ClientError, Connection
+
+SPAN_S = 60
+"""Seconds of stream time the timeline shows, one cell each."""
+STATUS_EVERY_S = 2.0
+PALETTE = ("cyan", "magenta", "green", "yellow", "blue", "red", "bright_cyan",
+           "bright_magenta", "bright_green", "bright_yellow")
+
+
+@dataclass
+class SourceView:
+    name: str
+    state: str = "?"
+    speaker: str = ""
+    confidence: float | None = None
+    now: float = 0.0
+    """The source's stream time of its latest event."""
+    dropped: int = 0
+    seen: float = field(default_factory=time.monotonic)
+    """When it last gave an event or was in a status reply: a replay goes a minute after."""
+    turns: dict[int, tuple[float, float, str]] = field(default_factory=dict)
+    """Turn id -> (start, end, label), the last minute's."""
+
+
+@dataclass
+class WatchState:
+    sources: dict[str, SourceView] = field(default_factory=dict)
+    last_seen: dict[str, float] = field(default_factory=dict)
+    """Enrolled speaker -> wall time last heard (0: not since the view started)."""
+    model: str = ""
+    connected: bool | None = None
+    """None until the first reply: connecting; False once it went away: reconnecting."""
+    colours: dict[str, str] = field(default_factory=dict)
+    log: deque[str] = field(default_factory=lambda: deque(maxlen=3))
+
+    def colour(self, label: str) -> str:
+        if label not in self.colours:
+            self.colours[label] = PALETTE[len(self.colours) % len(PALETTE)]
+        return self.colours[label]
+
+    def event(self, ev: dict[str, Any]) -> None:
+        src = self.sources.setdefault(ev["source"], SourceView(ev["source"], state="active"))
+        src.now, src.seen = max(src.now, ev.get("t_end", 0.0)), time.monotonic()
+        kind = ev["type"]
+        if kind == "turn":
+            label = ev["speaker"] or ev.get("unknown") or "?"
+            src.turns[ev["turn"]] = (ev["t_start"], ev["t_end"], label)
+            src.speaker, src.confidence = label, ev.get("confidence")
+            if ev["speaker"]:
+                self.last_seen[ev["speaker"]] = time.time()
+            for k in [k for k, (_, end, _) in src.turns.items() if end < src.now - SPAN_S]:
+                del src.turns[k]
+        elif kind == "speech.end":
+            src.speaker, src.confidence = "", None
+        elif kind == "status":
+            src.state, src.dropped = ev["state"], ev.get("dropped_windows", 0)
+            if ev["state"] == "finished":
+                src.speaker = ""
+
+    def status(self, reply: dict[str, Any]) -> None:
+        self.connected, self.model = True, reply.get("model", "")
+        for name, s in (reply.get("sources") or {}).items():
+            view = self.sources.setdefault(name, SourceView(name))
+            view.state, view.dropped = s.get("state", "?"), s.get("dropped_windows", 0)
+            view.seen = time.monotonic()
+        gone = [n for n, v in self.sources.items() if time.monotonic() - v.seen > SPAN_S]
+        for name in gone:  # finished replays, and sources the daemon no longer has
+            del self.sources[name]
+
+    def speakers(self, reply: dict[str, Any]) -> None:
+        names = {s["name"] for s in reply.get("speakers", [])}
+        self.last_seen = {n: self.last_seen.get(n, 0.0) for n in sorted(names)}
+
+    def timeline(self, src: SourceView) -> Text:
+        cells = Text()
+        start = src.now - SPAN_S
+        for i in range(SPAN_S):
+            t = start + i + 0.5
+            label = next((lab for a, b, lab in src.turns.values() if a <= t < b), None)
+            cells.append("█" if label else "·", style=self.colour(label) if label else "dim")
+        return cells
+
+
+def ago(t: float) -> str:
+    if not t:
+        return "not heard yet"
+    s = time.time() - t
+    return f"{s:.0f} s ago" if s < 120 else f"{s / 60:.0f} min ago"
+
+
+def render(w: WatchState) -> Group:
+    head = Text(f"vggvox watch — model {w.model or '?'}   (q quits)", style="bold")
+    if w.connected is None:
+        head.append("   connecting to vggvoxd…", style="bold yellow")
+    elif not w.connected:
+        head.append("   reconnecting to vggvoxd…", style="bold red")
+    rows = Table(title="sources", expand=False)
+    for col in ("source", "state", "speaker", "conf", "drops", f"last {SPAN_S} s"):
+        rows.add_column(col, no_wrap=True)
+    for src in w.sources.values():
+        speaker = Text(src.speaker or "—", style=w.colour(src.speaker) if src.speaker else "")
+        conf = f"{src.confidence:.2f}" if src.confidence is not None else ""
+        rows.add_row(src.name, src.state, speaker, conf, str(src.dropped), w.timeline(src))
+    people = Table(title="enrolled speakers", expand=False)
+    people.add_column("speaker")
+    people.add_column("last heard")
+    for name, t in w.last_seen.items():
+        people.add_row(Text(name, style=w.colour(name)), ago(t))
+    return Group(head, rows, people, *(Text(line, style="dim") for line in w.log))
+
+
+def run(conn: Connection, seconds: float | None = None) -> int:
+    """The view, until ``q``, Ctrl-C or ``seconds``."""
+    w = WatchState()
+    sock = conn.subscribe(["turn", "speech.end", "status"])
+    fd = sys.stdin.fileno() if sys.stdin.isatty() else None
+    saved = termios.tcgetattr(fd) if fd is not None else None
+    if fd is not None:
+        tty.setcbreak(fd)  # single keys, no echo: 'q' quits at once
+    next_poll, until = 0.0, None if seconds is None else time.monotonic() + seconds
+    try:
+        with Live(render(w), refresh_per_second=4, screen=False) as live:
+            while until is None or time.monotonic() < until:
+                if fd is not None and select.select([fd], [], [], 0)[0]:
+                    if sys.stdin.read(1).lower() == "q":
+                        break
+                now = time.monotonic()
+                if now >= next_poll:
+                    next_poll = now + STATUS_EVERY_S
+                    try:
+                        w.status(conn.request("status", timeout=1.0))
+                        w.speakers(conn.request("list", timeout=1.0))
+                    except ClientError:
+                        w.connected = False  # the daemon is gone or restarting
+                ev = conn.receive(sock, 0.1)  # the loop's only wait: 0.1 s at most
+                while ev is not None:
+                    w.event(ev)
+                    ev = conn.receive(sock, 0.0)
+                live.update(render(w))
+    finally:
+        sock.close()
+        if fd is not None and saved is not None:
+            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+    return 0

@@ -1,0 +1,104 @@
+"""``vggvox-client watch`` in a real terminal: tmux runs it, the test reads the pane.
+
+A real daemon, a replayed conversation, the daemon stopped ("reconnecting") and
+started again (it resumes), and ``q`` typed into the pane to quit. The last
+screen is kept as a text artefact (``watch-screen.txt`` in the test's folder).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from daemon_proc import DaemonProcess
+from speakers_fixture import conversation
+
+from vggvox_client import live
+from vggvox_client.watch import WatchState, render
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None,
+                                reason="tmux is needed (apt install tmux)")
+CLIENT = Path(sys.executable).parent / "vggvox-client"
+
+
+def pane(session: str) -> str:
+    return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True,
+                          text=True, timeout=10).stdout
+
+
+def wait_pane(session: str, *want: str, timeout: float = 20.0, absent: bool = False) -> str:
+    """The pane once it shows every one of ``want`` (or none, with ``absent``): the view
+    redraws in place, so one capture may catch a frame half drawn."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        screen = pane(session)
+        if all((w in screen) != absent for w in want):
+            return screen
+        time.sleep(0.2)
+    raise AssertionError(f"{'still' if absent else 'no'} {want!r} after {timeout} s:\n"
+                         f"{pane(session)}")
+
+
+def test_watch_under_tmux(tmp_path: Path) -> None:
+    convo = conversation(tmp_path)
+    cfg = tmp_path / "vggvoxd.yaml"
+    cfg.write_text(yaml.safe_dump({"status": {"interval_s": 0.5}}))
+    d = DaemonProcess(tmp_path, args=["--config", str(cfg)]).start()
+    for name, files in convo.enroll.items():
+        live.enroll(d.conn, name, files, None, False, 16 << 20)
+    names = list(convo.enroll)
+    session = f"vggvox-watch-{os.getpid()}"
+    # tmux gives the pane COLUMNS and LINES of its first size; rich would keep to them.
+    cmd = (f"env -u COLUMNS -u LINES {CLIENT} --control {d.conn.control} "
+           f"--events {d.conn.events} watch 2> {tmp_path}/watch.err")
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "40", cmd],
+                   check=True, timeout=10, stdin=subprocess.DEVNULL)
+    # Under pytest tmux may keep a detached session at 80x24 whatever -x says: a
+    # person's SSH terminal is wider, so make it so (the view follows the size).
+    subprocess.run(["tmux", "resize-window", "-t", session, "-x", "160", "-y", "40"],
+                   check=True, timeout=10)
+    try:
+        wait_pane(session, *names, "not heard yet", "stdin", "running")
+        live.replay_one(d.conn, convo.stream, realtime=False, as_json=True, timeout=120,
+                        echo=False)
+        screen = wait_pane(session, "s ago", "replay:", "█", *names)
+        (tmp_path / "watch-screen.txt").write_text(screen)
+        print(screen)  # the artefact, in the test's output too
+
+        d.stop()
+        wait_pane(session, "reconnecting", timeout=15)
+        d = DaemonProcess(tmp_path, args=["--config", str(cfg)]).start()
+        wait_pane(session, "reconnecting", timeout=20, absent=True)
+
+        subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True, timeout=10)
+        deadline = time.monotonic() + 10
+        while subprocess.run(["tmux", "has-session", "-t", session],
+                             capture_output=True).returncode == 0:
+            assert time.monotonic() < deadline, "q did not quit"
+            time.sleep(0.1)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        d.stop()
+    assert "Traceback" not in (tmp_path / "watch.err").read_text()
+
+
+def test_the_view_model_keeps_a_minute_of_turns() -> None:
+    w = WatchState()
+    for i in range(100):  # a turn a second for 100 s
+        w.event({"type": "turn", "source": "mic", "turn": i, "t_start": float(i),
+                 "t_end": i + 1.0, "speaker": "alice" if i % 2 else None,
+                 "unknown": None if i % 2 else "unknown-1", "confidence": 0.9})
+    src = w.sources["mic"]
+    assert min(a for a, _, _ in src.turns.values()) >= 100 - 61
+    assert src.speaker == "alice" and "alice" in w.last_seen
+    line = w.timeline(src).plain
+    assert len(line) == 60 and set(line) == {"█"}
+    w.event({"type": "speech.end", "source": "mic", "t_start": 100.0, "t_end": 100.0})
+    assert w.sources["mic"].speaker == ""
+    assert render(w) is not None
