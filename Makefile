@@ -8,9 +8,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # PortAudio headers and a compiler for PyAudio; PulseAudio for the virtual
 # microphone in tests and the demo (libasound2-plugins: ALSA's pulse device); espeak-ng for
-# synthetic voices; sox to inspect audio; mosquitto, the MQTT broker the bridge is tested with.
+# synthetic voices; sox to inspect audio; for the bridges' tests, mosquitto (MQTT), tmux (watch)
+# and chromium with chromium-driver (the web page).
 APT_PACKAGES := gcc python3-dev python3-venv portaudio19-dev libsndfile1 libasound2-plugins \
-                pulseaudio pulseaudio-utils espeak-ng sox mosquitto
+                pulseaudio pulseaudio-utils espeak-ng sox mosquitto tmux chromium chromium-driver
 UNIT := /etc/systemd/system/vggvoxd.service
 
 .PHONY: help run demo test lint bench sysdeps install-service clean
@@ -56,12 +57,13 @@ install-service: $(STAMP)  ## install the systemd unit, its config and the vggvo
 	systemd-sysusers /etc/sysusers.d/vggvox.conf
 	sed 's|/opt/vggvox|$(CURDIR)|g' systemd/vggvoxd.service > $(UNIT)
 	sed 's|/opt/vggvox|$(CURDIR)|g' systemd/vggvox-mqtt.service > /etc/systemd/system/vggvox-mqtt.service
+	sed 's|/opt/vggvox|$(CURDIR)|g' systemd/vggvox-web.service > /etc/systemd/system/vggvox-web.service
 	install -d /etc/vggvox
 	[ -f /etc/vggvox/vggvoxd.yaml ] || install -m 0644 config/vggvoxd.yaml /etc/vggvox/vggvoxd.yaml
 	systemctl daemon-reload
 	@echo "now: systemctl enable --now vggvoxd; journalctl -u vggvoxd -f"
 	@echo "MQTT bridge (Home Assistant): write /etc/vggvox/mqtt.env (see systemd/vggvox-mqtt.service),"
-	@echo "  then systemctl enable --now vggvox-mqtt"
+	@echo "  then systemctl enable --now vggvox-mqtt; web page: /etc/vggvox/web.env, vggvox-web"
 	@echo "let a user use vggvox-client: usermod -aG vggvox USER (then log in again)"
 
 lint: $(STAMP)  ## ruff and mypy

@@ -1,12 +1,14 @@
-"""What the MQTT bridge costs in continuous speech: its own CPU, and the daemon's.
+"""What a bridge costs in continuous speech: its own CPU, and the daemon's.
 
-    .venv/bin/python bench/bench_mqtt.py [--seconds 40] [--runs 2]
+    .venv/bin/python bench/bench_mqtt.py [--bridge mqtt|web] [--seconds 40] [--runs 2]
 
 Runs the real daemon on one source of continuous speech at real-time pace (as
-bench_metrics.py), with ``vggvox-client mqtt`` bridging it to a private
-Mosquitto on loopback, and without the bridge, alternating runs. Prints the
-bridge's CPU and the daemon's with and without it, in % of one core; the
-issue's bound is 1 % of a core added.
+bench_metrics.py), with the bridge and without it, alternating runs:
+``vggvox-client mqtt`` publishing to a private Mosquitto on loopback, or
+``vggvox-client web`` with one page's event stream open (an HTTP client reading
+/events, as a browser's EventSource does). Prints the bridge's CPU and the
+daemon's with and without it, in % of one core; the issue's bound is 1 % of a
+core added.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import yaml
@@ -28,7 +32,15 @@ from daemon_proc import DaemonProcess
 from test_mqtt import CLIENT, Broker
 
 
-def run(tmp: Path, wav: Path, bridged: bool, seconds: float) -> tuple[float, float]:
+def read_events(port: int, stop: threading.Event) -> None:
+    """A page's EventSource: read /events until told to stop."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/events", timeout=10) as r:
+        while not stop.is_set() and r.readline():
+            pass
+
+
+def run(tmp: Path, wav: Path, bridged: bool, seconds: float,
+        kind: str = "mqtt") -> tuple[float, float]:
     """(daemon's CPU %, bridge's CPU %) while ``wav`` plays."""
     run_dir = Path(tempfile.mkdtemp(dir=tmp))
     (run_dir / "c.yaml").write_text(yaml.safe_dump({
@@ -36,12 +48,18 @@ def run(tmp: Path, wav: Path, bridged: bool, seconds: float) -> tuple[float, flo
     d = DaemonProcess(run_dir, source=None, args=["--config", str(run_dir / "c.yaml")])
     d.start(timeout=60)
     broker = Broker(run_dir)
-    bridge = None
-    if bridged:
+    bridge, page = None, threading.Event()
+    if bridged and kind == "mqtt":
         broker.start()
         bridge = subprocess.Popen([str(CLIENT), "--control", d.conn.control, "--events",
                                    d.conn.events, "mqtt", "--broker",
                                    f"127.0.0.1:{broker.port}"])
+    elif bridged:
+        bridge = subprocess.Popen([str(CLIENT), "--control", d.conn.control, "--events",
+                                   d.conn.events, "web", "--listen",
+                                   f"127.0.0.1:{broker.port}"], stdout=subprocess.DEVNULL)
+        time.sleep(1.5)
+        threading.Thread(target=read_events, args=(broker.port, page), daemon=True).start()
     try:
         time.sleep(1.0)
         pids = [d.proc.pid] + ([bridge.pid] if bridge else [])  # type: ignore[union-attr]
@@ -50,10 +68,12 @@ def run(tmp: Path, wav: Path, bridged: bool, seconds: float) -> tuple[float, flo
         wall = time.monotonic() - t0
         shares = [100 * (cpu_seconds(p) - c) / wall for p, c in zip(pids, c0, strict=True)]
     finally:
+        page.set()
         if bridge is not None:
             bridge.terminate()
             bridge.wait(timeout=10)
-            broker.kill()
+            if kind == "mqtt":
+                broker.kill()
         d.stop()
     return shares[0], shares[1] if bridged else 0.0
 
@@ -62,6 +82,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=40.0)
     ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--bridge", choices=("mqtt", "web"), default="mqtt")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="vggvox-mqtt-") as name:
         tmp = Path(name)
@@ -70,7 +91,7 @@ def main() -> int:
         without: list[float] = []
         for i in range(args.runs):
             for bridged in (True, False) if i % 2 == 0 else (False, True):
-                daemon, bridge = run(tmp, wav, bridged, args.seconds)
+                daemon, bridge = run(tmp, wav, bridged, args.seconds, args.bridge)
                 if bridged:
                     with_bridge.append((daemon, bridge))
                 else:
@@ -79,8 +100,9 @@ def main() -> int:
     b = statistics.median(b for _, b in with_bridge)
     d_off = statistics.median(without)
     print(f"continuous speech, {args.seconds:.0f} s x {args.runs} runs each, alternating: "
-          f"bridge {b:.2f} % of a core; daemon {d_on:.1f} % with it, {d_off:.1f} % without "
-          f"({d_on - d_off:+.2f} points); added in all {b + d_on - d_off:+.2f} points")
+          f"{args.bridge} bridge {b:.2f} % of a core; daemon {d_on:.1f} % with it, "
+          f"{d_off:.1f} % without ({d_on - d_off:+.2f} points); added in all "
+          f"{b + d_on - d_off:+.2f} points")
     return 0
 
 

@@ -15,7 +15,8 @@ from vggvoxd.events import EVENT_TYPES
 TOPICS = tuple(EVENT_TYPES)
 """The event topics a subscriber may ask for, from the daemon's own event classes."""
 
-NAMES = ("enroll", "speakers", "remove", "name", "status", "listen", "replay", "mqtt", "watch")
+NAMES = ("enroll", "speakers", "remove", "name", "status", "listen", "replay", "mqtt", "watch",
+         "web")
 
 DEFAULT_TIMEOUT = 10.0
 """Seconds to wait for a reply when --timeout is not given (enroll waits longer)."""
@@ -74,6 +75,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("watch", help="a live view of who is speaking on each source, the "
                                      "enrolled speakers and the daemon's state (q quits)")
     p.add_argument("--seconds", type=float, metavar="S", help="stop after S seconds")
+    p = sub.add_parser("web", help="a web page of who is speaking, with enrollment from an "
+                                   "uploaded file (runs until stopped)")
+    p.add_argument("--listen", default="127.0.0.1:8765", metavar="HOST:PORT",
+                   help="where to serve it (default 127.0.0.1:8765; off loopback only with "
+                        "--token-file)")
+    p.add_argument("--token-file", type=Path, metavar="F",
+                   help="file holding a token every request must carry as ?token=")
     p = sub.add_parser("mqtt", help="publish who is speaking to an MQTT broker, with Home "
                                     "Assistant discovery (runs until stopped)")
     p.add_argument("--broker", required=True, metavar="HOST[:PORT]",
@@ -172,6 +180,10 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         from vggvox_client import watch
 
         return watch.run(conn, args.seconds)
+    if args.command == "web":
+        from vggvox_client import web
+
+        return web.run(conn, args.listen, args.token_file)
     if args.command == "mqtt":
         from vggvox_client import mqtt
 

@@ -92,6 +92,10 @@ or a refused request, 130 interrupted.""",
     "watch": _E + """\
   vggvox-client watch                   # until q or Ctrl-C; works over SSH
   vggvox-client watch --seconds 60""",
+    "web": _E + """\
+  vggvox-client web                                 # http://127.0.0.1:8765/
+  vggvox-client web --listen 0.0.0.0:8765 --token-file ~/.vggvox-web-token
+                                                    # then open http://HOST:8765/?token=...""",
     "mqtt": _E + """\
   vggvox-client mqtt --broker 127.0.0.1           # Mosquitto on this machine, port 1883
   vggvox-client mqtt --broker ha.local:1883 --username vggvox --password-file ~/.mqtt-pw

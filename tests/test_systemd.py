@@ -48,18 +48,24 @@ def test_security_exposure_at_most_2() -> None:
 BRIDGE = UNIT.with_name("vggvox-mqtt.service")
 
 
-def test_bridge_unit_runs_the_client_in_the_socket_group() -> None:
-    text = BRIDGE.read_text()
-    assert "ExecStart=/opt/vggvox/.venv/bin/vggvox-client mqtt $VGGVOX_MQTT_ARGS" in text
+WEB = UNIT.with_name("vggvox-web.service")
+
+
+@pytest.mark.parametrize(("unit", "command"), [(BRIDGE, "mqtt $VGGVOX_MQTT_ARGS"),
+                                               (WEB, "web $VGGVOX_WEB_ARGS")])
+def test_bridge_units_run_the_client_in_the_socket_group(unit: Path, command: str) -> None:
+    text = unit.read_text()
+    assert f"ExecStart=/opt/vggvox/.venv/bin/vggvox-client {command}" in text
     assert "SupplementaryGroups=vggvox" in text.splitlines()
-    assert "After=vggvoxd.service network-online.target" in text.splitlines()
+    assert any(line.startswith("After=vggvoxd.service") for line in text.splitlines())
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze here")
-def test_bridge_security_exposure_at_most_2() -> None:
-    done = subprocess.run(["systemd-analyze", "security", "--offline=true", str(BRIDGE)],
+@pytest.mark.parametrize("unit", [BRIDGE, WEB])
+def test_bridge_security_exposure_at_most_2(unit: Path) -> None:
+    done = subprocess.run(["systemd-analyze", "security", "--offline=true", str(unit)],
                           capture_output=True, text=True, timeout=60)
-    found = re.search(r"Overall exposure level for vggvox-mqtt\.service: ([0-9.]+)",
+    found = re.search(rf"Overall exposure level for {re.escape(unit.name)}: ([0-9.]+)",
                       done.stdout)
     assert found, done.stdout + done.stderr
     assert float(found.group(1)) <= 2.0
