@@ -1,12 +1,13 @@
 """What a bridge costs in continuous speech: its own CPU, and the daemon's.
 
-    .venv/bin/python bench/bench_mqtt.py [--bridge mqtt|web] [--seconds 40] [--runs 2]
+    .venv/bin/python bench/bench_mqtt.py [--bridge mqtt|web|watch] [--seconds 40] [--runs 2]
 
 Runs the real daemon on one source of continuous speech at real-time pace (as
 bench_metrics.py), with the bridge and without it, alternating runs:
 ``vggvox-client mqtt`` publishing to a private Mosquitto on loopback, or
 ``vggvox-client web`` with one page's event stream open (an HTTP client reading
-/events, as a browser's EventSource does). Prints the bridge's CPU and the
+/events, as a browser's EventSource does), or ``vggvox-client watch`` in a tmux
+pane. Prints the bridge's CPU and the
 daemon's with and without it, in % of one core; the issue's bound is 1 % of a
 core added.
 """
@@ -14,6 +15,7 @@ core added.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -32,6 +34,19 @@ from daemon_proc import DaemonProcess
 from test_mqtt import CLIENT, Broker
 
 
+class Pane:
+    """The watch view's tmux pane, stopped like a process."""
+
+    def __init__(self, session: str, pid: int) -> None:
+        self.session, self.pid = session, pid
+
+    def terminate(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.session], capture_output=True)
+
+    def wait(self, timeout: float) -> None:
+        pass
+
+
 def read_events(port: int, stop: threading.Event) -> None:
     """A page's EventSource: read /events until told to stop."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/events", timeout=10) as r:
@@ -48,12 +63,21 @@ def run(tmp: Path, wav: Path, bridged: bool, seconds: float,
     d = DaemonProcess(run_dir, source=None, args=["--config", str(run_dir / "c.yaml")])
     d.start(timeout=60)
     broker = Broker(run_dir)
-    bridge, page = None, threading.Event()
+    bridge: subprocess.Popen[bytes] | Pane | None = None
+    page = threading.Event()
     if bridged and kind == "mqtt":
         broker.start()
         bridge = subprocess.Popen([str(CLIENT), "--control", d.conn.control, "--events",
                                    d.conn.events, "mqtt", "--broker",
                                    f"127.0.0.1:{broker.port}"])
+    elif bridged and kind == "watch":  # in a tmux pane: the view needs a terminal
+        session = f"bench-watch-{os.getpid()}"
+        subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "40",
+                        f"exec env -u COLUMNS -u LINES {CLIENT} --control {d.conn.control} "
+                        f"--events {d.conn.events} watch"], check=True)
+        pane_pid = subprocess.run(["tmux", "list-panes", "-t", session, "-F", "#{pane_pid}"],
+                                  capture_output=True, text=True).stdout.split()[0]
+        bridge = Pane(session, int(pane_pid))
     elif bridged:
         bridge = subprocess.Popen([str(CLIENT), "--control", d.conn.control, "--events",
                                    d.conn.events, "web", "--listen",
@@ -82,7 +106,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=40.0)
     ap.add_argument("--runs", type=int, default=2)
-    ap.add_argument("--bridge", choices=("mqtt", "web"), default="mqtt")
+    ap.add_argument("--bridge", choices=("mqtt", "web", "watch"), default="mqtt")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="vggvox-mqtt-") as name:
         tmp = Path(name)

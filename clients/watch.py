@@ -30,7 +30,10 @@ from vggvox_client.connection import ClientError, Connection
 
 SPAN_S = 60
 """Seconds of stream time the timeline shows, one cell each."""
-STATUS_EVERY_S = 2.0
+STATUS_EVERY_S = 5.0
+"""How often it asks for status and the speakers (status events come between)."""
+REDRAW_S = 1.0
+"""Least time between two frames while events come."""
 PALETTE = ("cyan", "magenta", "green", "yellow", "blue", "red", "bright_cyan",
            "bright_magenta", "bright_green", "bright_yellow")
 
@@ -146,25 +149,33 @@ def run(conn: Connection, seconds: float | None = None) -> int:
     if fd is not None:
         tty.setcbreak(fd)  # single keys, no echo: 'q' quits at once
     next_poll, until = 0.0, None if seconds is None else time.monotonic() + seconds
+    drawn, dirty = 0.0, True
     try:
-        with Live(render(w), refresh_per_second=4, screen=False) as live:
+        # Drawn by hand, once a second, not rich's 4 times: with a poll of the daemon
+        # every 5 s that keeps the view near 1 % of a core in continuous speech
+        # (bench/bench_mqtt.py --bridge watch).
+        with Live(render(w), auto_refresh=False, screen=False) as live:
             while until is None or time.monotonic() < until:
                 if fd is not None and select.select([fd], [], [], 0)[0]:
                     if sys.stdin.read(1).lower() == "q":
                         break
                 now = time.monotonic()
                 if now >= next_poll:
-                    next_poll = now + STATUS_EVERY_S
+                    next_poll, dirty = now + STATUS_EVERY_S, True
                     try:
                         w.status(conn.request("status", timeout=1.0))
                         w.speakers(conn.request("list", timeout=1.0))
                     except ClientError:
                         w.connected = False  # the daemon is gone or restarting
-                ev = conn.receive(sock, 0.1)  # the loop's only wait: 0.1 s at most
+                ev = conn.receive(sock, 0.25)  # the loop's only wait: q answers within it
                 while ev is not None:
                     w.event(ev)
+                    dirty = True
                     ev = conn.receive(sock, 0.0)
-                live.update(render(w))
+                since = time.monotonic() - drawn
+                if (dirty and since >= REDRAW_S) or since >= 2 * REDRAW_S:
+                    live.update(render(w), refresh=True)
+                    drawn, dirty = time.monotonic(), False
     finally:
         sock.close()
         if fd is not None and saved is not None:
