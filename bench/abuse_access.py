@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -23,16 +22,10 @@ from abuse_common import (
     speech_clips,
     timed,
 )
-from daemon_proc import DaemonProcess
+from daemon_proc import DaemonProcess, free_port
 
 from vggvox_client import live
 from vggvox_client.connection import Connection
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def m_access(tmp: Path, quick: bool) -> list[Row]:

@@ -13,7 +13,6 @@ and the difference; the issue's bound is 1 % of a core.
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
 import sys
 import tempfile
@@ -26,13 +25,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from bench_capacity import SPEECH, speakers_clips, stream_file
 from bench_daemon import cpu_seconds
-from daemon_proc import DaemonProcess
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from daemon_proc import DaemonProcess, free_port
 
 
 def run(tmp: Path, wav: Path, metrics: bool, seconds: float, every: float) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -58,3 +59,10 @@ class DaemonProcess:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
         return self.proc.returncode, time.monotonic() - t0
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

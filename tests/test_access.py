@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import stat
 import subprocess
 import sys
@@ -19,19 +18,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from daemon_proc import DaemonProcess
+from daemon_proc import DaemonProcess, free_port
 
 from vggvox_client.cli import main as client_main
 from vggvox_client.connection import ClientError, Connection
 from vggvoxd import config
 from vggvoxd.access import check_exposure
 from vggvoxd.curve import keygen
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_keygen_writes_a_public_and_a_private_key(tmp_path: Path, capsys) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from daemon_proc import DaemonProcess
+from daemon_proc import DaemonProcess, free_port
 from prometheus_client.parser import text_string_to_metric_families
 from speakers_fixture import conversation
 
@@ -23,12 +23,6 @@ from vggvox.modelcard import DEFAULT_MODEL, load_card, resolve_card
 from vggvox_client import live
 from vggvoxd import config
 from vggvoxd.config import ConfigError
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from daemon_proc import DaemonProcess
+from daemon_proc import DaemonProcess, free_port
 from speakers_fixture import conversation
 
 from vggvox.errors import VggvoxError
@@ -30,12 +30,6 @@ from vggvox_client.web import parse_listen
 CLIENT = Path(sys.executable).parent / "vggvox-client"
 CHROMIUM = shutil.which("chromium")
 DRIVER = shutil.which("chromedriver")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_off_loopback_needs_a_token() -> None:
