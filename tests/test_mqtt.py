@@ -10,6 +10,8 @@ retained messages) gets the state back from the bridge alone.
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import shutil
 import signal
 import socket
@@ -22,7 +24,7 @@ from typing import Any
 
 import pytest
 import yaml
-from daemon_proc import DaemonProcess
+from daemon_proc import DaemonProcess, free_port
 from speakers_fixture import conversation
 
 from vggvox_client import live
@@ -33,6 +35,8 @@ pytestmark = pytest.mark.skipif(shutil.which("mosquitto") is None and
                                 reason="mosquitto is needed (make test installs it)")
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 CLIENT = Path(sys.executable).parent / "vggvox-client"
+# Started as root, mosquitto becomes user "mosquitto", who cannot read the test's files.
+USER = f"user {pwd.getpwuid(os.getuid()).pw_name}\n"
 
 # Home Assistant's documented options of an MQTT sensor, and of its device map
 # (https://www.home-assistant.io/integrations/sensor.mqtt/).
@@ -49,18 +53,12 @@ DEVICE_OPTIONS = {"configuration_url", "connections", "hw_version", "identifiers
                   "suggested_area", "sw_version", "via_device"}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Broker:
     def __init__(self, tmp: Path) -> None:
         self.port = free_port()
         self.conf = tmp / "mosquitto.conf"
         self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
-                             "persistence false\n")
+                             f"persistence false\n{USER}")
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -196,3 +194,39 @@ def test_the_bridge_publishes_turns_and_survives_a_broker_restart(tmp_path: Path
         d.stop()
     assert bridge.returncode == 0, out
     assert "Traceback" not in out
+
+
+@pytest.mark.skipif(shutil.which("mosquitto_passwd") is None, reason="mosquitto_passwd needed")
+def test_the_bridge_logs_in_with_a_password_file(tmp_path: Path) -> None:
+    d = DaemonProcess(tmp_path).start()
+    broker = Broker(tmp_path)
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(tmp_path / "passwd"), "vggvox",
+                    "s3cret"], check=True, timeout=10)
+    broker.conf.write_text(f"listener {broker.port} 127.0.0.1\nallow_anonymous false\n"
+                           f"password_file {tmp_path / 'passwd'}\npersistence false\n{USER}")
+    broker.start()
+    (tmp_path / "pw").write_text("s3cret\n")
+    import paho.mqtt.client as mqtt
+
+    sub = Subscriber.__new__(Subscriber)  # the recorder, logged in as the same user
+    sub.messages, sub.lock = [], threading.Lock()
+    sub.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-sub")
+    sub.client.username_pw_set("vggvox", "s3cret")
+    sub.client.on_connect = lambda c, u, f, r, p: c.subscribe("#", qos=1)
+    sub.client.on_message = sub._on_message
+    sub.client.connect_async("127.0.0.1", broker.port)
+    sub.client.loop_start()
+    bridge = subprocess.Popen([str(CLIENT), "--control", d.conn.control, "--events",
+                               d.conn.events, "mqtt", "--broker", f"127.0.0.1:{broker.port}",
+                               "--username", "vggvox", "--password-file", str(tmp_path / "pw")],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        sub.wait_for("vggvox/status", "online", timeout=30)
+        sub.wait_for("homeassistant/sensor/vggvox_stdin/speaker/config", timeout=30)
+    finally:
+        bridge.send_signal(signal.SIGTERM)
+        out = bridge.communicate(timeout=10)[0].decode()
+        sub.close()
+        broker.kill()
+        d.stop()
+    assert bridge.returncode == 0 and "Traceback" not in out, out
