@@ -89,7 +89,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--username", metavar="U", help="broker user name")
     p.add_argument("--password-file", type=Path, metavar="F",
                    help="file holding the broker password (never on the command line)")
-    p.add_argument("--tls", action="store_true", help="connect with TLS (system CAs)")
+    p.add_argument("--tls", action="store_true", help="connect with TLS (the system's CAs)")
+    p.add_argument("--ca-file", type=Path, metavar="F",
+                   help="with TLS, trust the broker's certificate from this CA file (PEM), "
+                        "e.g. a self-signed Mosquitto's; implies --tls")
     p.add_argument("--prefix", default="vggvox", help="topic prefix (default vggvox)")
     p.add_argument("--discovery-prefix", default="homeassistant", metavar="PREFIX",
                    help="Home Assistant's discovery prefix (default homeassistant)")
@@ -188,7 +191,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         from vggvox_client import mqtt
 
         return mqtt.run(conn, args.broker, args.prefix, args.username, args.password_file,
-                        args.tls, args.discovery_prefix)
+                        args.tls, args.discovery_prefix, args.ca_file)
     if args.command == "status":
         reply = data(conn.request("status"))
         if args.json:

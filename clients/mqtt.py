@@ -1,7 +1,7 @@
 """The MQTT bridge: who is speaking, per source, for Home Assistant and anything MQTT.
 
-    vggvox-client mqtt --broker HOST[:PORT] [--username U --password-file F] [--tls]
-                       [--prefix vggvox]
+    vggvox-client mqtt --broker HOST[:PORT] [--username U --password-file F]
+                       [--tls [--ca-file F]] [--prefix vggvox]
 
 It subscribes to the daemon's events like any client and publishes, per source
 (``SOURCE``: its name in lower case, other characters turned into ``_``):
@@ -65,7 +65,8 @@ class SourceState:
 class Bridge:
     def __init__(self, conn: Connection, host: str, port: int, prefix: str = "vggvox",
                  username: str | None = None, password: str | None = None, tls: bool = False,
-                 discovery: str = "homeassistant", stale_s: float = STALE_S) -> None:
+                 discovery: str = "homeassistant", stale_s: float = STALE_S,
+                 ca_file: Path | None = None) -> None:
         import paho.mqtt.client as mqtt
 
         self.conn, self.prefix, self.discovery, self.stale_s = conn, prefix, discovery, stale_s
@@ -79,8 +80,8 @@ class Bridge:
         self.client.will_set(f"{prefix}/status", "offline", qos=1, retain=True)
         if username:
             self.client.username_pw_set(username, password)
-        if tls:
-            self.client.tls_set()
+        if tls:  # the system's CAs, or the broker's own CA (a self-signed Mosquitto)
+            self.client.tls_set(ca_certs=str(ca_file) if ca_file else None)
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.on_connect = self._on_connect
 
@@ -216,15 +217,18 @@ def read_password(path: Path | None) -> str | None:
 
 
 def run(conn: Connection, broker: str, prefix: str, username: str | None,
-        password_file: Path | None, tls: bool, discovery: str) -> int:
+        password_file: Path | None, tls: bool, discovery: str,
+        ca_file: Path | None = None) -> int:
     """``vggvox-client mqtt``: bridge until SIGTERM or Ctrl-C (exit 0)."""
     import signal
 
     host, port = parse_broker(broker)
     if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_/-]*", prefix) or prefix.endswith("/"):
         raise VggvoxError(f"--prefix must be letters, digits, '_', '-' and '/', got {prefix!r}")
-    bridge = Bridge(conn, host, port, prefix, username, read_password(password_file), tls,
-                    discovery)
+    if ca_file is not None and not ca_file.is_file():
+        raise VggvoxError(f"--ca-file {ca_file}: no such file")
+    bridge = Bridge(conn, host, port, prefix, username, read_password(password_file),
+                    tls or ca_file is not None, discovery, ca_file=ca_file)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: stop.set())

@@ -230,3 +230,55 @@ def test_the_bridge_logs_in_with_a_password_file(tmp_path: Path) -> None:
         broker.kill()
         d.stop()
     assert bridge.returncode == 0 and "Traceback" not in out, out
+
+
+def make_ca_and_server_cert(folder: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA, and a certificate it signs for 127.0.0.1 (openssl)."""
+    ca_key, ca, key, csr, cert = (folder / n for n in ("ca.key", "ca.pem", "server.key",
+                                                        "server.csr", "server.pem"))
+    run = lambda *a: subprocess.run(["openssl", *map(str, a)], check=True,  # noqa: E731
+                                    capture_output=True, timeout=60)
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca,
+        "-days", "1", "-subj", "/CN=vggvox test CA")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
+        "-subj", "/CN=127.0.0.1")
+    ext = folder / "ext.cnf"
+    ext.write_text("subjectAltName=IP:127.0.0.1\n")
+    run("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+        "-out", cert, "-days", "1", "-extfile", ext)
+    return ca, cert, key
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is needed")
+def test_the_bridge_speaks_tls_to_a_broker_with_its_own_ca(tmp_path: Path) -> None:
+    ca, cert, key = make_ca_and_server_cert(tmp_path)
+    d = DaemonProcess(tmp_path).start()
+    broker = Broker(tmp_path)
+    tls_port = free_port()
+    # A plain listener for the recorder, and a TLS one (only) for the bridge.
+    broker.conf.write_text(f"listener {broker.port} 127.0.0.1\nallow_anonymous true\n"
+                           f"listener {tls_port} 127.0.0.1\ncafile {ca}\ncertfile {cert}\n"
+                           f"keyfile {key}\npersistence false\n{USER}")
+    broker.start()
+    sub = Subscriber(broker.port)
+    args = [str(CLIENT), "--control", d.conn.control, "--events", d.conn.events, "mqtt",
+            "--broker", f"127.0.0.1:{tls_port}"]
+    # With the system's CAs the broker's certificate is not trusted: it never gets on.
+    untrusting = subprocess.Popen([*args, "--tls"], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+    time.sleep(5)
+    untrusting.send_signal(signal.SIGTERM)
+    untrusting.wait(timeout=10)
+    assert sub.payloads("vggvox/status") == []
+    bridge = subprocess.Popen([*args, "--ca-file", str(ca)], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT)
+    try:
+        sub.wait_for("vggvox/status", "online", timeout=30)
+        sub.wait_for("homeassistant/sensor/vggvox_stdin/speaker/config", timeout=30)
+    finally:
+        bridge.send_signal(signal.SIGTERM)
+        out = bridge.communicate(timeout=10)[0].decode()
+        sub.close()
+        broker.kill()
+        d.stop()
+    assert bridge.returncode == 0 and "Traceback" not in out, out
