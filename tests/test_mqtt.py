@@ -82,12 +82,15 @@ class Broker:
 class Subscriber:
     """A real MQTT client that records every message under '#'."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, username: str | None = None,
+                 password: str | None = None) -> None:
         import paho.mqtt.client as mqtt
 
         self.messages: list[tuple[float, str, str, bool]] = []
         self.lock = threading.Lock()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-sub")
+        if username:
+            self.client.username_pw_set(username, password)
         self.client.on_connect = lambda c, u, f, r, p: c.subscribe("#", qos=1)
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(min_delay=1, max_delay=2)
@@ -196,6 +199,21 @@ def test_the_bridge_publishes_turns_and_survives_a_broker_restart(tmp_path: Path
     assert "Traceback" not in out
 
 
+def bridge_gets_on(d: DaemonProcess, sub: Subscriber, port: int, *extra: str) -> None:
+    """Run the bridge against the broker on ``port`` until the recorder sees it online with
+    its discovery config, then stop it: it must exit 0, without a traceback."""
+    bridge = subprocess.Popen([str(CLIENT), "--control", d.conn.control, "--events",
+                               d.conn.events, "mqtt", "--broker", f"127.0.0.1:{port}", *extra],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        sub.wait_for("vggvox/status", "online", timeout=30)
+        sub.wait_for("homeassistant/sensor/vggvox_stdin/speaker/config", timeout=30)
+    finally:
+        bridge.send_signal(signal.SIGTERM)
+        out = bridge.communicate(timeout=10)[0].decode()
+    assert bridge.returncode == 0 and "Traceback" not in out, out
+
+
 @pytest.mark.skipif(shutil.which("mosquitto_passwd") is None, reason="mosquitto_passwd needed")
 def test_the_bridge_logs_in_with_a_password_file(tmp_path: Path) -> None:
     d = DaemonProcess(tmp_path).start()
@@ -206,30 +224,14 @@ def test_the_bridge_logs_in_with_a_password_file(tmp_path: Path) -> None:
                            f"password_file {tmp_path / 'passwd'}\npersistence false\n{USER}")
     broker.start()
     (tmp_path / "pw").write_text("s3cret\n")
-    import paho.mqtt.client as mqtt
-
-    sub = Subscriber.__new__(Subscriber)  # the recorder, logged in as the same user
-    sub.messages, sub.lock = [], threading.Lock()
-    sub.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-sub")
-    sub.client.username_pw_set("vggvox", "s3cret")
-    sub.client.on_connect = lambda c, u, f, r, p: c.subscribe("#", qos=1)
-    sub.client.on_message = sub._on_message
-    sub.client.connect_async("127.0.0.1", broker.port)
-    sub.client.loop_start()
-    bridge = subprocess.Popen([str(CLIENT), "--control", d.conn.control, "--events",
-                               d.conn.events, "mqtt", "--broker", f"127.0.0.1:{broker.port}",
-                               "--username", "vggvox", "--password-file", str(tmp_path / "pw")],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    sub = Subscriber(broker.port, "vggvox", "s3cret")  # the recorder, as the same user
     try:
-        sub.wait_for("vggvox/status", "online", timeout=30)
-        sub.wait_for("homeassistant/sensor/vggvox_stdin/speaker/config", timeout=30)
+        bridge_gets_on(d, sub, broker.port, "--username", "vggvox",
+                       "--password-file", str(tmp_path / "pw"))
     finally:
-        bridge.send_signal(signal.SIGTERM)
-        out = bridge.communicate(timeout=10)[0].decode()
         sub.close()
         broker.kill()
         d.stop()
-    assert bridge.returncode == 0 and "Traceback" not in out, out
 
 
 def make_ca_and_server_cert(folder: Path) -> tuple[Path, Path, Path]:
@@ -270,15 +272,9 @@ def test_the_bridge_speaks_tls_to_a_broker_with_its_own_ca(tmp_path: Path) -> No
     untrusting.send_signal(signal.SIGTERM)
     untrusting.wait(timeout=10)
     assert sub.payloads("vggvox/status") == []
-    bridge = subprocess.Popen([*args, "--ca-file", str(ca)], stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT)
     try:
-        sub.wait_for("vggvox/status", "online", timeout=30)
-        sub.wait_for("homeassistant/sensor/vggvox_stdin/speaker/config", timeout=30)
+        bridge_gets_on(d, sub, tls_port, "--ca-file", str(ca))
     finally:
-        bridge.send_signal(signal.SIGTERM)
-        out = bridge.communicate(timeout=10)[0].decode()
         sub.close()
         broker.kill()
         d.stop()
-    assert bridge.returncode == 0 and "Traceback" not in out, out
