@@ -46,7 +46,9 @@ def test_int8_stays_close_to_fp32_on_real_speech(fixtures_dir: Path) -> None:
         x = load_audio(clip)
         for part in (x, x[:32000]):
             cos.append(float(fp32.embed(part) @ int8.embed(part)))
-    assert np.mean(cos) > 0.97 and min(cos) > 0.9, cos
+    # 1.1 gives 0.995 mean and 0.992 worst on these clips (1.0, the graph quantised as
+    # exported: under 0.97 and 0.9).
+    assert np.mean(cos) > 0.99 and min(cos) > 0.98, cos
 
 
 def test_campplus_pools_divide_by_valid_count() -> None:
