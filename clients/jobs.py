@@ -59,19 +59,20 @@ class JobSettings:
     """Enrollment: refuse a file the VAD finds too little speech in (vggvox.enrollment)."""
 
 
-_worker: tuple[Embedder, JobSettings] | None = None
+_worker: Embedder | None = None
+"""A worker process's model (each worker loads its own)."""
 
 
 PR_SET_PDEATHSIG = 1
 """prctl(2) option: the signal this process gets when its parent dies (Linux)."""
 
 
-def _init_worker(settings: JobSettings) -> None:
+def _init_worker(card_path: Path, threads: int) -> None:
     global _worker
-    _worker = (Embedder(load_card(settings.card_path), threads=settings.threads), settings)
+    _worker = Embedder(load_card(card_path), threads=threads)
 
 
-def _init_pool_worker(settings: JobSettings) -> None:
+def _init_pool_worker(card_path: Path, threads: int) -> None:
     """A pool worker: Ctrl-C is the parent's to handle, and the worker dies with it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
@@ -80,21 +81,37 @@ def _init_pool_worker(settings: JobSettings) -> None:
         pass  # not Linux: the parent's terminate() on exit is the only guard
     if os.getppid() == 1:  # the parent died before prctl took effect
         os._exit(1)
-    _init_worker(settings)
+    _init_worker(card_path, threads)
+
+
+@dataclass
+class Workers:
+    """Worker processes that hold one model, for one or more ``embed_files`` calls:
+    a run over two lists (enroll, then test) starts them and loads the model once."""
+
+    pool: multiprocessing.pool.Pool
+    card_path: Path
+    threads: int
 
 
 @contextmanager
-def worker_pool(workers: int, settings: JobSettings) -> Iterator[multiprocessing.pool.Pool]:
+def worker_pool(workers: int, card_path: Path, threads: int = 1) -> Iterator[Workers | None]:
     """Worker processes that end with this block, however it ends (an error, Ctrl-C,
-    or SIGTERM, which exits 143 while the pool runs)."""
+    or SIGTERM, which exits 143 while the pool runs); None for ``workers`` <= 1, where
+    each call embeds in this process."""
+    if workers <= 1:
+        yield None
+        return
+
     def on_term(signum: int, frame: FrameType | None) -> None:
         raise SystemExit(128 + signum)
 
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, on_term) if main else None
-    pool = multiprocessing.get_context("fork").Pool(workers, _init_pool_worker, (settings,))
+    pool = multiprocessing.get_context("fork").Pool(workers, _init_pool_worker,
+                                                   (card_path, threads))
     try:
-        yield pool
+        yield Workers(pool, card_path, threads)
         pool.close()
     finally:
         pool.terminate()  # at once: a worker may be inside a long ONNX call
@@ -103,9 +120,10 @@ def worker_pool(workers: int, settings: JobSettings) -> Iterator[multiprocessing
             signal.signal(signal.SIGTERM, previous)
 
 
-def _embed_one(path: Path) -> Embedded:
+def _embed_one(task: tuple[Path, JobSettings]) -> Embedded:
+    path, settings = task
     assert _worker is not None, "worker not initialised"
-    embedder, settings = _worker
+    embedder = _worker
     try:
         x = load_audio(path)
         if settings.max_seconds:
@@ -122,6 +140,17 @@ def _embed_one(path: Path) -> Embedded:
         return Embedded(path, None, reason=reason)
 
 
+def _longest_first(paths: list[Path]) -> list[Path]:
+    """Largest files first: the last ones handed out are short, so the workers end
+    together instead of one finishing a long file alone (files are ~linear in time)."""
+    def size(p: Path) -> int:
+        try:
+            return p.stat().st_size
+        except OSError:
+            return 0  # the worker will report why the file is unusable
+    return sorted(paths, key=size, reverse=True)
+
+
 def embed_files(
     paths: Iterable[Path],
     settings: JobSettings,
@@ -129,9 +158,11 @@ def embed_files(
     cache: EmbeddingCache | None = None,
     progress: str = "",
     also: EmbeddingCache | None = None,
+    pool: Workers | None = None,
 ) -> dict[Path, Embedded]:
     """Embed each distinct path once. ``progress`` names a bar shown on a terminal.
-    ``also`` is a second cache that the vectors computed here belong in too."""
+    ``also`` is a second cache that the vectors computed here belong in too. ``pool``
+    (from ``worker_pool``, for this card) is used instead of starting ``workers``."""
     todo = list(dict.fromkeys(paths))
     done: dict[Path, Embedded] = {}
     keys: dict[Path, str] = {}
@@ -159,13 +190,21 @@ def embed_files(
                     also.put(keys[r.path], r.embedding)
             bar.update()
 
+    tasks = [(p, settings) for p in _longest_first(todo)]
     try:
-        if workers <= 1 or len(todo) < 2:
-            _init_worker(settings)
-            collect(map(_embed_one, todo))
+        if pool is not None and len(todo) >= 2:
+            if (pool.card_path, pool.threads) != (settings.card_path, settings.threads):
+                raise ValueError("embed_files: the pool holds another model")
+            # One file a task: with the longest first, workers then end within a short file.
+            collect(pool.pool.imap_unordered(_embed_one, tasks))
+        elif workers <= 1 or len(todo) < 2:
+            _init_worker(settings.card_path, settings.threads)
+            collect(map(_embed_one, tasks))
         else:
-            with worker_pool(min(workers, len(todo)), settings) as pool:
-                collect(pool.imap(_embed_one, todo, chunksize=4))
+            with worker_pool(min(workers, len(todo)), settings.card_path,
+                             settings.threads) as own:
+                assert own is not None
+                collect(own.pool.imap_unordered(_embed_one, tasks))
     finally:
         bar.close()
     return done
