@@ -57,7 +57,7 @@ class SourceView:
 class WatchState:
     sources: dict[str, SourceView] = field(default_factory=dict)
     last_seen: dict[str, float] = field(default_factory=dict)
-    """Enrolled speaker -> wall time last heard (0: not since the view started)."""
+    """Enrolled speaker -> wall time last heard (0: not since the daemon started)."""
     model: str = ""
     connected: bool | None = None
     """None until the first reply: connecting; False once it went away: reconnecting."""
@@ -99,8 +99,9 @@ class WatchState:
             del self.sources[name]
 
     def speakers(self, reply: dict[str, Any]) -> None:
-        names = {s["name"] for s in reply.get("speakers", [])}
-        self.last_seen = {n: self.last_seen.get(n, 0.0) for n in sorted(names)}
+        # The daemon's last_heard (since it started) and this view's own, the later.
+        heard = {s["name"]: s.get("last_heard") or 0.0 for s in reply.get("speakers", [])}
+        self.last_seen = {n: max(self.last_seen.get(n, 0.0), heard[n]) for n in sorted(heard)}
 
     def timeline(self, src: SourceView) -> Text:
         cells = Text()

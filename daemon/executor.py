@@ -146,6 +146,9 @@ class EmbedExecutor:
         self.guard = Guard("embedder", on_fatal)
         self._lost = 0
         """Jobs in batches lost to an unexpected exception, since start."""
+        self.last_heard: dict[str, float] = {}
+        """Enrolled speaker -> wall time a turn last named them, since start. Written by
+        this thread only; others read a copy (``dict(...)``, one step under the GIL)."""
 
     def start(self) -> None:
         self.refresh(force=True)
@@ -221,6 +224,8 @@ class EmbedExecutor:
                 self.windows_done += 1
                 stream.windows_decided += 1
             for result in stream.recognizer.decide(item, embeddings.get(id(job))):
+                if isinstance(result, TurnUpdate) and result.speaker is not None:
+                    self.last_heard[result.speaker] = time.time()
                 if isinstance(result, TurnUpdate) and result.final:
                     stream.turns_decided += 1
                 for ev in to_events(stream.name, result, self.embedder.tag, job.captured):

@@ -198,9 +198,11 @@ class Handlers:
                 "erasure": "pending" if self.d.store.erasure_pending else "complete"}
 
     def list(self, req: dict[str, Any], later: Later) -> Reply:
+        heard = dict(self.d.executor.last_heard)  # the embedder thread's: a copy
         return {"ok": True, "model": self.d.embedder.tag, "speakers": [
             {"name": s.name, "embeddings": s.embeddings, "seconds": round(s.seconds, 3),
-             "model": s.model, "updated": s.updated} for s in self.d.store.speakers()]}
+             "model": s.model, "updated": s.updated, "last_heard": heard.get(s.name)}
+            for s in self.d.store.speakers()]}
 
     def status(self, req: dict[str, Any], later: Later) -> Reply:
         return status_reply(self.d, self.streams(), self.unknowns(), len(self.replays))

@@ -63,12 +63,20 @@ def test_enroll_speakers_replay_listen_remove(capsys: pytest.CaptureFixture[str]
     time.sleep(0.3)
     lst = tmp_path / "replay_list.txt"
     lst.write_text(f"{convo.stream} {names[0]}\n")
+    before = time.time()
+    code, out, _ = cli(capsys, daemon, "speakers", "--json")
+    assert all(s["last_heard"] is None for s in json.loads(out)["speakers"])
     code, out, _ = cli(capsys, daemon, "replay", str(lst), "--json")
     t.join(timeout=35)
     lines = [json.loads(ln) for ln in out.splitlines()]
     assert code == 0 and any(e["type"] == "speaker" for e in lines)
     assert all(e["source"].startswith("replay:") for e in lines)
     assert len(heard) == 5
+    # Each speaker a turn named is listed with when it was last heard.
+    named = {e["speaker"] for e in lines if e["type"] == "turn" and e.get("speaker")}
+    code, out, _ = cli(capsys, daemon, "speakers", "--json")
+    last = {s["name"]: s["last_heard"] for s in json.loads(out)["speakers"]}
+    assert named and all(before <= last[n] <= time.time() for n in named)
 
     code, out, _ = cli(capsys, daemon, "remove", names[0])
     assert code == 0 and out.strip() == f"removed {names[0]}"
