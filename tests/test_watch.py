@@ -102,3 +102,17 @@ def test_the_view_model_keeps_a_minute_of_turns() -> None:
     w.event({"type": "speech.end", "source": "mic", "t_start": 100.0, "t_end": 100.0})
     assert w.sources["mic"].speaker == ""
     assert render(w) is not None
+
+
+def test_the_view_shows_when_the_daemon_last_heard_each_speaker() -> None:
+    """A view opened after a speaker spoke takes the daemon's last_heard; its own later
+    sightings win; a speaker removed from the store leaves the list."""
+    w = WatchState()
+    w.speakers({"speakers": [{"name": "alice", "last_heard": 1000.0},
+                             {"name": "bob", "last_heard": None},
+                             {"name": "carol", "last_heard": 5.0}]})
+    assert w.last_seen == {"alice": 1000.0, "bob": 0.0, "carol": 5.0}
+    w.last_seen["carol"] = 2000.0  # heard by this view since
+    w.speakers({"speakers": [{"name": "alice", "last_heard": 1500.0},
+                             {"name": "carol", "last_heard": 5.0}]})
+    assert w.last_seen == {"alice": 1500.0, "carol": 2000.0}
