@@ -49,7 +49,7 @@ from vggvox.scoring import Scorer
 from vggvox.search import Searcher, SearchSettings
 from vggvox.store import VoiceprintStore
 from vggvox_client.common import Skipped
-from vggvox_client.jobs import Embedded, JobSettings, Workers, embed_files, worker_pool
+from vggvox_client.jobs import Embedded, JobSettings, Request, embed_together
 
 TOP_N = 5
 UNKNOWN = "unknown"
@@ -172,24 +172,15 @@ def _seconds(e: Embedded) -> float:
         return 0.0  # the calibration clamps it to its shortest evidence
 
 
-def _embed(
-    utts: list[Utterance], s: IdentifySettings, card: ModelCard, max_seconds: float | None,
-    label: str, tag: str, check_speech: bool = False, pool: Workers | None = None,
-) -> dict[Path, Embedded]:
+def _request(utts: list[Utterance], s: IdentifySettings, card: ModelCard,
+             max_seconds: float | None, tag: str, check_speech: bool = False) -> Request:
     cache = EmbeddingCache(s.cache_dir, card.sha256, tag) if s.cache_dir else None
     # An enrollment clip that passes the speech check is embedded whole, as a test file
     # or a trial's is: the plain cache gets it too, for a verify after a batch run.
     plain = (EmbeddingCache(s.cache_dir, card.sha256)
              if s.cache_dir and check_speech and not max_seconds else None)
-    return embed_files(
-        [u.path for u in utts],
-        JobSettings(s.card_path, max_seconds=max_seconds, check_speech=check_speech),
-        workers=s.workers,
-        cache=cache,
-        progress=label if s.progress else "",
-        also=plain,
-        pool=pool,
-    )
+    settings = JobSettings(s.card_path, max_seconds=max_seconds, check_speech=check_speech)
+    return Request([u.path for u in utts], settings, cache, plain)
 
 
 def _name(path: Path | None) -> str | None:
@@ -242,28 +233,29 @@ def identify(s: IdentifySettings) -> Report:
     tests, bad_tests = read_utterances(s.test_list, s.root)
     skipped = [Skipped.from_list_error(e) for e in bad_enroll + bad_tests]
 
-    # One set of workers for both lists: the model is loaded once per worker.
-    with worker_pool(s.workers, s.card_path) as pool:
-        # Enrollment goes through the same function as the daemon's (vggvox.enrollment).
-        enroll_tag = "vad" + (f"-max{s.max_sec_enroll:g}s" if s.max_sec_enroll else "")
-        enrolled = _embed(enroll, s, card, s.max_sec_enroll, "enroll", enroll_tag,
-                          check_speech=True, pool=pool)
-        with tempfile.TemporaryDirectory(prefix="vggvox-") as tmp:
-            store = VoiceprintStore(s.store_path or Path(tmp) / "voiceprints.db")
-            skipped += enroll_all(enroll, enrolled, store, card,  # bound to the file's sha256
-                                  s.enroll_list)
-            names, prints = store.voiceprints(card)
-        report = Report(speakers=names, rule=rule)
-        index = {n: i for i, n in enumerate(names)}
+    # Enrollment goes through the same function as the daemon's (vggvox.enrollment).
+    # Both lists in one run of the workers: the tests of a speaker who ends up not
+    # enrolled are embedded for nothing, but no worker waits between the lists.
+    enroll_tag = "vad" + (f"-max{s.max_sec_enroll:g}s" if s.max_sec_enroll else "")
+    enrolled, tested = embed_together(
+        [_request(enroll, s, card, s.max_sec_enroll, enroll_tag, check_speech=True),
+         _request(tests, s, card, None, "")],
+        workers=s.workers, progress="embedding" if s.progress else "")
+    with tempfile.TemporaryDirectory(prefix="vggvox-") as tmp:
+        store = VoiceprintStore(s.store_path or Path(tmp) / "voiceprints.db")
+        skipped += enroll_all(enroll, enrolled, store, card,  # bound to the file's sha256
+                              s.enroll_list)
+        names, prints = store.voiceprints(card)
+    report = Report(speakers=names, rule=rule)
+    index = {n: i for i, n in enumerate(names)}
 
-        usable = []
-        for t in tests:
-            if t.speaker not in index and rule is None:
-                skipped.append(Skipped(str(t.path), f"speaker {t.speaker!r} is not enrolled",
-                                       t.line, str(s.test_list)))
-            else:
-                usable.append(t)
-        tested = _embed(usable, s, card, None, "test", "", pool=pool)
+    usable = []
+    for t in tests:
+        if t.speaker not in index and rule is None:
+            skipped.append(Skipped(str(t.path), f"speaker {t.speaker!r} is not enrolled", t.line,
+                                   str(s.test_list)))
+        else:
+            usable.append(t)
     scorer = Scorer(s.metric)
     ok = [t for t in usable if tested[t.path].embedding is not None]
     for t in usable:

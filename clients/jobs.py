@@ -84,25 +84,11 @@ def _init_pool_worker(card_path: Path, threads: int) -> None:
     _init_worker(card_path, threads)
 
 
-@dataclass
-class Workers:
-    """Worker processes that hold one model, for one or more ``embed_files`` calls:
-    a run over two lists (enroll, then test) starts them and loads the model once."""
-
-    pool: multiprocessing.pool.Pool
-    card_path: Path
-    threads: int
-
-
 @contextmanager
-def worker_pool(workers: int, card_path: Path, threads: int = 1) -> Iterator[Workers | None]:
+def worker_pool(workers: int, card_path: Path,
+                threads: int = 1) -> Iterator[multiprocessing.pool.Pool]:
     """Worker processes that end with this block, however it ends (an error, Ctrl-C,
-    or SIGTERM, which exits 143 while the pool runs); None for ``workers`` <= 1, where
-    each call embeds in this process."""
-    if workers <= 1:
-        yield None
-        return
-
+    or SIGTERM, which exits 143 while the pool runs)."""
     def on_term(signum: int, frame: FrameType | None) -> None:
         raise SystemExit(128 + signum)
 
@@ -111,7 +97,7 @@ def worker_pool(workers: int, card_path: Path, threads: int = 1) -> Iterator[Wor
     pool = multiprocessing.get_context("fork").Pool(workers, _init_pool_worker,
                                                    (card_path, threads))
     try:
-        yield Workers(pool, card_path, threads)
+        yield pool
         pool.close()
     finally:
         pool.terminate()  # at once: a worker may be inside a long ONNX call
@@ -151,6 +137,79 @@ def _longest_first(paths: list[Path]) -> list[Path]:
     return sorted(paths, key=size, reverse=True)
 
 
+@dataclass(frozen=True)
+class Request:
+    """Files to embed one way (``settings``), with the caches their vectors go in."""
+
+    paths: list[Path]
+    settings: JobSettings
+    cache: EmbeddingCache | None = None
+    also: EmbeddingCache | None = None
+    """A second cache that the vectors computed here belong in too."""
+
+
+def embed_together(requests: list[Request], workers: int = 1,
+                   progress: str = "") -> list[dict[Path, Embedded]]:
+    """Embed the distinct paths of each request once, all requests in one run over the
+    workers (one model load each), longest files first: no worker waits for one list
+    to end before the next begins. ``progress`` names a bar shown on a terminal."""
+    done: list[dict[Path, Embedded]] = [{} for _ in requests]
+    keys: list[dict[Path, str]] = [{} for _ in requests]
+    tasks: list[tuple[Path, JobSettings]] = []
+    owner: dict[tuple[Path, JobSettings], list[int]] = {}
+    for i, req in enumerate(requests):
+        todo = list(dict.fromkeys(req.paths))
+        if req.cache is not None:
+            for p in todo:
+                try:
+                    keys[i][p] = content_key(p)
+                except OSError:
+                    continue  # the worker will report why the file is unusable
+                hit = req.cache.get(keys[i][p])
+                if hit is not None:
+                    done[i][p] = Embedded(p, hit)
+            todo = [p for p in todo if p not in done[i]]
+            log.info("cache: %d hits, %d to compute", len(done[i]), len(todo))
+        for p in todo:
+            if (p, req.settings) not in owner:
+                tasks.append((p, req.settings))
+            owner.setdefault((p, req.settings), []).append(i)
+    order = {p: k for k, p in enumerate(_longest_first(list(dict.fromkeys(p for p, _ in tasks))))}
+    tasks.sort(key=lambda t: order[t[0]])
+    cards = {(st.card_path, st.threads) for _, st in tasks}
+    if len(cards) > 1:
+        raise ValueError("embed_together: the requests name more than one model")
+
+    bar = tqdm(total=len(tasks), desc=progress, unit="file",
+               disable=not progress or not sys.stderr.isatty())
+
+    def collect(results: Iterable[Embedded], settings: Iterable[JobSettings]) -> None:
+        for r, st in zip(results, settings, strict=True):
+            for i in owner[(r.path, st)]:
+                done[i][r.path] = r
+                req = requests[i]
+                if req.cache is not None and r.embedding is not None and r.path in keys[i]:
+                    req.cache.put(keys[i][r.path], r.embedding)
+                    if req.also is not None:
+                        req.also.put(keys[i][r.path], r.embedding)
+            bar.update()
+
+    try:
+        if not tasks:
+            pass
+        elif workers <= 1 or len(tasks) < 2:
+            _init_worker(*cards.pop())
+            collect(map(_embed_one, tasks), (st for _, st in tasks))
+        else:
+            card_path, threads = cards.pop()
+            with worker_pool(min(workers, len(tasks)), card_path, threads) as pool:
+                # One file a task, in order: with the longest first, workers end together.
+                collect(pool.imap(_embed_one, tasks), (st for _, st in tasks))
+    finally:
+        bar.close()
+    return done
+
+
 def embed_files(
     paths: Iterable[Path],
     settings: JobSettings,
@@ -158,56 +217,10 @@ def embed_files(
     cache: EmbeddingCache | None = None,
     progress: str = "",
     also: EmbeddingCache | None = None,
-    pool: Workers | None = None,
 ) -> dict[Path, Embedded]:
-    """Embed each distinct path once. ``progress`` names a bar shown on a terminal.
-    ``also`` is a second cache that the vectors computed here belong in too. ``pool``
-    (from ``worker_pool``, for this card) is used instead of starting ``workers``."""
-    todo = list(dict.fromkeys(paths))
-    done: dict[Path, Embedded] = {}
-    keys: dict[Path, str] = {}
-    if cache is not None:
-        for p in todo:
-            try:
-                keys[p] = content_key(p)
-            except OSError:
-                continue  # the worker will report why the file is unusable
-            hit = cache.get(keys[p])
-            if hit is not None:
-                done[p] = Embedded(p, hit)
-        todo = [p for p in todo if p not in done]
-        log.info("cache: %d hits, %d to compute", len(done), len(todo))
-
-    bar = tqdm(total=len(todo), desc=progress, unit="file",
-               disable=not progress or not sys.stderr.isatty())
-
-    def collect(results: Iterable[Embedded]) -> None:
-        for r in results:
-            done[r.path] = r
-            if cache is not None and r.embedding is not None and r.path in keys:
-                cache.put(keys[r.path], r.embedding)
-                if also is not None:
-                    also.put(keys[r.path], r.embedding)
-            bar.update()
-
-    tasks = [(p, settings) for p in _longest_first(todo)]
-    try:
-        if pool is not None and len(todo) >= 2:
-            if (pool.card_path, pool.threads) != (settings.card_path, settings.threads):
-                raise ValueError("embed_files: the pool holds another model")
-            # One file a task: with the longest first, workers then end within a short file.
-            collect(pool.pool.imap_unordered(_embed_one, tasks))
-        elif workers <= 1 or len(todo) < 2:
-            _init_worker(settings.card_path, settings.threads)
-            collect(map(_embed_one, tasks))
-        else:
-            with worker_pool(min(workers, len(todo)), settings.card_path,
-                             settings.threads) as own:
-                assert own is not None
-                collect(own.pool.imap_unordered(_embed_one, tasks))
-    finally:
-        bar.close()
-    return done
+    """Embed each distinct path once (one request of ``embed_together``)."""
+    return embed_together([Request(list(paths), settings, cache, also)], workers,
+                          progress)[0]
 
 
 def default_workers() -> int:

@@ -1,4 +1,4 @@
-"""clients/jobs.py: one worker pool for several lists, longest files first, same results."""
+"""clients/jobs.py: several lists in one run of the workers, longest first, same results."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import soundfile as sf
 
 from reference_signal import reference_signal
 from vggvox.modelcard import resolve_card
-from vggvox_client.jobs import JobSettings, _longest_first, embed_files, worker_pool
+from vggvox_client.jobs import JobSettings, Request, _longest_first, embed_files, embed_together
 
 CARD = resolve_card("campplus-int8")
 
@@ -32,28 +32,27 @@ def test_longest_first(clips: list[Path], tmp_path: Path) -> None:
     assert _longest_first([*clips, missing]) == [clips[1], clips[3], clips[2], clips[0], missing]
 
 
-def test_one_pool_serves_two_lists_as_separate_runs_do(clips: list[Path]) -> None:
+def test_two_lists_in_one_run_embed_as_separate_runs_do(clips: list[Path]) -> None:
+    """An enroll list (speech check) and a test list sharing a file: each gets its own
+    embedding of it, as two in-process runs give, and a shared file is computed once
+    per way of embedding it."""
     enroll, test = JobSettings(CARD, check_speech=True), JobSettings(CARD)
-    alone = [embed_files(clips, s, workers=1) for s in (enroll, test)]
-    with worker_pool(2, CARD) as pool:
-        assert pool is not None
-        shared = [embed_files(clips, s, pool=pool) for s in (enroll, test)]
-    for a, b in zip(alone, shared, strict=True):
-        assert set(a) == set(b) == set(clips)
-        for p in clips:
+    lists = [clips[:3], clips[1:]]
+    alone = [embed_files(ps, st, workers=1) for ps, st in zip(lists, (enroll, test), strict=True)]
+    together = embed_together([Request(lists[0], enroll), Request(lists[1], test),
+                               Request(lists[1][::-1], test)], workers=2)
+    for a, b in zip([*alone, alone[1]], together, strict=True):
+        assert set(a) == set(b)
+        for p in a:
             assert a[p].reason == b[p].reason
             if a[p].embedding is None:  # the speech check may refuse a synthetic clip
                 assert b[p].embedding is None
             else:
                 np.testing.assert_array_equal(a[p].embedding, b[p].embedding)
-    assert all(e.embedding is not None for e in shared[1].values())
+    assert all(e.embedding is not None for e in together[1].values())
 
 
-def test_a_pool_refuses_another_model(clips: list[Path]) -> None:
-    with worker_pool(2, CARD) as pool, pytest.raises(ValueError, match="another model"):
-        embed_files(clips, JobSettings(resolve_card("ge2e")), pool=pool)
-
-
-def test_one_worker_means_no_pool() -> None:
-    with worker_pool(1, CARD) as pool:
-        assert pool is None
+def test_requests_of_two_models_are_refused(clips: list[Path]) -> None:
+    with pytest.raises(ValueError, match="more than one model"):
+        embed_together([Request(clips, JobSettings(CARD)),
+                        Request(clips, JobSettings(resolve_card("ge2e")))], workers=2)
