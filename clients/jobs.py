@@ -75,6 +75,10 @@ def _init_worker(card_path: Path, threads: int) -> None:
 def _init_pool_worker(card_path: Path, threads: int) -> None:
     """A pool worker: Ctrl-C is the parent's to handle, and the worker dies with it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # SIGTERM kills a worker outright. It inherits the parent's Python handler
+    # (worker_pool's, raising SystemExit), under which a worker idle on the pool's
+    # task queue was once seen to outlive pool.terminate() and hang the parent's join.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):
