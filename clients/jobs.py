@@ -112,8 +112,8 @@ def worker_pool(workers: int, card_path: Path,
 
 def _embed_one(task: tuple[Path, JobSettings]) -> Embedded:
     path, settings = task
-    assert _worker is not None, "worker not initialised"
     embedder = _worker
+    assert embedder is not None, "worker not initialised"
     try:
         x = load_audio(path)
         if settings.max_seconds:
@@ -130,15 +130,17 @@ def _embed_one(task: tuple[Path, JobSettings]) -> Embedded:
         return Embedded(path, None, reason=reason)
 
 
-def _longest_first(paths: list[Path]) -> list[Path]:
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0  # the worker will report why the file is unusable
+
+
+def _longest_first(tasks: Iterable[tuple[Path, JobSettings]]) -> list[tuple[Path, JobSettings]]:
     """Largest files first: the last ones handed out are short, so the workers end
     together instead of one finishing a long file alone (files are ~linear in time)."""
-    def size(p: Path) -> int:
-        try:
-            return p.stat().st_size
-        except OSError:
-            return 0  # the worker will report why the file is unusable
-    return sorted(paths, key=size, reverse=True)
+    return sorted(tasks, key=lambda task: _size(task[0]), reverse=True)
 
 
 @dataclass(frozen=True)
@@ -159,8 +161,8 @@ def embed_together(requests: list[Request], workers: int = 1,
     to end before the next begins. ``progress`` names a bar shown on a terminal."""
     done: list[dict[Path, Embedded]] = [{} for _ in requests]
     keys: list[dict[Path, str]] = [{} for _ in requests]
-    tasks: list[tuple[Path, JobSettings]] = []
     owner: dict[tuple[Path, JobSettings], list[int]] = {}
+    """Each file to compute, once per way of embedding it -> the requests that want it."""
     for i, req in enumerate(requests):
         todo = list(dict.fromkeys(req.paths))
         if req.cache is not None:
@@ -175,11 +177,8 @@ def embed_together(requests: list[Request], workers: int = 1,
             todo = [p for p in todo if p not in done[i]]
             log.info("cache: %d hits, %d to compute", len(done[i]), len(todo))
         for p in todo:
-            if (p, req.settings) not in owner:
-                tasks.append((p, req.settings))
             owner.setdefault((p, req.settings), []).append(i)
-    order = {p: k for k, p in enumerate(_longest_first(list(dict.fromkeys(p for p, _ in tasks))))}
-    tasks.sort(key=lambda t: order[t[0]])
+    tasks = _longest_first(owner)
     cards = {(st.card_path, st.threads) for _, st in tasks}
     if len(cards) > 1:
         raise ValueError("embed_together: the requests name more than one model")
@@ -187,9 +186,10 @@ def embed_together(requests: list[Request], workers: int = 1,
     bar = tqdm(total=len(tasks), desc=progress, unit="file",
                disable=not progress or not sys.stderr.isatty())
 
-    def collect(results: Iterable[Embedded], settings: Iterable[JobSettings]) -> None:
-        for r, st in zip(results, settings, strict=True):
-            for i in owner[(r.path, st)]:
+    def collect(results: Iterable[Embedded]) -> None:
+        # Both map and Pool.imap give results in the order of the tasks.
+        for task, r in zip(tasks, results, strict=True):
+            for i in owner[task]:
                 done[i][r.path] = r
                 req = requests[i]
                 if req.cache is not None and r.embedding is not None and r.path in keys[i]:
@@ -199,16 +199,14 @@ def embed_together(requests: list[Request], workers: int = 1,
             bar.update()
 
     try:
-        if not tasks:
-            pass
-        elif workers <= 1 or len(tasks) < 2:
-            _init_worker(*cards.pop())
-            collect(map(_embed_one, tasks), (st for _, st in tasks))
-        else:
+        if workers > 1 and len(tasks) >= 2:
             card_path, threads = cards.pop()
             with worker_pool(min(workers, len(tasks)), card_path, threads) as pool:
                 # One file a task, in order: with the longest first, workers end together.
-                collect(pool.imap(_embed_one, tasks), (st for _, st in tasks))
+                collect(pool.imap(_embed_one, tasks))
+        elif tasks:
+            _init_worker(*cards.pop())
+            collect(map(_embed_one, tasks))
     finally:
         bar.close()
     return done

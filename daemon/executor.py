@@ -224,10 +224,11 @@ class EmbedExecutor:
                 self.windows_done += 1
                 stream.windows_decided += 1
             for result in stream.recognizer.decide(item, embeddings.get(id(job))):
-                if isinstance(result, TurnUpdate) and result.speaker is not None:
-                    self.last_heard[result.speaker] = time.time()
-                if isinstance(result, TurnUpdate) and result.final:
-                    stream.turns_decided += 1
+                if isinstance(result, TurnUpdate):
+                    if result.speaker is not None:
+                        self.last_heard[result.speaker] = time.time()
+                    if result.final:
+                        stream.turns_decided += 1
                 for ev in to_events(stream.name, result, self.embedder.tag, job.captured):
                     self.publish(ev)
             if isinstance(item, Window) and job.captured:

@@ -29,7 +29,9 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 def test_longest_first(clips: list[Path], tmp_path: Path) -> None:
     missing = tmp_path / "gone.wav"
-    assert _longest_first([*clips, missing]) == [clips[1], clips[3], clips[2], clips[0], missing]
+    st = JobSettings(CARD)
+    order = [p for p, _ in _longest_first([(p, st) for p in [*clips, missing]])]
+    assert order == [clips[1], clips[3], clips[2], clips[0], missing]
 
 
 def test_two_lists_in_one_run_embed_as_separate_runs_do(clips: list[Path]) -> None:
