@@ -162,6 +162,12 @@ paper:{keep}""")
     print(f"{CARD.name}: sha256 {sha256_of(OUT)}")
 
 
+def dev_files(speech: Path) -> list[Path]:
+    """The enroll and test lists' files (split.csv): speech calibration never saw."""
+    with (speech / "split.csv").open() as f:
+        return [speech / row["path"] for row in csv.DictReader(f)]
+
+
 def check_rewrite(speech: Path) -> None:
     """The segment-rate rewrite against the graph as exported, both fp32, on real speech."""
     card = load_card(SOURCE_CARD)
@@ -171,8 +177,7 @@ def check_rewrite(speech: Path) -> None:
     options.intra_op_num_threads = 1
     sessions = [ort.InferenceSession(m, options, providers=["CPUExecutionProvider"])
                 for m in (str(card.path), model.SerializeToString())]
-    with (speech / "split.csv").open() as f:
-        paths = [speech / row["path"] for row in csv.DictReader(f)][::5]
+    paths = dev_files(speech)[::5]
     worst, cos = 0.0, []
     for p in paths:
         feats = kaldi_fbank(load_audio(p), card.frontend)[None].astype(np.float32)
@@ -198,8 +203,7 @@ def check(speech: Path) -> None:
     """Cosine of int8 to fp32 embeddings on real speech that calibration never saw."""
     # The int8 calibration file is written after this, by calibrate.py: not read here.
     fp32, int8 = Embedder.from_card(SOURCE_CARD), Embedder(load_card(CARD, calibration=False))
-    with (speech / "split.csv").open() as f:
-        paths = [speech / row["path"] for row in csv.DictReader(f)]
+    paths = dev_files(speech)
     for seconds in (2.0, 3.0, 10.0, None):
         cos = []
         for p in paths if seconds is None else paths[::5]:  # windows: every fifth file
