@@ -105,30 +105,3 @@ def test_silent_file(tmp_path: Path) -> None:
     p = write_wav(tmp_path / "silence.wav", np.zeros(32000, dtype=np.float32))
     with pytest.raises(AudioError, match="silence.wav: silent"):
         load_audio(p)
-
-
-def test_fbank_features_do_not_depend_on_how_the_samples_are_fed() -> None:
-    """kaldi_fbank feeds a second at a time (so that a long clip does not hold the
-    GIL for long): the same features as one call with every sample."""
-    import kaldi_native_fbank as knf
-
-    from vggvox.frontend import kaldi_fbank
-    from vggvox.modelcard import load_card, resolve_card
-
-    fe = load_card(resolve_card("campplus")).frontend
-    x = (0.1 * np.random.default_rng(3).standard_normal(3 * 16000 + 1234)).astype(np.float32)
-    opts = knf.FbankOptions()
-    opts.frame_opts.samp_freq = 16000
-    opts.frame_opts.frame_length_ms = fe.frame_length_ms
-    opts.frame_opts.frame_shift_ms = fe.frame_shift_ms
-    opts.frame_opts.window_type = fe.window
-    opts.frame_opts.preemph_coeff = fe.preemphasis
-    opts.frame_opts.dither = fe.dither
-    opts.mel_opts.num_bins = fe.num_mel_bins
-    whole = knf.OnlineFbank(opts)
-    whole.accept_waveform(16000, x)
-    whole.input_finished()
-    ref = np.stack([whole.get_frame(i) for i in range(whole.num_frames_ready)])
-    if fe.mean_norm:
-        ref -= ref.mean(axis=0, keepdims=True)
-    np.testing.assert_array_equal(kaldi_fbank(x, fe), ref)

@@ -1,13 +1,15 @@
 """Filterbank frames of a stream, computed once as its audio arrives.
 
 Windows overlap (2 s long, one every 0.5 s), so computing each window's fbank
-from its samples computes every frame four times. A ``FeatureTrack`` runs one
-kaldi-native-fbank over the whole stream instead and hands each window the
-frames it covers. That is exact, not an approximation:
+from its samples computes every frame four times. A ``FeatureTrack`` computes
+each frame of the stream once instead (``frontend.Fbank``, as a window's own
+features are) and hands each window the frames it covers. That is exact, not an
+approximation:
 
 - a Kaldi frame depends only on its own 400 samples (pre-emphasis, DC removal
   and the window are all within the frame; dither is 0), so a frame of the
-  stream is bit for bit the frame of a window that starts where it starts;
+  stream is bit for bit the frame of a window that starts where it starts
+  (``Fbank`` computes each frame alike however many it computes at once);
 - with ``snip_edges`` a window starting at sample ``s`` has the frames starting
   at ``s``, ``s + shift``, ... that end within it: the stream's frames from
   ``s / shift`` on, provided ``s`` is on the stream's frame grid;
@@ -25,13 +27,18 @@ Not thread-safe: it belongs to the segmenter's owner.
 
 from __future__ import annotations
 
-import kaldi_native_fbank as knf
 import numpy as np
 
-from vggvox.audio import SAMPLE_RATE, to_float
-from vggvox.frontend import fbank_options
+from vggvox.audio import to_float
+from vggvox.frontend import fbank_for
 from vggvox.modelcard import FrontEnd, ModelCard
 from vggvox.stream.tail import Tail
+
+COMPUTE_EVERY = 8000
+"""Pending samples (0.5 s) that make ``push`` compute their frames. Frames are
+computed a block at a time, when a window asks for them or this many samples
+wait: one numpy pass per 20 ms capture block cost twice kaldi-native-fbank's
+frame-at-a-time loop, one per 0.5 s costs a third of it."""
 
 
 class FeatureTrack:
@@ -39,8 +46,9 @@ class FeatureTrack:
 
     def __init__(self, fe: FrontEnd) -> None:
         self.fe = fe
-        self.shift = round(fe.frame_shift_ms * SAMPLE_RATE / 1000)
-        self.length = round(fe.frame_length_ms * SAMPLE_RATE / 1000)
+        self.fbank = fbank_for(fe)
+        self.shift = self.fbank.shift
+        self.length = self.fbank.length
         # Frames by index since the origin; 1000 (10 s) to start with, it grows if kept longer.
         self._frames = Tail(1000, (fe.num_mel_bins,), np.float32)
         self.reset(0)
@@ -57,18 +65,27 @@ class FeatureTrack:
     def reset(self, origin: int) -> None:
         """Start again: the next sample pushed is number ``origin`` of the stream."""
         self.origin = origin
-        self._fbank = knf.OnlineFbank(fbank_options(self.fe))
+        self._pending: list[np.ndarray] = []
+        """Samples from the start of the next frame on, not yet made into frames."""
+        self._pending_n = 0
         self._frames.reset(0)
 
     def push(self, pcm: np.ndarray) -> None:
-        """Feed the stream's next int16 samples and fetch the frames they complete."""
-        self._fbank.accept_waveform(SAMPLE_RATE, to_float(pcm))
-        have = self._frames.end
-        ready = self._fbank.num_frames_ready
-        if ready > have:
-            self._frames.append(np.array([self._fbank.get_frame(i) for i in range(have, ready)],
-                                         dtype=np.float32))
-            self._fbank.pop(ready - have)  # knf keeps indices; it need not keep the frames
+        """Feed the stream's next int16 samples."""
+        self._pending.append(to_float(pcm))
+        self._pending_n += len(pcm)
+        if self._pending_n >= COMPUTE_EVERY:
+            self._compute()
+
+    def _compute(self) -> None:
+        """Make the pending samples into every frame they complete."""
+        if self._pending_n < self.length:
+            return
+        x = np.concatenate(self._pending)
+        frames = self.fbank.frames(x)
+        self._frames.append(frames)
+        rest = x[len(frames) * self.shift:]
+        self._pending, self._pending_n = [rest], len(rest)
 
     def frames(self, start: int, end: int) -> np.ndarray | None:
         """The frames of window [start, end), or None if it is off the grid or not kept."""
@@ -77,8 +94,10 @@ class FeatureTrack:
             return None
         first = offset // self.shift
         count = (end - start - self.length) // self.shift + 1
+        self._compute()
         return self._frames.get(first, first + count)
 
     def trim(self, keep_from: int) -> None:
-        """Forget frames that start before sample ``keep_from`` (no window needs them)."""
+        """Forget frames that start before sample ``keep_from`` (no window needs them).
+        Pending samples are newer than any window's start, so they stay."""
         self._frames.drop_before((keep_from - self.origin) // self.shift)
