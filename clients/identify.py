@@ -47,7 +47,7 @@ from vggvox.metrics import (
 from vggvox.modelcard import ModelCard, load_card
 from vggvox.scoring import Scorer
 from vggvox.search import Searcher, SearchSettings
-from vggvox.store import VoiceprintStore
+from vggvox.store import NewPrints, VoiceprintStore
 from vggvox_client.common import Skipped
 from vggvox_client.jobs import Embedded, JobSettings, Request, embed_together
 
@@ -191,7 +191,7 @@ def enroll_all(
     utts: list[Utterance], embedded: dict[Path, Embedded], store: VoiceprintStore,
     model: ModelCard, source: Path | None = None
 ) -> list[Skipped]:
-    """Enroll each speaker with their usable utterances, one transaction each."""
+    """Enroll each speaker with their usable utterances, all in one transaction."""
     skipped: list[Skipped] = []
     by_speaker: dict[str, list[Embedded]] = {u.speaker: [] for u in utts}
     for u in utts:
@@ -200,19 +200,15 @@ def enroll_all(
             skipped.append(Skipped(str(u.path), e.reason, u.line, _name(source)))
         else:
             by_speaker[u.speaker].append(e)
+    speakers = []
     for name, items in by_speaker.items():
         if not items:
             skipped.append(Skipped(name, "speaker has no usable enrollment utterance",
                                    source=_name(source)))
             continue
-        store.enroll(
-            name,
-            np.stack([e.embedding for e in items]),
-            model,
-            [str(e.path) for e in items],
-            [e.seconds for e in items],
-            replace=True,
-        )
+        speakers.append(NewPrints(name, np.stack([e.embedding for e in items]),
+                                  [str(e.path) for e in items], [e.seconds for e in items]))
+    store.enroll_many(speakers, model, replace=True)
     return skipped
 
 

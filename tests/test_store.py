@@ -200,6 +200,36 @@ def test_names_that_only_look_different_in_a_font_are_not_confusable(tmp_path: P
     assert look_alike("rnary", ["mary"]) == "mary"  # "rn" reads as "m" (UTS #39)
 
 
+def test_enroll_many_is_one_transaction(tmp_path: Path) -> None:
+    """batch-offline enrolls its whole list at once: one generation, and all or none."""
+    from vggvox.errors import ConfusableNameError
+    from vggvox.store import NewPrints
+
+    store = VoiceprintStore(tmp_path / "vp.db")
+    store.enroll("alice", emb(1, 1), "m@1", ["a"], [3])
+    g0 = store.generation()
+    store.enroll_many([NewPrints(f"s{i}", emb(2, 10 + i), ["x", "y"], [1.0, 2.0])
+                       for i in range(300)] + [NewPrints("alice", emb(1, 2), ["b"], [4.0])],
+                      "m@1", replace=True)
+    assert store.generation() == g0 + 1
+    infos = {s.name: s for s in store.speakers()}
+    assert len(infos) == 301 and infos["s299"].embeddings == 2 and infos["s0"].seconds == 3.0
+    assert infos["alice"].embeddings == 1 and infos["alice"].seconds == 4.0  # replaced
+    before = [(s.name, s.embeddings) for s in store.speakers()]
+    # A look-alike of a name in the same batch, or a bad row anywhere: nothing is written.
+    for batch, error in (
+            ([NewPrints("carol", emb(1, 3), ["c"], [1.0]),
+              NewPrints("CAROL", emb(1, 4), ["d"], [1.0])], ConfusableNameError),
+            ([NewPrints("dave", emb(1, 5), ["e"], [1.0]),
+              NewPrints("erin", np.full((1, 8), np.nan), ["f"], [1.0])], StoreError),
+            ([NewPrints("frank", emb(1, 6), ["g"], [1.0]),
+              NewPrints("s1\n", emb(1, 7), ["h"], [1.0])], StoreError)):
+        with pytest.raises(error):
+            store.enroll_many(batch, "m@1")
+        assert [(s.name, s.embeddings) for s in store.speakers()] == before
+    assert store.generation() == g0 + 1
+
+
 SCHEMA_1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE speakers (name TEXT PRIMARY KEY, model TEXT NOT NULL, created REAL NOT NULL,

@@ -14,12 +14,15 @@ skeletons are equal, or their case-folded skeletons are: "alice", "Alice" and
 
 from __future__ import annotations
 
+import logging
 import unicodedata
 from collections.abc import Iterable
 
 import icu
 
-from vggvox.errors import StoreError
+from vggvox.errors import ConfusableNameError, StoreError
+
+log = logging.getLogger(__name__)
 
 MAX_NAME_LENGTH = 128
 _SPOOF = icu.SpoofChecker()
@@ -46,10 +49,45 @@ def skeletons(name: str) -> frozenset[str]:
     return frozenset({_SPOOF.getSkeleton(0, name), _SPOOF.getSkeleton(0, name.casefold())})
 
 
+class LookAlikes:
+    """Names by skeleton: which of them a new name could pass for, without computing
+    every name's skeletons again for each new one (enrolling N names is O(N), not O(N^2))."""
+
+    def __init__(self, names: Iterable[str] = ()) -> None:
+        self._by_skeleton: dict[str, list[str]] = {}
+        for name in names:
+            self.add(name)
+
+    def add(self, name: str) -> None:
+        for sk in skeletons(name):
+            self._by_skeleton.setdefault(sk, []).append(name)
+
+    def twin(self, name: str) -> str | None:
+        """The first name held (not ``name`` itself) that a reader could take for ``name``."""
+        for sk in sorted(skeletons(name)):
+            for other in self._by_skeleton.get(sk, ()):
+                if other != name:
+                    return other
+        return None
+
+    def refuse(self, name: str, force: bool) -> None:
+        """ConfusableNameError if ``name`` looks like a name held, unless ``force``
+        (then a warning); either way ``name`` is held from then on."""
+        twin = self.twin(name)
+        if twin is not None:
+            if not force:
+                raise ConfusableNameError(
+                    f"speaker name {spelled(name)} looks like the enrolled speaker "
+                    f"{spelled(twin)} (Unicode confusables, case ignored); force it to enroll "
+                    "a different speaker")
+            log.warning("enrolling %s, which looks like the enrolled speaker %s: forced",
+                        spelled(name), spelled(twin))
+        self.add(name)
+
+
 def look_alike(name: str, others: Iterable[str]) -> str | None:
-    """The first of ``others`` (not ``name`` itself) that a reader could take for ``name``."""
-    mine = skeletons(name)
-    return next((o for o in others if o != name and skeletons(o) & mine), None)
+    """One of ``others`` (not ``name`` itself) that a reader could take for ``name``."""
+    return LookAlikes(others).twin(name)
 
 
 def spelled(name: str) -> str:

@@ -26,7 +26,7 @@ import os
 import sqlite3
 import time
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,13 +34,15 @@ from pathlib import Path
 import numpy as np
 
 from vggvox.erasure import Erasure
-from vggvox.errors import ConfusableNameError, StoreError
+from vggvox.errors import StoreError
 from vggvox.modelcard import ModelCard
-from vggvox.names import MAX_NAME_LENGTH, check_name, look_alike, spelled
+from vggvox.names import MAX_NAME_LENGTH, LookAlikes, check_name
 from vggvox.scoring import voiceprint
 from vggvox.storebinding import Binding, ModelId
 
-__all__ = ["MAX_NAME_LENGTH", "ModelId", "SpeakerInfo", "VoiceprintStore", "check_name"]
+__all__ = [
+    "MAX_NAME_LENGTH", "ModelId", "NewPrints", "SpeakerInfo", "VoiceprintStore", "check_name",
+]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,26 @@ class SpeakerInfo:
     embeddings: int
     seconds: float
     updated: float
+
+
+@dataclass(frozen=True)
+class NewPrints:
+    """One speaker's new embeddings (rows), each with its source and speech seconds."""
+
+    name: str
+    embeddings: np.ndarray
+    sources: list[str]
+    seconds: list[float]
+
+    def checked(self) -> NewPrints:
+        """The embeddings as float32 rows; StoreError if they cannot be stored."""
+        name = check_name(self.name)
+        emb = np.atleast_2d(np.asarray(self.embeddings, dtype=np.float32))
+        if emb.shape[0] == 0 or not (len(self.sources) == len(self.seconds) == emb.shape[0]):
+            raise StoreError("enroll needs one source and one duration per embedding")
+        if not np.all(np.isfinite(emb)):
+            raise StoreError(f"refusing non-finite embeddings for {name!r}")
+        return NewPrints(name, emb, self.sources, self.seconds)
 
 
 class VoiceprintStore:
@@ -180,50 +202,46 @@ class VoiceprintStore:
         ``model``: the ``ModelId`` (or card) that made them; a bare tag string is
         checked by tag only. A new name confusable with an enrolled speaker's is
         refused (ConfusableNameError) unless ``force``."""
-        name = check_name(name)
-        emb = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
-        if emb.shape[0] == 0 or not (len(sources) == len(seconds) == emb.shape[0]):
-            raise StoreError("enroll needs one source and one duration per embedding")
-        if not np.all(np.isfinite(emb)):
-            raise StoreError(f"refusing non-finite embeddings for {name!r}")
+        self.enroll_many([NewPrints(name, embeddings, sources, seconds)], model, replace, force)
+        return self.speaker(name)
+
+    def enroll_many(self, speakers: Sequence[NewPrints], model: str | ModelId | ModelCard,
+                    replace: bool = False, force: bool = False) -> None:
+        """``enroll`` for several speakers, in one transaction: all are enrolled, or
+        (an error) none. One commit instead of one each: batch-offline's 280 speakers
+        took 1.1 s one at a time."""
+        checked = [s.checked() for s in speakers]
         now = time.time()
         with self._connect() as db:
             bind = Binding(self.path, db, model)
-            bind.refuse_others(f"refusing to add {name!r} made by {bind.model}. Use another "
-                               "store, or remove those speakers.", besides=name)
-            old = db.execute("SELECT 1 FROM speakers WHERE name = ?", (name,)).fetchone()
-            if old and replace:
-                db.execute("DELETE FROM speakers WHERE name = ?", (name,))
-                old = None
-            if old:
-                bind.refuse_speaker(name)
-                db.execute("UPDATE speakers SET updated = ? WHERE name = ?", (now, name))
-            else:
-                self._check_look_alike(db, name, force)
-                db.execute("INSERT INTO speakers VALUES (?, ?, ?, ?, ?)",
-                           (name, bind.model.tag, now, now, bind.sha256_for_new_rows()))
-            bind.adopt()
-            db.executemany(
-                "INSERT INTO embeddings (speaker, vector, dim, source, seconds) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [
-                    (name, e.tobytes(), e.shape[0], src, float(sec))
-                    for e, src, sec in zip(emb, sources, seconds, strict=True)
-                ],
-            )
+            names = LookAlikes(r[0] for r in db.execute("SELECT name FROM speakers"))
+            for new in checked:
+                self._enroll_in(db, bind, names, new, now, replace, force)
             self._bump(db)
-        return self.speaker(name)
 
-    def _check_look_alike(self, db: sqlite3.Connection, name: str, force: bool) -> None:
-        twin = look_alike(name, (r[0] for r in db.execute("SELECT name FROM speakers")))
-        if twin is None:
-            return
-        if not force:
-            raise ConfusableNameError(
-                f"speaker name {spelled(name)} looks like the enrolled speaker {spelled(twin)} "
-                "(Unicode confusables, case ignored); force it to enroll a different speaker")
-        log.warning("enrolling %s, which looks like the enrolled speaker %s: forced",
-                    spelled(name), spelled(twin))
+    def _enroll_in(self, db: sqlite3.Connection, bind: Binding, names: LookAlikes,
+                   new: NewPrints, now: float, replace: bool, force: bool) -> None:
+        name = new.name
+        bind.refuse_others(f"refusing to add {name!r} made by {bind.model}. Use another "
+                           "store, or remove those speakers.", besides=name)
+        old = db.execute("SELECT 1 FROM speakers WHERE name = ?", (name,)).fetchone()
+        if old and replace:
+            db.execute("DELETE FROM speakers WHERE name = ?", (name,))
+            old = None
+        if old:
+            bind.refuse_speaker(name)
+            db.execute("UPDATE speakers SET updated = ? WHERE name = ?", (now, name))
+        else:
+            names.refuse(name, force)
+            db.execute("INSERT INTO speakers VALUES (?, ?, ?, ?, ?)",
+                       (name, bind.model.tag, now, now, bind.sha256_for_new_rows()))
+        bind.adopt()
+        db.executemany(
+            "INSERT INTO embeddings (speaker, vector, dim, source, seconds) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [(name, e.tobytes(), e.shape[0], src, float(sec))
+             for e, src, sec in zip(new.embeddings, new.sources, new.seconds, strict=True)],
+        )
 
     def remove(self, name: str) -> bool:
         """Remove a speaker and erase their vectors from the store's files (see
