@@ -66,6 +66,18 @@ def test_track_frames_equal_each_windows_own(voices: dict[str, list[Path]]) -> N
     assert _check_equal(windows) == len(windows)  # the default schedule is on the 10 ms grid
 
 
+def test_track_frames_equal_at_the_compute_size_and_past_it(voices: dict[str, list[Path]]) -> None:
+    """The track computes its frames once COMPUTE_EVERY samples wait, or when a window
+    asks: blocks just under, at and over that size, and far over it, change nothing."""
+    from vggvox.stream.features import COMPUTE_EVERY
+
+    pcm = _speech(voices)
+    blocks = [COMPUTE_EVERY - 1, COMPUTE_EVERY, COMPUTE_EVERY + 1, 5 * COMPUTE_EVERY + 3]
+    windows = _windows(pcm, blocks)
+    assert len(windows) > 20
+    assert _check_equal(windows) == len(windows)
+
+
 def test_off_grid_windows_fall_back_to_their_samples(voices: dict[str, list[Path]]) -> None:
     pcm = _speech(voices)
     # A 0.301 s hop puts windows between frames: those must come without frames.
