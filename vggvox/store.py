@@ -217,6 +217,9 @@ class VoiceprintStore:
             names = LookAlikes(r[0] for r in db.execute("SELECT name FROM speakers"))
             for new in checked:
                 self._enroll_in(db, bind, names, new, now, replace, force)
+            # Once for the transaction: new rows already carry the hash, so only rows
+            # that were there before can still be known by tag alone.
+            bind.adopt()
             self._bump(db)
 
     def _enroll_in(self, db: sqlite3.Connection, bind: Binding, names: LookAlikes,
@@ -235,7 +238,6 @@ class VoiceprintStore:
             names.refuse(name, force)
             db.execute("INSERT INTO speakers VALUES (?, ?, ?, ?, ?)",
                        (name, bind.model.tag, now, now, bind.sha256_for_new_rows()))
-        bind.adopt()
         db.executemany(
             "INSERT INTO embeddings (speaker, vector, dim, source, seconds) "
             "VALUES (?, ?, ?, ?, ?)",
