@@ -39,9 +39,11 @@ from vggvox.modelcard import ModelCard
 from vggvox.names import MAX_NAME_LENGTH, LookAlikes, check_name
 from vggvox.scoring import voiceprint
 from vggvox.storebinding import Binding, ModelId
+from vggvox.storehealth import DamagedRow, explain, read_only_cause, read_only_uri, sort_rows
 
 __all__ = [
-    "MAX_NAME_LENGTH", "ModelId", "NewPrints", "SpeakerInfo", "VoiceprintStore", "check_name",
+    "MAX_NAME_LENGTH", "DamagedRow", "ModelId", "NewPrints", "SpeakerInfo", "VoiceprintStore",
+    "check_name",
 ]
 
 log = logging.getLogger(__name__)
@@ -104,12 +106,29 @@ class VoiceprintStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.erasure = Erasure(self.path, lambda: self._connect())
+        self.damaged: list[DamagedRow] = []
+        """The damaged speakers the last read of the voiceprints left out (storehealth.py)."""
+        self._reported: set[DamagedRow] = set()
+        self.read_only: str | None = None
+        """Why this store cannot be written (then it is only read), or None."""
         self._create()
 
     def _create(self) -> None:
-        """The folder, the private file and the schema (again, if the file was deleted)."""
+        """The folder, the private file and the schema (again, if the file was deleted).
+        A store that exists but cannot be written is opened for reading only: a daemon
+        keeps naming its speakers, and each write is refused in one line (storehealth)."""
         if not self.path.parent.exists():
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        cause = read_only_cause(self.path) if self.path.is_file() else None
+        if cause is not None:
+            self._go_read_only(cause)
+            with self._connect(fresh=True) as db:
+                found = int(db.execute("SELECT value FROM meta WHERE key='schema'"
+                                       ).fetchone()[0])
+            if found != SCHEMA_VERSION:
+                raise StoreError(f"{self.path}: schema {found}, this version reads "
+                                 f"{SCHEMA_VERSION}, and a read-only store cannot be migrated")
+            return
         self._private_file()
         with self._connect(fresh=True) as db:
             db.executescript(_SCHEMA)
@@ -139,7 +158,8 @@ class VoiceprintStore:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as e:
-            raise StoreError(f"{self.path}: cannot open the store: {e.strerror}") from None
+            why = read_only_cause(self.path) or e.strerror
+            raise StoreError(f"{self.path}: cannot create the store: {why}") from None
         try:
             st = os.fstat(fd)
             if st.st_uid == os.getuid() and st.st_mode & 0o077:
@@ -156,20 +176,52 @@ class VoiceprintStore:
             # one rather than failing every request with "no such table".
             log.error("%s: the voiceprint store was deleted; starting an empty one", self.path)
             self._create()
+        db = self._open()
         try:
-            db = sqlite3.connect(self.path, timeout=10.0)
-        except sqlite3.Error as e:
-            raise StoreError(f"{self.path}: cannot open the store: {e}") from None
-        try:
-            db.execute("PRAGMA foreign_keys = ON")
-            db.execute("PRAGMA secure_delete = ON")  # never left to the build's default
-            db.execute("PRAGMA journal_mode = WAL")
             with db:
                 yield db
         except sqlite3.DatabaseError as e:
-            raise StoreError(f"{self.path}: {e}") from None
+            raise StoreError(explain(self.path, e)) from None
         finally:
             db.close()
+
+    def _open(self) -> sqlite3.Connection:
+        """A connection: read-write, or read-only while the store cannot be written
+        (found at start, or when a file system is remounted read-only under us)."""
+        if self.read_only is not None and read_only_cause(self.path) is None:
+            log.info("%s: the store can be written again", self.path)
+            self.read_only = None
+        try:
+            return self._open_as(self.read_only)
+        except sqlite3.Error as e:
+            cause = read_only_cause(self.path) if self.read_only is None else None
+            if cause is None:
+                raise StoreError(explain(self.path, e)) from None
+        self._go_read_only(cause)
+        try:
+            return self._open_as(cause)
+        except sqlite3.Error as e:
+            raise StoreError(explain(self.path, e)) from None
+
+    def _go_read_only(self, cause: str) -> None:
+        self.read_only = cause
+        log.warning("%s: %s: its voiceprints are read, but enrollments and removals "
+                    "will be refused", self.path, cause)
+
+    def _open_as(self, read_only: str | None) -> sqlite3.Connection:
+        if read_only is None:
+            db = sqlite3.connect(self.path, timeout=10.0)
+        else:
+            db = sqlite3.connect(read_only_uri(self.path), timeout=10.0, uri=True)
+        try:
+            db.execute("PRAGMA foreign_keys = ON")
+            db.execute("PRAGMA secure_delete = ON")  # never left to the build's default
+            if read_only is None:
+                db.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.Error:
+            db.close()
+            raise
+        return db
 
     @staticmethod
     def _bump(db: sqlite3.Connection) -> None:
@@ -301,6 +353,14 @@ class VoiceprintStore:
         names, prints = self._prints(model, unicodedata.normalize("NFC", name))
         return prints[0] if names else None
 
+    def _report(self, damaged: list[DamagedRow]) -> None:
+        """Log each damaged speaker once (a daemon re-reads the store after every change)."""
+        self.damaged = damaged
+        for d in damaged:
+            if d not in self._reported:
+                log.error("%s", d)
+        self._reported = set(damaged)
+
     def _prints(self, model: str | ModelId | ModelCard,
                 only: str | None) -> tuple[list[str], np.ndarray]:
         with self._connect() as db:
@@ -311,15 +371,17 @@ class VoiceprintStore:
                 bind.refuse_others(reason)
             else:
                 bind.refuse_speaker(only)
-            bind.adopt()
+            if self.read_only is None:  # else the rows stay known by their tag alone
+                bind.adopt()
             rows = db.execute(
-                "SELECT speaker, vector, dim FROM embeddings "
+                "SELECT id, speaker, vector, dim FROM embeddings "
                 + ("" if only is None else "WHERE speaker = ? ") + "ORDER BY speaker, id",
                 () if only is None else (only,),
             ).fetchall()
-        grouped: dict[str, list[np.ndarray]] = {}
-        for name, blob, dim in rows:
-            grouped.setdefault(name, []).append(np.frombuffer(blob, dtype=np.float32, count=dim))
+        grouped, damaged = sort_rows(self.path, rows, ModelId.coerce(model).dim)
+        if only is not None and damaged:
+            raise StoreError(str(damaged[0]))
+        self._report(damaged)
         names = sorted(grouped)
         if not names:
             return [], np.zeros((0, 0), dtype=np.float32)

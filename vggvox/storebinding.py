@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from vggvox.errors import ModelMismatchError
@@ -30,11 +30,13 @@ class ModelId:
     """name@version, as people see it."""
     sha256: str | None = None
     """The ONNX file's sha256 (None: known by its tag alone, a weaker check)."""
+    dim: int | None = field(default=None, compare=False)
+    """The model's embedding size, when known: a stored vector of another is damaged."""
 
     @classmethod
     def of(cls, card: ModelCard) -> ModelId:
         # The card's sha256 is the file's: loading a card checks it (modelcard.verify_file).
-        return cls(card.tag, card.sha256)
+        return cls(card.tag, card.sha256, card.embedding_size)
 
     @classmethod
     def coerce(cls, model: str | ModelId | ModelCard) -> ModelId:
