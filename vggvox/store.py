@@ -22,7 +22,6 @@ store says so and finishes it later (``erasure.py``).
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 import time
 import unicodedata
@@ -39,7 +38,8 @@ from vggvox.modelcard import ModelCard
 from vggvox.names import MAX_NAME_LENGTH, LookAlikes, check_name
 from vggvox.scoring import voiceprint
 from vggvox.storebinding import Binding, ModelId
-from vggvox.storehealth import DamagedRow, explain, read_only_cause, read_only_uri, sort_rows
+from vggvox.storefile import StoreFile
+from vggvox.storehealth import DamagedRow, explain, sort_rows
 
 __all__ = [
     "MAX_NAME_LENGTH", "DamagedRow", "ModelId", "NewPrints", "SpeakerInfo", "VoiceprintStore",
@@ -109,9 +109,13 @@ class VoiceprintStore:
         self.damaged: list[DamagedRow] = []
         """The damaged speakers the last read of the voiceprints left out (storehealth.py)."""
         self._reported: set[DamagedRow] = set()
-        self.read_only: str | None = None
-        """Why this store cannot be written (then it is only read), or None."""
+        self.file = StoreFile(self.path)
         self._create()
+
+    @property
+    def read_only(self) -> str | None:
+        """Why this store cannot be written (then it is only read), or None."""
+        return self.file.read_only
 
     def _create(self) -> None:
         """The folder, the private file and the schema (again, if the file was deleted).
@@ -119,9 +123,7 @@ class VoiceprintStore:
         keeps naming its speakers, and each write is refused in one line (storehealth)."""
         if not self.path.parent.exists():
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        cause = read_only_cause(self.path) if self.path.is_file() else None
-        if cause is not None:
-            self._go_read_only(cause)
+        if self.file.read_only_now():
             with self._connect(fresh=True) as db:
                 found = int(db.execute("SELECT value FROM meta WHERE key='schema'"
                                        ).fetchone()[0])
@@ -129,7 +131,7 @@ class VoiceprintStore:
                 raise StoreError(f"{self.path}: schema {found}, this version reads "
                                  f"{SCHEMA_VERSION}, and a read-only store cannot be migrated")
             return
-        self._private_file()
+        self.file.create_private()
         with self._connect(fresh=True) as db:
             db.executescript(_SCHEMA)
             db.execute("BEGIN IMMEDIATE")  # one process migrates; the others wait, then see it
@@ -153,20 +155,6 @@ class VoiceprintStore:
         log.info("%s: store schema 1 migrated to %d (%d speakers kept; each is bound to a "
                  "model file by its sha256 when next used)", self.path, SCHEMA_VERSION, n)
 
-    def _private_file(self) -> None:
-        """Create the store file 0600 (before SQLite does, with the umask's mode)."""
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as e:
-            why = read_only_cause(self.path) or e.strerror
-            raise StoreError(f"{self.path}: cannot create the store: {why}") from None
-        try:
-            st = os.fstat(fd)
-            if st.st_uid == os.getuid() and st.st_mode & 0o077:
-                os.fchmod(fd, 0o600)
-        finally:
-            os.close(fd)
-
     @contextmanager
     def _connect(self, fresh: bool = False) -> Iterator[sqlite3.Connection]:
         # One short-lived connection per operation: no connection is shared
@@ -176,7 +164,7 @@ class VoiceprintStore:
             # one rather than failing every request with "no such table".
             log.error("%s: the voiceprint store was deleted; starting an empty one", self.path)
             self._create()
-        db = self._open()
+        db = self.file.open()
         try:
             with db:
                 yield db
@@ -184,44 +172,6 @@ class VoiceprintStore:
             raise StoreError(explain(self.path, e)) from None
         finally:
             db.close()
-
-    def _open(self) -> sqlite3.Connection:
-        """A connection: read-write, or read-only while the store cannot be written
-        (found at start, or when a file system is remounted read-only under us)."""
-        if self.read_only is not None and read_only_cause(self.path) is None:
-            log.info("%s: the store can be written again", self.path)
-            self.read_only = None
-        try:
-            return self._open_as(self.read_only)
-        except sqlite3.Error as e:
-            cause = read_only_cause(self.path) if self.read_only is None else None
-            if cause is None:
-                raise StoreError(explain(self.path, e)) from None
-        self._go_read_only(cause)
-        try:
-            return self._open_as(cause)
-        except sqlite3.Error as e:
-            raise StoreError(explain(self.path, e)) from None
-
-    def _go_read_only(self, cause: str) -> None:
-        self.read_only = cause
-        log.warning("%s: %s: its voiceprints are read, but enrollments and removals "
-                    "will be refused", self.path, cause)
-
-    def _open_as(self, read_only: str | None) -> sqlite3.Connection:
-        if read_only is None:
-            db = sqlite3.connect(self.path, timeout=10.0)
-        else:
-            db = sqlite3.connect(read_only_uri(self.path), timeout=10.0, uri=True)
-        try:
-            db.execute("PRAGMA foreign_keys = ON")
-            db.execute("PRAGMA secure_delete = ON")  # never left to the build's default
-            if read_only is None:
-                db.execute("PRAGMA journal_mode = WAL")
-        except sqlite3.Error:
-            db.close()
-            raise
-        return db
 
     @staticmethod
     def _bump(db: sqlite3.Connection) -> None:
