@@ -1,20 +1,29 @@
 # Set-up is part of every target: a fresh Debian machine needs only `make run` or `make test`.
 # Each step is idempotent: apt-get runs only for packages that are missing, and the
-# virtual environment is rebuilt only when setup.cfg changes.
+# virtual environment is rebuilt only when the package's metadata changes.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
-# PortAudio headers and a compiler for PyAudio; PulseAudio for the virtual
-# microphone in tests and the demo (libasound2-plugins: ALSA's pulse device); espeak-ng for
-# synthetic voices; sox to inspect audio; for the bridges' tests, mosquitto (MQTT), tmux (watch)
-# and chromium with chromium-driver (the web page).
-APT_PACKAGES := gcc python3-dev python3-venv portaudio19-dev libsndfile1 libasound2-plugins \
-                pulseaudio pulseaudio-utils espeak-ng sox mosquitto tmux chromium chromium-driver
+# What each target installs, and no more: a server that only runs the daemon gets
+# no browser, broker or test tools (`make deps` prints these lists).
+# The daemon: a compiler and PortAudio's headers for PyAudio, libsndfile, ALSA's pulse plugin.
+RUN_APT := gcc python3-dev python3-venv portaudio19-dev libsndfile1 libasound2-plugins
+# make demo: PulseAudio for the virtual microphone, espeak-ng for the synthetic voices.
+DEMO_APT := $(RUN_APT) pulseaudio pulseaudio-utils espeak-ng
+# make test: the demo's, and for the bridges' tests mosquitto (MQTT), tmux (watch), chromium
+# with chromium-driver (the web page); sox to inspect audio.
+TEST_APT := $(DEMO_APT) sox mosquitto tmux chromium chromium-driver
+RUN_PIP := .
+TEST_PIP := .[test]
+# One stamp per set installed, rebuilt when the package's metadata changes (its version is
+# in vggvox/__init__.py).
+STAMP_RUN := $(VENV)/.installed-run
+STAMP_TEST := $(VENV)/.installed-test
+PIP_INPUTS := setup.cfg setup.py pyproject.toml constraints.txt vggvox/__init__.py
 UNIT := /etc/systemd/system/vggvoxd.service
 
-.PHONY: help run demo test lint bench sysdeps install-service clean
+.PHONY: help deps run demo test lint bench install-service clean
 .DEFAULT_GOAL := help
 
 # `make` alone prints this: each target's "## " line.
@@ -23,8 +32,9 @@ help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 24
 	@echo "Then: .venv/bin/vggvox-client --help (or: . .venv/bin/activate)"
 
-sysdeps:
-	@missing=""; for p in $(APT_PACKAGES); do \
+# apt-get only for what is missing; sudo only when not root.
+define apt_install
+	@missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -33,26 +43,46 @@ sysdeps:
 	  $$sudo apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+endef
 
-$(STAMP): setup.cfg setup.py pyproject.toml constraints.txt | sysdeps
+define venv_install
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
+	$(BIN)/pip install -q -c constraints.txt -e '$(1)'
+endef
+
+$(STAMP_RUN): $(PIP_INPUTS)
+	$(call apt_install,$(RUN_APT))
+	$(call venv_install,$(RUN_PIP))
 	touch $@
+
+$(STAMP_TEST): $(PIP_INPUTS)
+	$(call apt_install,$(TEST_APT))
+	$(call venv_install,$(TEST_PIP))
+	touch $@ $(STAMP_RUN)
+
+deps:  ## what each target installs (apt packages, then pip)
+	@echo "run, install-service: apt: $(RUN_APT)"
+	@echo "run, install-service: pip: $(RUN_PIP)"
+	@echo "demo: apt: $(DEMO_APT)"
+	@echo "demo: pip: $(RUN_PIP)"
+	@echo "test, lint, bench: apt: $(TEST_APT)"
+	@echo "test, lint, bench: pip: $(TEST_PIP)"
 
 # The daemon on the default microphone, in the foreground (Ctrl-C stops it).
 # With no input device it says so and keeps waiting for one.
-run: $(STAMP)  ## the daemon on the default microphone (Ctrl-C stops it)
+run: $(STAMP_RUN)  ## the daemon on the default microphone (Ctrl-C stops it)
 	$(BIN)/vggvoxd
 
 # A newcomer's tour on a machine without a microphone: virtual microphone,
 # two synthetic voices, a conversation, live events; cleans up after itself.
-demo: $(STAMP)  ## a tour without a microphone: virtual mic, two voices, live events
+demo: $(STAMP_RUN)  ## a tour without a microphone: virtual mic, two voices, live events
+	$(call apt_install,$(DEMO_APT))
 	$(BIN)/python -m vggvox_client.demo
 
 # Install the systemd unit for this checkout (clone it to /opt/vggvox: the
 # unit's sandbox hides /home and /root).
-install-service: $(STAMP)  ## install the systemd unit, its config and the vggvox group
+install-service: $(STAMP_RUN)  ## install the systemd unit, its config and the vggvox group
 	install -m 0644 systemd/vggvox.sysusers /etc/sysusers.d/vggvox.conf
 	systemd-sysusers /etc/sysusers.d/vggvox.conf
 	sed 's|/opt/vggvox|$(CURDIR)|g' systemd/vggvoxd.service > $(UNIT)
@@ -66,14 +96,14 @@ install-service: $(STAMP)  ## install the systemd unit, its config and the vggvo
 	@echo "  then systemctl enable --now vggvox-mqtt; web page: /etc/vggvox/web.env, vggvox-web"
 	@echo "let a user use vggvox-client: usermod -aG vggvox USER (then log in again)"
 
-lint: $(STAMP)  ## ruff and mypy
+lint: $(STAMP_TEST)  ## ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/mypy vggvox daemon clients
 
-test: $(STAMP) lint  ## lint, then the test suite
+test: $(STAMP_TEST) lint  ## lint, then the test suite
 	$(BIN)/pytest
 
-bench: $(STAMP)  ## embedding speed benchmark
+bench: $(STAMP_TEST)  ## embedding speed benchmark
 	$(BIN)/python bench/bench_embed.py
 
 clean:  ## remove the virtual environment and caches
