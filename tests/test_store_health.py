@@ -58,7 +58,9 @@ DAMAGES = {
     "nan": ("vector = ?", (NAN,), "8 of its 8 values are NaN or infinite"),
     "inf": ("vector = ?", (INF,), "1 of its 8 values are NaN or infinite"),
     "zeros": ("vector = ?", (bytes(32),), "all its values are zero"),
-    "text": ("vector = 'hello'", (), "not a vector"),
+    "text": ("vector = 'hello'", (), "cut or padded vector: 5 bytes where dim 8 needs 32"),
+    "not utf-8": ("vector = CAST(x'ff00ff' AS TEXT)", (), "cut or padded vector: 3 bytes"),
+    "text dim": ("dim = 'eight'", (), "not a vector (vector is bytes, dim 'eight')"),
 }
 
 

@@ -324,7 +324,9 @@ class VoiceprintStore:
             if self.read_only is None:  # else the rows stay known by their tag alone
                 bind.adopt()
             rows = db.execute(
-                "SELECT id, speaker, vector, dim FROM embeddings "
+                # As a BLOB whatever its type: a damaged row may hold text, even text
+                # that is not UTF-8, which Python's sqlite3 would fail to decode.
+                "SELECT id, speaker, CAST(vector AS BLOB), dim FROM embeddings "
                 + ("" if only is None else "WHERE speaker = ? ") + "ORDER BY speaker, id",
                 () if only is None else (only,),
             ).fetchall()
