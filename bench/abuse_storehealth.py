@@ -81,7 +81,7 @@ def m_damaged(tmp: Path, quick: bool) -> list[Row]:
         now = (f"up in {started:.1f} s, exit {code} on SIGTERM; {len(lines)} ERROR line: "
                f"\"{short(said, 150)}\"; "
                f"tracebacks {log.count('Traceback')}; listed {listed} of 3, loaded {loaded}")
-        rows.append(("7", f"store row with {kind} (1 speaker of 3), daemon started on it",
+        rows.append(("20.1.7", f"store row with {kind} (1 speaker of 3), daemon started on it",
                      before[kind], now))
     return rows
 
@@ -103,9 +103,9 @@ def m_readonly_full(tmp: Path, quick: bool) -> list[Row]:
     attack_full = "`enroll` with the store's disk full"
     if os.geteuid() != 0:
         why = "skipped: mounting a tmpfs needs root"
-        return [("7", attack_ro, "", why), ("7", attack_full, "", why)]
+        return [("20.1.7", attack_ro, "", why), ("20.1.7", attack_full, "", why)]
     if not speech_clips() or not speech_clips("ls-3331"):
-        return [("7", attack_ro, "", NO_SPEECH), ("7", attack_full, "", NO_SPEECH)]
+        return [("20.1.7", attack_ro, "", NO_SPEECH), ("20.1.7", attack_full, "", NO_SPEECH)]
     rows: list[Row] = []
     for attack, before, size, fill in (
             (attack_ro, "\"unable to open database file\"", "8m", False),
@@ -136,7 +136,7 @@ def m_readonly_full(tmp: Path, quick: bool) -> list[Row]:
             finally:
                 d.stop()
         said = said.replace(str(mnt / "voiceprints.db"), "STORE").replace(str(mnt), "MOUNT")
-        rows.append(("7", attack, before, f"\"{short(said, 200)}\"; daemon up: "
+        rows.append(("20.1.7", attack, before, f"\"{short(said, 200)}\"; daemon up: "
                      f"{'yes' if up else 'no'}; listed after: {listed}"))
     return rows
 

@@ -22,9 +22,13 @@ or the number):
  9 access    CURVE keys: a reader, an admin, an unknown key, no key; tcp://0.0.0.0
 10 replay    does status show a replay's session token
 
+Issue 20's, against the processes around the daemon too:
+11 damaged   a store row cut, of another size or NaN: does the daemon start, what it says
+12 rofull    `enroll` with the store's file system read-only, then its disk full (root)
+
 The measurements live in abuse_process.py (1, 2, 4-6), abuse_flood.py (3),
-abuse_store.py (7, 8) and abuse_access.py (9, 10); abuse_common.py holds what
-they share.
+abuse_store.py (7, 8) and abuse_access.py (9, 10), abuse_storehealth.py (11, 12);
+abuse_common.py holds what they share.
 
 Needs the repository and ../shared/data (the fixtures' LibriSpeech clips); what
 needs speech is skipped, saying so, when they are absent.
@@ -48,11 +52,12 @@ from abuse_common import (
 from abuse_flood import m_flood
 from abuse_process import m_blocking, m_live, m_memory, m_second, m_sigterm
 from abuse_store import m_erasure, m_privacy
+from abuse_storehealth import m_damaged, m_readonly_full
 
 MEASUREMENTS: dict[str, Callable[[Path, bool], list[Row]]] = {
     "blocking": m_blocking, "sigterm": m_sigterm, "flood": m_flood, "memory": m_memory,
     "live": m_live, "second": m_second, "privacy": m_privacy, "erasure": m_erasure,
-    "access": m_access, "replay": m_replay}
+    "access": m_access, "replay": m_replay, "damaged": m_damaged, "rofull": m_readonly_full}
 
 
 def main() -> int:
@@ -60,7 +65,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (SIGTERM: 3)")
     names = list(MEASUREMENTS)
     parser.add_argument("--only", metavar="NAME",
-                        help=f"run one measurement: {', '.join(names)} (or its number 1-10)")
+                        help=f"run one measurement: {', '.join(names)} (or its number 1-"
+                        f"{len(names)})")
     args = parser.parse_args()
     chosen = names
     if args.only:
