@@ -1,13 +1,16 @@
 """``vggvox-client``: the command line.
 
 Exit status: 0 when something was scored, 1 when nothing could be, 2 for bad
-arguments (argparse) or a setup error (unknown model, altered model file).
+arguments (argparse) or a setup error (unknown model, altered model file), 130
+after Ctrl-C. A reader that stops reading (``| head -1``) ends the command
+quietly with status 0: it got what it asked for.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -293,16 +296,44 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit:  # --help, --version or a usage error, already printed
+        _flush_stdout()
+        raise
     logsetup.configure(args.log_level, sys.stderr)
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
+        return code
     except VggvoxError as e:
         print(f"vggvox-client: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(file=sys.stderr)  # end the line the terminal's ^C is on
         return 130
+    except BrokenPipeError:
+        _reader_gone()
+        return 0
+
+
+def _flush_stdout() -> None:
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _reader_gone()
+
+
+def _reader_gone() -> None:
+    """stdout's reader went away (``| head -1``): not an error, it had what it wanted.
+    stdout is pointed at /dev/null so that the interpreter's last flush of what is
+    still buffered goes nowhere instead of printing "Exception ignored ..."."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout replaced by something without a descriptor
+        pass
 
 
 if __name__ == "__main__":

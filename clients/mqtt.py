@@ -4,21 +4,26 @@
                        [--tls [--ca-file F]] [--prefix vggvox]
 
 It subscribes to the daemon's events like any client and publishes, per source
-(``SOURCE``: its name in lower case, other characters turned into ``_``):
+(``SOURCE``: ``vggvox.slug.slug`` of its name: lower case, other characters
+turned into ``_``):
 
 - ``PREFIX/SOURCE/speaker``: the name, ``unknown``, or empty while silent; retained;
 - ``PREFIX/SOURCE/confidence``: the turn's calibrated confidence; retained;
-- ``PREFIX/SOURCE/turn``: each turn event, as JSON;
+- ``PREFIX/SOURCE/turn``: each turn event, as JSON (its ``time``: when the daemon
+  published it, Unix seconds); news only, never replayed (``mqttqueue``);
 - ``PREFIX/status``: ``online`` while the daemon's heartbeats arrive, else
   ``offline`` (also the bridge's MQTT last will); retained;
 - Home Assistant discovery: retained sensor configs under
   ``homeassistant/sensor/vggvox_SOURCE/{speaker,confidence}/config``, giving
-  ``sensor.vggvox_SOURCE_speaker``; emptied when the source goes (a replay ends).
+  ``sensor.vggvox_SOURCE_speaker``; emptied when the source goes (a replay ends,
+  or is abandoned), unless another live source has the same slug.
 
 paho-mqtt runs the connection in its own thread and reconnects with back-off
-(1 s doubling to 30 s); on each (re)connect the bridge publishes its whole
-current state again, so a restarted broker loses nothing. The state is shared
-by that thread and the event loop: one lock guards it.
+(1 s doubling to 10 s). Its callbacks only set flags: everything else runs in
+the event loop's thread (``tick``), so no lock is ever taken inside paho's. On
+each (re)connect the bridge publishes its whole current state again, a moment
+after paho has resent what it held, so a restarted broker loses nothing and
+the fresh state is the last word.
 """
 
 from __future__ import annotations
@@ -34,18 +39,23 @@ from typing import Any
 
 from vggvox import __version__
 from vggvox.errors import VggvoxError
+from vggvox.slug import slug
 from vggvox_client.connection import Connection
+from vggvox_client.mqttqueue import TurnOutbox
 
 log = logging.getLogger(__name__)
 
 STALE_S = 15.0
 """No heartbeat for this long (three of the daemon's default 5 s) means it is gone."""
+MAX_QUEUED = 256
+"""paho's bound on QoS 1 messages not yet acknowledged; beyond it a state message is
+refused and the whole state republished once there is room."""
+RESYNC_DELAY_S = 0.2
+"""After a connect, the state is republished this much later: after paho's resends
+of the messages it held, which must not be the last word."""
 
-
-def topic_name(source: str) -> str:
-    """A source's name made safe for a topic level: lower case, runs of anything but
-    letters and digits turned into '_'."""
-    return re.sub(r"[^a-z0-9]+", "_", source.lower()).strip("_") or "source"
+topic_name = slug
+"""The old name of ``vggvox.slug.slug`` here."""
 
 
 def parse_broker(spec: str) -> tuple[str, int]:
@@ -60,6 +70,10 @@ class SourceState:
     source: str
     speaker: str = ""
     confidence: float | None = None
+
+    @property
+    def slug(self) -> str:
+        return slug(self.source)
 
 
 class Bridge:
@@ -82,43 +96,104 @@ class Bridge:
             self.client.username_pw_set(username, password)
         if tls:  # the system's CAs, or the broker's own CA (a self-signed Mosquitto)
             self.client.tls_set(ca_certs=str(ca_file) if ca_file else None)
-        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=10)
+        self.client.max_queued_messages_set(MAX_QUEUED)
+        self._queue_full = mqtt.MQTTErrorCode.MQTT_ERR_QUEUE_SIZE
         self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.turns = TurnOutbox(self.client)
+        # Set by paho's thread, read by the loop's (single assignments: no lock).
+        self._link_up = False
+        self._connects = 0
+        # The loop's own view of the link.
+        self._seen_connects = 0
+        self._was_up = False
+        self._resync_at: float | None = None
+        self._forgotten: set[str] = set()
+        """Slugs whose entities must be emptied at the next resync (ended while away)."""
 
-    # -- MQTT side (paho's thread) ----------------------------------------------------------
+    # -- paho's thread: flags only -----------------------------------------------------------
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any,
                     properties: Any) -> None:
         if reason.is_failure:
             log.warning("broker %s:%d refused the connection: %s", self.host, self.port, reason)
             return
-        log.info("connected to %s:%d; publishing the current state", self.host, self.port)
+        self._connects += 1
+        self._link_up = True
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any,
+                       properties: Any) -> None:
+        self._link_up = False
+
+    # -- the loop's thread -------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Follow the link (outage, connect, resync), send acknowledged turns, check the
+        daemon's heartbeat."""
         with self._lock:
-            self._publish("status", "online" if self.online else "offline")
-            for state in self.sources.values():
-                self._announce(state)
-                self._publish_state(state)
+            now = time.monotonic()
+            if self._was_up and not self._link_up:
+                log.warning("lost the broker %s:%d; reconnecting", self.host, self.port)
+                self.turns.clear("the broker is away")
+            if self._connects != self._seen_connects and self._link_up:
+                self._seen_connects = self._connects
+                self._resync_at = now + RESYNC_DELAY_S
+            self._was_up = self._link_up
+            if self._resync_at is not None and now >= self._resync_at and self._link_up:
+                self._resync_at = None
+                self._resync()
+            self.turns.pump()
+            if self.online and now - self._last_beat > self.stale_s:
+                log.warning("no event from the daemon for %.0f s: offline", self.stale_s)
+                self._set_online(False)
 
-    def _publish(self, topic: str, payload: str, retain: bool = True) -> Any:
-        return self.client.publish(f"{self.prefix}/{topic}", payload, qos=1, retain=retain)
+    def check_stale(self) -> None:
+        self.tick()
 
-    def _config_topic(self, state: SourceState, what: str) -> str:
-        return f"{self.discovery}/sensor/vggvox_{topic_name(state.source)}/{what}/config"
+    def _resync(self) -> None:
+        log.info("connected to %s:%d; publishing the current state", self.host, self.port)
+        self._publish("status", "online" if self.online else "offline")
+        live = {s.slug for s in self.sources.values()}
+        for name in sorted(self._forgotten - live):
+            self._empty(name)
+        self._forgotten.clear()
+        for state in self.sources.values():
+            self._announce(state)
+            self._publish_state(state)
+
+    def _publish(self, topic: str, payload: str, retain: bool = True) -> Any | None:
+        """A QoS 1 message under the prefix; None if it was not queued (no link, or paho's
+        queue is full): the whole state goes again once the link allows."""
+        return self._send(f"{self.prefix}/{topic}", payload, retain)
+
+    def _send(self, topic: str, payload: str, retain: bool = True) -> Any | None:
+        if not self._link_up:
+            return None  # the state is republished whole at the next connect
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        if info.rc == self._queue_full:  # the broker is stalled
+            if self._resync_at is None:
+                self._resync_at = time.monotonic() + 1.0
+            return None
+        return info
+
+    def _config_topic(self, name: str, what: str) -> str:
+        return f"{self.discovery}/sensor/vggvox_{name}/{what}/config"
 
     def discovery_payloads(self, state: SourceState) -> dict[str, dict[str, Any]]:
         """Home Assistant MQTT sensor configs for one source, by config topic."""
-        name = topic_name(state.source)
+        name = state.slug
         device = {"identifiers": [f"vggvox_{name}"], "name": f"vggvox {state.source}",
                   "manufacturer": "vggvox", "model": "vggvoxd", "sw_version": __version__}
         common = {"availability_topic": f"{self.prefix}/status",
                   "payload_available": "online", "payload_not_available": "offline",
                   "device": device}
         return {
-            self._config_topic(state, "speaker"): {
+            self._config_topic(name, "speaker"): {
                 **common, "name": "Speaker", "unique_id": f"vggvox_{name}_speaker",
                 "default_entity_id": f"sensor.vggvox_{name}_speaker",
                 "state_topic": f"{self.prefix}/{name}/speaker", "icon": "mdi:account-voice"},
-            self._config_topic(state, "confidence"): {
+            self._config_topic(name, "confidence"): {
                 **common, "name": "Speaker confidence", "unique_id": f"vggvox_{name}_confidence",
                 "default_entity_id": f"sensor.vggvox_{name}_confidence",
                 "state_topic": f"{self.prefix}/{name}/confidence", "state_class": "measurement",
@@ -126,46 +201,73 @@ class Bridge:
         }
 
     def _announce(self, state: SourceState) -> None:
+        self._forgotten.discard(state.slug)
         for topic, payload in self.discovery_payloads(state).items():
-            self.client.publish(topic, json.dumps(payload), qos=1, retain=True)
+            self._send(topic, json.dumps(payload))
 
-    def _publish_state(self, state: SourceState) -> None:
-        name = topic_name(state.source)
-        self._publish(f"{name}/speaker", state.speaker)
+    def _publish_state(self, state: SourceState) -> Any | None:
+        """Its retained state; the info of the last message (a turn waits for it)."""
+        info = self._publish(f"{state.slug}/speaker", state.speaker)
         if state.confidence is not None:
-            self._publish(f"{name}/confidence", f"{state.confidence:.3f}")
+            info = self._publish(f"{state.slug}/confidence", f"{state.confidence:.3f}")
+        return info
 
-    def _forget(self, state: SourceState) -> None:
-        """The source is gone: its entities and retained states go too (empty payloads)."""
-        for topic in self.discovery_payloads(state):
-            self.client.publish(topic, "", qos=1, retain=True)
-        name = topic_name(state.source)
+    def _empty(self, name: str) -> bool:
+        """A slug's entities and retained states go (empty retained payloads); False if
+        they could not be sent now (they go at the next resync)."""
+        sent = [self._send(self._config_topic(name, what), "") is not None
+                for what in ("speaker", "confidence")]
         for what in ("speaker", "confidence"):
             self._publish(f"{name}/{what}", "")
+        if not all(sent):
+            self._forgotten.add(name)
+        return all(sent)
 
-    # -- daemon side (the caller's thread) --------------------------------------------------
+    def _end(self, source: str) -> None:
+        """A source finished: its entities go, unless a live source shares its slug
+        (two replays whose labels clean to one name): then that one's state is shown."""
+        state = self.sources.pop(source, None)
+        if state is None:
+            return
+        others = [s for s in self.sources.values() if s.slug == state.slug]
+        if others:
+            log.info("source %r ended; its topics stay, %r uses them too", source,
+                     others[-1].source)
+            self._publish_state(others[-1])
+        else:
+            self._empty(state.slug)
+
+    def _start(self, source: str) -> SourceState:
+        state = self.sources[source] = SourceState(source)
+        others = [s.source for s in self.sources.values()
+                  if s.slug == state.slug and s is not state]
+        if others:
+            log.warning("sources %r and %r share the MQTT topics %s/%s/...: their states "
+                        "overwrite each other until one ends", others[0], source,
+                        self.prefix, state.slug)
+        self._announce(state)
+        self._publish_state(state)
+        return state
 
     def handle(self, ev: dict[str, Any]) -> None:
         """One daemon event: update the state and publish what changed."""
         with self._lock:
             self._beat()
             source = ev["source"]
-            state = self.sources.get(source)
             if ev["type"] == "status" and ev["state"] in ("finished", "stopped"):
-                if state is not None and ev["state"] == "finished":
-                    self._forget(self.sources.pop(source))
-                if ev["state"] == "stopped":
+                if ev["state"] == "finished":
+                    self._end(source)
+                else:
                     self._set_online(False)
                 return
-            if state is None:
-                state = self.sources[source] = SourceState(source)
-                self._announce(state)
-                self._publish_state(state)
+            state = self.sources.get(source) or self._start(source)
             if ev["type"] == "turn":
                 state.speaker = ev["speaker"] or ("unknown" if ev.get("unknown") else "")
                 state.confidence = ev.get("confidence")
-                self._publish_state(state)
-                self._publish(f"{topic_name(source)}/turn", json.dumps(ev), retain=False)
+                gate = self._publish_state(state)
+                self.turns.put(f"{self.prefix}/{state.slug}/turn", json.dumps(ev), gate,
+                               "the broker is away" if not self._link_up else
+                               "the broker's queue is full")
             elif ev["type"] == "speech.end" and state.speaker:
                 state.speaker = ""
                 self._publish_state(state)
@@ -179,28 +281,26 @@ class Bridge:
             self.online = online
             self._publish("status", "online" if online else "offline")
 
-    def check_stale(self) -> None:
-        with self._lock:
-            if self.online and time.monotonic() - self._last_beat > self.stale_s:
-                log.warning("no event from the daemon for %.0f s: offline", self.stale_s)
-                self._set_online(False)
-
     def run(self, stop: threading.Event) -> None:
         self.client.connect_async(self.host, self.port, keepalive=30)
         self.client.loop_start()
         sock = self.conn.subscribe(["turn", "speech.end", "status"])
         try:
             while not stop.is_set():
-                ev = self.conn.receive(sock, 0.5)
+                # Held turns wait for acknowledgements that come within milliseconds:
+                # look again soon while any wait.
+                wait = 0.02 if len(self.turns) or self._resync_at is not None else 0.5
+                ev = self.conn.receive(sock, wait)
                 if ev is not None:
                     self.handle(ev)
-                self.check_stale()
+                self.tick()
         finally:
             sock.close()
             with self._lock:
                 last = self._publish("status", "offline")
             try:
-                last.wait_for_publish(timeout=2.0)
+                if last is not None:
+                    last.wait_for_publish(timeout=2.0)
             except (RuntimeError, ValueError):  # not connected: the last will says it
                 pass
             self.client.disconnect()

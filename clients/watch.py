@@ -129,15 +129,18 @@ def render(w: WatchState) -> Group:
     rows = Table(title="sources", expand=False)
     for col in ("source", "state", "speaker", "conf", "drops", f"last {SPAN_S} s"):
         rows.add_column(col, no_wrap=True)
+    # Every cell is a Text, never a str: rich parses a str as markup, and a name is
+    # anyone's (a replay's label '[/x]' raised MarkupError and ended every open view).
     for src in w.sources.values():
         speaker = Text(src.speaker or "—", style=w.colour(src.speaker) if src.speaker else "")
         conf = f"{src.confidence:.2f}" if src.confidence is not None else ""
-        rows.add_row(src.name, src.state, speaker, conf, str(src.dropped), w.timeline(src))
+        rows.add_row(Text(src.name), Text(src.state), speaker, Text(conf),
+                     Text(str(src.dropped)), w.timeline(src))
     people = Table(title="enrolled speakers", expand=False)
     people.add_column("speaker")
     people.add_column("last heard")
     for name, t in w.last_seen.items():
-        people.add_row(Text(name, style=w.colour(name)), ago(t))
+        people.add_row(Text(name, style=w.colour(name)), Text(ago(t)))
     return Group(head, rows, people, *(Text(line, style="dim") for line in w.log))
 
 
