@@ -2,8 +2,9 @@
 
 Search order: ``--config FILE``, else the user's config directory
 (``~/.config/vggvox/vggvoxd.yaml``), else ``/etc/vggvox/vggvoxd.yaml``, else the
-defaults below (the same as ``config/vggvoxd.yaml``). An unknown key, a wrong
-type or an out-of-range value stops start-up with a message naming the key.
+defaults below (the same as ``config/vggvoxd.yaml``). An unknown key, a key
+given twice, a wrong type or an out-of-range value stops start-up with a message
+naming the key.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from platformdirs import user_config_dir, user_data_dir, user_runtime_dir
 
 from vggvox.calibration import FALSE_ACCEPT_RANGE
@@ -27,7 +27,7 @@ from vggvox.stream.vad import VadConfig
 from vggvox.stream.windows import WindowConfig
 from vggvoxd.metrics import MetricsSettings
 from vggvoxd.sourceconfig import SourceSpec, parse_sources
-from vggvoxd.validate import ConfigError, Ranges, section
+from vggvoxd.validate import ConfigError, Ranges, load_yaml, section
 
 __all__ = ["ConfigError", "Settings", "SourceSpec", "load", "override", "parse"]
 
@@ -297,12 +297,10 @@ def load(path: str | Path | None) -> tuple[Settings, Path | None]:
     if found is None:
         return Settings(), None
     try:
-        data = yaml.safe_load(found.read_text())
-    except OSError as e:
+        text = found.read_text()
+    except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{found}: cannot read: {e}") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{found}: not valid YAML: {e}") from None
-    return parse(data, str(found)), found
+    return parse(load_yaml(text, str(found)), str(found)), found
 
 
 def override(settings: Settings, section: str, **values: Any) -> Settings:

@@ -7,6 +7,8 @@
 
 Each becomes a stream of its own (ring buffer, VAD, windows, turns) named in
 every event it gives; one embed executor batches the windows of all of them.
+Two names that clean to one slug (``Hall.1`` and ``hall-1``: ``vggvox.slug``,
+which the MQTT bridge derives its topics and entity ids from) are refused.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from vggvox.slug import slug
 from vggvoxd.validate import ConfigError, section
 
 
@@ -27,9 +30,11 @@ class SourceSpec:
     device: str | int | None = None
     """A microphone: an input device's name (or part of one) or index; null: the default."""
     uri: str | None = None
-    """Instead of a device: ``file:PATH`` (played at real-time pace) or ``stdin``."""
+    """Instead of a device: ``file:PATH`` (played at real-time pace, lossless), ``stdin``
+    (lossless: holds its writer back) or ``stdin:live`` (drops when behind)."""
 
 
+STDIN_URIS = ("stdin", "stdin:live")
 SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_SOURCES = 64
 
@@ -55,13 +60,19 @@ def parse_sources(data: Any, where: str) -> tuple[SourceSpec, ...]:
                               f"'_' or '-' (starting with a letter or digit), got {spec.name!r}")
         if spec.name in {o.name for o in out}:
             raise ConfigError(f"{where}: '{key}.name' {spec.name!r} is used twice")
+        twin = next((j for j, o in enumerate(out) if slug(o.name) == slug(spec.name)), None)
+        if twin is not None:
+            raise ConfigError(f"{where}: '{key}.name' {spec.name!r} and 'sources[{twin}].name' "
+                              f"{out[twin].name!r} both clean to {slug(spec.name)!r}: they "
+                              "would share topics and entity ids; rename one")
         if spec.device is not None and spec.uri is not None:
             raise ConfigError(f"{where}: '{key}' has both 'device' and 'uri': give one")
-        if spec.uri is not None and spec.uri != "stdin" and not (
+        if spec.uri is not None and spec.uri not in STDIN_URIS and not (
                 spec.uri.startswith("file:") and len(spec.uri) > 5):
-            raise ConfigError(f"{where}: '{key}.uri' must be file:PATH or stdin, "
+            raise ConfigError(f"{where}: '{key}.uri' must be file:PATH, stdin or stdin:live, "
                               f"got {spec.uri!r}")
         out.append(spec)
-    if sum(s.uri == "stdin" for s in out) > 1:
-        raise ConfigError(f"{where}: 'sources' has more than one 'uri: stdin'")
+    if sum(s.uri in STDIN_URIS for s in out) > 1:
+        raise ConfigError(f"{where}: 'sources' has more than one 'uri: stdin' (one standard "
+                          "input to read)")
     return tuple(out)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,10 @@ SHIPPED = Path(__file__).resolve().parent.parent / "config" / "vggvoxd.yaml"
 
 
 def test_shipped_file_documents_every_key_with_its_default() -> None:
+    """Every key once (the loader refuses a key given twice), each at its default."""
     data = yaml.safe_load(SHIPPED.read_text())
+    settings, found = config.load(SHIPPED)
+    assert found == SHIPPED and settings == Settings()
     assert config.parse(data, str(SHIPPED)) == Settings()
     assert data["sources"] == []
     for section in config.dataclasses.fields(Settings):
@@ -43,7 +48,7 @@ def test_shipped_file_documents_every_key_with_its_default() -> None:
         ({"sources": [{"name": "a"}, {"name": "a"}]}, r"'sources\[1\].name' 'a' is used twice"),
         ({"sources": [{"name": "a b"}]}, r"'sources\[0\].name' must be 1 to 64 letters"),
         ({"sources": [{"name": "a", "mic": 1}]}, r"unknown key 'sources\[0\].mic'"),
-        ({"sources": [{"name": "a", "uri": "http://x"}]}, "must be file:PATH or stdin"),
+        ({"sources": [{"name": "a", "uri": "http://x"}]}, "must be file:PATH, stdin or stdin:live"),
         ({"sources": [{"name": "a", "uri": "stdin", "device": 1}]}, "both 'device' and 'uri'"),
         ({"sources": [{"name": "a", "uri": "stdin"}, {"name": "b", "uri": "stdin"}]},
          "more than one 'uri: stdin'"),
@@ -129,3 +134,65 @@ def test_sources_at_the_limit_and_past_it() -> None:
     assert len(config.parse({"sources": many}).sources) == MAX_SOURCES
     with pytest.raises(ConfigError, match=f"'sources' has {MAX_SOURCES + 1} entries; at most"):
         config.parse({"sources": [*many, {"name": "one-more"}]})
+
+
+@pytest.mark.parametrize(("text", "line", "key", "first"), [
+    ("metrics:\n  listen: null\nlogging: {level: INFO}\nmetrics:\n  public: false\n",
+     4, "metrics", 1),
+    ("metrics:\n  listen: 127.0.0.1:9464\n  public: false\n  listen: null\n",
+     4, "metrics.listen", 2),
+    ("sources:\n  - {name: a, uri: stdin}\n  - name: b\n    device: 1\n    name: c\n",
+     5, "sources[1].name", 3),
+])
+def test_a_key_given_twice_is_one_line_naming_file_key_and_line(
+        tmp_path: Path, text: str, line: int, key: str, first: int) -> None:
+    """PyYAML keeps the last of two equal keys, so an edit to the first was silently
+    ignored (issue 20: the template had sources, search and metrics twice)."""
+    f = tmp_path / "twice.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        config.load(f)
+    assert str(e.value) == (f"{f}: line {line}: duplicate key '{key}' (first at line "
+                            f"{first}): give each key once")
+
+
+def test_the_daemon_refuses_a_key_given_twice_in_one_line(tmp_path: Path) -> None:
+    f = tmp_path / "vggvoxd.yaml"
+    f.write_text(SHIPPED.read_text() + "\nmetrics:\n  listen: 127.0.0.1:9464\n")
+    run = subprocess.run([sys.executable, "-m", "vggvoxd.main", "--config", str(f),
+                          "--source", "stdin", "--store", str(tmp_path / "v.db"),
+                          "--control", f"ipc://{tmp_path}/c.sock",
+                          "--events", f"ipc://{tmp_path}/e.sock"],
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and not run.stdout, run.stdout
+    line = SHIPPED.read_text().count("\n") + 2
+    first = 1 + SHIPPED.read_text().splitlines().index(next(
+        ln for ln in SHIPPED.read_text().splitlines() if ln.startswith("metrics:")))
+    assert run.stderr == (f"vggvoxd: {f}: line {line}: duplicate key 'metrics' (first at line "
+                          f"{first}): give each key once\n")
+
+
+def test_invalid_yaml_is_one_line() -> None:
+    from vggvoxd.validate import load_yaml
+
+    with pytest.raises(ConfigError) as e:
+        load_yaml("vad: [unclosed\n", "x.yaml")
+    assert "\n" not in str(e.value) and str(e.value).startswith("x.yaml: not valid YAML at line")
+
+
+def test_source_names_that_clean_to_one_topic_are_refused() -> None:
+    """The MQTT bridge derives topics and entity ids from vggvox.slug: Hall.1 and hall-1
+    would share them (and one ending would delete the other's entities)."""
+    from vggvox.slug import slug
+
+    with pytest.raises(ConfigError) as e:
+        config.parse({"sources": [{"name": "kitchen", "device": 0},
+                                  {"name": "Hall.1", "device": 1},
+                                  {"name": "hall-1", "device": 2}]}, "v.yaml")
+    assert str(e.value) == ("v.yaml: 'sources[2].name' 'hall-1' and 'sources[1].name' "
+                            "'Hall.1' both clean to 'hall_1': they would share topics and "
+                            "entity ids; rename one")
+    names = ["Hall.1", "hall_2", "hall-1x", "hall1"]  # distinct slugs: all accepted
+    assert len({slug(n) for n in names}) == len(names)
+    assert len(config.parse({"sources": [{"name": n, "device": i}
+                                         for i, n in enumerate(names)]}).sources) == 4
