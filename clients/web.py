@@ -1,165 +1,273 @@
 """``vggvox-client web``: a web page of who is speaking, fed by server-sent events.
 
-    vggvox-client web [--listen 127.0.0.1:8765] [--token-file F]
+    vggvox-client web [--listen 127.0.0.1:8765] [--token-file F] [--allow-host NAME]...
 
 - ``/``: the page (``webpage.html``): per source, the current speaker and a
   timeline of the last 60 s of turns; the enrolled speakers; a form to enroll
-  a new speaker from an uploaded file.
-- ``/events``: the daemon's ``turn``, ``speech.end`` and ``status`` events as
-  server-sent events (one JSON object each). Every browser gets its own
-  subscription to the daemon, in its own thread (``ThreadingHTTPServer``).
-- ``/speakers`` (GET): the daemon's ``list`` reply; ``/enroll`` (POST, the
-  upload's bytes, ``?name=``): an enrollment through the daemon, as ``enroll``.
+  a new speaker from an uploaded file. ``/state``: what the page draws at once
+  (the sources with their state, current speaker and recent turns; the
+  speakers). ``/events``: the daemon's events as server-sent events, from one
+  shared subscription (``webevents.py``). ``/speakers``: the daemon's ``list``.
+  ``/enroll`` (POST, the file's bytes, ``?name=``): an enrollment.
 
-It serves loopback only unless a token is given: an address off loopback needs
-``--token-file``, and then every request must carry ``?token=`` (the page
-passes it on). A separate process like any client, so that the daemon keeps no
-network access.
+**Who may use it (the local-user policy).** The page may give nobody more than
+the daemon's control socket gives them. The bridge talks to the daemon as the
+user who started it, so on loopback, with no token, it would lend that user's
+access to every local account (and to every web page through the browser).
+Hence every request needs the token, on loopback too: a random one made at
+start, kept 0600 in the starter's runtime folder (``web-PORT.token``) and shown
+on the starter's terminal, or the one in ``--token-file``, which is refused if
+every local user may read it. Whoever can read the token may use the page, and
+no one else: the starter (and root), or with a 0640 token file a group: for
+the service, group ``vggvox``, the same group the daemon's sockets admit. Any
+other local user gets 403 for every path, the page included. Host, Origin and
+CSRF checks: ``webguard.py``; connection, stream and upload caps and time-outs:
+``webserver.py``. Uploads are checked by their header (rate, duration at most
+the daemon's enrollment maximum) before they are decoded, and decoded bounded
+(``vggvox.audio.load_audio``). A separate process like any client, so that the
+daemon keeps no network access.
 """
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 import json
 import logging
+import queue
+import sys
 import tempfile
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Sequence
+from http import HTTPStatus
 from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from vggvox.errors import VggvoxError
+import zmq
+
+from vggvox.audio import load_audio, to_int16
+from vggvox.errors import AudioError, VggvoxError
 from vggvox_client.connection import ClientError, Connection
+from vggvox_client.webevents import EventHub
+from vggvox_client.webguard import (
+    Guard,
+    generated_token,
+    parse_listen,
+    read_token_file,
+    token_path,
+)
+from vggvox_client.webserver import BoundedHandler, Limits, Server
+
+__all__ = ["Limits", "parse_listen", "run"]
 
 log = logging.getLogger(__name__)
 
-MAX_UPLOAD = 32 << 20
-"""Largest enrollment upload (bytes): the daemon takes at most 120 s of audio anyway."""
+MAX_UPLOAD = Limits.upload_bytes
+ENROLL_MAX_S = 120.0
+"""The daemon's default enrollment maximum (enroll.max_audio_s), used when its status
+does not say."""
+NEEDS_TOKEN = ("this page needs its token: open the URL that vggvox-client web printed when "
+               "it started (http://HOST:PORT/?token=...), or ask whoever started it; it "
+               "keeps the token in {file} in its runtime folder")
+HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
+           "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY",
+           "Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; "
+                                      "style-src 'unsafe-inline'; frame-ancestors 'none'"}
 
 
-def parse_listen(spec: str, token: str | None) -> tuple[str, int]:
-    host, _, port = spec.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise VggvoxError(f"--listen must be HOST:PORT, got {spec!r}")
-    host = host.strip("[]")
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = host == "localhost"
-    if not loopback and not token:
-        raise VggvoxError(f"--listen {spec} is not loopback: give --token-file, whose token "
-                          "every request must then carry")
-    return host, int(port)
-
-
-class Handler(BaseHTTPRequestHandler):
+class Handler(BoundedHandler):
     conn: Connection
-    token: str | None
+    guard: Guard
+    hub: EventHub
     stop: threading.Event
+    server: Server
     server_version = "vggvox-web"
+    sys_version = ""
 
     def log_message(self, fmt: str, *args: Any) -> None:
         log.debug("%s " + fmt, self.address_string(), *args)
 
-    def _allowed(self, query: dict[str, list[str]]) -> bool:
-        if self.token is None:
-            return True
-        given = (query.get("token") or [""])[0]
-        return hmac.compare_digest(given.encode(), self.token.encode())
-
-    def _send(self, code: int, body: bytes, kind: str) -> None:
+    def _send(self, code: int, body: bytes, kind: str, **headers: str) -> None:
         self.send_response(code)
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
+        for k, v in {**HEADERS, **headers}.items():
+            self.send_header(k.replace("_", "-"), v)
         self.end_headers()
         self.wfile.write(body)
 
     def _json(self, code: int, data: dict[str, Any]) -> None:
         self._send(code, json.dumps(data).encode(), "application/json")
 
+    def _error(self, code: int, text: str) -> None:
+        self._json(code, {"error": text})
+
+    def _admitted(self) -> dict[str, list[str]] | None:
+        """The query, when Host and token are right; else answered (421, 403) and None."""
+        if not self.guard.host_ok(self.headers.get("Host")):
+            self._error(HTTPStatus.MISDIRECTED_REQUEST,
+                        f"this server does not serve Host {self.headers.get('Host')!r}")
+            return None
+        query = parse_qs(urlparse(self.path).query)
+        if not self.guard.authorized(self.headers, query):
+            text = NEEDS_TOKEN.format(file=f"web-{self.guard.port}.token")
+            if "text/html" in (self.headers.get("Accept") or ""):
+                self._send(403, f"<!doctype html><p>{text}.</p>\n".encode(),
+                           "text/html; charset=utf-8")
+            else:
+                self._error(403, text)
+            return None
+        return query
+
     def do_GET(self) -> None:
-        url = urlparse(self.path)
-        query = parse_qs(url.query)
-        if not self._allowed(query):
-            return self._json(403, {"error": "a valid ?token= is needed"})
-        if url.path == "/":
-            page = resources.files("vggvox_client").joinpath("webpage.html").read_bytes()
-            return self._send(200, page, "text/html; charset=utf-8")
-        if url.path == "/speakers":
+        query = self._admitted()
+        if query is None:
+            return
+        path = urlparse(self.path).path
+        if path == "/" and "token" in query:  # set the cookie, and take the token out of sight
+            return self._send(303, b"", "text/plain", Location="/",
+                              Set_Cookie=self.guard.set_cookie())
+        if path == "/":
+            page = resources.files("vggvox_client").joinpath("webpage.html").read_text()
+            return self._send(200, page.replace("{{csrf}}", self.guard.csrf).encode(),
+                              "text/html; charset=utf-8")
+        if path == "/state":
+            return self._json(200, self._state())
+        if path == "/speakers":
             try:
-                return self._json(200, self.conn.request("list"))
-            except ClientError as e:
-                return self._json(503, {"error": str(e)})
-        if url.path == "/events":
+                return self._json(200, self.conn.request("list", timeout=5))
+            except (ClientError, zmq.ZMQError) as e:
+                return self._error(503, str(e))
+        if path == "/events":
             return self._events()
-        return self._json(404, {"error": f"no {url.path}"})
+        return self._error(404, f"no {path}")
 
     def do_POST(self) -> None:
-        from vggvox_client import live
-
-        url = urlparse(self.path)
-        query = parse_qs(url.query)
-        if not self._allowed(query):
-            return self._json(403, {"error": "a valid ?token= is needed"})
-        if url.path != "/enroll":
-            return self._json(404, {"error": f"no {url.path}"})
+        query = self._admitted()
+        if query is None:
+            return
+        path = urlparse(self.path).path
+        why = self.guard.cross_site(self.headers)
+        if why:
+            return self._error(403, f"refused: {why}")
+        if path != "/enroll":
+            return self._error(404, f"no {path}")
         name = (query.get("name") or [""])[0].strip()
-        size = int(self.headers.get("Content-Length") or 0)
-        if not name or not 0 < size <= MAX_UPLOAD:
-            return self._json(400, {"error": f"give ?name= and an audio file of at most "
-                                             f"{MAX_UPLOAD >> 20} MB"})
-        with tempfile.NamedTemporaryFile(suffix=".audio") as f:
-            f.write(self.rfile.read(size))
+        size = self.headers.get("Content-Length") or ""
+        if not name or not size.isdigit() or int(size) == 0:
+            return self._error(400, "give ?name= and an audio file as the body")
+        if int(size) > self.limits.upload_bytes:
+            return self._error(413, f"the upload is over {self.limits.upload_bytes >> 20} MB")
+        if not self.server.uploads.acquire(blocking=False):
+            return self._error(503, f"busy: {self.limits.uploads} uploads are being read; "
+                                    "retry in a moment")
+        try:
+            code, reply = self._enroll(name, int(size))
+        finally:
+            self.server.uploads.release()
+        self._json(code, reply)
+
+    def _enroll(self, name: str, size: int) -> tuple[int, dict[str, Any]]:
+        with tempfile.NamedTemporaryFile(prefix="vggvox-web-", suffix=".upload") as f:
+            self.allow(self.limits.body_s)
+            try:
+                while size:
+                    chunk = self.rfile.read1(min(size, 1 << 16))
+                    if not chunk:
+                        return 400, {"error": "the upload was cut short"}
+                    f.write(chunk)
+                    size -= len(chunk)
+            except TimeoutError:
+                self.close_connection = True
+                return 408, {"error": f"the upload took over {self.limits.body_s:g} s"}
             f.flush()
             try:
-                reply = live.enroll(self.conn, name, [Path(f.name)], None, False, MAX_UPLOAD)
-            except (ClientError, VggvoxError) as e:
-                return self._json(400, {"error": str(e).replace(f.name, "the upload")})
-        return self._json(200, reply)
+                status = self.conn.request("status", timeout=5)
+                audio = load_audio(f.name, max_seconds=float(
+                    status.get("enroll_max_audio_s") or ENROLL_MAX_S))
+                reply = self.conn.request("enroll", timeout=60, name=name, replace=False,
+                                          force=False, audio=[to_int16(audio).tobytes()])
+            except AudioError as e:
+                return 400, {"error": f"the upload: {e.reason}"}
+            except ClientError as e:
+                return (503 if e.code in ("busy", "unreachable") else 400), {"error": str(e)}
+            except zmq.ZMQError as e:
+                return 503, {"error": f"cannot reach vggvoxd: {e}"}
+        return 200, reply
+
+    def _state(self) -> dict[str, Any]:
+        """What the page draws at once: the hub's sources (current speaker, recent
+        turns), with the daemon's own sources and speakers."""
+        sources = self.hub.snapshot()
+        state: dict[str, Any] = {"daemon": "running", "sources": sources, "speakers": []}
+        try:
+            status = self.conn.request("status", timeout=2)
+            state["speakers"] = self.conn.request("list", timeout=2).get("speakers", [])
+        except (ClientError, zmq.ZMQError) as e:
+            state["daemon"] = str(e)
+            return state
+        for name, src in (status.get("sources") or {}).items():
+            entry = sources.setdefault(name, {"speaker": "", "confidence": None, "now": 0.0,
+                                              "turns": {}})
+            entry["state"] = src.get("state", "running")
+        return state
 
     def _events(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        sock = self.conn.subscribe(["turn", "speech.end", "status"])
+        stream = self.hub.open()
+        if stream is None:
+            return self._error(503, f"busy: {self.hub.max_streams} event streams are open")
         try:
-            while not self.stop.is_set():
-                ev = self.conn.receive(sock, 1.0)
-                # A comment line when idle: a closed page shows up as a failed write.
-                line = f"data: {json.dumps(ev)}\n\n" if ev is not None else ": idle\n\n"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            for k, v in HEADERS.items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(b"retry: 3000\n\n")
+            while not self.stop.is_set() and not stream.lagging:
+                try:
+                    ev = stream.events.get(timeout=1.0)
+                    line = f"data: {json.dumps(ev)}\n\n"
+                except queue.Empty:  # a comment line, so that a closed page shows up
+                    line = ": idle\n\n"
                 self.wfile.write(line.encode())
-                self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the browser went away
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            pass  # the browser went away, or stopped reading
         finally:
-            sock.close()
+            self.hub.close(stream)
 
 
-def run(conn: Connection, listen: str, token_file: Path | None) -> int:
-    """Serve until SIGTERM or Ctrl-C (exit 0)."""
+def run(conn: Connection, listen: str, token_file: Path | None,
+        allow_hosts: Sequence[str] = (), print_url: bool = False,
+        limits: Limits | None = None) -> int:
+    """Serve until SIGTERM or Ctrl-C (exit 0); with ``print_url``, print the page's URL
+    with its token (as its starter: the token's file is theirs) and exit."""
     import signal
 
-    token = None
-    if token_file is not None:
-        try:
-            token = token_file.read_text().strip() or None
-        except OSError as e:
-            raise VggvoxError(f"--token-file {token_file}: cannot read it: {e.strerror}") from None
-        if token is None:
-            raise VggvoxError(f"--token-file {token_file} is empty")
+    token = read_token_file(token_file) if token_file is not None else None
     host, port = parse_listen(listen, token)
+    kept = None
+    if token is None:
+        from vggvoxd.config import private_dir, user_runtime_base
+
+        kept = token_path(private_dir(_runtime_base(user_runtime_base())), port)
+        if print_url and not kept.exists():
+            raise VggvoxError(f"no token in {kept}: is vggvox-client web running on {listen} "
+                              "as this user?")
+        token = generated_token(kept)
+    url = f"http://{listen}/?token={token}"
+    if print_url:
+        print(url)
+        return 0
+    limits = (limits or Limits()).fitted()
     stop = threading.Event()
-    handler = type("BoundHandler", (Handler,), {"conn": conn, "token": token, "stop": stop})
+    hub = EventHub(conn, limits.streams, stop).start()
+    guard = Guard(host, port, token, allow_hosts)
+    handler = type("BoundHandler", (Handler,), {"conn": conn, "guard": guard, "hub": hub,
+                                                "stop": stop, "limits": limits})
     try:
-        server = ThreadingHTTPServer((host, port), handler)
+        server = Server((host, port), handler, limits)
     except OSError as e:
         raise VggvoxError(f"--listen {listen}: cannot listen there: {e.strerror}") from None
-    server.daemon_threads = True
 
     def shut(signum: int, frame: Any) -> None:
         stop.set()
@@ -167,8 +275,25 @@ def run(conn: Connection, listen: str, token_file: Path | None) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, shut)
-    print(f"vggvox web page on http://{listen}/" + (" (with ?token=...)" if token else ""),
-          flush=True)
+    print(_banner(listen, url, token_file, kept), flush=True)
     server.serve_forever(poll_interval=0.5)
     server.server_close()
     return 0
+
+
+def _runtime_base(default: Path) -> Path:
+    import os
+
+    runtime = os.environ.get("RUNTIME_DIRECTORY")  # systemd's RuntimeDirectory=
+    return Path(runtime.split(":")[0]) if runtime else default
+
+
+def _banner(listen: str, url: str, token_file: Path | None, kept: Path | None) -> str:
+    """The URL to open. Its token is shown only on a terminal, so that a service's
+    log (which more users may read than the token file) does not hold it."""
+    if token_file is not None:
+        return f"vggvox web page on http://{listen}/?token=... (the token in {token_file})"
+    if sys.stdout.isatty():
+        return f"vggvox web page: open {url}\n(the token is also kept in {kept})"
+    return (f"vggvox web page on http://{listen}/?token=... (the token is in {kept}; "
+            "vggvox-client web --print-url shows the URL)")

@@ -8,7 +8,10 @@ artefact (``web.png`` in the test's folder).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import os
 import shutil
 import signal
 import socket
@@ -17,7 +20,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from daemon_proc import DaemonProcess, free_port
@@ -41,22 +46,72 @@ def test_off_loopback_needs_a_token() -> None:
         parse_listen("8765", None)
 
 
-def start_web(d: DaemonProcess, port: int, *extra: str) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([str(CLIENT), "--control", d.conn.control, "--events",
-                             d.conn.events, "web", "--listen", f"127.0.0.1:{port}", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+RUNNER = """
+import json, sys
+from pathlib import Path
+from vggvox_client import web
+from vggvox_client.connection import Connection
+control, events, listen, limits, token_file, *hosts = sys.argv[1:]
+sys.exit(web.run(Connection(control, events), listen, Path(token_file) if token_file else None,
+                 hosts, limits=web.Limits(**json.loads(limits))))
+"""
+"""The bridge with limits a test can wait out (no command-line flag sets them)."""
+
+
+@dataclass
+class Bridge:
+    proc: subprocess.Popen[bytes]
+    port: int
+    token: str
+    tmp: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def csrf(self) -> str:
+        return hmac.new(self.token.encode(), b"vggvox-web csrf", hashlib.sha256).hexdigest()
+
+    def cookie(self) -> str:
+        return f"vggvox-web-{self.port}={self.token}"
+
+
+def start_web(d: DaemonProcess, port: int, *extra: str, limits: dict[str, Any] | None = None,
+              token_file: Path | None = None, allow_hosts: tuple[str, ...] = (),
+              wrap: list[str] | None = None) -> Bridge:
+    """The bridge in its own process, its runtime folder in the test's (so that its
+    generated token is found there); ``limits`` runs it through ``RUNNER``."""
+    runtime = d.tmp / f"xdg-{port}"
+    runtime.mkdir(mode=0o700)
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime)}
+    env.pop("RUNTIME_DIRECTORY", None)
+    if limits is None:
+        argv = [str(CLIENT), "--control", d.conn.control, "--events", d.conn.events, "web",
+                "--listen", f"127.0.0.1:{port}", *extra]
+        if token_file is not None:
+            argv += ["--token-file", str(token_file)]
+    else:
+        argv = [sys.executable, "-c", RUNNER, d.conn.control, d.conn.events,
+                f"127.0.0.1:{port}", json.dumps(limits), str(token_file or ""), *allow_hosts]
+    proc = subprocess.Popen([*(wrap or []), *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return proc
+            token = (token_file or runtime / "vggvox" / f"web-{port}.token").read_text()
+            return Bridge(proc, port, token.strip(), d.tmp)
         except OSError:
             time.sleep(0.1)
     proc.kill()
     raise AssertionError(proc.communicate()[0].decode())
 
 
-def stop_web(proc: subprocess.Popen[bytes]) -> str:
+def stop_web(bridge: Bridge | subprocess.Popen[bytes]) -> str:
+    proc = bridge.proc if isinstance(bridge, Bridge) else bridge
     proc.send_signal(signal.SIGTERM)
     try:
         out = proc.communicate(timeout=10)[0].decode()
@@ -67,11 +122,32 @@ def stop_web(proc: subprocess.Popen[bytes]) -> str:
     return out
 
 
+def fetch(url: str, data: bytes | None = None, timeout: float = 10,
+          **headers: str) -> tuple[int, bytes, dict[str, str]]:
+    """(status, body, headers) of one request, whatever the status."""
+    req = urllib.request.Request(url, data=data, headers={k.replace("_", "-"): v
+                                                          for k, v in headers.items()})
+    try:
+        with NO_REDIRECT.open(req, timeout=timeout) as r:
+            return r.status, r.read(), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), dict(e.headers)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kw: Any) -> None:
+        return None
+
+
+NO_REDIRECT = urllib.request.build_opener(_NoRedirect)
+
+
 def test_a_token_guards_every_request(tmp_path: Path) -> None:
     d = DaemonProcess(tmp_path).start()
     (tmp_path / "token").write_text("s3cret-token\n")
+    (tmp_path / "token").chmod(0o600)
     port = free_port()
-    web = start_web(d, port, "--token-file", str(tmp_path / "token"))
+    web = start_web(d, port, token_file=tmp_path / "token")
     try:
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/speakers", timeout=5)
@@ -85,11 +161,41 @@ def test_a_token_guards_every_request(tmp_path: Path) -> None:
     assert "Traceback" not in out
 
 
-@pytest.mark.skipif(CHROMIUM is None or DRIVER is None,
-                    reason="chromium and chromium-driver are needed (make test installs them)")
-def test_the_page_shows_who_speaks_and_enrolls_an_upload(tmp_path: Path) -> None:
+NEEDS_CHROMIUM = pytest.mark.skipif(CHROMIUM is None or DRIVER is None,
+                                    reason="chromium and chromium-driver are needed "
+                                           "(make test installs them)")
+
+
+def chromium(tmp: Path) -> Any:
+    """A real headless Chromium, through Debian's chromium-driver."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = str(CHROMIUM)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1200,800",
+                f"--user-data-dir={tmp / 'chromium'}"):
+        opts.add_argument(arg)
+    browser = webdriver.Chrome(service=Service(str(DRIVER)), options=opts)
+    browser.set_page_load_timeout(30)
+    return browser
+
+
+def test_a_token_file_every_user_may_read_is_refused(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("s3cret-token\n")
+    token.chmod(0o644)
+    out = subprocess.run([str(CLIENT), "web", "--token-file", str(token)], capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 2
+    assert out.stderr.strip().endswith(f"--token-file {token}: every local user may read it "
+                                       "(mode 644), and with it use the page: chmod 600 it "
+                                       "(or 640, for a group)")
+    assert "Traceback" not in out.stderr
+
+
+@NEEDS_CHROMIUM
+def test_the_page_shows_who_speaks_and_enrolls_an_upload(tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -98,19 +204,17 @@ def test_the_page_shows_who_speaks_and_enrolls_an_upload(tmp_path: Path) -> None
     d = DaemonProcess(tmp_path).start()
     for name in names[:1]:  # the second speaker is enrolled through the page, below
         live.enroll(d.conn, name, convo.enroll[name], None, False, 16 << 20)
-    port = free_port()
-    web = start_web(d, port)
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1200,800",
-                f"--user-data-dir={tmp_path / 'chromium'}"):
-        opts.add_argument(arg)
-    browser = webdriver.Chrome(service=Service(str(DRIVER)), options=opts)
+    web = start_web(d, free_port())
+    browser = chromium(tmp_path)
     try:
-        browser.set_page_load_timeout(30)
-        browser.get(f"http://127.0.0.1:{port}/")
+        # Opened with its token, as printed: the token goes into a cookie, out of the URL.
+        browser.get(f"{web.url}/?token={web.token}")
+        assert browser.current_url == web.url + "/"
+        # The current state at once, not at the daemon's next heartbeat (5 s).
+        now = WebDriverWait(browser, 2)
+        now.until(lambda b: names[0] in b.find_element(By.ID, "speakers").text)
+        now.until(lambda b: b.find_elements(By.CSS_SELECTOR, "tr[data-source='stdin']"))
         wait = WebDriverWait(browser, 30)
-        wait.until(lambda b: names[0] in b.find_element(By.ID, "speakers").text)
 
         # Enroll the second speaker from a file, through the page's form.
         browser.find_element(By.ID, "name").send_keys(names[1])
@@ -126,11 +230,13 @@ def test_the_page_shows_who_speaks_and_enrolls_an_upload(tmp_path: Path) -> None
         spoken = [t[2] for t in convo.turns]
         expected = [s for i, s in enumerate(spoken) if i == 0 or s != spoken[i - 1]]
 
-        def labels(b: webdriver.Chrome) -> list[str]:
-            bars = b.find_elements(By.CSS_SELECTOR, row)
-            shown = sorted((bar.location["x"], bar.get_attribute("textContent") or "")
-                           for bar in bars)
-            said = [text for _, text in shown]
+        def labels(b: Any) -> list[str]:
+            # Read in one script: the page redraws its rows on every event, so element
+            # references taken one by one can go stale in between.
+            said: list[str] = b.execute_script(
+                "return [...document.querySelectorAll(arguments[0])]"
+                ".map(e => [e.getBoundingClientRect().left, e.textContent])"
+                ".sort((a, b) => a[0] - b[0]).map(x => x[1]);", row)
             # Two turns of one speaker in a row (a pause between) read as one change.
             return [x for i, x in enumerate(said) if i == 0 or x != said[i - 1]]
 
@@ -139,6 +245,14 @@ def test_the_page_shows_who_speaks_and_enrolls_an_upload(tmp_path: Path) -> None
         except Exception:
             raise AssertionError(f"timeline {labels(browser)}, spoken {expected}") from None
         browser.save_screenshot(str(tmp_path / "web.png"))
+
+        # A page opened after the replay draws its timeline at once, with no new event.
+        browser.switch_to.new_window("tab")
+        browser.get(web.url + "/")
+        try:
+            now.until(lambda b: labels(b) == expected)
+        except Exception:
+            raise AssertionError(f"a new page shows {labels(browser)}, not {expected}") from None
     finally:
         browser.quit()
         out = stop_web(web)

@@ -1,0 +1,174 @@
+"""Who may use ``vggvox-client web``: the Host it answers to, its token, and the
+same-origin and CSRF checks of a request that changes something.
+
+- **Host.** Only the names it serves: its listen address and port; on loopback
+  also ``localhost``, ``127.0.0.1`` and ``[::1]`` with that port; on a wildcard
+  address (``0.0.0.0``, ``::``) any IP address with that port; and each
+  ``--allow-host NAME`` (with or without a port: a reverse proxy or a LAN name).
+  A page of another site that rebinds its DNS name to this machine sends its
+  own name as Host, and gets 421 before any work.
+- **Token.** Every request carries the token: the cookie set when the page is
+  opened as ``/?token=...`` (HttpOnly, SameSite=Strict, one name per port), or
+  ``?token=`` or ``Authorization: Bearer`` (scripts). Compared in constant time.
+- **Same origin and CSRF, for POST.** ``Origin`` must be one of the origins of
+  the names above (a missing one is refused), ``Sec-Fetch-Site``, when the
+  browser sends it, must be ``same-origin``, and ``X-CSRF-Token`` must equal the
+  value embedded in the page, which only a reader of the page (same origin) has.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import os
+import secrets
+import stat
+from collections.abc import Iterable, Mapping
+from http.cookies import CookieError, SimpleCookie
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from vggvox.errors import VggvoxError
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def parse_listen(spec: str, token: str | None) -> tuple[str, int]:
+    """``HOST:PORT`` as (host, port); off loopback only with a token file (``token``)."""
+    host, _, port = spec.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise VggvoxError(f"--listen must be HOST:PORT, got {spec!r}")
+    host = host.strip("[]")
+    if not is_loopback(host) and not token:
+        raise VggvoxError(f"--listen {spec} is not loopback: give --token-file, whose token "
+                          "every request must then carry")
+    return host, int(port)
+
+
+def read_token_file(path: Path) -> str:
+    """The token in ``--token-file``: one that every local user may read would give
+    them the page, so it is refused (the file's readers are the page's users)."""
+    try:
+        mode = path.stat().st_mode
+        token = path.read_text().strip()
+    except OSError as e:
+        raise VggvoxError(f"--token-file {path}: cannot read it: {e.strerror}") from None
+    if mode & stat.S_IROTH:
+        raise VggvoxError(f"--token-file {path}: every local user may read it (mode "
+                          f"{stat.S_IMODE(mode):o}), and with it use the page: chmod 600 it "
+                          "(or 640, for a group)")
+    if not token:
+        raise VggvoxError(f"--token-file {path} is empty")
+    return token
+
+
+def token_path(folder: Path, port: int) -> Path:
+    """Where a generated token is kept: the starter's private runtime folder."""
+    return folder / f"web-{port}.token"
+
+
+def generated_token(path: Path) -> str:
+    """The token kept at ``path`` (this user's, mode 0600), else a new random one
+    written there 0600: reused, so that a restart keeps open pages working."""
+    try:
+        st = path.lstat()
+        if (stat.S_ISREG(st.st_mode) and st.st_uid == os.getuid()
+                and not stat.S_IMODE(st.st_mode) & 0o077):
+            token = path.read_text().strip()
+            if len(token) >= 32:
+                return token
+    except OSError:
+        pass
+    token = secrets.token_urlsafe(32)
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
+
+
+class Guard:
+    """The checks of one bridge: its Host names, its token, its CSRF value."""
+
+    def __init__(self, host: str, port: int, token: str, allow_hosts: Iterable[str] = ()
+                 ) -> None:
+        self.port = port
+        self.token = token
+        self.cookie = f"vggvox-web-{port}"
+        # Bound to the token, so that a restart with the same token keeps pages valid.
+        self.csrf = hmac.new(token.encode(), b"vggvox-web csrf", hashlib.sha256).hexdigest()
+        shown = f"[{host}]" if ":" in host else host
+        names = {shown.lower(), *(LOOPBACK_NAMES if is_loopback(host) else ())}
+        self.hosts = {f"{n}:{port}" for n in names}
+        for name in allow_hosts:
+            name = name.strip().lower()
+            self.hosts |= {name} if _has_port(name) else {name, f"{name}:{port}"}
+        self.any_ip = host in ("0.0.0.0", "::", "")
+
+    def host_ok(self, host: str | None) -> bool:
+        if not host:
+            return False
+        host = host.strip().lower()
+        if host in self.hosts:
+            return True
+        if not self.any_ip:
+            return False
+        # On a wildcard address the machine's own addresses are not known: an IP
+        # literal is safe to take, since a rebinding page always sends a DNS name.
+        name, _, port = host.rpartition(":")
+        try:
+            ipaddress.ip_address(name.strip("[]"))
+        except ValueError:
+            return False
+        return port == str(self.port)
+
+    def given_token(self, headers: Mapping[str, str], query: Mapping[str, list[str]]
+                    ) -> str | None:
+        """The token a request carries (cookie, ``?token=`` or bearer), if any."""
+        if query.get("token"):
+            return query["token"][0]
+        auth = headers.get("Authorization") or ""
+        if auth.lower().startswith("bearer "):
+            return auth[7:].strip()
+        try:
+            jar = SimpleCookie(headers.get("Cookie") or "")
+        except CookieError:
+            return None
+        morsel = jar.get(self.cookie)
+        return morsel.value if morsel is not None else None
+
+    def authorized(self, headers: Mapping[str, str], query: Mapping[str, list[str]]) -> bool:
+        given = self.given_token(headers, query)
+        return given is not None and hmac.compare_digest(given.encode(), self.token.encode())
+
+    def set_cookie(self) -> str:
+        return f"{self.cookie}={self.token}; Path=/; HttpOnly; SameSite=Strict"
+
+    def cross_site(self, headers: Mapping[str, str]) -> str | None:
+        """Why a state-changing request is refused as not from this page; None if it is."""
+        site = headers.get("Sec-Fetch-Site")
+        if site is not None and site != "same-origin":
+            return f"made from another site (Sec-Fetch-Site: {site})"
+        origin = headers.get("Origin")
+        if not origin:
+            return "no Origin header"
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not self.host_ok(parts.netloc):
+            return f"made from another origin ({origin})"
+        given = headers.get("X-CSRF-Token") or ""
+        if not hmac.compare_digest(given.encode(), self.csrf.encode()):
+            return "no valid X-CSRF-Token (reload the page)"
+        return None
+
+
+def _has_port(name: str) -> bool:
+    tail = name.rpartition("]")[2] if name.startswith("[") else name
+    return ":" in tail and tail.rpartition(":")[2].isdigit()
