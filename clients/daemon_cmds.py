@@ -178,7 +178,9 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     if args.command == "listen":
         return live.listen(conn, args.json, args.topics, args.count, args.seconds)
     if args.command == "replay":
-        return live.replay(conn, args.target, args.realtime, args.json)
+        from vggvox_client import replay
+
+        return replay.run(conn, args.target, args.realtime, args.json)
     if args.command == "watch":
         from vggvox_client import watch
 

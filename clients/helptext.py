@@ -2,7 +2,7 @@
 
 They live here, not beside the ``add_argument`` calls, so that the parsers stay
 short to read and the texts can be read (and kept true) in one place: the
-formats say what ``vggvox.lists`` and ``live.replay_files`` really accept.
+formats say what ``vggvox.lists`` and ``replay.targets`` really accept.
 ``tests/test_help.py`` checks that every command has examples that parse, every
 argument a help text, and the formats are shown where they are read.
 """
@@ -48,13 +48,20 @@ trial files (--trials), as VoxCeleb's veri_test.txt:
   left out. EER and minDCF need scorable trials of both labels (else exit 1)."""
 
 REPLAY_TARGET = """\
-TARGET is an audio file (.wav, .flac, .ogg, .oga, .aiff, .aif; any rate and
-channels), or a text list of audio files: the first field of each line (up to
-a space, tab or comma) is a path relative to the list's folder, so
-enroll_list.csv and test_list.csv work as they are, in either form ('filename
-speaker', or 'filename,speaker' with that header line, which is skipped).
-Blank lines are skipped. If a listed file is missing, nothing is sent. The
-files are replayed one after another, each with its own events."""
+TARGET is an audio file, or a text list of audio files, told apart by content,
+never by suffix. Audio is anything libsndfile reads or FFmpeg's audio
+containers hold (.wav, .flac, .ogg, .oga, .opus, .mp3, .aiff, .aif, .m4a,
+.webm, ...; any rate and channels), the same rule as every command's. A list
+is UTF-8 text: the first field of each line (up to a space, tab or comma) is
+a path relative to the list's folder, so enroll_list.csv and test_list.csv
+work as they are, in either form ('filename speaker', or 'filename,speaker'
+with that header line, which is skipped). Blank lines are skipped. The files
+are replayed one after another, each with its own events; one that is missing,
+not audio or refused is named on stderr with its list and line, and the rest
+go on.
+exit status: 0 every file replayed; 1 a list only partly (the rest named on
+stderr); 2 nothing replayed (bad input, a refused request, no daemon); 130
+interrupted."""
 
 LARGE_SETS = """\
 very large enrolled sets (--index-above, default 50000 speakers, and more):
@@ -81,8 +88,10 @@ EXAMPLES: dict[str, str] = {
 enroll, speakers, remove, name, status, listen and replay need a running
 vggvoxd; the others work on files alone. Global options (--control, --events,
 --timeout, --log-level, --server-key, --key) go before or after the command.
-Exit status: 0 done, 1 nothing could be scored, 2 bad arguments, a setup error
-or a refused request, 130 interrupted.""",
+Exit status: 0 done, 1 nothing could be scored (replay: a list only partly
+replayed), 2 bad arguments, a setup error or a refused request, 130
+interrupted. A reader that stops reading (| head -1) ends a command quietly,
+with status 0.""",
     "enroll": _E + """\
   vggvox-client enroll alice a.wav b.flac      # a new speaker, from files
   vggvox-client enroll alice c.wav             # alice exists: c.wav is appended

@@ -1,5 +1,5 @@
-"""Client commands that go through the running daemon: enroll, speakers, remove,
-listen and replay.
+"""Client commands that go through the running daemon: enroll, listen, and one
+file's replay (``replay.py`` is the command, lists and the format rule).
 """
 
 from __future__ import annotations
@@ -19,7 +19,10 @@ from vggvox.errors import VggvoxError
 from vggvox_client.connection import ClientError, Connection, probe
 from vggvoxd.events import replay_source
 
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif"}
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".m4a",
+                  ".webm")
+"""Suffixes the help names as examples; what a file is, is decided by its content
+(``vggvox.audio``'s format rule), never by its suffix."""
 CHUNK_S = 1.0
 ENROLL_TIMEOUT_S = 60.0
 """Default wait for the reply to an enrollment of files: the daemon embeds them all first."""
@@ -116,35 +119,15 @@ def listen(conn: Connection, as_json: bool, topics: list[str] | None, count: int
     return 0
 
 
-def replay_files(target: Path) -> list[Path]:
-    """A single audio file, or a list (first field of each line is a path); anything
-    else is one VggvoxError naming it, before the daemon is asked anything."""
-    if not target.is_file():
-        raise VggvoxError(f"replay {target}: no such file")
-    if target.suffix.lower() in AUDIO_SUFFIXES:
-        return [target]
-    try:
-        text = target.read_text()
-    except (UnicodeDecodeError, OSError) as e:
-        raise VggvoxError(f"replay {target}: neither audio ({', '.join(sorted(AUDIO_SUFFIXES))}) "
-                          f"nor a text list of files ({e.__class__.__name__})") from None
-    lines = [ln.split()[0] for ln in text.splitlines()
-             if ln.strip() and ln.strip().lower() != "filename,speaker"]
-    files = [target.parent / ln.split(",")[0] for ln in lines]
-    missing = [f for f in files if not f.is_file()]
-    if not files or missing:
-        what = f"{missing[0]} (line {files.index(missing[0]) + 1}) is missing" if missing \
-            else "it names no files"
-        raise VggvoxError(f"replay {target}: not a usable list: {what}")
-    return files
-
-
 def replay_one(conn: Connection, path: Path, realtime: bool, as_json: bool,
-               timeout: float, echo: bool = True) -> list[dict[str, Any]]:
-    """Send one file through the daemon's pipeline; return its events (printed if ``echo``)."""
+               timeout: float, echo: bool = True, label: str | None = None
+               ) -> list[dict[str, Any]]:
+    """Send one file through the daemon's pipeline; return its events (printed if ``echo``).
+    ``label`` names the stream (default: the file's name, made printable)."""
     samples = to_int16(load_audio(path))
     session = secrets.token_hex(16)  # the key to the session: never sent anywhere else
-    label = "".join(c if c.isprintable() and c != " " else "_" for c in path.name)[:64]
+    if label is None:
+        label = "".join(c if c.isprintable() and c != " " else "_" for c in path.name)[:64]
     source = replay_source(session, label)
     sock = conn.subscribe()
     time.sleep(0.2)  # let the subscription reach the publisher before any event
@@ -194,25 +177,3 @@ def replay_one(conn: Connection, path: Path, realtime: bool, as_json: bool,
         print(f"replay: warning: {path}: the daemon dropped {finished['dropped_windows']} "
               "windows", file=sys.stderr)
     return events
-
-
-def replay(conn: Connection, target: Path, realtime: bool, as_json: bool) -> int:
-    files = replay_files(target)
-    failed = 0
-    for f in files:
-        t0 = time.monotonic()
-        try:
-            events = replay_one(conn, f, realtime, as_json, timeout=120)
-        except ClientError as e:
-            if e.code == "unreachable":
-                raise  # no daemon: the next file would fare no better (exit 2, one line)
-            print(f"replay: {f}: {e}", file=sys.stderr)
-            failed += 1
-            continue
-        except VggvoxError as e:
-            print(f"replay: {e}", file=sys.stderr)
-            failed += 1
-            continue
-        if not as_json:
-            print(f"# {f}: {len(events)} events in {time.monotonic() - t0:.2f} s", file=sys.stderr)
-    return 1 if failed == len(files) else 0

@@ -384,6 +384,8 @@ def test_bad_paths_and_endpoints_are_one_line_errors_before_any_work(
     lst.write_text("a.wav alice\n")
     junk = tmp_path / "junk.bin"
     junk.write_bytes(bytes(range(256)) * 4)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
     cases = [
         (["offline", "--enroll-list", str(lst), "--test-list", str(lst),
           "--out", str(tmp_path / "nope" / "r.csv")], "folder"),
@@ -394,6 +396,8 @@ def test_bad_paths_and_endpoints_are_one_line_errors_before_any_work(
          "no such file"),
         (["replay", str(junk), "--control", "tcp://127.0.0.1:9"], "neither audio"),
         (["replay", str(lst), "--control", "tcp://127.0.0.1:9"], "a.wav (line 1) is missing"),
+        (["replay", str(tmp_path), "--control", "tcp://127.0.0.1:9"], "is a folder"),
+        (["replay", str(empty), "--control", "tcp://127.0.0.1:9"], "names no file"),
     ]
     for argv, why in cases:
         with pytest.raises(SystemExit) if why in ("folder", "not an endpoint") else \
@@ -403,3 +407,5 @@ def test_bad_paths_and_endpoints_are_one_line_errors_before_any_work(
         err = capsys.readouterr().err
         errors = [ln for ln in err.splitlines() if "error" in ln]  # argparse adds usage
         assert why in err and len(errors) == 1 and "Traceback" not in err, (argv, err)
+        if argv[0] == "replay":  # the same prefix as every command's bad input (issue 20)
+            assert err.startswith(f"vggvox-client: error: replay {argv[1]}: "), err
