@@ -116,3 +116,68 @@ def test_the_view_shows_when_the_daemon_last_heard_each_speaker() -> None:
     w.speakers({"speakers": [{"name": "alice", "last_heard": 1500.0},
                              {"name": "carol", "last_heard": 5.0}]})
     assert w.last_seen == {"alice": 1500.0, "carol": 2000.0}
+
+
+MARKUP = ("[/x]", "[bold]", "[link=https://evil.example]x", "[/]")
+"""Names rich would take as markup: '[/x]' and '[/]' close nothing (MarkupError)."""
+
+
+def test_names_are_shown_as_text_never_markup() -> None:
+    """Issue 20: a replay label '[/x]' raised MarkupError in every open view."""
+    import io
+
+    from rich.console import Console
+
+    w = WatchState()
+    for i, name in enumerate(MARKUP):
+        source = f"replay:{name}-0123456789ab"
+        w.event({"type": "turn", "source": source, "turn": 1, "t_start": 0.0, "t_end": 2.0,
+                 "speaker": name, "unknown": None, "confidence": 0.9})
+        w.event({"type": "status", "source": source, "t_start": 2.0, "t_end": 2.0,
+                 "state": name, "dropped_windows": i})
+    w.speakers({"speakers": [{"name": n, "last_heard": None} for n in MARKUP]})
+    w.log.append("[/x] said [bold]")
+    w.model = "[/]"
+    console = Console(file=io.StringIO(), width=240, record=True)
+    console.print(render(w))
+    screen = console.export_text()
+    for name in MARKUP:
+        assert f"replay:{name}-0123456789ab" in screen and f"│ {name} " in screen, screen
+    assert "[/x] said [bold]" in screen and "model [/]" in screen
+
+
+def test_watch_under_tmux_survives_markup_in_names(tmp_path: Path) -> None:
+    """The real view, a real daemon: speakers enrolled as '[bold]' and '[link=...]x', a
+    replay labelled '[/x]'; the view shows them as written and quits with 0 on q."""
+    convo = conversation(tmp_path)
+    cfg = tmp_path / "vggvoxd.yaml"
+    cfg.write_text(yaml.safe_dump({"status": {"interval_s": 0.5}}))
+    d = DaemonProcess(tmp_path, args=["--config", str(cfg)]).start()
+    names = dict(zip(sorted(convo.enroll), MARKUP[1:3], strict=True))
+    for real, shown in names.items():
+        live.enroll(d.conn, shown, convo.enroll[real], None, False, 16 << 20)
+    session = f"vggvox-markup-{os.getpid()}"
+    cmd = (f"env -u COLUMNS -u LINES {CLIENT} --control {d.conn.control} "
+           f"--events {d.conn.events} watch 2> {tmp_path}/watch.err; "
+           f"echo $? > {tmp_path}/watch.status")
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "200", "-y", "40", cmd],
+                   check=True, timeout=10, stdin=subprocess.DEVNULL)
+    subprocess.run(["tmux", "resize-window", "-t", session, "-x", "200", "-y", "40"],
+                   check=True, timeout=10)
+    try:
+        wait_pane(session, *names.values(), "not heard yet")
+        live.replay_one(d.conn, convo.stream, realtime=False, as_json=True, timeout=120,
+                        echo=False, label="[/x]")
+        screen = wait_pane(session, "replay:[/x]-", "s ago", *names.values())
+        (tmp_path / "watch-markup-screen.txt").write_text(screen)
+        subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True, timeout=10)
+        deadline = time.monotonic() + 10
+        while not (tmp_path / "watch.status").exists():
+            assert time.monotonic() < deadline, "q did not quit:\n" + pane(session)
+            time.sleep(0.1)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        d.stop()
+    err = (tmp_path / "watch.err").read_text()
+    assert (tmp_path / "watch.status").read_text().strip() == "0", err
+    assert "Traceback" not in err and "MarkupError" not in err, err
