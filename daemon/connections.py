@@ -18,9 +18,11 @@ socket file's mode and group (``security.group``). Clients reconnect by
 themselves (ZeroMQ) or on their next request. One WARNING per episode.
 
 The cap leaves room twice: ``RESERVE`` files for the daemon's own (store,
-model, audio, replays), and half of the rest for the connections accepted
-between the cap being reached and the socket's thread unbinding (libzmq
-keeps accepting meanwhile; one local process connects ~50 per ms).
+model, audio, replays) and ``METRICS_FILES`` for the metrics endpoint's
+connections (``metricsserver.py``: bounded on its own, and never counted here),
+and half of the rest for the connections accepted between the cap being reached
+and the socket's thread unbinding (libzmq keeps accepting meanwhile; one local
+process connects ~50 per ms).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from dataclasses import dataclass
 import zmq
 
 from vggvoxd.lock import ipc_path
+from vggvoxd.metricsserver import FILES as METRICS_FILES
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +67,7 @@ def cap_for(soft: int, in_use: int) -> int:
     """Connections allowed in all, under a soft limit of ``soft`` with ``in_use`` open."""
     if soft == resource.RLIM_INFINITY:
         return MAX_CAP
-    return min(MAX_CAP, max(MIN_CAP, (soft - in_use - RESERVE) // 2))
+    return min(MAX_CAP, max(MIN_CAP, (soft - in_use - RESERVE - METRICS_FILES) // 2))
 
 
 class Budget:

@@ -11,6 +11,10 @@ latency histogram: one ``observe`` per window, in the executor thread.
 A ``listen`` address off loopback is refused unless ``public: true`` says it
 is meant: the endpoint has no authentication, and the systemd unit allows
 only localhost (its ``IPAddressAllow=``) for the same reason.
+
+The HTTP server is the daemon's own (``metricsserver.py``): a few connections at
+once, with time-outs, inside the daemon's budget of open files, so that a flood
+of the port cannot reach the store or the ZeroMQ sockets.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from vggvox import __version__
+from vggvoxd.metricsserver import MAX_CONNECTIONS, MetricsHTTP
 
 if TYPE_CHECKING:
     from vggvoxd.daemon import Daemon
@@ -134,19 +139,21 @@ class MetricsServer:
                                  "sample entering its ring buffer to its events being out",
                                  buckets=LATENCY_BUCKETS, registry=self.registry)
         self.registry.register(DaemonCollector(daemon))  # type: ignore[arg-type]
-        self._server: Any = None
+        self.http = MetricsHTTP(settings.address, self.render)
 
     def observe(self, latency_s: float) -> None:
         self.latency.observe(latency_s)
 
-    def start(self) -> None:
-        from prometheus_client import start_http_server
+    def render(self) -> tuple[bytes, str]:
+        """The text exposition of every metric, read now (in a connection's thread)."""
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-        host, port = self.settings.address
-        self._server, _ = start_http_server(port, host, self.registry)
-        log.info("metrics on http://%s/metrics", self.settings.listen)
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    def start(self) -> None:
+        self.http.start()
+        log.info("metrics on http://%s/metrics (at most %d connections at once)",
+                 self.settings.listen, MAX_CONNECTIONS)
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        self.http.stop()

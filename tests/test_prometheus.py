@@ -7,9 +7,13 @@ window. Settings are checked at start with errors naming the key.
 
 from __future__ import annotations
 
+import http.client
+import resource
 import socket
 import subprocess
 import sys
+import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -105,3 +109,146 @@ def test_loopback_or_public_on_purpose_is_accepted() -> None:
     assert config.parse({"metrics": {"listen": "[::1]:9464"}}).metrics.address == ("::1", 9464)
     assert config.parse({"metrics": {"listen": "localhost:9464"}}).metrics.listen
     assert config.parse({"metrics": {"listen": "0.0.0.0:9464", "public": True}}).metrics.public
+
+
+# ------------------------------------------------------------------ a flood of the port
+
+
+def proc_figure(pid: int, key: str) -> int:
+    """Threads, or open files (key "fds"), of a process now."""
+    if key == "fds":
+        return len(list(Path(f"/proc/{pid}/fd").iterdir()))
+    line = next(ln for ln in Path(f"/proc/{pid}/status").read_text().splitlines()
+                if ln.startswith(key + ":"))
+    return int(line.split()[1])
+
+
+def idle(port: int, n: int) -> list[socket.socket]:
+    """``n`` TCP connections to the port that never send a byte."""
+    out = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        out.append(s)
+    return out
+
+
+def closed_by_server(s: socket.socket, within: float) -> bool:
+    """The server closed ``s`` (EOF or reset) within ``within`` seconds."""
+    s.settimeout(within)
+    try:
+        return s.recv(1) == b""
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+def scrape_within(port: int, seconds: float) -> dict:
+    """Scrape until it is served (a full endpoint closes new connections at once)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return scrape(port)
+        except (OSError, http.client.HTTPException):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def metrics_daemon(tmp: Path, files: int | None = None) -> tuple[DaemonProcess, int]:
+    port = free_port()
+    cfg = tmp / "vggvoxd.yaml"
+    cfg.write_text(yaml.safe_dump({"metrics": {"listen": f"127.0.0.1:{port}"}}))
+    d = DaemonProcess(tmp, args=["--config", str(cfg)])
+    if files is not None:  # both limits: the daemon cannot raise its own
+        d.argv = ["prlimit", f"--nofile={files}:{files}", *d.argv]
+    return d.start(), port
+
+
+def test_the_metrics_port_serves_8_at_once_and_cuts_idle_ones(tmp_path: Path) -> None:
+    """At the limit (8 idle connections) each is held; past it the 9th is closed at
+    once; an idle one is cut after 5 s without its request, and scrapes work again."""
+    from vggvoxd.metricsserver import HEADER_TIMEOUT_S, MAX_CONNECTIONS
+
+    d, port = metrics_daemon(tmp_path)
+    held: list[socket.socket] = []
+    try:
+        held = idle(port, MAX_CONNECTIONS)
+        time.sleep(0.3)  # all accepted
+        assert not any(closed_by_server(s, 0.05) for s in held), "held at the limit"
+        extra = idle(port, 1)[0]
+        t0 = time.monotonic()
+        assert closed_by_server(extra, 2) and time.monotonic() - t0 < 1, "past the limit"
+        extra.close()
+        # One trickles its request line and never ends its headers: cut all the same.
+        held[0].sendall(b"GET /metrics HTTP/1.1\r\n")
+        assert all(closed_by_server(s, HEADER_TIMEOUT_S + 2) for s in held)
+        took = time.monotonic() - t0
+        assert HEADER_TIMEOUT_S - 1 < took < HEADER_TIMEOUT_S + 2, took
+        assert scrape(port)[("vggvox_enrolled_speakers", ())] == 0
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/nothing", timeout=5) as r:
+            pytest.fail(f"served {r.status}")
+    except urllib.error.HTTPError as e:
+        assert e.code == 404
+    finally:
+        for s in held:
+            s.close()
+        code, _ = d.stop()
+    assert code == 0
+    assert "metrics: 8 connections at once: closing new ones" in d.output()
+
+
+def test_a_metrics_flood_under_1024_files_leaves_the_daemon_answering(
+        tmp_path: Path, voices: dict[str, list[Path]]) -> None:
+    """Issue 20: 1,000 idle connections to the metrics port took a daemon limited to
+    1,024 files to 1,022 files and 1,011 threads; enroll then failed ("unable to open
+    database file") and 50 control connections aborted it. Now its files and threads
+    hardly move, it enrolls, and 50 control connections are answered."""
+    from floods import ask_status, dealer
+
+    from vggvoxd.metricsserver import FILES, HEADER_TIMEOUT_S, MAX_CONNECTIONS
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"this process may open only {hard} files")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    d, port = metrics_daemon(tmp_path, files=1024)
+    assert d.proc is not None
+    pid = d.proc.pid  # prlimit exec'd the daemon: the same process
+    assert "Max open files            1024                 1024" in \
+        Path(f"/proc/{pid}/limits").read_text()
+    fds0, threads0 = proc_figure(pid, "fds"), proc_figure(pid, "Threads")
+    held: list[socket.socket] = []
+    clients = []
+    try:
+        held = idle(port, 1000)
+        time.sleep(0.5)
+        fds, threads = proc_figure(pid, "fds"), proc_figure(pid, "Threads")
+        print(f"1,000 idle metrics connections: files {fds0} -> {fds}, threads "
+              f"{threads0} -> {threads}")
+        assert fds <= fds0 + FILES and threads <= threads0 + MAX_CONNECTIONS
+        reply = live.enroll(d.conn, "alice", voices["alice"], None, False, 16 << 20)
+        assert reply["action"] == "added"
+        assert [s["name"] for s in d.conn.request("list")["speakers"]] == ["alice"]
+        clients = [dealer(d.conn.control) for _ in range(50)]
+        answers = [ask_status(c, 5) for c in clients]
+        assert all(a is not None and a["ok"] for a in answers)
+        # The first 8 idle ones hold every slot until their 5 s are up: then it serves.
+        served = scrape_within(port, HEADER_TIMEOUT_S + 3)
+        assert served[("vggvox_source_state", (("source", "stdin"), ("state", "running")))] == 1
+    finally:
+        for c in clients:
+            c.close()
+        for s in held:
+            s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        code, _ = d.stop()
+    assert code == 0, d.output()
+    assert "Traceback" not in d.output()
+
+
+def test_the_connection_cap_keeps_the_metrics_files_aside() -> None:
+    from vggvoxd.connections import RESERVE, cap_for
+    from vggvoxd.metricsserver import FILES
+
+    assert cap_for(1024, 30) == (1024 - 30 - RESERVE - FILES) // 2
