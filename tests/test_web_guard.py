@@ -1,0 +1,310 @@
+"""Who may use the web bridge: Host names (DNS rebinding), the token on loopback, the
+same-origin and CSRF checks of an enrollment, and the local-user policy.
+
+Real parts: a real daemon and bridge, real curl (the issue's own commands), a
+real Chromium on a page of another origin, and, as root, a real other account
+(``nobody``)."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from daemon_proc import DaemonProcess, free_port
+from speakers_fixture import Conversation, conversation
+from test_web import NEEDS_CHROMIUM, Bridge, chromium, fetch, start_web, stop_web
+
+from vggvox_client.webguard import Guard, generated_token
+
+CURL = shutil.which("curl")
+PATHS = ["/", "/state", "/speakers", "/events", "/nothing"]
+
+
+# ------------------------------------------------------------------------- the rules alone
+
+
+def test_host_names_it_serves() -> None:
+    g = Guard("127.0.0.1", 8765, "t" * 43, ["vggvox.lan", "proxy.example:443"])
+    for host in ("127.0.0.1:8765", "localhost:8765", "[::1]:8765", "LocalHost:8765",
+                 "vggvox.lan", "vggvox.lan:8765", "proxy.example:443"):
+        assert g.host_ok(host), host
+    for host in ("evil.example:8765", "evil.example", "127.0.0.1:9999", "127.0.0.1", "",
+                 None, "proxy.example", "vggvox.lan.evil.example:8765", "192.168.1.5:8765"):
+        assert not g.host_ok(host), host
+    wild = Guard("0.0.0.0", 8765, "t" * 43)
+    assert wild.host_ok("192.168.1.5:8765") and wild.host_ok("[fe80::1]:8765")
+    assert not wild.host_ok("192.168.1.5:80") and not wild.host_ok("evil.example:8765")
+
+
+def test_a_post_must_come_from_the_page() -> None:
+    g = Guard("127.0.0.1", 8765, "t" * 43)
+    good = {"Origin": "http://127.0.0.1:8765", "X-CSRF-Token": g.csrf,
+            "Sec-Fetch-Site": "same-origin"}
+    assert g.cross_site(good) is None
+    assert g.cross_site({**good, "Origin": "http://localhost:8765"}) is None
+    for change, why in ((("Origin", "http://evil.example"), "another origin"),
+                        (("Origin", "http://127.0.0.1:8766"), "another origin"),
+                        (("Origin", "null"), "another origin"),
+                        (("Origin", ""), "no Origin"),
+                        (("Sec-Fetch-Site", "same-site"), "another site"),
+                        (("Sec-Fetch-Site", "cross-site"), "another site"),
+                        (("X-CSRF-Token", ""), "X-CSRF-Token"),
+                        (("X-CSRF-Token", g.csrf[:-1] + "0"), "X-CSRF-Token")):
+        refused = g.cross_site({**good, change[0]: change[1]})
+        assert refused is not None and why in refused, (change, refused)
+    # The CSRF value is the token's: another bridge's page does not fit.
+    assert Guard("127.0.0.1", 8765, "u" * 43).csrf != g.csrf
+
+
+def test_the_token_travels_by_cookie_query_or_bearer() -> None:
+    g = Guard("127.0.0.1", 8765, "s3cret" * 8)
+    assert g.authorized({"Cookie": f"a=b; vggvox-web-8765={g.token}"}, {})
+    assert g.authorized({}, {"token": [g.token]})
+    assert g.authorized({"Authorization": f"Bearer {g.token}"}, {})
+    for headers in ({}, {"Cookie": f"vggvox-web-8766={g.token}"}, {"Cookie": "\x00;;=="},
+                    {"Cookie": "vggvox-web-8765=" + g.token[:-1]},
+                    {"Authorization": f"Basic {g.token}"}):
+        assert not g.authorized(headers, {}), headers
+    assert "HttpOnly" in g.set_cookie() and "SameSite=Strict" in g.set_cookie()
+
+
+def test_a_generated_token_is_private_and_kept(tmp_path: Path) -> None:
+    path = tmp_path / "web-8765.token"
+    token = generated_token(path)
+    assert len(token) >= 43 and path.stat().st_mode & 0o777 == 0o600
+    assert generated_token(path) == token  # a restart keeps open pages working
+    path.chmod(0o644)  # someone widened it: not trusted any more
+    fresh = generated_token(path)
+    assert fresh != token and path.stat().st_mode & 0o777 == 0o600
+
+
+# ------------------------------------------------------------------ a real daemon and bridge
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[tuple[DaemonProcess, Bridge, Conversation]]:
+    tmp = tmp_path_factory.mktemp("guard")
+    convo = conversation(tmp)
+    d = DaemonProcess(tmp).start()
+    web = start_web(d, free_port())
+    try:
+        yield d, web, convo
+    finally:
+        out = stop_web(web)
+        d.stop()
+        assert "Traceback" not in out, out
+
+
+def curl(*args: str) -> tuple[int, str]:
+    """(HTTP status, body) of one real curl."""
+    assert CURL is not None
+    out = subprocess.run([CURL, "-s", "-m", "5", "-o", "-", "-w", "\n%{http_code}", *args],
+                         capture_output=True, text=True, timeout=30).stdout
+    body, _, code = out.rpartition("\n")
+    return int(code), body
+
+
+def speakers(d: DaemonProcess) -> list[str]:
+    return [s["name"] for s in d.conn.request("list")["speakers"]]
+
+
+@pytest.mark.skipif(CURL is None, reason="curl is needed")
+def test_another_host_name_gets_421(served: tuple[DaemonProcess, Bridge, Conversation]
+                                    ) -> None:
+    d, web, convo = served
+    evil = f"Host: evil.example:{web.port}"
+    for path in PATHS:  # the issue's rebinding request, even with the right token
+        code, body = curl("-H", evil, "-H", f"Cookie: {web.cookie()}", web.url + path)
+        assert code == 421 and "does not serve Host 'evil.example" in body, (path, body)
+    code, _ = curl("-X", "POST", "-H", evil, "-H", f"Origin: http://evil.example:{web.port}",
+                   "-H", f"Cookie: {web.cookie()}", "-H", f"X-CSRF-Token: {web.csrf}",
+                   "--data-binary", f"@{convo.enroll[sorted(convo.enroll)[0]][0]}",
+                   f"{web.url}/enroll?name=victim")
+    assert code == 421 and "victim" not in speakers(d)
+
+
+def test_without_the_token_everything_is_403(served: tuple[DaemonProcess, Bridge, Conversation]
+                                             ) -> None:
+    _, web, _ = served
+    for path in PATHS:
+        code, body, _ = fetch(web.url + path)
+        assert code == 403 and b"vggvox-client web printed" in body, path
+        code, _, _ = fetch(f"{web.url}{path}?token={web.token[:-2]}")
+        assert code == 403, path
+    code, body, headers = fetch(web.url + "/", Accept="text/html")
+    assert code == 403 and headers["Content-Type"].startswith("text/html")
+    code, _, _ = fetch(web.url + "/enroll?name=x", data=b"RIFF")
+    assert code == 403
+
+
+def test_the_token_url_sets_a_private_cookie(served: tuple[DaemonProcess, Bridge, Conversation]
+                                             ) -> None:
+    _, web, _ = served
+    code, _, headers = fetch(f"{web.url}/?token={web.token}")
+    assert code == 303 and headers["Location"] == "/"
+    cookie = headers["Set-Cookie"]
+    assert cookie.startswith(web.cookie() + ";")
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
+    code, body, headers = fetch(web.url + "/", Cookie=web.cookie())
+    assert code == 200 and f'content="{web.csrf}"'.encode() in body
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    assert web.token.encode() not in body  # the page never holds the token itself
+    code, body, _ = fetch(web.url + "/state", Cookie=web.cookie())
+    assert code == 200 and b'"stdin"' in body
+
+
+@pytest.mark.skipif(CURL is None, reason="curl is needed")
+def test_an_enrollment_must_come_from_the_page(
+        served: tuple[DaemonProcess, Bridge, Conversation]) -> None:
+    d, web, convo = served
+    name = sorted(convo.enroll)[0]
+    clip = f"@{convo.enroll[name][0]}"
+    own = f"Origin: http://127.0.0.1:{web.port}"
+    auth = ("-H", f"Cookie: {web.cookie()}")
+    attempts = {  # the issue's command first: it enrolled
+        "evil origin": ("-H", "Origin: http://evil.example", "-H", "Content-Type: text/plain"),
+        "no origin": (),
+        "other site": ("-H", own, "-H", "Sec-Fetch-Site: cross-site", "-H",
+                       f"X-CSRF-Token: {web.csrf}"),
+        "no csrf": ("-H", own),
+        "wrong csrf": ("-H", own, "-H", "X-CSRF-Token: " + "0" * 64),
+    }
+    for what, headers in attempts.items():
+        code, body = curl("-X", "POST", *auth, *headers, "--data-binary", clip,
+                          f"{web.url}/enroll?name=victim")
+        assert code == 403 and "refused" in body, (what, body)
+    assert "victim" not in speakers(d)
+    code, body = curl("-X", "POST", *auth, "-H", own, "-H", f"X-CSRF-Token: {web.csrf}",
+                      "--data-binary", clip, f"{web.url}/enroll?name=by-the-page")
+    assert code == 200 and '"added"' in body, body
+    assert speakers(d) == ["by-the-page"]
+    d.conn.request("remove", name="by-the-page")
+
+
+def test_allowed_host_names_are_served(served: tuple[DaemonProcess, Bridge, Conversation]
+                                       ) -> None:
+    d, _, _ = served
+    web = start_web(d, free_port(), limits={}, allow_hosts=("vggvox.lan",))
+    try:
+        for host in ("vggvox.lan", f"vggvox.lan:{web.port}"):
+            code, _, _ = fetch(web.url + "/state", Host=host, Cookie=web.cookie())
+            assert code == 200, host
+        code, _, _ = fetch(web.url + "/state", Host="other.lan", Cookie=web.cookie())
+        assert code == 421
+        code, body, _ = fetch(web.url + "/enroll?name=x", data=b"not audio", Host="vggvox.lan",
+                              Origin="http://vggvox.lan", Cookie=web.cookie(),
+                              X_CSRF_Token=web.csrf)
+        assert code == 400 and b"not readable as audio" in body  # past every check
+    finally:
+        assert "Traceback" not in stop_web(web)
+
+
+def other_user() -> str | None:
+    try:
+        pwd.getpwnam("nobody")
+    except KeyError:
+        return None
+    return "nobody"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to run the probe as another user")
+@pytest.mark.skipif(shutil.which("runuser") is None or CURL is None or other_user() is None,
+                    reason="needs runuser, curl and a 'nobody' account")
+def test_a_local_user_without_the_socket_gets_nothing(
+        served: tuple[DaemonProcess, Bridge, Conversation]) -> None:
+    d, web, convo = served
+
+    def as_nobody(*argv: str, data: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(["runuser", "-u", "nobody", "--", *argv], input=data,
+                              capture_output=True, timeout=30)
+
+    # The premise: the daemon's socket is closed to this user.
+    control = d.conn.control.removeprefix("ipc://")
+    probe = as_nobody("python3", "-c", "import socket, sys; s = socket.socket(socket.AF_UNIX)\n"
+                      f"try: s.connect({control!r})\nexcept PermissionError: sys.exit(13)")
+    assert probe.returncode == 13, probe
+    # Neither can it read the token where the bridge keeps it.
+    kept = next(d.tmp.glob(f"xdg-{web.port}/vggvox/web-{web.port}.token"))
+    assert as_nobody("cat", str(kept)).returncode != 0
+    # So through the page it gets 403 for everything.
+    for path in PATHS:
+        out = as_nobody(CURL or "curl", "-s", "-m", "5", "-o", "/dev/null", "-w",
+                        "%{http_code}", web.url + path)
+        assert out.stdout == b"403", (path, out)
+    clip = convo.enroll[sorted(convo.enroll)[0]][0].read_bytes()  # on stdin: nobody can't read it
+    out = as_nobody(CURL or "curl", "-s", "-m", "5", "-o", "/dev/null", "-w", "%{http_code}",
+                    "-H", f"Origin: {web.url}", "--data-binary", "@-",
+                    f"{web.url}/enroll?name=victim", data=clip)
+    assert out.stdout == b"403", out
+    assert "victim" not in speakers(d)
+
+
+ATTACK = """<!doctype html><title>loading</title>
+<form id="form" method="POST" enctype="text/plain" action="{bridge}/enroll?name=victim-form">
+<input name="x" value="y"></form>
+<script>
+fetch("/voice.wav").then((r) => r.blob()).then((voice) =>
+  fetch("{bridge}/enroll?name=victim-fetch", {{method: "POST", mode: "no-cors",
+                                               credentials: "include", body: voice}}))
+  .then(() => "answered", () => "failed")
+  .then((how) => fetch("/report?fetch=" + how))  // an opaque answer: it reached the bridge
+  .finally(() => document.getElementById("form").submit());
+</script>"""
+
+
+@NEEDS_CHROMIUM
+def test_a_page_of_another_origin_cannot_enroll(
+        served: tuple[DaemonProcess, Bridge, Conversation], tmp_path: Path) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    d, web, convo = served
+    site = tmp_path / "site"
+    site.mkdir()
+    shutil.copy(convo.enroll[sorted(convo.enroll)[0]][0], site / "voice.wav")
+    (site / "attack.html").write_text(ATTACK.format(bridge=web.url))
+    attacker = ThreadingHTTPServer(("127.0.0.1", free_port()),
+                                   partial(QuietHandler, directory=str(site)))
+    threading.Thread(target=attacker.serve_forever, daemon=True).start()
+    browser = chromium(tmp_path)
+    try:
+        browser.get(f"{web.url}/?token={web.token}")  # the victim has the page's cookie
+        # Same site (the cookie goes along: ports do not count), and another site.
+        for origin in (f"http://127.0.0.1:{attacker.server_port}",
+                       f"http://localhost:{attacker.server_port}"):
+            browser.get(origin + "/attack.html")
+            WebDriverWait(browser, 20).until(lambda b: b.current_url.startswith(web.url))
+            # Refused for its origin, or (where Chromium binds cookies to their port, or
+            # across sites) for want of the token: a 403 either way.
+            try:
+                WebDriverWait(browser, 20).until(
+                    lambda b: "refused: made from another" in b.page_source
+                    or "this page needs its token" in b.page_source)
+            except Exception:
+                raise AssertionError((origin, browser.current_url, browser.page_source)) from None
+        assert QuietHandler.seen.count("/report?fetch=answered") == 2, QuietHandler.seen
+        assert not [n for n in speakers(d) if n.startswith("victim")]
+    finally:
+        browser.quit()
+        attacker.shutdown()
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    seen: ClassVar[list[str]] = []
+    """The paths the attacker's server was asked for."""
+
+    def do_GET(self) -> None:
+        QuietHandler.seen.append(self.path)
+        super().do_GET()
+
+    def log_message(self, fmt: str, *args: object) -> None:
+        pass
