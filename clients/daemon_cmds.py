@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from vggvox.errors import VggvoxError
 from vggvox_client.common import plural, print_json
 from vggvoxd.events import EVENT_TYPES
 
@@ -169,7 +168,7 @@ def format_status(s: dict[str, Any]) -> str:
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
-    from vggvox_client import live
+    from vggvox_client import enroll, live
     from vggvox_client.connection import Connection
     from vggvoxd.config import EndpointSettings
 
@@ -212,16 +211,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
                   "the store ends; vggvoxd finishes the erasure then)"))
         return 0
     if args.command == "name":
-        extra = {"source": args.source} if args.source else {}
-        reply = conn.request("name", unknown=args.unknown, name=args.name,
-                             replace=args.replace, force=args.force, **extra)
-        if args.json:
-            print_json(data(reply))
-        else:
-            print(f"{reply['unknown']} on {reply['source']} is now {reply['speaker']}: "
-                  f"{reply['speech_s']:.1f} s of its speech enrolled; its turns "
-                  f"{', '.join(map(str, reply['turns'])) or '(none closed yet)'}")
-        return 0
+        return enroll.run_name(conn, args, data)
     if args.command == "speakers":
         reply = conn.request("list")
         if args.json:
@@ -232,21 +222,4 @@ def cmd_daemon(args: argparse.Namespace) -> int:
                 print(f"  {s['name']:24s} {plural(s['embeddings'], 'embedding', 3)}  "
                       f"{s['seconds']:7.1f} s of speech")
         return 0
-    if (args.live is None) == (not args.files):
-        raise VggvoxError("enroll needs either FILE... or --live SECONDS")
-    if args.source is not None and args.live is None:
-        raise VggvoxError("--source goes with --live: files are not recorded from a source")
-    reply = live.enroll(conn, args.name, args.files, args.live, args.replace,
-                        EndpointSettings().max_request_bytes, args.force, timeout=args.timeout,
-                        source=args.source)
-    if args.json:
-        print_json(data(reply))
-    else:
-        # An existing name without --replace gets the clips added: say so plainly.
-        done = {"appended": f"appended to {reply['speaker']} (already enrolled; --replace "
-                            "starts over): now",
-                "replaced": f"replaced {reply['speaker']}:"}.get(
-            reply.get("action", ""), f"enrolled {reply['speaker']}:")
-        print(f"{done} {plural(reply['embeddings'], 'embedding')}, "
-              f"{reply['speech_s']:.1f} s of speech after VAD ({reply['model']})")
-    return 0
+    return enroll.run_enroll(conn, args, EndpointSettings().max_request_bytes, data)

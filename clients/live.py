@@ -5,6 +5,7 @@ file's replay (``replay.py`` is the command, lists and the format rule).
 from __future__ import annotations
 
 import json
+import logging
 import re
 import secrets
 import sys
@@ -18,6 +19,8 @@ from vggvox.audio import SAMPLE_RATE, load_audio, to_int16
 from vggvox.errors import VggvoxError
 from vggvox_client.connection import ClientError, Connection, probe
 from vggvoxd.events import replay_source
+
+log = logging.getLogger(__name__)
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".m4a",
                   ".webm")
@@ -62,30 +65,41 @@ def emit(ev: dict[str, Any], as_json: bool) -> None:
 
 def enroll(conn: Connection, name: str, files: list[Path], live: float | None,
            replace: bool, max_bytes: int, force: bool = False,
-           timeout: float | None = None, source: str | None = None) -> dict[str, Any]:
+           timeout: float | None = None, source: str | None = None,
+           request: str | None = None, clips: list[bytes] | None = None) -> dict[str, Any]:
     """Enroll files (or a live recording); ``force`` stores clips that do not match the
     speaker's voiceprint or each other, and a name that looks like another's.
 
     ``timeout`` bounds the wait for the daemon's reply (after the recording, for
     ``live``); by default it is long (60 s, or 30 s after a recording), as the daemon
     embeds all the audio before it answers. ``source`` names the daemon's live source
-    to record from (default: its first)."""
+    to record from (default: its first). ``request`` is the client's id for it, which
+    a ``cancel`` names; ``clips``: the files' audio, already read (``load_clips``)."""
+    rid = {} if request is None else {"request": request}
     if live is not None:
         wait = live + (ENROLL_AFTER_LIVE_S if timeout is None else timeout)
         where = {} if source is None else {"source": source}
         return conn.request("enroll", timeout=wait, name=name, live=float(live),
-                            replace=replace, force=force, **where)
+                            replace=replace, force=force, **where, **rid)
+    if clips is None:
+        clips = load_clips(files, max_bytes)
+    log.debug("enroll %r: sending request %s, %.1f s of audio", name, request,
+              sum(len(c) for c in clips) / 2 / SAMPLE_RATE)
+    try:
+        return conn.request("enroll", timeout=ENROLL_TIMEOUT_S if timeout is None else timeout,
+                            name=name, audio=clips, replace=replace, force=force, **rid)
+    except ClientError as e:
+        raise ClientError(with_files(str(e), files), e.code) from None
+
+
+def load_clips(files: list[Path], max_bytes: int) -> list[bytes]:
+    """The files' audio as request PCM; a VggvoxError if it exceeds a request's size."""
     clips = [to_pcm(load_audio(f)) for f in files]
     size = sum(len(c) for c in clips)
     if size > max_bytes:
         raise VggvoxError(f"{size} bytes of audio exceed the {max_bytes}-byte request limit; "
                           "enroll with fewer or shorter files")
-    try:
-        return conn.request("enroll", timeout=ENROLL_TIMEOUT_S if timeout is None else timeout,
-                            name=name, audio=clips, replace=replace,
-                            force=force)
-    except ClientError as e:
-        raise ClientError(with_files(str(e), files), e.code) from None
+    return clips
 
 
 def with_files(error: str, files: list[Path]) -> str:
