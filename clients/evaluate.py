@@ -138,9 +138,15 @@ def summary(s: ConversationScore, audio_s: float, took_s: float, n_turns: int) -
     flicker = "n/a" if s.flicker is None else f"{s.flicker:.2f}"
     return "\n".join([
         f"audio {audio_s:.1f} s in {took_s:.1f} s; {n_turns} turns",
-        f"identification error rate {pct(s.ier)} of {s.scored_s:.1f} s scored",
+        # The two figures measure different things and can differ widely (7 % against
+        # 100 %): say what each counts, so that the gap reads right (issue 20).
+        f"identification error rate {pct(s.ier)} of {s.scored_s:.1f} s scored: time, "
+        f"{s.missed_s:.1f} s with no label (missed: pauses kept in the truth, the lag "
+        f"before a turn is first named) and {s.confusion_s:.1f} s with a wrong one",
         f"strangers' false-accept rate {pct(s.stranger_fa_rate)}",
-        f"turn accuracy {pct(s.turn_accuracy)}",
+        f"turn accuracy {pct(s.turn_accuracy)}: turns, {s.n_turns_right} of {s.n_turns} "
+        "true turns labelled right for most of their time (the missed edges and pauses "
+        "that the error rate counts do not make a turn wrong)",
         f"flicker {flicker} label changes per true change",
         f"delay to the right label after a change: {delay} ({s.missed_changes} never)",
     ])

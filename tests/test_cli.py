@@ -245,6 +245,14 @@ def test_evaluate_a_conversation_in_process(capsys: pytest.CaptureFixture[str],
     # output covers it): that pause alone is about 3% of the scored time.
     assert out["ier"] <= 0.08 and out["turn_accuracy"] == 1.0 and out["true_changes"] == 3
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # In words, each figure says what it counts, so that 7 % beside 100 % reads right.
+    assert main(["evaluate", str(fixtures_dir / "stream_2spk.wav"), "--rttm",
+                 str(fixtures_dir / "stream_2spk.rttm"), "--enroll-list", str(enroll)]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"identification error rate [\d.]+% of [\d.]+ s scored: time, [\d.]+ s "
+                     r"with no label \(missed: .*\) and [\d.]+ s with a wrong one", text), text
+    assert re.search(r"turn accuracy 100\.00%: turns, 4 of 4 true turns labelled right for "
+                     r"most of their time \(the missed edges", text), text
     # A user's mistake is one line, naming the file.
     code = main(["evaluate", str(fixtures_dir / "stream_2spk.wav"), "--rttm",
                  str(tmp_path / "missing.rttm"), "--enroll-list", str(enroll)])

@@ -39,6 +39,10 @@ def test_enroll_speakers_replay_listen_remove(capsys: pytest.CaptureFixture[str]
     # The same name again without --replace: the clips join its voiceprint, and it says so.
     code, out, _ = cli(capsys, daemon, "enroll", names[0], *map(str, convo.enroll[names[0]]))
     assert code == 0 and out.startswith(f"appended to {names[0]} (already enrolled")
+    # What the append added, apart from the speaker's totals (issue 20).
+    added = re.search(r": \+(\d+) embeddings?, ([\d.]+) s of speech; now (\d+) embeddings, "
+                      r"([\d.]+) s in all", out)
+    assert added and int(added[3]) > int(added[1]) and float(added[4]) > float(added[2]), out
     code, out, _ = cli(capsys, daemon, "enroll", names[0], str(convo.enroll[names[0]][0]),
                        "--replace", "--json")
     assert code == 0 and json.loads(out)["embeddings"] == 1
