@@ -45,7 +45,10 @@ class Limits:
     """To send an upload's body."""
     io_s: float = 10.0
     """The longest wait for one read or write."""
-    backlog: int = 64
+    backlog: int = 256
+    """Connections the kernel queues before they are accepted. A burst of them (most
+    answered 503 at once) must queue rather than be dropped: a dropped SYN costs a
+    page that comes in the middle a 1 s retransmit."""
 
     def fitted(self) -> Limits:
         """These limits, with the connections cut to what the open-file limit allows:

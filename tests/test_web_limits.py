@@ -1,0 +1,199 @@
+"""The web bridge under abuse: upload bombs, caps on connections, event streams and
+uploads, slow clients, and 420 event streams under a 1,024-file limit.
+
+Real daemon, real bridge process, real sockets, a real file limit (``prlimit``)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from daemon_proc import DaemonProcess, free_port
+from speakers_fixture import conversation
+from test_audio import encode_with_pyav, tone, two_hours_of_flac
+from test_web import Bridge, fetch, start_web, stop_web
+
+from vggvox.audio import load_audio
+
+PRLIMIT = shutil.which("prlimit")
+
+
+def vm(pid: int, key: str) -> float:
+    """A /proc/PID/status figure (VmRSS, VmHWM) in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no {key} for {pid}")
+
+
+def request(web: Bridge, path: str, method: str = "GET", length: int | None = None,
+            body: bytes = b"") -> socket.socket:
+    """A raw connection that has sent a request's head (and ``body``), with the token."""
+    s = socket.create_connection(("127.0.0.1", web.port), timeout=10)
+    head = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{web.port}\r\n"
+            f"Cookie: {web.cookie()}\r\nOrigin: {web.url}\r\nX-CSRF-Token: {web.csrf}\r\n")
+    if length is not None:
+        head += f"Content-Length: {length}\r\n"
+    s.sendall(head.encode() + b"\r\n" + body)
+    return s
+
+
+def status_of(s: socket.socket, timeout: float = 10) -> int:
+    """The status code of the answer on ``s`` (0 if it was closed without one)."""
+    s.settimeout(timeout)
+    try:
+        line = s.recv(64).split(b"\r\n")[0]
+    except (ConnectionResetError, TimeoutError):
+        return 0
+    return int(line.split()[1]) if line.startswith(b"HTTP/") else 0
+
+
+def post(web: Bridge, data: bytes, name: str = "x") -> tuple[int, bytes, float]:
+    t0 = time.perf_counter()
+    code, body, _ = fetch(f"{web.url}/enroll?name={name}", data=data, Cookie=web.cookie(),
+                          Origin=web.url, X_CSRF_Token=web.csrf)
+    return code, body, time.perf_counter() - t0
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
+    d = DaemonProcess(tmp_path_factory.mktemp("limits")).start()
+    try:
+        yield d
+    finally:
+        d.stop()
+
+
+def test_upload_bombs_are_refused_at_once_in_bounded_memory(daemon: DaemonProcess,
+                                                           tmp_path: Path) -> None:
+    web = start_web(daemon, free_port())
+    eight_hz = tmp_path / "8hz.wav"
+    sf.write(str(eight_hz), tone(8, 1875.0, 1.0), 8, subtype="PCM_16")  # 30 KB, 811 MB once
+    flac = two_hours_of_flac(tmp_path / "2h.flac")  # 180 KB, 2 h
+    liar = bytearray(flac.read_bytes())
+    liar[21] &= 0xF0  # STREAMINFO's sample count: "unknown", so only decoding finds out
+    liar[22:26] = bytes(4)
+    bombs = {"8hz": (eight_hz.read_bytes(), "sample rate 8 Hz is outside"),
+             "2h": (flac.read_bytes(), "7200.0 s of audio, more than the 120 s taken"),
+             "liar": (bytes(liar), "more than the 120 s of audio taken")}
+    try:
+        for what, (data, why) in bombs.items():
+            code, body, took = post(web, data)
+            assert code == 400 and why.encode() in body, (what, body)
+            assert took < (2.0 if what == "liar" else 1.0), (what, took)
+        with ThreadPoolExecutor(3) as pool:  # three at once: two read, the third is busy
+            answers = list(pool.map(lambda d: post(web, d)[:2], [flac.read_bytes()] * 3))
+        assert sorted(code for code, _ in answers) in ([400, 400, 400], [400, 400, 503])
+        assert vm(web.proc.pid, "VmHWM") < 200, vm(web.proc.pid, "VmHWM")
+    finally:
+        out = stop_web(web)
+    assert "Traceback" not in out, out
+
+
+def test_an_m4a_upload_enrolls(daemon: DaemonProcess, tmp_path: Path) -> None:
+    # The format rule reaches the page: AAC in MP4, which libsndfile cannot read.
+    convo = conversation(tmp_path)
+    name = sorted(convo.enroll)[0]
+    voice = np.concatenate([load_audio(p) for p in convo.enroll[name]])
+    m4a = encode_with_pyav(voice, tmp_path / "voice.m4a", "aac")
+    web = start_web(daemon, free_port())
+    try:
+        code, body, _ = post(web, m4a.read_bytes(), "from-m4a")
+        assert code == 200 and b'"added"' in body, body
+    finally:
+        daemon.conn.request("remove", name="from-m4a")
+        assert "Traceback" not in stop_web(web)
+
+
+def test_caps_and_slow_clients(daemon: DaemonProcess) -> None:
+    limits = {"connections": 10, "streams": 3, "uploads": 2, "header_s": 1.0, "body_s": 1.5,
+              "io_s": 1.0}
+    web = start_web(daemon, free_port(), limits=limits)
+    held: list[socket.socket] = []
+    try:
+        # Event streams: 3 at once, the fourth 503 at once; the page is served meanwhile.
+        held += [request(web, "/events") for _ in range(3)]
+        assert [status_of(s) for s in held] == [200] * 3
+        t0 = time.monotonic()
+        assert status_of(request(web, "/events")) == 503 and time.monotonic() - t0 < 0.5
+        assert fetch(web.url + "/", Cookie=web.cookie())[0] == 200
+
+        # Uploads: 2 being read (slowly), the third 503 at once, and the slow ones cut off.
+        slow = [request(web, "/enroll?name=x", "POST", 100_000, b"RIFF") for _ in range(2)]
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        assert post(web, b"RIFF....")[0] == 503 and time.monotonic() - t0 < 0.5
+        assert [status_of(s, 5) for s in slow] == [408, 408]
+        assert time.monotonic() - t0 < 3.0
+        assert post(web, b"not audio at all")[0] == 400  # the slots are free again
+
+        # A client that sends its headers a byte at a time is cut off after header_s.
+        drip = socket.create_connection(("127.0.0.1", web.port), timeout=5)
+        t0 = time.monotonic()
+        closed = False
+        for c in b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 100:
+            try:
+                drip.send(bytes([c]))
+            except OSError:
+                closed = True
+                break
+            time.sleep(0.1)
+            if time.monotonic() - t0 > 4:
+                break
+        closed = closed or drip.recv(100) == b""
+        assert closed and time.monotonic() - t0 < 2.5
+
+        # Connections: 3 streams and 7 idle ones fill the 10; the next is 503 at once.
+        idle = [socket.create_connection(("127.0.0.1", web.port)) for _ in range(7)]
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        assert status_of(request(web, "/state"), 2) == 503 and time.monotonic() - t0 < 0.5
+        time.sleep(1.5)  # the idle ones sent no request within header_s: closed
+        assert fetch(web.url + "/state", Cookie=web.cookie())[0] == 200
+        assert all(s.recv(10) == b"" for s in idle)
+    finally:
+        for s in held:
+            s.close()
+        out = stop_web(web)
+    assert "Traceback" not in out, out
+
+
+@pytest.mark.skipif(PRLIMIT is None, reason="prlimit (util-linux) is needed")
+def test_420_event_streams_under_a_file_limit(daemon: DaemonProcess) -> None:
+    web = start_web(daemon, free_port(), wrap=[str(PRLIMIT), "--nofile=1024:1024", "--"])
+    streams: list[socket.socket] = []
+    codes: list[int] = []
+    served: list[float] = []
+
+    def page_meanwhile() -> None:
+        while len(codes) < 420:
+            t0 = time.perf_counter()
+            if fetch(web.url + "/", Cookie=web.cookie())[0] == 200:
+                served.append(time.perf_counter() - t0)
+            time.sleep(0.05)
+
+    pager = threading.Thread(target=page_meanwhile, daemon=True)
+    pager.start()
+    try:
+        for _ in range(420):
+            streams.append(request(web, "/events"))
+        codes += [status_of(s) for s in streams]
+        pager.join(10)
+        # A 503 closes at once; a refused connection may be reset before its 503 arrives.
+        assert codes.count(200) == 32 and codes.count(200) + codes.count(503) + \
+            codes.count(0) == 420, sorted(set(codes))
+        assert served and max(served) < 1.0, served
+        assert fetch(web.url + "/", Cookie=web.cookie())[0] == 200
+    finally:
+        for s in streams:
+            s.close()
+        out = stop_web(web)
+    assert "Traceback" not in out and "Too many open files" not in out, out
