@@ -41,7 +41,7 @@ from http import HTTPStatus
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, quote, urlparse
 
 import zmq
 
@@ -254,7 +254,7 @@ def run(conn: Connection, listen: str, token_file: Path | None,
             raise VggvoxError(f"no token in {kept}: is vggvox-client web running on {listen} "
                               "as this user?")
         token = generated_token(kept)
-    url = f"http://{listen}/?token={token}"
+    url = f"http://{listen}/?token={quote(token, safe='')}"
     if print_url:
         print(url)
         return 0

@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import ipaddress
 import os
+import re
 import secrets
 import stat
 from collections.abc import Iterable, Mapping
@@ -32,6 +33,7 @@ from urllib.parse import urlsplit
 from vggvox.errors import VggvoxError
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+_TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]+")
 
 
 def is_loopback(host: str) -> bool:
@@ -67,6 +69,9 @@ def read_token_file(path: Path) -> str:
                           "(or 640, for a group)")
     if not token:
         raise VggvoxError(f"--token-file {path} is empty")
+    if not _TOKEN.fullmatch(token):
+        raise VggvoxError(f"--token-file {path}: the token may hold letters, digits and "
+                          "-._~+/= only (it travels in a URL and a cookie)")
     return token
 
 

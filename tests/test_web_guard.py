@@ -11,6 +11,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from functools import partial
@@ -23,7 +24,8 @@ from daemon_proc import DaemonProcess, free_port
 from speakers_fixture import Conversation, conversation
 from test_web import NEEDS_CHROMIUM, Bridge, chromium, fetch, start_web, stop_web
 
-from vggvox_client.webguard import Guard, generated_token
+from vggvox.errors import VggvoxError
+from vggvox_client.webguard import Guard, generated_token, read_token_file
 
 CURL = shutil.which("curl")
 PATHS = ["/", "/state", "/speakers", "/events", "/nothing"]
@@ -85,6 +87,18 @@ def test_a_generated_token_is_private_and_kept(tmp_path: Path) -> None:
     path.chmod(0o644)  # someone widened it: not trusted any more
     fresh = generated_token(path)
     assert fresh != token and path.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_token_file_must_be_private_and_plain(tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    path.write_text("abc-DEF_123.~+/=\n")
+    path.chmod(0o640)  # a group may read it: that group may use the page
+    assert read_token_file(path) == "abc-DEF_123.~+/="
+    path.write_text("has space;and=more\n")
+    with pytest.raises(VggvoxError, match=r"token: the token may hold letters, digits and "):
+        read_token_file(path)
+    with pytest.raises(VggvoxError, match=r"nothere: cannot read it: No such file"):
+        read_token_file(tmp_path / "nothere")
 
 
 # ------------------------------------------------------------------ a real daemon and bridge
@@ -207,6 +221,18 @@ def test_allowed_host_names_are_served(served: tuple[DaemonProcess, Bridge, Conv
         assert code == 400 and b"not readable as audio" in body  # past every check
     finally:
         assert "Traceback" not in stop_web(web)
+
+
+def test_print_url_shows_the_kept_token(served: tuple[DaemonProcess, Bridge, Conversation]
+                                         ) -> None:
+    d, web, _ = served
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(d.tmp / f"xdg-{web.port}")}
+    code = ("import sys; from vggvox_client import web; from vggvox_client.connection import "
+            f"Connection; sys.exit(web.run(Connection({d.conn.control!r}, {d.conn.events!r}), "
+            f"'127.0.0.1:{web.port}', None, print_url=True))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 0 and out.stdout == f"{web.url}/?token={web.token}\n", out
 
 
 def other_user() -> str | None:
