@@ -37,10 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vggvox import __version__
 from vggvox.errors import VggvoxError
 from vggvox.slug import slug
 from vggvox_client.connection import Connection
+from vggvox_client.hass import WHATS, config_topic, sensor_configs
 from vggvox_client.mqttqueue import TurnOutbox
 
 log = logging.getLogger(__name__)
@@ -148,16 +148,13 @@ class Bridge:
                 log.warning("no event from the daemon for %.0f s: offline", self.stale_s)
                 self._set_online(False)
 
-    def check_stale(self) -> None:
-        self.tick()
-
     def _resync(self) -> None:
         log.info("connected to %s:%d; publishing the current state", self.host, self.port)
         self._publish("status", "online" if self.online else "offline")
-        live = {s.slug for s in self.sources.values()}
-        for name in sorted(self._forgotten - live):
-            self._empty(name)
+        gone = self._forgotten - {s.slug for s in self.sources.values()}
         self._forgotten.clear()
+        for name in sorted(gone):
+            self._empty(name)  # back in _forgotten if it cannot go now either
         for state in self.sources.values():
             self._announce(state)
             self._publish_state(state)
@@ -177,28 +174,9 @@ class Bridge:
             return None
         return info
 
-    def _config_topic(self, name: str, what: str) -> str:
-        return f"{self.discovery}/sensor/vggvox_{name}/{what}/config"
-
     def discovery_payloads(self, state: SourceState) -> dict[str, dict[str, Any]]:
         """Home Assistant MQTT sensor configs for one source, by config topic."""
-        name = state.slug
-        device = {"identifiers": [f"vggvox_{name}"], "name": f"vggvox {state.source}",
-                  "manufacturer": "vggvox", "model": "vggvoxd", "sw_version": __version__}
-        common = {"availability_topic": f"{self.prefix}/status",
-                  "payload_available": "online", "payload_not_available": "offline",
-                  "device": device}
-        return {
-            self._config_topic(name, "speaker"): {
-                **common, "name": "Speaker", "unique_id": f"vggvox_{name}_speaker",
-                "default_entity_id": f"sensor.vggvox_{name}_speaker",
-                "state_topic": f"{self.prefix}/{name}/speaker", "icon": "mdi:account-voice"},
-            self._config_topic(name, "confidence"): {
-                **common, "name": "Speaker confidence", "unique_id": f"vggvox_{name}_confidence",
-                "default_entity_id": f"sensor.vggvox_{name}_confidence",
-                "state_topic": f"{self.prefix}/{name}/confidence", "state_class": "measurement",
-                "icon": "mdi:percent"},
-        }
+        return sensor_configs(self.prefix, self.discovery, state.slug, state.source)
 
     def _announce(self, state: SourceState) -> None:
         self._forgotten.discard(state.slug)
@@ -215,9 +193,9 @@ class Bridge:
     def _empty(self, name: str) -> bool:
         """A slug's entities and retained states go (empty retained payloads); False if
         they could not be sent now (they go at the next resync)."""
-        sent = [self._send(self._config_topic(name, what), "") is not None
-                for what in ("speaker", "confidence")]
-        for what in ("speaker", "confidence"):
+        sent = [self._send(config_topic(self.discovery, name, what), "") is not None
+                for what in WHATS]
+        for what in WHATS:
             self._publish(f"{name}/{what}", "")
         if not all(sent):
             self._forgotten.add(name)
@@ -310,8 +288,8 @@ class Bridge:
 def read_password(path: Path | None) -> str | None:
     if path is None:
         return None
-    try:
-        return path.read_text().strip()
+    try:  # blank: no password (the service's credential when none is configured)
+        return path.read_text().strip() or None
     except OSError as e:
         raise VggvoxError(f"--password-file {path}: cannot read it: {e.strerror}") from None
 

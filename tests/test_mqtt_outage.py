@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -32,8 +33,8 @@ from test_mqtt import CLIENT, Broker, Subscriber
 
 from vggvox.audio import load_audio, to_int16
 
-pytestmark = pytest.mark.skipif(not Path("/usr/sbin/mosquitto").exists()
-                                and __import__("shutil").which("mosquitto") is None,
+pytestmark = pytest.mark.skipif(shutil.which("mosquitto") is None and
+                                not Path("/usr/sbin/mosquitto").exists(),
                                 reason="mosquitto is needed (make test installs it)")
 
 
@@ -197,3 +198,106 @@ def test_no_stale_turn_message_after_an_outage(tmp_path: Path, mode: str) -> Non
     assert out.stale == 0, (out, out.log)
     assert out.after > 0, out.log  # turns flow again
     assert "turn messages are dropped" in out.log and "Traceback" not in out.log, out.log
+
+
+# -- the bridge in this process, events fed by hand: sources and their entities ---------------
+
+
+class HandBridge:
+    """A real Bridge on a real broker (through ``port``), its event loop driven here."""
+
+    def __init__(self, port: int) -> None:
+        from vggvox_client.connection import Connection
+        from vggvox_client.mqtt import Bridge
+
+        self.bridge = Bridge(Connection("ipc:///nowhere/c.sock", "ipc:///nowhere/e.sock"),
+                             "127.0.0.1", port)
+        self.bridge.client.connect_async("127.0.0.1", port, keepalive=30)
+        self.bridge.client.loop_start()
+
+    def run_for(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.bridge.tick()
+            time.sleep(0.02)
+
+    def event(self, source: str, kind: str, **fields: object) -> None:
+        ev = {"type": kind, "source": source, "time": time.time(), "t_start": 0.0,
+              "t_end": 1.0, **fields}
+        self.bridge.handle(ev)
+        self.run_for(0.3)
+
+    def turn(self, source: str, speaker: str) -> None:
+        self.event(source, "turn", turn=1, speaker=speaker, unknown=None, confidence=0.9,
+                   score=0.8, final=False)
+
+    def close(self) -> None:
+        self.bridge.client.disconnect()
+        self.bridge.client.loop_stop()
+
+
+def config_of(sub: Subscriber, name: str) -> str | None:
+    """The last speaker config seen for slug ``name`` (None: none yet)."""
+    found = sub.payloads(f"homeassistant/sensor/vggvox_{name}/speaker/config")
+    return found[-1] if found else None
+
+
+def test_two_sources_of_one_slug_do_not_remove_each_others_entities(tmp_path: Path) -> None:
+    """Issue 20: 'Hall.1' and 'hall-1' share topics; one ending deleted the other's
+    entities. The daemon refuses such a pair in its config; a bridge that meets one
+    anyway (replays) keeps the entities until the last of them ends."""
+    broker = Broker(tmp_path)
+    broker.start()
+    sub = Subscriber(broker.port)
+    hand = HandBridge(broker.port)
+    try:
+        hand.run_for(1.0)
+        hand.turn("Hall.1", "alice")
+        hand.turn("hall-1", "bob")
+        sub.wait_for("vggvox/hall_1/speaker", "bob")
+        hand.event("Hall.1", "status", state="finished")
+        hand.run_for(0.5)
+        assert config_of(sub, "hall_1"), "the entities went with the first source"
+        assert sub.payloads("vggvox/hall_1/speaker")[-1] == "bob"
+        hand.event("hall-1", "status", state="finished")
+        sub.wait_for("homeassistant/sensor/vggvox_hall_1/speaker/config", "")
+        assert sub.payloads("vggvox/hall_1/speaker")[-1] == ""
+    finally:
+        hand.close()
+        sub.close()
+        broker.kill()
+
+
+def test_a_source_ended_while_the_broker_was_away_is_removed_when_it_is_back(
+        tmp_path: Path) -> None:
+    """And the turn messages of the outage are dropped, counted, never sent."""
+    broker = Broker(tmp_path)
+    broker.start()
+    proxy = Proxy(broker.port)
+    sub = Subscriber(broker.port)
+    hand = HandBridge(proxy.port)
+    try:
+        hand.run_for(1.0)
+        hand.turn("replay:a.wav-0123456789ab", "alice")
+        name = "replay_a_wav_0123456789ab"
+        sub.wait_for(f"vggvox/{name}/speaker", "alice")
+        proxy.refuse()
+        hand.run_for(0.5)
+        for _ in range(5):
+            hand.turn("replay:a.wav-0123456789ab", "bob")
+        hand.event("replay:a.wav-0123456789ab", "status", state="finished")
+        assert config_of(sub, name), "nothing can have been sent meanwhile"
+        assert hand.bridge.turns.dropped == 5 and len(hand.bridge.turns) == 0
+        proxy.up()
+        deadline = time.monotonic() + 30
+        while config_of(sub, name) != "":
+            assert time.monotonic() < deadline, "its entities stayed"
+            hand.run_for(0.2)
+        assert sub.payloads(f"vggvox/{name}/speaker")[-1] == ""
+        assert "bob" not in sub.payloads(f"vggvox/{name}/speaker")
+        assert not [p for p in sub.payloads(f"vggvox/{name}/turn") if '"bob"' in p]
+    finally:
+        hand.close()
+        sub.close()
+        proxy.close()
+        broker.kill()
