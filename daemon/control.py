@@ -113,6 +113,25 @@ class ControlServer(SocketThread):
         self._stop.set()
         self.join()
 
+    def idle(self) -> bool:
+        """No deferred reply waits to be sent."""
+        return self._later.empty()
+
+    def finish(self, sock: zmq.Socket) -> None:
+        """On a stop, answer what is already answerable (an abandoned recording's error,
+        say) before the socket closes."""
+        super().finish(sock)
+        self._send_later(sock)
+
+    def _send_later(self, sock: zmq.Socket) -> bool:
+        did = False
+        while not self._later.empty():
+            did = True
+            envelope, make_reply = self._later.get_nowait()
+            reply = self.answer(make_reply)
+            sock.send_multipart([*envelope, msgpack.packb(reply)])
+        return did
+
     def decode(self, payload: bytes) -> dict[str, Any]:
         containers = 0
 
@@ -172,9 +191,5 @@ class ControlServer(SocketThread):
                 reply = self.handle(envelope, frames[-1].bytes, client_id(frames[-1]))
                 if reply is not None:
                     sock.send_multipart([*envelope, msgpack.packb(reply)])
-        while not self._later.empty():
-            did = True
-            envelope, make_reply = self._later.get_nowait()
-            reply = self.answer(make_reply)
-            sock.send_multipart([*envelope, msgpack.packb(reply)])
+        did = self._send_later(sock) or did
         return True if did else None

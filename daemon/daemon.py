@@ -9,7 +9,9 @@ r"""The supervisor: the runtime around the library's recognizer.
 The main thread runs ``run``: it (re)starts each live source (``live.py``: one,
 or several with ``sources:``) with back-off when it fails or disappears, sends
 heartbeats, tells systemd when it is ready, and tears everything down on
-``stop`` (SIGTERM).
+``stop`` (SIGTERM). When every source is finite (files, stdin) and has finished,
+and no replay or enrollment is under way, it stops by itself, with status 0: a
+list with a microphone never ends.
 """
 
 from __future__ import annotations
@@ -157,11 +159,19 @@ class Daemon:
         self.publish(self.status_event(live=live))
 
     def on_flush(self, stream: Stream) -> None:
-        """The executor has handled every window of a finite stream."""
+        """The executor has handled every window of a finite stream (in its thread: the
+        run loop turns a live source's flag into its state)."""
         self.handlers.replays.finished(stream)
         live = next((lv for lv in self.lives if lv.stream is stream), None)
         if live is not None:
-            live.set_state("finished")
+            live.flushed.set()
+
+    def all_done(self) -> bool:
+        """Every source has ended (files, stdin; never a microphone), and nothing else
+        is under way: no replay session, no enrollment, no reply still to send."""
+        return (bool(self.lives) and all(lv.ended for lv in self.lives)
+                and not len(self.handlers.replays) and self.handlers.idle()
+                and self.control.idle())
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -235,6 +245,9 @@ class Daemon:
                     for live in self.lives:
                         self.publish(self.status_event(live=live))
                 self.handlers.replays.reap()
+                if self.all_done():
+                    log.info("every source has finished: stopping")
+                    self.stop("end of input")
                 self.store.retry_erasure()  # a removal a reader held up; cheap when none
                 if self.reload_requested.is_set():
                     self.reload_requested.clear()
@@ -255,7 +268,9 @@ class Daemon:
         self.handlers.replays.stop_all()
         self.executor.stop()
         self.indexer.stop()
+        now = time.monotonic()
         for live in self.lives:
+            live.report_drops(now, final=True)
             self.publish(self.status_event(state="stopped", live=live))
         self.publisher.stop()
         self.curve.stop()

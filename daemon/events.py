@@ -134,6 +134,9 @@ class StatusEvent(Event):
     dropped_events: int = 0
     """Events the daemon's own publisher queue had to drop (it never blocks the pipeline)."""
     speakers: int = 0
+    abandoned: bool = False
+    """On a replay's ``finished``: its client stopped sending before its last block
+    (killed, say), and the daemon ended it after ``replays.ABANDON_S`` of silence."""
 
 
 def replay_source(session: str, label: str = "") -> str:

@@ -10,18 +10,29 @@ recognizer) and its state:
     running  -> finished                          (a file or stdin that ended)
 
 ``tick`` is called from the supervisor's run loop (the main thread), which owns
-every LiveSource; a source that fails never stops the others.
+every LiveSource and its state; a source that fails never stops the others. The
+executor thread only sets ``flushed`` (a finite source's last window is decided):
+the next tick makes that ``finished``. Only a capture device that falls silent is
+lost: a pipe may pause for as long as its writer likes.
+
+Dropped audio and windows (a live source that the pipeline could not keep up
+with) are logged by ``DropReport``: a WARNING when an episode begins, then at
+most one line per ``DROP_REPORT_S`` with the counts, so none is lost silently.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import soundfile as sf
 
+from vggvox.audio import SAMPLE_RATE
 from vggvoxd.config import Settings, SourceSpec
+from vggvoxd.sourceconfig import STDIN_URIS
 from vggvoxd.sources import AudioSource, FileSource, MicSource, SourceError, StdinSource
 from vggvoxd.stream import Stream
 
@@ -29,13 +40,16 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 10.0
 STALL_S = 3.0
-"""A running source that delivers nothing for this long is treated as lost."""
+"""A running capture device that delivers nothing for this long is treated as lost."""
+DROP_REPORT_S = 10.0
+"""At most one WARNING per this long about a source's dropped windows and audio."""
 
 
 def check_source(spec: str) -> None:
     """A one-line ValueError for a bad --source (or a source's uri), before anything loads."""
-    if spec not in ("mic", "stdin") and not (spec.startswith("file:") and len(spec) > 5):
-        raise ValueError(f"--source must be mic, stdin or file:PATH, got {spec!r}")
+    if spec != "mic" and spec not in STDIN_URIS and not (
+            spec.startswith("file:") and len(spec) > 5):
+        raise ValueError(f"--source must be mic, stdin, stdin:live or file:PATH, got {spec!r}")
     if spec.startswith("file:"):
         path = Path(spec[5:])
         if not path.is_file():
@@ -53,7 +67,7 @@ def specs(settings: Settings, source: str) -> list[SourceSpec]:
         return list(settings.sources)
     if source == "mic":
         return [SourceSpec("mic", device=settings.audio.device)]
-    name = "stdin" if source == "stdin" else source
+    name = "stdin" if source in STDIN_URIS else source
     return [SourceSpec(name, uri=source)]
 
 
@@ -69,11 +83,34 @@ def check_specs(settings: Settings, source: str) -> None:
 
 
 def make_source(spec: SourceSpec, block_ms: int) -> AudioSource:
-    if spec.uri == "stdin":
-        return StdinSource(block_ms=block_ms, name=spec.name)
+    if spec.uri in STDIN_URIS:
+        return StdinSource(block_ms=block_ms, name=spec.name, live=spec.uri == "stdin:live")
     if spec.uri is not None:
         return FileSource(Path(spec.uri[5:]), block_ms=block_ms, name=spec.name)
     return MicSource(spec.device, block_ms, name=spec.name)
+
+
+class DropReport:
+    """Logs a live source's dropped windows and overwritten audio: a WARNING at once
+    when an episode begins, then at most one per DROP_REPORT_S with what came since."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.windows = self.samples = 0
+        """The totals already reported."""
+        self._last = -math.inf
+
+    def check(self, now: float, windows: int, samples: int, final: bool = False) -> None:
+        """Called each run-loop turn with the totals so far; ``final``: report what is
+        left now (the source ended, or the daemon stops)."""
+        new_w, new_s = windows - self.windows, samples - self.samples
+        if not (new_w or new_s) or (now - self._last < DROP_REPORT_S and not final):
+            return
+        since = "" if self._last == -math.inf else f" in the last {now - self._last:.0f} s"
+        log.warning("%s: dropped %d windows and %.1f s of audio%s: the pipeline fell behind "
+                    "this live source (%d windows and %.1f s in all)", self.name, new_w,
+                    new_s / SAMPLE_RATE, since, windows, samples / SAMPLE_RATE)
+        self.windows, self.samples, self._last = windows, samples, now
 
 
 class LiveSource:
@@ -84,6 +121,9 @@ class LiveSource:
         self.state = "starting"
         self.on_state = on_state
         """Called (in the run loop) after each change of state."""
+        self.flushed = threading.Event()
+        """Set by the executor thread once a finite source's last window is decided."""
+        self.drops = DropReport(stream.name)
         self._backoff = 1.0
         self._next_try = 0.0
 
@@ -91,13 +131,23 @@ class LiveSource:
     def name(self) -> str:
         return self.stream.name
 
+    @property
+    def ended(self) -> bool:
+        """A finite source that has finished: all its windows decided."""
+        return self.state == "finished"
+
     def set_state(self, state: str) -> None:
         if state != self.state:
             self.state = state
             self.on_state(self)
 
+    def report_drops(self, now: float, final: bool = False) -> None:
+        s = self.stream
+        self.drops.check(now, s.dropped_windows, s.ring.dropped, final)
+
     def tick(self, now: float) -> None:
-        """Start (or restart) the source when due; notice when a running one is lost."""
+        """Start (or restart) the source when due; notice when a running one is lost,
+        or a finite one finished."""
         if self.state in ("starting", "waiting", "lost") and now >= self._next_try:
             try:
                 self.stream.start()
@@ -111,12 +161,18 @@ class LiveSource:
                 self._backoff = min(2 * self._backoff, MAX_BACKOFF_S)
         elif self.state == "running":
             self._watch(now)
+        self.report_drops(now, final=self.ended)
 
     def _watch(self, now: float) -> None:
         stream = self.stream
-        if stream.source.finished:
+        if self.flushed.is_set():
+            self.set_state("finished")
             return
-        stalled = stream.frames_seen and now - stream.last_audio > STALL_S
+        if stream.source.finished:
+            return  # ended: its last windows are being decided
+        # A pipe or a file may pause (or be held back): only a device's silence is loss.
+        stalled = (stream.source.is_device and stream.frames_seen
+                   and now - stream.last_audio > STALL_S)
         if not stream.source.alive() or stalled:
             log.warning("input %s lost (%s); will retry", self.name,
                         "no audio" if stalled else "stream stopped")

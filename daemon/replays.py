@@ -3,18 +3,34 @@
 Each session is a finite stream (a ``PushSource``: lossless, it waits for the
 pipeline and never loses a window) whose key is the client's secret session
 token; its events carry ``replay_source``'s public name. The control thread
-opens sessions and pushes audio; the run loop reaps finished or abandoned ones.
+opens sessions and pushes audio; the run loop (``reap``) ends abandoned ones and
+drops finished ones; the executor thread reports the end (``finished``).
+
+A session ends in one of two ways, each with one ``status`` event ``finished``
+once its last window is decided: its client sends ``final``, or it sends nothing
+for ``ABANDON_S`` before that (killed mid-file: a live client sends at least once
+a second, and every 10 ms while the buffer is full), and then the event carries
+``abandoned: true``, so that a bridge can drop the source's entities. A session
+that has sent ``final`` is never ended for silence: the client waits for it.
+
+A finished replay's unknown voices stay nameable for ``KEEP_VOICES_S`` (or
+``unknowns.max_age_s`` if shorter) after it ends, the latest ``MAX_KEPT`` of
+them: only their clusters are kept (at most ``unknowns.max_clusters`` voices of
+``unknowns.keep_speech_s`` each), not the stream.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vggvox.stream.unknowns import UnknownClusters
 from vggvoxd.control import Later, Reply, RequestError, field
 from vggvoxd.events import StatusEvent, replay_source
 from vggvoxd.sources import PushSource
@@ -23,10 +39,17 @@ from vggvoxd.stream import Stream
 if TYPE_CHECKING:
     from vggvoxd.daemon import Daemon
 
+log = logging.getLogger(__name__)
+
 MAX_REPLAYS = 4
 MIN_SESSION = 32
 """Shortest replay session token: it is the only key to the session."""
-REPLAY_IDLE_S = 60.0
+ABANDON_S = 5.0
+"""A session that has not sent ``final`` and is silent this long is ended."""
+KEEP_VOICES_S = 600.0
+"""How long a finished replay's unknown voices can still be named."""
+MAX_KEPT = 4
+"""Finished replays whose unknown voices are kept, at most (the latest)."""
 
 
 def pcm(blob: Any, what: str) -> np.ndarray:
@@ -45,6 +68,20 @@ class ReplaySession:
     """Monotonic time of the last request."""
     reported: bool = False
     """Its 'finished' status has been published: safe to drop."""
+    abandoned: bool = False
+    """Ended by the daemon: its client fell silent before ``final``."""
+
+
+@dataclass(frozen=True)
+class KeptVoices:
+    """A finished replay's unknown voices, nameable for a while after it ended."""
+
+    source: str
+    unknowns: UnknownClusters
+    stream_s: float
+    """The replay's clock at its end (dates the ``named`` event)."""
+    until: float
+    """Monotonic time after which they are forgotten."""
 
 
 class ReplayTotals:
@@ -67,7 +104,9 @@ class Replays:
         self.d = daemon
         self._sessions: dict[str, ReplaySession] = {}
         self._done = ReplayTotals()
+        self._kept: deque[KeptVoices] = deque(maxlen=MAX_KEPT)
         self._lock = threading.Lock()
+        self.keep_s = min(KEEP_VOICES_S, daemon.settings.unknowns.max_age_s)
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -101,7 +140,9 @@ class Replays:
         source = stream.source
         assert isinstance(source, PushSource)
         if source.finished:
-            raise RequestError(f"replay {stream.name} is already finished")
+            why = (f" (ended after {ABANDON_S:g} s without a request)" if entry.abandoned
+                   else "")
+            raise RequestError(f"replay {stream.name} is already finished{why}")
         n = min(len(samples), stream.ring.space())
         source.push(samples[:n])
         if final and n == len(samples):
@@ -117,20 +158,42 @@ class Replays:
             self.d.publish(StatusEvent(source=stream.name, t_start=t, t_end=t, state="finished",
                                        dropped_windows=stream.dropped_windows,
                                        queue=len(self.d.queues),
-                                       speakers=len(self.d.voiceprints)))
+                                       speakers=len(self.d.voiceprints),
+                                       abandoned=entry.abandoned))
             entry.reported = True
 
     def reap(self) -> None:
-        """Drop finished or abandoned replay sessions."""
+        """In the run loop: end the sessions whose client fell silent before ``final``
+        (their windows are still decided, then ``finished`` says ``abandoned``); drop
+        the finished ones, keeping their unknown voices a while."""
         now = time.monotonic()
         with self._lock:
-            gone = [s for s, r in self._sessions.items()
-                    if r.reported or now - r.seen > REPLAY_IDLE_S]
+            for r in self._sessions.values():
+                source = r.stream.source
+                assert isinstance(source, PushSource)
+                if not source.finished and now - r.seen > ABANDON_S:
+                    r.abandoned = True
+                    source.finish()
+                    log.info("replay %s abandoned: no request for %.0f s before its last "
+                             "block; ending it", r.stream.name, now - r.seen)
+            gone = [s for s, r in self._sessions.items() if r.reported]
             streams = [self._sessions.pop(s).stream for s in gone]
             for p in streams:
                 self._done += (p.windows_decided, p.turns_decided, p.ring.dropped)
+                unknowns = p.recognizer.unknowns
+                if unknowns is not None and unknowns.labels():
+                    self._kept.append(KeptVoices(p.name, unknowns, p.stream_s,
+                                                 now + self.keep_s))
+            while self._kept and self._kept[0].until <= now:
+                self._kept.popleft()
         for p in streams:
             p.stop()
+
+    def kept(self) -> list[KeptVoices]:
+        """The finished replays' unknown voices that can still be named."""
+        now = time.monotonic()
+        with self._lock:
+            return [k for k in self._kept if k.until > now]
 
     def totals(self) -> tuple[int, int, int]:
         """Windows and turns decided, and samples dropped, by every replay since start

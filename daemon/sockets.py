@@ -22,6 +22,9 @@ from vggvoxd.guard import Guard
 
 log = logging.getLogger(__name__)
 
+FINAL_LINGER_MS = 500
+"""How long a closing socket may still deliver what it has queued, at most."""
+
 
 class SocketThread(ABC):
     def __init__(self, name: str, kind: int, endpoint: str, options: dict[int, int | bytes],
@@ -64,11 +67,18 @@ class SocketThread(ABC):
         log.info("%s on %s", self.name, self.endpoint)
         try:
             self.guard.run(lambda: self._turn(sock), self._stop)
+            self.finish(sock)
         finally:
             try:
                 self.connections.close(sock)
             finally:
                 sock.close()
+
+    def finish(self, sock: zmq.Socket) -> None:
+        """Before the socket closes on a stop: send what is still due. The last events
+        and replies (``finished``, ``stopped``, an answer to a pending request) are
+        worth a short linger; a peer that does not read cannot hold the exit longer."""
+        sock.setsockopt(zmq.LINGER, FINAL_LINGER_MS)
 
     def _turn(self, sock: zmq.Socket) -> bool | None:
         self.connections.check(sock)

@@ -2,9 +2,16 @@
 
 - ``MicSource``: PyAudio capture; the callback only hands the block to the sink
   (the ring buffer's write) and counts PortAudio's input-overflow flag.
-- ``FileSource``: a file, at real-time pace.
-- ``StdinSource``: raw 16-bit little-endian PCM from standard input.
+- ``FileSource``: a file, at real-time pace; lossless.
+- ``StdinSource``: raw 16-bit little-endian PCM from standard input; lossless
+  (``stdin``: the pipe holds its writer back) or live (``stdin:live``: the
+  oldest audio and windows are dropped, and logged, when the pipeline is behind).
 - ``PushSource``: blocks pushed by the control socket (``replay``).
+
+A lossless source's stream waits for the pipeline (the ring buffer's writer
+waits, windows go to the finite queue) and never loses a window; a live one's
+never waits. A finite source (file, stdin, replay) ends, and says so with
+``finished``; only a device may fall silent because it is gone (``is_device``).
 """
 
 from __future__ import annotations
@@ -38,6 +45,11 @@ class AudioSource(ABC):
     """A stream of 16 kHz mono int16 audio."""
 
     rate = SAMPLE_RATE
+    is_device = False
+    """A capture device: it delivers continuously, so a silence means it is gone
+    (``live.py`` restarts it). A pipe or a file may pause, or be held back."""
+    finite = True
+    """It ends (file, stdin, replay): the daemon may stop once every source has."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -94,6 +106,9 @@ def input_devices() -> list[dict[str, Any]]:
 
 
 class MicSource(AudioSource):
+    is_device = True
+    finite = False
+
     def __init__(self, device: str | int | None = None, block_ms: int = 20,
                  name: str = "mic") -> None:
         super().__init__(name)
@@ -202,13 +217,19 @@ class _ThreadSource(AudioSource):
 
 
 class FileSource(_ThreadSource):
-    """A file played at real-time pace, as a microphone would deliver it."""
+    """A file played at real-time pace, as a microphone would deliver it, but lossless:
+    when the pipeline falls behind it waits (and catches up after), so that a file
+    gives the same events whatever the machine's load."""
 
     def __init__(self, path: Path, block_ms: int = 20, name: str | None = None) -> None:
         super().__init__(name or f"file:{path}")
         self.path = Path(path)
         self.block = SAMPLE_RATE * block_ms // 1000
         self._samples = to_int16(load_audio(self.path))
+
+    @property
+    def lossless(self) -> bool:
+        return True
 
     def _run(self, sink: Sink) -> None:
         t0 = time.monotonic()
@@ -221,11 +242,23 @@ class FileSource(_ThreadSource):
 
 
 class StdinSource(_ThreadSource):
+    """Raw PCM from standard input, read until EOF, however long the writer pauses.
+
+    Lossless by default: a pipe is a finite recording (``ffmpeg ... | vggvoxd``),
+    and reading no faster than the pipeline holds the writer back, so that fed fast
+    it gives the events it gives at real-time pace. ``live``: read as it comes, and
+    drop the oldest audio and windows when behind (a capture that must not lag)."""
+
     def __init__(self, stream: BinaryIO | None = None, block_ms: int = 20,
-                 name: str = "stdin") -> None:
+                 name: str = "stdin", live: bool = False) -> None:
         super().__init__(name)
         self.fd = (stream if stream is not None else sys.stdin.buffer).fileno()
         self.block_bytes = 2 * SAMPLE_RATE * block_ms // 1000
+        self.live = live
+
+    @property
+    def lossless(self) -> bool:
+        return not self.live
 
     def _run(self, sink: Sink) -> None:
         carry = b""
@@ -235,13 +268,13 @@ class StdinSource(_ThreadSource):
             if not ready:
                 continue
             data = os.read(self.fd, self.block_bytes)
-            if not data:
-                break
+            if not data:  # EOF: the input has ended (a stop is not an end: no flag)
+                self.finished = True
+                return
             data = carry + data
             usable = len(data) - len(data) % 2
             carry = data[usable:]
             sink(np.frombuffer(data[:usable], dtype="<i2").astype(np.int16))
-        self.finished = True
 
 
 class PushSource(AudioSource):

@@ -31,7 +31,18 @@ def status_reply(d: Daemon, streams: list[Stream], unknowns: dict[str, Any],
                        "search": d.indexer.health(),
                        "events": d.publisher.guard.health(),
                        "control": d.control.guard.health(),
-                       **{s.name: s.guard.health() for s in streams}}}
+                       **{s.name: stream_stage(d, s) for s in streams}}}
+
+
+def stream_stage(d: Daemon, stream: Stream) -> dict[str, object]:
+    """A stream's stage health; a live source that is not running (waiting for its
+    device, lost, finished) says so, not "ok": its thread may be fine, but no audio
+    goes through it."""
+    health = stream.guard.health()
+    live = next((lv for lv in d.lives if lv.stream is stream), None)
+    if live is not None and live.state != "running" and health["state"] == "ok":
+        health = {**health, "state": live.state}
+    return health
 
 
 def source_status(d: Daemon, live: LiveSource) -> dict[str, object]:

@@ -37,6 +37,8 @@ class Tap:
     """Called instead of ``done`` when the source stops or is lost first."""
     blocks: list[np.ndarray] = field(default_factory=list)
     have: int = 0
+    cancelled: bool = False
+    """Set by a ``cancel`` (control thread): the stream thread drops the tap unfed."""
 
     def feed(self, x: np.ndarray) -> bool:
         take = x[: self.samples - self.have]
@@ -89,8 +91,9 @@ class Stream:
             self.source.start(self.ring.write)
 
     def stop(self) -> None:
-        self.source.stop()
+        # The flag first: it also ends a lossless source's wait for room in the ring.
         self._stop.set()
+        self.source.stop()
         self.abandon_taps(f"{self.name} stopped")
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=2.0)
@@ -98,9 +101,21 @@ class Stream:
     def abandon_taps(self, why: str) -> None:
         """Answer every pending live recording: it will never be complete."""
         for tap in list(self.taps):
-            if tap in self.taps:
-                self.taps.remove(tap)
+            if self._drop(tap) and not tap.cancelled:
                 tap.abandoned(why)
+
+    def _drop(self, tap: Tap) -> bool:
+        """Take ``tap`` off (False if another thread already did)."""
+        try:
+            self.taps.remove(tap)
+            return True
+        except ValueError:
+            return False
+
+    @property
+    def recording(self) -> bool:
+        """A live enrollment records from this stream now."""
+        return any(not tap.cancelled for tap in self.taps)
 
     @property
     def stream_s(self) -> float:
@@ -119,8 +134,8 @@ class Stream:
             if self.on_frames is not None:
                 self.on_frames()
             for tap in list(self.taps):
-                if tap.feed(x):
-                    self.taps.remove(tap)
+                if tap.cancelled or tap.feed(x):
+                    self._drop(tap)
             self._submit(self.recognizer.segment(x, start))
         elif self.source.finished and self.ring.unread == 0:
             self.abandon_taps(f"{self.name} ended")

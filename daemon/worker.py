@@ -31,6 +31,9 @@ class Worker:
         self._thread = threading.Thread(target=self._run, name="enroll-worker", daemon=True)
         self.done = 0
         self.failed = 0
+        self._outstanding = 0
+        """Jobs submitted and not yet answered (under ``_count``)."""
+        self._count = threading.Lock()
 
     def start(self) -> None:
         self._thread.start()
@@ -47,7 +50,9 @@ class Worker:
     def submit(self, job: Callable[[], Reply], later: Later) -> None:
         """Run ``job`` in the worker; its reply (or its error) goes out through ``later``."""
         try:
-            self._jobs.put_nowait((job, later))
+            with self._count:
+                self._jobs.put_nowait((job, later))
+                self._outstanding += 1
         except queue.Full:
             raise RequestError(f"busy: {MAX_PENDING} enrollments are already waiting; "
                                "try again when they are done", "busy") from None
@@ -61,6 +66,12 @@ class Worker:
     def pending(self) -> int:
         return self._jobs.qsize()
 
+    @property
+    def idle(self) -> bool:
+        """No job running or waiting."""
+        with self._count:
+            return self._outstanding == 0
+
     def _run(self) -> None:
         while (item := self._jobs.get()) is not None:
             job, later = item
@@ -70,3 +81,5 @@ class Worker:
             else:
                 self.failed += 1
             later(lambda r=reply: r)  # type: ignore[misc]
+            with self._count:
+                self._outstanding -= 1

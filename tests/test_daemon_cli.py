@@ -49,7 +49,8 @@ def test_print_config_and_unit_print_the_shipped_files() -> None:
 
 def test_no_microphone_says_what_to_try_instead(tmp_path: Path) -> None:
     """`make run` on a machine without an input device: the daemon stays up, waiting,
-    and its message says what a newcomer can do instead."""
+    its status (and its stage's) says so, and its message says what a newcomer can do
+    instead."""
     listed, _ = vggvoxd("--list-devices")
     if not listed.stdout.startswith("no audio input devices"):
         pytest.skip("PortAudio sees an input device here: the message cannot be shown")
@@ -59,7 +60,10 @@ def test_no_microphone_says_what_to_try_instead(tmp_path: Path) -> None:
         deadline = time.monotonic() + 15
         while "no audio input device" not in d.output() and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert d.conn.request("status")["state"] == "waiting"
+        status = d.conn.request("status")
+        assert status["state"] == "waiting"
+        # Its stage says so too: it used to say "mic ok 0 failures" (issue 20).
+        assert status["stages"]["mic"]["state"] == "waiting", status["stages"]
     finally:
         code, _ = d.stop()
     assert ("no audio input device on this machine (try: make demo, or vggvoxd --source "

@@ -1,0 +1,149 @@
+"""Enrollments a client can cancel: the ``request`` id of ``enroll`` and ``name``, and
+the ``cancel`` op.
+
+A client gives its enrollment an id (``request``: 8 to 64 printable characters)
+and, if its user gives up (Ctrl-C), sends ``cancel`` with that id. The answer
+says, for sure, what became of it:
+
+- ``cancelled``: nothing was stored and nothing will be: a live recording's tap
+  is dropped, a queued job is skipped, a running one stops before its store
+  transaction (its own reply is then an error with code ``cancelled``). An
+  enrollment that had failed anyway is ``cancelled`` too, with its ``error``.
+- ``done``: it was stored already; the answer carries its ``action`` and ``speaker``.
+- ``unknown``: an id never seen, or one finished longer ago than the last
+  ``REMEMBER`` enrollments.
+
+Check and commit are atomic with ``cancel``: the store write happens inside
+``commit``, under the same lock as ``cancel``, so an enrollment is either
+stored and ``done``, or ``cancelled`` and never stored.
+
+Threads: ``track`` runs in the control thread, a recording's ``recorded`` in its
+stream's thread, the job in the enrollment worker, ``cancel`` in the control
+thread; every change of state is under ``_lock``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from vggvoxd.control import Reply, RequestError
+
+REMEMBER = 64
+"""Finished request ids remembered (the latest), for a late ``cancel``."""
+ID_LENGTH = (8, 64)
+
+
+class CancelledError(RequestError):
+    """The enrollment was cancelled by its client: nothing was stored."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "cancelled")
+
+
+def request_id(req: dict[str, Any]) -> str | None:
+    """The request's ``request`` field (None if absent), checked."""
+    rid = req.get("request")
+    if rid is None:
+        return None
+    if not (isinstance(rid, str) and ID_LENGTH[0] <= len(rid) <= ID_LENGTH[1]
+            and rid.isprintable()):
+        raise RequestError(f"'request' must be {ID_LENGTH[0]} to {ID_LENGTH[1]} printable "
+                           "characters (the client's id for this request)")
+    return rid
+
+
+@dataclass
+class Tracked:
+    """One enrollment, from its request to its end."""
+
+    id: str | None
+    what: str
+    """For messages: e.g. "enrollment of 'bob'"."""
+    state: str = "queued"
+    """recording, queued, running, then done, cancelled or failed."""
+    result: dict[str, Any] = field(default_factory=dict)
+    """When done: the reply's action and speaker; when failed: its error."""
+    on_cancel: list[Any] = field(default_factory=list)
+    """Called (under the lock) when cancelled: drop a tap, answer the request."""
+
+    @property
+    def cancelled(self) -> bool:
+        return self.state == "cancelled"
+
+
+class Requests:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active: dict[str, Tracked] = {}
+        self._finished: OrderedDict[str, Tracked] = OrderedDict()
+
+    def track(self, rid: str | None, what: str, state: str = "queued") -> Tracked:
+        """A new enrollment; a RequestError if ``rid`` is one still under way."""
+        t = Tracked(rid, what, state)
+        if rid is not None:
+            with self._lock:
+                if rid in self._active:
+                    raise RequestError(f"request {rid!r} is already under way: give each "
+                                       "request its own id")
+                self._finished.pop(rid, None)
+                self._active[rid] = t
+        return t
+
+    def start(self, t: Tracked, state: str = "running") -> None:
+        """The enrollment moves on (recorded -> queued, queued -> running), unless it
+        was cancelled meanwhile: then CancelledError, and it goes no further."""
+        with self._lock:
+            if t.cancelled:
+                raise CancelledError(f"{t.what} cancelled (request {t.id}): nothing was stored")
+            t.state = state
+
+    @contextmanager
+    def commit(self, t: Tracked) -> Iterator[None]:
+        """Around the store write: refused if cancelled; a cancel waits for it to end.
+        The block sets ``t.result`` (action, speaker); once it returns, ``t`` is done."""
+        with self._lock:
+            if t.cancelled:
+                raise CancelledError(f"{t.what} cancelled (request {t.id}): nothing was stored")
+            yield
+            t.state = "done"
+
+    def end(self, t: Tracked, reply: Reply | None) -> None:
+        """The enrollment's reply is made: remember how it ended (not stored and not
+        cancelled: failed, with the reply's error)."""
+        with self._lock:
+            if t.state not in ("done", "cancelled"):
+                t.state = "failed"
+                t.result = {"error": str((reply or {}).get("error", "no reply"))}
+            self._retire(t)
+
+    def cancel(self, rid: str) -> Reply:
+        """The ``cancel`` op's answer (see the module's docstring)."""
+        with self._lock:
+            t = self._active.get(rid) or self._finished.get(rid)
+            if t is None:
+                return {"ok": True, "request": rid, "state": "unknown"}
+            if t.state in ("recording", "queued", "running"):
+                recording, t.state = t.state == "recording", "cancelled"
+                for hook in t.on_cancel:
+                    hook()
+                if recording:  # no job will end it: the recording was all there was
+                    self._retire(t)
+            if t.state == "done":
+                return {"ok": True, "request": rid, "state": "done", **t.result}
+            if t.state == "failed":
+                return {"ok": True, "request": rid, "state": "cancelled", **t.result}
+            return {"ok": True, "request": rid, "state": "cancelled"}
+
+    def _retire(self, t: Tracked) -> None:
+        """Inside the lock: from under way to remembered (the latest REMEMBER)."""
+        if t.id is None or self._active.get(t.id) is not t:
+            return
+        del self._active[t.id]
+        self._finished[t.id] = t
+        while len(self._finished) > REMEMBER:
+            self._finished.popitem(last=False)
