@@ -295,5 +295,5 @@ def _banner(listen: str, url: str, token_file: Path | None, kept: Path | None) -
         return f"vggvox web page on http://{listen}/?token=... (the token in {token_file})"
     if sys.stdout.isatty():
         return f"vggvox web page: open {url}\n(the token is also kept in {kept})"
-    return (f"vggvox web page on http://{listen}/?token=... (the token is in {kept}; "
-            "vggvox-client web --print-url shows the URL)")
+    return (f"vggvox web page on http://{listen}/?token=... (the token is in {kept}, "
+            "readable by this user only)")
