@@ -1,0 +1,164 @@
+"""How a replay ends (issue 20): real daemons, real clients, real speech.
+
+- a client killed mid-file: its session ends with one ``finished`` status event,
+  ``abandoned: true``, within 10 s, and nothing of it follows;
+- a client that sent ``final`` is never ended for silence, however long its last
+  windows take;
+- a replay's unknown voices can be named after it ended, for a while, and only the
+  latest few replays' are kept.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from daemon_proc import DaemonProcess
+from speakers_fixture import Conversation, conversation
+
+from conftest import write_wav
+from vggvox.audio import load_audio
+from vggvox_client import live
+from vggvox_client.connection import ClientError
+from vggvoxd.replays import ABANDON_S, MAX_KEPT
+
+CLIENT = Path(sys.executable).parent / "vggvox-client"
+
+
+@pytest.fixture
+def convo(tmp_path: Path) -> Conversation:
+    return conversation(tmp_path)
+
+
+def daemon(tmp: Path, settings: dict[str, Any] | None = None) -> DaemonProcess:
+    cfg = tmp / "vggvoxd.yaml"
+    cfg.write_text(yaml.safe_dump(settings or {}))
+    return DaemonProcess(tmp, args=["--config", str(cfg)]).start()
+
+
+def test_a_killed_replay_client_gets_finished_abandoned_within_10_s(
+        tmp_path: Path, convo: Conversation) -> None:
+    """It was reaped after 60 s with no `finished` event: the MQTT bridge kept the
+    replay's Home Assistant entities forever."""
+    d = daemon(tmp_path)
+    sub = d.conn.subscribe()
+    time.sleep(0.3)
+    client = subprocess.Popen([str(CLIENT), "--control", d.conn.control, "--events",
+                               d.conn.events, "replay", str(convo.stream), "--realtime"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    events: list[dict] = []
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not any(e["type"] == "speaker" for e in events):
+            ev = d.conn.receive(sub, 0.2)
+            if ev is not None and ev["source"].startswith("replay:"):
+                events.append(ev)
+        assert events, d.output()
+        source = events[0]["source"]
+        client.send_signal(signal.SIGKILL)
+        client.wait(timeout=5)
+        killed = time.time()
+        finished: dict | None = None
+        while time.monotonic() < deadline + 15 and finished is None:
+            ev = d.conn.receive(sub, 0.2)
+            if ev is not None and ev["source"] == source:
+                events.append(ev)
+                if ev["type"] == "status" and ev["state"] == "finished":
+                    finished = ev
+        assert finished is not None, d.output()
+        took = finished["time"] - killed
+        after = [ev for ev in (d.conn.receive(sub, 0.2) for _ in range(10))
+                 if ev is not None and ev["source"] == source]
+        status = d.conn.request("status")
+    finally:
+        client.kill()
+        code, _ = d.stop()
+    print(f"finished (abandoned) {took:.1f} s after the client was killed")
+    assert finished["abandoned"] is True and ABANDON_S <= took < 10, (took, finished)
+    assert not after, after
+    assert status["replays"] == 0
+    assert code == 0 and f"replay {source} abandoned: no request for" in d.output()
+
+
+def test_a_replay_that_sent_final_is_not_ended_for_silence(tmp_path: Path,
+                                                         convo: Conversation) -> None:
+    """6 min of speech, all accepted at once by a big buffer, then `final`: the client
+    says nothing more while the daemon decides it (more than ABANDON_S), and every
+    window is still decided; its finished event is not `abandoned`."""
+    x = load_audio(convo.stream)
+    minutes = np.tile(x, int(360 * 16000 / len(x)) + 1)[: 360 * 16000]
+    d = daemon(tmp_path, {"audio": {"buffer_s": 400.0}, "window": {"max_batch": 1}})
+    session = "f" * 32
+    sub = d.conn.subscribe(["status", "speaker"])
+    time.sleep(0.3)
+    try:
+        pcm = (minutes * 32767).astype("<i2")
+        step = 30 * 16000
+        for i in range(0, len(pcm), step):
+            part = pcm[i: i + step]
+            reply = d.conn.request("replay", session=session, label="long",
+                                   audio=part.tobytes(), final=i + step >= len(pcm))
+            assert reply["accepted"] == len(part)
+        sent = time.monotonic()
+        windows, finished = 0, None
+        while finished is None and time.monotonic() - sent < 120:
+            ev = d.conn.receive(sub, 0.5)
+            if ev is None or not ev["source"].startswith("replay:long-"):
+                continue
+            windows += ev["type"] == "speaker"
+            if ev["type"] == "status" and ev["state"] == "finished":
+                finished = ev
+        took = time.monotonic() - sent
+    finally:
+        code, _ = d.stop()
+    print(f"{windows} windows decided in {took:.1f} s after the final block")
+    assert finished is not None and finished["abandoned"] is False, d.output()
+    assert took > ABANDON_S, "too quick to show anything: make the audio longer"
+    assert windows >= 500 and finished["dropped_windows"] == 0
+    assert code == 0 and "abandoned" not in d.output()
+
+
+def test_a_replays_unknown_voices_can_be_named_after_it_ends(
+        tmp_path: Path, convo: Conversation) -> None:
+    """`vggvox-client replay conv.wav` then `name unknown-1 bob` said "no unknown voice
+    'unknown-1' (now: {'mic': []})". Now the voices of the latest MAX_KEPT replays are
+    kept for min(10 min, unknowns.max_age_s) after they end; an error lists them in
+    words."""
+    d = daemon(tmp_path, {"unknowns": {"max_age_s": 10.0}})
+    try:
+        clip = write_wav(tmp_path / "conv.wav", load_audio(convo.stream))
+        sources = []
+        for _ in range(MAX_KEPT + 1):
+            events = live.replay_one(d.conn, clip, realtime=False, as_json=True,
+                                     timeout=60, echo=False)
+            sources.append(events[0]["source"])
+        ended = time.monotonic()
+        time.sleep(0.3)  # the run loop has dropped the last session (keeping its voices)
+        kept = d.conn.request("status")["unknowns"]
+        assert set(kept) == {"stdin", *sources[1:]}, kept  # the oldest one is gone
+        with pytest.raises(ClientError) as e:
+            d.conn.request("name", unknown="unknown-9", name="bob")
+        listing = "; ".join(f"{s}: unknown-1, unknown-2" for s in sources[1:])
+        assert str(e.value).endswith(f"no unknown voice 'unknown-9' on any stream (unknown "
+                                     f"voices now: stdin: none; {listing})"), str(e.value)
+        sub = d.conn.subscribe(["named"])
+        time.sleep(0.3)
+        reply = d.conn.request("name", unknown="unknown-1", name="bob", source=sources[-1],
+                               timeout=30)
+        named = d.conn.receive(sub, 5)
+        assert reply["source"] == sources[-1] and reply["speaker"] == "bob"
+        assert named is not None and named["source"] == sources[-1] and named["turns"]
+        time.sleep(max(0.0, ended + 10.5 - time.monotonic()))  # past unknowns.max_age_s
+        with pytest.raises(ClientError, match=f"no stream '{sources[-1]}' with unknown "
+                                              r"voices \(streams: stdin\)"):
+            d.conn.request("name", unknown="unknown-2", name="carol", source=sources[-1])
+    finally:
+        code, _ = d.stop()
+    assert code == 0
