@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import re
 import sys
 from pathlib import Path
@@ -30,9 +29,12 @@ from vggvox_client.common import (
     Skipped,
     add_rule_args,
     endpoint,
+    flush_stdout,
     output_file,
     print_json,
+    reader_gone,
     report_skipped,
+    stdout_is_pipe,
 )
 from vggvox_client.jobs import default_workers
 
@@ -299,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
     except SystemExit:  # --help, --version or a usage error, already printed
-        _flush_stdout()
+        flush_stdout()
         raise
     logsetup.configure(args.log_level, sys.stderr)
     try:
@@ -313,27 +315,10 @@ def main(argv: list[str] | None = None) -> int:
         print(file=sys.stderr)  # end the line the terminal's ^C is on
         return 130
     except BrokenPipeError:
-        _reader_gone()
+        if not stdout_is_pipe():  # not the reader of our output: a fault, show it
+            raise
+        reader_gone()
         return 0
-
-
-def _flush_stdout() -> None:
-    try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        _reader_gone()
-
-
-def _reader_gone() -> None:
-    """stdout's reader went away (``| head -1``): not an error, it had what it wanted.
-    stdout is pointed at /dev/null so that the interpreter's last flush of what is
-    still buffered goes nowhere instead of printing "Exception ignored ..."."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):  # stdout replaced by something without a descriptor
-        pass
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,3 +106,31 @@ def endpoint(text: str) -> str:
             f"{text!r}: not an endpoint; give ipc:///path/to/control.sock or "
             "tcp://127.0.0.1:5561")
     return text
+
+
+def flush_stdout() -> None:
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        reader_gone()
+
+
+def reader_gone() -> None:
+    """stdout's reader went away (``| head -1``): not an error, it had what it wanted.
+    stdout is pointed at /dev/null so that the interpreter's last flush of what is
+    still buffered goes nowhere instead of printing "Exception ignored ..."."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout replaced by something without a descriptor
+        pass
+
+
+def stdout_is_pipe() -> bool:
+    """Whether stdout is a pipe or a socket, the only outputs whose reader can go."""
+    try:
+        mode = os.fstat(sys.stdout.fileno()).st_mode
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
