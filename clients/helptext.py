@@ -109,9 +109,13 @@ with status 0.""",
   vggvox-client mqtt --broker 127.0.0.1           # Mosquitto on this machine, port 1883
   vggvox-client mqtt --broker ha.local:1883 --username vggvox --password-file ~/.mqtt-pw
 Publishes PREFIX/SOURCE/speaker (retained: a name, unknown, or empty while silent),
-PREFIX/SOURCE/confidence, PREFIX/SOURCE/turn (JSON) and PREFIX/status (online or
-offline, also the last will), and Home Assistant discovery configs, so that
-sensor.vggvox_SOURCE_speaker appears by itself.""",
+PREFIX/SOURCE/confidence, PREFIX/SOURCE/turn (JSON, with the event's time: news
+only, dropped while the broker is away and never replayed; the retained state is
+republished whole on each connect) and PREFIX/status (online or offline, also the
+last will), and Home Assistant discovery configs, so that
+sensor.vggvox_SOURCE_speaker appears by itself (removed when the source ends).
+As a service (systemd/vggvox-mqtt.service) the password is a systemd credential
+read from /etc/vggvox/mqtt-password.""",
     "speakers": _E + """\
   vggvox-client speakers
   vggvox-client speakers --json | jq '.speakers[].name'""",
