@@ -1,158 +1,198 @@
-"""Ctrl-C on ``vggvox-client enroll``: cancelled for sure, or said to have gone through.
+"""Enrollment replies and cancelling an enrollment (issue 20): a real daemon, real
+ZeroMQ clients that do not wait for their replies, real speech.
 
-Issue 20: Ctrl-C exited 130 but the speaker was enrolled all the same, and
-nothing said so. Now the client sends every enrollment with a request id and,
-on Ctrl-C, ``cancel``s it and says what became of it. A real daemon, a real
-client process, a real SIGINT: once while its 100 s enrollment waits behind
-others (cancelled, and the store has no trace of it), and once after the daemon
-stored it while the client was stopped (SIGSTOP) before reading the reply (it
-says so, and how to undo it). Also the append's reply in words (issue 20's
-"gives the new clip's seconds as if they were the speaker's").
+- an append's reply says what this request added (``added``, ``speech_s``) and the
+  speaker's totals (``embeddings``, ``speaker_s``);
+- ``cancel`` with an enrollment's ``request`` id: ``cancelled`` (queued, running or
+  recording: nothing stored, its reply an error coded ``cancelled``), ``done`` (with
+  its action and speaker), ``unknown``; racing a store, never both;
+- a live recording's limit is named by its key, at the limit and past it;
+- a CURVE reader may not cancel.
 """
 
 from __future__ import annotations
 
-import select
-import signal
-import sqlite3
-import subprocess
-import sys
+import random
 import time
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import msgpack
 import numpy as np
 import pytest
 import zmq
 from daemon_proc import DaemonProcess
-from speakers_fixture import conversation
+from floods import dealer
+from speakers_fixture import Conversation, conversation
 
-from conftest import write_wav
-from vggvox.audio import load_audio
+from vggvox.audio import load_audio, to_int16
 from vggvox_client import live
-from vggvox_client.enroll import enroll_summary, outcome
+from vggvox_client.connection import ClientError
 
-CLIENT = Path(sys.executable).parent / "vggvox-client"
+MAX_BYTES = 16 * 1024 * 1024
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DaemonProcess, Path]]:
-    tmp = tmp_path_factory.mktemp("cancel")
-    clips = conversation(tmp).enroll
-    voice = load_audio(clips[sorted(clips)[0]][0])  # one voice, 100 s of it
-    wav = write_wav(tmp / "long.wav", np.tile(voice, 100 * 16000 // len(voice) + 1)
-                    [: 100 * 16000])
-    d = DaemonProcess(tmp).start(timeout=60)
-    yield d, wav
+@pytest.fixture
+def convo(tmp_path: Path) -> Conversation:
+    return conversation(tmp_path)
+
+
+@pytest.fixture
+def daemon(tmp_path: Path):
+    cfg = tmp_path / "vggvoxd.yaml"
+    cfg.write_text("enroll: {max_audio_s: 400.0}\n")  # an enrollment that takes seconds
+    d = DaemonProcess(tmp_path, args=["--config", str(cfg)]).start()
+    yield d
     d.stop()
 
 
-def keep_busy(d: DaemonProcess, wav: Path, n: int) -> list[zmq.Socket]:
-    """``n`` enrollments of ``wav`` sent at once (DEALER sockets, replies not awaited),
-    so that the next one waits behind them in the daemon's enrollment worker."""
-    pcm = live.to_pcm(load_audio(wav))
-    socks = []
-    for i in range(n):
-        s: zmq.Socket = zmq.Context.instance().socket(zmq.DEALER)
-        s.setsockopt(zmq.LINGER, 0)
-        s.connect(d.conn.control)
-        s.send_multipart([b"", msgpack.packb({"op": "enroll", "name": f"busy{i}",
-                                              "audio": [pcm]})])
-        socks.append(s)
-    return socks
+def send(sock: zmq.Socket, op: str, **fields: Any) -> None:
+    """A request whose reply is read later (``reply``)."""
+    sock.send_multipart([b"", msgpack.packb({"op": op, **fields})])
 
 
-def drain(socks: list[zmq.Socket], timeout: float = 60) -> None:
-    """Wait for each busy enrollment's reply: then the worker has nothing left."""
-    for s in socks:
-        assert s.poll(int(timeout * 1000)), "a busy enrollment never answered"
-        s.recv_multipart()
-        s.close()
+def reply(sock: zmq.Socket, timeout: float) -> dict | None:
+    if not sock.poll(int(timeout * 1000)):
+        return None
+    return msgpack.unpackb(sock.recv_multipart()[-1])
 
 
-def start_enroll(d: DaemonProcess, name: str, wav: Path) -> subprocess.Popen[bytes]:
-    """The client, until its request is on its way (its DEBUG line says so)."""
-    p = subprocess.Popen([str(CLIENT), "enroll", name, str(wav), "--log-level", "DEBUG",
-                          "--control", d.conn.control, "--events", d.conn.events],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert p.stderr is not None
-    seen, deadline = b"", time.monotonic() + 30
-    while b"sending request" not in seen:
-        assert time.monotonic() < deadline and p.poll() is None, seen.decode()
-        if select.select([p.stderr], [], [], 0.2)[0]:
-            seen += p.stderr.read1(4096)  # type: ignore[attr-defined]
-    return p
+def clips(convo: Conversation, seconds: float, pieces: int) -> list[bytes]:
+    """``seconds`` of one speaker's speech in ``pieces`` clips, as request PCM."""
+    x = np.concatenate([load_audio(p) for p in next(iter(convo.enroll.values()))])
+    x = np.tile(x, int(seconds * 16000 / len(x)) + 1)[: int(seconds * 16000)]
+    return [to_int16(c).tobytes() for c in np.array_split(x, pieces)]
 
 
-def stored(d: DaemonProcess) -> set[str]:
-    """The speakers in the store's file itself, not the daemon's memory."""
-    with sqlite3.connect(f"file:{d.store}?mode=ro", uri=True) as db:
-        return {n for (n,) in db.execute("SELECT name FROM speakers")}
+def test_an_append_says_what_it_added_and_the_speakers_total(daemon: DaemonProcess,
+                                                             convo: Conversation) -> None:
+    files = next(iter(convo.enroll.values()))
+    first = live.enroll(daemon.conn, "ann", files[:1], None, False, MAX_BYTES)
+    again = live.enroll(daemon.conn, "ann", files[1:], None, False, MAX_BYTES)
+    listed = daemon.conn.request("list")["speakers"][0]
+    assert first["action"] == "added" and first["added"] == first["embeddings"] == 1
+    assert first["speaker_s"] == first["speech_s"]
+    assert again["action"] == "appended" and again["added"] == len(files) - 1
+    assert again["embeddings"] == len(files) == listed["embeddings"]
+    assert again["speaker_s"] == pytest.approx(first["speech_s"] + again["speech_s"], abs=0.01)
+    assert again["speaker_s"] == pytest.approx(listed["seconds"], abs=0.01)
 
 
-def finish(p: subprocess.Popen[bytes]) -> tuple[int, str]:
-    _, err = p.communicate(timeout=30)
-    return p.returncode, err.decode()
-
-
-def test_ctrl_c_cancels_an_enrollment_under_way(setup: tuple[DaemonProcess, Path]) -> None:
-    d, wav = setup
-    busy = keep_busy(d, wav, 2)
-    p = start_enroll(d, "eve", wav)
-    time.sleep(0.3)
-    p.send_signal(signal.SIGINT)
-    code, err = finish(p)
-    drain(busy)
-    assert code == 130, err
-    assert "vggvox-client: interrupted: cancelled: nothing was stored" in err, err
-    assert "Traceback" not in err
-    assert "eve" not in {s["name"] for s in d.conn.request("list")["speakers"]}
-    assert "eve" not in stored(d) and {"busy0", "busy1"} <= stored(d)
-
-
-def test_ctrl_c_after_it_went_through_says_so(setup: tuple[DaemonProcess, Path]) -> None:
-    d, wav = setup
-    busy = keep_busy(d, wav, 1)  # its reply cannot come before the client is stopped
-    p = start_enroll(d, "dora", wav)
-    time.sleep(0.5)  # the request leaves the client's socket
-    p.send_signal(signal.SIGSTOP)
+def test_cancel_a_queued_and_a_running_enrollment_and_ask_after_a_done_one(
+        daemon: DaemonProcess, convo: Conversation) -> None:
+    """A long enrollment runs (400 s in 40 clips), a short one waits behind it: both
+    cancelled, both answered `cancelled` at once, neither stored. One let through is
+    `done`, with its action; an id never seen is `unknown`."""
+    a, b = dealer(daemon.conn.control), dealer(daemon.conn.control)
     try:
-        deadline = time.monotonic() + 60
-        while "dora" not in stored(d):
-            assert time.monotonic() < deadline, "the enrollment was never stored"
-            time.sleep(0.1)
-        p.send_signal(signal.SIGINT)  # delivered on SIGCONT: Ctrl-C after the store
+        send(a, "enroll", name="long", audio=clips(convo, 400, 40), request="req-long-1")
+        time.sleep(0.3)  # the long one is being embedded (for about 3 s)...
+        send(b, "enroll", name="queued", audio=clips(convo, 8, 2), request="req-queued-1")
+        time.sleep(0.3)  # ...and the short one waits
+        t0 = time.monotonic()
+        assert daemon.conn.request("cancel", request="req-queued-1") == {
+            "ok": True, "request": "req-queued-1", "state": "cancelled"}
+        assert daemon.conn.request("cancel", request="req-long-1")["state"] == "cancelled"
+        long, queued = reply(a, 10), reply(b, 10)
+        took = time.monotonic() - t0
+        assert long is not None and long["code"] == "cancelled", long
+        assert long["error"] == ("enrollment of 'long' cancelled (request req-long-1): "
+                                 "nothing was stored")
+        assert queued is not None and queued["code"] == "cancelled", queued
+        print(f"both cancelled and answered in {took:.2f} s")
+        assert took < 1.5, f"the running one stops between clips, not after them: {took:.1f} s"
+        send(a, "enroll", name="kept", audio=clips(convo, 8, 2), request="req-kept-1")
+        assert reply(a, 30)["ok"]
     finally:
-        p.send_signal(signal.SIGCONT)
-    code, err = finish(p)
-    drain(busy)
-    assert code == 130, err
-    assert ("vggvox-client: interrupted: the enrollment of dora had already gone through: "
-            "dora is enrolled (vggvox-client remove dora undoes it)") in err, err
-    assert "dora" in stored(d)
+        a.close()
+        b.close()
+    assert daemon.conn.request("cancel", request="req-kept-1") == {
+        "ok": True, "request": "req-kept-1", "state": "done", "action": "added",
+        "speaker": "kept"}
+    assert daemon.conn.request("cancel", request="never-seen")["state"] == "unknown"
+    assert daemon.conn.request("cancel", request="req-long-1")["state"] == "cancelled"
+    assert [s["name"] for s in daemon.conn.request("list")["speakers"]] == ["kept"]
+    for bad in ("short", "x" * 65, "tab\there!"):
+        with pytest.raises(ClientError, match="'request' must be 8 to 64 printable"):
+            daemon.conn.request("cancel", request=bad)
 
 
-def test_cancel_answers_in_words() -> None:
-    what = "the enrollment of bob"
-    assert outcome({"state": "cancelled"}, what) == "cancelled: nothing was stored"
-    assert "bob is enrolled (vggvox-client remove bob undoes it)" in outcome(
-        {"state": "done", "action": "added", "speaker": "bob"}, what)
-    assert "appended to bob's voiceprint" in outcome(
-        {"state": "done", "action": "appended", "speaker": "bob"}, what)
-    assert "cannot say whether the enrollment of bob went through" in outcome(
-        {"state": "unknown"}, what)
+def test_a_cancel_racing_the_store_is_cancelled_or_done_never_both(
+        daemon: DaemonProcess, convo: Conversation) -> None:
+    """20 enrollments, each cancelled after a random delay, some before their store
+    write, some after: `done` exactly for those stored, `cancelled` for the rest."""
+    rng = random.Random(20)
+    sock = dealer(daemon.conn.control)
+    audio = clips(convo, 4, 1)
+    states: dict[str, str] = {}
+    replies: dict[str, dict] = {}
+    try:
+        for i in range(20):
+            rid = f"race-{i:04d}"
+            send(sock, "enroll", name=f"race{i}", audio=audio, request=rid)
+            time.sleep(rng.uniform(0, 0.04))
+            states[f"race{i}"] = daemon.conn.request("cancel", request=rid)["state"]
+            answer = reply(sock, 30)
+            assert answer is not None
+            replies[f"race{i}"] = answer
+    finally:
+        sock.close()
+    stored = {s["name"] for s in daemon.conn.request("list")["speakers"]}
+    done = {n for n, s in states.items() if s == "done"}
+    print(f"{len(done)} done, {len(states) - len(done)} cancelled")
+    assert set(states.values()) <= {"done", "cancelled"}
+    assert done == stored == {n for n, r in replies.items() if r.get("ok")}
+    assert all(r.get("code") == "cancelled" for n, r in replies.items() if n not in done)
 
 
-def test_an_append_says_what_it_added_and_the_speakers_totals() -> None:
-    reply = {"speaker": "alice", "action": "appended", "embeddings": 3, "speech_s": 4.2,
-             "added": 1, "speaker_s": 12.93, "model": "campplus-int8@1.1"}
-    assert enroll_summary(reply) == (
-        "appended to alice (already enrolled; --replace starts over): +1 embedding, 4.2 s "
-        "of speech; now 3 embeddings, 12.9 s in all (campplus-int8@1.1)")
-    older = {k: v for k, v in reply.items() if k not in ("added", "speaker_s")}
-    assert enroll_summary(older) == ("appended to alice (already enrolled; --replace starts "
-                                     "over): 4.2 s of speech added; now 3 embeddings "
-                                     "(campplus-int8@1.1)")
-    assert enroll_summary({**reply, "action": "added", "embeddings": 1}).startswith(
-        "enrolled alice: 1 embedding, 4.2 s of speech after VAD")
+def test_a_live_recording_at_its_limit_is_cancelled_and_past_it_is_refused_by_key(
+        tmp_path: Path) -> None:
+    d = DaemonProcess(tmp_path, source="stdin").start()
+    sock = dealer(d.conn.control)
+    try:
+        assert d.proc is not None and d.proc.stdin is not None
+        d.proc.stdin.write(b"\0" * 32000)  # the source runs: 1 s of silence
+        d.proc.stdin.flush()
+        deadline = time.monotonic() + 10
+        while d.conn.request("status")["state"] != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        with pytest.raises(ClientError) as e:
+            d.conn.request("enroll", name="dan", live=60.5)
+        assert str(e.value).endswith("'live' must be at most 60 s (enroll.max_live_s), "
+                                     "got 60.5")
+        send(sock, "enroll", name="dan", live=60.0, request="live-dan-1")  # at the limit
+        time.sleep(0.3)
+        with pytest.raises(ClientError, match="busy: a live enrollment is already recording"):
+            d.conn.request("enroll", name="eve", live=5.0)
+        assert d.conn.request("cancel", request="live-dan-1")["state"] == "cancelled"
+        answer = reply(sock, 5)
+        assert answer is not None and answer["code"] == "cancelled", answer
+        assert "nothing was stored" in answer["error"]
+        # The cancelled recording no longer holds the source: another one may begin.
+        send(sock, "enroll", name="eve", live=1.0, request="live-eve-1")
+        time.sleep(0.3)
+        assert d.conn.request("cancel", request="live-eve-1")["state"] == "cancelled"
+    finally:
+        sock.close()
+        code, _ = d.stop()
+    assert code == 0
+
+
+def test_a_curve_reader_may_not_cancel(tmp_path: Path) -> None:
+    """`cancel` is an admin's request, as enroll is: a reader's key is refused."""
+    from vggvoxd.config import SecuritySettings
+    from vggvoxd.curve import Curve, keygen
+
+    for role in ("admins", "readers"):
+        (tmp_path / role).mkdir()
+    keygen(tmp_path, "server")
+    admin, _ = keygen(tmp_path / "admins", "admin")
+    reader, _ = keygen(tmp_path / "readers", "reader")
+    curve = Curve(SecuritySettings(server_key=str(tmp_path / "server.key_secret"),
+                                   admins=str(tmp_path / "admins"),
+                                   readers=str(tmp_path / "readers")))
+    keys = {p: zmq.auth.load_certificate(p)[0].decode() for p in (admin, reader)}
+    assert curve.allows(keys[admin], "cancel") is None
+    assert curve.allows(keys[reader], "status") is None
+    assert "'cancel' needs an admin key" in (curve.allows(keys[reader], "cancel") or "")
