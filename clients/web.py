@@ -136,8 +136,8 @@ class Handler(BoundedHandler):
         if path == "/speakers":
             try:
                 return self._json(200, self.conn.request("list", timeout=5))
-            except (ClientError, zmq.ZMQError) as e:
-                return self._error(503, str(e))
+            except (ClientError, zmq.ZMQError, OSError) as e:  # OSError: no file left
+                return self._error(503, f"cannot reach vggvoxd: {e}")
         if path == "/events":
             return self._events()
         return self._error(404, f"no {path}")
@@ -191,7 +191,7 @@ class Handler(BoundedHandler):
                 return 400, {"error": f"the upload: {e.reason}"}
             except ClientError as e:
                 return (503 if e.code in ("busy", "unreachable") else 400), {"error": str(e)}
-            except zmq.ZMQError as e:
+            except (zmq.ZMQError, OSError) as e:  # OSError: no file left for the socket
                 return 503, {"error": f"cannot reach vggvoxd: {e}"}
         return 200, reply
 
@@ -203,7 +203,7 @@ class Handler(BoundedHandler):
         try:
             status = self.conn.request("status", timeout=2)
             state["speakers"] = self.conn.request("list", timeout=2).get("speakers", [])
-        except (ClientError, zmq.ZMQError) as e:
+        except (ClientError, zmq.ZMQError, OSError) as e:  # OSError: no file left
             state["daemon"] = str(e)
             return state
         for name, src in (status.get("sources") or {}).items():

@@ -130,7 +130,7 @@ class EventHub:
         while not self.stop.is_set():
             try:
                 sock = self.conn.subscribe(TOPICS)
-            except (VggvoxError, zmq.ZMQError) as e:
+            except (VggvoxError, zmq.ZMQError, OSError) as e:
                 # The daemon's socket refuses us, or no file is left: say so once, retry.
                 if not complained:
                     log.error("cannot subscribe to vggvoxd's events: %s (retrying)", e)

@@ -197,3 +197,23 @@ def test_420_event_streams_under_a_file_limit(daemon: DaemonProcess) -> None:
             s.close()
         out = stop_web(web)
     assert "Traceback" not in out and "Too many open files" not in out, out
+
+
+@pytest.mark.skipif(PRLIMIT is None, reason="prlimit (util-linux) is needed")
+def test_out_of_files_is_answered_not_a_traceback(daemon: DaemonProcess) -> None:
+    # 18 files: a few more than the bridge holds at start, so that its daemon requests
+    # and ZeroMQ sockets meet "Too many open files".
+    web = start_web(daemon, free_port(), wrap=[str(PRLIMIT), "--nofile=18:18", "--"])
+    held: list[socket.socket] = []
+    try:
+        held = [request(web, "/events") for _ in range(50)]
+        codes = [status_of(s) for s in held]
+        assert codes.count(200) <= 2 and codes.count(200) + codes.count(503) + \
+            codes.count(0) == 50, sorted(set(codes))
+        assert fetch(web.url + "/state", Cookie=web.cookie())[0] == 200  # "daemon": why not
+        assert web.proc.poll() is None
+    finally:
+        for s in held:
+            s.close()
+        out = stop_web(web)
+    assert "Traceback" not in out, out
