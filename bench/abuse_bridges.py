@@ -131,9 +131,10 @@ def m_pipes(tmp: Path, quick: bool) -> list[Row]:
                     "replay": ["replay", str(convo.stream)]}.get(cmd, [cmd])
             code, err, _ = into_head([*argv, *at])
             said = "a traceback" if "Traceback" in err else short(err, 60) or "nothing"
-            rows.append(("20.2", f"`vggvox-client {' '.join(argv[:1])}"
-                                 f"{' f' if cmd == 'replay' else ''} | head -1`",
-                         "BrokenPipeError traceback, exit 1" if cmd != "status" else "",
+            rows.append(("20.2", f"`vggvox-client {cmd}{' f' if cmd == 'replay' else ''}` "
+                                 "piped into `head -1`",
+                         "BrokenPipeError traceback, exit 1" if cmd != "status" else
+                         "(not in the issue)",
                          f"exit {code}; stderr: {said}"))
     return rows
 
