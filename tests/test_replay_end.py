@@ -151,9 +151,12 @@ def test_a_replays_unknown_voices_can_be_named_after_it_ends(
         sub = d.conn.subscribe(["named"])
         time.sleep(0.3)
         reply = d.conn.request("name", unknown="unknown-1", name="bob", source=sources[-1],
-                               timeout=30)
+                               request="name-bob-0001", timeout=30)
         named = d.conn.receive(sub, 5)
         assert reply["source"] == sources[-1] and reply["speaker"] == "bob"
+        assert d.conn.request("cancel", request="name-bob-0001") == {
+            "ok": True, "request": "name-bob-0001", "state": "done", "action": "added",
+            "speaker": "bob"}
         assert named is not None and named["source"] == sources[-1] and named["turns"]
         time.sleep(max(0.0, ended + 10.5 - time.monotonic()))  # past unknowns.max_age_s
         with pytest.raises(ClientError, match=f"no stream '{sources[-1]}' with unknown "
