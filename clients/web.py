@@ -10,20 +10,26 @@
   shared subscription (``webevents.py``). ``/speakers``: the daemon's ``list``.
   ``/enroll`` (POST, the file's bytes, ``?name=``): an enrollment.
 
-**Who may use it (the local-user policy).** The page may give nobody more than
-the daemon's control socket gives them. The bridge talks to the daemon as the
-user who started it, so on loopback, with no token, it would lend that user's
-access to every local account (and to every web page through the browser).
-Hence every request needs the token, on loopback too: a random one made at
-start, kept 0600 in the starter's runtime folder (``web-PORT.token``) and shown
-on the starter's terminal, or the one in ``--token-file``, which is refused if
-every local user may read it. Whoever can read the token may use the page, and
-no one else: the starter (and root), or with a 0640 token file a group: for
-the service, group ``vggvox``, the same group the daemon's sockets admit. Any
-other local user gets 403 for every path, the page included. Host, Origin and
-CSRF checks: ``webguard.py``; connection, stream and upload caps and time-outs:
-``webserver.py``. Uploads are checked by their header (rate, duration at most
-the daemon's enrollment maximum) before they are decoded, and decoded bounded
+**Who may use it (the local-user policy).** The page gives nobody more than the
+daemon's control socket gives them. The bridge talks to the daemon as the user
+who started it, so without a guard it would lend that user's access to every
+local account (and to every web page, through the browser). Two guards:
+
+- every request needs the token, on loopback too: a random one made at start,
+  kept 0600 in the starter's runtime folder (``web-PORT.token``) and shown on
+  the starter's terminal, or the one in ``--token-file``, refused if every
+  local user may read it. Whoever can read the token may use the page: the
+  starter (and root), or with a 0640 file its group (for the service, group
+  ``vggvox``, as the sockets);
+- a connection from this machine is also checked by its owner's uid, which
+  the control socket's permissions must admit (``webpeer.py``): the token's
+  cookie reaches every port of the host, so a local user's own server could
+  learn it, and must still get nothing.
+
+Any other local user gets 403 for every path, the page included. Host,
+Origin and CSRF: ``webguard.py``; caps and time-outs: ``webserver.py``.
+Uploads are checked by their header (rate, duration at most the daemon's
+enrollment maximum) before they are decoded, and decoded bounded
 (``vggvox.audio.load_audio``). A separate process like any client, so that the
 daemon keeps no network access.
 """
@@ -33,7 +39,6 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import sys
 import tempfile
 import threading
 from collections.abc import Sequence
@@ -47,14 +52,16 @@ import zmq
 
 from vggvox.audio import load_audio, to_int16
 from vggvox.errors import AudioError, VggvoxError
+from vggvox_client import webpeer
 from vggvox_client.connection import ClientError, Connection
 from vggvox_client.webevents import EventHub
 from vggvox_client.webguard import (
     Guard,
+    banner,
     generated_token,
+    kept_token,
     parse_listen,
     read_token_file,
-    token_path,
 )
 from vggvox_client.webserver import BoundedHandler, Limits, Server
 
@@ -77,6 +84,10 @@ HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
 
 class Handler(BoundedHandler):
     conn: Connection
+    control: Path | None
+    """The daemon's ipc control socket, whose permissions say which local users may use
+    the page too (``webpeer.py``); None for a tcp:// daemon, or where /proc hides the
+    sockets' owners."""
     guard: Guard
     hub: EventHub
     stop: threading.Event
@@ -103,10 +114,18 @@ class Handler(BoundedHandler):
         self._json(code, {"error": text})
 
     def _admitted(self) -> dict[str, list[str]] | None:
-        """The query, when Host and token are right; else answered (421, 403) and None."""
+        """The query, when Host, local user and token are right; else answered (421,
+        403) and None."""
         if not self.guard.host_ok(self.headers.get("Host")):
             self._error(HTTPStatus.MISDIRECTED_REQUEST,
                         f"this server does not serve Host {self.headers.get('Host')!r}")
+            return None
+        uid = None if self.control is None else webpeer.owner(self.client_address,
+                                                             self.connection.getsockname())
+        if uid is not None and self.control is not None and not webpeer.admits(self.control,
+                                                                              uid):
+            self._error(403, f"this local user (uid {uid}) may not use vggvoxd's control "
+                             f"socket {self.control}, so not this page either")
             return None
         query = parse_qs(urlparse(self.path).query)
         if not self.guard.authorized(self.headers, query):
@@ -247,9 +266,7 @@ def run(conn: Connection, listen: str, token_file: Path | None,
     host, port = parse_listen(listen, token)
     kept = None
     if token is None:
-        from vggvoxd.config import private_dir, user_runtime_base
-
-        kept = token_path(private_dir(_runtime_base(user_runtime_base())), port)
+        kept = kept_token(port)
         if print_url and not kept.exists():
             raise VggvoxError(f"no token in {kept}: is vggvox-client web running on {listen} "
                               "as this user?")
@@ -263,7 +280,8 @@ def run(conn: Connection, listen: str, token_file: Path | None,
     hub = EventHub(conn, limits.streams, stop).start()
     guard = Guard(host, port, token, allow_hosts)
     handler = type("BoundHandler", (Handler,), {"conn": conn, "guard": guard, "hub": hub,
-                                                "stop": stop, "limits": limits})
+                                                "stop": stop, "limits": limits,
+                                                "control": _control_socket(conn)})
     try:
         server = Server((host, port), handler, limits)
     except OSError as e:
@@ -275,25 +293,17 @@ def run(conn: Connection, listen: str, token_file: Path | None,
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, shut)
-    print(_banner(listen, url, token_file, kept), flush=True)
+    print(banner(listen, url, token_file, kept), flush=True)
     server.serve_forever(poll_interval=0.5)
     server.server_close()
     return 0
 
 
-def _runtime_base(default: Path) -> Path:
-    import os
-
-    runtime = os.environ.get("RUNTIME_DIRECTORY")  # systemd's RuntimeDirectory=
-    return Path(runtime.split(":")[0]) if runtime else default
-
-
-def _banner(listen: str, url: str, token_file: Path | None, kept: Path | None) -> str:
-    """The URL to open. Its token is shown only on a terminal, so that a service's
-    log (which more users may read than the token file) does not hold it."""
-    if token_file is not None:
-        return f"vggvox web page on http://{listen}/?token=... (the token in {token_file})"
-    if sys.stdout.isatty():
-        return f"vggvox web page: open {url}\n(the token is also kept in {kept})"
-    return (f"vggvox web page on http://{listen}/?token=... (the token is in {kept}, "
-            "readable by this user only)")
+def _control_socket(conn: Connection) -> Path | None:
+    if not conn.control.startswith("ipc://"):
+        return None  # a CURVE daemon's keys, not file modes, say who may use it
+    if not webpeer.readable():
+        log.warning("cannot see who owns the sockets connecting (/proc/self/net/tcp): "
+                    "the token alone guards the page against local users")
+        return None
+    return Path(conn.control.removeprefix("ipc://"))

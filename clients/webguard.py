@@ -25,6 +25,7 @@ import os
 import re
 import secrets
 import stat
+import sys
 from collections.abc import Iterable, Mapping
 from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
@@ -75,9 +76,25 @@ def read_token_file(path: Path) -> str:
     return token
 
 
-def token_path(folder: Path, port: int) -> Path:
-    """Where a generated token is kept: the starter's private runtime folder."""
-    return folder / f"web-{port}.token"
+def kept_token(port: int) -> Path:
+    """Where a generated token is kept: the starter's private runtime folder (the
+    service's ``RuntimeDirectory``, else the one the daemon's sockets use)."""
+    from vggvoxd.config import private_dir, user_runtime_base
+
+    runtime = os.environ.get("RUNTIME_DIRECTORY")
+    folder = Path(runtime.split(":")[0]) if runtime else user_runtime_base()
+    return private_dir(folder) / f"web-{port}.token"
+
+
+def banner(listen: str, url: str, token_file: Path | None, kept: Path | None) -> str:
+    """The URL to open. Its token is shown only on a terminal, so that a service's
+    log (which more users may read than the token file) does not hold it."""
+    if token_file is not None:
+        return f"vggvox web page on http://{listen}/?token=... (the token in {token_file})"
+    if sys.stdout.isatty():
+        return f"vggvox web page: open {url}\n(the token is also kept in {kept})"
+    return (f"vggvox web page on http://{listen}/?token=... (the token is in {kept}, "
+            "readable by this user only)")
 
 
 def generated_token(path: Path) -> str:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from functools import partial
@@ -25,9 +27,19 @@ from speakers_fixture import Conversation, conversation
 from test_web import NEEDS_CHROMIUM, Bridge, chromium, fetch, start_web, stop_web
 
 from vggvox.errors import VggvoxError
+from vggvox_client import webpeer
 from vggvox_client.webguard import Guard, generated_token, read_token_file
 
 CURL = shutil.which("curl")
+
+
+def other_user() -> str | None:
+    try:
+        pwd.getpwnam("nobody")
+    except KeyError:
+        return None
+    return "nobody"
+
 PATHS = ["/", "/state", "/speakers", "/events", "/nothing"]
 
 
@@ -99,6 +111,53 @@ def test_a_token_file_must_be_private_and_plain(tmp_path: Path) -> None:
         read_token_file(path)
     with pytest.raises(VggvoxError, match=r"nothere: cannot read it: No such file"):
         read_token_file(tmp_path / "nothere")
+
+
+def test_the_owner_of_a_local_connection_is_found() -> None:
+    little = sys.byteorder == "little"
+    assert webpeer._hex("127.0.0.1", 8080) == ("0100007F" if little else "7F000001") + ":1F90"
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = socket.create_connection(server.getsockname())
+        conn, address = server.accept()
+        try:
+            # By sock_diag netlink, and by the /proc table where netlink is shut.
+            for find in (webpeer.owner, webpeer._table_owner):
+                assert find(address, conn.getsockname()) == os.getuid(), find
+                # No such connection: the kernel's lookup falls back to the listener on
+                # that port, which is not a client's socket.
+                assert find(conn.getsockname(), ("127.0.0.1", 1)) is None, find
+        finally:
+            conn.close()
+            client.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or other_user() is None,
+                    reason="needs root and a 'nobody' account, to give files to others")
+def test_the_socket_s_permissions_decide_who_is_admitted() -> None:
+    nobody = pwd.getpwnam("nobody")
+    folder = Path(tempfile.mkdtemp(dir="/tmp"))  # /tmp: searchable by all
+    try:
+        path = folder / "control.sock"
+        with socket.socket(socket.AF_UNIX) as s:
+            s.bind(str(path))
+            assert webpeer.admits(path, 0) and webpeer.admits(path, os.getuid())
+            ours = nobody.pw_gid
+            for folder_mode, folder_group, sock_mode, sock_group, admitted in (
+                    (0o700, 0, 0o666, 0, False),        # the folder shuts others out
+                    (0o755, 0, 0o600, 0, False),        # the socket is its owner's
+                    (0o750, 0, 0o660, ours, False),     # the folder is not the group's
+                    (0o710, ours, 0o660, ours, True),   # the group's, all the way
+                    (0o710, ours, 0o606, ours, False),  # a group the mode leaves out
+                    (0o755, 0, 0o666, 0, True)):        # open to every local user
+                folder.chmod(folder_mode)
+                os.chown(folder, 0, folder_group)
+                path.chmod(sock_mode)
+                os.chown(path, 0, sock_group)
+                assert webpeer.admits(path, nobody.pw_uid) == admitted, (oct(folder_mode),
+                                                                          oct(sock_mode))
+            assert not webpeer.admits(folder / "absent.sock", nobody.pw_uid)
+    finally:
+        shutil.rmtree(folder)
 
 
 # ------------------------------------------------------------------ a real daemon and bridge
@@ -235,14 +294,6 @@ def test_print_url_shows_the_kept_token(served: tuple[DaemonProcess, Bridge, Con
     assert out.returncode == 0 and out.stdout == f"{web.url}/?token={web.token}\n", out
 
 
-def other_user() -> str | None:
-    try:
-        pwd.getpwnam("nobody")
-    except KeyError:
-        return None
-    return "nobody"
-
-
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to run the probe as another user")
 @pytest.mark.skipif(shutil.which("runuser") is None or CURL is None or other_user() is None,
                     reason="needs runuser, curl and a 'nobody' account")
@@ -262,17 +313,57 @@ def test_a_local_user_without_the_socket_gets_nothing(
     # Neither can it read the token where the bridge keeps it.
     kept = next(d.tmp.glob(f"xdg-{web.port}/vggvox/web-{web.port}.token"))
     assert as_nobody("cat", str(kept)).returncode != 0
-    # So through the page it gets 403 for everything.
+    # So through the page it gets 403 for everything,
     for path in PATHS:
         out = as_nobody(CURL or "curl", "-s", "-m", "5", "-o", "/dev/null", "-w",
                         "%{http_code}", web.url + path)
         assert out.stdout == b"403", (path, out)
+    # even with the token (a cookie reaches every port of the host: its own server on
+    # another port would get it from the page's user's browser).
+    for path in PATHS:
+        out = as_nobody(CURL or "curl", "-s", "-m", "5", "-H", f"Cookie: {web.cookie()}",
+                        "-w", "%{http_code}", web.url + path)
+        assert out.stdout.endswith(b"403"), (path, out)
+        assert b"may not use vggvoxd's control socket" in out.stdout, out
     clip = convo.enroll[sorted(convo.enroll)[0]][0].read_bytes()  # on stdin: nobody can't read it
     out = as_nobody(CURL or "curl", "-s", "-m", "5", "-o", "/dev/null", "-w", "%{http_code}",
                     "-H", f"Origin: {web.url}", "--data-binary", "@-",
                     f"{web.url}/enroll?name=victim", data=clip)
     assert out.stdout == b"403", out
     assert "victim" not in speakers(d)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to run the probe as another user")
+@pytest.mark.skipif(shutil.which("runuser") is None or CURL is None or other_user() is None,
+                    reason="needs runuser, curl and a 'nobody' account")
+def test_a_local_user_the_socket_admits_may_use_the_page() -> None:
+    # The same user, nobody, with the daemon's sockets shared with its group: the page
+    # follows the socket's rules both ways.
+    nobody = pwd.getpwnam("nobody")
+    tmp = Path(tempfile.mkdtemp(dir="/tmp"))  # /tmp: searchable by all
+    try:
+        os.chown(tmp, 0, nobody.pw_gid)
+        tmp.chmod(0o710)
+        d = DaemonProcess(tmp, args=["--socket-group", "nogroup"])
+        store = tmp / "store"
+        store.mkdir(mode=0o700)
+        d.argv[d.argv.index("--store") + 1] = str(store / "voiceprints.db")
+        d.start()
+        web = start_web(d, free_port())
+        try:
+            def code(*args: str) -> bytes:
+                return subprocess.run(["runuser", "-u", "nobody", "--", CURL or "curl", "-s",
+                                       "-m", "5", "-o", "/dev/null", "-w", "%{http_code}",
+                                       *args, web.url + "/state"], capture_output=True,
+                                      timeout=30).stdout
+            assert code("-H", f"Cookie: {web.cookie()}") == b"200"
+            assert code() == b"403"  # the token is still needed
+        finally:
+            out = stop_web(web)
+            d.stop()
+        assert "Traceback" not in out
+    finally:
+        shutil.rmtree(tmp)
 
 
 ATTACK = """<!doctype html><title>loading</title>

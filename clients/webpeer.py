@@ -1,0 +1,142 @@
+"""Which local user is on the other end of a connection to the web bridge, and whether
+the daemon's control socket would let that user in.
+
+The token alone cannot hold the local-user policy on one machine: a cookie is
+sent to every port of its host (RFC 6265, section 8.5), so a local user who
+runs a server on another loopback port and gets the page's user to open it
+learns the token. So a connection from this machine is also checked by who
+makes it: the kernel knows the owner's uid of each TCP socket (asked through
+sock_diag netlink, one exact lookup, as ``ss`` does; else found in
+``/proc/self/net/tcp``), and that uid must be one the control socket's
+permissions admit (its owner, root, its group's members, or everyone if it is
+open to all; every folder above it searchable too), as if that user ran
+``vggvox-client``. A connection from another machine has no local owner; the
+token guards it alone.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import pwd
+import socket
+import stat
+import struct
+import sys
+from pathlib import Path
+
+TABLES = (Path("/proc/self/net/tcp"), Path("/proc/self/net/tcp6"))
+_SOCK_DIAG, _BY_FAMILY, _NLM_F_REQUEST, _TCP_LISTEN = 4, 20, 1, 10
+
+
+def _hex(address: str, port: int) -> str:
+    """An address and port as the kernel prints them in /proc/net/tcp*: each 32-bit
+    word of the address in host byte order, in hex."""
+    ip = ipaddress.ip_address(address.split("%")[0])
+    raw = ip.packed
+    words = [int.from_bytes(raw[i:i + 4], sys.byteorder) for i in range(0, len(raw), 4)]
+    return "".join(f"{w:08X}" for w in words) + f":{port:04X}"
+
+
+def readable() -> bool:
+    """Whether this process can find sockets' owners at all."""
+    try:
+        socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _SOCK_DIAG).close()
+        return True
+    except OSError:
+        return TABLES[0].exists() and os.access(TABLES[0], os.R_OK)
+
+
+def owner(client: tuple[str, int], server: tuple[str, int]) -> int | None:
+    """The uid that owns the client's end of the connection ``client`` -> ``server``
+    when that end is on this machine; None when it is not (or cannot be seen)."""
+    c, s = _ipv4(client[0]) or client[0], _ipv4(server[0]) or server[0]
+    try:
+        return _diag(c, client[1], s, server[1])
+    except OSError:  # no netlink here (a sandbox): the slower tables
+        return _table_owner(client, server)
+
+
+def _diag(client: str, cport: int, server: str, sport: int) -> int | None:
+    """One sock_diag lookup of the TCP socket whose local end is ``client``."""
+    family = socket.AF_INET6 if ":" in client else socket.AF_INET
+    size = 16 if family == socket.AF_INET6 else 4
+    ends = [socket.inet_pton(family, a.split("%")[0]).ljust(16, b"\0") for a in (client, server)]
+    no_cookie = struct.pack("=II", 0xFFFFFFFF, 0xFFFFFFFF)
+    sockid = struct.pack(">HH", cport, sport) + ends[0] + ends[1] + struct.pack("=I", 0)
+    req = struct.pack("=BBBBI", family, socket.IPPROTO_TCP, 0, 0, 0xFFFFFFFF) + sockid + no_cookie
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _SOCK_DIAG) as nl:
+        nl.settimeout(1.0)
+        nl.send(struct.pack("=IHHII", 16 + len(req), _BY_FAMILY, _NLM_F_REQUEST, 1, 0) + req)
+        reply = nl.recv(4096)
+    kind = struct.unpack_from("=H", reply, 4)[0]
+    if kind != _BY_FAMILY:  # an error: no such socket here
+        return None
+    state = reply[17]
+    found_port = struct.unpack_from(">H", reply, 20)[0]
+    found_addr = reply[24:24 + size]
+    # The kernel's lookup falls back to a listening socket: that is not the client's.
+    if state == _TCP_LISTEN or found_port != cport or found_addr != ends[0][:size]:
+        return None
+    return int(struct.unpack_from("=I", reply, 16 + 4 + 48 + 12)[0])
+
+
+def _table_owner(client: tuple[str, int], server: tuple[str, int]) -> int | None:
+    (c, cport), (s, sport) = client[:2], server[:2]
+    ends = {(_hex(c, cport), _hex(s, sport))}
+    c4, s4 = _ipv4(c), _ipv4(s)
+    if c4 is not None and s4 is not None:
+        ends.add((_hex(c4, cport), _hex(s4, sport)))
+    for table in TABLES:
+        try:
+            data = table.read_bytes()
+        except OSError:
+            continue
+        for local, remote in ends:
+            # Found with one search, not by splitting every line: the table holds every
+            # socket of the machine, and a flood makes it long.
+            at = data.find(f" {local} {remote} ".encode())
+            if at >= 0:
+                fields = data[at:data.find(b"\n", at)].split()
+                return int(fields[6])  # local rem st tx:rx tr:when retrnsmt uid
+    return None
+
+
+def _ipv4(address: str) -> str | None:
+    """The IPv4 form of an IPv4-mapped IPv6 address (an IPv6 socket's view of an IPv4
+    client), as the kernel may list it in /proc/net/tcp."""
+    mapped = getattr(ipaddress.ip_address(address.split("%")[0]), "ipv4_mapped", None)
+    return str(mapped) if mapped is not None else None
+
+
+def admits(socket_path: Path, uid: int) -> bool:
+    """Whether the permissions of ``socket_path`` (and of every folder above it) let
+    ``uid`` connect: write on the socket, search on the folders. While there is no
+    socket (no daemon), only this process's own user and root."""
+    if uid == 0 or uid == os.getuid():
+        return True
+    try:
+        if not stat.S_ISSOCK(socket_path.stat().st_mode):
+            return False
+    except OSError:
+        return False
+    try:
+        user = pwd.getpwuid(uid)
+        groups = set(os.getgrouplist(user.pw_name, user.pw_gid))
+    except KeyError:  # no name (a transient systemd user): its own groups are unknown
+        groups = set()
+    needs = [(socket_path, 2)] + [(p, 1) for p in socket_path.parents]  # write; search
+    for p, bit in needs:
+        try:
+            st = p.stat()
+        except OSError:
+            return False
+        if uid == st.st_uid:
+            allowed = st.st_mode & (bit << 6)
+        elif st.st_gid in groups:
+            allowed = st.st_mode & (bit << 3)
+        else:
+            allowed = st.st_mode & bit
+        if not allowed:
+            return False
+    return True
