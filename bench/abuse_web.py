@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import shutil
 import socket
 import statistics
@@ -157,12 +158,17 @@ def m_web_local(tmp: Path, quick: bool) -> list[Row]:
         got["POST /enroll"] = curl("-H", f"Origin: {web.url}", "--data-binary", "@-",
                                    f"{web.url}/enroll?name=victim", user="nobody",
                                    data=clip)[0]
+        # With the token (a cookie reaches every port of the host) and the CSRF value.
+        stolen = curl("-H", f"Cookie: {web.cookie()}", "-H", f"Origin: {web.url}", "-H",
+                      f"X-CSRF-Token: {web.csrf}", "--data-binary", "@-",
+                      f"{web.url}/enroll?name=victim", user="nobody", data=clip)
         enrolled = names(d)
     finally:
         stop_web(web)
         d.stop()
     return [("20.1.1", attack, "enrolled through the page",
-             ", ".join(f"{k} {v}" for k, v in got.items()) + f"; enrolled: {enrolled}")]
+             ", ".join(f"{k} {v}" for k, v in got.items()) + "; with the token and the "
+             f"CSRF value: {said(*stolen)}; enrolled: {enrolled}")]
 
 
 def m_web_bombs(tmp: Path, quick: bool) -> list[Row]:
@@ -270,20 +276,26 @@ def m_web_slow(tmp: Path, quick: bool) -> list[Row]:
     try:
         t0 = time.perf_counter()
         slow = [request(web, "/enroll?name=x", "POST", 1 << 20, b"RIFF") for _ in range(100)]
-        busy = sum(status_of(s, 2) == 503 for s in slow[2:])
-        answered = time.perf_counter() - t0
+        sent = time.perf_counter() - t0
+        answered: dict[socket.socket, int] = {}
+        while time.perf_counter() - t0 < sent + 2.0:  # what answers at once: the busy ones
+            ready, _, _ = select.select([s for s in slow if s not in answered], [], [], 0.1)
+            answered |= {s: status_of(s) for s in ready}
+        busy = sum(code == 503 for code in answered.values())
         count = threads(pid)
         page = fetch(web.url + "/", Cookie=web.cookie())[0]
+        held = [s for s in slow if s not in answered]
         cut = "not waited for (--quick)"
         if not quick:
             t1 = time.perf_counter()
-            codes = [status_of(s, 90) for s in slow[:2]]
-            cut = f"answered {codes} after {time.perf_counter() - t1:.0f} s more"
+            codes = [status_of(s, 90) for s in held]
+            cut = f"answered {codes} {time.perf_counter() - t1:.0f} s later"
         rows.append(("20.1.2", "100 slow uploads at once (token and origin right, 4 bytes of "
-                     "a 1 MB body sent)", "100 threads held for the uploads' whole duration",
-                     f"{busy} of the 98 past the 2 upload slots answered 503 within "
-                     f"{ms(answered)}; bridge threads {count}; page {page}; the 2 held: "
-                     f"{cut}"))
+                     "a 1 MB body sent, then nothing)",
+                     "100 threads held for the uploads' whole duration",
+                     f"{busy} answered 503 at once (all 100 sent in {ms(sent)}); bridge threads "
+                     f"{count}; page {page}; the {len(held)} being read: {cut} (10 s without "
+                     "a byte; a trickle is cut at 60 s)"))
         for s in slow:
             s.close()
         drips = [socket.create_connection(("127.0.0.1", web.port)) for _ in range(100)]
