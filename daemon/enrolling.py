@@ -122,11 +122,11 @@ class Enrolling:
                 refused: Reply = {"ok": False, "error": str(err), "code": err.code}
                 later(lambda: refused)
 
-        def abandoned(why: str) -> None:
-            failed: Reply = {"ok": False, "error": f"live enrollment of {name!r} abandoned: "
-                                                   f"{why}; nothing was stored"}
-            self.requests.end(t, failed)
-            later(lambda: failed)
+        def abandoned(why: str) -> None:  # the source stopped, ended or was lost
+            error = f"live enrollment of {name!r} abandoned: {why}; nothing was stored"
+            if self.requests.abandon(t, error):  # else a cancel answered already
+                failed: Reply = {"ok": False, "error": error}
+                later(lambda: failed)
 
         tap = Tap(int(live * SAMPLE_RATE), recorded, abandoned)
 
@@ -136,7 +136,7 @@ class Enrolling:
                            f"{name!r} cancelled (request {rid}): nothing was stored"}
             later(lambda: gone)
 
-        t.on_cancel.append(cancel)
+        t.on_cancel = cancel
         main.taps.append(tap)
 
     def _submit(self, t: Tracked, job: Callable[[], Reply], later: Later) -> None:

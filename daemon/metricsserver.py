@@ -104,7 +104,7 @@ class MetricsHTTP:
             except OSError as e:  # out of files, say: the next try may succeed
                 if self._stop.is_set():
                     return
-                log.warning("metrics: cannot accept a connection: %s", e)
+                self._warn(f"metrics: cannot accept a connection: {e}")
                 self._stop.wait(0.1)
                 continue
             if not self._slots.acquire(blocking=False):
@@ -120,12 +120,16 @@ class MetricsHTTP:
 
     def _turn_away(self) -> None:
         self.turned_away += 1
+        self._warn(f"metrics: {MAX_CONNECTIONS} connections at once: closing new ones until "
+                   f"they end ({self.turned_away} turned away so far; at most "
+                   f"{MAX_CONNECTIONS} at a time, {REQUEST_TIMEOUT_S:.0f} s each)")
+
+    def _warn(self, text: str) -> None:
+        """A WARNING, at most once per WARN_EVERY_S: a flood must not flood the log."""
         now = time.monotonic()
         if now - self._warned >= WARN_EVERY_S:
             self._warned = now
-            log.warning("metrics: %d connections at once: closing new ones until they end "
-                        "(%d turned away so far; at most %d at a time, %.0f s each)",
-                        MAX_CONNECTIONS, self.turned_away, MAX_CONNECTIONS, REQUEST_TIMEOUT_S)
+            log.warning("%s", text)
 
     def _serve(self, conn: socket.socket) -> None:
         try:
@@ -169,6 +173,10 @@ class MetricsHTTP:
             return response("405 Method Not Allowed", b"only GET\n")
         if target not in ("/metrics", "/"):
             return response("404 Not Found", b"only /metrics\n")
-        with self._render_lock:
-            body, content_type = self.render()
+        try:
+            with self._render_lock:
+                body, content_type = self.render()
+        except Exception:  # a bug in a collector: logged, and the daemon goes on
+            log.exception("metrics: cannot render the metrics")
+            return response("500 Internal Server Error", b"cannot render the metrics\n")
         return response("200 OK", body, content_type, head=method == "HEAD")

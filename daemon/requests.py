@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,8 +68,9 @@ class Tracked:
     """recording, queued, running, then done, cancelled or failed."""
     result: dict[str, Any] = field(default_factory=dict)
     """When done: the reply's action and speaker; when failed: its error."""
-    on_cancel: list[Any] = field(default_factory=list)
-    """Called (under the lock) when cancelled: drop a tap, answer the request."""
+    on_cancel: Callable[[], None] | None = None
+    """A recording's: called (under the lock) when cancelled while it records, to drop
+    its tap and answer its request (a queued or running job answers for itself)."""
 
     @property
     def cancelled(self) -> bool:
@@ -121,6 +122,16 @@ class Requests:
                 t.result = {"error": str((reply or {}).get("error", "no reply"))}
             self._retire(t)
 
+    def abandon(self, t: Tracked, error: str) -> bool:
+        """A recording whose source stopped first: failed, unless cancelled meanwhile
+        (False: then its request has its answer already)."""
+        with self._lock:
+            if t.state != "recording":
+                return False
+            t.state, t.result = "failed", {"error": error}
+            self._retire(t)
+            return True
+
     def cancel(self, rid: str) -> Reply:
         """The ``cancel`` op's answer (see the module's docstring)."""
         with self._lock:
@@ -129,9 +140,9 @@ class Requests:
                 return {"ok": True, "request": rid, "state": "unknown"}
             if t.state in ("recording", "queued", "running"):
                 recording, t.state = t.state == "recording", "cancelled"
-                for hook in t.on_cancel:
-                    hook()
-                if recording:  # no job will end it: the recording was all there was
+                if recording:  # no job will answer or end it: the recording was all
+                    if t.on_cancel is not None:
+                        t.on_cancel()
                     self._retire(t)
             if t.state == "done":
                 return {"ok": True, "request": rid, "state": "done", **t.result}

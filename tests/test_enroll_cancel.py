@@ -173,6 +173,10 @@ def test_a_live_recording_at_its_limit_is_cancelled_and_past_it_is_refused_by_ke
         send(sock, "enroll", name="eve", live=1.0, request="live-eve-1")
         time.sleep(0.3)
         assert d.conn.request("cancel", request="live-eve-1")["state"] == "cancelled"
+        assert (reply(sock, 5) or {}).get("code") == "cancelled"
+        d.proc.stdin.write(b"\0" * 64000)  # more audio: a cancelled tap takes none of it
+        d.proc.stdin.flush()
+        assert reply(sock, 1.0) is None, "one answer per request"
     finally:
         sock.close()
         code, _ = d.stop()
