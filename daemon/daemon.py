@@ -9,9 +9,11 @@ r"""The supervisor: the runtime around the library's recognizer.
 The main thread runs ``run``: it (re)starts each live source (``live.py``: one,
 or several with ``sources:``) with back-off when it fails or disappears, sends
 heartbeats, tells systemd when it is ready, and tears everything down on
-``stop`` (SIGTERM). When every source is finite (files, stdin) and has finished,
-and no replay or enrollment is under way, it stops by itself, with status 0: a
-list with a microphone never ends.
+``stop`` (SIGTERM). With ``--source file:PATH`` or ``--source stdin`` (a one-off
+run) it stops by itself, with status 0, once that source has ended, its last
+window is decided, and no replay or enrollment is under way. A ``sources:`` list
+describes a service: it never ends by itself (its files and stdin end and stay
+``finished``; it goes on serving replays, enrollments and requests).
 """
 
 from __future__ import annotations
@@ -167,9 +169,11 @@ class Daemon:
             live.flushed.set()
 
     def all_done(self) -> bool:
-        """Every source has ended (files, stdin; never a microphone), and nothing else
-        is under way: no replay session, no enrollment, no reply still to send."""
-        return (bool(self.lives) and all(lv.ended for lv in self.lives)
+        """A command line's file or stdin has ended, and nothing else is under way: no
+        replay session, no enrollment, no reply still to send (a ``sources:`` list,
+        or a microphone, never ends)."""
+        return (not self.settings.sources and bool(self.lives)
+                and all(lv.ended for lv in self.lives)
                 and not len(self.handlers.replays) and self.handlers.idle()
                 and self.control.idle())
 
@@ -246,7 +250,7 @@ class Daemon:
                         self.publish(self.status_event(live=live))
                 self.handlers.replays.reap()
                 if self.all_done():
-                    log.info("every source has finished: stopping")
+                    log.info("the source has ended: stopping")
                     self.stop("end of input")
                 self.store.retry_erasure()  # a removal a reader held up; cheap when none
                 if self.reload_requested.is_set():

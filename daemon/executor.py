@@ -3,11 +3,11 @@
 Streams hand it their segmenter's items (speech starts, windows, speech ends)
 in stream order, through two bounded queues:
 
-- **live** (the microphone): when full, the oldest live *window* is dropped and
+- **live** (a microphone, a file, stdin:live): when full, the oldest live *window* is dropped and
   counted against its stream. Dropping a speech start or end would corrupt a
   turn, and they are tiny, so they are never dropped.
-- **finite** (files, replays): when full, the producer waits. A finite stream
-  slows down; it never loses a window.
+- **finite** (the lossless sources: stdin, replays): when full, the producer
+  waits. Such a stream slows down; it never loses a window.
 
 Each batch takes live work first, then fills up with finite work, so a fast
 replay can never starve live identification. After the batched embedding call

@@ -32,9 +32,9 @@ examples:
   ffmpeg -i talk.mp3 -f s16le -ar 16000 -ac 1 - | vggvoxd --source stdin   # then exit
   vggvoxd --print-config > ~/.config/vggvox/vggvoxd.yaml
 
-Exit status: 0 stopped (SIGTERM, SIGINT, or the end of every source: files and
-stdin end, a microphone never does; a replay or an enrollment under way is let
-finish first); 1 cannot start (another vggvoxd serves the endpoints, the store
+Exit status: 0 stopped (SIGTERM, SIGINT, or the end of --source file: or stdin;
+a replay or an enrollment under way is let finish first; a microphone or a
+sources: list never ends); 1 cannot start (another vggvoxd serves the endpoints, the store
 holds another model's voiceprints) or a stage kept failing; 2 bad settings or
 arguments."""
 
@@ -62,14 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="input device: a name (or part of one) or an index of --list-devices "
                         "(default: the config's, else the system's)")
     p.add_argument("--source", metavar="SOURCE",
-                   help="mic (default); file:PATH, an audio file played at real-time pace; "
-                        "stdin, raw 16 kHz mono signed 16-bit little-endian PCM, read no "
-                        "faster than the daemon decides it (lossless: the pipe holds its "
-                        "writer back; pauses are fine); or stdin:live, the same read as it "
-                        "comes, dropping the oldest audio when behind (logged). A file or "
-                        "stdin ends the daemon, status 0, once its input has ended and its "
-                        "last window is decided. Given, it replaces the config's list of "
-                        "sources")
+                   help="mic (default); file:PATH, an audio file played at real-time pace "
+                        "as a microphone would deliver it; stdin, raw 16 kHz mono signed "
+                        "16-bit little-endian PCM, read no faster than the daemon decides it "
+                        "(lossless: the pipe holds its writer back; pauses are fine); or "
+                        "stdin:live, the same read as it comes, dropping the oldest audio "
+                        "when behind (logged). A file or stdin ends the daemon, status 0, "
+                        "once its input has ended and its last window is decided. Given, "
+                        "it replaces the config's list of sources (a list never ends)")
     p.add_argument("--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR, any case "
                                        "(default: the config's, else INFO)")
     p.add_argument("--socket-group", metavar="GROUP",

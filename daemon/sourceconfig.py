@@ -30,7 +30,7 @@ class SourceSpec:
     device: str | int | None = None
     """A microphone: an input device's name (or part of one) or index; null: the default."""
     uri: str | None = None
-    """Instead of a device: ``file:PATH`` (played at real-time pace, lossless), ``stdin``
+    """Instead of a device: ``file:PATH`` (played at real-time pace, live), ``stdin``
     (lossless: holds its writer back) or ``stdin:live`` (drops when behind)."""
 
 

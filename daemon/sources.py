@@ -2,7 +2,10 @@
 
 - ``MicSource``: PyAudio capture; the callback only hands the block to the sink
   (the ring buffer's write) and counts PortAudio's input-overflow flag.
-- ``FileSource``: a file, at real-time pace; lossless.
+- ``FileSource``: a file, at real-time pace, live: it stands in for a microphone
+  (benchmarks and tests play files as the microphones of rooms), so it drops, and
+  logs, what the pipeline cannot keep up with (for every window: ``replay``, or
+  ``stdin``).
 - ``StdinSource``: raw 16-bit little-endian PCM from standard input; lossless
   (``stdin``: the pipe holds its writer back) or live (``stdin:live``: the
   oldest audio and windows are dropped, and logged, when the pipeline is behind).
@@ -48,8 +51,6 @@ class AudioSource(ABC):
     is_device = False
     """A capture device: it delivers continuously, so a silence means it is gone
     (``live.py`` restarts it). A pipe or a file may pause, or be held back."""
-    finite = True
-    """It ends (file, stdin, replay): the daemon may stop once every source has."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -107,7 +108,6 @@ def input_devices() -> list[dict[str, Any]]:
 
 class MicSource(AudioSource):
     is_device = True
-    finite = False
 
     def __init__(self, device: str | int | None = None, block_ms: int = 20,
                  name: str = "mic") -> None:
@@ -217,19 +217,13 @@ class _ThreadSource(AudioSource):
 
 
 class FileSource(_ThreadSource):
-    """A file played at real-time pace, as a microphone would deliver it, but lossless:
-    when the pipeline falls behind it waits (and catches up after), so that a file
-    gives the same events whatever the machine's load."""
+    """A file played at real-time pace, as a microphone would deliver it."""
 
     def __init__(self, path: Path, block_ms: int = 20, name: str | None = None) -> None:
         super().__init__(name or f"file:{path}")
         self.path = Path(path)
         self.block = SAMPLE_RATE * block_ms // 1000
         self._samples = to_int16(load_audio(self.path))
-
-    @property
-    def lossless(self) -> bool:
-        return True
 
     def _run(self, sink: Sink) -> None:
         t0 = time.monotonic()

@@ -4,7 +4,7 @@
 
 The stream thread owns the recognizer's segmenter (VAD and windows); the
 executor thread owns its decider. A live source's items go to the live queue
-(oldest windows dropped when it is full); a finite one's to the finite queue,
+(oldest windows dropped when it is full); a lossless one's to the finite queue,
 and the thread waits for room there, so the ring buffer fills and the source
 (a replay client) is held back instead of losing audio.
 """

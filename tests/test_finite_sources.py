@@ -126,7 +126,7 @@ def test_a_file_source_exits_0_within_2_s_of_its_end(tmp_path: Path,
     print(f"exit {code} {after_end:.2f} s after the file's end")
     assert code == 0 and after_end < 2.0, d.output()
     assert any(e["type"] == "speaker" for e in events)
-    assert "every source has finished: stopping" in d.output()
+    assert "the source has ended: stopping" in d.output()
 
 
 def test_stdin_fed_fast_is_lossless_and_gives_a_replays_events(
