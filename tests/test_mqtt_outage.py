@@ -194,7 +194,8 @@ def run_outage(tmp: Path, mode: str, outage_s: float, after_s: float = 8.0,
 
 @pytest.mark.parametrize("mode", ["refuse", "stall"])
 def test_no_stale_turn_message_after_an_outage(tmp_path: Path, mode: str) -> None:
-    out = run_outage(tmp_path, mode, outage_s=8.0)
+    # 6 s: longer than MAX_AGE_S, so that a turn queued through it would be seen as stale.
+    out = run_outage(tmp_path, mode, outage_s=6.0, after_s=5.0)
     assert out.stale == 0, (out, out.log)
     assert out.after > 0, out.log  # turns flow again
     assert "turn messages are dropped" in out.log and "Traceback" not in out.log, out.log
