@@ -34,7 +34,12 @@ def run_enroll(conn: Connection, args: argparse.Namespace, max_bytes: int,
         raise VggvoxError("enroll needs either FILE... or --live SECONDS")
     if args.source is not None and args.live is None:
         raise VggvoxError("--source goes with --live: files are not recorded from a source")
-    clips = None if args.live is not None else live.load_clips(args.files, max_bytes)
+    try:
+        clips = None if args.live is not None else live.load_clips(args.files, max_bytes)
+    except KeyboardInterrupt:
+        print("\nvggvox-client: interrupted before anything was sent: nothing was stored",
+              file=sys.stderr)
+        return INTERRUPTED
     rid = new_request_id()
     try:  # from here on the daemon may be storing it: Ctrl-C asks what became of it
         reply = live.enroll(conn, args.name, args.files, args.live, args.replace, max_bytes,
