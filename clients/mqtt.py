@@ -266,8 +266,9 @@ class Bridge:
         try:
             while not stop.is_set():
                 # Held turns wait for acknowledgements that come within milliseconds:
-                # look again soon while any wait.
-                wait = 0.02 if len(self.turns) or self._resync_at is not None else 0.5
+                # look again soon while any wait (and a link is there to bring them).
+                soon = len(self.turns) or self._resync_at is not None
+                wait = 0.02 if soon and self._link_up else 0.5
                 ev = self.conn.receive(sock, wait)
                 if ev is not None:
                     self.handle(ev)
