@@ -98,7 +98,7 @@ class Enrolling:
                 source: str | None, rid: str | None, later: Later) -> None:
         """A live enrollment: record ``live`` seconds from a source, then enroll them."""
         limit = self.d.settings.enroll.max_live_s
-        if live <= 0:
+        if not live > 0:  # NaN too
             raise RequestError(f"'live' must be a positive number of seconds, got {live}")
         if live > limit:
             raise RequestError(f"'live' must be at most {limit:g} s (enroll.max_live_s), "

@@ -81,7 +81,8 @@ def test_a_killed_replay_client_gets_finished_abandoned_within_10_s(
         client.kill()
         code, _ = d.stop()
     print(f"finished (abandoned) {took:.1f} s after the client was killed")
-    assert finished["abandoned"] is True and ABANDON_S <= took < 10, (took, finished)
+    # 5 s after its last request, which came up to a second (a chunk) before the kill.
+    assert finished["abandoned"] is True and ABANDON_S - 1.5 < took < 10, (took, finished)
     assert not after, after
     assert status["replays"] == 0
     assert code == 0 and f"replay {source} abandoned: no request for" in d.output()
