@@ -254,6 +254,7 @@ def m_fast(tmp: Path, quick: bool) -> list[Row]:
         d.start(timeout=60)
         windows, finished = 0, None
         try:
+            time.sleep(0.5)  # the subscription has reached the publisher
             t0 = time.monotonic()
             write(d, pcm(np.concatenate([x, x])), close=True)
             while finished is None and time.monotonic() - t0 < 60:
