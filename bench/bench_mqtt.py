@@ -47,9 +47,13 @@ class Pane:
         pass
 
 
+TOKEN = "bench-web-token-0123456789abcdef"
+
+
 def read_events(port: int, stop: threading.Event) -> None:
-    """A page's EventSource: read /events until told to stop."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/events", timeout=10) as r:
+    """A page's EventSource: read /events (with the page's token) until told to stop."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/events?token={TOKEN}",
+                                timeout=10) as r:
         while not stop.is_set() and r.readline():
             pass
 
@@ -78,10 +82,14 @@ def run(tmp: Path, wav: Path, bridged: bool, seconds: float,
         pane_pid = subprocess.run(["tmux", "list-panes", "-t", session, "-F", "#{pane_pid}"],
                                   capture_output=True, text=True).stdout.split()[0]
         bridge = Pane(session, int(pane_pid))
-    elif bridged:
+    elif bridged:  # the page needs its token: a private token file
+        token = run_dir / "web.token"
+        token.write_text(TOKEN)
+        token.chmod(0o600)
         bridge = subprocess.Popen([str(CLIENT), "--control", d.conn.control, "--events",
                                    d.conn.events, "web", "--listen",
-                                   f"127.0.0.1:{broker.port}"], stdout=subprocess.DEVNULL)
+                                   f"127.0.0.1:{broker.port}", "--token-file", str(token)],
+                                  stdout=subprocess.DEVNULL)
         time.sleep(1.5)
         threading.Thread(target=read_events, args=(broker.port, page), daemon=True).start()
     try:

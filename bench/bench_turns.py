@@ -97,9 +97,9 @@ def enroll_lists(conv: Conversation) -> dict[str, list[Path]]:
     return by
 
 
-def start_daemon(tmp: Path, config: Path) -> DaemonProcess:
+def start_daemon(tmp: Path, config: Path, source: str = "stdin") -> DaemonProcess:
     tmp.mkdir(parents=True, exist_ok=True)
-    return DaemonProcess(tmp, source="stdin",
+    return DaemonProcess(tmp, source=source,
                          args=["--config", str(config), "--log-level", "WARNING"]).start(60)
 
 
@@ -237,7 +237,9 @@ def starvation(convs: list[Conversation], tmp: Path, config: Path,
     pcm = to_int16(clip).tobytes()
     others = [c.wav for c in convs[1:]] or [conv.wav]
 
-    d = start_daemon(tmp / "s", config)
+    # stdin:live: read as the audio comes, dropping when behind, as a microphone does (plain
+    # stdin is lossless and would hold its writer back instead of competing for the embedder).
+    d = start_daemon(tmp / "s", config, "stdin:live")
     try:
         enroll_exactly(d.conn, conv)
         say(f"starvation: reference replay of {LIVE_S:.0f} s alone")
@@ -288,7 +290,7 @@ def starvation(convs: list[Conversation], tmp: Path, config: Path,
         t0 = time.monotonic()
         for t in threads:
             t.start()
-        finished = False
+        status: Event = {}
         deadline = t0 + LIVE_S + 300
         while time.monotonic() < deadline:
             ev = d.conn.receive(sub, 0.1)
@@ -296,12 +298,12 @@ def starvation(convs: list[Conversation], tmp: Path, config: Path,
                 if ev["type"] == "speaker":
                     live_events.append(ev)
                 elif ev["type"] == "status" and ev.get("state") == "finished":
-                    finished = True
-            if finished and not any(t.is_alive() for t in threads):
+                    status = ev  # its last counters: the daemon exits after its input ends
+            if status and not any(t.is_alive() for t in threads):
                 break
         wall = time.monotonic() - t0
+        finished = bool(status)
         sub.close()
-        status = d.conn.request("status", timeout=10)
     finally:
         d.stop()
     live_keys = [key(e) for e in live_events]
@@ -309,8 +311,8 @@ def starvation(convs: list[Conversation], tmp: Path, config: Path,
             "live_finished_seen": finished,
             "live_speaker_events": len(live_keys), "alone_speaker_events": len(alone_keys),
             "live_equals_alone": live_keys == alone_keys,
-            "dropped_windows": status["dropped_windows"],
-            "dropped_samples": status["dropped_samples"], "state": status["state"],
+            "dropped_windows": status.get("dropped_windows"),
+            "dropped_samples": status.get("dropped_samples"), "state": status.get("state"),
             "concurrent_replays": len(replays_done),
             "replay_dropped_windows": sum(r[2] or 0 for r in replays_done),
             "errors": errors}

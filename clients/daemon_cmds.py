@@ -80,7 +80,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="where to serve it (default 127.0.0.1:8765; off loopback only with "
                         "--token-file)")
     p.add_argument("--token-file", type=Path, metavar="F",
-                   help="file holding a token every request must carry as ?token=")
+                   help="a private file (not readable by every user) holding the token the "
+                        "page needs (default: one made at start and kept 0600 in your "
+                        "runtime folder)")
+    p.add_argument("--allow-host", action="append", metavar="NAME", default=[],
+                   help="also answer to this host name (a LAN name, a reverse proxy's); "
+                        "repeatable. Any other Host header is refused (DNS rebinding)")
+    p.add_argument("--print-url", action="store_true",
+                   help="print the running page's URL with its token, and exit")
     p = sub.add_parser("mqtt", help="publish who is speaking to an MQTT broker, with Home "
                                     "Assistant discovery (runs until stopped)")
     p.add_argument("--broker", required=True, metavar="HOST[:PORT]",
@@ -187,7 +194,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     if args.command == "web":
         from vggvox_client import web
 
-        return web.run(conn, args.listen, args.token_file)
+        return web.run(conn, args.listen, args.token_file, args.allow_host, args.print_url)
     if args.command == "mqtt":
         from vggvox_client import mqtt
 

@@ -102,7 +102,9 @@ with status 0.""",
   vggvox-client watch                   # until q or Ctrl-C; works over SSH
   vggvox-client watch --seconds 60""",
     "web": _E + """\
-  vggvox-client web                                 # http://127.0.0.1:8765/
+  vggvox-client web                                 # prints http://127.0.0.1:8765/?token=...
+  vggvox-client web --print-url                     # the running page's URL, with its token
+  vggvox-client web --allow-host pi.lan             # also answer to http://pi.lan:8765/
   vggvox-client web --listen 0.0.0.0:8765 --token-file ~/.vggvox-web-token
                                                     # then open http://HOST:8765/?token=...""",
     "mqtt": _E + """\

@@ -23,6 +23,8 @@ def status_reply(d: Daemon, streams: list[Stream], unknowns: dict[str, Any],
             "embed_s": round(d.executor.compute_s, 3),
             "model": d.embedder.tag, "scoring": d.rule.describe(),
             "store": str(d.store.path),
+            # What a client may send before it reads a file whole (the web page's uploads).
+            "enroll_max_audio_s": d.settings.enroll.max_audio_s,
             "unknowns": unknowns, "replays": replays,
             "sources": {live.name: source_status(d, live) for live in d.lives},
             "connections": {s.name: s.connections.health()

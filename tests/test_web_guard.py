@@ -24,7 +24,7 @@ from typing import ClassVar
 import pytest
 from daemon_proc import DaemonProcess, free_port
 from speakers_fixture import Conversation, conversation
-from test_web import NEEDS_CHROMIUM, Bridge, chromium, fetch, start_web, stop_web
+from test_web import CLIENT, NEEDS_CHROMIUM, Bridge, chromium, fetch, start_web, stop_web
 
 from vggvox.errors import VggvoxError
 from vggvox_client import webpeer
@@ -267,7 +267,7 @@ def test_an_enrollment_must_come_from_the_page(
 def test_allowed_host_names_are_served(served: tuple[DaemonProcess, Bridge, Conversation]
                                        ) -> None:
     d, _, _ = served
-    web = start_web(d, free_port(), limits={}, allow_hosts=("vggvox.lan",))
+    web = start_web(d, free_port(), "--allow-host", "vggvox.lan")  # the command line's
     try:
         for host in ("vggvox.lan", f"vggvox.lan:{web.port}"):
             code, _, _ = fetch(web.url + "/state", Host=host, Cookie=web.cookie())
@@ -286,11 +286,9 @@ def test_print_url_shows_the_kept_token(served: tuple[DaemonProcess, Bridge, Con
                                          ) -> None:
     d, web, _ = served
     env = {**os.environ, "XDG_RUNTIME_DIR": str(d.tmp / f"xdg-{web.port}")}
-    code = ("import sys; from vggvox_client import web; from vggvox_client.connection import "
-            f"Connection; sys.exit(web.run(Connection({d.conn.control!r}, {d.conn.events!r}), "
-            f"'127.0.0.1:{web.port}', None, print_url=True))")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         timeout=30)
+    out = subprocess.run([str(CLIENT), "--control", d.conn.control, "--events", d.conn.events,
+                          "web", "--listen", f"127.0.0.1:{web.port}", "--print-url"],
+                         env=env, capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and out.stdout == f"{web.url}/?token={web.token}\n", out
 
 

@@ -217,3 +217,25 @@ def test_out_of_files_is_answered_not_a_traceback(daemon: DaemonProcess) -> None
             s.close()
         out = stop_web(web)
     assert "Traceback" not in out, out
+
+
+def test_the_daemons_own_enrollment_maximum_bounds_uploads(tmp_path: Path) -> None:
+    """The page refuses by the daemon's enroll.max_audio_s (its status says it), not a
+    fixed 120 s: at the limit an upload is read, past it refused from the header."""
+    config = tmp_path / "c.yaml"
+    config.write_text("enroll: {max_audio_s: 10.0}\n")
+    d = DaemonProcess(tmp_path, args=["--config", str(config)]).start()
+    web = start_web(d, free_port())
+    try:
+        assert d.conn.request("status")["enroll_max_audio_s"] == 10.0
+        at, past = tmp_path / "at.wav", tmp_path / "past.wav"
+        sf.write(str(at), tone(16000, 10.0, 220.0), 16000, subtype="PCM_16")
+        sf.write(str(past), tone(16000, 10.5, 220.0), 16000, subtype="PCM_16")
+        code, body, _ = post(web, past.read_bytes())
+        assert code == 400 and b"10.5 s of audio, more than the 10 s taken" in body, body
+        code, body, _ = post(web, at.read_bytes())  # read and sent: a tone is no speech
+        assert code == 400 and b"more than the 10 s" not in body, body
+    finally:
+        out = stop_web(web)
+        d.stop()
+    assert "Traceback" not in out, out
