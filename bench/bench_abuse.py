@@ -22,13 +22,31 @@ or the number):
  9 access    CURVE keys: a reader, an admin, an unknown key, no key; tcp://0.0.0.0
 10 replay    does status show a replay's session token
 
-Issue 20's, against the processes around the daemon too:
-11 damaged   a store row cut, of another size or NaN: does the daemon start, what it says
-12 rofull    `enroll` with the store's file system read-only, then its disk full (root)
+Issue 20's, against the daemon and the processes around it (rows labelled 20.PART.FINDING):
+11 damaged      a store row cut, of another size or NaN: does the daemon start, what it says
+12 rofull       `enroll` with the store's file system read-only, then its disk full (root)
+13 csrf         the web page: the issue's curl, and a page of another origin in Chromium
+14 rebind       the web page: DNS rebinding (Host: evil.example), even with the token
+15 local        the web page: a local user the control socket refuses (root: runuser)
+16 bombs        the web page: a 2 h FLAC, an 8 Hz WAV, a lying header, three at once
+17 streams      the web page: 420 event streams under a 1,024-file limit
+18 slow         the web page: 100 slow uploads, 100 clients dripping headers
+19 metrics      1,000 idle connections to /metrics under a 1,024-file limit
+20 dupkey       a config section given twice
+21 fileend      --source file: at the file's end
+22 pause        a stdin pipe that pauses 5 s
+23 fast         stdin fed faster than real time (stdin, stdin:live)
+24 abandon      a replay client killed: its finished event
+25 cancel       an enrollment cancelled while it embeds
+26 mqtt_outage  the MQTT broker cut or stalled for 48 s: stale turn messages after
+27 abandoned    a replay client killed: its Home Assistant entities
+28 watch_markup `watch` with names rich takes for markup
+29 pipes        every printing command into `head -1`
 
 The measurements live in abuse_process.py (1, 2, 4-6), abuse_flood.py (3),
-abuse_store.py (7, 8) and abuse_access.py (9, 10), abuse_storehealth.py (11, 12);
-abuse_common.py holds what they share.
+abuse_store.py (7, 8), abuse_access.py (9, 10), abuse_storehealth.py (11, 12),
+abuse_web.py (13-18), abuse_daemon.py (19-25) and abuse_bridges.py (26-29);
+abuse_common.py holds what they share. Each of the last three also runs alone.
 
 Needs the repository and ../shared/data (the fixtures' LibriSpeech clips); what
 needs speech is skipped, saying so, when they are absent.
@@ -44,6 +62,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # daemon_proc
+import abuse_bridges
+import abuse_daemon
+import abuse_web
 from abuse_access import m_access, m_replay
 from abuse_common import (
     Row,
@@ -57,7 +78,8 @@ from abuse_storehealth import m_damaged, m_readonly_full
 MEASUREMENTS: dict[str, Callable[[Path, bool], list[Row]]] = {
     "blocking": m_blocking, "sigterm": m_sigterm, "flood": m_flood, "memory": m_memory,
     "live": m_live, "second": m_second, "privacy": m_privacy, "erasure": m_erasure,
-    "access": m_access, "replay": m_replay, "damaged": m_damaged, "rofull": m_readonly_full}
+    "access": m_access, "replay": m_replay, "damaged": m_damaged, "rofull": m_readonly_full,
+    **abuse_web.MEASUREMENTS, **abuse_daemon.MEASUREMENTS, **abuse_bridges.MEASUREMENTS}
 
 
 def main() -> int:
