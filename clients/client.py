@@ -64,7 +64,8 @@ class Client:
         return _data(self.conn.request("remove", name=name))
 
     def speakers(self) -> list[dict[str, Any]]:
-        """Enrolled speakers: ``name``, ``embeddings``, ``seconds``, ``model``, ``updated``."""
+        """Enrolled speakers: ``name``, ``embeddings``, ``seconds``, ``model``, ``updated``,
+        ``last_heard`` and ``damaged`` (docs/control.md)."""
         return list(self.conn.request("list")["speakers"])
 
     def status(self) -> dict[str, Any]:

@@ -227,6 +227,8 @@ def cmd_daemon(args: argparse.Namespace) -> int:
             print(f"model {reply['model']}, {plural(len(reply['speakers']), 'speaker')}")
             for s in reply["speakers"]:
                 print(f"  {s['name']:24s} {plural(s['embeddings'], 'embedding', 3)}  "
-                      f"{s['seconds']:7.1f} s of speech")
+                      f"{s['seconds']:7.1f} s of speech" + (
+                          f"  DAMAGED, not identified ({s['damaged']}; enroll --replace "
+                          "repairs it)" if s.get("damaged") else ""))
         return 0
     return enroll.run_enroll(conn, args, EndpointSettings().max_request_bytes, data)

@@ -66,9 +66,12 @@ class Handlers:
 
     def list(self, req: dict[str, Any], later: Later) -> Reply:
         heard = dict(self.d.executor.last_heard)  # the embedder thread's: a copy
+        # As the executor's last load of the voiceprints found them (a list it swaps whole).
+        damaged = {row.speaker: f"row {row.row}: {row.problem}" for row in self.d.store.damaged}
         return {"ok": True, "model": self.d.embedder.tag, "speakers": [
             {"name": s.name, "embeddings": s.embeddings, "seconds": round(s.seconds, 3),
-             "model": s.model, "updated": s.updated, "last_heard": heard.get(s.name)}
+             "model": s.model, "updated": s.updated, "last_heard": heard.get(s.name),
+             "damaged": damaged.get(s.name)}
             for s in self.d.store.speakers()]}
 
     def status(self, req: dict[str, Any], later: Later) -> Reply:

@@ -12,6 +12,7 @@ import logging
 import os
 import sqlite3
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +27,7 @@ from vggvox.modelcard import DEFAULT_MODEL, load_card, resolve_card
 from vggvox.store import ModelId, VoiceprintStore
 
 MODEL = ModelId("m@1", None, 8)
+CLIENT = Path(sys.executable).parent / "vggvox-client"
 
 
 def emb(n: int, seed: int, dim: int = 8) -> np.ndarray:
@@ -111,10 +113,15 @@ def test_the_daemon_starts_on_a_damaged_store_and_says_so_once(tmp_path: Path) -
     d.start(timeout=60)
     try:
         status = d.conn.request("status")
-        listed = [s["name"] for s in d.conn.request("list")["speakers"]]
+        listed = {s["name"]: s["damaged"] for s in d.conn.request("list")["speakers"]}
+        shown = subprocess.run([str(CLIENT), "--control", d.conn.control, "--events",
+                                d.conn.events, "speakers"], capture_output=True, text=True,
+                               timeout=60).stdout
     finally:
         code, _ = d.stop()
-    assert code == 0 and status["speakers"] == 1 and listed == ["alice", "bob"]
+    assert code == 0 and status["speakers"] == 1 and list(listed) == ["alice", "bob"]
+    assert listed["alice"] is None and listed["bob"].startswith("row 2: cut or padded vector")
+    assert "bob" in shown and "DAMAGED, not identified (row 2: cut or padded" in shown, shown
     log = d.log.read_text()
     lines = [ln for ln in log.splitlines() if "speaker 'bob'" in ln]
     assert len(lines) == 1, log
@@ -174,8 +181,6 @@ def test_a_daemon_on_a_read_only_store_names_its_speakers_and_refuses_writes(
         tmp_path: Path, voices: dict[str, list[Path]]) -> None:
     """A real vggvoxd on a store whose file system is read-only: it starts, lists and
     loads the speakers, and `enroll` is refused in one line that says why."""
-    import sys
-
     card = load_card(resolve_card(DEFAULT_MODEL))
     with tmpfs(tmp_path / "ro", "4m") as mnt:
         d = DaemonProcess(tmp_path)
@@ -187,8 +192,7 @@ def test_a_daemon_on_a_read_only_store_names_its_speakers_and_refuses_writes(
         d.start(timeout=60)
         try:
             assert d.conn.request("status")["speakers"] == 1
-            client = Path(sys.executable).parent / "vggvox-client"
-            r = subprocess.run([str(client), "--control", d.conn.control, "--events",
+            r = subprocess.run([str(CLIENT), "--control", d.conn.control, "--events",
                                 d.conn.events, "enroll", "bob", *map(str, voices["bob"])],
                                capture_output=True, text=True, timeout=120)
         finally:
