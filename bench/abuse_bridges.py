@@ -22,11 +22,9 @@ figure now) for ``bench_abuse.py``'s table:
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,7 +32,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from abuse_common import Row, running, short
+from abuse_common import Row, main_alone, running, short
 from speakers_fixture import conversation
 from test_mqtt_abandoned_replay import abandoned_entities_gone_s
 from test_mqtt_outage import run_outage
@@ -145,22 +143,7 @@ MEASUREMENTS: dict[str, Callable[[Path, bool], list[Row]]] = {
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a 12 s outage, not 48 s")
-    parser.add_argument("--only", choices=list(MEASUREMENTS), help="one measurement")
-    args = parser.parse_args()
-    rows: list[Row] = []
-    with tempfile.TemporaryDirectory(prefix="vggvox-bridges-") as name:
-        for key in [args.only] if args.only else list(MEASUREMENTS):
-            t0 = time.monotonic()
-            print(f"[{key}] ...", file=sys.stderr, flush=True)
-            rows += MEASUREMENTS[key](Path(name) / key, args.quick)
-            print(f"[{key}] {time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)
-    print("| item | attack or fault | figure before | figure now |")
-    print("|---|---|---|---|")
-    for row in rows:
-        print("| " + " | ".join(c.replace("|", "/") for c in row) + " |")
-    return 0
+    return main_alone(MEASUREMENTS, __doc__ or "", "a 12 s outage, not 48 s")
 
 
 if __name__ == "__main__":

@@ -3,11 +3,13 @@ timed requests and text for the table (``bench_abuse.py`` runs them)."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -101,3 +103,42 @@ def exit_text(code: int | None) -> str:
         return f"killed by {signal.Signals(-code).name}"
     return f"exit {code}"
 
+
+Measurement = Callable[[Path, bool], list[Row]]
+
+
+def measure(measurements: Mapping[str, Measurement], chosen: list[str], quick: bool,
+            prefix: str = "vggvox-abuse-") -> list[Row]:
+    """Run the chosen measurements, each in a folder of its own (their time on stderr);
+    one that fails is a row saying so, not the end of the others."""
+    names = list(measurements)
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix=prefix) as name:
+        for key in chosen:
+            t0 = time.monotonic()
+            print(f"[{key}] ...", file=sys.stderr, flush=True)
+            try:
+                rows += measurements[key](Path(name) / key, quick)
+            except Exception as e:  # one failed measurement must not hide the others
+                rows.append((str(names.index(key) + 1), key, "",
+                             f"FAILED: {type(e).__name__}: {short(str(e), 200)}"))
+            print(f"[{key}] {time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)
+    return rows
+
+
+def print_table(rows: list[Row]) -> None:
+    print("| item | attack or fault | figure before | figure now |")
+    print("|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(c.replace("|", "/").replace("\n", " ") for c in row) + " |")
+
+
+def main_alone(measurements: Mapping[str, Measurement], doc: str, quick_help: str) -> int:
+    """A measurement module run by itself: ``--quick``, ``--only NAME``, then the table."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--only", choices=list(measurements), help="one measurement")
+    args = parser.parse_args()
+    print_table(measure(measurements, [args.only] if args.only else list(measurements),
+                        args.quick))
+    return 0

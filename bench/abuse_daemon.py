@@ -18,15 +18,12 @@ What needs speech uses ../shared/data's fixtures and is skipped, saying so, with
 
 from __future__ import annotations
 
-import argparse
 import re
 import resource
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -34,7 +31,16 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # daemon_proc
-from abuse_common import MAX_BYTES, NO_SPEECH, ROOT, Row, open_fds, short, speech_clips
+from abuse_common import (
+    MAX_BYTES,
+    NO_SPEECH,
+    ROOT,
+    Row,
+    main_alone,
+    open_fds,
+    short,
+    speech_clips,
+)
 from daemon_proc import DaemonProcess, free_port
 
 from conftest import FIXTURES, write_wav
@@ -182,24 +188,6 @@ def pcm(x: np.ndarray) -> bytes:
     return to_int16(x).tobytes()
 
 
-def write(d: DaemonProcess, data: bytes, close: bool) -> threading.Thread:
-    assert d.proc is not None and d.proc.stdin is not None
-    stdin = d.proc.stdin
-
-    def run() -> None:
-        try:
-            stdin.write(data)
-            stdin.flush()
-            if close:
-                stdin.close()
-        except (BrokenPipeError, ValueError):
-            pass
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t
-
-
 def final_turns(d: DaemonProcess, sub: Any, seconds: float) -> list[dict]:
     out, deadline = [], time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -223,9 +211,9 @@ def m_pause(tmp: Path, quick: bool) -> list[Row]:
             live.enroll(d.conn, name, speech_clips(name), None, False, MAX_BYTES)
         sub = d.conn.subscribe(["turn"])
         time.sleep(0.3)
-        write(d, pcm(x[: int(5.4 * 16000)]), close=False).join(10)
+        d.feed(pcm(x[: int(5.4 * 16000)]), close=False).join(10)
         first = final_turns(d, sub, 5.0)  # the pause
-        write(d, pcm(x[int(5.5 * 16000): int(10.9 * 16000)]), close=False).join(10)
+        d.feed(pcm(x[int(5.5 * 16000): int(10.9 * 16000)]), close=False).join(10)
         second = final_turns(d, sub, 5.0)
         state = d.conn.request("status")["sources"]["stdin"]["state"]
     finally:
@@ -256,7 +244,7 @@ def m_fast(tmp: Path, quick: bool) -> list[Row]:
         try:
             time.sleep(0.5)  # the subscription has reached the publisher
             t0 = time.monotonic()
-            write(d, pcm(np.concatenate([x, x])), close=True)
+            d.feed(pcm(np.concatenate([x, x])), close=True)
             while finished is None and time.monotonic() - t0 < 60:
                 ev = d.conn.receive(sub, 0.5)
                 if ev is None:
@@ -354,17 +342,7 @@ MEASUREMENTS = {"metrics": m_metrics, "dupkey": m_dupkey, "fileend": m_fileend,
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions")
-    parser.add_argument("--only", choices=list(MEASUREMENTS))
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="vggvox-abuse-daemon-") as name:
-        for key in [args.only] if args.only else list(MEASUREMENTS):
-            t0 = time.monotonic()
-            for row in MEASUREMENTS[key](Path(name) / key, args.quick):
-                print("| " + " | ".join(c.replace("|", "/") for c in row) + " |", flush=True)
-            print(f"[{key}] {time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)
-    return 0
+    return main_alone(MEASUREMENTS, __doc__ or "", "fewer repetitions")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # daemon_proc
-from abuse_common import MAX_BYTES, NO_SPEECH, Row, short, speech_clips
+from abuse_common import MAX_BYTES, NO_SPEECH, Row, main_alone, short, speech_clips
 from daemon_proc import DaemonProcess
 
 from vggvox.embedder import l2_normalize
@@ -141,8 +140,7 @@ def m_readonly_full(tmp: Path, quick: bool) -> list[Row]:
     return rows
 
 
+MEASUREMENTS = {"damaged": m_damaged, "rofull": m_readonly_full}
+
 if __name__ == "__main__":
-    with tempfile.TemporaryDirectory(prefix="vggvox-storehealth-") as name:
-        for row in [*m_damaged(Path(name) / "damaged", False),
-                    *m_readonly_full(Path(name) / "rofull", False)]:
-            print("| " + " | ".join(c.replace("|", "/") for c in row) + " |")
+    sys.exit(main_alone(MEASUREMENTS, __doc__ or "", "(no effect)"))

@@ -21,7 +21,6 @@ The enrollments need speech: the fixtures' clips, else espeak-ng voices.
 
 from __future__ import annotations
 
-import argparse
 import os
 import select
 import shutil
@@ -29,7 +28,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -39,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import soundfile as sf
-from abuse_common import Row, ms, open_fds, proc_status, running, short
+from abuse_common import Row, main_alone, ms, open_fds, proc_status, running, short
 from daemon_proc import DaemonProcess, free_port
 from speakers_fixture import conversation
 from test_audio import tone, two_hours_of_flac
@@ -335,21 +333,7 @@ MEASUREMENTS = {"csrf": m_web_csrf, "rebind": m_web_rebind, "local": m_web_local
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="do not wait out time-outs")
-    parser.add_argument("--only", choices=list(MEASUREMENTS), help="one measurement")
-    args = parser.parse_args()
-    rows: list[Row] = []
-    with tempfile.TemporaryDirectory(prefix="vggvox-abuse-web-") as name:
-        for key in [args.only] if args.only else list(MEASUREMENTS):
-            t0 = time.monotonic()
-            rows += MEASUREMENTS[key](Path(name) / key, args.quick)
-            print(f"[{key}] {time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)
-    print("| item | attack | figure before (from the issue) | figure now |")
-    print("|---|---|---|---|")
-    for row in rows:
-        print("| " + " | ".join(c.replace("|", "/").replace("\n", " ") for c in row) + " |")
-    return 0
+    return main_alone(MEASUREMENTS, __doc__ or "", "do not wait out time-outs")
 
 
 if __name__ == "__main__":

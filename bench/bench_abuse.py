@@ -56,9 +56,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # daemon_proc
@@ -66,16 +64,13 @@ import abuse_bridges
 import abuse_daemon
 import abuse_web
 from abuse_access import m_access, m_replay
-from abuse_common import (
-    Row,
-    short,
-)
+from abuse_common import Measurement, measure, print_table
 from abuse_flood import m_flood
 from abuse_process import m_blocking, m_live, m_memory, m_second, m_sigterm
 from abuse_store import m_erasure, m_privacy
 from abuse_storehealth import m_damaged, m_readonly_full
 
-MEASUREMENTS: dict[str, Callable[[Path, bool], list[Row]]] = {
+MEASUREMENTS: dict[str, Measurement] = {
     "blocking": m_blocking, "sigterm": m_sigterm, "flood": m_flood, "memory": m_memory,
     "live": m_live, "second": m_second, "privacy": m_privacy, "erasure": m_erasure,
     "access": m_access, "replay": m_replay, "damaged": m_damaged, "rofull": m_readonly_full,
@@ -98,24 +93,8 @@ def main() -> int:
         if key not in MEASUREMENTS:
             parser.error(f"--only: unknown measurement {args.only!r}; one of {', '.join(names)}")
         chosen = [key]
-    rows: list[Row] = []
     t_all = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="vggvox-abuse-") as name:
-        tmp = Path(name)
-        for key in chosen:
-            t0 = time.monotonic()
-            print(f"[{key}] ...", file=sys.stderr, flush=True)
-            try:
-                got = MEASUREMENTS[key](tmp / key, args.quick)
-            except Exception as e:  # one failed measurement must not hide the others
-                item = str(names.index(key) + 1)
-                got = [(item, key, "", f"FAILED: {type(e).__name__}: {short(str(e), 200)}")]
-            rows += got
-            print(f"[{key}] {time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)
-    print("| item | attack or fault | figure before (from the issue) | figure now |")
-    print("|---|---|---|---|")
-    for row in rows:
-        print("| " + " | ".join(c.replace("|", "/").replace("\n", " ") for c in row) + " |")
+    print_table(measure(MEASUREMENTS, chosen, args.quick))
     print(f"\n{len(chosen)} measurement(s) in {time.monotonic() - t_all:.0f} s"
           f"{' (--quick)' if args.quick else ''}")
     return 0

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -39,6 +40,25 @@ class DaemonProcess:
             except ClientError:
                 time.sleep(0.1)
         raise RuntimeError(f"vggvoxd did not answer within {timeout} s: {self.output()}")
+
+    def feed(self, data: bytes, close: bool = True) -> threading.Thread:
+        """Write ``data`` to the daemon's stdin in a thread (a lossless stdin source holds
+        its writer back), then close it (EOF) if ``close``."""
+        assert self.proc is not None and self.proc.stdin is not None
+        stdin = self.proc.stdin
+
+        def run() -> None:
+            try:
+                stdin.write(data)
+                stdin.flush()
+                if close:
+                    stdin.close()
+            except (BrokenPipeError, ValueError):
+                pass  # the daemon went away, or the pipe was closed under us
+
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        return t
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")[-4000:]

@@ -14,6 +14,8 @@ from daemon_proc import DaemonProcess
 
 from vggvox import __version__
 
+CLIENT = Path(sys.executable).parent / "vggvox-client"
+
 
 def vggvoxd(*args: str) -> tuple[subprocess.CompletedProcess[str], float]:
     t0 = time.monotonic()
@@ -62,8 +64,14 @@ def test_no_microphone_says_what_to_try_instead(tmp_path: Path) -> None:
             time.sleep(0.2)
         status = d.conn.request("status")
         assert status["state"] == "waiting"
-        # Its stage says so too: it used to say "mic ok 0 failures" (issue 20).
+        # Its stage says so too: it used to say "mic ok 0 failures" (issue 20), and the
+        # client's table shows what it gets.
         assert status["stages"]["mic"]["state"] == "waiting", status["stages"]
+        shown = subprocess.run([str(CLIENT), "status", "--control", d.conn.control],
+                               capture_output=True, text=True, timeout=30)
+        assert shown.returncode == 0, shown.stderr
+        assert re.search(r"^state +waiting$", shown.stdout, re.M), shown.stdout
+        assert re.search(r"^  mic +waiting +0 failures$", shown.stdout, re.M), shown.stdout
     finally:
         code, _ = d.stop()
     assert ("no audio input device on this machine (try: make demo, or vggvoxd --source "

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -54,26 +53,6 @@ def enroll_both(d: DaemonProcess, convo: Conversation) -> None:
 
 def pcm(x: np.ndarray) -> bytes:
     return to_int16(x).tobytes()
-
-
-def write_all(d: DaemonProcess, data: bytes, close: bool = True) -> threading.Thread:
-    """Write ``data`` to the daemon's stdin in a thread (a lossless source holds the
-    writer back), then close it (EOF) if ``close``."""
-    assert d.proc is not None and d.proc.stdin is not None
-    stdin = d.proc.stdin
-
-    def run() -> None:
-        try:
-            stdin.write(data)
-            stdin.flush()
-            if close:
-                stdin.close()
-        except (BrokenPipeError, ValueError):
-            pass
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t
 
 
 def events_until(d: DaemonProcess, sub: Any, source: str, state: str,
@@ -143,7 +122,7 @@ def test_stdin_fed_fast_is_lossless_and_gives_a_replays_events(
         sub = d.conn.subscribe()
         time.sleep(0.3)
         t0 = time.monotonic()
-        writer = write_all(d, pcm(load_audio(convo.stream)))
+        writer = d.feed(pcm(load_audio(convo.stream)))
         events = events_until(d, sub, "stdin", "finished", 60)
         took = time.monotonic() - t0
         code, _ = wait_exit(d, 10)
@@ -172,11 +151,11 @@ def test_a_stdin_pipe_that_pauses_5_s_is_read_after_the_pause(
         enroll_both(d, convo)
         sub = d.conn.subscribe(["turn"])
         time.sleep(0.3)
-        write_all(d, pcm(before), close=False).join(timeout=10)
+        d.feed(pcm(before), close=False).join(timeout=10)
         # 5 s with the pipe open and silent (its turns are decided meanwhile).
         heard = [e for e in events_for(d, sub, 5.0) if e["final"]]
         assert d.conn.request("status")["sources"]["stdin"]["state"] == "running"
-        write_all(d, pcm(after), close=False).join(timeout=10)
+        d.feed(pcm(after), close=False).join(timeout=10)
         later = [e for e in events_for(d, sub, 10.0, until_final=True) if e["final"]]
     finally:
         code, _ = d.stop()
@@ -210,7 +189,7 @@ def test_stdin_live_fed_fast_drops_windows_and_logs_how_many(
     sub = d.conn.subscribe(["status"])
     d.start()
     try:
-        write_all(d, pcm(np.concatenate([x, x])))
+        d.feed(pcm(np.concatenate([x, x])))
         finished = events_until(d, sub, "stdin", "finished", 60)[-1]
         code, _ = wait_exit(d, 10)
     finally:

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from daemon_proc import DaemonProcess
 from test_mqtt import USER, Broker, Subscriber
+from unitfile import settings as unit_settings
 
 from conftest import ROOT
 
@@ -30,12 +31,7 @@ UNIT = ROOT / "systemd" / "vggvox-mqtt.service"
 
 
 def settings() -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for line in UNIT.read_text().splitlines():
-        if "=" in line and not line.lstrip().startswith(("#", "[")):
-            key, value = line.split("=", 1)
-            out.setdefault(key.strip(), []).append(value.strip())
-    return out
+    return unit_settings(UNIT)
 
 
 def test_the_password_is_a_credential_and_the_sandbox_stays() -> None:

@@ -8,17 +8,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from unitfile import settings as unit_settings
 
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "vggvoxd.service"
 
 
 def settings() -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for line in UNIT.read_text().splitlines():
-        if "=" in line and not line.lstrip().startswith(("#", "[")):
-            key, value = line.split("=", 1)
-            out.setdefault(key.strip(), []).append(value.strip())
-    return out
+    return unit_settings(UNIT)
 
 
 def test_unit_contract() -> None:
