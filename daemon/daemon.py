@@ -219,6 +219,11 @@ class Daemon:
         """Serve until stopped: 0 on a clean stop, 1 when a stage gave up.
 
         The endpoints' locks were taken by ``__init__``."""
+        # The sources exist (not yet started) before any socket answers: a status
+        # request the moment control answers must already list them.
+        self.lives = [LiveSource(self.stream(make_source(spec, self.settings.audio.block_ms),
+                                             on_frames=self.watchdog), self.on_state)
+                      for spec in specs(self.settings, self.source_spec)]
         if self.metrics is not None:
             try:
                 self.metrics.start()
@@ -231,9 +236,6 @@ class Daemon:
         self.executor.start()
         self.handlers.worker.start()
         self.control.start()
-        self.lives = [LiveSource(self.stream(make_source(spec, self.settings.audio.block_ms),
-                                             on_frames=self.watchdog), self.on_state)
-                      for spec in specs(self.settings, self.source_spec)]
         try:
             share_sockets(self.settings)
             while not self._stop.is_set():
