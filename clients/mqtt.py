@@ -245,7 +245,7 @@ class Bridge:
                 gate = self._publish_state(state)
                 self.turns.put(f"{self.prefix}/{state.slug}/turn", json.dumps(ev), gate,
                                "the broker is away" if not self._link_up else
-                               "the broker's queue is full")
+                               "the broker's queue is full", ev.get("time"))
             elif ev["type"] == "speech.end" and state.speaker:
                 state.speaker = ""
                 self._publish_state(state)

@@ -24,9 +24,23 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-MAX_AGE_S = 5.0
-"""A turn message not on its way this long after its event reached the bridge is
-history: dropped."""
+MAX_AGE_S = 4.0
+"""A turn message not on its way this long after its event was made is history:
+dropped. A second under the 5 s that counts as stale news, for the way to the
+broker and on to the subscriber."""
+MAX_SKEW_S = 1.0
+"""An event's ``time`` ahead of this machine's clock by more than this is not trusted
+(the daemon on another machine, with another clock): its age counts from its arrival."""
+
+
+def born(ev_time: object, now_wall: float, now_mono: float) -> float:
+    """When an event was made, on this machine's monotonic clock: from its ``time``
+    (the daemon's wall clock) where that can be trusted, else from its arrival (now).
+    Counting from arrival alone would let a backlog that reached the bridge late pass
+    for news."""
+    if not isinstance(ev_time, (int, float)) or ev_time > now_wall + MAX_SKEW_S:
+        return now_mono
+    return now_mono - max(0.0, now_wall - float(ev_time))
 MAX_HELD = 64
 """Turn messages waiting for their state's acknowledgement; beyond, the oldest goes."""
 
@@ -44,7 +58,7 @@ def acked(info: Any) -> bool | None:
 @dataclass
 class Held:
     at: float
-    """Monotonic time the event reached the bridge."""
+    """Monotonic time the event was made (``born``)."""
     topic: str
     payload: str
     gate: Any
@@ -69,14 +83,17 @@ class TurnOutbox:
     def __len__(self) -> int:
         return len(self._held)
 
-    def put(self, topic: str, payload: str, gate: Any | None, why_not: str = "") -> None:
+    def put(self, topic: str, payload: str, gate: Any | None, why_not: str = "",
+            ev_time: object = None) -> None:
         """Hold a turn message until ``gate`` is acknowledged; with no gate (the broker is
         away, or refused the state message) it is dropped at once, ``why_not`` saying
-        why in the outage's one log line."""
+        why in the outage's one log line. ``ev_time``: the event's ``time``, from which
+        its age is counted."""
         if gate is None:
             self.drop(1, why_not or "the broker is away")
             return
-        self._held.append(Held(time.monotonic(), topic, payload, gate))
+        self._held.append(Held(born(ev_time, time.time(), time.monotonic()), topic, payload,
+                               gate))
         if len(self._held) > self.max_held:
             self._held.popleft()
             self.drop(1, f"more than {self.max_held} turn messages wait for the broker")
