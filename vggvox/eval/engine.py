@@ -4,7 +4,7 @@ the daemon runs, fed from a file instead of a microphone.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,16 +59,18 @@ class Enrolled:
 
 
 def enroll_from_list(embedder: Embedder, path: Path, vad: VadConfig | None = None,
-                     min_speech_s: float = 3.0) -> Enrolled:
+                     min_speech_s: float = 3.0,
+                     load: Callable[[Path], np.ndarray] = load_audio) -> Enrolled:
     """Voiceprints for every speaker of a ``filename speaker`` list, through the one
-    enrollment function (VAD, then embeddings of the speech)."""
+    enrollment function (VAD, then embeddings of the speech). ``load`` turns a file
+    into samples (e.g. as 16-bit PCM, the way a daemon is sent them)."""
     utts, bad = read_utterances(path)
     out = Enrolled(VoiceprintSet(embedder.card.embedding_size, embedder.tag))
     out.problems += [str(e) for e in bad]
     by_speaker: dict[str, list[tuple[str, np.ndarray]]] = {}
     for u in utts:
         try:
-            by_speaker.setdefault(u.speaker, []).append((str(u.path), load_audio(u.path)))
+            by_speaker.setdefault(u.speaker, []).append((str(u.path), load(u.path)))
         except VggvoxError as err:
             out.problems.append(f"{path}:{u.line}: {err}")
     for name, clips in by_speaker.items():
