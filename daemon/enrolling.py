@@ -6,8 +6,9 @@ one); the embedding and the store write run in the enrollment worker
 (``worker.py``), whose reply goes back through the control socket's ``later``. A
 live recording is a ``Tap`` on its stream, filled by the stream's thread. Every
 enrollment is tracked (``requests.py``), so that its client can ``cancel`` it by
-its ``request`` id: the store write is the one step a cancel cannot interrupt,
-and it happens inside ``Requests.commit``.
+its ``request`` id: the store write is the one step a cancel cannot interrupt;
+it runs inside ``Requests.commit`` (but outside its lock), and a cancel that
+comes meanwhile is answered when it ends.
 
 Unknown voices are looked for on the live streams, the replays under way, and
 the replays that finished less than ``replays.KEEP_VOICES_S`` ago.
@@ -183,7 +184,7 @@ class Enrolling:
         # An existing name without replace gets these clips added to its voiceprint:
         # say so, since a user may have meant a new speaker or --replace.
         action = "replaced" if replace and existed else "appended" if existed else "added"
-        with self.requests.commit(t):  # a cancel now waits, then finds it done
+        with self.requests.commit(t):  # a cancel now is answered when the write ends
             info = admit(self.d.store, embedder.card, e, replace, force)
             t.result = {"action": action, "speaker": name}
         total = round(e.speech_s, 3)

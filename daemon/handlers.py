@@ -41,12 +41,13 @@ class Handlers:
         """No enrollment under way (recording, waiting or running)."""
         return self.worker.idle and not any(s.recording for s in self.streams())
 
-    def cancel(self, req: dict[str, Any], later: Later) -> Reply:
-        """Cancel an enrollment by its ``request`` id (``requests.py``)."""
+    def cancel(self, req: dict[str, Any], later: Later) -> Reply | None:
+        """Cancel an enrollment by its ``request`` id (``requests.py``): answered at once,
+        or through ``later`` when the enrollment's store write under way ends."""
         rid = request_id(req)
         if rid is None:
             raise RequestError("missing field 'request' (the id the enrollment was sent with)")
-        return self.enrolling.requests.cancel(rid)
+        return self.enrolling.requests.cancel(rid, later)
 
     def streams(self) -> list[Stream]:
         return [*(live.stream for live in self.d.lives), *self.replays.streams()]

@@ -13,13 +13,22 @@ says, for sure, what became of it:
 - ``unknown``: an id never seen, or one finished longer ago than the last
   ``REMEMBER`` enrollments.
 
-Check and commit are atomic with ``cancel``: the store write happens inside
-``commit``, under the same lock as ``cancel``, so an enrollment is either
-stored and ``done``, or ``cancelled`` and never stored.
+A cancel and the store write never both win: ``commit`` checks for a cancel
+and marks the enrollment ``committing`` under ``_lock``, then the write runs
+*outside* it. A ``cancel`` of a committing enrollment is not answered at once:
+it waits (its reply deferred through the control socket's ``later``) until the
+write ends, and is then ``done``, or ``cancelled`` with the error if the write
+failed. So an enrollment is either stored and ``done``, or ``cancelled`` and
+never stored, and no thread waits for the store: the write may wait up to the
+store's busy timeout (10 s) for another process's lock, and holding ``_lock``
+through it stalled the control thread (every request) and a microphone's
+stream thread (a recording handed on).
 
-Threads: ``track`` runs in the control thread, a recording's ``recorded`` in its
-stream's thread, the job in the enrollment worker, ``cancel`` in the control
-thread; every change of state is under ``_lock``.
+Threads: ``track`` and ``cancel`` run in the control thread, a recording's
+``recorded`` (``start``) in its stream's thread, the job (``start``, ``commit``,
+``end``) in the enrollment worker, which also answers the cancels that waited
+for its write; every change of state is under ``_lock``, which is only held for
+a few attribute changes.
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from vggvoxd.control import Reply, RequestError
+from vggvoxd.control import Later, Reply, RequestError
 
 REMEMBER = 64
 """Finished request ids remembered (the latest), for a late ``cancel``."""
@@ -65,12 +74,16 @@ class Tracked:
     what: str
     """For messages: e.g. "enrollment of 'bob'"."""
     state: str = "queued"
-    """recording, queued, running, then done, cancelled or failed."""
+    """recording, queued, running, committing (its store write under way), then done,
+    cancelled or failed."""
     result: dict[str, Any] = field(default_factory=dict)
     """When done: the reply's action and speaker; when failed: its error."""
     on_cancel: Callable[[], None] | None = None
     """A recording's: called (under the lock) when cancelled while it records, to drop
     its tap and answer its request (a queued or running job answers for itself)."""
+    waiting: list[Later] = field(default_factory=list)
+    """The ``later`` of each ``cancel`` that came while it committed: answered by the
+    worker when the write ends."""
 
     @property
     def cancelled(self) -> bool:
@@ -105,19 +118,36 @@ class Requests:
 
     @contextmanager
     def commit(self, t: Tracked) -> Iterator[None]:
-        """Around the store write: refused if cancelled; a cancel waits for it to end.
-        The block sets ``t.result`` (action, speaker); once it returns, ``t`` is done."""
+        """Around the store write: refused if cancelled; else ``t`` is ``committing``
+        while the block runs, outside the lock (a cancel meanwhile is answered when it
+        ends). The block sets ``t.result`` (action, speaker); once it returns, ``t`` is
+        done; if it raises, ``t`` failed with that error."""
         with self._lock:
             if t.cancelled:
                 raise CancelledError(f"{t.what} cancelled (request {t.id}): nothing was stored")
+            t.state = "committing"
+        try:
             yield
-            t.state = "done"
+        except BaseException as e:
+            self._settle(t, "failed", {"error": str(e) or type(e).__name__})
+            raise
+        self._settle(t, "done", t.result)
+
+    def _settle(self, t: Tracked, state: str, result: dict[str, Any]) -> None:
+        """The write has ended: ``t`` is done or failed, and the cancels that waited for
+        it get their answer (in the worker; the control thread sends them)."""
+        with self._lock:
+            t.state, t.result = state, result
+            waiting, t.waiting = t.waiting, []
+            answer = self._answer(t)
+        for later in waiting:
+            later(lambda: answer)
 
     def end(self, t: Tracked, reply: Reply | None) -> None:
         """The enrollment's reply is made: remember how it ended (not stored and not
         cancelled: failed, with the reply's error)."""
         with self._lock:
-            if t.state not in ("done", "cancelled"):
+            if t.state not in ("done", "cancelled", "failed"):  # failed: by its write
                 t.state = "failed"
                 t.result = {"error": str((reply or {}).get("error", "no reply"))}
             self._retire(t)
@@ -132,23 +162,32 @@ class Requests:
             self._retire(t)
             return True
 
-    def cancel(self, rid: str) -> Reply:
-        """The ``cancel`` op's answer (see the module's docstring)."""
+    def cancel(self, rid: str, later: Later) -> Reply | None:
+        """The ``cancel`` op's answer (see the module's docstring); None while the
+        enrollment's store write is under way: ``later`` gets it when the write ends."""
         with self._lock:
             t = self._active.get(rid) or self._finished.get(rid)
             if t is None:
                 return {"ok": True, "request": rid, "state": "unknown"}
+            if t.state == "committing":
+                t.waiting.append(later)
+                return None
             if t.state in ("recording", "queued", "running"):
                 recording, t.state = t.state == "recording", "cancelled"
                 if recording:  # no job will answer or end it: the recording was all
                     if t.on_cancel is not None:
                         t.on_cancel()
                     self._retire(t)
-            if t.state == "done":
-                return {"ok": True, "request": rid, "state": "done", **t.result}
-            if t.state == "failed":
-                return {"ok": True, "request": rid, "state": "cancelled", **t.result}
-            return {"ok": True, "request": rid, "state": "cancelled"}
+            return self._answer(t)
+
+    @staticmethod
+    def _answer(t: Tracked) -> Reply:
+        """Inside the lock: what a cancel of ``t`` says, once it is past committing."""
+        if t.state == "done":
+            return {"ok": True, "request": t.id, "state": "done", **t.result}
+        if t.state == "failed":
+            return {"ok": True, "request": t.id, "state": "cancelled", **t.result}
+        return {"ok": True, "request": t.id, "state": "cancelled"}
 
     def _retire(self, t: Tracked) -> None:
         """Inside the lock: from under way to remembered (the latest REMEMBER)."""

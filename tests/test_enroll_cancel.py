@@ -12,7 +12,10 @@ ZeroMQ clients that do not wait for their replies, real speech.
 
 from __future__ import annotations
 
+import os
 import random
+import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -143,6 +146,100 @@ def test_a_cancel_racing_the_store_is_cancelled_or_done_never_both(
     assert set(states.values()) <= {"done", "cancelled"}
     assert done == stored == {n for n, r in replies.items() if r.get("ok")}
     assert all(r.get("code") == "cancelled" for n, r in replies.items() if n not in done)
+
+
+def cpu_s(pid: int) -> float:
+    """The CPU seconds a process has used (user and system), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_until_idle(d: DaemonProcess, timeout: float = 30.0) -> None:
+    """Until the daemon uses almost no CPU for 0.5 s twice in a row: its enrollment
+    is embedded and its store write waits (asleep in SQLite's busy handler). CPU time,
+    not wall time, so that a loaded machine only makes it wait longer."""
+    assert d.proc is not None
+    deadline, quiet = time.monotonic() + timeout, 0
+    while quiet < 2:
+        assert time.monotonic() < deadline, "the daemon never went idle"
+        used = cpu_s(d.proc.pid)
+        time.sleep(0.5)
+        quiet = quiet + 1 if cpu_s(d.proc.pid) - used < 0.05 else 0
+
+
+def test_a_store_write_held_up_by_another_process_holds_up_no_request(
+        daemon: DaemonProcess, convo: Conversation) -> None:
+    """`commit` held the requests' lock through the store write, which waits up to
+    10 s for another process's lock: a `cancel` then blocked the control thread, and
+    every request with it (the client's Ctrl-C waits 3 s). Now the write runs outside
+    that lock: `status` answers at once, and the cancel gets its true answer (`done`)
+    when the write ends."""
+    sock, waiter = dealer(daemon.conn.control), dealer(daemon.conn.control)
+    other = sqlite3.connect(daemon.store, timeout=1.0, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # the store's write lock, as a backup might hold it
+        held = time.monotonic()
+        send(sock, "enroll", name="held", audio=clips(convo, 8, 2), request="req-held-1")
+        wait_until_idle(daemon)
+        send(waiter, "cancel", request="req-held-1")
+        time.sleep(0.2)  # the control thread has taken the cancel
+        took = []
+        for _ in range(5):
+            t0 = time.monotonic()
+            assert daemon.conn.request("status", timeout=5.0)["ok"]
+            took.append(time.monotonic() - t0)
+        assert reply(waiter, 0.1) is None, "the cancel came before the store write"
+        time.sleep(max(0.0, held + 4.0 - time.monotonic()))  # hold it 4 s in all
+        other.execute("ROLLBACK")
+        released = time.monotonic()
+        cancelled, enrolled = reply(waiter, 10), reply(sock, 10)
+        answered = time.monotonic() - released
+    finally:
+        other.close()
+        sock.close()
+        waiter.close()
+    print(f"status during the held write: {max(took) * 1000:.0f} ms at most; the cancel "
+          f"answered {answered:.2f} s after the lock was let go")
+    # ~100 ms or less on an idle machine; the bound leaves room for a loaded 2-core one,
+    # and is far below the 4 s the write waited (before: status waited for all of it).
+    assert max(took) < 0.5, took
+    assert cancelled == {"ok": True, "request": "req-held-1", "state": "done",
+                         "action": "added", "speaker": "held"}, cancelled
+    assert enrolled is not None and enrolled["ok"], enrolled
+    assert [s["name"] for s in daemon.conn.request("list")["speakers"]] == ["held"]
+
+
+def test_a_cancel_while_the_write_fails_is_cancelled_with_its_error() -> None:
+    """The store write runs outside the requests' lock: a cancel meanwhile returns at
+    once (deferred) and gets, when the write fails, `cancelled` with the write's error
+    (never `done`: nothing was stored)."""
+    from vggvox.errors import StoreError
+    from vggvoxd.requests import Requests
+
+    requests = Requests()
+    t = requests.track("req-fail-1", "enrollment of 'x'")
+    requests.start(t)
+    writing, fail = threading.Event(), threading.Event()
+    answers: list[dict] = []
+
+    def job() -> None:
+        with pytest.raises(StoreError), requests.commit(t):
+            writing.set()
+            fail.wait(5)
+            raise StoreError("the disk is full: nothing was written")
+
+    worker = threading.Thread(target=job)
+    worker.start()
+    assert writing.wait(5)
+    answer = requests.cancel("req-fail-1", lambda make: answers.append(make()))
+    assert answer is None and not answers, "answered before the write ended"
+    fail.set()
+    worker.join(5)
+    requests.end(t, {"ok": False, "error": "the disk is full: nothing was written"})
+    expected = {"ok": True, "request": "req-fail-1", "state": "cancelled",
+                "error": "the disk is full: nothing was written"}
+    assert answers == [expected]
+    assert requests.cancel("req-fail-1", lambda make: answers.append(make())) == expected
 
 
 def test_a_live_recording_at_its_limit_is_cancelled_and_past_it_is_refused_by_key(
