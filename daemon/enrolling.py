@@ -204,14 +204,18 @@ class Enrolling:
         rid = request_id(req)
         voices = self._voices_with(label, field(req, "source", str, None))
         unknowns = voices.unknowns
-        # Take the voice first, so that no turn joins it while it is being enrolled;
-        # give it back if the enrollment is refused.
+        # Tracked before the voice is taken: a refused id (one still under way) must
+        # leave the voice where it was.
+        t = self.requests.track(rid, f"naming of {label!r} as {name!r}")
+        # Take the voice, so that no turn joins it while it is being enrolled; it goes
+        # back whenever the enrollment does not go through.
         cluster = unknowns.take(label)
         if cluster is None or not cluster.speech:
             if cluster is not None:
                 unknowns.put_back(cluster)
-            raise RequestError(f"{label!r} on {voices.source} has no speech kept yet")
-        t = self.requests.track(rid, f"naming of {label!r} as {name!r}")
+            err = RequestError(f"{label!r} on {voices.source} has no speech kept yet")
+            self.requests.end(t, {"ok": False, "error": str(err)})
+            raise err
 
         def job() -> Reply:  # in the enrollment worker
             try:

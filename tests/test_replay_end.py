@@ -5,7 +5,7 @@
 - a client that sent ``final`` is never ended for silence, however long its last
   windows take;
 - a replay's unknown voices can be named after it ended, for a while, and only the
-  latest few replays' are kept.
+  latest few replays' are kept; a ``name`` refused for its request id keeps the voice.
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import numpy as np
 import pytest
 import yaml
 from daemon_proc import DaemonProcess
+from floods import dealer
 from speakers_fixture import Conversation, conversation
 
 from conftest import write_wav
@@ -164,5 +166,42 @@ def test_a_replays_unknown_voices_can_be_named_after_it_ends(
                                               r"voices \(streams: stdin\)"):
             d.conn.request("name", unknown="unknown-2", name="carol", source=sources[-1])
     finally:
+        code, _ = d.stop()
+    assert code == 0
+
+
+def test_a_name_refused_for_its_request_id_keeps_the_voice(
+        tmp_path: Path, convo: Conversation) -> None:
+    """`name` took the voice out of its stream before checking the request id: an id
+    still under way was refused, and the voice was gone for good (status no longer
+    listed it, and it could not be named). Now it stays, and can then be named."""
+    d = daemon(tmp_path)
+    sock = dealer(d.conn.control)
+    try:
+        clip = write_wav(tmp_path / "conv.wav", load_audio(convo.stream))
+        source = live.replay_one(d.conn, clip, realtime=False, as_json=True, timeout=60,
+                                 echo=False)[0]["source"]
+        d.feed(b"\0" * 32000, close=False).join(timeout=10)  # stdin runs: 1 s of silence
+        deadline = time.monotonic() + 10
+        while d.conn.request("status")["sources"]["stdin"]["state"] != "running":
+            assert time.monotonic() < deadline, d.output()
+            time.sleep(0.05)
+        # A live recording holds the id until cancelled; the name comes after it on the
+        # same connection, so the daemon takes them in that order.
+        for op, fields in (("enroll", {"name": "dan", "live": 30.0}),
+                           ("name", {"unknown": "unknown-1", "name": "bob", "source": source})):
+            sock.send_multipart([b"", msgpack.packb({"op": op, "request": "dup-request-1",
+                                                     **fields})])
+        refused = msgpack.unpackb(sock.recv_multipart()[-1]) if sock.poll(5000) else None
+        assert refused is not None and refused["ok"] is False, refused
+        assert "request 'dup-request-1' is already under way" in refused["error"]
+        assert "unknown-1" in d.conn.request("status")["unknowns"][source]
+        named = d.conn.request("name", unknown="unknown-1", name="bob", source=source,
+                               request="name-bob-0002", timeout=30)
+        assert named["speaker"] == "bob" and named["unknown"] == "unknown-1"
+        assert "unknown-1" not in d.conn.request("status")["unknowns"][source]
+        assert d.conn.request("cancel", request="dup-request-1")["state"] == "cancelled"
+    finally:
+        sock.close()
         code, _ = d.stop()
     assert code == 0
