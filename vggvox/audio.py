@@ -17,12 +17,14 @@ gets the parent :class:`AudioError`. So a caller that must tell "audio" from
 "something else" (``replay`` telling a file from a list) asks
 :func:`audio_info` and catches ``NotAudioError``.
 
-**Bounds.** A sample rate outside ``MIN_RATE``..``MAX_RATE`` is refused from
-the header, before decoding; with ``max_seconds``, so is a declared duration
-over it. Decoding then goes a block at a time, mixed to mono and resampled as a
-stream (soxr, the SoX resampler, never linear interpolation), and stops as
-soon as the audio passes ``max_seconds``, since a header can lie: the memory a
-file can cost is bounded by ``max_seconds`` at 16 kHz, whatever it declares.
+**Bounds.** A sample rate outside ``MIN_RATE``..``MAX_RATE``, or more than
+``MAX_CHANNELS`` channels, is refused from the header, before decoding; with
+``max_seconds``, so is a declared duration over it. Decoding then goes a block
+of at most ``BLOCK`` samples (all channels together) at a time, mixed to mono
+and resampled as a stream (soxr, the SoX resampler, never linear
+interpolation), and stops as soon as the audio passes ``max_seconds``, since a
+header can lie: the memory a file can cost is bounded by ``max_seconds`` at
+16 kHz, whatever it declares. (FFmpeg's own tables: ``audio_ffmpeg``.)
 """
 
 from __future__ import annotations
@@ -49,8 +51,12 @@ header would turn a few kilobytes into gigabytes of resampled audio)."""
 MAX_RATE = 384000
 """Highest sample rate taken (the highest that audio hardware records)."""
 
+MAX_CHANNELS = 32
+"""Most channels taken (ambisonics to 4th order, 22.2 surround): each block's
+memory grows with the channels, and speech needs one."""
 BLOCK = 65536
-"""Frames decoded at a time by libsndfile."""
+"""Samples (frames x channels) decoded at a time by libsndfile: 256 KB of float32,
+whatever the channel count."""
 
 FFMPEG_CONTAINERS = ("mov,matroska,aac,mp3,ogg,wav,flac,w64,aiff,caf,amr,ac3,eac3,asf,au,"
                      "tta,wv,ape,mpc,mpc8,shn,loas,dts,truehd,mlp,dsf")
@@ -148,11 +154,14 @@ def audio_info(path: str | Path) -> AudioInfo:
 
 
 def check_bounds(info: AudioInfo, max_seconds: float | None = None) -> None:
-    """Refuse, from the header alone, a rate outside MIN_RATE..MAX_RATE or a declared
-    duration over ``max_seconds``."""
+    """Refuse, from the header alone, a rate outside MIN_RATE..MAX_RATE, a channel count
+    outside 1..MAX_CHANNELS or a declared duration over ``max_seconds``."""
     if not MIN_RATE <= info.rate <= MAX_RATE:
         raise AudioError(info.path, f"sample rate {info.rate} Hz is outside the "
                                     f"{MIN_RATE}..{MAX_RATE} Hz taken")
+    if not 1 <= info.channels <= MAX_CHANNELS:
+        raise AudioError(info.path, f"{info.channels} channels, outside the "
+                                    f"1..{MAX_CHANNELS} taken")
     if max_seconds is not None and info.seconds is not None and info.seconds > max_seconds:
         raise AudioError(info.path, f"{info.seconds:.1f} s of audio, more than the "
                                     f"{max_seconds:g} s taken")
@@ -215,8 +224,9 @@ def mono(block: np.ndarray) -> np.ndarray:
 def _sndfile_blocks(info: AudioInfo) -> Iterator[tuple[np.ndarray, int]]:
     try:
         with sf.SoundFile(info.path) as f:
+            frames = max(1, BLOCK // f.channels)
             while True:
-                block = f.read(BLOCK, dtype="float32", always_2d=True)
+                block = f.read(frames, dtype="float32", always_2d=True)
                 if not len(block):
                     return
                 yield mono(block), info.rate
