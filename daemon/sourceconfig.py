@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vggvox.slug import slug
-from vggvoxd.validate import ConfigError, section
+from vggvoxd.validate import ConfigError, section, shown
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,8 @@ def parse_sources(data: Any, where: str) -> tuple[SourceSpec, ...]:
     for i, entry in enumerate(data):
         key = f"sources[{i}]"
         if not isinstance(entry, dict) or "name" not in entry:
-            raise ConfigError(f"{where}: '{key}' must be a mapping with a 'name', got {entry!r}")
+            raise ConfigError(f"{where}: '{key}' must be a mapping with a 'name', "
+                              f"got {shown(entry)}")
         spec: SourceSpec = section(SourceSpec, key, entry, where)
         if not SOURCE_NAME.fullmatch(spec.name):
             raise ConfigError(f"{where}: '{key}.name' must be 1 to 64 letters, digits, '.', "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -196,3 +197,66 @@ def test_source_names_that_clean_to_one_topic_are_refused() -> None:
     assert len({slug(n) for n in names}) == len(names)
     assert len(config.parse({"sources": [{"name": n, "device": i}
                                          for i, n in enumerate(names)]}).sources) == 4
+
+
+def bomb(levels: int = 9, merge: bool = False) -> str:
+    """A billion laughs: each level an alias of the last, nine times; 9^levels values
+    in a few hundred bytes. With ``merge``, mappings merged (``<<``) instead of lists."""
+    if merge:
+        text = "l0: &l0 {" + ", ".join(f"k{i}: lol" for i in range(9)) + "}\n"
+        for n in range(1, levels):
+            text += f"l{n}: &l{n} {{<<: [{', '.join([f'*l{n - 1}'] * 9)}]}}\n"
+        return text
+    text = "l0: &l0 [" + ", ".join(["lol"] * 9) + "]\n"
+    for n in range(1, levels):
+        text += f"l{n}: &l{n} [{', '.join([f'*l{n - 1}'] * 9)}]\n"
+    return text
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("a: &x [*x]\n", "line 1: 'a' contains itself (an alias of it at 'a[0]')"),
+    ("vad: &v {aggressiveness: *v}\n",
+     "line 1: 'vad' contains itself (an alias of it at 'vad.aggressiveness')"),
+    (bomb(), "line 6: 'l5' expands to more than 100,000 values through its aliases: not a "
+             "configuration"),
+    (bomb(merge=True), "line 5: 'l4' expands to more than 100,000 values through its "
+                       "aliases: not a configuration"),
+    ("vad: " + "[" * 5000 + "]" * 5000 + "\n",
+     "not a configuration: lists or mappings nested too deeply"),
+], ids=["list-in-itself", "mapping-in-itself", "billion-laughs", "merge-bomb", "deep"])
+def test_an_alias_of_itself_or_an_alias_bomb_is_one_line_at_once(
+        tmp_path: Path, text: str, message: str) -> None:
+    """The duplicate-key check walked aliases without a visited set: `a: &x [*x]` gave
+    a RecursionError traceback, and an alias bomb would have been walked 9^9 times (a
+    merge bomb costs PyYAML itself gigabytes). Each node is walked once now."""
+    f = tmp_path / "v.yaml"
+    f.write_text(text)
+    t0 = time.monotonic()
+    with pytest.raises(ConfigError) as e:
+        config.load(f)
+    took = time.monotonic() - t0
+    assert str(e.value) == f"{f}: {message}"
+    assert took < 5.0, f"{took:.1f} s"  # ms for the aliases; ~1 s for PyYAML's deep nesting
+
+
+def test_aliases_and_merges_a_config_may_use_are_accepted() -> None:
+    from vggvoxd.validate import load_yaml
+
+    text = ("sources:\n  - &room {name: kitchen, uri: 'file:/srv/a.wav'}\n"
+            "  - {<<: *room, name: hall}\n  - {name: office, device: &dev 2}\n"
+            "  - {name: attic, device: *dev}\n")
+    settings = config.parse(load_yaml(text, "v.yaml"), "v.yaml")
+    assert [(s.name, s.uri, s.device) for s in settings.sources] == [
+        ("kitchen", "file:/srv/a.wav", None), ("hall", "file:/srv/a.wav", None),
+        ("office", None, 2), ("attic", None, 2)]
+
+
+def test_the_daemon_refuses_an_alias_bomb_in_one_line(tmp_path: Path) -> None:
+    for name, text in (("bomb.yaml", bomb()), ("loop.yaml", "a: &x [*x]\n")):
+        f = tmp_path / name
+        f.write_text(text)
+        run = subprocess.run([sys.executable, "-m", "vggvoxd.main", "--config", str(f),
+                              "--source", "stdin"], stdin=subprocess.DEVNULL,
+                             capture_output=True, text=True, timeout=60)
+        assert run.returncode == 2 and not run.stdout, (run.stdout, run.stderr)
+        assert run.stderr.startswith(f"vggvoxd: {f}: line ") and run.stderr.count("\n") == 1
