@@ -3,15 +3,22 @@
 Each session is a finite stream (a ``PushSource``: lossless, it waits for the
 pipeline and never loses a window) whose key is the client's secret session
 token; its events carry ``replay_source``'s public name. The control thread
-opens sessions and pushes audio; the run loop (``reap``) ends abandoned ones and
-drops finished ones; the executor thread reports the end (``finished``).
+opens sessions and pushes audio; the run loop (``reap``) ends abandoned and
+stalled ones and drops finished ones; the executor thread reports the end
+(``finished``), or the run loop does for a stalled one: whichever claims it
+first (``ending``, under the lock), once.
 
 A session ends in one of two ways, each with one ``status`` event ``finished``
 once its last window is decided: its client sends ``final``, or it sends nothing
 for ``ABANDON_S`` before that (killed mid-file: a live client sends at least once
 a second, and every 10 ms while the buffer is full), and then the event carries
 ``abandoned: true``, so that a bridge can drop the source's entities. A session
-that has sent ``final`` is never ended for silence: the client waits for it.
+that has sent ``final`` is never ended for silence: the client waits for it. But
+its slot (one of ``MAX_REPLAYS``) must not be held for good if its end is never
+reported (the executor lost the batch that held its last marker, say): once its
+input has ended, a session whose stream makes no progress (no audio read, no
+window decided) for ``STALL_S`` is ended by the run loop as abandoned, with a
+WARNING, and its ``finished`` event is published then.
 
 A finished replay's unknown voices stay nameable for ``KEEP_VOICES_S`` (or
 ``unknowns.max_age_s`` if shorter) after it ends, the latest ``MAX_KEPT`` of
@@ -46,6 +53,10 @@ MIN_SESSION = 32
 """Shortest replay session token: it is the only key to the session."""
 ABANDON_S = 5.0
 """A session that has not sent ``final`` and is silent this long is ended."""
+STALL_S = 60.0
+"""A session whose input has ended and whose stream has made no progress this long
+without its ``finished`` is ended as abandoned: far longer than any batch of windows
+takes to be decided."""
 KEEP_VOICES_S = 600.0
 """How long a finished replay's unknown voices can still be named."""
 MAX_KEPT = 4
@@ -68,8 +79,14 @@ class ReplaySession:
     """Monotonic time of the last request."""
     reported: bool = False
     """Its 'finished' status has been published: safe to drop."""
+    ending: bool = False
+    """Its 'finished' is claimed (by the executor, or by ``reap`` for a stalled one)."""
     abandoned: bool = False
-    """Ended by the daemon: its client fell silent before ``final``."""
+    """Ended by the daemon: its client fell silent before ``final``, or it stalled."""
+    progress: tuple[int, int] = (-1, -1)
+    """Once its input has ended: samples read and windows decided, at ``progressed``."""
+    progressed: float = 0.0
+    """Monotonic time its progress last changed, once its input has ended."""
 
 
 @dataclass(frozen=True)
@@ -153,29 +170,30 @@ class Replays:
         """Called by the executor after the last window of a replay: tell the client."""
         with self._lock:
             entry = next((r for r in self._sessions.values() if r.stream is stream), None)
-        if entry is not None:
-            t = stream.stream_s
-            self.d.publish(StatusEvent(source=stream.name, t_start=t, t_end=t, state="finished",
-                                       dropped_windows=stream.dropped_windows,
-                                       queue=len(self.d.queues),
-                                       speakers=len(self.d.voiceprints),
-                                       abandoned=entry.abandoned))
-            entry.reported = True
+            if entry is None or entry.ending:
+                return
+            entry.ending = True
+        self._report(entry)
+
+    def _report(self, entry: ReplaySession) -> None:
+        """Publish a session's one 'finished' event (its ``ending`` claimed first)."""
+        stream = entry.stream
+        t = stream.stream_s
+        self.d.publish(StatusEvent(source=stream.name, t_start=t, t_end=t, state="finished",
+                                   dropped_windows=stream.dropped_windows,
+                                   queue=len(self.d.queues),
+                                   speakers=len(self.d.voiceprints),
+                                   abandoned=entry.abandoned))
+        entry.reported = True
 
     def reap(self) -> None:
         """In the run loop: end the sessions whose client fell silent before ``final``
-        (their windows are still decided, then ``finished`` says ``abandoned``); drop
-        the finished ones, keeping their unknown voices a while."""
+        (their windows are still decided, then ``finished`` says ``abandoned``) and
+        those that stalled after their input ended; drop the finished ones, keeping
+        their unknown voices a while."""
         now = time.monotonic()
         with self._lock:
-            for r in self._sessions.values():
-                source = r.stream.source
-                assert isinstance(source, PushSource)
-                if not source.finished and now - r.seen > ABANDON_S:
-                    r.abandoned = True
-                    source.finish()
-                    log.info("replay %s abandoned: no request for %.0f s before its last "
-                             "block; ending it", r.stream.name, now - r.seen)
+            stalled = [r for r in self._sessions.values() if self._ended(r, now)]
             gone = [s for s, r in self._sessions.items() if r.reported]
             streams = [self._sessions.pop(s).stream for s in gone]
             for p in streams:
@@ -186,8 +204,37 @@ class Replays:
                                                  now + self.keep_s))
             while self._kept and self._kept[0].until <= now:
                 self._kept.popleft()
+        for r in stalled:  # dropped by the next reap, once reported
+            log.warning("replay %s made no progress for %.0f s after its input ended and "
+                        "its end was never reported; ending it as abandoned", r.stream.name,
+                        now - r.progressed)
+            self._report(r)
         for p in streams:
             p.stop()
+
+    @staticmethod
+    def _ended(r: ReplaySession, now: float) -> bool:
+        """Under the lock: end ``r`` if its client fell silent before ``final``; True
+        if its input ended and it stalled (it is then claimed, as abandoned)."""
+        source = r.stream.source
+        assert isinstance(source, PushSource)
+        if not source.finished:
+            if now - r.seen > ABANDON_S:
+                r.abandoned = True
+                source.finish()
+                log.info("replay %s abandoned: no request for %.0f s before its last "
+                         "block; ending it", r.stream.name, now - r.seen)
+            return False
+        if r.ending:
+            return False
+        progress = (r.stream.frames_seen, r.stream.windows_decided)
+        if progress != r.progress:
+            r.progress, r.progressed = progress, now
+            return False
+        if now - r.progressed <= STALL_S:
+            return False
+        r.ending = r.abandoned = True
+        return True
 
     def kept(self) -> list[KeptVoices]:
         """The finished replays' unknown voices that can still be named."""

@@ -4,6 +4,8 @@
   ``abandoned: true``, within 10 s, and nothing of it follows;
 - a client that sent ``final`` is never ended for silence, however long its last
   windows take;
+- but one whose end is never reported (the executor lost its last marker) is ended
+  as abandoned once it makes no progress for ``STALL_S``, and frees its slot;
 - a replay's unknown voices can be named after it ended, for a while, and only the
   latest few replays' are kept; a ``name`` refused for its request id keeps the voice.
 """
@@ -204,4 +206,74 @@ def test_a_name_refused_for_its_request_id_keeps_the_voice(
     finally:
         sock.close()
         code, _ = d.stop()
+    assert code == 0
+
+
+LOSES_FLUSHES = """
+import sys
+
+import vggvoxd.replays
+from vggvoxd.executor import EmbedExecutor, Flush
+from vggvoxd.main import main
+
+vggvoxd.replays.STALL_S = float(sys.argv.pop(1))
+process = EmbedExecutor._process
+
+
+def losing(self, jobs):
+    # The batch that held each replay's last marker is lost (as a failed batch is):
+    # the executor never reports its end.
+    process(self, [j for j in jobs if not (isinstance(j.item, Flush)
+                                           and j.stream.name.startswith("replay:"))])
+
+
+EmbedExecutor._process = losing
+sys.exit(main())
+"""
+
+
+def test_a_replay_whose_end_is_never_reported_is_ended_and_frees_its_slot(
+        tmp_path: Path, convo: Conversation) -> None:
+    """A replay that sent `final` is never ended for silence; but if its end is never
+    reported (here the real daemon's executor loses each replay's last marker), its
+    slot, one of MAX_REPLAYS, was held for good. Now a session that makes no progress
+    for STALL_S (60 s; 3 s here) after its input ended is ended as abandoned, with its
+    `finished` event, and the slot is free again."""
+    from vggvoxd.replays import MAX_REPLAYS
+
+    stall = 3.0
+    d = DaemonProcess(tmp_path)
+    d.argv = [sys.executable, "-c", LOSES_FLUSHES, str(stall), *d.argv[3:]]
+    d.start()
+    sub = d.conn.subscribe(["status", "speaker"])
+    time.sleep(0.3)
+    pcm = (load_audio(convo.stream)[: 6 * 16000] * 32767).astype("<i2").tobytes()
+    last: dict[str, float] = {}
+    finished: dict[str, dict] = {}
+    try:
+        for i in range(MAX_REPLAYS):
+            d.conn.request("replay", session=f"{i}" * 32, label=f"r{i}", audio=pcm, final=True)
+        with pytest.raises(ClientError, match="too many replays at once"):
+            d.conn.request("replay", session="x" * 32, label="more", audio=b"")
+        deadline = time.monotonic() + 60
+        while len(finished) < MAX_REPLAYS and time.monotonic() < deadline:
+            ev = d.conn.receive(sub, 0.2)
+            if ev is None or not ev["source"].startswith("replay:"):
+                continue
+            if ev["type"] == "speaker":
+                last[ev["source"]] = ev["time"]
+            elif ev["state"] == "finished":
+                finished[ev["source"]] = ev
+        time.sleep(0.3)  # the run loop drops the reported sessions
+        status = d.conn.request("status")
+        more = d.conn.request("replay", session="x" * 32, label="more", audio=pcm[:3200])
+    finally:
+        code, _ = d.stop()
+    assert len(finished) == MAX_REPLAYS, d.output()
+    for source, ev in finished.items():
+        waited = ev["time"] - last[source]
+        print(f"{source}: finished (abandoned) {waited:.1f} s after its last window")
+        assert ev["abandoned"] is True and stall - 0.5 < waited < stall + 10, (waited, ev)
+    assert status["replays"] == 0 and more["accepted"] == 1600
+    assert d.output().count("its end was never reported; ending it as abandoned") == 4
     assert code == 0
