@@ -19,7 +19,9 @@ another path, 405 for another method, and closes each connection after one
 response (Prometheus opens a new one per scrape).
 
 Threads: the accept thread owns the listening socket; each connection's thread
-owns that connection; ``render`` runs under a lock, one scrape at a time.
+owns that connection; ``render`` runs under a lock, one scrape at a time; the
+counters (``turned_away`` by the accept thread, ``timed_out`` by every
+connection's thread) change under a lock of their own.
 """
 
 from __future__ import annotations
@@ -68,10 +70,12 @@ class MetricsHTTP:
         self._stop = threading.Event()
         self._listener: socket.socket | None = None
         self._thread: threading.Thread | None = None
+        self._counting = threading.Lock()
+        """Held to change a counter: ``+= 1`` from several threads can lose counts."""
         self.turned_away = 0
         """Connections closed at once because MAX_CONNECTIONS were being served."""
         self.timed_out = 0
-        """Connections cut for not sending their request in time."""
+        """Connections cut for not sending their request (whole) in time."""
         self._warned = -WARN_EVERY_S
 
     def start(self) -> None:
@@ -119,9 +123,11 @@ class MetricsHTTP:
                 self._slots.release()
 
     def _turn_away(self) -> None:
-        self.turned_away += 1
+        with self._counting:
+            self.turned_away += 1
+            turned_away = self.turned_away
         self._warn(f"metrics: {MAX_CONNECTIONS} connections at once: closing new ones until "
-                   f"they end ({self.turned_away} turned away so far; at most "
+                   f"they end ({turned_away} turned away so far; at most "
                    f"{MAX_CONNECTIONS} at a time, {REQUEST_TIMEOUT_S:.0f} s each)")
 
     def _warn(self, text: str) -> None:
@@ -136,7 +142,8 @@ class MetricsHTTP:
             start = time.monotonic()
             head = self._read_head(conn, start)
             if head is None:
-                self.timed_out += 1
+                with self._counting:
+                    self.timed_out += 1
                 return
             conn.settimeout(max(0.01, start + REQUEST_TIMEOUT_S - time.monotonic()))
             conn.sendall(self._answer(head))

@@ -252,3 +252,36 @@ def test_the_connection_cap_keeps_the_metrics_files_aside() -> None:
     from vggvoxd.metricsserver import FILES
 
     assert cap_for(1024, 30) == (1024 - 30 - RESERVE - FILES) // 2
+
+
+class SlowInt(int):
+    """An int whose addition takes 5 ms: a ``+= 1`` that is not under a lock then loses
+    counts whenever two threads add at once (the GIL alone hides it only by luck:
+    another interpreter, or a free-threaded one, shows it without this)."""
+
+    def __add__(self, other: object) -> SlowInt:
+        time.sleep(0.005)
+        return SlowInt(int(self) + int(other))  # type: ignore[call-overload]
+
+
+def test_the_servers_counters_lose_no_count_under_concurrent_connections() -> None:
+    """`timed_out += 1` ran in every connection's thread without a lock. 5 rounds of 8
+    connections closed at once without a request: each is counted, exactly."""
+    from vggvoxd.metricsserver import MAX_CONNECTIONS, MetricsHTTP
+
+    server = MetricsHTTP(("127.0.0.1", free_port()), lambda: (b"", "text/plain"))
+    server.start()
+    server.timed_out = SlowInt(0)
+    try:
+        for n in range(1, 6):
+            conns = idle(server.address[1], MAX_CONNECTIONS)
+            time.sleep(0.3)  # all accepted, each in its thread, waiting for a request
+            for c in conns:
+                c.close()
+            deadline = time.monotonic() + 5  # counted (a lost count never comes)...
+            while server.timed_out < n * MAX_CONNECTIONS and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.2)  # ...and each slot given back, just after its count
+    finally:
+        server.stop()
+    assert server.timed_out == 5 * MAX_CONNECTIONS and server.turned_away == 0
