@@ -28,8 +28,8 @@ examples:
   vggvoxd                                   # the default microphone, the user's store
   vggvoxd --device 2 --log-level info       # input device 2 of --list-devices
   vggvoxd --source file:meeting.wav         # a file at real-time pace, then exit
-  arecord -f S16_LE -r 16000 -c 1 | vggvoxd --source stdin
-  ffmpeg -i talk.mp3 -f s16le -ar 16000 -ac 1 - | vggvoxd --source stdin   # then exit
+  arecord -f S16_LE -r 16000 -c 1 | vggvoxd --source stdin:live   # a live capture
+  ffmpeg -i talk.mp3 -f s16le -ar 16000 -ac 1 - | vggvoxd --source stdin   # lossless, then exit
   vggvoxd --print-config > ~/.config/vggvox/vggvoxd.yaml
 
 Exit status: 0 stopped (SIGTERM, SIGINT, or the end of --source file: or stdin;
@@ -65,9 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mic (default); file:PATH, an audio file played at real-time pace "
                         "as a microphone would deliver it; stdin, raw 16 kHz mono signed "
                         "16-bit little-endian PCM, read no faster than the daemon decides it "
-                        "(lossless: the pipe holds its writer back; pauses are fine); or "
-                        "stdin:live, the same read as it comes, dropping the oldest audio "
-                        "when behind (logged). A file or stdin ends the daemon, status 0, "
+                        "(lossless: the pipe holds its writer back; pauses are fine), for a "
+                        "file or a program's output; or stdin:live, the same read as it "
+                        "comes, dropping the oldest audio when behind (logged), for a live "
+                        "capture (arecord), which would otherwise fall ever further behind. "
+                        "A file or stdin ends the daemon, status 0, "
                         "once its input has ended and its last window is decided. Given, "
                         "it replaces the config's list of sources (a list never ends)")
     p.add_argument("--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR, any case "

@@ -213,3 +213,27 @@ def test_a_bad_stdin_uri_is_one_line() -> None:
     assert run.returncode == 2
     assert run.stderr == ("vggvoxd: --source must be mic, stdin, stdin:live or file:PATH, got "
                           "'stdin:fast'\n")
+
+
+ROOT = Path(__file__).resolve().parent.parent
+PIPE = re.compile(r"(\w+)[^|`\n]*\|\s*vggvoxd --source ([\w:]+)")
+"""A pipe into vggvoxd in an example: what writes, and the source it is read as."""
+
+
+def test_the_examples_pipe_a_capture_into_stdin_live_and_a_file_into_stdin() -> None:
+    """On the lossless `stdin` a live capture (arecord) is never dropped from: when the
+    daemon falls behind the room, it stays behind. `--help` and the docs showed it on
+    `stdin`; a capture goes to `stdin:live`, a file or a program's output to `stdin`."""
+    from vggvoxd.main import build_parser
+
+    texts = {"vggvoxd --help": build_parser().format_help(),
+             **{p.name: p.read_text() for p in (ROOT / "docs").glob("*.md")},
+             "vggvoxd.yaml": (ROOT / "config" / "vggvoxd.yaml").read_text()}
+    found = [(where, writer, source) for where, text in texts.items()
+             for writer, source in PIPE.findall(text)]
+    print(found)
+    wrong = [f for f in found if f[2] != ("stdin:live" if f[1] == "arecord" else "stdin")]
+    assert not wrong, wrong
+    shown = {(where, writer) for where, writer, _ in found}
+    assert {("vggvoxd --help", "arecord"), ("vggvoxd --help", "ffmpeg"),
+            ("architecture.md", "arecord"), ("architecture.md", "ffmpeg")} <= shown
