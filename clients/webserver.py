@@ -5,11 +5,22 @@ on a slow client for ever. This one answers 503 at once, from the accepting
 thread, to a connection beyond ``Limits.connections`` (no thread started);
 reads a request's headers, and then its body, against a deadline (a client
 that sends a byte every few seconds is cut off all the same); bounds every
-write; and logs a failed connection in one line instead of a traceback.
+write; answers a handler's unexpected failure 500 in one line (and logs it)
+rather than dropping the connection; and logs a failed connection in one line
+instead of a traceback.
+
+**An early answer is read.** A request refused before its body is read (413,
+403, 503) is answered, and then the connection lingers: the server stops
+sending (FIN) and reads and drops what the client still sends, at most
+``linger_bytes`` within ``linger_s``, before it closes. Closed at once with
+the body unread, the kernel would reset the connection, and a client still
+sending (a browser's fetch sends the body right after the headers) would get
+ECONNRESET ("Failed to fetch") instead of the answer.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import resource
@@ -20,7 +31,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import IO, Any
+from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +61,10 @@ class Limits:
     """Connections the kernel queues before they are accepted. A burst of them (most
     answered 503 at once) must queue rather than be dropped: a dropped SYN costs a
     page that comes in the middle a 1 s retransmit."""
+    linger_s: float = 5.0
+    """After an early answer: how long the unread body is still read (and dropped)."""
+    linger_bytes: int = 64 << 20
+    """After an early answer: how much of the unread body is read (and dropped)."""
 
     def fitted(self) -> Limits:
         """These limits, with the connections cut to what the open-file limit allows:
@@ -58,8 +74,8 @@ class Limits:
         if room >= self.connections:
             return self
         log.warning("open-file limit %d: serving at most %d connections at once", soft, room)
-        return Limits(room, min(self.streams, max(1, room // 2)), self.uploads,
-                      self.upload_bytes, self.header_s, self.body_s, self.io_s, self.backlog)
+        return dataclasses.replace(self, connections=room,
+                                   streams=min(self.streams, max(1, room // 2)))
 
 
 class _DeadlineReader(io.RawIOBase):
@@ -103,6 +119,10 @@ class BoundedHandler(BaseHTTPRequestHandler):
 
     limits: Limits = Limits()
     deadline: float
+    unread = 0
+    """The request's body bytes not read yet; -1 when its length is not known."""
+    answered = False
+    """Whether an answer was begun (its status line sent)."""
 
     def setup(self) -> None:
         self.connection = self.request
@@ -114,6 +134,79 @@ class BoundedHandler(BaseHTTPRequestHandler):
     def allow(self, seconds: float) -> None:
         """Give the client ``seconds`` from now to send what comes next (a body)."""
         self.deadline = time.monotonic() + seconds
+
+    def fail(self, code: int, text: str) -> None:
+        """Answer an error in one line (a subclass answers in its own format)."""
+        self.send_error(code, text)
+
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        length = (self.headers.get("Content-Length") or "").strip()
+        chunked = "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
+        if chunked or (length and not length.isdigit()):
+            self.unread = -1
+        else:
+            self.unread = int(length or 0)
+        return True
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self.answered = True
+        super().send_response(code, message)
+
+    def handle_one_request(self) -> None:
+        self.unread, self.answered = 0, False
+        try:
+            super().handle_one_request()
+        except (ConnectionError, TimeoutError):
+            raise  # the client went away or stalled: nobody to answer (handle_error logs)
+        except Exception as e:  # a bug, or a failure no handler foresaw: answered, logged
+            log.error("%s %s failed: %s: %s", self.command, urlsplit(self.path or "").path,
+                      type(e).__name__, e)
+            log.debug("the failure", exc_info=True)
+            self.close_connection = True
+            if not self.answered:
+                self.fail(500, f"the web bridge failed ({type(e).__name__}: {e}); its log "
+                               "says more")
+        if self.unread:  # answered early: linger, so that the client reads the answer
+            self.close_connection = True
+            self._linger()
+
+    def read_body(self, out: IO[bytes], size: int) -> tuple[int, str] | None:
+        """Copy the request's body (``size`` bytes) to ``out`` within ``body_s``; None
+        when it is all there, else the error to answer (400 cut short, 408 too slow)."""
+        self.allow(self.limits.body_s)
+        try:
+            while size:
+                chunk = self.rfile.read1(min(size, 1 << 16))
+                if not chunk:
+                    self.unread = 0
+                    return 400, "the upload was cut short"
+                out.write(chunk)
+                size -= len(chunk)
+                self.unread -= len(chunk)
+        except TimeoutError:
+            self.unread = 0  # no lingering on a client that stalls
+            self.close_connection = True
+            return 408, f"the upload took over {self.limits.body_s:g} s"
+        return None
+
+    def _linger(self) -> None:
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+        except OSError:
+            return
+        left = min(self.unread if self.unread > 0 else self.limits.linger_bytes,
+                   self.limits.linger_bytes)
+        self.deadline = time.monotonic() + self.limits.linger_s
+        try:
+            while left > 0:
+                chunk = self.rfile.read1(min(left, 1 << 16))
+                if not chunk:
+                    return
+                left -= len(chunk)
+        except (OSError, ValueError):  # TimeoutError included: the bounds are spent
+            pass
 
 
 class Server(ThreadingHTTPServer):
@@ -160,7 +253,13 @@ class Server(ThreadingHTTPServer):
         try:
             request.setblocking(False)  # never wait on this client in the accepting thread
             request.send(BUSY)
-        except OSError:
+            request.shutdown(socket.SHUT_WR)
+            # Read what has come already: closed with input unread, the connection would
+            # be reset, maybe before the client reads the 503. Never waited for.
+            for _ in range(16):
+                if not request.recv(1 << 16):
+                    break
+        except OSError:  # BlockingIOError: nothing more has come
             pass
         self.shutdown_request(request)
 

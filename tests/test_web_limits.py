@@ -56,6 +56,23 @@ def status_of(s: socket.socket, timeout: float = 10) -> int:
     return int(line.split()[1]) if line.startswith(b"HTTP/") else 0
 
 
+def answer_of(s: socket.socket, timeout: float = 10) -> tuple[int, bytes]:
+    """(status, what came) of the answer on ``s``: all of it up to the close, except for
+    a 200 (an event stream, which stays open): its first bytes. (0, b"") if reset."""
+    s.settimeout(timeout)
+    got = b""
+    try:
+        while chunk := s.recv(65536):
+            got += chunk
+            if got.startswith(b"HTTP/1.0 200 "):
+                break
+    except (ConnectionResetError, TimeoutError):
+        if not got:
+            return 0, b""
+    line = got.split(b"\r\n")[0]
+    return (int(line.split()[1]) if line.startswith(b"HTTP/") else 0), got
+
+
 def post(web: Bridge, data: bytes, name: str = "x") -> tuple[int, bytes, float]:
     t0 = time.perf_counter()
     code, body, _ = fetch(f"{web.url}/enroll?name={name}", data=data, Cookie=web.cookie(),
@@ -152,15 +169,66 @@ def test_caps_and_slow_clients(daemon: DaemonProcess) -> None:
         assert closed and time.monotonic() - t0 < 2.5
 
         # Connections: 3 streams and 7 idle ones fill the 10; the next is 503 at once.
-        idle = [socket.create_connection(("127.0.0.1", web.port)) for _ in range(7)]
+        idle = [socket.create_connection(("127.0.0.1", web.port), timeout=5)
+                for _ in range(7)]
         time.sleep(0.2)
         t0 = time.monotonic()
         assert status_of(request(web, "/state"), 2) == 503 and time.monotonic() - t0 < 0.5
-        time.sleep(1.5)  # the idle ones sent no request within header_s: closed
-        assert fetch(web.url + "/state", Cookie=web.cookie())[0] == 200
+        # The idle ones sent no request within header_s (1 s): closed, so a request is
+        # served again, well before header_s and a loaded machine's slack have passed.
         assert all(s.recv(10) == b"" for s in idle)
+        deadline = time.monotonic() + 10
+        while fetch(web.url + "/state", Cookie=web.cookie())[0] != 200:
+            assert time.monotonic() < deadline, "still refused 10 s after the idle closed"
+            time.sleep(0.1)
+        assert time.monotonic() - t0 < 6
     finally:
         for s in held:
+            s.close()
+        out = stop_web(web)
+    assert "Traceback" not in out, out
+
+
+def send_whole(web: Bridge, path: str, body: bytes, origin: str | None = None,
+               token: bool = True) -> tuple[int, bytes]:
+    """As a browser's fetch() does: the headers and the whole body at once, then the
+    answer read. (0, why) when sending or reading failed (ECONNRESET, EPIPE)."""
+    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{web.port}\r\n"
+            f"Origin: {origin or web.url}\r\nX-CSRF-Token: {web.csrf}\r\n"
+            f"Content-Length: {len(body)}\r\n")
+    if token:
+        head += f"Cookie: {web.cookie()}\r\n"
+    with socket.create_connection(("127.0.0.1", web.port), timeout=10) as s:
+        try:
+            s.sendall(head.encode() + b"\r\n" + body)
+        except OSError as e:
+            return 0, repr(e).encode()
+        return answer_of(s)
+
+
+def test_an_early_answer_reaches_a_client_still_sending(daemon: DaemonProcess) -> None:
+    """413, 503 and 403 are answered before the body is read: the bridge then reads and
+    drops the body (bounded), so that the client, which sends it all before it reads,
+    gets the answer and not a reset (a browser's "Failed to fetch")."""
+    web = start_web(daemon, free_port())
+    big, body = bytes(40 << 20), bytes(8 << 20)
+    slow: list[socket.socket] = []
+    try:
+        for _ in range(5):
+            code, got = send_whole(web, "/enroll?name=x", big)
+            assert code == 413 and b"the upload is over 32 MB" in got, got[:200]
+            code, got = send_whole(web, "/enroll?name=x", body, origin="http://evil.example")
+            assert code == 403 and b"refused: made from another origin" in got, got[:200]
+            code, got = send_whole(web, "/enroll?name=x", body, token=False)
+            assert code == 403 and b"needs its token" in got, got[:200]
+        # Both upload slots held by slow uploads: the next is 503 busy, and read.
+        slow = [request(web, "/enroll?name=x", "POST", 100_000, b"RIFF") for _ in range(2)]
+        time.sleep(0.3)
+        for _ in range(5):
+            code, got = send_whole(web, "/enroll?name=x", body)
+            assert code == 503 and b"busy: 2 uploads are being read" in got, got[:200]
+    finally:
+        for s in slow:
             s.close()
         out = stop_web(web)
     assert "Traceback" not in out, out
@@ -187,9 +255,10 @@ def test_420_event_streams_under_a_file_limit(daemon: DaemonProcess) -> None:
             streams.append(request(web, "/events"))
         codes += [status_of(s) for s in streams]
         pager.join(10)
-        # A 503 closes at once; a refused connection may be reset before its 503 arrives.
+        # A 503 closes at once; on a loaded machine a refused connection may rarely be
+        # reset before its 503 is read (none in 10 runs here), never more than 1 in 100.
         assert codes.count(200) == 32 and codes.count(200) + codes.count(503) + \
-            codes.count(0) == 420, sorted(set(codes))
+            codes.count(0) == 420 and codes.count(0) <= 4, {c: codes.count(c) for c in codes}
         assert served and max(served) < 1.0, served
         assert fetch(web.url + "/", Cookie=web.cookie())[0] == 200
     finally:
@@ -207,9 +276,14 @@ def test_out_of_files_is_answered_not_a_traceback(daemon: DaemonProcess) -> None
     held: list[socket.socket] = []
     try:
         held = [request(web, "/events") for _ in range(50)]
-        codes = [status_of(s) for s in held]
+        answers = [answer_of(s) for s in held]
+        codes = [code for code, _ in answers]
+        # 403: with no file left, which local user connects cannot be learnt (sock_diag
+        # and /proc both need one), and such a connection is refused, never let in.
+        assert all(b"cannot be established" in body for code, body in answers if code == 403)
         assert codes.count(200) <= 2 and codes.count(200) + codes.count(503) + \
-            codes.count(0) == 50, sorted(set(codes))
+            codes.count(403) + codes.count(0) == 50 and codes.count(0) <= 1, \
+            {c: codes.count(c) for c in codes}
         assert fetch(web.url + "/state", Cookie=web.cookie())[0] == 200  # "daemon": why not
         assert web.proc.poll() is None
     finally:
@@ -234,7 +308,7 @@ def test_the_daemons_own_enrollment_maximum_bounds_uploads(tmp_path: Path) -> No
         code, body, _ = post(web, past.read_bytes())
         assert code == 400 and b"10.5 s of audio, more than the 10 s taken" in body, body
         code, body, _ = post(web, at.read_bytes())  # read and sent: a tone is no speech
-        assert code == 400 and b"more than the 10 s" not in body, body
+        assert code == 400 and b"too little speech to enroll 'x'" in body, body
     finally:
         out = stop_web(web)
         d.stop()
