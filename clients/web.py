@@ -24,7 +24,9 @@ local account (and to every web page, through the browser). Two guards:
 - a connection from this machine is also checked by its owner's uid, which
   the control socket's permissions must admit (``webpeer.py``): the token's
   cookie reaches every port of the host, so a local user's own server could
-  learn it, and must still get nothing.
+  learn it, and must still get nothing. A connection from this machine whose
+  owner cannot be established (closed as it was read: the kernel then reports
+  root) is refused too.
 
 Any other local user gets 403 for every path, the page included. Host,
 Origin and CSRF: ``webguard.py``; caps and time-outs: ``webserver.py``.
@@ -54,13 +56,14 @@ from vggvox.audio import load_audio, to_int16
 from vggvox.errors import AudioError, VggvoxError
 from vggvox_client import webpeer
 from vggvox_client.connection import ClientError, Connection
-from vggvox_client.webevents import EventHub
+from vggvox_client.webevents import EventHub, page_state
 from vggvox_client.webguard import (
     Guard,
     banner,
     generated_token,
     kept_token,
     parse_listen,
+    read_kept_token,
     read_token_file,
 )
 from vggvox_client.webserver import BoundedHandler, Limits, Server
@@ -76,6 +79,9 @@ does not say."""
 NEEDS_TOKEN = ("this page needs its token: open the URL that vggvox-client web printed when "
                "it started (http://HOST:PORT/?token=...), or ask whoever started it; it "
                "keeps the token in {file} in its runtime folder")
+STATUS = {"not_allowed": 403, "store": 503, "busy": 503, "unreachable": 503, "internal": 500}
+"""The HTTP status of a daemon's error code (docs/control.md); any other is the
+request's fault (bad_request, voice_mismatch, input_too_short, ...): 400."""
 HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
            "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY",
            "Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; "
@@ -86,8 +92,7 @@ class Handler(BoundedHandler):
     conn: Connection
     control: Path | None
     """The daemon's ipc control socket, whose permissions say which local users may use
-    the page too (``webpeer.py``); None for a tcp:// daemon, or where /proc hides the
-    sockets' owners."""
+    the page too (``webpeer.py``); None for a tcp:// daemon."""
     guard: Guard
     hub: EventHub
     stop: threading.Event
@@ -113,6 +118,8 @@ class Handler(BoundedHandler):
     def _error(self, code: int, text: str) -> None:
         self._json(code, {"error": text})
 
+    fail = _error
+
     def _admitted(self) -> dict[str, list[str]] | None:
         """The query, when Host, local user and token are right; else answered (421,
         403) and None."""
@@ -120,12 +127,10 @@ class Handler(BoundedHandler):
             self._error(HTTPStatus.MISDIRECTED_REQUEST,
                         f"this server does not serve Host {self.headers.get('Host')!r}")
             return None
-        uid = None if self.control is None else webpeer.owner(self.client_address,
-                                                             self.connection.getsockname())
-        if uid is not None and self.control is not None and not webpeer.admits(self.control,
-                                                                              uid):
-            self._error(403, f"this local user (uid {uid}) may not use vggvoxd's control "
-                             f"socket {self.control}, so not this page either")
+        why = None if self.control is None else webpeer.refusal(
+            self.control, self.client_address, self.connection.getsockname())
+        if why is not None:
+            self._error(403, why)
             return None
         query = parse_qs(urlparse(self.path).query)
         if not self.guard.authorized(self.headers, query):
@@ -151,11 +156,13 @@ class Handler(BoundedHandler):
             return self._send(200, page.replace("{{csrf}}", self.guard.csrf).encode(),
                               "text/html; charset=utf-8")
         if path == "/state":
-            return self._json(200, self._state())
+            return self._json(200, page_state(self.hub, self.conn))
         if path == "/speakers":
             try:
                 return self._json(200, self.conn.request("list", timeout=5))
-            except (ClientError, zmq.ZMQError, OSError) as e:  # OSError: no file left
+            except ClientError as e:
+                return self._error(STATUS.get(e.code, 503), str(e))
+            except (zmq.ZMQError, OSError) as e:  # OSError: no file left
                 return self._error(503, f"cannot reach vggvoxd: {e}")
         if path == "/events":
             return self._events()
@@ -188,17 +195,9 @@ class Handler(BoundedHandler):
 
     def _enroll(self, name: str, size: int) -> tuple[int, dict[str, Any]]:
         with tempfile.NamedTemporaryFile(prefix="vggvox-web-", suffix=".upload") as f:
-            self.allow(self.limits.body_s)
-            try:
-                while size:
-                    chunk = self.rfile.read1(min(size, 1 << 16))
-                    if not chunk:
-                        return 400, {"error": "the upload was cut short"}
-                    f.write(chunk)
-                    size -= len(chunk)
-            except TimeoutError:
-                self.close_connection = True
-                return 408, {"error": f"the upload took over {self.limits.body_s:g} s"}
+            short = self.read_body(f, size)
+            if short is not None:
+                return short[0], {"error": short[1]}
             f.flush()
             try:
                 status = self.conn.request("status", timeout=5)
@@ -209,27 +208,10 @@ class Handler(BoundedHandler):
             except AudioError as e:
                 return 400, {"error": f"the upload: {e.reason}"}
             except ClientError as e:
-                return (503 if e.code in ("busy", "unreachable") else 400), {"error": str(e)}
+                return STATUS.get(e.code, 400), {"error": str(e), "code": e.code}
             except (zmq.ZMQError, OSError) as e:  # OSError: no file left for the socket
                 return 503, {"error": f"cannot reach vggvoxd: {e}"}
         return 200, reply
-
-    def _state(self) -> dict[str, Any]:
-        """What the page draws at once: the hub's sources (current speaker, recent
-        turns), with the daemon's own sources and speakers."""
-        sources = self.hub.snapshot()
-        state: dict[str, Any] = {"daemon": "running", "sources": sources, "speakers": []}
-        try:
-            status = self.conn.request("status", timeout=2)
-            state["speakers"] = self.conn.request("list", timeout=2).get("speakers", [])
-        except (ClientError, zmq.ZMQError, OSError) as e:  # OSError: no file left
-            state["daemon"] = str(e)
-            return state
-        for name, src in (status.get("sources") or {}).items():
-            entry = sources.setdefault(name, {"speaker": "", "confidence": None, "now": 0.0,
-                                              "turns": {}})
-            entry["state"] = src.get("state", "running")
-        return state
 
     def _events(self) -> None:
         stream = self.hub.open()
@@ -264,17 +246,14 @@ def run(conn: Connection, listen: str, token_file: Path | None,
 
     token = read_token_file(token_file) if token_file is not None else None
     host, port = parse_listen(listen, token)
+    if print_url:  # only read: a token written now would not be the running bridge's
+        print(f"http://{listen}/?token={quote(token or read_kept_token(port, listen), safe='')}")
+        return 0
     kept = None
     if token is None:
         kept = kept_token(port)
-        if print_url and not kept.exists():
-            raise VggvoxError(f"no token in {kept}: is vggvox-client web running on {listen} "
-                              "as this user?")
         token = generated_token(kept)
     url = f"http://{listen}/?token={quote(token, safe='')}"
-    if print_url:
-        print(url)
-        return 0
     limits = (limits or Limits()).fitted()
     stop = threading.Event()
     hub = EventHub(conn, limits.streams, stop).start()
@@ -303,7 +282,6 @@ def _control_socket(conn: Connection) -> Path | None:
     if not conn.control.startswith("ipc://"):
         return None  # a CURVE daemon's keys, not file modes, say who may use it
     if not webpeer.readable():
-        log.warning("cannot see who owns the sockets connecting (/proc/self/net/tcp): "
-                    "the token alone guards the page against local users")
-        return None
+        log.warning("cannot see who owns the sockets connecting (no sock_diag netlink, no "
+                    "/proc/self/net/tcp): every connection from this machine will be refused")
     return Path(conn.control.removeprefix("ipc://"))

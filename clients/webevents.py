@@ -146,3 +146,21 @@ class EventHub:
                 log.warning("the event subscription failed (%s); subscribing again", e)
             finally:
                 sock.close()
+
+
+def page_state(hub: EventHub, conn: Connection) -> dict[str, Any]:
+    """What the page draws at once (``/state``): the hub's sources (current speaker,
+    recent turns), with the daemon's own sources and speakers."""
+    sources = hub.snapshot()
+    state: dict[str, Any] = {"daemon": "running", "sources": sources, "speakers": []}
+    try:
+        status = conn.request("status", timeout=2)
+        state["speakers"] = conn.request("list", timeout=2).get("speakers", [])
+    except (VggvoxError, zmq.ZMQError, OSError) as e:  # ClientError; OSError: no file left
+        state["daemon"] = str(e)
+        return state
+    for name, src in (status.get("sources") or {}).items():
+        entry = sources.setdefault(name, {"speaker": "", "confidence": None, "now": 0.0,
+                                          "turns": {}})
+        entry["state"] = src.get("state", "running")
+    return state

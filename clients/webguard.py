@@ -27,7 +27,6 @@ import secrets
 import stat
 import sys
 from collections.abc import Iterable, Mapping
-from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -76,14 +75,39 @@ def read_token_file(path: Path) -> str:
     return token
 
 
-def kept_token(port: int) -> Path:
-    """Where a generated token is kept: the starter's private runtime folder (the
-    service's ``RuntimeDirectory``, else the one the daemon's sockets use)."""
-    from vggvoxd.config import private_dir, user_runtime_base
+def _runtime_folder() -> Path:
+    """The service's ``RuntimeDirectory``, else the one the daemon's sockets use."""
+    from vggvoxd.config import user_runtime_base
 
     runtime = os.environ.get("RUNTIME_DIRECTORY")
-    folder = Path(runtime.split(":")[0]) if runtime else user_runtime_base()
-    return private_dir(folder) / f"web-{port}.token"
+    return Path(runtime.split(":")[0]) if runtime else user_runtime_base()
+
+
+def kept_token(port: int) -> Path:
+    """Where a generated token is kept: the starter's private runtime folder (made
+    if missing, refused if another user owns it or may write to it)."""
+    from vggvoxd.config import private_dir
+
+    return private_dir(_runtime_folder()) / f"web-{port}.token"
+
+
+def read_kept_token(port: int, listen: str) -> str:
+    """The token a running bridge keeps, for ``--print-url``: read only, never made or
+    replaced, so that the URL printed is the one the running bridge takes. Another
+    user's folder is fine to read (root, for the service's ``/run/vggvox-web``)."""
+    path = _runtime_folder() / f"web-{port}.token"
+    try:
+        token = path.read_text().strip() if path.is_file() else ""
+    except OSError as e:
+        token, why = "", e.strerror
+    else:
+        why = "not there"
+    if not token:
+        raise VggvoxError(f"no token in {path} ({why}): is vggvox-client web running on "
+                          f"{listen} as this user? For the service, give its file: sudo "
+                          f"vggvox-client web --print-url --token-file "
+                          f"/run/vggvox-web/web-{port}.token")
+    return token
 
 
 def banner(listen: str, url: str, token_file: Path | None, kept: Path | None) -> str:
@@ -152,24 +176,27 @@ class Guard:
             return False
         return port == str(self.port)
 
-    def given_token(self, headers: Mapping[str, str], query: Mapping[str, list[str]]
-                    ) -> str | None:
-        """The token a request carries (cookie, ``?token=`` or bearer), if any."""
-        if query.get("token"):
-            return query["token"][0]
+    def given_tokens(self, headers: Mapping[str, str], query: Mapping[str, list[str]]
+                     ) -> list[str]:
+        """The tokens a request carries (``?token=``, bearer, this port's cookie)."""
+        given = list(query.get("token") or [])[:1]
         auth = headers.get("Authorization") or ""
         if auth.lower().startswith("bearer "):
-            return auth[7:].strip()
-        try:
-            jar = SimpleCookie(headers.get("Cookie") or "")
-        except CookieError:
-            return None
-        morsel = jar.get(self.cookie)
-        return morsel.value if morsel is not None else None
+            given.append(auth[7:].strip())
+        # Split by hand, not SimpleCookie: it stops at the first cookie it does not
+        # like, and the Cookie header carries every localhost app's cookies (they are
+        # shared across ports), so another app's JSON or spaced name would cost the
+        # page its own. Every cookie of this name is tried: another app on this host
+        # may set one of the same name, which must not hide the real one.
+        for pair in (headers.get("Cookie") or "").split(";"):
+            name, eq, value = pair.partition("=")
+            if eq and name.strip() == self.cookie:
+                given.append(value.strip().strip('"'))
+        return given
 
     def authorized(self, headers: Mapping[str, str], query: Mapping[str, list[str]]) -> bool:
-        given = self.given_token(headers, query)
-        return given is not None and hmac.compare_digest(given.encode(), self.token.encode())
+        return any(hmac.compare_digest(given.encode(), self.token.encode())
+                   for given in self.given_tokens(headers, query))
 
     def set_cookie(self) -> str:
         return f"{self.cookie}={self.token}; Path=/; HttpOnly; SameSite=Strict"

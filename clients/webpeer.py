@@ -12,10 +12,21 @@ permissions admit (its owner, root, its group's members, or everyone if it is
 open to all; every folder above it searchable too), as if that user ran
 ``vggvox-client``. A connection from another machine has no local owner; the
 token guards it alone.
+
+Only an ESTABLISHED socket's owner is taken. A client that sends its whole
+request and closes at once leaves an orphaned socket (FIN_WAIT, then
+TIME_WAIT) that the kernel reports as root's, and one that resets leaves none
+at all, while the server can still read the request: so a connection from an
+address of this machine whose owner cannot be established (closed, closing,
+gone, or the tables unreadable: out of files) is refused, never taken for
+root's or for another machine's. The check runs once the request's headers are
+read, before its body: a socket's owner is fixed for its life, and what a close
+changes (the uid reported) the state shows.
 """
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import pwd
@@ -26,7 +37,8 @@ import sys
 from pathlib import Path
 
 TABLES = (Path("/proc/self/net/tcp"), Path("/proc/self/net/tcp6"))
-_SOCK_DIAG, _BY_FAMILY, _NLM_F_REQUEST, _TCP_LISTEN = 4, 20, 1, 10
+_SOCK_DIAG, _BY_FAMILY, _NLM_F_REQUEST = 4, 20, 1
+_TCP_ESTABLISHED, _TCP_LISTEN = 1, 10
 
 
 def _hex(address: str, port: int) -> str:
@@ -47,9 +59,41 @@ def readable() -> bool:
         return TABLES[0].exists() and os.access(TABLES[0], os.R_OK)
 
 
+def refusal(control: Path, client: tuple[str, int], server: tuple[str, int]) -> str | None:
+    """Why the connection ``client`` -> ``server`` may not use the page by the
+    local-user policy; None when it may (from another machine: the token alone)."""
+    if is_local(client[0]) is False:
+        return None
+    uid = owner(client, server)
+    if uid is None:
+        return ("this connection comes from this machine, and which local user made it "
+                "cannot be established (it was closed or reset as it was read, or the "
+                "kernel's socket tables cannot be read now): refused")
+    if not admits(control, uid):
+        return (f"this local user (uid {uid}) may not use vggvoxd's control socket "
+                f"{control}, so not this page either")
+    return None
+
+
+def is_local(address: str) -> bool | None:
+    """Whether ``address`` is one of this machine's (the kernel lets a socket bind to
+    it); None when that cannot be told (no file left for the probe)."""
+    host = _ipv4(address) or address
+    if ipaddress.ip_address(host.split("%")[0]).is_loopback:
+        return True
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.bind((host, 0))
+        return True
+    except OSError as e:  # EAFNOSUPPORT: no IPv6 here, so no such address of ours
+        return False if e.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT) else None
+
+
 def owner(client: tuple[str, int], server: tuple[str, int]) -> int | None:
     """The uid that owns the client's end of the connection ``client`` -> ``server``
-    when that end is on this machine; None when it is not (or cannot be seen)."""
+    when that end is on this machine and ESTABLISHED; None when it is not (not here,
+    closing or gone), or cannot be seen."""
     c, s = _ipv4(client[0]) or client[0], _ipv4(server[0]) or server[0]
     try:
         return _diag(c, client[1], s, server[1])
@@ -78,6 +122,8 @@ def _diag(client: str, cport: int, server: str, sport: int) -> int | None:
     # The kernel's lookup falls back to a listening socket: that is not the client's.
     if state == _TCP_LISTEN or found_port != cport or found_addr != ends[0][:size]:
         return None
+    if state != _TCP_ESTABLISHED:  # closed by its owner: reported as root's (orphaned)
+        return None
     return int(struct.unpack_from("=I", reply, 16 + 4 + 48 + 12)[0])
 
 
@@ -98,7 +144,8 @@ def _table_owner(client: tuple[str, int], server: tuple[str, int]) -> int | None
             at = data.find(f" {local} {remote} ".encode())
             if at >= 0:
                 fields = data[at:data.find(b"\n", at)].split()
-                return int(fields[6])  # local rem st tx:rx tr:when retrnsmt uid
+                # local rem st tx:rx tr:when retrnsmt uid; st 01 is ESTABLISHED
+                return int(fields[6]) if int(fields[2], 16) == _TCP_ESTABLISHED else None
     return None
 
 

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 from daemon_proc import DaemonProcess, free_port
 from speakers_fixture import conversation
+from test_access import curve_daemon  # noqa: F401 - a fixture, used by name
 
 from vggvox.errors import VggvoxError
 from vggvox_client import live
@@ -51,11 +52,13 @@ import json, sys
 from pathlib import Path
 from vggvox_client import web
 from vggvox_client.connection import Connection
-control, events, listen, limits, token_file, *hosts = sys.argv[1:]
+control, events, listen, limits, token_file, prelude, *hosts = sys.argv[1:]
+exec(prelude)
 sys.exit(web.run(Connection(control, events), listen, Path(token_file) if token_file else None,
                  hosts, limits=web.Limits(**json.loads(limits))))
 """
-"""The bridge with limits a test can wait out (no command-line flag sets them)."""
+"""The bridge with limits a test can wait out (no command-line flag sets them), after
+``prelude`` (Python: a fault put in on purpose)."""
 
 
 @dataclass
@@ -79,21 +82,28 @@ class Bridge:
 
 def start_web(d: DaemonProcess, port: int, *extra: str, limits: dict[str, Any] | None = None,
               token_file: Path | None = None, allow_hosts: tuple[str, ...] = (),
-              wrap: list[str] | None = None) -> Bridge:
+              wrap: list[str] | None = None, prelude: str = "",
+              service_dir: Path | None = None) -> Bridge:
     """The bridge in its own process, its runtime folder in the test's (so that its
-    generated token is found there); ``limits`` runs it through ``RUNNER``."""
+    generated token is found there), or ``service_dir`` as a service's
+    ``RUNTIME_DIRECTORY``; ``limits`` or ``prelude`` runs it through ``RUNNER``."""
     runtime = d.tmp / f"xdg-{port}"
     runtime.mkdir(mode=0o700)
     env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime)}
     env.pop("RUNTIME_DIRECTORY", None)
-    if limits is None:
+    kept = runtime / "vggvox" / f"web-{port}.token"
+    if service_dir is not None:
+        env["RUNTIME_DIRECTORY"] = str(service_dir)
+        kept = service_dir / f"web-{port}.token"
+    if limits is None and not prelude:
         argv = [str(CLIENT), "--control", d.conn.control, "--events", d.conn.events, "web",
                 "--listen", f"127.0.0.1:{port}", *extra]
         if token_file is not None:
             argv += ["--token-file", str(token_file)]
     else:
         argv = [sys.executable, "-c", RUNNER, d.conn.control, d.conn.events,
-                f"127.0.0.1:{port}", json.dumps(limits), str(token_file or ""), *allow_hosts]
+                f"127.0.0.1:{port}", json.dumps(limits or {}), str(token_file or ""), prelude,
+                *allow_hosts]
     proc = subprocess.Popen([*(wrap or []), *argv], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 20
@@ -102,7 +112,7 @@ def start_web(d: DaemonProcess, port: int, *extra: str, limits: dict[str, Any] |
             break
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            token = (token_file or runtime / "vggvox" / f"web-{port}.token").read_text()
+            token = (token_file or kept).read_text()
             return Bridge(proc, port, token.strip(), d.tmp)
         except OSError:
             time.sleep(0.1)
@@ -259,3 +269,89 @@ def test_the_page_shows_who_speaks_and_enrolls_an_upload(tmp_path: Path) -> None
         d.stop()
     assert (tmp_path / "web.png").stat().st_size > 1000
     assert "Traceback" not in out
+
+
+def post_voice(web: Bridge, data: bytes, name: str) -> tuple[int, dict[str, Any]]:
+    code, body, _ = fetch(f"{web.url}/enroll?name={name}", data=data, Cookie=web.cookie(),
+                          Origin=web.url, X_CSRF_Token=web.csrf, timeout=60)
+    return code, json.loads(body)
+
+
+FAULTS = """
+import vggvox_client.web as w
+def fault(*args, **kw):
+    raise RuntimeError("a fault put in on purpose")
+w.load_audio = w.page_state = fault
+"""
+
+
+def test_a_failure_inside_the_bridge_is_answered_500_in_one_line(tmp_path: Path) -> None:
+    """Whatever a handler did not foresee is answered 500 in one line and logged in one,
+    never a dropped connection (a corrupt M4A used to drop it with a traceback)."""
+    d = DaemonProcess(tmp_path).start()
+    web = start_web(d, free_port(), prelude=FAULTS)
+    try:
+        for path, data in (("/state", None), ("/enroll?name=x", b"RIFF....")):
+            code, body, _ = fetch(web.url + path, data=data, Cookie=web.cookie(),
+                                  Origin=web.url, X_CSRF_Token=web.csrf)
+            assert code == 500, (path, code, body)
+            assert json.loads(body) == {"error": "the web bridge failed (RuntimeError: a "
+                                                 "fault put in on purpose); its log says more"}
+        assert fetch(web.url + "/speakers", Cookie=web.cookie())[0] == 200  # still serving
+    finally:
+        out = stop_web(web)
+        d.stop()
+    assert "Traceback" not in out, out
+    assert "GET /state failed: RuntimeError: a fault put in on purpose" in out, out
+    assert "POST /enroll failed: RuntimeError: a fault put in on purpose" in out, out
+
+
+def test_the_daemon_s_refusals_keep_their_http_meaning(tmp_path: Path) -> None:
+    """A read-only store is 503 (the server's state, not the request's fault: it was
+    400), and so is the daemon gone; each with the daemon's words and code. (A tone,
+    the request's fault, is 400: test_web_limits.)"""
+    from test_store_health import tmpfs
+
+    convo = conversation(tmp_path)
+    voice = convo.enroll[sorted(convo.enroll)[0]][0].read_bytes()
+    with tmpfs(tmp_path / "ro", "8m") as mnt:
+        d = DaemonProcess(tmp_path)
+        d.store = mnt / "voiceprints.db"
+        d.argv[d.argv.index("--store") + 1] = str(d.store)
+        d.start(timeout=60)
+        d.stop()  # the store made; now its file system goes read-only
+        subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True, timeout=10)
+        d.start(timeout=60)
+        web = start_web(d, free_port())
+        try:
+            code, reply = post_voice(web, voice, "carol")
+            assert code == 503 and reply["code"] == "store", reply
+            assert "is mounted read-only; nothing was written" in reply["error"], reply
+            d.stop()
+            code, reply = post_voice(web, voice, "carol")
+            assert code == 503 and reply["code"] == "unreachable", reply
+        finally:
+            out = stop_web(web)
+            d.stop()
+    assert "Traceback" not in out, out
+
+
+def test_a_reader_s_key_makes_an_enrollment_403(
+        curve_daemon: tuple[DaemonProcess, Path], tmp_path: Path) -> None:  # noqa: F811
+    """A bridge that holds a CURVE reader's key may show the page; the daemon refuses
+    its enrollments (not_allowed), and the page says 403, not 400."""
+    d, keys = curve_daemon
+    (tmp_path / "token").write_text("s3cret-token\n")
+    (tmp_path / "token").chmod(0o600)
+    web = start_web(d, free_port(), "--server-key", str(keys / "vggvoxd.key"), "--key",
+                    str(keys / "readers/ruth.key_secret"), token_file=tmp_path / "token")
+    try:
+        assert fetch(web.url + "/speakers", Cookie=web.cookie())[0] == 200
+        convo = conversation(tmp_path)
+        code, reply = post_voice(web, convo.enroll[sorted(convo.enroll)[0]][0].read_bytes(),
+                                 "ruths-friend")
+        assert code == 403 and reply["code"] == "not_allowed", reply
+        assert "'enroll' needs an admin key" in reply["error"], reply
+    finally:
+        out = stop_web(web)
+    assert "Traceback" not in out, out

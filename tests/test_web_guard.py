@@ -10,11 +10,13 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+import soundfile as sf
 from daemon_proc import DaemonProcess, free_port
 from speakers_fixture import Conversation, conversation
 from test_web import CLIENT, NEEDS_CHROMIUM, Bridge, chromium, fetch, start_web, stop_web
@@ -91,6 +94,23 @@ def test_the_token_travels_by_cookie_query_or_bearer() -> None:
     assert "HttpOnly" in g.set_cookie() and "SameSite=Strict" in g.set_cookie()
 
 
+OTHER_APPS_COOKIES = ('grafana={"x": 1}', "ab cd=1", 'session="unterminated')
+"""Cookies of other apps on this host (cookies are shared across its ports) that
+SimpleCookie stops at, with the page's own after them."""
+
+
+def test_other_apps_cookies_do_not_hide_the_page_s() -> None:
+    g = Guard("127.0.0.1", 8765, "s3cret" * 8)
+    for other in OTHER_APPS_COOKIES:
+        for header in (f"{other}; vggvox-web-8765={g.token}",
+                       f"vggvox-web-8765={g.token}; {other}",
+                       f'{other};vggvox-web-8765="{g.token}"'):
+            assert g.authorized({"Cookie": header}, {}), header
+        assert not g.authorized({"Cookie": other}, {}), other
+    # Another app may set a cookie of the same name: the right one still counts.
+    assert g.authorized({"Cookie": f"vggvox-web-8765=x; vggvox-web-8765={g.token}"}, {})
+
+
 def test_a_generated_token_is_private_and_kept(tmp_path: Path) -> None:
     path = tmp_path / "web-8765.token"
     token = generated_token(path)
@@ -126,9 +146,26 @@ def test_the_owner_of_a_local_connection_is_found() -> None:
                 # No such connection: the kernel's lookup falls back to the listener on
                 # that port, which is not a client's socket.
                 assert find(conn.getsockname(), ("127.0.0.1", 1)) is None, find
+            # Closed by its owner, the client's end lingers (FIN_WAIT) as an orphan that
+            # the kernel reports as root's: no owner, not uid 0.
+            client.close()
+            for find in (webpeer.owner, webpeer._table_owner):
+                assert find(address, conn.getsockname()) is None, find
+            why = webpeer.refusal(Path("/nonexistent.sock"), address, conn.getsockname())
+            assert why is not None and "cannot be established" in why, why
         finally:
             conn.close()
             client.close()
+
+
+def test_which_addresses_are_this_machine_s() -> None:
+    for address in ("127.0.0.1", "127.0.0.2", "::1", "::ffff:127.0.0.1"):
+        assert webpeer.is_local(address) is True, address
+    for address in ("192.0.2.1", "2001:db8::1"):  # documentation ranges: nobody's
+        assert webpeer.is_local(address) is False, address
+    # From another machine: the token guards it alone; no owner is looked for.
+    assert webpeer.refusal(Path("/nonexistent.sock"), ("192.0.2.1", 40000),
+                           ("127.0.0.1", 8765)) is None
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or other_user() is None,
@@ -234,6 +271,9 @@ def test_the_token_url_sets_a_private_cookie(served: tuple[DaemonProcess, Bridge
     assert web.token.encode() not in body  # the page never holds the token itself
     code, body, _ = fetch(web.url + "/state", Cookie=web.cookie())
     assert code == 200 and b'"stdin"' in body
+    for other in OTHER_APPS_COOKIES:  # as a browser sends them, another app's first
+        code, _, _ = fetch(web.url + "/state", Cookie=f"{other}; {web.cookie()}")
+        assert code == 200, other
 
 
 @pytest.mark.skipif(CURL is None, reason="curl is needed")
@@ -292,6 +332,63 @@ def test_print_url_shows_the_kept_token(served: tuple[DaemonProcess, Bridge, Con
     assert out.returncode == 0 and out.stdout == f"{web.url}/?token={web.token}\n", out
 
 
+def print_url(d: DaemonProcess, port: int, *args: str, **env: str
+              ) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if k != "RUNTIME_DIRECTORY"}
+    return subprocess.run([str(CLIENT), "--control", d.conn.control, "--events",
+                           d.conn.events, "web", "--listen", f"127.0.0.1:{port}",
+                           "--print-url", *args], env={**environ, **env},
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_print_url_only_reads(served: tuple[DaemonProcess, Bridge, Conversation],
+                              tmp_path: Path) -> None:
+    """--print-url never writes: a kept token file someone widened (which the bridge
+    replaces at its next start) is still the running bridge's token, and that is the
+    URL to print; where there is none, nothing is made."""
+    d, web, _ = served
+    xdg = d.tmp / f"xdg-{web.port}"
+    kept = xdg / "vggvox" / f"web-{web.port}.token"
+    kept.chmod(0o644)
+    try:
+        out = print_url(d, web.port, XDG_RUNTIME_DIR=str(xdg))
+        assert out.returncode == 0 and out.stdout == f"{web.url}/?token={web.token}\n", out
+        assert kept.read_text().strip() == web.token and kept.stat().st_mode & 0o777 == 0o644
+    finally:
+        kept.chmod(0o600)
+    assert fetch(f"{web.url}/?token={web.token}")[0] == 303
+    empty = tmp_path / "xdg"
+    empty.mkdir(mode=0o700)
+    out = print_url(d, web.port, XDG_RUNTIME_DIR=str(empty))
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out
+    assert f"no token in {empty}/vggvox/web-{web.port}.token" in out.stderr, out
+    assert list(empty.iterdir()) == []  # no folder made, no token
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or other_user() is None,
+                    reason="needs root and a 'nobody' account, to be root reading another's")
+def test_root_prints_the_service_s_url(served: tuple[DaemonProcess, Bridge, Conversation],
+                                       tmp_path: Path) -> None:
+    """The service keeps its token in /run/vggvox-web, owned by its DynamicUser: root
+    prints its URL as docs/web.md says, by the folder or by the file."""
+    d, _, _ = served
+    service = tmp_path / "vggvox-web"
+    service.mkdir(mode=0o700)
+    web = start_web(d, free_port(), service_dir=service)
+    try:
+        nobody = pwd.getpwnam("nobody")
+        for p in (service, *service.iterdir()):  # as systemd's DynamicUser owns them
+            os.chown(p, nobody.pw_uid, nobody.pw_gid)
+        token_file = service / f"web-{web.port}.token"
+        for out in (print_url(d, web.port, RUNTIME_DIRECTORY=str(service)),
+                    print_url(d, web.port, "--token-file", str(token_file))):
+            assert out.returncode == 0 and out.stdout == f"{web.url}/?token={web.token}\n", out
+        assert fetch(f"{web.url}/?token={web.token}")[0] == 303
+        assert token_file.stat().st_uid == nobody.pw_uid  # read, not replaced
+    finally:
+        assert "Traceback" not in stop_web(web)
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to run the probe as another user")
 @pytest.mark.skipif(shutil.which("runuser") is None or CURL is None or other_user() is None,
                     reason="needs runuser, curl and a 'nobody' account")
@@ -323,17 +420,76 @@ def test_a_local_user_without_the_socket_gets_nothing(
                         "-w", "%{http_code}", web.url + path)
         assert out.stdout.endswith(b"403"), (path, out)
         assert b"may not use vggvoxd's control socket" in out.stdout, out
+    # And an enrollment with the token and the CSRF value (an HMAC of the token): the
+    # uid check refuses it, not the token or origin checks.
     clip = convo.enroll[sorted(convo.enroll)[0]][0].read_bytes()  # on stdin: nobody can't read it
-    out = as_nobody(CURL or "curl", "-s", "-m", "5", "-o", "/dev/null", "-w", "%{http_code}",
-                    "-H", f"Origin: {web.url}", "--data-binary", "@-",
+    out = as_nobody(CURL or "curl", "-s", "-m", "5", "-w", "%{http_code}",
+                    "-H", f"Cookie: {web.cookie()}", "-H", f"Origin: {web.url}",
+                    "-H", f"X-CSRF-Token: {web.csrf}", "--data-binary", "@-",
                     f"{web.url}/enroll?name=victim", data=clip)
-    assert out.stdout == b"403", out
+    assert out.stdout.endswith(b"403"), out
+    assert b"may not use vggvoxd's control socket" in out.stdout, out
     assert "victim" not in speakers(d)
 
 
+SEND_AND_CLOSE = """
+import socket, struct, sys
+port, how = int(sys.argv[1]), sys.argv[2]
+request = sys.stdin.buffer.read()
+s = socket.create_connection(("127.0.0.1", port))
+s.sendall(request)
+if how == "reset":
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+s.close()
+"""
+"""A client that sends its whole request and closes at once (as ``how``: a plain
+close leaves an orphaned socket the kernel reports as root's; a reset leaves none),
+never reading the answer. Standard library only: nobody cannot run the venv."""
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to run the probe as another user")
-@pytest.mark.skipif(shutil.which("runuser") is None or CURL is None or other_user() is None,
-                    reason="needs runuser, curl and a 'nobody' account")
+@pytest.mark.skipif(shutil.which("runuser") is None or other_user() is None,
+                    reason="needs runuser and a 'nobody' account")
+@pytest.mark.parametrize("how", ["close", "reset"])
+def test_a_local_user_who_closes_at_once_is_still_refused(
+        served: tuple[DaemonProcess, Bridge, Conversation], tmp_path: Path, how: str) -> None:
+    """nobody, with the stolen token and CSRF value, sends a complete enrollment and
+    closes before the bridge reads it: the orphaned socket (or none, after a reset)
+    must not pass for root's, or for another machine's. Nothing is enrolled."""
+    d, _, convo = served
+    # One connection at a time: a request of ours is served (not 503) only once the
+    # bridge has finished with nobody's, which came first.
+    web = start_web(d, free_port(), limits={"connections": 1})
+    # As FLAC, so that the whole request fits the bridge's receive buffer and is all
+    # there to read even after a reset.
+    wav = convo.enroll[sorted(convo.enroll)[0]][0]
+    sf.write(str(tmp_path / "voice.flac"), *sf.read(str(wav)))
+    clip = (tmp_path / "voice.flac").read_bytes()
+    head = (f"POST /enroll?name=victim-{how} HTTP/1.1\r\nHost: 127.0.0.1:{web.port}\r\n"
+            f"Cookie: {web.cookie()}\r\nOrigin: {web.url}\r\nX-CSRF-Token: {web.csrf}\r\n"
+            f"Content-Length: {len(clip)}\r\n\r\n")
+    try:
+        # The bridge stopped meanwhile, so that nobody's socket is closed before the
+        # bridge reads a byte (the kernel queues the connection and its request), as on
+        # a busy machine; else the bridge might see it still open, by chance.
+        web.proc.send_signal(signal.SIGSTOP)
+        try:
+            sent = subprocess.run(["runuser", "-u", "nobody", "--", "python3", "-c",
+                                   SEND_AND_CLOSE, str(web.port), how],
+                                  input=head.encode() + clip, capture_output=True, timeout=30)
+        finally:
+            web.proc.send_signal(signal.SIGCONT)
+        assert sent.returncode == 0, sent
+        deadline = time.monotonic() + 60
+        while fetch(web.url + "/state", Cookie=web.cookie())[0] != 200:
+            assert time.monotonic() < deadline, "the bridge is still busy with it"
+            time.sleep(0.1)
+        assert f"victim-{how}" not in speakers(d)
+    finally:
+        out = stop_web(web)
+    assert "Traceback" not in out, out
+
+
 def test_a_local_user_the_socket_admits_may_use_the_page() -> None:
     # The same user, nobody, with the daemon's sockets shared with its group: the page
     # follows the socket's rules both ways.
