@@ -8,8 +8,10 @@ figure now.
            Chromium POSTing a voice (fetch no-cors and a form), same-site and cross-site
  rebind    DNS rebinding: Host: evil.example on /speakers and /events
  local     the local user nobody (runuser; needs root) on every path
- bombs     the 2 h FLAC, the 8 Hz WAV, a FLAC whose header hides its length, three at once:
-           time to the refusal and the bridge's peak RSS (VmHWM)
+ bombs     the 2 h FLAC, the 8 Hz WAV, a FLAC whose header hides its length, three at once;
+           then on a fresh bridge a 1024-channel WAV (one, two at once) and an M4A whose
+           sample table asks FFmpeg for a big index: time to the refusal and the bridge's
+           peak RSS (VmHWM)
  streams   420 event streams under a 1,024-file limit: answers, the page's time meanwhile,
            tracebacks
  slow      100 slow uploads and 100 clients dripping their headers: threads, answers
@@ -30,6 +32,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from http.server import ThreadingHTTPServer
@@ -40,7 +43,13 @@ import soundfile as sf
 from abuse_common import Row, main_alone, ms, open_fds, proc_status, running, short
 from daemon_proc import DaemonProcess, free_port
 from speakers_fixture import conversation
-from test_audio import tone, two_hours_of_flac
+from test_audio import (
+    encode_with_pyav,
+    many_channels,
+    many_samples_m4a,
+    tone,
+    two_hours_of_flac,
+)
 from test_web import Bridge, chromium, fetch, start_web, stop_web
 from test_web_guard import ATTACK, QuietHandler
 from test_web_limits import request, status_of
@@ -208,9 +217,51 @@ def m_web_bombs(tmp: Path, quick: bool) -> list[Row]:
                      ", ".join(f"{c} in {ms(t)}" for c, _, t in three) +
                      f" (at most 2 uploads at once: a third is 503 busy); bridge peak RSS "
                      f"{proc_status(pid, 'VmHWM'):.0f} MB"))
+        stop_web(web)
+        web = start_web(d, free_port())  # a fresh peak for the review's bombs
+        rows += wide_and_indexed(tmp, web, post)
     finally:
         stop_web(web)
         d.stop()
+    return rows
+
+
+def wide_and_indexed(tmp: Path, web: Bridge,
+                     post: Callable[[bytes], tuple[int, str, float]]) -> list[Row]:
+    """The review of issue 20: a WAV of 1024 channels (each block was 65,536 frames of
+    every channel), and an M4A whose 7 million 1-byte samples FFmpeg indexes in av.open
+    (before any bound), each on the bridge started just before."""
+    wide = many_channels(tmp / "wide.wav", 1024, 3.87).read_bytes()
+    good = encode_with_pyav(tone(16000, 2.0, 300.0), tmp / "good.m4a", "aac")
+    index = many_samples_m4a(good, tmp / "index.m4a", 7_000_000).read_bytes()
+    pid = web.proc.pid
+    fetch(web.url + "/state", Cookie=web.cookie())
+    post(good.read_bytes())  # PyAV and FFmpeg's libraries loaded (~20 MB), not counted
+    start = proc_status(pid, "VmHWM")
+    rows: list[Row] = []
+    for what, data, before in (
+            (f"a {len(wide) / 1e6:.1f} MB WAV of 1024 channels (PCM_U8, 3.9 s)", wide,
+             "+123 MB in one decode"),
+            (f"a {len(index) / 1e6:.0f} MB M4A that says 3 s and lists 7 million 1-byte "
+             "samples (FFmpeg's index, built in av.open)", index,
+             "+105 MB inside av.open, before any bound")):
+        code, body, took = post(data)
+        rows.append(("review", f"upload bomb: {what}", before,
+                     f"{code} in {ms(took)} ({short(body, 80)}); bridge peak RSS "
+                     f"{proc_status(pid, 'VmHWM'):.0f} MB (at start {start:.0f} MB)"))
+    with ThreadPoolExecutor(2) as pool:
+        two = list(pool.map(post, [wide] * 2))
+    rows.append(("review", "upload bomb: two 1024-channel WAVs at once", "+228 MB",
+                 ", ".join(f"{c} in {ms(t)}" for c, _, t in two) +
+                 f"; bridge peak RSS {proc_status(pid, 'VmHWM'):.0f} MB (at start "
+                 f"{start:.0f} MB)"))
+    # What the cap leaves: tables just under 8 MB each (measured last: the peak only grows).
+    under = many_samples_m4a(good, tmp / "under.m4a", 1_900_000).read_bytes()
+    code, body, took = post(under)
+    rows.append(("review", f"what stays: a {len(under) / 1e6:.1f} MB M4A of 1.9 million "
+                 "1-byte samples, just under the cap", "",
+                 f"{code} in {ms(took)} ({short(body, 60)}); bridge peak RSS "
+                 f"{proc_status(pid, 'VmHWM'):.0f} MB (at start {start:.0f} MB)"))
     return rows
 
 

@@ -18,7 +18,7 @@ import pytest
 import soundfile as sf
 from daemon_proc import DaemonProcess, free_port
 from speakers_fixture import conversation
-from test_audio import encode_with_pyav, tone, two_hours_of_flac
+from test_audio import encode_with_pyav, no_decoder_m4a, tone, two_hours_of_flac
 from test_web import Bridge, fetch, start_web, stop_web
 
 from vggvox.audio import load_audio
@@ -128,6 +128,19 @@ def test_an_m4a_upload_enrolls(daemon: DaemonProcess, tmp_path: Path) -> None:
     finally:
         daemon.conn.request("remove", name="from-m4a")
         assert "Traceback" not in stop_web(web)
+
+
+def test_a_corrupt_m4a_upload_is_answered_400(daemon: DaemonProcess, tmp_path: Path) -> None:
+    # A few flipped bytes left FFmpeg no decoder: an AttributeError dropped the connection.
+    good = encode_with_pyav(tone(16000, 2.0, 300.0), tmp_path / "good.m4a", "aac")
+    crash = no_decoder_m4a(good, tmp_path / "crash.m4a")
+    web = start_web(daemon, free_port())
+    try:
+        code, body, _ = post(web, crash.read_bytes())
+        assert code == 400 and b'"the upload: no decoder for its audio stream' in body, body
+    finally:
+        out = stop_web(web)
+    assert "Traceback" not in out, out
 
 
 def test_caps_and_slow_clients(daemon: DaemonProcess) -> None:
