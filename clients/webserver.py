@@ -161,8 +161,8 @@ class BoundedHandler(BaseHTTPRequestHandler):
         except (ConnectionError, TimeoutError):
             raise  # the client went away or stalled: nobody to answer (handle_error logs)
         except Exception as e:  # a bug, or a failure no handler foresaw: answered, logged
-            log.error("%s %s failed: %s: %s", self.command, urlsplit(self.path or "").path,
-                      type(e).__name__, e)
+            log.error("%s %s failed: %s: %s", self.command,
+                      urlsplit(getattr(self, "path", "") or "").path, type(e).__name__, e)
             log.debug("the failure", exc_info=True)
             self.close_connection = True
             if not self.answered:
