@@ -63,6 +63,22 @@ class DaemonProcess:
     def output(self) -> str:
         return self.log.read_text(errors="replace")[-4000:]
 
+    def wait_exit(self, timeout: float) -> tuple[int | None, float]:
+        """Wait up to ``timeout`` s for the daemon to exit by itself: (its exit status,
+        None if it is still running; the wall time it was seen, within 10 ms)."""
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.proc.poll(), time.time()
+
+    def cpu_s(self) -> float:
+        """The CPU seconds (user and system) the daemon has used: work done, which a
+        loaded machine does not stretch as it stretches wall time."""
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def signal(self, sig: int) -> None:
         assert self.proc is not None
         self.proc.send_signal(sig)

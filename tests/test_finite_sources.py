@@ -77,16 +77,6 @@ def comparable(events: list[dict]) -> list[tuple]:
             for e in events if e["type"] in ("speaker", "turn")]
 
 
-def wait_exit(d: DaemonProcess, timeout: float) -> tuple[int, float]:
-    """(exit status, wall time it was seen: within 10 ms)."""
-    assert d.proc is not None
-    deadline = time.monotonic() + timeout
-    while d.proc.poll() is None:
-        assert time.monotonic() < deadline, f"still running: {d.output()}"
-        time.sleep(0.01)
-    return d.proc.returncode, time.time()
-
-
 def test_a_file_source_exits_0_within_2_s_of_its_end(tmp_path: Path,
                                                      convo: Conversation) -> None:
     clip = write_wav(tmp_path / "four.wav", load_audio(convo.stream)[: 4 * 16000])
@@ -95,7 +85,7 @@ def test_a_file_source_exits_0_within_2_s_of_its_end(tmp_path: Path,
     d.start()
     try:
         events = events_until(d, sub, f"file:{clip}", "finished", 30)
-        code, exited = wait_exit(d, 10)
+        code, exited = d.wait_exit(10)
     finally:
         d.stop()
     # A heartbeat while it plays: its wall time less its stream time is when playing began.
@@ -125,8 +115,9 @@ def test_stdin_fed_fast_is_lossless_and_gives_a_replays_events(
         writer = d.feed(pcm(load_audio(convo.stream)))
         events = events_until(d, sub, "stdin", "finished", 60)
         took = time.monotonic() - t0
-        code, _ = wait_exit(d, 10)
+        code, _ = d.wait_exit(10)
         writer.join(timeout=5)
+        assert not writer.is_alive(), "the writer is still held back after EOF was read"
     finally:
         d.stop()
     seconds = len(load_audio(convo.stream)) / 16000
@@ -151,11 +142,11 @@ def test_a_stdin_pipe_that_pauses_5_s_is_read_after_the_pause(
         enroll_both(d, convo)
         sub = d.conn.subscribe(["turn"])
         time.sleep(0.3)
-        d.feed(pcm(before), close=False).join(timeout=10)
+        written(d, pcm(before))
         # 5 s with the pipe open and silent (its turns are decided meanwhile).
         heard = [e for e in events_for(d, sub, 5.0) if e["final"]]
         assert d.conn.request("status")["sources"]["stdin"]["state"] == "running"
-        d.feed(pcm(after), close=False).join(timeout=10)
+        written(d, pcm(after))
         later = [e for e in events_for(d, sub, 10.0, until_final=True) if e["final"]]
     finally:
         code, _ = d.stop()
@@ -164,6 +155,14 @@ def test_a_stdin_pipe_that_pauses_5_s_is_read_after_the_pause(
     assert later and {e["speaker"] for e in later} == {second[2]}, later
     assert min(e["t_start"] for e in later) > max(e["t_end"] for e in heard)
     assert "lost" not in d.output(), d.output()
+
+
+def written(d: DaemonProcess, data: bytes) -> None:
+    """``data`` written to the daemon's stdin, left open: the daemon took it all (a
+    turn is seconds of audio; its ring buffer holds 30)."""
+    writer = d.feed(data, close=False)
+    writer.join(timeout=10)
+    assert not writer.is_alive(), f"the daemon did not read it within 10 s: {d.output()}"
 
 
 def events_for(d: DaemonProcess, sub: Any, seconds: float,
@@ -191,7 +190,7 @@ def test_stdin_live_fed_fast_drops_windows_and_logs_how_many(
     try:
         d.feed(pcm(np.concatenate([x, x])))
         finished = events_until(d, sub, "stdin", "finished", 60)[-1]
-        code, _ = wait_exit(d, 10)
+        code, _ = d.wait_exit(10)
     finally:
         d.stop()
     assert code == 0, d.output()

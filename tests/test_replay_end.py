@@ -183,7 +183,9 @@ def test_a_name_refused_for_its_request_id_keeps_the_voice(
         clip = write_wav(tmp_path / "conv.wav", load_audio(convo.stream))
         source = live.replay_one(d.conn, clip, realtime=False, as_json=True, timeout=60,
                                  echo=False)[0]["source"]
-        d.feed(b"\0" * 32000, close=False).join(timeout=10)  # stdin runs: 1 s of silence
+        writer = d.feed(b"\0" * 32000, close=False)  # stdin runs: 1 s of silence
+        writer.join(timeout=10)
+        assert not writer.is_alive(), d.output()
         deadline = time.monotonic() + 10
         while d.conn.request("status")["sources"]["stdin"]["state"] != "running":
             assert time.monotonic() < deadline, d.output()
