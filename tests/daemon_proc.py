@@ -79,6 +79,17 @@ class DaemonProcess:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        """Until the daemon uses almost no CPU (under 50 ms) in 0.5 s, twice in a row:
+        whatever it was computing is done, and a thread of it may be waiting (for a
+        lock, say). CPU time: a loaded machine only makes this wait longer."""
+        deadline, quiet = time.monotonic() + timeout, 0
+        while quiet < 2:
+            assert time.monotonic() < deadline, f"the daemon never went idle: {self.output()}"
+            used = self.cpu_s()
+            time.sleep(0.5)
+            quiet = quiet + 1 if self.cpu_s() - used < 0.05 else 0
+
     def signal(self, sig: int) -> None:
         assert self.proc is not None
         self.proc.send_signal(sig)

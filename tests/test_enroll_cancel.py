@@ -176,18 +176,6 @@ def test_a_cancel_racing_the_store_is_cancelled_or_done_never_both(
     assert all(r.get("code") == "cancelled" for n, r in replies.items() if n not in done)
 
 
-def wait_until_idle(d: DaemonProcess, timeout: float = 30.0) -> None:
-    """Until the daemon uses almost no CPU for 0.5 s twice in a row: its enrollment
-    is embedded and its store write waits (asleep in SQLite's busy handler). CPU time,
-    not wall time, so that a loaded machine only makes it wait longer."""
-    deadline, quiet = time.monotonic() + timeout, 0
-    while quiet < 2:
-        assert time.monotonic() < deadline, "the daemon never went idle"
-        used = d.cpu_s()
-        time.sleep(0.5)
-        quiet = quiet + 1 if d.cpu_s() - used < 0.05 else 0
-
-
 def test_a_store_write_held_up_by_another_process_holds_up_no_request(
         daemon: DaemonProcess, convo: Conversation) -> None:
     """`commit` held the requests' lock through the store write, which waits up to
@@ -201,7 +189,7 @@ def test_a_store_write_held_up_by_another_process_holds_up_no_request(
         other.execute("BEGIN IMMEDIATE")  # the store's write lock, as a backup might hold it
         held = time.monotonic()
         send(sock, "enroll", name="held", audio=clips(convo, 8, 2), request="req-held-1")
-        wait_until_idle(daemon)
+        daemon.wait_idle()  # embedded: its store write waits, asleep in SQLite
         send(waiter, "cancel", request="req-held-1")
         time.sleep(0.2)  # the control thread has taken the cancel
         took = []
