@@ -51,7 +51,8 @@ REPLAY_TARGET = """\
 TARGET is an audio file, or a text list of audio files, told apart by content,
 never by suffix. Audio is anything libsndfile reads or FFmpeg's audio
 containers hold (.wav, .flac, .ogg, .oga, .opus, .mp3, .aiff, .aif, .m4a,
-.webm, ...; any rate and channels), the same rule as every command's. A list
+.webm, ...; any rate from 8 to 384 kHz, up to 32 channels), the same rule as
+every command's. A list
 is UTF-8 text: the first field of each line (up to a space, tab or comma) is
 a path relative to the list's folder, so enroll_list.csv and test_list.csv
 work as they are, in either form ('filename speaker', or 'filename,speaker'
