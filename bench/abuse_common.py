@@ -59,6 +59,17 @@ def proc_status(pid: int, key: str) -> float:
     return float("nan")
 
 
+def threads(pid: int) -> int:
+    """The process's threads now (/proc/PID/status); -1 when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return -1
+
+
 def open_fds(pid: int) -> int:
     try:
         return len(os.listdir(f"/proc/{pid}/fd"))

@@ -40,6 +40,7 @@ from abuse_common import (
     open_fds,
     short,
     speech_clips,
+    threads,
 )
 from daemon_proc import DaemonProcess, free_port
 
@@ -60,22 +61,6 @@ def daemon(tmp: Path, source: str | None = "stdin", config: str = "",
     d = DaemonProcess(tmp, source=source, args=["--config", str(cfg)])
     d.argv = [*(prefix or []), *d.argv]
     return d
-
-
-def threads(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("Threads:"):
-            return int(line.split()[1])
-    return -1
-
-
-def wait_exit(d: DaemonProcess, timeout: float) -> tuple[int | None, float]:
-    """(exit status or None, wall time it was seen)."""
-    assert d.proc is not None
-    deadline = time.monotonic() + timeout
-    while d.proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return d.proc.poll(), time.time()
 
 
 def m_metrics(tmp: Path, quick: bool) -> list[Row]:
@@ -171,7 +156,7 @@ def m_fileend(tmp: Path, quick: bool) -> list[Row]:
                     break
                 if ev["state"] == "running":
                     began = ev["time"] - ev["t_end"]
-            code, exited = wait_exit(d, 30)
+            code, exited = d.wait_exit(30)
         finally:
             sub.close()
             d.stop()
@@ -252,7 +237,7 @@ def m_fast(tmp: Path, quick: bool) -> list[Row]:
                 windows += ev["type"] == "speaker"
                 if ev["type"] == "status" and ev["state"] == "finished":
                     finished = ev
-            code, _ = wait_exit(d, 10)
+            code, _ = d.wait_exit(10)
         finally:
             sub.close()
             d.stop()

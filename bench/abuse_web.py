@@ -40,7 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import soundfile as sf
-from abuse_common import Row, main_alone, ms, open_fds, proc_status, running, short
+from abuse_common import Row, main_alone, ms, open_fds, proc_status, running, short, threads
 from daemon_proc import DaemonProcess, free_port
 from speakers_fixture import conversation
 from test_audio import (
@@ -308,13 +308,6 @@ def m_web_streams(tmp: Path, quick: bool) -> list[Row]:
              f"{ms(max(page))}; bridge {fds} files, {count} threads; tracebacks in its "
              f"output: {out.count('Traceback')}, 'Too many open files': "
              f"{out.count('Too many open files')}")]
-
-
-def threads(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("Threads:"):
-            return int(line.split()[1])
-    return -1
 
 
 def m_web_slow(tmp: Path, quick: bool) -> list[Row]:

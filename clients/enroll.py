@@ -19,8 +19,10 @@ from vggvox_client import live
 from vggvox_client.common import plural, print_json
 from vggvox_client.connection import ClientError, Connection
 
-CANCEL_TIMEOUT_S = 3.0
-"""Wait for the answer to ``cancel``: it comes at once, or after a store write."""
+CANCEL_TIMEOUT_S = 12.0
+"""How long Ctrl-C waits for the daemon's answer to ``cancel``: one that comes while the
+enrollment's store write waits for another process's lock is answered when the write
+ends, which SQLite's busy time-out (10 s) bounds."""
 INTERRUPTED = 130
 
 

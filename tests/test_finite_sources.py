@@ -227,12 +227,13 @@ def test_the_examples_pipe_a_capture_into_stdin_live_and_a_file_into_stdin() -> 
 
     texts = {"vggvoxd --help": build_parser().format_help(),
              **{p.name: p.read_text() for p in (ROOT / "docs").glob("*.md")},
+             "README.md": (ROOT / "README.md").read_text(),
              "vggvoxd.yaml": (ROOT / "config" / "vggvoxd.yaml").read_text()}
     found = [(where, writer, source) for where, text in texts.items()
              for writer, source in PIPE.findall(text)]
-    print(found)
     wrong = [f for f in found if f[2] != ("stdin:live" if f[1] == "arecord" else "stdin")]
     assert not wrong, wrong
     shown = {(where, writer) for where, writer, _ in found}
     assert {("vggvoxd --help", "arecord"), ("vggvoxd --help", "ffmpeg"),
-            ("architecture.md", "arecord"), ("architecture.md", "ffmpeg")} <= shown
+            ("architecture.md", "arecord"), ("architecture.md", "ffmpeg"),
+            ("README.md", "arecord"), ("README.md", "ffmpeg")} <= shown
