@@ -15,7 +15,9 @@ sending (FIN) and reads and drops what the client still sends, at most
 ``linger_bytes`` within ``linger_s``, before it closes. Closed at once with
 the body unread, the kernel would reset the connection, and a client still
 sending (a browser's fetch sends the body right after the headers) would get
-ECONNRESET ("Failed to fetch") instead of the answer.
+ECONNRESET ("Failed to fetch") instead of the answer. The lingering is done by
+one thread for all such connections (``weblinger.py``), outside the connection
+cap, so that clients that send a little and then nothing cannot hold the slots.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import IO, Any
 from urllib.parse import urlsplit
+
+from vggvox_client.weblinger import Lingerer
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +174,8 @@ class BoundedHandler(BaseHTTPRequestHandler):
                                "says more")
         if self.unread:  # answered early: linger, so that the client reads the answer
             self.close_connection = True
-            self._linger()
+            server: Any = self.server
+            server.lingerer.adopt(self.connection, self.unread)
 
     def read_body(self, out: IO[bytes], size: int) -> tuple[int, str] | None:
         """Copy the request's body (``size`` bytes) to ``out`` within ``body_s``; None
@@ -191,23 +196,6 @@ class BoundedHandler(BaseHTTPRequestHandler):
             return 408, f"the upload took over {self.limits.body_s:g} s"
         return None
 
-    def _linger(self) -> None:
-        try:
-            self.connection.shutdown(socket.SHUT_WR)
-        except OSError:
-            return
-        left = min(self.unread if self.unread > 0 else self.limits.linger_bytes,
-                   self.limits.linger_bytes)
-        self.deadline = time.monotonic() + self.limits.linger_s
-        try:
-            while left > 0:
-                chunk = self.rfile.read1(min(left, 1 << 16))
-                if not chunk:
-                    return
-                left -= len(chunk)
-        except (OSError, ValueError):  # TimeoutError included: the bounds are spent
-            pass
-
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True
@@ -222,6 +210,7 @@ class Server(ThreadingHTTPServer):
         self.active = 0
         self.refused = 0
         self.uploads = threading.BoundedSemaphore(limits.uploads)
+        self.lingerer = Lingerer(limits.linger_s, limits.linger_bytes)
         self._lock = threading.Lock()
         super().__init__(address, handler)
 
@@ -253,13 +242,10 @@ class Server(ThreadingHTTPServer):
         try:
             request.setblocking(False)  # never wait on this client in the accepting thread
             request.send(BUSY)
-            request.shutdown(socket.SHUT_WR)
-            # Read what has come already: closed with input unread, the connection would
-            # be reset, maybe before the client reads the 503. Never waited for.
-            for _ in range(16):
-                if not request.recv(1 << 16):
-                    break
-        except OSError:  # BlockingIOError: nothing more has come
+            # Drained elsewhere: closed with input unread, the connection would be reset,
+            # maybe before the client reads the 503.
+            self.lingerer.adopt(request)
+        except OSError:  # BlockingIOError: its buffer is full; it gets a reset
             pass
         self.shutdown_request(request)
 
