@@ -42,7 +42,7 @@ import soundfile as sf
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from daemon_proc import DaemonProcess
 
-from vggvox.audio import SAMPLE_RATE, load_audio, to_float, to_int16
+from vggvox.audio import SAMPLE_RATE, load_audio, to_int16
 from vggvox.embedder import Embedder
 from vggvox.eval.conversations import Conversation, ConversationSpec, build_conversations
 from vggvox.eval.engine import enroll_from_list, recognize, turn_timeline
@@ -144,9 +144,10 @@ def timed_replay(conn: Connection, wav: Path, realtime: bool, timeout: float
 # -- the three parts -----------------------------------------------------------------------
 
 def as_sent(path: Path) -> np.ndarray:
-    """A file's samples as a client sends them to the daemon: 16-bit PCM (to_int16), read
-    back as the daemon reads it (to_float)."""
-    return to_float(to_int16(load_audio(path)))
+    """A file's samples as a client sends them to the daemon: 16-bit PCM. The engine takes
+    it as it is, as the daemon does (int16 to float and back is not the identity: VAD
+    would see other samples)."""
+    return to_int16(load_audio(path))
 
 
 def in_process(convs: list[Conversation], model: str,
