@@ -78,6 +78,14 @@ class Broker:
         self.proc.kill()
         self.proc.wait(timeout=5)
 
+    def with_password(self, tmp: Path, user: str, password: str) -> Broker:
+        """Refuse anonymous clients: only ``user`` with ``password`` (mosquitto_passwd)."""
+        subprocess.run(["mosquitto_passwd", "-b", "-c", str(tmp / "passwd"), user, password],
+                       check=True, timeout=10)
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous false\n"
+                             f"password_file {tmp / 'passwd'}\npersistence false\n{USER}")
+        return self
+
 
 class Subscriber:
     """A real MQTT client that records every message under '#'."""
@@ -217,11 +225,7 @@ def bridge_gets_on(d: DaemonProcess, sub: Subscriber, port: int, *extra: str) ->
 @pytest.mark.skipif(shutil.which("mosquitto_passwd") is None, reason="mosquitto_passwd needed")
 def test_the_bridge_logs_in_with_a_password_file(tmp_path: Path) -> None:
     d = DaemonProcess(tmp_path).start()
-    broker = Broker(tmp_path)
-    subprocess.run(["mosquitto_passwd", "-b", "-c", str(tmp_path / "passwd"), "vggvox",
-                    "s3cret"], check=True, timeout=10)
-    broker.conf.write_text(f"listener {broker.port} 127.0.0.1\nallow_anonymous false\n"
-                           f"password_file {tmp_path / 'passwd'}\npersistence false\n{USER}")
+    broker = Broker(tmp_path).with_password(tmp_path, "vggvox", "s3cret")
     broker.start()
     (tmp_path / "pw").write_text("s3cret\n")
     sub = Subscriber(broker.port, "vggvox", "s3cret")  # the recorder, as the same user

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from daemon_proc import DaemonProcess
-from test_mqtt import USER, Broker, Subscriber
+from test_mqtt import Broker, Subscriber
 from unitfile import settings as unit_settings
 
 from conftest import ROOT
@@ -90,11 +90,7 @@ def test_the_units_command_logs_in_with_the_credential(tmp_path: Path) -> None:
     (creds / "mqtt-password").write_text("s3cret\n")
     os.chmod(creds / "mqtt-password", 0o400)
     endpoints = f"--control {d.conn.control} --events {d.conn.events}"
-    broker = Broker(tmp_path)
-    subprocess.run(["mosquitto_passwd", "-b", "-c", str(tmp_path / "passwd"), "vggvox",
-                    "s3cret"], check=True, timeout=10)
-    broker.conf.write_text(f"listener {broker.port} 127.0.0.1\nallow_anonymous false\n"
-                           f"password_file {tmp_path / 'passwd'}\npersistence false\n{USER}")
+    broker = Broker(tmp_path).with_password(tmp_path, "vggvox", "s3cret")
     broker.start()
     sub = Subscriber(broker.port, "vggvox", "s3cret")
     try:
