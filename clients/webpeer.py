@@ -34,6 +34,7 @@ import socket
 import stat
 import struct
 import sys
+import threading
 from pathlib import Path
 
 TABLES = (Path("/proc/self/net/tcp"), Path("/proc/self/net/tcp6"))
@@ -50,13 +51,60 @@ def _hex(address: str, port: int) -> str:
     return "".join(f"{w:08X}" for w in words) + f":{port:04X}"
 
 
+class _Kernel:
+    """One sock_diag netlink socket, opened at start and kept: a lookup then needs no new
+    file, so a bridge out of files (a flood) can still tell who connects, rather than
+    refuse everyone local. Used by the handler threads one at a time (a lookup is one
+    short exchange with the kernel)."""
+
+    def __init__(self) -> None:
+        self._sock: socket.socket | None = None
+        self._seq = 0
+        self._lock = threading.Lock()
+
+    def open(self) -> bool:
+        with self._lock:
+            try:
+                self._socket()
+                return True
+            except OSError:
+                return False
+
+    def _socket(self) -> socket.socket:
+        if self._sock is None:
+            self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _SOCK_DIAG)
+            self._sock.settimeout(1.0)
+        return self._sock
+
+    def ask(self, kind: int, flags: int, req: bytes) -> bytes:
+        """The kernel's answer to one request (matched by its sequence number, so that a
+        late answer to an earlier request that timed out is never taken for this one)."""
+        with self._lock:
+            self._seq += 1
+            try:
+                nl = self._socket()
+                nl.send(struct.pack("=IHHII", 16 + len(req), kind, flags, self._seq, 0) + req)
+                for _ in range(8):
+                    reply = nl.recv(4096)
+                    if struct.unpack_from("=I", reply, 8)[0] == self._seq:
+                        return reply
+                raise OSError("no answer from sock_diag")
+            except OSError:
+                if self._sock is not None:  # start afresh at the next lookup
+                    self._sock.close()
+                    self._sock = None
+                raise
+
+
+_KERNEL = _Kernel()
+
+
 def readable() -> bool:
-    """Whether this process can find sockets' owners at all."""
-    try:
-        socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _SOCK_DIAG).close()
+    """Whether this process can find sockets' owners at all (and from now on without a
+    new file for each lookup: the netlink socket stays open)."""
+    if _KERNEL.open():
         return True
-    except OSError:
-        return TABLES[0].exists() and os.access(TABLES[0], os.R_OK)
+    return TABLES[0].exists() and os.access(TABLES[0], os.R_OK)
 
 
 def refusal(control: Path, client: tuple[str, int], server: tuple[str, int]) -> str | None:
@@ -109,10 +157,7 @@ def _diag(client: str, cport: int, server: str, sport: int) -> int | None:
     no_cookie = struct.pack("=II", 0xFFFFFFFF, 0xFFFFFFFF)
     sockid = struct.pack(">HH", cport, sport) + ends[0] + ends[1] + struct.pack("=I", 0)
     req = struct.pack("=BBBBI", family, socket.IPPROTO_TCP, 0, 0, 0xFFFFFFFF) + sockid + no_cookie
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _SOCK_DIAG) as nl:
-        nl.settimeout(1.0)
-        nl.send(struct.pack("=IHHII", 16 + len(req), _BY_FAMILY, _NLM_F_REQUEST, 1, 0) + req)
-        reply = nl.recv(4096)
+    reply = _KERNEL.ask(_BY_FAMILY, _NLM_F_REQUEST, req)
     kind = struct.unpack_from("=H", reply, 4)[0]
     if kind != _BY_FAMILY:  # an error: no such socket here
         return None
