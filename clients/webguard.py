@@ -31,16 +31,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from vggvox.errors import VggvoxError
+from vggvox.loopback import is_loopback
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 _TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]+")
-
-
-def is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 def parse_listen(spec: str, token: str | None) -> tuple[str, int]:

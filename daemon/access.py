@@ -16,12 +16,12 @@ can, which is worth a warning.
 from __future__ import annotations
 
 import grp
-import ipaddress
 import logging
 import os
 import re
 from pathlib import Path
 
+from vggvox.loopback import is_loopback
 from vggvoxd.config import ConfigError, Settings
 from vggvoxd.lock import ipc_path
 
@@ -35,15 +35,6 @@ def tcp_host(endpoint: str) -> str | None:
     """The host of a ``tcp://HOST:PORT`` endpoint (brackets stripped), else None."""
     m = re.fullmatch(r"tcp://(?:([^;]*);)?\[?([^\]]*)\]?:(\d+|\*)", endpoint)
     return m.group(2) if m and endpoint.startswith("tcp://") else None
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # "*", an interface name or a host name: assume it is reachable
 
 
 def check_exposure(settings: Settings) -> None:

@@ -19,13 +19,13 @@ of the port cannot reach the store or the ZeroMQ sockets.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from vggvox import __version__
+from vggvox.loopback import is_loopback
 from vggvoxd.metricsserver import MAX_CONNECTIONS, MetricsHTTP
 
 if TYPE_CHECKING:
@@ -50,11 +50,7 @@ class MetricsSettings:
         host, _, port = self.listen.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"'metrics.listen' must be HOST:PORT, got {self.listen!r}")
-        try:
-            loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
-        except ValueError:
-            loopback = host == "localhost"
-        if not loopback and not self.public:
+        if not is_loopback(host) and not self.public:
             raise ValueError(f"'metrics.listen' {self.listen} is not loopback: the endpoint "
                              "has no authentication; set 'metrics.public: true' to mean it")
 

@@ -231,3 +231,12 @@ def test_group_members_may_use_the_sockets_and_others_are_told_why_not(
         assert not gone["ok"] and "not running" in str(gone["error"])
     finally:
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_one_loopback_rule_for_every_listening_surface() -> None:
+    from vggvox.loopback import is_loopback
+
+    assert all(is_loopback(h) for h in ("127.0.0.1", "127.5.5.5", "::1", "[::1]",
+                                        "localhost"))
+    assert not any(is_loopback(h) for h in ("0.0.0.0", "*", "::", "[::]", "10.0.0.1",
+                                            "pi.lan", "eth0", ""))
