@@ -42,7 +42,9 @@ from abuse_common import (
     speech_clips,
     threads,
 )
-from daemon_proc import DaemonProcess, free_port
+from daemon_proc import DaemonProcess
+from floods import ask_status, dealer
+from test_prometheus import idle, metrics_daemon
 
 from conftest import FIXTURES, write_wav
 from vggvox.audio import load_audio, to_int16
@@ -53,14 +55,11 @@ CONVERSATION = FIXTURES / "stream_2spk.wav"
 CLIENT = Path(sys.executable).parent / "vggvox-client"
 
 
-def daemon(tmp: Path, source: str | None = "stdin", config: str = "",
-           prefix: list[str] | None = None) -> DaemonProcess:
+def daemon(tmp: Path, source: str | None = "stdin", config: str = "") -> DaemonProcess:
     tmp.mkdir(parents=True, exist_ok=True)
     cfg = tmp / "vggvoxd.yaml"
     cfg.write_text(config)
-    d = DaemonProcess(tmp, source=source, args=["--config", str(cfg)])
-    d.argv = [*(prefix or []), *d.argv]
-    return d
+    return DaemonProcess(tmp, source=source, args=["--config", str(cfg)])
 
 
 def m_metrics(tmp: Path, quick: bool) -> list[Row]:
@@ -73,9 +72,8 @@ def m_metrics(tmp: Path, quick: bool) -> list[Row]:
         return [("20.1.3", attack, before, NO_SPEECH)]
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
-    port = free_port()
-    d = daemon(tmp, config=f"metrics: {{listen: '127.0.0.1:{port}'}}\n",
-               prefix=["prlimit", "--nofile=1024:1024"]).start(timeout=60)
+    tmp.mkdir(parents=True, exist_ok=True)
+    d, port = metrics_daemon(tmp, files=1024)
     assert d.proc is not None
     pid = d.proc.pid
     held: list[socket.socket] = []
@@ -83,8 +81,7 @@ def m_metrics(tmp: Path, quick: bool) -> list[Row]:
     try:
         fds0, threads0 = open_fds(pid), threads(pid)
         t0 = time.monotonic()
-        for _ in range(1000):
-            held.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+        held = idle(port, 1000)
         opened = time.monotonic() - t0
         time.sleep(0.5)
         fds, thr = open_fds(pid), threads(pid)
@@ -93,18 +90,8 @@ def m_metrics(tmp: Path, quick: bool) -> list[Row]:
             enrolled = f"enroll {r['action']}"
         except ClientError as e:
             enrolled = f"enroll FAILED: {short(str(e), 60)}"
-        import msgpack
-        import zmq
-
-        answered = 0
-        for _ in range(50):
-            s: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
-            s.setsockopt(zmq.LINGER, 0)
-            s.connect(d.conn.control)
-            clients.append(s)
-            s.send_multipart([b"", msgpack.packb({"op": "status"})])
-        for s in clients:
-            answered += bool(s.poll(5000)) and bool(s.recv_multipart())
+        clients = [dealer(d.conn.control) for _ in range(50)]
+        answered = sum(ask_status(c, 5) is not None for c in clients)
         alive = d.proc.poll() is None
     finally:
         for s in clients:

@@ -14,8 +14,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # daemon_proc
 from abuse_common import MAX_BYTES, NO_SPEECH, Row, main_alone, short, speech_clips
 from daemon_proc import DaemonProcess
+from test_store_health import tmpfs  # root only: checked before it is used
 
 from vggvox.embedder import l2_normalize
 from vggvox.modelcard import DEFAULT_MODEL, load_card, resolve_card
@@ -83,17 +82,6 @@ def m_damaged(tmp: Path, quick: bool) -> list[Row]:
         rows.append(("20.1.7", f"store row with {kind} (1 speaker of 3), daemon started on it",
                      before[kind], now))
     return rows
-
-
-@contextmanager
-def tmpfs(where: Path, size: str) -> Iterator[Path]:
-    where.mkdir(parents=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-                   check=True, timeout=10)
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False, timeout=10)
 
 
 def m_readonly_full(tmp: Path, quick: bool) -> list[Row]:

@@ -52,7 +52,7 @@ from test_audio import (
 )
 from test_web import Bridge, chromium, fetch, start_web, stop_web
 from test_web_guard import ATTACK, QuietHandler
-from test_web_limits import request, status_of
+from test_web_limits import paging, request, status_of
 
 CURL = shutil.which("curl") or "curl"
 
@@ -272,27 +272,14 @@ def m_web_streams(tmp: Path, quick: bool) -> list[Row]:
         return [("20.1.4", "420 event streams", "", "skipped: prlimit is needed")]
     d, web = bridge(tmp, wrap=[prlimit, "--nofile=1024:1024", "--"])
     held: list[socket.socket] = []
-    page: list[float] = []
-    done = threading.Event()
-
-    def pages() -> None:
-        while not done.is_set():
-            t0 = time.perf_counter()
-            if fetch(web.url + "/", Cookie=web.cookie())[0] == 200:
-                page.append(time.perf_counter() - t0)
-            time.sleep(0.05)
-
-    pager = threading.Thread(target=pages, daemon=True)
-    pager.start()
     try:
-        t0 = time.perf_counter()
-        held = [request(web, "/events") for _ in range(420)]
-        codes = [status_of(s) for s in held]
-        opened = time.perf_counter() - t0
-        time.sleep(1.0)
-        fds, count = open_fds(web.proc.pid), threads(web.proc.pid)
-        done.set()
-        pager.join(10)
+        with paging(web) as page:
+            t0 = time.perf_counter()
+            held = [request(web, "/events") for _ in range(420)]
+            codes = [status_of(s) for s in held]
+            opened = time.perf_counter() - t0
+            time.sleep(1.0)
+            fds, count = open_fds(web.proc.pid), threads(web.proc.pid)
     finally:
         for s in held:
             s.close()

@@ -5,10 +5,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 import soundfile as sf
+
+if TYPE_CHECKING:
+    from speakers_fixture import Conversation
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
@@ -21,6 +25,15 @@ def fixtures_dir() -> Path:
     if not (FIXTURES / "manifest.csv").exists():
         pytest.skip(f"shared fixtures not found at {FIXTURES} (a fresh clone has no ../shared)")
     return FIXTURES
+
+
+@pytest.fixture
+def convo(tmp_path: Path) -> Conversation:
+    """A two-speaker conversation with its truth and each speaker's enrollment clips
+    (``speakers_fixture``: real speech where ../shared has it, espeak-ng voices else)."""
+    from speakers_fixture import conversation  # it imports this module: not at the top
+
+    return conversation(tmp_path)
 
 
 @pytest.fixture(scope="session")

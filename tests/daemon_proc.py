@@ -108,6 +108,18 @@ class DaemonProcess:
         return self.proc.returncode, time.monotonic() - t0
 
 
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> str:
+    """SIGTERM a client process (a bridge) and wait; killed if it outlives ``timeout``.
+    Returns what it printed, when its output was piped."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        out = proc.communicate(timeout=timeout)[0]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out = proc.communicate(timeout=5)[0]
+    return (out or b"").decode(errors="replace")
+
+
 def free_port() -> int:
     """A TCP port on loopback that nothing listens on now."""
     with socket.socket() as s:

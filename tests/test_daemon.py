@@ -15,7 +15,7 @@ import pytest
 import zmq
 from daemon_proc import DaemonProcess
 from floods import flood
-from speakers_fixture import Conversation, conversation, score_events
+from speakers_fixture import Conversation, score_events
 
 from conftest import write_wav
 from vggvox.audio import load_audio, to_int16
@@ -23,11 +23,6 @@ from vggvox_client import live
 from vggvox_client.connection import ClientError
 
 MAX_BYTES = 16 * 1024 * 1024
-
-
-@pytest.fixture
-def convo(tmp_path: Path) -> Conversation:
-    return conversation(tmp_path)
 
 
 @pytest.fixture

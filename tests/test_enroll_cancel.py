@@ -26,18 +26,13 @@ import pytest
 import zmq
 from daemon_proc import DaemonProcess
 from floods import dealer
-from speakers_fixture import Conversation, conversation
+from speakers_fixture import Conversation
 
 from vggvox.audio import load_audio, to_int16
 from vggvox_client import live
 from vggvox_client.connection import ClientError
 
 MAX_BYTES = 16 * 1024 * 1024
-
-
-@pytest.fixture
-def convo(tmp_path: Path) -> Conversation:
-    return conversation(tmp_path)
 
 
 @pytest.fixture

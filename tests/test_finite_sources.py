@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 import yaml
 from daemon_proc import DaemonProcess
-from speakers_fixture import Conversation, conversation
+from speakers_fixture import Conversation
 
 from conftest import write_wav
 from vggvox.audio import load_audio, to_int16
@@ -33,11 +32,6 @@ MAX_BYTES = 16 * 1024 * 1024
 SMALL = {"audio": {"buffer_s": 5.0}, "window": {"queue": 2, "max_batch": 2},
          "status": {"interval_s": 0.5}}
 """Buffers far smaller than the audio: a 5 s ring buffer, room for 2 windows a queue."""
-
-
-@pytest.fixture
-def convo(tmp_path: Path) -> Conversation:
-    return conversation(tmp_path)
 
 
 def daemon(tmp: Path, source: str, settings: dict[str, Any] | None = None) -> DaemonProcess:

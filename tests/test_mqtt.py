@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 import yaml
-from daemon_proc import DaemonProcess, free_port
+from daemon_proc import DaemonProcess, free_port, stop_process
 from speakers_fixture import conversation
 
 from vggvox_client import live
@@ -194,12 +194,7 @@ def test_the_bridge_publishes_turns_and_survives_a_broker_restart(tmp_path: Path
         d.stop()
         sub.wait_for("vggvox/status", "offline", since=restarted, timeout=30)
     finally:
-        bridge.send_signal(signal.SIGTERM)
-        try:
-            out = bridge.communicate(timeout=10)[0].decode()
-        except subprocess.TimeoutExpired:
-            bridge.kill()
-            out = bridge.communicate()[0].decode()
+        out = stop_process(bridge)
         sub.close()
         broker.kill()
         d.stop()
@@ -217,8 +212,7 @@ def bridge_gets_on(d: DaemonProcess, sub: Subscriber, port: int, *extra: str) ->
         sub.wait_for("vggvox/status", "online", timeout=30)
         sub.wait_for("homeassistant/sensor/vggvox_stdin/speaker/config", timeout=30)
     finally:
-        bridge.send_signal(signal.SIGTERM)
-        out = bridge.communicate(timeout=10)[0].decode()
+        out = stop_process(bridge)
     assert bridge.returncode == 0 and "Traceback" not in out, out
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from daemon_proc import DaemonProcess
+from daemon_proc import DaemonProcess, stop_process
 from speakers_fixture import conversation
 from test_mqtt import CLIENT, Broker, Subscriber
 
@@ -75,11 +75,7 @@ def abandoned_entities_gone_s(tmp: Path, limit_s: float = 60.0) -> float | None:
     finally:
         if client is not None and client.poll() is None:
             client.kill()
-        bridge.send_signal(signal.SIGTERM)
-        try:
-            bridge.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            bridge.kill()
+        stop_process(bridge)
         sub.close()
         broker.kill()
         d.stop()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import select
 import shutil
-import signal
 import socket
 import subprocess
 import threading
@@ -27,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from daemon_proc import DaemonProcess
+from daemon_proc import DaemonProcess, stop_process
 from speakers_fixture import conversation
 from test_mqtt import CLIENT, Broker, Subscriber
 
@@ -178,12 +177,7 @@ def run_outage(tmp: Path, mode: str, outage_s: float, after_s: float = 8.0,
         ages = turns_after(sub, topic, healed)
     finally:
         stop.set()
-        bridge.send_signal(signal.SIGTERM)
-        try:
-            bridge.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            bridge.kill()
-            bridge.wait(timeout=5)
+        stop_process(bridge)
         sub.close()
         proxy.close()
         broker.kill()

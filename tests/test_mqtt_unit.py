@@ -16,12 +16,11 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 from pathlib import Path
 
 import pytest
-from daemon_proc import DaemonProcess
+from daemon_proc import DaemonProcess, stop_process
 from test_mqtt import Broker, Subscriber
 from unitfile import settings as unit_settings
 
@@ -73,8 +72,7 @@ def logs_in(d: DaemonProcess, broker: Broker, credentials: Path, args: str,
     try:
         sub.wait_for("vggvox/status", "online", timeout=30)
     finally:
-        bridge.send_signal(signal.SIGTERM)
-        out = bridge.communicate(timeout=10)[0].decode()
+        out = stop_process(bridge)
     assert bridge.returncode == 0 and "Traceback" not in out, out
     return out
 

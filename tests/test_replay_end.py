@@ -25,7 +25,7 @@ import pytest
 import yaml
 from daemon_proc import DaemonProcess
 from floods import dealer
-from speakers_fixture import Conversation, conversation
+from speakers_fixture import Conversation
 
 from conftest import write_wav
 from vggvox.audio import load_audio
@@ -34,11 +34,6 @@ from vggvox_client.connection import ClientError
 from vggvoxd.replays import ABANDON_S, MAX_KEPT
 
 CLIENT = Path(sys.executable).parent / "vggvox-client"
-
-
-@pytest.fixture
-def convo(tmp_path: Path) -> Conversation:
-    return conversation(tmp_path)
 
 
 def daemon(tmp: Path, settings: dict[str, Any] | None = None) -> DaemonProcess:

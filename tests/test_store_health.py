@@ -133,7 +133,7 @@ def test_the_daemon_starts_on_a_damaged_store_and_says_so_once(tmp_path: Path) -
 def tmpfs(where: Path, size: str) -> Iterator[Path]:
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root (CI runs as root)")
-    where.mkdir()
+    where.mkdir(parents=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
                    check=True, timeout=10)
     try:

@@ -45,6 +45,20 @@ def wait_pane(session: str, *want: str, timeout: float = 20.0, absent: bool = Fa
                          f"{pane(session)}")
 
 
+def start_watch(d: DaemonProcess, tmp: Path, session: str, width: int, after: str = "") -> None:
+    """The real view in a detached tmux session of ``width`` columns; its stderr goes to
+    ``tmp/watch.err``, then ``after`` runs in the pane (a shell command)."""
+    # tmux gives the pane COLUMNS and LINES of its first size; rich would keep to them.
+    cmd = (f"env -u COLUMNS -u LINES {CLIENT} --control {d.conn.control} "
+           f"--events {d.conn.events} watch 2> {tmp}/watch.err{after}")
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", str(width), "-y", "40",
+                    cmd], check=True, timeout=10, stdin=subprocess.DEVNULL)
+    # Under pytest tmux may keep a detached session at 80x24 whatever -x says: a
+    # person's SSH terminal is wider, so make it so (the view follows the size).
+    subprocess.run(["tmux", "resize-window", "-t", session, "-x", str(width), "-y", "40"],
+                   check=True, timeout=10)
+
+
 def test_watch_under_tmux(tmp_path: Path) -> None:
     convo = conversation(tmp_path)
     cfg = tmp_path / "vggvoxd.yaml"
@@ -54,15 +68,7 @@ def test_watch_under_tmux(tmp_path: Path) -> None:
         live.enroll(d.conn, name, files, None, False, 16 << 20)
     names = list(convo.enroll)
     session = f"vggvox-watch-{os.getpid()}"
-    # tmux gives the pane COLUMNS and LINES of its first size; rich would keep to them.
-    cmd = (f"env -u COLUMNS -u LINES {CLIENT} --control {d.conn.control} "
-           f"--events {d.conn.events} watch 2> {tmp_path}/watch.err")
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "40", cmd],
-                   check=True, timeout=10, stdin=subprocess.DEVNULL)
-    # Under pytest tmux may keep a detached session at 80x24 whatever -x says: a
-    # person's SSH terminal is wider, so make it so (the view follows the size).
-    subprocess.run(["tmux", "resize-window", "-t", session, "-x", "160", "-y", "40"],
-                   check=True, timeout=10)
+    start_watch(d, tmp_path, session, 160)
     try:
         wait_pane(session, *names, "not heard yet", "stdin", "running")
         live.replay_one(d.conn, convo.stream, realtime=False, as_json=True, timeout=120,
@@ -157,13 +163,7 @@ def test_watch_under_tmux_survives_markup_in_names(tmp_path: Path) -> None:
     for real, shown in names.items():
         live.enroll(d.conn, shown, convo.enroll[real], None, False, 16 << 20)
     session = f"vggvox-markup-{os.getpid()}"
-    cmd = (f"env -u COLUMNS -u LINES {CLIENT} --control {d.conn.control} "
-           f"--events {d.conn.events} watch 2> {tmp_path}/watch.err; "
-           f"echo $? > {tmp_path}/watch.status")
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "200", "-y", "40", cmd],
-                   check=True, timeout=10, stdin=subprocess.DEVNULL)
-    subprocess.run(["tmux", "resize-window", "-t", session, "-x", "200", "-y", "40"],
-                   check=True, timeout=10)
+    start_watch(d, tmp_path, session, 200, f"; echo $? > {tmp_path}/watch.status")
     try:
         wait_pane(session, *names.values(), "not heard yet")
         live.replay_one(d.conn, convo.stream, realtime=False, as_json=True, timeout=120,

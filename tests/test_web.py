@@ -13,7 +13,6 @@ import hmac
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_proc import DaemonProcess, free_port
+from daemon_proc import DaemonProcess, free_port, stop_process
 from speakers_fixture import conversation
 from test_access import curve_daemon  # noqa: F401 - a fixture, used by name
 
@@ -122,12 +121,7 @@ def start_web(d: DaemonProcess, port: int, *extra: str, limits: dict[str, Any] |
 
 def stop_web(bridge: Bridge | subprocess.Popen[bytes]) -> str:
     proc = bridge.proc if isinstance(bridge, Bridge) else bridge
-    proc.send_signal(signal.SIGTERM)
-    try:
-        out = proc.communicate(timeout=10)[0].decode()
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out = proc.communicate()[0].decode()
+    out = stop_process(proc)
     assert proc.returncode == 0, out
     return out
 

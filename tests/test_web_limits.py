@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -247,27 +248,38 @@ def test_an_early_answer_reaches_a_client_still_sending(daemon: DaemonProcess) -
     assert "Traceback" not in out, out
 
 
+@contextmanager
+def paging(web: Bridge, every_s: float = 0.05) -> Iterator[list[float]]:
+    """While inside: the page fetched every ``every_s`` in a thread of its own, as a person
+    reloading it; yields the seconds each fetch answered 200 in (the list grows)."""
+    served: list[float] = []
+    done = threading.Event()
+
+    def fetch_pages() -> None:
+        while not done.is_set():
+            t0 = time.perf_counter()
+            if fetch(web.url + "/", Cookie=web.cookie())[0] == 200:
+                served.append(time.perf_counter() - t0)
+            done.wait(every_s)
+
+    pager = threading.Thread(target=fetch_pages, daemon=True)
+    pager.start()
+    try:
+        yield served
+    finally:
+        done.set()
+        pager.join(10)
+
+
 @pytest.mark.skipif(PRLIMIT is None, reason="prlimit (util-linux) is needed")
 def test_420_event_streams_under_a_file_limit(daemon: DaemonProcess) -> None:
     web = start_web(daemon, free_port(), wrap=[str(PRLIMIT), "--nofile=1024:1024", "--"])
     streams: list[socket.socket] = []
-    codes: list[int] = []
-    served: list[float] = []
-
-    def page_meanwhile() -> None:
-        while len(codes) < 420:
-            t0 = time.perf_counter()
-            if fetch(web.url + "/", Cookie=web.cookie())[0] == 200:
-                served.append(time.perf_counter() - t0)
-            time.sleep(0.05)
-
-    pager = threading.Thread(target=page_meanwhile, daemon=True)
-    pager.start()
     try:
-        for _ in range(420):
-            streams.append(request(web, "/events"))
-        codes += [status_of(s) for s in streams]
-        pager.join(10)
+        with paging(web) as served:
+            for _ in range(420):
+                streams.append(request(web, "/events"))
+            codes = [status_of(s) for s in streams]
         # A 503 closes at once; on a loaded machine a refused connection may rarely be
         # reset before its 503 is read (none in 10 runs here), never more than 1 in 100.
         assert codes.count(200) == 32 and codes.count(200) + codes.count(503) + \
