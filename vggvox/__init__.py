@@ -18,9 +18,16 @@ See docs/python.md for examples.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.3.0"
+
+# ONNX Runtime's wheels for Linux (1.2x on) collect usage telemetry by default: a
+# device id and an event cache under ~/.cache/Microsoft, uploaded when the network
+# allows. Voices stay on this machine, and so does anything about their use: opted
+# out before any module of ours loads ONNX Runtime (it reads this once, at load).
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 _EXPORTS = {
     "load_audio": "vggvox.audio",
