@@ -16,6 +16,11 @@ from vggvox.modelcard import DEFAULT_MODEL, ModelCard, load_card, resolve_card
 
 log = logging.getLogger(__name__)
 
+# ONNX Runtime's own log goes to stderr with its own timestamps and colours, at no
+# priority the journal understands; its warnings (an environment it cannot fully
+# probe) are not the user's to act on. Errors still reach stderr.
+ort.set_default_logger_severity(3)
+
 
 def l2_normalize(v: np.ndarray) -> np.ndarray:
     norm = np.linalg.norm(v, axis=-1, keepdims=True)
