@@ -285,10 +285,19 @@ def find_config(explicit: str | Path | None) -> Path | None:
         return Path(explicit)
     # The user's own file first: a user's settings override the machine's, as with
     # most tools (the system service runs as a user without one).
-    for candidate in (Path(user_config_dir("vggvox")) / "vggvoxd.yaml", SYSTEM_CONFIG):
-        if candidate.is_file():
+    for candidate in (user_config_file(), SYSTEM_CONFIG):
+        if candidate is not None and candidate.is_file():
             return candidate
     return None
+
+
+def user_config_file() -> Path | None:
+    """``~/.config/vggvox/vggvoxd.yaml``, or None for a user with no home to look in:
+    systemd gives a DynamicUser service no HOME, and its user has no passwd entry."""
+    try:
+        return Path(user_config_dir("vggvox")) / "vggvoxd.yaml"
+    except RuntimeError:
+        return None
 
 
 def load(path: str | Path | None) -> tuple[Settings, Path | None]:
