@@ -22,10 +22,10 @@ def test_unit_contract() -> None:
     assert s["Type"] == ["notify"] and s["NotifyAccess"] == ["main"]
     assert s["Restart"] == ["on-failure"]
     assert s["StateDirectory"] == ["vggvox"] and s["RuntimeDirectory"] == ["vggvox"]
-    assert "WatchdogSec" in s and s["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    assert "WatchdogSec" in s and s["ExecReload"] == ["/bin/sh -c 'kill -HUP \"$$MAINPID\"'"]
     assert s["DeviceAllow"] == ["char-alsa rw"]
-    # Capture, and the group whose members may use the client (created by sysusers.d).
-    assert s["SupplementaryGroups"] == ["audio vggvox"]
+    # The group whose members may use the client (created by sysusers.d), and capture.
+    assert s["Group"] == ["vggvox"] and s["SupplementaryGroups"] == ["audio"]
     assert s["ExecStart"][0].endswith("--socket-group vggvox")
     assert s["RuntimeDirectoryMode"] == ["0750"]
     sysusers = UNIT.with_name("vggvox.sysusers").read_text()
