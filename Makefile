@@ -12,8 +12,9 @@ RUN_APT := gcc python3-dev python3-venv portaudio19-dev libsndfile1 libasound2-p
 # make demo: PulseAudio for the virtual microphone, espeak-ng for the synthetic voices.
 DEMO_APT := $(RUN_APT) pulseaudio pulseaudio-utils espeak-ng
 # make test: the demo's, and for the bridges' tests mosquitto (MQTT), tmux (watch), chromium
-# with chromium-driver (the web page); sox to inspect audio.
-TEST_APT := $(DEMO_APT) sox mosquitto tmux chromium chromium-driver
+# with chromium-driver (the web page); sox to inspect audio; systemd-nspawn and debootstrap
+# to boot the units under a real systemd (tests/test_service.py).
+TEST_APT := $(DEMO_APT) sox mosquitto tmux chromium chromium-driver systemd-container debootstrap
 RUN_PIP := .
 TEST_PIP := .[test]
 # One stamp per set installed, rebuilt when the package's metadata changes (its version is
@@ -21,9 +22,8 @@ TEST_PIP := .[test]
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 PIP_INPUTS := setup.cfg setup.py pyproject.toml constraints.txt vggvox/__init__.py
-UNIT := /etc/systemd/system/vggvoxd.service
 
-.PHONY: help deps run demo test lint bench install-service clean
+.PHONY: help deps run demo test lint bench install-service service-paths clean
 .DEFAULT_GOAL := help
 
 # `make` alone prints this: each target's "## " line.
@@ -80,21 +80,14 @@ demo: $(STAMP_RUN)  ## a tour without a microphone: virtual mic, two voices, liv
 	$(call apt_install,$(DEMO_APT))
 	$(BIN)/python -m vggvox_client.demo
 
-# Install the systemd unit for this checkout (clone it to /opt/vggvox: the
-# unit's sandbox hides /home and /root).
-install-service: $(STAMP_RUN)  ## install the systemd unit, its config and the vggvox group
-	install -m 0644 systemd/vggvox.sysusers /etc/sysusers.d/vggvox.conf
-	systemd-sysusers /etc/sysusers.d/vggvox.conf
-	sed 's|/opt/vggvox|$(CURDIR)|g' systemd/vggvoxd.service > $(UNIT)
-	sed 's|/opt/vggvox|$(CURDIR)|g' systemd/vggvox-mqtt.service > /etc/systemd/system/vggvox-mqtt.service
-	sed 's|/opt/vggvox|$(CURDIR)|g' systemd/vggvox-web.service > /etc/systemd/system/vggvox-web.service
-	install -d /etc/vggvox
-	[ -f /etc/vggvox/vggvoxd.yaml ] || install -m 0644 config/vggvoxd.yaml /etc/vggvox/vggvoxd.yaml
-	systemctl daemon-reload
-	@echo "now: systemctl enable --now vggvoxd; journalctl -u vggvoxd -f"
-	@echo "MQTT bridge (Home Assistant): write /etc/vggvox/mqtt.env (see systemd/vggvox-mqtt.service),"
-	@echo "  then systemctl enable --now vggvox-mqtt; web page: /etc/vggvox/web.env, vggvox-web"
-	@echo "let a user use vggvox-client: usermod -aG vggvox USER (then log in again)"
+# Install the systemd units for this checkout (clone it to /opt/vggvox: the units'
+# sandbox hides /home and /root, so a checkout or a Python there is refused before
+# anything is built or written: systemd/install-service.sh says why and what to do).
+install-service: service-paths $(STAMP_RUN)  ## install the systemd units, their config and the vggvox group
+	sh systemd/install-service.sh "$(CURDIR)"
+
+service-paths:
+	@sh systemd/install-service.sh --check "$(CURDIR)" "$(PYTHON)"
 
 lint: $(STAMP_TEST)  ## ruff and mypy
 	$(BIN)/ruff check .
