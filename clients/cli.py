@@ -17,8 +17,6 @@ from pathlib import Path
 from platformdirs import user_cache_dir
 
 from vggvox import __version__, logsetup
-from vggvox.audio import load_audio
-from vggvox.embedder import Embedder
 from vggvox.errors import VggvoxError
 from vggvox.modelcard import DEFAULT_MODEL, load_card, resolve_card
 from vggvox.scoring import METRICS, Scorer
@@ -39,6 +37,15 @@ from vggvox_client.common import (
 from vggvox_client.jobs import default_workers
 
 log = logging.getLogger("vggvox_client")
+
+
+def default_cache() -> Path | None:
+    """The user's cache folder for embeddings; None (no cache) for a user with no home:
+    systemd gives a DynamicUser service (the mqtt and web bridges) no HOME."""
+    try:
+        return Path(user_cache_dir("vggvox"))
+    except RuntimeError:
+        return None
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
@@ -65,7 +72,7 @@ def _identify_args(p: argparse.ArgumentParser, batch: bool) -> None:
                    "in this SQLite file (default: a temporary one)")
     p.add_argument("--workers", type=int, default=default_workers() if batch else 1, metavar="N",
                    help="embedding processes (default: %(default)s)")
-    p.add_argument("--cache", type=Path, default=Path(user_cache_dir("vggvox")) if batch else None,
+    p.add_argument("--cache", type=Path, default=default_cache() if batch else None,
                    metavar="DIR", help="embedding cache folder, shared with verify (default: "
                    + ("%(default)s)" if batch else "none)"))
     p.add_argument("--open-set", action="store_true",
@@ -155,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     # under the same key, so a verify after a batch run over them takes seconds.
     p.add_argument("--workers", type=int, default=default_workers(), metavar="N",
                    help="embedding processes (default: %(default)s, one per core)")
-    p.add_argument("--cache", type=Path, default=Path(user_cache_dir("vggvox")), metavar="DIR",
+    p.add_argument("--cache", type=Path, default=default_cache(), metavar="DIR",
                    help="embedding cache folder, shared with batch-offline "
                         "(default: %(default)s)")
     _model_args(p)
@@ -260,6 +267,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_similarity(args: argparse.Namespace) -> int:
     import numpy as np
 
+    # Here, not at the top: the bridges (mqtt, web) run no model, and need no ONNX Runtime.
+    from vggvox.audio import load_audio
+    from vggvox.embedder import Embedder
     from vggvox_client.similarity import format_table, plot_heatmap
 
     embedder = Embedder(load_card(resolve_card(args.model)))

@@ -13,6 +13,9 @@ from vggvox.audio import SAMPLE_RATE
 from vggvox.errors import InputTooShortError, ModelError
 from vggvox.frontend import kaldi_fbank, mean_normalize, normalize_volume, partial_windows
 from vggvox.modelcard import DEFAULT_MODEL, ModelCard, load_card, resolve_card
+from vggvox.scoring import l2_normalize
+
+__all__ = ["Embedder", "l2_normalize", "load_model"]
 
 log = logging.getLogger(__name__)
 
@@ -20,11 +23,6 @@ log = logging.getLogger(__name__)
 # priority the journal understands; its warnings (an environment it cannot fully
 # probe) are not the user's to act on. Errors still reach stderr.
 ort.set_default_logger_severity(3)
-
-
-def l2_normalize(v: np.ndarray) -> np.ndarray:
-    norm = np.linalg.norm(v, axis=-1, keepdims=True)
-    return (v / np.maximum(norm, 1e-12)).astype(np.float32)
 
 
 class Embedder:

@@ -11,9 +11,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vggvox.embedder import l2_normalize
-
 METRICS = ("cosine", "euclidean")
+
+
+def l2_normalize(v: np.ndarray) -> np.ndarray:
+    """Unit length along the last axis (a zero vector stays zero)."""
+    norm = np.linalg.norm(v, axis=-1, keepdims=True)
+    return (v / np.maximum(norm, 1e-12)).astype(np.float32)
 
 
 def voiceprint(embeddings: np.ndarray) -> np.ndarray:

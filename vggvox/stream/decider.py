@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from vggvox.audio import SAMPLE_RATE
-from vggvox.embedder import l2_normalize
+from vggvox.scoring import l2_normalize
 from vggvox.stream.identify import Evidence, Identifier, Identity
 from vggvox.stream.results import Result, SpeechEnded, SpeechStarted, TurnUpdate, WindowScore
 from vggvox.stream.segmenter import Window

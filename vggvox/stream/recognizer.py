@@ -17,12 +17,12 @@ the caller of ``decide``. No sockets, no threads, no daemon settings.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from vggvox.audio import to_float, to_int16
 from vggvox.calibration import AcceptRule, from_cosine
-from vggvox.embedder import Embedder
 from vggvox.modelcard import ModelCard
 from vggvox.stream.decider import TurnConfig, TurnDecider
 from vggvox.stream.features import FeatureTrack
@@ -33,6 +33,9 @@ from vggvox.stream.unknowns import UnknownClusters, UnknownConfig
 from vggvox.stream.vad import SpeechStart, VadConfig
 from vggvox.stream.windows import WindowConfig
 from vggvox.voiceprints import VoiceprintSet
+
+if TYPE_CHECKING:  # only its type: what imports the stream (the clients) needs no ONNX Runtime
+    from vggvox.embedder import Embedder
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ import numpy as np
 
 from vggvox.audio import SAMPLE_RATE
 from vggvox.calibration import AcceptRule
-from vggvox.embedder import l2_normalize
+from vggvox.scoring import l2_normalize
 
 PREFIX = "unknown-"
 MAX_TURNS = 1000
