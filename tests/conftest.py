@@ -20,6 +20,22 @@ FIXTURES = SHARED / "fixtures"
 SPEECH = SHARED / "speech"
 
 
+def copy_tracked(dest: Path) -> bool:
+    """The checkout's files as a clone (or a release) holds them, into ``dest``: tracked,
+    or new and not ignored; a build/ folder or a venv left in the tree stays out.
+    False where this is not a git checkout."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
+                             "--exclude-standard"], cwd=ROOT, capture_output=True, timeout=30)
+    if listed.returncode != 0:
+        return False
+    for name in filter(None, listed.stdout.decode().split("\0")):
+        if (ROOT / name).is_file():  # a file deleted but not yet committed is skipped
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(ROOT / name, dest / name)
+            shutil.copymode(ROOT / name, dest / name)
+    return True
+
+
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     if not (FIXTURES / "manifest.csv").exists():

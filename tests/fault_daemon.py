@@ -3,13 +3,15 @@
 Run it by path in place of ``-m vggvoxd.main``, with the same arguments. The
 fault is chosen by the environment, so that the product code carries no hooks:
 
-    VGGVOX_FAULT=TARGET:CALLS
+    VGGVOX_FAULT=TARGET:CALLS[:hang]
 
     TARGET  decide  the recognizer's decider (runs in the embedder stage)
             encode  the events publisher's encoding of an event (the events stage)
     CALLS   N       the Nth call raises
             N-M     calls N to M raise
             N+      the Nth call and every later one raise
+    hang            those calls block for ever instead of raising (a stage that
+                    hangs: systemd's watchdog, tests/test_service.py)
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -34,7 +37,7 @@ def failing_calls(spec: str) -> Callable[[int], bool]:
     return lambda n: int(lo) <= n <= int(hi or lo)
 
 
-def inject(target: str, fails: Callable[[int], bool]) -> None:
+def inject(target: str, fails: Callable[[int], bool], hang: bool = False) -> None:
     calls = 0
     count = threading.Lock()  # the publisher's encode runs in one thread, decide in another
 
@@ -44,6 +47,9 @@ def inject(target: str, fails: Callable[[int], bool]) -> None:
             with count:
                 calls += 1
                 n = calls
+            if fails(n) and hang:
+                while True:  # stuck, as a deadlocked or spinning stage is
+                    time.sleep(3600)
             if fails(n):
                 raise RuntimeError(f"injected fault: {target} call {n}")
             return fn(*args, **kwargs)
@@ -59,6 +65,7 @@ def inject(target: str, fails: Callable[[int], bool]) -> None:
 
 if __name__ == "__main__":
     target, _, calls = os.environ.get("VGGVOX_FAULT", "").partition(":")
+    calls, _, mode = calls.partition(":")
     if target:
-        inject(target, failing_calls(calls or "1+"))
+        inject(target, failing_calls(calls or "1+"), hang=mode == "hang")
     sys.exit(main())

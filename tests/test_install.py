@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, copy_tracked
 
 
 def run(cmd: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
@@ -27,14 +27,8 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The wheel as pip builds it, from a copy of the tracked files: an in-tree
     build/ folder left by an older build must not leak into what is tested."""
     src = tmp_path_factory.mktemp("src")
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
-                             "--exclude-standard"], cwd=ROOT, capture_output=True, timeout=30)
-    if listed.returncode != 0:
+    if not copy_tracked(src):
         pytest.skip("not a git checkout: cannot tell which files a release holds")
-    for name in filter(None, listed.stdout.decode().split("\0")):
-        if (ROOT / name).is_file():  # a file deleted but not yet committed is skipped
-            (src / name).parent.mkdir(parents=True, exist_ok=True)
-            (src / name).write_bytes((ROOT / name).read_bytes())
     out = tmp_path_factory.mktemp("wheel")
     run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(src)],
         src, 300)

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-TEST_ONLY_APT = {"chromium", "chromium-driver", "mosquitto", "tmux", "sox"}
+TEST_ONLY_APT = {"chromium", "chromium-driver", "mosquitto", "tmux", "sox", "systemd-container",
+                 "debootstrap"}
 DEMO_ONLY_APT = {"pulseaudio", "pulseaudio-utils", "espeak-ng"}
 TEST_ONLY_PIP = {"pytest", "pytest-timeout", "mypy", "ruff", "selenium", "onnx"}
 
