@@ -210,8 +210,9 @@ class Daemon:
                 and not any(live.stream.guard.failed for live in self.lives))
 
     def watchdog(self) -> None:
-        """Called per captured block: ping systemd only while every stage is healthy,
-        so that a stuck embedder gets the service restarted even as audio flows."""
+        """Called per captured block, and from the run loop while no source should be
+        heard from: ping systemd only while every stage is healthy, so that a stuck
+        embedder gets the service restarted even as audio flows."""
         if self.healthy():
             self.notifier.watchdog()
 
@@ -246,6 +247,10 @@ class Daemon:
                          if lv.state == "running" and lv.stream.frames_seen]
                 if heard:
                     self.notifier.ready(f"listening on {', '.join(heard)}")
+                if all(lv.may_be_quiet for lv in self.lives):
+                    # Nothing that should be heard from is silent (a file that ended,
+                    # a pipe that pauses): the pings cannot come from captured blocks.
+                    self.watchdog()
                 if now - self._last_status >= self.settings.status.interval_s:
                     self._last_status = now
                     for live in self.lives:

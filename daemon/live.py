@@ -136,6 +136,13 @@ class LiveSource:
         """A finite source that has finished: all its windows decided."""
         return self.state == "finished"
 
+    @property
+    def may_be_quiet(self) -> bool:
+        """No audio from it is no sign of trouble: it has ended, or it is a pipe or a
+        file, which may pause or be held back (only a device's silence is loss)."""
+        return self.state == "finished" or (self.state == "running"
+                                            and not self.stream.source.is_device)
+
     def set_state(self, state: str) -> None:
         if state != self.state:
             self.state = state

@@ -1,0 +1,66 @@
+"""systemd's watchdog is pinged while the daemon is healthy, whatever its sources do.
+
+Found under a real systemd (issue 21, tests/test_service.py): the pings came only
+with captured blocks, so a service whose sources are a file that has ended, or a
+pipe that pauses (which the daemon allows, for as long as its writer likes), went
+unpinged and was killed and restarted every WatchdogSec. Now the run loop pings
+while no source that should be heard from is silent. A microphone that falls
+silent still stops the pings (that is what the watchdog is for), and so does a
+hung stage (tests/test_service.py, under systemd).
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+from daemon_proc import DaemonProcess
+
+from conftest import write_wav
+
+
+class NotifySocket:
+    """The datagram socket systemd listens on ($NOTIFY_SOCKET), here."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+
+    def drain(self, seconds: float) -> list[str]:
+        """The messages that arrive within ``seconds``."""
+        got, deadline = [], time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                got.append(self.sock.recv(4096).decode())
+            except TimeoutError:
+                pass
+        return got
+
+
+def test_pings_go_on_after_a_file_ends_and_while_a_pipe_pauses(tmp_path: Path) -> None:
+    noise = np.random.default_rng(0).normal(0, 0.01, 16000).astype(np.float32)
+    room = write_wav(tmp_path / "room.wav", noise)  # 1 s, quiet: no speech
+    cfg = tmp_path / "vggvoxd.yaml"
+    cfg.write_text(f'sources:\n  - {{name: room, uri: "file:{room}"}}\n'
+                   "  - {name: pipe, uri: stdin}\n")
+    notify = NotifySocket(tmp_path / "notify.sock")
+    # WATCHDOG_USEC 0.4 s: a ping at most every 0.2 s.
+    d = DaemonProcess(tmp_path, source=None, args=["--config", str(cfg)],
+                      env={"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "400000"})
+    d.start()
+    try:
+        deadline = time.monotonic() + 20
+        while d.conn.request("status")["sources"]["room"]["state"] != "finished":
+            assert time.monotonic() < deadline, "the 1 s file did not finish within 20 s"
+            time.sleep(0.1)
+        notify.drain(0.3)  # what came before
+        later = notify.drain(2.0)  # the file has ended, and the pipe says nothing
+        assert later.count("WATCHDOG=1") >= 5, later
+        assert d.conn.request("status")["sources"]["pipe"]["state"] == "running"
+    finally:
+        d.stop()
+        notify.sock.close()
