@@ -34,7 +34,7 @@ check_python() {
 }
 
 check_prefix() {
-    prefix=$(realpath "$1")
+    prefix=$(realpath -m "$1")
     if hidden "$prefix"; then
         refuse "$prefix is under /home, /root or /run/user, which the service cannot see (ProtectHome=yes); clone vggvox to /opt/vggvox and install from there"
     fi

@@ -154,7 +154,16 @@ class Container:
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-                raise AssertionError(f"the container did not power off within {timeout} s")
+                self.kill()
+                raise AssertionError(
+                    f"the container did not power off within {timeout} s") from None
         return self.proc.returncode
+
+    def kill(self) -> None:
+        """End it at once: its PID 1 first (the kernel then ends every process in it)."""
+        for pid, kill in ((self.leader, os.kill), (self.proc.pid, os.killpg)):
+            try:
+                kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait(timeout=30)

@@ -92,8 +92,9 @@ def voices(box: Box) -> dict[str, list[str]]:
 
 def test_start_is_active_only_once_ready(box: Box) -> None:
     # The documented way to a source other than the microphone: the config's list.
+    config = "/etc/vggvox/vggvoxd.yaml"
     box.sh("sed -i 's|^sources: \\[\\]$|sources:\\n  - {name: room, uri: \"file:/srv/audio/"
-           "room.wav\"}|' /etc/vggvox/vggvoxd.yaml && grep -q 'name: room' /etc/vggvox/vggvoxd.yaml")
+           f"room.wav\"}}|' {config} && grep -q 'name: room' {config}")
     box.sh("systemctl start vggvoxd", timeout=150)  # Type=notify: returns once READY=1 came
     s = box.show("vggvoxd", "ActiveState", "SubState", "StatusText", "NRestarts")
     assert (s["ActiveState"], s["SubState"]) == ("active", "running"), s
@@ -206,12 +207,19 @@ def test_a_hung_stage_is_killed_by_the_watchdog_and_restarted(
     assert box.speakers() == enrolled
 
 
-def test_a_crash_is_restarted(box: Box) -> None:
-    before, enrolled = restarts(box), box.speakers()
+def test_a_crash_is_restarted(box: Box, voices: dict[str, list[str]]) -> None:
+    """kill -9 right after an enrollment was acknowledged: restarted by
+    Restart=on-failure, with that enrollment kept."""
+    before = restarts(box)
+    name, clips = next(iter(voices.items()))
+    out = box.client("alice", f"enroll {name}-again {' '.join(clips)}").stdout
+    assert out.startswith(f"enrolled {name}-again:"), out
+    enrolled = box.speakers()
     box.sh("systemctl kill -s KILL vggvoxd")
     box.until("the crashed daemon listening again", lambda: running_again(box, before),
               timeout=60)
     assert restarts(box) == before + 1 and box.speakers() == enrolled
+    assert f"{name}-again" in enrolled
 
 
 LEVELS = {"DEBUG": "7", "INFO": "6", "WARNING": "4", "ERROR": "3", "CRITICAL": "2"}
