@@ -79,6 +79,10 @@ def _identify_args(p: argparse.ArgumentParser, batch: bool) -> None:
                    help="score test utterances of speakers who are not enrolled as strangers "
                         "(closed set: they are skipped) and decide each: a name or unknown; "
                         "--false-accept, --threshold and --det need it")
+    p.add_argument("--rooms", action="store_true",
+                   help="also score each room apart, with its own enrolled speakers: a "
+                        "list's third column, or the first folder of each path (needs "
+                        "--open-set)")
     add_rule_args(p, f"needs --open-set; default {ScoringConfig.false_accept}, as the daemon's",
                   "the test utterances' best scores (needs --open-set)")
     if batch:
@@ -192,12 +196,13 @@ def cmd_identify(args: argparse.Namespace) -> int:
         open_set_lines,
         write_results,
     )
+    from vggvox_client.rooms import from_lists, room_lines
 
     if args.workers < 1:
         raise VggvoxError(f"--workers must be >= 1, got {args.workers}")
     if not args.open_set and (args.false_accept is not None or args.threshold is not None
-                              or args.det is not None):
-        raise VggvoxError("--false-accept, --threshold and --det need --open-set")
+                              or args.det is not None or args.rooms):
+        raise VggvoxError("--false-accept, --threshold, --det and --rooms need --open-set")
     search = SearchSettings()
     if hasattr(args, "index_above"):  # batch-offline's options
         try:
@@ -214,10 +219,13 @@ def cmd_identify(args: argparse.Namespace) -> int:
         false_accept=args.false_accept, threshold=args.threshold, search=search,
     ))
     report_skipped(report.skipped)
+    rooms = (from_lists(report, args.enroll_list, args.test_list, args.root)
+             if args.rooms else None)
     with args.out.open("w") as out:
         write_results(report, out)
     if args.json:
-        print_json(report.summary())
+        print_json({**report.summary(),
+                    **({"rooms": [f.as_dict() for f in rooms]} if rooms is not None else {})})
     else:
         acc = report.accuracy
         print(f"scored {len(report.results)} test utterances against {len(report.speakers)} "
@@ -229,6 +237,8 @@ def cmd_identify(args: argparse.Namespace) -> int:
                   "a cut-off deeper than that)")
         if report.rule is not None:
             print("\n".join(open_set_lines(report)))
+        if rooms is not None:
+            print("\n".join(room_lines(rooms)))
     if args.det and not draw_open_set(report, args.det, f"{args.model}: open set"):
         print(f"{args.det}: not drawn, it needs strangers and enrolled speakers' tests",
               file=sys.stderr)

@@ -9,7 +9,7 @@ from vggvox.lists import read_trials, read_utterances
 
 def test_space_separated(tmp_path: Path) -> None:
     f = tmp_path / "enroll_list.csv"
-    f.write_text("a/x.wav alice\n\nb/y.flac bob\nbroken line here\nlonely\n")
+    f.write_text("a/x.wav alice\n\nb/y.flac bob\nbroken line is here\nlonely\n")
     good, bad = read_utterances(f)
     assert [(u.path, u.speaker, u.line) for u in good] == [
         (tmp_path / "a/x.wav", "alice", 1),
@@ -17,6 +17,18 @@ def test_space_separated(tmp_path: Path) -> None:
     ]
     assert [(e.line_no, e.path) for e in bad] == [(4, str(f)), (5, str(f))]
     assert "expected 'filename speaker'" in str(bad[0]) and ":4:" in str(bad[0])
+
+
+def test_a_third_column_names_the_room(tmp_path: Path) -> None:
+    f = tmp_path / "test_list.csv"
+    f.write_text("a/x.wav alice kitchen\nb/y.wav bob\n")
+    good, bad = read_utterances(f)
+    assert [(u.speaker, u.room) for u in good] == [("alice", "kitchen"), ("bob", None)]
+    c = tmp_path / "rooms.csv"
+    c.write_text("filename,speaker,room\nx.wav,alice,hall\ny.wav,bob,hall,extra\n")
+    good, bad = read_utterances(c)
+    assert [(u.speaker, u.room) for u in good] == [("alice", "hall")]
+    assert len(bad) == 1 and "(and a room)" in str(bad[0])
 
 
 def test_csv_with_header_and_root(tmp_path: Path) -> None:

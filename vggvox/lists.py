@@ -2,7 +2,9 @@
 
 - Utterance lists (``enroll_list.csv``, ``test_list.csv``): one
   ``filename speaker`` a line, space-separated; or VGGVoxRealTime's CSV form
-  with a ``filename,speaker`` header line.
+  with a ``filename,speaker`` header line. An optional third column names the
+  room (``filename speaker room``; ``filename,speaker,room``): where it was
+  recorded, for figures per room (``--rooms``).
 - Trial lists (VoxCeleb): ``label enroll test`` a line, label 1 or 0.
 
 Paths are relative to the list's folder unless a root is given. A malformed
@@ -23,6 +25,8 @@ class Utterance:
     path: Path
     speaker: str
     line: int
+    room: str | None = None
+    """The optional third column; None where the list has two."""
 
 
 @dataclass(frozen=True)
@@ -51,18 +55,20 @@ def read_utterances(
     path = Path(path)
     base = _base(path, Path(root) if root else None)
     lines = _lines(path)
-    csv = bool(lines) and lines[0][1].replace(" ", "").lower() == "filename,speaker"
+    header = lines[0][1].replace(" ", "").lower() if lines else ""
+    csv = header in ("filename,speaker", "filename,speaker,room")
     if csv:
         lines = lines[1:]
     good: list[Utterance] = []
     bad: list[ListFormatError] = []
     for no, text in lines:
         fields = [f.strip() for f in text.split(",")] if csv else text.split()
-        if len(fields) != 2 or not all(fields):
-            want = "'filename,speaker'" if csv else "'filename speaker'"
+        if len(fields) not in (2, 3) or not all(fields):
+            want = ("'filename,speaker'" if csv else "'filename speaker'") + " (and a room)"
             bad.append(ListFormatError(str(path), no, text, f"expected {want}"))
             continue
-        good.append(Utterance(base / fields[0], fields[1], no))
+        good.append(Utterance(base / fields[0], fields[1], no,
+                              fields[2] if len(fields) == 3 else None))
     return good, bad
 
 
