@@ -26,23 +26,18 @@ sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
 
 import numpy as np  # noqa: E402
 
-from vggvox.calibration import Calibration  # noqa: E402
 from vggvox.embedder import Embedder  # noqa: E402
-from vggvox.eval.calibrate import (  # noqa: E402
-    EvidenceSet,
-    fit,
-    gather,
-    open_set_rates,
-    reliability,
-    split_speakers,
+from vggvox.eval.calibrate import EvidenceSet, gather, split_speakers  # noqa: E402
+from vggvox.eval.fitcheck import (  # noqa: E402
+    Half,
+    enroll_utterances,
+    fit_and_check,
+    write_calibration,
 )
-from vggvox.eval.engine import enroll_from_list  # noqa: E402
 from vggvox.lists import Utterance, read_utterances  # noqa: E402
 from vggvox.modelcard import SHIPPED, load_card, resolve_card  # noqa: E402
-from vggvox.voiceprints import VoiceprintSet  # noqa: E402
 
 SPEECH = HERE.parent.parent / "shared" / "data" / "speech"
-SETTINGS = (0.001, 0.01, 0.05)
 FITTED_ON = (
     "Half of the speakers of the project's development speech (LibriSpeech test-other and "
     "train-clean-100, VCTK, FSDD, AMI, SpeechBrain samples; CC BY 4.0 / CC BY-SA 4.0 / "
@@ -71,12 +66,12 @@ def _source(speech: Path, u: Utterance) -> str:
     return u.path.resolve().relative_to(speech.resolve()).parts[0]
 
 
-def evidence(embedder: Embedder, lists: dict[str, Path], part: str
-             ) -> tuple[EvidenceSet, VoiceprintSet]:
-    """Voiceprints and evidence of one part, cached under weights/.cache by content."""
-    enrolled = enroll_from_list(embedder, lists[f"{part}_enroll"])
-    vps = enrolled.voiceprints
-    for line in enrolled.problems:
+def evidence(embedder: Embedder, lists: dict[str, Path], part: str) -> Half:
+    """Voiceprints and evidence of one part, the evidence cached under weights/.cache
+    by content."""
+    enroll, _ = read_utterances(lists[f"{part}_enroll"])
+    vps, problems = enroll_utterances(embedder, enroll, str(lists[f"{part}_enroll"]))
+    for line in problems:
         print(f"  not enrolled: {line}")
     utts, _ = read_utterances(lists[f"{part}_test"])
     key = hashlib.sha256((embedder.card.sha256 + lists[f"{part}_test"].read_text()).encode())
@@ -84,44 +79,15 @@ def evidence(embedder: Embedder, lists: dict[str, Path], part: str
     print(f"  {part}: {len(vps)} speakers, {len(utts)} test utterances", flush=True)
     if cache.is_file():
         z = np.load(cache)
-        return EvidenceSet(z["embeddings"], z["speech_s"], z["speakers"]), vps
+        return Half(vps, EvidenceSet(z["embeddings"], z["speech_s"], z["speakers"]))
     ev = gather(embedder, utts)
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, embeddings=ev.embeddings, speech_s=ev.speech_s, speakers=ev.speakers)
-    return ev, vps
+    return Half(vps, ev)
 
 
-DURATIONS = ((1.0, 2.0), (2.0, 4.0), (4.0, 8.0), (8.0, 60.0))
-
-
-def by_duration(cal: Calibration, ev: EvidenceSet, vps: VoiceprintSet
-                ) -> list[dict[str, object]]:
-    """The false-accept rate at 1 %, half the speakers enrolled, per length of evidence."""
-    rows: list[dict[str, object]] = []
-    for lo, hi in DURATIONS:
-        m = (ev.speech_s >= lo) & (ev.speech_s < hi)
-        part = EvidenceSet(ev.embeddings[m], ev.speech_s[m], ev.speakers[m])
-        fa, n, right = open_set_rates(cal, part, vps, 0.01, reps=20, enrolled_share=0.5)
-        rows.append({"speech_s": f"{lo:g}-{hi:g}", "setting": 0.01, "measured": round(fa, 5),
-                     "ratio": round(fa / 0.01, 2), "stranger_trials": n,
-                     "enrolled_right": round(right, 4)})
-        print(f"  {lo:g}-{hi:g} s of speech: setting 1.000%  measured {fa:.3%} ({fa / 0.01:.2f}x,"
-              f" {n} stranger trials)  enrolled right {right:.2%}", flush=True)
-    return rows
-
-
-def table(cal: Calibration, ev: EvidenceSet, vps: VoiceprintSet) -> list[dict[str, object]]:
-    rows: list[dict[str, object]] = []
-    for share in (0.1, 0.5, 0.9):
-        for a in SETTINGS:
-            fa, n, right = open_set_rates(cal, ev, vps, a, reps=20, enrolled_share=share)
-            rows.append({"enrolled_share": share, "setting": a, "measured": round(fa, 5),
-                         "ratio": round(fa / a, 2), "stranger_trials": n,
-                         "enrolled_right": round(right, 4)})
-            print(f"  enrolled {share:.0%} of {len(vps)}: setting {a:.3%}  measured {fa:.3%} "
-                  f"({fa / a:.2f}x, {n} stranger trials)  enrolled right {right:.2%}",
-                  flush=True)
-    return rows
+def say(line: str) -> None:
+    print(line, flush=True)
 
 
 def main() -> int:
@@ -141,34 +107,19 @@ def main() -> int:
     if args.lists_only:
         print("\n".join(str(p) for p in lists.values()))
         return 0
-    import yaml
-
     for model in SHIPPED if args.model == "all" else [args.model]:
         card_path = resolve_card(model)
         card = load_card(card_path, calibration=False)  # the one being replaced
         embedder = Embedder(card, threads=2)
         print(f"{model}: fitting", flush=True)
-        fit_ev, fit_vps = evidence(embedder, lists, "fit")
-        cal = fit(fit_ev, fit_vps, card.name, FITTED_ON)
-        print(f"  exponent {cal.exponent}, tail mean {cal.nontarget_mean}, "
-              f"sd {cal.nontarget_sd}, accept {cal.accept}")
-        print(f"{model}: checking on held-apart speakers", flush=True)
-        held_ev, held_vps = evidence(embedder, lists, "held")
-        rows = table(cal, held_ev, held_vps)
-        durations = by_duration(cal, held_ev, held_vps)
-        confidence = reliability(cal, held_ev, held_vps)
-        for r in confidence:
-            print(f"  confidence {r['band']}: mean {r['mean_confidence']:.3f}, "
-                  f"right {r['right']:.3f} ({r['pieces']} decisions)")
+        fit_half = evidence(embedder, lists, "fit")
+        held_half = evidence(embedder, lists, "held")
+        cal, checks = fit_and_check(fit_half, held_half, card.name, FITTED_ON, say)
         out = card_path.parent / f"{model}.calibration.yaml"
         header = (f"# Open-set calibration of {card.name}, written by weights/calibrate.py.\n"
                   "# See vggvox/calibration.py for what each number means. The 'check'\n"
                   "# tables are measured on the held-apart speakers (informative).\n")
-        cal.save(out, header)
-        with out.open("a") as f:
-            f.write(yaml.safe_dump({"check": rows, "check_by_speech_s": durations,
-                                    "check_confidence": confidence},
-                                   sort_keys=False, width=88))
+        write_calibration(cal, checks, out, header)
         print(f"wrote {out}")
     return 0
 

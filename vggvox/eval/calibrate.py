@@ -27,6 +27,7 @@ import numpy as np
 from vggvox.audio import SAMPLE_RATE, load_audio, to_float, to_int16
 from vggvox.calibration import Calibration
 from vggvox.embedder import Embedder, l2_normalize
+from vggvox.errors import VggvoxError
 from vggvox.lists import Utterance
 from vggvox.stream.segmenter import Segmenter, Window
 from vggvox.stream.vad import SpeechStart, VadConfig
@@ -69,15 +70,25 @@ class EvidenceSet:
 
 def gather(embedder: Embedder, utts: list[Utterance], vad: VadConfig | None = None,
            window: WindowConfig | None = None, runs: tuple[int, ...] = RUNS,
-           progress: Callable[[int, int], None] | None = None) -> EvidenceSet:
-    """Turn-like evidence of every utterance: runs of consecutive windows' embeddings."""
+           progress: Callable[[int, int], None] | None = None,
+           skip: Callable[[Utterance, VggvoxError], None] | None = None) -> EvidenceSet:
+    """Turn-like evidence of every utterance: runs of consecutive windows' embeddings.
+    An unreadable file stops the run, unless ``skip`` is given: it is told, and the
+    file left out (a user's list, where one bad line should not cost the rest)."""
     embs: list[np.ndarray] = []
     secs: list[float] = []
     who: list[str] = []
     for n, u in enumerate(utts):
         seg = Segmenter(vad, window)
         segments: list[list[Window]] = []
-        for item in seg.push(to_int16(load_audio(u.path))) + seg.finish():
+        try:
+            audio = to_int16(load_audio(u.path))
+        except VggvoxError as err:
+            if skip is None:
+                raise
+            skip(u, err)
+            continue
+        for item in seg.push(audio) + seg.finish():
             if isinstance(item, SpeechStart):
                 segments.append([])
             elif isinstance(item, Window):
