@@ -18,16 +18,18 @@ from typing import Any
 
 from platformdirs import user_config_dir, user_data_dir, user_runtime_dir
 
-from vggvox.calibration import FALSE_ACCEPT_RANGE
+from vggvox.calibration import Calibration
 from vggvox.search import SearchSettings
 from vggvox.stream.decider import TurnConfig
 from vggvox.stream.recognizer import RecognizerConfig, ScoringConfig
 from vggvox.stream.unknowns import UnknownConfig
 from vggvox.stream.vad import VadConfig
 from vggvox.stream.windows import WindowConfig
+from vggvoxd import calibrations
 from vggvoxd.metrics import MetricsSettings
+from vggvoxd.ranges import RANGES
 from vggvoxd.sourceconfig import SourceSpec, parse_sources
-from vggvoxd.validate import ConfigError, Ranges, load_yaml, section
+from vggvoxd.validate import ConfigError, load_yaml, section
 
 __all__ = ["ConfigError", "Settings", "SourceSpec", "load", "override", "parse"]
 
@@ -72,6 +74,9 @@ class ModelSettings:
 class ScoringSettings(ScoringConfig):
     metric: str = "cosine"
     """cosine or euclidean."""
+    calibration: str | None = None
+    """An open-set calibration file (``vggvox-client calibrate``) every source uses instead
+    of the model card's; null: the card's. A source's own ``calibration`` wins."""
 
 
 @dataclass(frozen=True)
@@ -149,7 +154,9 @@ class Settings:
     sources: tuple[SourceSpec, ...] = ()
     """Several live sources at once; empty: the one of ``--source`` (the microphone)."""
 
-    def recognizer(self) -> RecognizerConfig:
+    def recognizer(self, calibration: Calibration | None = None) -> RecognizerConfig:
+        """The library's config for one stream; ``calibration`` (loaded by the daemon from
+        ``scoring.calibration`` or the source's own) replaces the card's."""
         w, s = self.window, self.scoring
         return RecognizerConfig(
             vad=self.vad,
@@ -157,6 +164,7 @@ class Settings:
             scoring=ScoringConfig(s.false_accept, s.threshold, s.top_k),
             turns=self.turns,
             unknowns=self.unknowns,
+            calibration=calibration,
         )
 
     def store_path(self) -> Path:
@@ -207,49 +215,6 @@ def private_dir(path: Path) -> Path:
     return path
 
 
-RANGES: Ranges = {
-    ("audio", "rate"): lambda v: None if v == 16000 else "only 16000 is supported",
-    ("audio", "block_ms"): lambda v: None if 5 <= v <= 200 else "must be 5..200",
-    ("audio", "buffer_s"): lambda v: None if 5 <= v <= 600 else "must be 5..600",
-    ("vad", "aggressiveness"): lambda v: None if 0 <= v <= 3 else "must be 0..3",
-    ("vad", "frame_ms"): lambda v: None if v in (10, 20, 30) else "must be 10, 20 or 30",
-    ("vad", "onset_ms"): lambda v: None if 0 <= v <= 2000 else "must be 0..2000",
-    ("vad", "hangover_ms"): lambda v: None if 0 <= v <= 5000 else "must be 0..5000",
-    ("window", "length_s"): lambda v: None if 0.5 <= v <= 20 else "must be 0.5..20",
-    ("window", "hop_s"): lambda v: None if 0.05 <= v <= 20 else "must be 0.05..20",
-    ("window", "min_speech_s"): lambda v: None if 0.2 <= v <= 20 else "must be 0.2..20",
-    ("window", "max_batch"): lambda v: None if 1 <= v <= 64 else "must be 1..64",
-    ("window", "queue"): lambda v: None if 1 <= v <= 10000 else "must be 1..10000",
-    ("model", "threads"): lambda v: None if 1 <= v <= 64 else "must be 1..64",
-    ("scoring", "metric"): lambda v: None if v in ("cosine", "euclidean")
-    else "must be cosine or euclidean",
-    ("scoring", "false_accept"): lambda v: None if FALSE_ACCEPT_RANGE[0] <= v
-    <= FALSE_ACCEPT_RANGE[1] else "must be 1e-6..0.5",
-    ("scoring", "threshold"): lambda v: None if v is None or -2 <= v <= 1 else "must be -2..1",
-    ("scoring", "top_k"): lambda v: None if 1 <= v <= 100 else "must be 1..100",
-    ("turns", "change_threshold"): lambda v: None if v is None or -2 <= v <= 1
-    else "must be -2..1",
-    ("turns", "change_windows"): lambda v: None if 1 <= v <= 20 else "must be 1..20",
-    ("turns", "min_turn_windows"): lambda v: None if 1 <= v <= 100 else "must be 1..100",
-    ("turns", "hysteresis"): lambda v: None if 1 <= v <= 20 else "must be 1..20",
-    ("turns", "straddle"): lambda v: None if 0 <= v <= 1 else "must be 0..1",
-    ("unknowns", "max_clusters"): lambda v: None if 1 <= v <= 100 else "must be 1..100",
-    ("unknowns", "max_age_s"): lambda v: None if 10 <= v <= 86400 else "must be 10..86400",
-    ("unknowns", "keep_speech_s"): lambda v: None if 3 <= v <= 300 else "must be 3..300",
-    ("unknowns", "false_merge"): lambda v: None if 1e-6 <= v <= 0.5 else "must be 1e-6..0.5",
-    ("unknowns", "threshold"): lambda v: None if v is None or -1 <= v <= 1 else "must be -1..1",
-    ("enroll", "min_speech_s"): lambda v: None if 0.5 <= v <= 600 else "must be 0.5..600",
-    ("enroll", "max_live_s"): lambda v: None if 1 <= v <= 600 else "must be 1..600",
-    ("enroll", "max_audio_s"): lambda v: None if 5 <= v <= 600 else "must be 5..600",
-    ("endpoints", "events_hwm"): lambda v: None if 1 <= v <= 1_000_000 else "must be 1..1e6",
-    ("endpoints", "max_request_bytes"): lambda v: None if 1024 <= v <= 1 << 30
-    else "must be 1 KiB..1 GiB",
-    ("status", "interval_s"): lambda v: None if 0.2 <= v <= 3600 else "must be 0.2..3600",
-    ("logging", "level"): lambda v: None if v.upper() in ("DEBUG", "INFO", "WARNING", "ERROR")
-    else "must be DEBUG, INFO, WARNING or ERROR",
-}
-
-
 def parse(data: Any, where: str = "config") -> Settings:
     if data is None:
         data = {}
@@ -277,6 +242,7 @@ def parse(data: Any, where: str = "config") -> Settings:
     if (sec.admins or sec.readers) and not sec.server_key:
         raise ConfigError(f"{where}: 'security.admins' and 'security.readers' need "
                           "'security.server_key' (this daemon's secret key)")
+    calibrations.check(settings, where)
     return settings
 
 

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
+from vggvox.calibration import AcceptRule
 from vggvox.embedder import Embedder
 from vggvox.errors import ModelMismatchError
 from vggvox.modelcard import ModelCard, load_card, resolve_card
@@ -31,6 +32,7 @@ from vggvox.store import ModelId, VoiceprintStore
 from vggvox.stream.recognizer import Recognizer
 from vggvox.voiceprints import VoiceprintSet
 from vggvoxd.access import share_sockets
+from vggvoxd.calibrations import Calibrations, describe
 from vggvoxd.config import Settings
 from vggvoxd.control import ControlServer
 from vggvoxd.curve import Curve
@@ -67,7 +69,11 @@ class Daemon:
         self.voiceprints = VoiceprintSet(card.embedding_size, card.tag, settings.scoring.metric,
                                          replace(settings.search, build_on_search=False))
         self.indexer = SearchIndexer(self.voiceprints, self.on_fatal)
-        self.rule = settings.scoring.rule(card, settings.scoring.metric)
+        # A calibration the config names (fitted on the user's own recordings) replaces
+        # the card's; loaded again here, with the model really run.
+        self.calibrations = Calibrations.load(settings, card.name)
+        self.rule = settings.scoring.rule(card, settings.scoring.metric,
+                                          self.calibrations.default)
         self.queues = WorkQueues(settings.window.queue, settings.window.queue)
         self.publisher = Publisher(settings.endpoint("events"), settings.endpoints.events_hwm,
                                    on_fatal=self.on_fatal)
@@ -95,8 +101,10 @@ class Daemon:
         self.reload_requested = threading.Event()
         """Set by SIGHUP; the run loop re-reads the voiceprints."""
         self._last_status = 0.0
-        log.info("model %s (%s), %s, store %s", card.tag, card.path, self.rule.describe(),
+        log.info("model %s (%s), %s, store %s", card.tag, card.path, self.describe(self.rule),
                  self.store.path)
+        for name, cal in self.calibrations.by_source.items():
+            log.info("source %s: its own calibration %s", name, cal.path)
 
     def _check_store(self, card: ModelCard, allow_empty: bool) -> None:
         """A store of another model's voiceprints would leave everyone unknown, silently
@@ -146,12 +154,18 @@ class Daemon:
             dropped_events=self.publisher.dropped,
         )
 
+    def describe(self, rule: AcceptRule) -> str:
+        """A rule in words, naming its calibration file when it is not the card's."""
+        return describe(rule, self.embedder.card.calibration)
+
     def stream(self, source: AudioSource, on_frames: Callable[[], None] | None = None,
                critical: bool = True) -> Stream:
         """A new stream with its own recognizer, fed to the shared executor. A critical
         stream (the microphone) that gives up stops the daemon; another (a client's
-        replay) only ends itself."""
-        recognizer = Recognizer(self.embedder, self.voiceprints, self.settings.recognizer())
+        replay) only ends itself. A ``sources:`` entry's own calibration, else the
+        daemon's, decides it (a replay's name, ``replay:...``, is never a source's)."""
+        config = self.settings.recognizer(self.calibrations.for_source(source.name))
+        recognizer = Recognizer(self.embedder, self.voiceprints, config)
         return Stream(source, recognizer, self.queues, self.settings.audio.buffer_s, on_frames,
                       self.on_fatal if critical else log.error)
 

@@ -4,9 +4,11 @@
       - {name: kitchen, device: "USB Audio"}     # a microphone, by name or index
       - {name: hall, device: 2}
       - {name: recording, uri: "file:/srv/meeting.wav"}
+      - {name: office, device: 3, calibration: office.calibration.yaml}
 
 Each becomes a stream of its own (ring buffer, VAD, windows, turns) named in
 every event it gives; one embed executor batches the windows of all of them.
+A source's ``calibration`` (``vggvoxd.calibrations``) decides it alone.
 Two names that clean to one slug (``Hall.1`` and ``hall-1``: ``vggvox.slug``,
 which the MQTT bridge derives its topics and entity ids from) are refused.
 """
@@ -32,6 +34,9 @@ class SourceSpec:
     uri: str | None = None
     """Instead of a device: ``file:PATH`` (played at real-time pace, live), ``stdin``
     (lossless: holds its writer back) or ``stdin:live`` (drops when behind)."""
+    calibration: str | None = None
+    """This source's own open-set calibration file (``vggvox-client calibrate``, fitted on
+    recordings from its room); null: ``scoring.calibration``, else the model card's."""
 
 
 STDIN_URIS = ("stdin", "stdin:live")

@@ -21,7 +21,7 @@ def status_reply(d: Daemon, streams: list[Stream], unknowns: dict[str, Any],
             "queue": ev.queue,
             "speakers": ev.speakers, "windows": d.executor.windows_done,
             "embed_s": round(d.executor.compute_s, 3),
-            "model": d.embedder.tag, "scoring": d.rule.describe(),
+            "model": d.embedder.tag, "scoring": d.describe(d.rule),
             "store": str(d.store.path),
             # What a client may send before it reads a file whole (the web page's uploads).
             "enroll_max_audio_s": d.settings.enroll.max_audio_s,
@@ -50,4 +50,5 @@ def stream_stage(d: Daemon, stream: Stream) -> dict[str, object]:
 def source_status(d: Daemon, live: LiveSource) -> dict[str, object]:
     ev = d.status_event(live=live)
     return {"state": ev.state, "stream_s": ev.t_end, "overflows": ev.overflows,
-            "dropped_samples": ev.dropped_samples, "dropped_windows": ev.dropped_windows}
+            "dropped_samples": ev.dropped_samples, "dropped_windows": ev.dropped_windows,
+            "scoring": d.describe(live.stream.recognizer.rule)}

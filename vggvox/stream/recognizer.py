@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vggvox.audio import to_float, to_int16
-from vggvox.calibration import AcceptRule, from_cosine
+from vggvox.calibration import AcceptRule, Calibration, from_cosine
 from vggvox.modelcard import ModelCard
 from vggvox.stream.decider import TurnConfig, TurnDecider
 from vggvox.stream.features import FeatureTrack
@@ -51,8 +51,11 @@ class ScoringConfig:
     top_k: int = 5
     """Candidates listed with each decision."""
 
-    def rule(self, card: ModelCard, metric: str = "cosine") -> AcceptRule:
-        return AcceptRule(self.false_accept, self.threshold, card.calibration,
+    def rule(self, card: ModelCard, metric: str = "cosine",
+             calibration: Calibration | None = None) -> AcceptRule:
+        """The open-set rule; ``calibration`` (one fitted on the user's own recordings)
+        replaces the card's."""
+        return AcceptRule(self.false_accept, self.threshold, calibration or card.calibration,
                           from_cosine(card.threshold, metric), metric)
 
 
@@ -63,6 +66,9 @@ class RecognizerConfig:
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     turns: TurnConfig = field(default_factory=TurnConfig)
     unknowns: UnknownConfig = field(default_factory=UnknownConfig)
+    calibration: Calibration | None = None
+    """An open-set calibration used instead of the model card's (``vggvox-client
+    calibrate``: fitted on this room's or household's own recordings); None: the card's."""
 
 
 class Recognizer:
@@ -73,12 +79,13 @@ class Recognizer:
         self.embedder = embedder
         self.voiceprints = voiceprints
         card = embedder.card
-        self.rule = config.scoring.rule(card, voiceprints.scorer.metric)
+        calibration = config.calibration or card.calibration
+        self.rule = config.scoring.rule(card, voiceprints.scorer.metric, calibration)
         self.identifier = identifier or OpenSetIdentifier(voiceprints, self.rule,
                                                           config.scoring.top_k)
         # Clusters compare cosines of their own centroids, whatever the scoring metric.
         self.unknowns = (UnknownClusters(config.unknowns, AcceptRule(
-            config.unknowns.false_merge, config.unknowns.threshold, card.calibration,
+            config.unknowns.false_merge, config.unknowns.threshold, calibration,
             card.threshold), card.embedding_size) if config.unknowns.enabled else None)
         change = config.turns.change_threshold
         self.segmenter = Segmenter(config.vad, config.window,
