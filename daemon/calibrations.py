@@ -28,8 +28,8 @@ def load_one(text: str, key: str, model: str | None, where: str) -> Calibration:
     folder, as ``store.path``), fitted for ``model`` (None: not checked)."""
     path = Path(text).expanduser()
     if not path.is_file():
-        raise ConfigError(f"{where}: '{key}' {text}: no such file (a calibration from "
-                          "vggvox-client calibrate)")
+        raise ConfigError(f"{where}: '{key}' {text}: not found, or not a file (give a "
+                          "calibration from vggvox-client calibrate)")
     try:
         cal = Calibration.load(path)
     except ModelError as e:
