@@ -22,7 +22,7 @@ from vggvox.modelcard import DEFAULT_MODEL, load_card, resolve_card
 from vggvox.scoring import METRICS, Scorer
 from vggvox.search import SearchSettings
 from vggvox.stream.recognizer import ScoringConfig
-from vggvox_client import conversations, daemon_cmds, evaluate, helptext, keys
+from vggvox_client import calibrate, conversations, daemon_cmds, evaluate, helptext, keys
 from vggvox_client.common import (
     Skipped,
     add_rule_args,
@@ -181,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate.add_parser(sub)
     conversations.add_parser(sub)
+    calibrate.add_parser(sub)
     sub.metavar = "{" + ",".join(n for n in sub.choices if n != "batch_offline") + "}"
     for p in set(sub.choices.values()):
         _global_options(p)
@@ -313,6 +314,7 @@ COMMANDS = {
     "similarity": cmd_similarity,
     "evaluate": lambda args: evaluate.run(args),
     "conversations": lambda args: conversations.run(args),
+    "calibrate": calibrate.run,
     "keygen": keys.run,
 }
 

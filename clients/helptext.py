@@ -166,6 +166,9 @@ read from /etc/vggvox/mqtt-password.""",
     "conversations": list_format("--material, --enroll-list", root=False) + "\n\n" + _E + """\
   vggvox-client conversations --material test_list.csv --enroll-list enroll_list.csv \\
       --out convs --count 3""",
+    "calibrate": list_format("--list", root=False) + "\n\n" + _E + """\
+  vggvox-client calibrate --list recordings.csv --model campplus-int8
+  vggvox-client calibrate --list kitchen.csv --model ge2e --out kitchen.calibration.yaml""",
 }
 
 
