@@ -2,10 +2,10 @@
 
 ``scoring.calibration`` (every source) and ``sources[].calibration`` (that source
 alone) name files that ``vggvox-client calibrate`` writes, fitted on the user's
-own recordings. Each is checked when the config is parsed (readable, a
-calibration, of the configured model) so that a wrong path stops start-up in
-one line naming the key and the file, and loaded again with the model the
-daemon really runs when it starts.
+own recordings. Each is checked before the model loads (readable, a
+calibration, of the configured model: ``check``, from vggvoxd's preflight) so
+that a wrong path stops start-up in one line naming the key and the file, and
+loaded again with the model the daemon really runs when it starts.
 """
 
 from __future__ import annotations
@@ -40,27 +40,30 @@ def load_one(text: str, key: str, model: str | None, where: str) -> Calibration:
     return cal
 
 
-def keys(settings: Settings) -> list[tuple[str, str]]:
-    """(key, path) of every calibration the config names."""
-    out = [("scoring.calibration", settings.scoring.calibration)] \
-        if settings.scoring.calibration else []
-    return out + [(f"sources[{i}].calibration", s.calibration)
-                  for i, s in enumerate(settings.sources) if s.calibration]
+def named(settings: Settings) -> list[tuple[str, str, str | None]]:
+    """(key, path, source name; None for the daemon's own) of every calibration the
+    config names."""
+    own = settings.scoring.calibration
+    return ([("scoring.calibration", own, None)] if own else []) + [
+        (f"sources[{i}].calibration", s.calibration, s.name)
+        for i, s in enumerate(settings.sources) if s.calibration]
 
 
 def check(settings: Settings, where: str) -> None:
-    """At config load: every named calibration is readable and a calibration, and of
-    the configured model when its card can be read (a card that cannot is the model's
-    error, reported as such when the daemon loads it)."""
-    named = keys(settings)
-    if not named:
+    """Before the model loads (vggvoxd's preflight, not the config parser, which the
+    clients run too: they need not read the daemon's files): every named calibration
+    is readable and a calibration, and of the configured model when its card can be
+    read (a card that cannot is the model's error, reported as such when the daemon
+    loads it)."""
+    files = named(settings)
+    if not files:
         return
     try:
         model: str | None = load_card(resolve_card(settings.model.name), verify=False,
                                       calibration=False).name
     except ModelError:
         model = None
-    for key, text in named:
+    for key, text, _ in files:
         load_one(text, key, model, where)
 
 
@@ -74,11 +77,14 @@ class Calibrations:
 
     @classmethod
     def load(cls, settings: Settings, model: str, where: str = "config") -> Calibrations:
-        default = (load_one(settings.scoring.calibration, "scoring.calibration", model, where)
-                   if settings.scoring.calibration else None)
-        return cls(default, {s.name: load_one(s.calibration, f"sources[{i}].calibration",
-                                              model, where)
-                             for i, s in enumerate(settings.sources) if s.calibration})
+        default, by_source = None, {}
+        for key, text, source in named(settings):
+            cal = load_one(text, key, model, where)
+            if source is None:
+                default = cal
+            else:
+                by_source[source] = cal
+        return cls(default, by_source)
 
     def for_source(self, name: str | None) -> Calibration | None:
         """A source's own, else the daemon's (None: the card's)."""

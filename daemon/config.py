@@ -25,7 +25,6 @@ from vggvox.stream.recognizer import RecognizerConfig, ScoringConfig
 from vggvox.stream.unknowns import UnknownConfig
 from vggvox.stream.vad import VadConfig
 from vggvox.stream.windows import WindowConfig
-from vggvoxd import calibrations
 from vggvoxd.metrics import MetricsSettings
 from vggvoxd.ranges import RANGES
 from vggvoxd.sourceconfig import SourceSpec, parse_sources
@@ -242,7 +241,6 @@ def parse(data: Any, where: str = "config") -> Settings:
     if (sec.admins or sec.readers) and not sec.server_key:
         raise ConfigError(f"{where}: 'security.admins' and 'security.readers' need "
                           "'security.server_key' (this daemon's secret key)")
-    calibrations.check(settings, where)
     return settings
 
 

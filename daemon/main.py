@@ -14,7 +14,7 @@ from types import FrameType
 
 from vggvox import __version__, logsetup
 from vggvox.errors import VggvoxError
-from vggvoxd import config
+from vggvoxd import calibrations, config
 from vggvoxd.access import check_exposure, group_id
 from vggvoxd.connections import cap_for, open_files
 from vggvoxd.curve import Curve
@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def settings_from(args: argparse.Namespace) -> config.Settings:
+def settings_from(args: argparse.Namespace) -> tuple[config.Settings, str]:
+    """The settings, and the config file they came from (for messages)."""
     settings, found = config.load(args.config)
     if args.events or args.control:
         settings = config.override(settings, "endpoints",
@@ -110,7 +111,7 @@ def settings_from(args: argparse.Namespace) -> config.Settings:
         config.parse({"logging": {"level": args.log_level}}, "--log-level")  # validates it
         settings = config.override(settings, "logging", level=args.log_level.upper())
     log.debug("settings from %s", found or "built-in defaults")
-    return settings
+    return settings, str(found or "config")
 
 
 WANTED_FILES = 65536
@@ -134,14 +135,16 @@ def raise_file_limit() -> int:
     return soft
 
 
-def preflight(settings: config.Settings) -> None:
-    """Access settings that would stop the daemon, checked before the model loads:
-    one line and exit 2, like any other configuration error."""
+def preflight(settings: config.Settings, where: str) -> None:
+    """Settings that would stop the daemon, checked before the model loads: one line
+    and exit 2, like any other configuration error. Here, not in the config parser:
+    the clients parse the same file and need not read the daemon's files."""
     logsetup.configure(settings.logging.level, sys.stdout)
     check_exposure(settings)
     if settings.security.group:
         group_id(settings.security.group)
     Curve(settings.security)  # reads and checks the keys
+    calibrations.check(settings, where)
 
 
 def list_devices() -> int:
@@ -166,11 +169,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(resources.files("vggvoxd").joinpath(name).read_text())
         return 0
     try:
-        settings = settings_from(args)
+        settings, where = settings_from(args)
         if args.source is not None:
             check_source(args.source)
         check_specs(settings, args.source or "mic")
-        preflight(settings)
+        preflight(settings, where)
     except (VggvoxError, ValueError) as e:
         print(f"vggvoxd: {e}", file=sys.stderr)
         return 2

@@ -1,6 +1,7 @@
 """The config keys that name a calibration: ``scoring.calibration`` and
-``sources[].calibration``, checked at load (one line naming the key and the file),
-and which one a stream's rule uses."""
+``sources[].calibration``, checked before the daemon loads its model (one line
+naming the key and the file; not by the parser, which the clients run too), and
+which one a stream's rule uses."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from vggvox.calibration import Calibration
 from vggvox.modelcard import load_card, resolve_card
 from vggvox.stream.recognizer import ScoringConfig
 from vggvoxd import config
-from vggvoxd.calibrations import Calibrations, describe
+from vggvoxd.calibrations import Calibrations, check, describe
 from vggvoxd.config import ConfigError
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
@@ -26,6 +27,13 @@ def own(tmp_path: Path) -> Path:
     path = tmp_path / "room.calibration.yaml"
     shutil.copyfile(WEIGHTS / "campplus-int8.calibration.yaml", path)
     return path
+
+
+def checked(data: dict[str, object]) -> config.Settings:
+    """Parsed, then checked as vggvoxd's preflight does."""
+    settings = config.parse(data, "x.yaml")
+    check(settings, "x.yaml")
+    return settings
 
 
 def source(name: str, cal: Path | None = None) -> dict[str, object]:
@@ -64,7 +72,7 @@ def test_a_bad_file_is_one_line_naming_the_key_and_the_file(
         else {"sources": [source("a"), {"name": "b", "device": 1, "calibration": str(path)}]})
     key = "'scoring.calibration'" if where == "scoring" else r"'sources\[1\].calibration'"
     with pytest.raises(ConfigError, match=f"^x.yaml: {key} .*bad.yaml.*{message}") as err:
-        config.parse(data, "x.yaml")
+        checked(data)
     assert "\n" not in str(err.value)
 
 
@@ -73,7 +81,7 @@ def test_an_unreadable_file_is_refused(own: Path) -> None:
     own.chmod(0)
     try:
         with pytest.raises(ConfigError, match="'scoring.calibration' .*cannot read"):
-            config.parse({"scoring": {"calibration": str(own)}}, "x.yaml")
+            checked({"scoring": {"calibration": str(own)}})
     finally:
         own.chmod(0o644)
 
@@ -84,13 +92,22 @@ def test_another_models_calibration_is_refused_naming_both(tmp_path: Path) -> No
     with pytest.raises(ConfigError, match="'scoring.calibration' .*ge2e.calibration.yaml: a "
                        "calibration of 'ge2e-resemblyzer', not of the model.name's "
                        "'campplus-int8'"):
-        config.parse({"scoring": {"calibration": str(ge2e)}}, "x.yaml")
+        checked({"scoring": {"calibration": str(ge2e)}})
     with pytest.raises(ConfigError, match=r"'sources\[0\].calibration' .*ge2e-resemblyzer"):
-        config.parse({"sources": [source("a", ge2e)]}, "x.yaml")
+        checked({"sources": [source("a", ge2e)]})
     # With the model it was fitted for, the same file is fine.
-    settings = config.parse({"model": {"name": "ge2e"}, "scoring": {"calibration": str(ge2e)}},
-                            "x.yaml")
+    settings = checked({"model": {"name": "ge2e"}, "scoring": {"calibration": str(ge2e)}})
     assert settings.scoring.calibration == str(ge2e)
+
+
+def test_the_parser_reads_no_calibration_file(tmp_path: Path) -> None:
+    """The clients parse the daemon's config for its endpoints: a calibration file they
+    may not read (root's, 0600), or one gone, is none of their business."""
+    data = {"scoring": {"calibration": str(tmp_path / "gone.yaml")},
+            "sources": [source("a", tmp_path / "gone-too.yaml")]}
+    assert config.parse(data, "x.yaml").scoring.calibration == str(tmp_path / "gone.yaml")
+    with pytest.raises(ConfigError, match="'scoring.calibration' .*not found"):
+        check(config.parse(data, "x.yaml"), "x.yaml")
 
 
 def test_a_path_must_be_text(own: Path) -> None:
