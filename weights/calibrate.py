@@ -28,12 +28,8 @@ import numpy as np  # noqa: E402
 
 from vggvox.embedder import Embedder  # noqa: E402
 from vggvox.eval.calibrate import EvidenceSet, gather, split_speakers  # noqa: E402
-from vggvox.eval.fitcheck import (  # noqa: E402
-    Half,
-    enroll_utterances,
-    fit_and_check,
-    write_calibration,
-)
+from vggvox.eval.engine import enroll_utterances  # noqa: E402
+from vggvox.eval.fitcheck import Half, fit_and_check, write_calibration  # noqa: E402
 from vggvox.lists import Utterance, read_utterances  # noqa: E402
 from vggvox.modelcard import SHIPPED, load_card, resolve_card  # noqa: E402
 
@@ -70,8 +66,9 @@ def evidence(embedder: Embedder, lists: dict[str, Path], part: str) -> Half:
     """Voiceprints and evidence of one part, the evidence cached under weights/.cache
     by content."""
     enroll, _ = read_utterances(lists[f"{part}_enroll"])
-    vps, problems = enroll_utterances(embedder, enroll, str(lists[f"{part}_enroll"]))
-    for line in problems:
+    enrolled = enroll_utterances(embedder, enroll, str(lists[f"{part}_enroll"]))
+    vps = enrolled.voiceprints
+    for line in enrolled.problems:
         print(f"  not enrolled: {line}")
     utts, _ = read_utterances(lists[f"{part}_test"])
     key = hashlib.sha256((embedder.card.sha256 + lists[f"{part}_test"].read_text()).encode())

@@ -15,7 +15,7 @@ from vggvox.embedder import Embedder
 from vggvox.enrollment import EnrollmentError, enroll
 from vggvox.errors import VggvoxError
 from vggvox.eval.timeline import Decision, Labelled
-from vggvox.lists import read_utterances
+from vggvox.lists import Utterance, read_utterances
 from vggvox.stream.recognizer import Recognizer
 from vggvox.stream.results import Result, TurnUpdate
 from vggvox.stream.vad import VadConfig
@@ -61,24 +61,34 @@ class Enrolled:
 def enroll_from_list(embedder: Embedder, path: Path, vad: VadConfig | None = None,
                      min_speech_s: float = 3.0,
                      load: Callable[[Path], np.ndarray] = load_audio) -> Enrolled:
-    """Voiceprints for every speaker of a ``filename speaker`` list, through the one
-    enrollment function (VAD, then embeddings of the speech). ``load`` turns a file
-    into samples (e.g. as 16-bit PCM, the way a daemon is sent them)."""
+    """Voiceprints for every speaker of a ``filename speaker`` list (``enroll_utterances``);
+    its malformed lines come first among the problems."""
     utts, bad = read_utterances(path)
+    out = enroll_utterances(embedder, utts, str(path), vad, min_speech_s, load)
+    out.problems[:0] = [str(e) for e in bad]
+    return out
+
+
+def enroll_utterances(embedder: Embedder, utts: Iterable[Utterance], where: str,
+                      vad: VadConfig | None = None, min_speech_s: float = 3.0,
+                      load: Callable[[Path], np.ndarray] = load_audio) -> Enrolled:
+    """Voiceprints for every speaker of ``utts``, through the one enrollment function
+    (VAD, then embeddings of the speech), and one line per file or speaker left out,
+    naming ``where`` (and the line). ``load`` turns a file into samples (e.g. as 16-bit
+    PCM, the way a daemon is sent them)."""
     out = Enrolled(VoiceprintSet(embedder.card.embedding_size, embedder.tag))
-    out.problems += [str(e) for e in bad]
     by_speaker: dict[str, list[tuple[str, np.ndarray]]] = {}
     for u in utts:
         try:
             by_speaker.setdefault(u.speaker, []).append((str(u.path), load(u.path)))
         except VggvoxError as err:
-            out.problems.append(f"{path}:{u.line}: {err}")
+            out.problems.append(f"{where}:{u.line}: {err}")
     for name, clips in by_speaker.items():
         try:
             enrollment = enroll(embedder, name, [x for _, x in clips],
                                 [src for src, _ in clips], vad, min_speech_s)
         except EnrollmentError as err:
-            out.problems.append(f"{path}: {err}")
+            out.problems.append(f"{where}: {err}")
             continue
         out.voiceprints.add(name, enrollment.embeddings)
     return out

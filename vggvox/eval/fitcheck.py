@@ -12,17 +12,15 @@ reliability.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from vggvox.audio import load_audio
 from vggvox.calibration import Calibration
 from vggvox.embedder import Embedder
-from vggvox.enrollment import EnrollmentError, enroll
 from vggvox.errors import VggvoxError
 from vggvox.eval.calibrate import (
     DURATION_EDGES,
@@ -33,6 +31,7 @@ from vggvox.eval.calibrate import (
     reliability,
     split_speakers,
 )
+from vggvox.eval.engine import enroll_utterances
 from vggvox.lists import Utterance
 from vggvox.stream.vad import VadConfig
 from vggvox.voiceprints import VoiceprintSet
@@ -61,41 +60,18 @@ class Half:
     """One line per recording or speaker left out (unreadable, too little speech)."""
 
 
-def enroll_utterances(embedder: Embedder, utts: Iterable[Utterance], where: str,
-                      vad: VadConfig | None = None, min_speech_s: float = 3.0
-                      ) -> tuple[VoiceprintSet, list[str]]:
-    """Voiceprints of every speaker of ``utts`` through the one enrollment function,
-    and one line per recording or speaker left out (naming ``where`` and the line)."""
-    vps = VoiceprintSet(embedder.card.embedding_size, embedder.tag)
-    problems: list[str] = []
-    clips: dict[str, list[tuple[str, np.ndarray]]] = {}
-    for u in utts:
-        try:
-            clips.setdefault(u.speaker, []).append((str(u.path), load_audio(u.path)))
-        except VggvoxError as err:
-            problems.append(f"{where}:{u.line}: {err}")
-    for name, got in clips.items():
-        try:
-            e = enroll(embedder, name, [x for _, x in got], [src for src, _ in got], vad,
-                       min_speech_s)
-        except EnrollmentError as err:
-            problems.append(f"{where}: {err}")
-            continue
-        vps.add(name, e.embeddings)
-    return vps, problems
-
-
 def gather_half(embedder: Embedder, enroll_utts: list[Utterance], test_utts: list[Utterance],
                 where: str, vad: VadConfig | None = None) -> Half:
     """Enroll one half and gather its evidence; a recording that cannot be read is left
     out with a line saying so. (The recordings of a speaker who could not be enrolled
     stay: they are a stranger's, in every draw.)"""
-    vps, problems = enroll_utterances(embedder, enroll_utts, where, vad)
+    enrolled = enroll_utterances(embedder, enroll_utts, where, vad)
+    problems = enrolled.problems
 
     def skip(u: Utterance, err: VggvoxError) -> None:
         problems.append(f"{where}:{u.line}: {err}")
 
-    return Half(vps, gather(embedder, test_utts, vad, skip=skip), problems)
+    return Half(enrolled.voiceprints, gather(embedder, test_utts, vad, skip=skip), problems)
 
 
 def tail_counts(half: Half) -> list[int]:
