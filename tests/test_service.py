@@ -76,18 +76,14 @@ def room(convo: Conversation, audio: Path) -> None:
         f.chmod(0o644)
 
 
-def speakers_in(audio_names: list[str]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for n in sorted(audio_names):
-        out.setdefault(n.rsplit("_", 1)[0], []).append(f"/srv/audio/{n}")
-    return out
-
-
 @pytest.fixture(scope="module")
-def voices(box: Box) -> dict[str, list[str]]:
-    """Each enrollable speaker's clips in the container, by name."""
-    names = box.sh("ls /srv/audio").stdout.split()
-    return speakers_in([n for n in names if n != "room.wav"])
+def clips(box: Box) -> dict[str, list[str]]:
+    """Each enrollable speaker's clips in the container (``room``'s NAME_i.wav), by name."""
+    out: dict[str, list[str]] = {}
+    for n in sorted(box.sh("ls /srv/audio").stdout.split()):
+        if n != "room.wav":
+            out.setdefault(n.rsplit("_", 1)[0], []).append(f"/srv/audio/{n}")
+    return out
 
 
 def test_start_is_active_only_once_ready(box: Box) -> None:
@@ -107,9 +103,9 @@ def test_start_is_active_only_once_ready(box: Box) -> None:
 
 
 def test_a_member_of_group_vggvox_enrolls_and_listens(box: Box,
-                                                      voices: dict[str, list[str]]) -> None:
-    name, clips = next(iter(voices.items()))
-    out = box.client("alice", f"enroll {name} {' '.join(clips)}").stdout
+                                                      clips: dict[str, list[str]]) -> None:
+    name, files = next(iter(clips.items()))
+    out = box.client("alice", f"enroll {name} {' '.join(files)}").stdout
     assert out.startswith(f"enrolled {name}:"), out
     assert box.speakers() == [name]
     # The room goes on playing: the enrolled speaker is named in its turns.
@@ -141,11 +137,11 @@ def test_the_store_is_the_services_alone(box: Box) -> None:
         "750", "660"]
 
 
-def test_reload_rereads_the_voiceprints(box: Box, voices: dict[str, list[str]]) -> None:
+def test_reload_rereads_the_voiceprints(box: Box, clips: dict[str, list[str]]) -> None:
     """A voiceprint written to the store behind the daemon's back (a restored
     backup, another tool), as the service's own user in its own view of the files
     (/var/lib/private is root's alone), then `systemctl reload`."""
-    name, clips = list(voices.items())[1]
+    name, files = list(clips.items())[1]
     main_pid = box.show("vggvoxd", "MainPID")["MainPID"]
     uid, gid = box.sh(f"stat -c '%u %g' /proc/{main_pid}").stdout.split()
     script = (
@@ -153,7 +149,7 @@ def test_reload_rereads_the_voiceprints(box: Box, voices: dict[str, list[str]]) 
         "from vggvox.embedder import Embedder\nfrom vggvox.store import VoiceprintStore\n"
         "import numpy as np\n"
         "e = Embedder.from_card('campplus-int8')\n"
-        f"files = {clips!r}\n"
+        f"files = {files!r}\n"
         "emb = np.stack([e.embed(load_audio(f)) for f in files])\n"
         "VoiceprintStore('/var/lib/vggvox/voiceprints.db').enroll("
         f"{name!r}, emb, e.tag, files, [1.0] * len(files))\n")
@@ -186,8 +182,7 @@ def running_again(box: Box, after: int) -> bool:
             and s["StatusText"].startswith("listening"))
 
 
-def test_a_hung_stage_is_killed_by_the_watchdog_and_restarted(
-        box: Box, voices: dict[str, list[str]]) -> None:
+def test_a_hung_stage_is_killed_by_the_watchdog_and_restarted(box: Box) -> None:
     """The embedder's decider hangs for ever at its 5th call (tests/fault_daemon.py
     in place of vggvoxd, by a drop-in); the pings stop, systemd kills it within
     WatchdogSec of the last one and starts it again, with every voiceprint kept."""
@@ -207,12 +202,12 @@ def test_a_hung_stage_is_killed_by_the_watchdog_and_restarted(
     assert box.speakers() == enrolled
 
 
-def test_a_crash_is_restarted(box: Box, voices: dict[str, list[str]]) -> None:
+def test_a_crash_is_restarted(box: Box, clips: dict[str, list[str]]) -> None:
     """kill -9 right after an enrollment was acknowledged: restarted by
     Restart=on-failure, with that enrollment kept."""
     before = restarts(box)
-    name, clips = next(iter(voices.items()))
-    out = box.client("alice", f"enroll {name}-again {' '.join(clips)}").stdout
+    name, files = next(iter(clips.items()))
+    out = box.client("alice", f"enroll {name}-again {' '.join(files)}").stdout
     assert out.startswith(f"enrolled {name}-again:"), out
     enrolled = box.speakers()
     box.sh("systemctl kill -s KILL vggvoxd")
