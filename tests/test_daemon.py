@@ -16,6 +16,7 @@ import zmq
 from daemon_proc import DaemonProcess
 from floods import flood
 from speakers_fixture import Conversation, score_events
+from test_watchdog import NotifySocket
 
 from conftest import write_wav
 from vggvox.audio import load_audio, to_int16
@@ -256,39 +257,26 @@ def test_bad_config_stops_startup_naming_the_key(tmp_path: Path) -> None:
 
 
 def test_daemon_notifies_systemd_once_audio_flows(tmp_path: Path) -> None:
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    path = tmp_path / "notify.sock"
-    server.bind(str(path))
-    server.settimeout(0.5)
+    notify = NotifySocket(tmp_path / "notify.sock")
     d = DaemonProcess(tmp_path, source="stdin",
-                      env={"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "400000"}).start()
+                      env={"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "400000"}).start()
     try:
-        messages: list[str] = []
-
-        def drain(seconds: float) -> None:
-            deadline = time.monotonic() + seconds
-            while time.monotonic() < deadline:
-                try:
-                    messages.append(server.recv(4096).decode())
-                except TimeoutError:
-                    pass
-
-        drain(0.5)
+        messages = notify.drain(0.5)
         assert not any("READY=1" in m for m in messages)  # model loaded, but no audio yet
         assert d.proc and d.proc.stdin
         for _ in range(12):  # 1.2 s of (silent) audio in 100 ms blocks
             d.proc.stdin.write(b"\0" * 3200)
             d.proc.stdin.flush()
             time.sleep(0.1)
-        drain(0.5)
+        messages += notify.drain(0.5)
         assert any(m.startswith("READY=1") for m in messages), messages
         assert messages.count("WATCHDOG=1") >= 3
         code, _ = d.stop()
-        drain(0.5)
+        messages += notify.drain(0.5)
         assert code == 0 and "STOPPING=1" in messages
     finally:
         d.stop()
-        server.close()
+        notify.sock.close()
 
 
 def comparable(events: list[dict]) -> list[tuple]:
