@@ -1,5 +1,6 @@
 """``vggvox-client`` commands that go through a running vggvoxd: enroll, speakers,
-remove, name, status, listen and replay (their parsers, and what they print)."""
+remove, name, status, calibration, listen and replay (their parsers, and what they
+print)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from vggvoxd.events import EVENT_TYPES
 TOPICS = tuple(EVENT_TYPES)
 """The event topics a subscriber may ask for, from the daemon's own event classes."""
 
-NAMES = ("enroll", "speakers", "remove", "name", "status", "listen", "replay", "mqtt", "watch",
-         "web")
+NAMES = ("enroll", "speakers", "remove", "name", "status", "calibration", "listen", "replay",
+         "mqtt", "watch", "web")
 
 DEFAULT_TIMEOUT = 10.0
 """Seconds to wait for a reply when --timeout is not given (enroll waits longer)."""
@@ -32,7 +33,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="record SECONDS from the daemon's microphone instead of files")
     p.add_argument("--source", metavar="NAME",
                    help="with --live: which of the daemon's sources to record (the names of "
-                        "its config's sources: list; default: the first)")
+                        "its config's sources: list; default: the first). With files: the "
+                        "source they were recorded on, so that its room learns from them")
     p.add_argument("--replace", action="store_true",
                    help="replace the speaker's voiceprint (default: add the clips to it)")
     p.add_argument("--force", action="store_true",
@@ -57,6 +59,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                         "voiceprint, or the name looks like another speaker's (logged)")
     p.add_argument("--json", action="store_true", help="print the reply as JSON")
     p = sub.add_parser("status", help="the daemon's state, model, speakers, stages and counters")
+    p.add_argument("--json", action="store_true", help="print the reply as JSON")
+    p = sub.add_parser("calibration", help="each source's open-set rule as its room has moved "
+                                           "it, and what that rests on; or reset it")
+    p.add_argument("action", choices=("show", "reset"), nargs="?", default="show",
+                   help="show (default), or reset: back to the calibration as fitted "
+                        "(forget what was heard, and the clips enrolled there so far)")
+    p.add_argument("--source", metavar="NAME", help="only this source (default: every one)")
     p.add_argument("--json", action="store_true", help="print the reply as JSON")
     p = sub.add_parser("listen", help="print the daemon's events")
     p.add_argument("--json", action="store_true", help="print one JSON object a line")
@@ -174,6 +183,33 @@ def format_status(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def format_rooms(sources: dict[str, Any]) -> str:
+    """A calibration reply's rooms, two lines each."""
+    lines = []
+    for name, r in sources.items():
+        lines.append(f"{name}: {r['rule']}")
+        if not r.get("adapts"):
+            lines.append("  fixed (scoring.adapt is false, or the rule is not calibrated)")
+            continue
+        lines.append(f"  from {plural(r['scores'], 'stranger score')} on {r['speech_s']:.1f} s "
+                     f"of this channel's speech: {r['enrolled_scores']} from enrollment clips, "
+                     f"{r['heard_scores']} from {plural(r['heard_turns'], 'named turn')}")
+    return "\n".join(lines)
+
+
+def run_calibration(conn: Any, args: argparse.Namespace) -> int:
+    where = {} if args.source is None else {"source": args.source}
+    op = "calibration" if args.action == "show" else "calibration_reset"
+    reply = conn.request(op, **where)
+    if args.json:
+        print_json(data(reply))
+    else:
+        if args.action == "reset":
+            print(f"reset: {', '.join(reply['reset']) or 'no source'}")
+        print(format_rooms(reply["sources"]))
+    return 0
+
+
 def cmd_daemon(args: argparse.Namespace) -> int:
     from vggvox_client import enroll, live
     from vggvox_client.connection import Connection
@@ -219,6 +255,8 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         return 0
     if args.command == "name":
         return enroll.run_name(conn, args, data)
+    if args.command == "calibration":
+        return run_calibration(conn, args)
     if args.command == "speakers":
         reply = conn.request("list")
         if args.json:

@@ -34,8 +34,6 @@ def run_enroll(conn: Connection, args: argparse.Namespace, max_bytes: int,
                data: Any) -> int:
     if (args.live is None) == (not args.files):
         raise VggvoxError("enroll needs either FILE... or --live SECONDS")
-    if args.source is not None and args.live is None:
-        raise VggvoxError("--source goes with --live: files are not recorded from a source")
     try:
         clips = None if args.live is not None else live.load_clips(args.files, max_bytes)
     except KeyboardInterrupt:

@@ -132,6 +132,15 @@ read from /etc/vggvox/mqtt-password.""",
   vggvox-client status --json
   vggvox-client status --control tcp://10.0.0.5:5561 --server-key vggvoxd.key \\
       --key ~/.vggvox/alice.key_secret      # a daemon on another machine (CURVE)""",
+    "calibration": """\
+Each of the daemon's sources learns how strangers score on its own channel (from
+clips enrolled there: enroll --live, or enroll FILE... --source NAME; and from
+turns it names surely) and raises its cutoff to match, never loosening it.
+
+""" + _E + """\
+  vggvox-client calibration                    # every source's rule, and what it rests on
+  vggvox-client calibration show --source kitchen --json
+  vggvox-client calibration reset --source kitchen   # back to the calibration as fitted""",
     "listen": _E + """\
   vggvox-client listen
   vggvox-client listen --topic turn --json

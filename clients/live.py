@@ -73,8 +73,10 @@ def enroll(conn: Connection, name: str, files: list[Path], live: float | None,
     ``timeout`` bounds the wait for the daemon's reply (after the recording, for
     ``live``); by default it is long (60 s, or 30 s after a recording), as the daemon
     embeds all the audio before it answers. ``source`` names the daemon's live source
-    to record from (default: its first). ``request`` is the client's id for it, which
-    a ``cancel`` names; ``clips``: the files' audio, already read (``load_clips``)."""
+    to record from (default: its first); with files, the source they were recorded
+    on, which tells its room how strangers score there (vggvox.rooms). ``request`` is
+    the client's id for it, which a ``cancel`` names; ``clips``: the files' audio,
+    already read (``load_clips``)."""
     rid = {} if request is None else {"request": request}
     if live is not None:
         wait = live + (ENROLL_AFTER_LIVE_S if timeout is None else timeout)
@@ -86,8 +88,9 @@ def enroll(conn: Connection, name: str, files: list[Path], live: float | None,
     log.debug("enroll %r: sending request %s, %.1f s of audio", name, request,
               sum(len(c) for c in clips) / 2 / SAMPLE_RATE)
     try:
+        on = {} if source is None else {"source": source}
         return conn.request("enroll", timeout=ENROLL_TIMEOUT_S if timeout is None else timeout,
-                            name=name, audio=clips, replace=replace, force=force, **rid)
+                            name=name, audio=clips, replace=replace, force=force, **on, **rid)
     except ClientError as e:
         raise ClientError(with_files(str(e), files), e.code) from None
 

@@ -160,7 +160,7 @@ class Settings:
         return RecognizerConfig(
             vad=self.vad,
             window=WindowConfig(w.length_s, w.hop_s, w.min_speech_s),
-            scoring=ScoringConfig(s.false_accept, s.threshold, s.top_k),
+            scoring=ScoringConfig(s.false_accept, s.threshold, s.top_k, s.adapt),
             turns=self.turns,
             unknowns=self.unknowns,
             calibration=calibration,

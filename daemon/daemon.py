@@ -46,6 +46,7 @@ from vggvoxd.lock import EndpointLocks
 from vggvoxd.metrics import MetricsServer
 from vggvoxd.notify import Notifier
 from vggvoxd.publisher import Publisher
+from vggvoxd.rooms import Rooms
 from vggvoxd.sources import AudioSource
 from vggvoxd.stream import Stream
 
@@ -74,6 +75,8 @@ class Daemon:
         self.calibrations = Calibrations.load(settings, card.name)
         self.rule = settings.scoring.rule(card, settings.scoring.metric,
                                           self.calibrations.default)
+        self.rooms = Rooms([spec.name for spec in specs(settings, source)], self.rule_for,
+                           settings.scoring.adapt, self.store, card)
         self.queues = WorkQueues(settings.window.queue, settings.window.queue)
         self.publisher = Publisher(settings.endpoint("events"), settings.endpoints.events_hwm,
                                    on_fatal=self.on_fatal)
@@ -81,7 +84,7 @@ class Daemon:
                         else None)
         self.executor = EmbedExecutor(self.embedder, self.voiceprints, self.store, self.queues,
                                       settings.window.max_batch, self.publish, self.on_flush,
-                                      self.on_fatal, on_load=self.indexer.wake,
+                                      self.on_fatal, on_load=self.on_load,
                                       on_decision=self.metrics.observe if self.metrics
                                       else lambda latency_s: None)
         self.handlers = Handlers(self)
@@ -158,6 +161,17 @@ class Daemon:
         """A rule in words, naming its calibration file when it is not the card's."""
         return describe(rule, self.embedder.card.calibration)
 
+    def rule_for(self, source: str) -> AcceptRule:
+        """The rule a source decides with before its room moves it."""
+        return self.settings.scoring.rule(self.embedder.card, self.settings.scoring.metric,
+                                          self.calibrations.for_source(source))
+
+    def on_load(self) -> None:
+        """The voiceprints were (re)loaded: wake the index builder, and measure each
+        room's enrollment clips again."""
+        self.indexer.wake()
+        self.rooms.enrollment_changed(self.voiceprints)
+
     def stream(self, source: AudioSource, on_frames: Callable[[], None] | None = None,
                critical: bool = True) -> Stream:
         """A new stream with its own recognizer, fed to the shared executor. A critical
@@ -165,7 +179,8 @@ class Daemon:
         replay) only ends itself. A ``sources:`` entry's own calibration, else the
         daemon's, decides it (a replay's name, ``replay:...``, is never a source's)."""
         config = self.settings.recognizer(self.calibrations.for_source(source.name))
-        recognizer = Recognizer(self.embedder, self.voiceprints, config)
+        recognizer = Recognizer(self.embedder, self.voiceprints, config,
+                                room=self.rooms.get(source.name))
         return Stream(source, recognizer, self.queues, self.settings.audio.buffer_s, on_frames,
                       self.on_fatal if critical else log.error)
 
@@ -274,6 +289,7 @@ class Daemon:
                     log.info("the source has ended: stopping")
                     self.stop("end of input")
                 self.store.retry_erasure()  # a removal a reader held up; cheap when none
+                self.rooms.save()
                 if self.reload_requested.is_set():
                     self.reload_requested.clear()
                     log.info("SIGHUP: reloading voiceprints")
@@ -292,6 +308,7 @@ class Daemon:
             live.stream.stop()
         self.handlers.replays.stop_all()
         self.executor.stop()
+        self.rooms.save(force=True)
         self.indexer.stop()
         now = time.monotonic()
         for live in self.lives:

@@ -87,7 +87,14 @@ class Enrolling:
             if total > most:
                 raise RequestError(f"'audio' holds {total:.1f} s; at most {most:g} s per "
                                    "enrollment (enroll.max_audio_s)")
-            sources = [f"clip{i}" for i in range(len(clips))]
+            # Clips declared as recorded on a source tell its room how strangers score
+            # there (vggvox.roomstore); others are just clips.
+            on = field(req, "source", str, None)
+            if on is not None and self.d.rooms.get(on) is None:
+                raise RequestError(f"'source': no source {on!r} (sources: "
+                                   f"{', '.join(sorted(self.d.rooms.rooms)) or 'none'})")
+            prefix = f"{on}:" if on is not None else ""
+            sources = [f"{prefix}clip{i}" for i in range(len(clips))]
             t = self.requests.track(rid, f"enrollment of {name!r}")
             self._submit(t, lambda: self.enroll_clips(name, clips, replace, sources, t, force),
                          later)
@@ -117,8 +124,10 @@ class Enrolling:
             except CancelledError:
                 return  # the cancel answered the request already
             try:
-                self._submit(t, lambda: self.enroll_clips(name, [x], replace, ["live"], t,
-                                                          force), later)
+                # Tagged with the source: its room learns from the clip (roomstore.py).
+                self._submit(t, lambda: self.enroll_clips(name, [x], replace,
+                                                          [f"{main.name}:live"], t, force),
+                             later)
             except RequestError as err:
                 refused: Reply = {"ok": False, "error": str(err), "code": err.code}
                 later(lambda: refused)

@@ -1,4 +1,5 @@
-"""The control requests: enroll, name, cancel, remove, list, status, reload, replay.
+"""The control requests: enroll, name, cancel, remove, list, status, reload, replay,
+calibration, calibration_reset.
 
 Each handler validates its fields (a RequestError names the bad one) and
 answers with a plain map. They run in the control thread, except the slow part
@@ -35,7 +36,8 @@ class Handlers:
         e = self.enrolling
         return {"enroll": e.enroll, "name": e.name, "cancel": self.cancel,
                 "remove": self.remove, "list": self.list, "status": self.status,
-                "reload": self.reload, "replay": self.replays.request}
+                "reload": self.reload, "replay": self.replays.request,
+                "calibration": self.calibration, "calibration_reset": self.calibration_reset}
 
     def idle(self) -> bool:
         """No enrollment under way (recording, waiting or running)."""
@@ -81,6 +83,22 @@ class Handlers:
     def reload(self, req: dict[str, Any], later: Later) -> Reply:
         self.d.reload()
         return {"ok": True, "speakers": len(self.d.voiceprints)}
+
+    def calibration(self, req: dict[str, Any], later: Later) -> Reply:
+        """Each source's room (or ``source``'s): its rule and what it rests on."""
+        try:
+            return {"ok": True, "sources": self.d.rooms.show(field(req, "source", str, None))}
+        except ValueError as e:
+            raise RequestError(str(e), "not_found") from None
+
+    def calibration_reset(self, req: dict[str, Any], later: Later) -> Reply:
+        """Forget what the sources (or ``source``) heard: back to the enrollment's rule."""
+        source = field(req, "source", str, None)
+        try:
+            done = self.d.rooms.reset(source)
+        except ValueError as e:
+            raise RequestError(str(e), "not_found") from None
+        return {"ok": True, "reset": done, "sources": self.d.rooms.show(source)}
 
     def announce(self, action: str, name: str, **counts: Any) -> None:
         """Publish an enrollment event, dated on the main source's clock."""

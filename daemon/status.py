@@ -51,4 +51,5 @@ def source_status(d: Daemon, live: LiveSource) -> dict[str, object]:
     ev = d.status_event(live=live)
     return {"state": ev.state, "stream_s": ev.t_end, "overflows": ev.overflows,
             "dropped_samples": ev.dropped_samples, "dropped_windows": ev.dropped_windows,
-            "scoring": d.describe(live.stream.recognizer.rule)}
+            "scoring": d.describe(live.stream.recognizer.rule),
+            "room": live.stream.recognizer.room.summary()}

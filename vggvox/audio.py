@@ -255,3 +255,26 @@ def _sniff(p: Path) -> str | None:
     except UnicodeDecodeError as e:  # a multi-byte character cut at 512 bytes is still text
         text = head[: e.start].decode("utf-8") if e.start > len(head) - 4 else ""
     return "a text file" if text and "\x00" not in text else None
+
+
+# -- audio kept as chunks (a turn's, an unknown voice's) ----------------------------
+
+def keep_latest(chunks: list[np.ndarray], samples: int) -> None:
+    """Trim a list of audio chunks, in place, to its latest ``samples`` samples."""
+    extra = sum(len(c) for c in chunks) - samples
+    while extra > 0 and chunks:
+        if len(chunks[0]) <= extra:
+            extra -= len(chunks.pop(0))
+        else:
+            chunks[0] = chunks[0][extra:]
+            extra = 0
+
+
+def drop_latest(chunks: list[np.ndarray], samples: int) -> None:
+    """Remove the latest ``samples`` samples from a list of audio chunks, in place."""
+    while samples > 0 and chunks:
+        if len(chunks[-1]) <= samples:
+            samples -= len(chunks.pop())
+        else:
+            chunks[-1] = chunks[-1][:-samples]
+            samples = 0

@@ -84,6 +84,16 @@ class Calibration:
 
     # -- helpers ----------------------------------------------------------------------------
 
+    def z(self, cos: float, speech_s: float) -> float:
+        """A stranger's score as standard units of the tail at its length (``vggvox.rooms``
+        gathers a room's evidence this way, so scores of every length pool)."""
+        mean, sd = self._tail(speech_s)
+        return (cos - mean) / sd
+
+    def sd(self, speech_s: float) -> float:
+        """The tail's spread at this length: the unit of a room's shift."""
+        return self._tail(speech_s)[1]
+
     def _clamp(self, speech_s: float) -> float:
         return min(max(speech_s, self.min_speech_s), self.max_speech_s)
 
@@ -163,6 +173,11 @@ class AcceptRule:
     calibration: Calibration | None = None
     fallback: float = 0.5
     metric: str = "cosine"
+    shift: float = 0.0
+    """How far this room's strangers score above the calibration's, in its tail's
+    spreads (``vggvox.rooms`` measures it; never negative). The cutoff rises by
+    ``shift * sd(d)``, and the confidence reads a score that much lower, so both
+    agree with the room. 0: the calibration as fitted."""
 
     @property
     def calibrated(self) -> bool:
@@ -175,7 +190,16 @@ class AcceptRule:
         if self.calibration is None:
             return self.fallback
         cos = self.calibration.threshold(self.false_accept, speech_s, n_enrolled)
+        if self.shift > 0.0:
+            cos += self.shift * self.calibration.sd(speech_s)
         return from_cosine(cos, self.metric)
+
+    def judge(self, score: float, speech_s: float, n_enrolled: int) -> tuple[bool, float | None]:
+        """Both answers for the best speaker's score, in one call: is it named, and the
+        probability that the answer (named, or nobody) is right (None: no calibration)."""
+        accept = score >= self.cutoff(speech_s, n_enrolled)
+        p = self.confidence(score, speech_s, n_enrolled)
+        return accept, None if p is None else p if accept else 1.0 - p
 
     def describe(self) -> str:
         """The rule in words (logs, status replies, reports)."""
@@ -183,7 +207,10 @@ class AcceptRule:
             return f"raw threshold {self.threshold:g}"
         if self.calibration is None:
             return f"the card's threshold {self.fallback:.4g} (this model has no calibration)"
-        return f"calibrated to accept {100 * self.false_accept:g}% of strangers"
+        words = f"calibrated to accept {100 * self.false_accept:g}% of strangers"
+        if self.shift > 0.0:
+            words += f", its cutoff raised {self.shift:.2f} sd for this room"
+        return words
 
     def settings(self) -> dict[str, object]:
         """What was asked for, as report fields."""
@@ -195,4 +222,8 @@ class AcceptRule:
         """Probability that the best speaker at ``score`` is right (None: no calibration)."""
         if self.calibration is None:
             return None
-        return self.calibration.confidence(to_cosine(score, self.metric), speech_s, n_enrolled)
+        cos = to_cosine(score, self.metric)
+        if self.shift > 0.0:
+            cos -= self.shift * self.calibration.sd(speech_s)
+        return self.calibration.confidence(cos, speech_s, n_enrolled)
+

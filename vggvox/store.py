@@ -26,7 +26,7 @@ import sqlite3
 import time
 import unicodedata
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,6 +172,10 @@ class VoiceprintStore:
             raise StoreError(explain(self.path, e)) from None
         finally:
             db.close()
+
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        """One transaction on the store's file, for a table of its own (``roomstore.py``)."""
+        return self._connect()
 
     @staticmethod
     def _bump(db: sqlite3.Connection) -> None:

@@ -24,12 +24,12 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from vggvox.audio import SAMPLE_RATE
+from vggvox.audio import SAMPLE_RATE, drop_latest, keep_latest
 from vggvox.scoring import l2_normalize
 from vggvox.stream.identify import Evidence, Identifier, Identity
 from vggvox.stream.results import Result, SpeechEnded, SpeechStarted, TurnUpdate, WindowScore
 from vggvox.stream.segmenter import Window
-from vggvox.stream.unknowns import UnknownClusters, drop_latest, keep_latest
+from vggvox.stream.unknowns import UnknownClusters
 from vggvox.stream.vad import SpeechEnd, SpeechStart
 
 
@@ -206,6 +206,9 @@ class TurnDecider:
             # A change ended the turn before its last window: that audio is the next voice's.
             drop_latest(turn.speech, turn.speech_end - at)
         final = self._emit(turn, final=True)
+        if turn.challenger is None:  # its answer is settled: a rule may learn from it
+            self.identifier.learn(Evidence(turn.embedding, (at - turn.start) / SAMPLE_RATE,
+                                           turn.windows), turn.shown)
         if self.unknowns is not None:
             shown = turn.shown
             self.unknowns.commit(turn.id, shown.unknown if shown.speaker is None else None,

@@ -7,7 +7,9 @@ embeddings, how much speech it holds, what each window said alone) to an
 says so (a calibrated false-accept rate, or a raw score). Another rule is
 another class with the same ``identify`` method: the decider does not change.
 Unknown voices are clustered by the decider (``unknowns.py``), not here: that
-needs the turn's history, and this stays a pure function of the evidence.
+needs the turn's history. The rule itself is a ``Room``'s (``vggvox.rooms``): the
+calibrated rule as this source's channel has moved it, from the evidence that
+``learn`` hands it when a turn closes.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Protocol
 import numpy as np
 
 from vggvox.calibration import AcceptRule
+from vggvox.rooms import CONFIDENT, Room
 from vggvox.scoring import Match
 from vggvox.voiceprints import VoiceprintSet
 
@@ -55,6 +58,9 @@ class Identity:
 class Identifier(Protocol):
     def identify(self, evidence: Evidence) -> Identity: ...
 
+    def learn(self, evidence: Evidence, identity: Identity) -> None:
+        """A turn closed with this evidence and answer (a rule that adapts learns here)."""
+
 
 class OpenSetIdentifier:
     """The best enrolled speaker if their score reaches the rule's cutoff, else nobody.
@@ -67,10 +73,16 @@ class OpenSetIdentifier:
     turn's windows that, scored alone, said the same (1.0 for one window).
     """
 
-    def __init__(self, voiceprints: VoiceprintSet, rule: AcceptRule, top_k: int = 5) -> None:
+    def __init__(self, voiceprints: VoiceprintSet, rule: AcceptRule | Room,
+                 top_k: int = 5) -> None:
         self.voiceprints = voiceprints
-        self.rule = rule
+        self.room = rule if isinstance(rule, Room) else Room("", rule, adapt=False)
+        """Where the rule comes from: fixed, or adapting to the source's channel."""
         self.top_k = top_k
+
+    @property
+    def rule(self) -> AcceptRule:
+        return self.room.rule
 
     @classmethod
     def fixed(cls, voiceprints: VoiceprintSet, threshold: float,
@@ -84,15 +96,25 @@ class OpenSetIdentifier:
         best = top[0] if top else None
         if best is None:
             return Identity(None, confidence=1.0, top=top)
-        n = len(self.voiceprints)
-        accept = best.score >= self.rule.cutoff(evidence.speech_s, n)
+        accept, confidence = self.room.rule.judge(best.score, evidence.speech_s,
+                                                  len(self.voiceprints))
         speaker = best.name if accept else None
-        p_right = self.rule.confidence(best.score, evidence.speech_s, n)
-        if p_right is not None:
-            confidence = p_right if accept else 1.0 - p_right
-        else:
+        if confidence is None:
             labels = evidence.window_labels
             confidence = (sum(1 for w in labels if w == speaker) / len(labels)
                           if labels else 1.0)
         return Identity(speaker=speaker, score=best.score, confidence=confidence, top=top)
+
+    def learn(self, evidence: Evidence, identity: Identity) -> None:
+        """A turn named surely enough is a stranger to every other voiceprint: its
+        scores against them are the room's evidence of how strangers score here."""
+        if (not self.room.adapts or identity.speaker is None
+                or identity.confidence < CONFIDENT):
+            return
+        snap, scores = self.voiceprints.scores(evidence.embedding[None, :])
+        own = snap.names.index(identity.speaker) if identity.speaker in snap.names else -1
+        others = np.delete(scores[0], own) if own >= 0 else scores[0]
+        if self.voiceprints.scorer.metric != "cosine":  # minus the distance of unit vectors
+            others = 1.0 - others * others / 2.0
+        self.room.heard(others, evidence.speech_s)
 

@@ -24,6 +24,7 @@ import numpy as np
 from vggvox.audio import to_float, to_int16
 from vggvox.calibration import AcceptRule, Calibration, from_cosine
 from vggvox.modelcard import ModelCard
+from vggvox.rooms import Room
 from vggvox.stream.decider import TurnConfig, TurnDecider
 from vggvox.stream.features import FeatureTrack
 from vggvox.stream.identify import Identifier, OpenSetIdentifier
@@ -50,6 +51,10 @@ class ScoringConfig:
     """A raw score that names an enrolled speaker instead (null: from false_accept)."""
     top_k: int = 5
     """Candidates listed with each decision."""
+    adapt: bool = True
+    """Let each source's rule follow how strangers score on its channel (``vggvox.rooms``;
+    the daemon keeps one room per source, in the store). Never looser than the
+    calibration. A Recognizer adapts only when it is handed a Room."""
 
     def rule(self, card: ModelCard, metric: str = "cosine",
              calibration: Calibration | None = None) -> AcceptRule:
@@ -74,14 +79,16 @@ class RecognizerConfig:
 class Recognizer:
     def __init__(self, embedder: Embedder, voiceprints: VoiceprintSet,
                  config: RecognizerConfig | None = None,
-                 identifier: Identifier | None = None) -> None:
+                 identifier: Identifier | None = None, room: Room | None = None) -> None:
         self.config = config = config or RecognizerConfig()
         self.embedder = embedder
         self.voiceprints = voiceprints
         card = embedder.card
         calibration = config.calibration or card.calibration
-        self.rule = config.scoring.rule(card, voiceprints.scorer.metric, calibration)
-        self.identifier = identifier or OpenSetIdentifier(voiceprints, self.rule,
+        self.room = room or Room("", config.scoring.rule(card, voiceprints.scorer.metric,
+                                                         calibration), adapt=False)
+        """Where the open-set rule comes from (a runtime's room adapts it)."""
+        self.identifier = identifier or OpenSetIdentifier(voiceprints, self.room,
                                                           config.scoring.top_k)
         # Clusters compare cosines of their own centroids, whatever the scoring metric.
         self.unknowns = (UnknownClusters(config.unknowns, AcceptRule(
@@ -93,6 +100,11 @@ class Recognizer:
         self.decider = TurnDecider(self.identifier, config.turns,
                                    card.change_threshold if change is None else change,
                                    card.embedding_size, self.unknowns)
+
+    @property
+    def rule(self) -> AcceptRule:
+        """The open-set rule deciding now."""
+        return self.room.rule
 
     def reset(self) -> None:
         """Start a new stream: sample 0, no open speech, turn ids from 1."""

@@ -32,34 +32,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vggvox.audio import SAMPLE_RATE
+from vggvox.audio import SAMPLE_RATE, keep_latest
 from vggvox.calibration import AcceptRule
 from vggvox.scoring import l2_normalize
 
 PREFIX = "unknown-"
 MAX_TURNS = 1000
 """Turn ids remembered per cluster (for the ``named`` event), the latest kept."""
-
-
-def keep_latest(chunks: list[np.ndarray], samples: int) -> None:
-    """Trim a list of audio chunks, in place, to its latest ``samples`` samples."""
-    extra = sum(len(c) for c in chunks) - samples
-    while extra > 0 and chunks:
-        if len(chunks[0]) <= extra:
-            extra -= len(chunks.pop(0))
-        else:
-            chunks[0] = chunks[0][extra:]
-            extra = 0
-
-
-def drop_latest(chunks: list[np.ndarray], samples: int) -> None:
-    """Remove the latest ``samples`` samples from a list of audio chunks, in place."""
-    while samples > 0 and chunks:
-        if len(chunks[-1]) <= samples:
-            samples -= len(chunks.pop())
-        else:
-            chunks[-1] = chunks[-1][:-samples]
-            samples = 0
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,148 @@
+"""Each live source's room (``vggvox.rooms``), kept in the voiceprint store.
+
+A source's ``Room`` starts from the rule the source decides with (its own
+calibration, else the daemon's) and what the store kept of what it heard
+(``vggvox.roomstore``); enrollment clips recorded on the source are its cold
+evidence, measured again whenever the voiceprints change. A replay is no room:
+its recognizer keeps the fixed rule.
+
+Threads: ``enrollment_changed`` runs where the voiceprints are loaded (the
+executor's thread, or the run loop's on SIGHUP); ``save`` in the run loop, every
+``SAVE_S`` and at shutdown; ``show`` and ``reset`` in the control thread. Each
+Room has its own lock; ``_saved`` and ``_last_save`` are the run loop's.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from vggvox import roomstore
+from vggvox.calibration import AcceptRule
+from vggvox.errors import StoreError
+from vggvox.modelcard import ModelCard
+from vggvox.rooms import Evidence, Room, clip_evidence
+from vggvox.scoring import l2_normalize
+from vggvox.store import VoiceprintStore
+from vggvox.voiceprints import VoiceprintSet
+
+log = logging.getLogger(__name__)
+
+SAVE_S = 30.0
+"""How often what a room heard is written to the store (and at shutdown)."""
+
+
+class Rooms:
+    def __init__(self, sources: list[str], rule: Callable[[str], AcceptRule], adapt: bool,
+                 store: VoiceprintStore, card: ModelCard) -> None:
+        self.store = store
+        self.card = card
+        self.rooms: dict[str, Room] = {}
+        self.clips_after: dict[str, int] = {}
+        """Per source, the last enrollment clip a reset set aside (read by the thread that
+        loads the voiceprints, replaced by a control request's reset)."""
+        for name in sources:
+            base = rule(name)
+            kept = self._load(name, base) if adapt and base.calibrated else None
+            heard, self.clips_after[name] = kept or (None, 0)
+            self.rooms[name] = room = Room(name, base, adapt, heard)
+            if heard is not None:
+                log.info("source %s: room kept in the store: %s", name, room.rule.describe())
+        self._saved = {name: room.version for name, room in self.rooms.items()}
+        self._last_save = time.monotonic()
+
+    def get(self, source: str) -> Room | None:
+        return self.rooms.get(source)
+
+    def _load(self, source: str, base: AcceptRule) -> tuple[Evidence, int] | None:
+        assert base.calibration is not None
+        try:
+            return roomstore.load(self.store, source, self.card.sha256, base.calibration)
+        except StoreError as e:
+            log.error("source %s: cannot read its room from the store, starting afresh: %s",
+                      source, e)
+            return None
+
+    # -- enrollment (where the voiceprints are loaded) ------------------------------------
+
+    def enrollment_changed(self, voiceprints: VoiceprintSet) -> None:
+        """Score each source's enrollment clips against the other voiceprints again."""
+        snap = voiceprints.snapshot()
+        for room in self.rooms.values():
+            if not room.adapts:
+                continue
+            assert room.base.calibration is not None
+            try:
+                clips = [c for c in roomstore.channel_clips(
+                    self.store, room.source, self.card.embedding_size,
+                    self.clips_after[room.source]) if c[0] in snap.names]
+            except StoreError as e:
+                log.error("source %s: cannot read its enrollment clips: %s", room.source, e)
+                continue
+            if len(snap) < 2 or not clips:
+                room.enrolled(Evidence())
+                continue
+            vectors = l2_normalize(np.stack([v for _, _, v in clips]))
+            cosines = vectors @ snap.matrix.T
+            room.enrolled(clip_evidence(room.base.calibration, list(snap.names), cosines,
+                                        [(speaker, secs) for speaker, secs, _ in clips]))
+
+    # -- the store (run loop) -------------------------------------------------------------
+
+    def save(self, force: bool = False) -> None:
+        """Write each room whose heard evidence changed, every SAVE_S (``force``: now)."""
+        now = time.monotonic()
+        if not force and now - self._last_save < SAVE_S:
+            return
+        self._last_save = now
+        for name, room in self.rooms.items():
+            version, state = room.state()
+            if not room.adapts or version == self._saved[name]:
+                continue
+            assert room.base.calibration is not None
+            try:
+                roomstore.save(self.store, name, self.card.sha256, room.base.calibration, state,
+                               self.clips_after[name])
+                self._saved[name] = version
+            except StoreError as e:
+                log.error("source %s: cannot keep its room in the store: %s", name, e)
+
+    # -- control --------------------------------------------------------------------------
+
+    def pick(self, source: str | None) -> list[Room]:
+        """The rooms a request names (every one when None); ValueError for no such source."""
+        if source is None:
+            return list(self.rooms.values())
+        room = self.rooms.get(source)
+        if room is None:
+            raise ValueError(f"no source {source!r} (sources: "
+                             f"{', '.join(sorted(self.rooms)) or 'none'})")
+        return [room]
+
+    def show(self, source: str | None) -> dict[str, Any]:
+        return {room.source: room.summary() for room in self.pick(source)}
+
+    def reset(self, source: str | None) -> list[str]:
+        """Back to the calibration as fitted: forget what the named rooms heard, and set
+        aside the enrollment clips recorded on them so far (clips enrolled there later
+        count again), in memory and in the store."""
+        done = []
+        rooms = self.pick(source)
+        last = roomstore.last_clip(self.store)
+        for room in rooms:
+            self.clips_after[room.source] = last
+            room.reset()
+            if room.adapts:
+                assert room.base.calibration is not None
+                # Written now, so a restart right after keeps the reset; the reset also
+                # bumped the room's version, so the run loop's next save writes it
+                # again, over one that was under way with the old evidence.
+                roomstore.save(self.store, room.source, self.card.sha256,
+                               room.base.calibration, room.state()[1], last)
+            log.info("source %s: room reset by request: %s", room.source, room.rule.describe())
+            done.append(room.source)
+        return done
