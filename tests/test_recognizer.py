@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -185,3 +187,31 @@ def test_turn_timeline_reads_results_and_wire_events() -> None:
     upd = TurnUpdate(0, 16000, 1, "a", None, 0.9, 1.0, [], True, 3)
     wire = {"type": "turn", "t_start": 0.0, "t_end": 1.0, "speaker": "a", "final": True}
     assert turn_timeline([upd]) == turn_timeline([wire])
+
+
+def test_segmenter_gives_the_same_items_whatever_the_blocks() -> None:
+    """A window is due when its last sample is judged by the VAD, not merely received:
+    with blocks that end inside a VAD frame, a window running into the pause after a
+    segment came out before the segment's end (20 ms capture blocks, 30 ms frames)."""
+    rng = np.random.default_rng(7)
+    parts = []
+    for _ in range(30):  # bursts that webrtcvad hears as speech, and pauses
+        parts += [rng.uniform(-0.5, 0.5, int(rng.integers(8000, 48000))),
+                  np.zeros(int(rng.integers(3000, 16000)))]
+    pcm = to_int16(np.concatenate(parts))
+
+    def items(sizes: Iterator[int]) -> list[tuple[str, int, int]]:
+        seg, out, i = Segmenter(), [], 0
+        while i < len(pcm):
+            n = next(sizes)
+            out += seg.push(pcm[i : i + n])
+            i += n
+        out += seg.finish()
+        return [(type(o).__name__, getattr(o, "start", getattr(o, "sample", 0)),
+                 getattr(o, "end", 0)) for o in out]
+
+    frames = items(itertools.repeat(480))
+    assert sum(1 for k, _, _ in frames if k == "SpeechEnd") >= 20
+    assert items(itertools.repeat(320)) == frames
+    assert items(itertools.repeat(16000)) == frames
+    assert items(iter(np.random.default_rng(1).integers(1, 2000, len(pcm)).tolist())) == frames

@@ -99,9 +99,12 @@ class Segmenter:
                 out += self._on_gate(ev)
             if self._seg_start is not None:
                 # Within an open segment a window is due as soon as its last sample is
-                # here: waiting for the next speech frame would hold a window that ends
-                # in a short pause for up to the hangover.
-                out += self._windows(base + i + len(chunk), final=False)
+                # judged: waiting for the next speech frame would hold a window that ends
+                # in a short pause for up to the hangover. Judged, not merely here: a
+                # sample still waiting for a whole VAD frame may be the one that ends
+                # the segment, and then the window must not be cut, whatever the sizes
+                # of the blocks the audio came in (the same events from any source).
+                out += self._windows(self.gate.judged, final=False)
         self._trim()
         return out
 

@@ -79,6 +79,12 @@ class VadGate:
             raise VadFrameError(f"a frame must be {self.frame} samples, got {len(frame)}")
         return self._vad.is_speech(frame.tobytes(), self.rate)
 
+    @property
+    def judged(self) -> int:
+        """Absolute index one past the last sample framed and judged (the rest waits for
+        a whole frame)."""
+        return self._next
+
     def process(self, start: int, samples: np.ndarray) -> list[SpeechStart | SpeechEnd]:
         if start != self._next + len(self._pending):
             # A gap (dropped audio): restart framing at the new position.
