@@ -6,7 +6,8 @@ key is in neither ``security.admins`` nor ``security.readers`` fails the
 handshake, so it gets no events and no replies at all. A client that passes
 is known on the control socket by its key (the ``User-Id`` ZAP gives each
 message), and ``role`` says what it may do: readers may subscribe, ``list``
-and ``status``; admins may also enroll, name, remove, replay and reload.
+and ``status`` and see the sources' rooms (``calibration``); admins may also enroll,
+name, remove, replay, reload and reset a room (``calibration_reset``).
 
 Keys are pyzmq certificate files, as ``vggvox-client keygen`` writes them.
 The folders are read again on ``reload`` (SIGHUP), so a key can be added or
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 
 ZAP_DOMAIN = "vggvox"
 """The authentication domain of both sockets (the authenticator answers for it)."""
-READER_OPS = frozenset({"list", "status"})
+READER_OPS = frozenset({"list", "status", "calibration"})
 """Control requests a reader may make; every other one needs an admin key."""
 
 

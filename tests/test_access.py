@@ -75,14 +75,17 @@ def test_curve_keys_decide_who_gets_what(curve_daemon: tuple[DaemonProcess, Path
     try:
         # A reader may ask for status and the list, and hears the events...
         assert reader.request("status")["ok"] and reader.request("list")["speakers"] == []
+        assert "stdin" in reader.request("calibration")["sources"]
         assert Connection.receive(subs["reader"], 10) is not None
         # ...but may change nothing.
         for op, fields in [("remove", {"name": "victim"}), ("reload", {}),
-                           ("enroll", {"name": "mallory", "audio": [b"\0\0"]})]:
+                           ("enroll", {"name": "mallory", "audio": [b"\0\0"]}),
+                           ("calibration_reset", {})]:
             with pytest.raises(ClientError, match=f"'{op}' needs an admin key"):
                 reader.request(op, **fields)
         # An admin may (the remove fails only because there is nobody to remove).
         assert admin.request("reload")["ok"]
+        assert admin.request("calibration_reset")["reset"] == ["stdin"]
         with pytest.raises(ClientError, match="no speaker named 'victim'"):
             admin.request("remove", name="victim")
         # A key in neither folder, or no key, gets no reply and no event at all.

@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -254,10 +256,23 @@ def test_the_room_names_fewer_strangers_survives_a_restart_and_resets(
     d = daemon(tmp_path, adapt=True).start()  # and so is the reset
     try:
         assert d.conn.request("calibration")["sources"]["room"] == back
-        with pytest.raises(Exception, match="no source 'kitchen'"):
-            d.conn.request("calibration", source="kitchen")
+        shown = client("calibration", "--control", d.conn.control)
+        assert shown.returncode == 0 and shown.stdout.splitlines() == [
+            "room: calibrated to accept 0.5% of strangers",
+            "  from 0 stranger scores on 0.0 s of this channel's speech: 0 from enrollment "
+            "clips, 0 from 0 named turns"], shown
+        for args in (["calibration", "reset", "--source", "kitchen"],
+                     ["enroll", "x", str(next(iter(clips.values()))[0]), "--source", "kitchen"]):
+            bad = client(*args, "--control", d.conn.control)
+            assert bad.returncode == 2 and "no source 'kitchen'" in bad.stderr, bad
+            assert len(bad.stderr.splitlines()) == 1 and "Traceback" not in bad.stderr
     finally:
         d.stop()
+
+
+def client(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(Path(sys.executable).parent / "vggvox-client"), *args],
+                          capture_output=True, text=True, timeout=60)
 
 
 def record_golden(speech_dir: Path, out: Path) -> None:
@@ -271,6 +286,4 @@ def record_golden(speech_dir: Path, out: Path) -> None:
 
 
 if __name__ == "__main__":
-    import sys
-
     record_golden(Path(sys.argv[1]), Path(sys.argv[2]))

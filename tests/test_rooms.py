@@ -91,3 +91,39 @@ def test_clip_evidence_leaves_out_the_speaker_itself() -> None:
                                      z_scores(CAL, np.array([0.3, 0.25]), 4.0)]))
     assert math.isclose(float(expect[-1]), CAL.z(0.3, 4.0))
     assert np.array_equal(ev.counts, hist(expect))
+
+
+def test_the_store_keeps_a_room_per_source_model_and_calibration(tmp_path: Path) -> None:
+    from vggvox import roomstore
+    from vggvox.store import VoiceprintStore
+
+    store = VoiceprintStore(tmp_path / "v.db")
+    gen = store.generation()
+    ev = Evidence()
+    ev.add(np.array([1.0, 2.0, 3.0]), 4.0)
+    roomstore.save(store, "kitchen", "sha-a", CAL, ev.as_dict(), 7)
+    assert store.generation() == gen  # the voiceprints did not change
+    kept = roomstore.load(store, "kitchen", "sha-a", CAL)
+    assert kept is not None and np.array_equal(kept[0].counts, ev.counts) and kept[1] == 7
+    assert roomstore.load(store, "hall", "sha-a", CAL) is None
+    # Another calibration, or another model: that room starts afresh, and the row goes.
+    other = Calibration(**{**CAL.__dict__, "nontarget_mean": (0.1, 0.0), "path": None})
+    assert roomstore.load(store, "kitchen", "sha-a", other) is None
+    assert roomstore.load(store, "kitchen", "sha-a", CAL) is None
+    roomstore.save(store, "kitchen", "sha-a", CAL, ev.as_dict(), 0)
+    assert roomstore.load(store, "kitchen", "sha-b", CAL) is None
+    assert roomstore.load(store, "kitchen", "sha-a", CAL) is None
+
+
+def test_channel_clips_are_those_declared_on_the_source(tmp_path: Path) -> None:
+    from vggvox import roomstore
+    from vggvox.store import VoiceprintStore
+
+    store = VoiceprintStore(tmp_path / "v.db")
+    v = np.eye(4, dtype=np.float32)
+    store.enroll("ann", v[:3], "m@1", ["kitchen:live", "kitchen2:clip0", "clip1"], [3, 4, 5])
+    store.enroll("bob", v[3:], "m@1", ["kitchen:unknown-2"], [6])
+    got = roomstore.channel_clips(store, "kitchen", 4)
+    assert [(s, secs) for s, secs, _ in got] == [("ann", 3.0), ("bob", 6.0)]
+    assert roomstore.channel_clips(store, "kitchen", 4, after=roomstore.last_clip(store)) == []
+    assert roomstore.channel_clips(store, "kitchen", 8) == []  # another model's size
