@@ -127,3 +127,14 @@ def test_channel_clips_are_those_declared_on_the_source(tmp_path: Path) -> None:
     assert [(s, secs) for s, secs, _ in got] == [("ann", 3.0), ("bob", 6.0)]
     assert roomstore.channel_clips(store, "kitchen", 4, after=roomstore.last_clip(store)) == []
     assert roomstore.channel_clips(store, "kitchen", 8) == []  # another model's size
+
+
+def test_a_room_is_bounded() -> None:
+    """A turn adds at most MAX_OTHERS scores, and a room is two fixed histograms."""
+    from vggvox.rooms import BINS, MAX_OTHERS
+
+    room = Room("mic", AcceptRule(0.005, None, CAL))
+    for _ in range(3):
+        room.heard(np.full(5 * MAX_OTHERS, 0.6), 3.0)
+    assert room.summary()["heard_scores"] == 3 * MAX_OTHERS
+    assert len(room.state()[1]["bins"]) <= BINS
