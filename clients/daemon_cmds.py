@@ -146,6 +146,12 @@ def format_status(s: dict[str, Any]) -> str:
             ("windows", s.get("windows")), ("queue", s.get("queue")),
             ("replays", s.get("replays"))]
     lines = [f"{k:10s} {v}" for k, v in rows if v is not None]
+    for name, src in (s.get("sources") or {}).items():
+        room = src.get("room") or {}
+        if room.get("adapts"):  # the rule this source decides with now, and its grounds
+            lines.append(f"{'room':10s} {name}: {room['rule']}; from "
+                         f"{plural(room['scores'], 'stranger score')} on "
+                         f"{room['speech_s']:.0f} s of its speech")
     stages = s.get("stages") or {}
     search = stages.get("search") or {}
     if search.get("mode"):

@@ -27,3 +27,15 @@ def test_each_stage_is_shown_as_reported() -> None:
     assert re.search(r"^  mic +waiting +0 failures$", text, re.M), text
     assert re.search(r"^  kitchen +lost +3 failures  last error: no audio for 3 s$", text, re.M)
     assert re.search(r"^sources\n  mic +waiting ", text, re.M), text
+
+
+def test_each_source_shows_its_room() -> None:
+    room = {"rule": "calibrated to accept 0.5% of strangers, its cutoff raised 1.25 sd for "
+                    "this room", "adapts": True, "scores": 60, "speech_s": 161.9}
+    text = format_status({"state": "running", "sources": {
+        "kitchen": {"state": "running", "room": room},
+        "hall": {"state": "running", "room": {**room, "adapts": False}}}})
+    assert re.search(r"^room +kitchen: calibrated to accept 0.5% of strangers, its cutoff "
+                     r"raised 1.25 sd for this room; from 60 stranger scores on 162 s of its "
+                     r"speech$", text, re.M), text
+    assert "hall:" not in text
