@@ -137,6 +137,7 @@ class EmbedExecutor:
         self.on_decision = on_decision
         """Called with each window's decision latency (s), once its events are out."""
         self._generation = -1
+        self._refresh_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="embedder", daemon=True)
         self.windows_done = 0
@@ -160,7 +161,12 @@ class EmbedExecutor:
         self._thread.join(timeout=2.0)
 
     def refresh(self, force: bool = False) -> None:
-        """Reload voiceprints if the store changed since the last look. Any thread."""
+        """Reload voiceprints if the store changed since the last look. Any thread: one
+        at a time, so that an older load never lands after a newer one."""
+        with self._refresh_lock:
+            self._refresh(force)
+
+    def _refresh(self, force: bool) -> None:
         try:
             generation = self.store.generation()
             if force or generation != self._generation:

@@ -101,7 +101,10 @@ class Handlers:
         return {"ok": True, "reset": done, "sources": self.d.rooms.show(source)}
 
     def announce(self, action: str, name: str, **counts: Any) -> None:
-        """Publish an enrollment event, dated on the main source's clock."""
+        """Publish an enrollment event, dated on the main source's clock, after the
+        voiceprints are read again: the next decision would, but a source that is
+        quiet makes none, and its room (``calibration``) must show the change now."""
+        self.d.executor.refresh()
         main = self.d.main
         t = main.stream_s if main else 0.0
         self.d.publish(EnrollmentEvent(

@@ -108,6 +108,10 @@ def enroll(tmp: Path, clips: dict[str, list[Path]], adapt: bool | None = True) -
     try:
         for name, files in clips.items():
             live.enroll(d.conn, name, files, None, False, 64 << 20, force=True, source="room")
+        if adapt:  # the room knows its clips at once (3 each, against the 2 others),
+            # though the source has heard nothing
+            room = d.conn.request("calibration")["sources"]["room"]
+            assert room["enrolled_scores"] == 3 * len(clips) * (len(clips) - 1), room
     finally:
         d.stop()
 
