@@ -194,6 +194,13 @@ class AcceptRule:
             cos += self.shift * self.calibration.sd(speech_s)
         return from_cosine(cos, self.metric)
 
+    def raised(self, cos: float, speech_s: float) -> float:
+        """Another cosine cutoff between voices (the change detector's) raised as far as
+        this room's strangers score above the calibration's, at this length."""
+        if self.shift > 0.0 and self.calibration is not None:
+            return cos + self.shift * self.calibration.sd(speech_s)
+        return cos
+
     def judge(self, score: float, speech_s: float, n_enrolled: int) -> tuple[bool, float | None]:
         """Both answers for the best speaker's score, in one call: is it named, and the
         probability that the answer (named, or nobody) is right (None: no calibration)."""

@@ -210,8 +210,12 @@ class Room:
             return self.version, self._heard.as_dict()
 
     def summary(self) -> dict[str, Any]:
-        """The room for ``status`` and ``calibration show``."""
+        """The room for ``status`` and ``calibration show``: the rule brought up to date
+        with all its evidence first (between refits it may be up to a tenth behind),
+        so that what is shown is what a restart from the store would give."""
         with self._lock:
+            if self.adapts and self._total().scores != self._fitted_at:
+                self._refit()
             total, rule = self._total(), self.rule
             return {"rule": rule.describe(), "adapts": self.adapts,
                     "shift_sd": round(rule.shift, 3), "scores": total.scores,

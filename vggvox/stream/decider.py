@@ -13,6 +13,10 @@ agrees with the turn again, the odd one is dropped as a blip; after
 change point and a new one starts there. Windows cover more than a hop, so
 those that straddle the change hold both voices: the new turn only takes
 those with at most ``straddle`` of their length before the change.
+In a room whose voices are alike (``vggvox.rooms``), two speakers' windows are
+closer than the card's ``change_threshold`` expects: with a room, the
+threshold is raised as far as the room's strangers score above the
+calibration's, so that a change between them is still seen.
 
 One owner (thread) per decider; no I/O, no clocks: the same windows always
 give the same turns.
@@ -25,6 +29,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from vggvox.audio import SAMPLE_RATE, drop_latest, keep_latest
+from vggvox.calibration import AcceptRule
+from vggvox.rooms import Room
 from vggvox.scoring import l2_normalize
 from vggvox.stream.identify import Evidence, Identifier, Identity
 from vggvox.stream.results import Result, SpeechEnded, SpeechStarted, TurnUpdate, WindowScore
@@ -72,10 +78,14 @@ class _Turn:
 
 class TurnDecider:
     def __init__(self, identifier: Identifier, config: TurnConfig, change_threshold: float,
-                 dim: int, unknowns: UnknownClusters | None = None) -> None:
+                 dim: int, unknowns: UnknownClusters | None = None,
+                 room: Room | None = None) -> None:
         self.identifier = identifier
         self.config = config
         self.change_threshold = change_threshold
+        self.room = room
+        """Raises ``change_threshold`` as its rule moves (None: the threshold as given)."""
+        self._cut: tuple[AcceptRule, float] | None = None
         self.dim = dim
         self.unknowns = unknowns
         """Clusters of the voices that name nobody enrolled (None: no clustering)."""
@@ -114,7 +124,7 @@ class TurnDecider:
             start = self._seg_start if self._seg_start is not None else w.start
             self._turn = turn = self._open(start)
         elif (turn.windows >= self.config.min_turn_windows
-              and float(embedding @ turn.embedding) < self.change_threshold):
+              and float(embedding @ turn.embedding) < self._change_cut(w)):
             self._held.append((w, embedding, alone.speaker))
             if len(self._held) < self.config.change_windows:
                 return out
@@ -123,6 +133,16 @@ class TurnDecider:
         self._add(turn, w, embedding, alone.speaker)
         self._last_agree_end = w.end
         return [*out, self._update(turn)]
+
+    def _change_cut(self, w: Window) -> float:
+        """The change threshold, as the room has raised it (worked out again only when
+        the room's rule is replaced)."""
+        if self.room is None:
+            return self.change_threshold
+        rule = self.room.rule
+        if self._cut is None or self._cut[0] is not rule:
+            self._cut = rule, rule.raised(self.change_threshold, (w.end - w.start) / SAMPLE_RATE)
+        return self._cut[1]
 
     # -- turns ------------------------------------------------------------------------------
 

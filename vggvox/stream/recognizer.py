@@ -99,7 +99,10 @@ class Recognizer:
                                    features=FeatureTrack.for_card(card))
         self.decider = TurnDecider(self.identifier, config.turns,
                                    card.change_threshold if change is None else change,
-                                   card.embedding_size, self.unknowns)
+                                   card.embedding_size, self.unknowns,
+                                   # A threshold the user set is theirs; the card's follows
+                                   # the room.
+                                   self.room if change is None else None)
 
     @property
     def rule(self) -> AcceptRule:
