@@ -138,3 +138,35 @@ def test_a_room_is_bounded() -> None:
         room.heard(np.full(5 * MAX_OTHERS, 0.6), 3.0)
     assert room.summary()["heard_scores"] == 3 * MAX_OTHERS
     assert len(room.state()[1]["bins"]) <= BINS
+
+
+def test_a_room_raises_the_change_threshold_too() -> None:
+    """Two windows at cosine 0.55 to the turn are the same voice by the card's 0.47, and
+    another voice in a room whose strangers score 1.2 sd higher (0.47 + 1.2 sd(2 s))."""
+    from vggvox.stream.decider import TurnConfig, TurnDecider
+    from vggvox.stream.identify import OpenSetIdentifier
+    from vggvox.stream.segmenter import Window
+    from vggvox.stream.vad import SpeechStart
+    from vggvox.voiceprints import VoiceprintSet
+
+    moved = AcceptRule(0.005, None, CAL, shift=1.2)
+    assert moved.raised(0.47, 2.0) == pytest.approx(0.47 + 1.2 * CAL.sd(2.0))
+    assert AcceptRule(0.005, None, CAL).raised(0.47, 2.0) == 0.47
+    a, b = np.eye(192, dtype=np.float32)[:2]
+    near = (0.55 * a + math.sqrt(1 - 0.55**2) * b).astype(np.float32)
+
+    def turns(room: Room | None) -> int:
+        prints = VoiceprintSet(192)
+        prints.add("x", np.eye(192, dtype=np.float32)[5:6])
+        rule = room.rule if room is not None else AcceptRule(0.005, None, CAL)
+        decider = TurnDecider(OpenSetIdentifier(prints, rule), TurnConfig(), 0.47, 192,
+                              room=room)
+        decider.speech_start(SpeechStart(0))
+        for i, e in enumerate([a, a, a, near, near]):
+            decider.window(Window(i * 8000, i * 8000 + 32000, np.zeros(32000, np.int16)), e)
+        return decider.turns
+
+    room = Room("mic", AcceptRule(0.005, None, CAL))
+    room.heard(np.full(40, 0.62), 2.0)
+    assert room.rule.shift > 1.0
+    assert turns(None) == 1 and turns(room) == 2
