@@ -66,7 +66,7 @@ MODEL = "campplus-int8"
 """The daemon's default model; the in-process embeddings are of the same one."""
 FA = 0.005
 """The daemon's default scoring.false_accept, which the best threshold is held to."""
-CONV_SPEC = ConversationSpec(n_conversations=3, duration_s=90.0, n_enrolled=3, n_strangers=3,
+CONV_SPEC = ConversationSpec(n_conversations=10, duration_s=90.0, n_enrolled=3, n_strangers=3,
                              stranger_fraction=0.3, level_dbfs=None)
 """Within one room: its own levels (one microphone), strangers' share raised to
 measure their false accepts on more than a few turns."""
