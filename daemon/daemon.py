@@ -231,11 +231,13 @@ class Daemon:
         """Every stage's guard, by stage name (for status and metrics)."""
         return {"embedder": self.executor.guard, "search": self.indexer.guard,
                 "events": self.publisher.guard, "control": self.control.guard,
+                "enroll-worker": self.handlers.worker.guard,
                 **{s.name: s.guard for s in self.handlers.streams()}}
 
     def healthy(self) -> bool:
         """Every stage is alive, and making progress or idle by design."""
         return (self.executor.healthy() and self.publisher.alive() and self.control.alive()
+                and self.handlers.worker.alive()
                 and not any(live.stream.guard.failed for live in self.lives))
 
     def watchdog(self) -> None:

@@ -29,7 +29,7 @@ class Handlers:
     def __init__(self, daemon: Daemon) -> None:
         self.d = daemon
         self.replays = Replays(daemon)
-        self.worker = Worker()
+        self.worker = Worker(daemon.on_fatal)
         self.enrolling = Enrolling(self)
 
     def table(self) -> dict[str, Handler]:

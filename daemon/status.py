@@ -33,6 +33,7 @@ def status_reply(d: Daemon, streams: list[Stream], unknowns: dict[str, Any],
                        "search": d.indexer.health(),
                        "events": d.publisher.guard.health(),
                        "control": d.control.guard.health(),
+                       "enroll-worker": d.handlers.worker.guard.health(),
                        **{s.name: stream_stage(d, s) for s in streams}}}
 
 

@@ -8,7 +8,9 @@ are CPU-bound anyway), at most ``MAX_PENDING`` waiting; more are refused at
 once with a clear reply.
 
 Threads: ``submit`` is called by the control thread (or a stream's tap); the
-jobs run in this worker's thread; their replies are sent by the control thread.
+jobs run in this worker's thread, under a ``Guard`` like every other stage (a
+job's own failure is its error reply; the guard catches what fails around it);
+their replies are sent by the control thread.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import threading
 from collections.abc import Callable
 
 from vggvoxd.control import Later, Reply, RequestError, reply_of
+from vggvoxd.guard import Guard
 
 MAX_PENDING = 4
 """Slow requests that may wait for the worker; beyond, they are refused."""
@@ -26,9 +29,11 @@ Job = tuple[Callable[[], Reply], Later]
 
 
 class Worker:
-    def __init__(self) -> None:
+    def __init__(self, on_fatal: Callable[[str], None] = lambda why: None) -> None:
         self._jobs: queue.Queue[Job | None] = queue.Queue(MAX_PENDING)
         self._thread = threading.Thread(target=self._run, name="enroll-worker", daemon=True)
+        self.guard = Guard("enroll-worker", on_fatal)
+        self._stop = threading.Event()
         self.done = 0
         self.failed = 0
         self._outstanding = 0
@@ -72,14 +77,32 @@ class Worker:
         with self._count:
             return self._outstanding == 0
 
+    def alive(self) -> bool:
+        """Running, or stopped on request: not dead of a failure."""
+        return not self.guard.failed and (self._thread.is_alive() or self._stop.is_set()
+                                          or self._thread.ident is None)
+
     def _run(self) -> None:
-        while (item := self._jobs.get()) is not None:
-            job, later = item
+        self.guard.run(self._step, self._stop)
+
+    def _step(self) -> bool | None:
+        """One job: True when one ran, None when none came, False on ``stop``."""
+        try:
+            item = self._jobs.get(timeout=0.2)
+        except queue.Empty:
+            return None
+        if item is None:
+            self._stop.set()
+            return False
+        job, later = item
+        try:
             reply = reply_of(job)  # a failure is an error reply: the worker goes on
             if reply is not None and reply.get("ok", True):
                 self.done += 1
             else:
                 self.failed += 1
             later(lambda r=reply: r)  # type: ignore[misc]
+        finally:
             with self._count:
                 self._outstanding -= 1
+        return True

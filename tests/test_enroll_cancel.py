@@ -301,3 +301,31 @@ def test_a_curve_reader_may_not_cancel(tmp_path: Path) -> None:
     assert curve.allows(keys[admin], "cancel") is None
     assert curve.allows(keys[reader], "status") is None
     assert "'cancel' needs an admin key" in (curve.allows(keys[reader], "cancel") or "")
+
+
+def test_the_enrollment_worker_runs_under_a_guard() -> None:
+    """A failure around a job (here its reply cannot be handed back) is logged and counted
+    by the worker's guard, and the worker goes on with the next job (issue 23: every
+    thread under a Guard, and in the daemon's health)."""
+    import threading as th
+
+    from vggvoxd.worker import Worker
+
+    fatal: list[str] = []
+    worker = Worker(fatal.append)
+    worker.start()
+    answered = th.Event()
+
+    def broken(reply: object) -> None:
+        raise RuntimeError("the control socket is gone")
+
+    try:
+        worker.submit(lambda: {"ok": True}, broken)  # type: ignore[arg-type]
+        worker.submit(lambda: {"ok": True}, lambda r: answered.set())  # type: ignore[arg-type]
+        assert answered.wait(10), "the worker did not go on after the failure"
+        assert worker.guard.failures == 1 and "the control socket is gone" in \
+            worker.guard.last_error
+        assert worker.alive() and worker.idle and not fatal
+    finally:
+        worker.stop(timeout=2)
+    assert not worker.busy and worker.alive()
