@@ -90,9 +90,11 @@ class Enrolling:
             # Clips declared as recorded on a source tell its room how strangers score
             # there (vggvox.roomstore); others are just clips.
             on = field(req, "source", str, None)
-            if on is not None and self.d.rooms.get(on) is None:
-                raise RequestError(f"'source': no source {on!r} (sources: "
-                                   f"{', '.join(sorted(self.d.rooms.rooms)) or 'none'})")
+            if on is not None:
+                try:
+                    self.d.rooms.pick(on)
+                except ValueError as e:
+                    raise RequestError(f"'source': {e}") from None
             prefix = f"{on}:" if on is not None else ""
             sources = [f"{prefix}clip{i}" for i in range(len(clips))]
             t = self.requests.track(rid, f"enrollment of {name!r}")

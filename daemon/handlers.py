@@ -92,7 +92,8 @@ class Handlers:
             raise RequestError(str(e), "not_found") from None
 
     def calibration_reset(self, req: dict[str, Any], later: Later) -> Reply:
-        """Forget what the sources (or ``source``) heard: back to the enrollment's rule."""
+        """Back to the calibration as fitted for the sources (or ``source``): what they
+        heard is forgotten and the clips enrolled on them so far are set aside."""
         source = field(req, "source", str, None)
         try:
             done = self.d.rooms.reset(source)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from vggvox.calibration import AcceptRule, Calibration
-from vggvox.rooms import MIN_SCORES, Evidence, Room, clip_evidence, fit_shift, z_scores
+from vggvox.rooms import MIN_SCORES, Evidence, Room, clip_evidence, fit_shift
 
 ROOT = Path(__file__).resolve().parent.parent
 CAL = Calibration.load(ROOT / "weights/campplus-int8.calibration.yaml")
@@ -87,8 +87,8 @@ def test_clip_evidence_leaves_out_the_speaker_itself() -> None:
     cosines = np.array([[0.9, 0.2, 0.1], [0.3, 0.8, 0.25]])
     ev = clip_evidence(CAL, names, cosines, [("a", 2.0), ("b", 4.0)])
     assert ev.scores == 4 and ev.items == 2 and ev.speech_s == 6.0
-    expect = np.sort(np.concatenate([z_scores(CAL, np.array([0.2, 0.1]), 2.0),
-                                     z_scores(CAL, np.array([0.3, 0.25]), 4.0)]))
+    expect = np.sort(np.concatenate([CAL.z(np.array([0.2, 0.1]), 2.0),
+                                     CAL.z(np.array([0.3, 0.25]), 4.0)]))
     assert math.isclose(float(expect[-1]), CAL.z(0.3, 4.0))
     assert np.array_equal(ev.counts, hist(expect))
 

@@ -30,13 +30,16 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import NormalDist
-from typing import Any
+from typing import Any, TypeVar
 
+import numpy as np
 import yaml
 
 from vggvox.errors import ModelError
 
 _NORMAL = NormalDist()
+Scores = TypeVar("Scores", float, np.ndarray)
+"""One score, or an array of them (for one length of speech)."""
 FALSE_ACCEPT_RANGE = (1e-6, 0.5)
 """The false-accept rates a user may ask for (config and command line alike)."""
 
@@ -84,9 +87,9 @@ class Calibration:
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def z(self, cos: float, speech_s: float) -> float:
-        """A stranger's score as standard units of the tail at its length (``vggvox.rooms``
-        gathers a room's evidence this way, so scores of every length pool)."""
+    def z(self, cos: Scores, speech_s: float) -> Scores:
+        """Strangers' scores (of one length) as standard units of the tail at that length
+        (``vggvox.rooms`` gathers a room's evidence this way, so every length pools)."""
         mean, sd = self._tail(speech_s)
         return (cos - mean) / sd
 
@@ -148,7 +151,7 @@ class Calibration:
         path.write_text(header + text)
 
 
-def to_cosine(score: float, metric: str) -> float:
+def to_cosine(score: Scores, metric: str) -> Scores:
     """A euclidean score of unit vectors (minus their distance) as the equivalent cosine."""
     return score if metric == "cosine" else 1.0 - score * score / 2.0
 
@@ -190,13 +193,12 @@ class AcceptRule:
         if self.calibration is None:
             return self.fallback
         cos = self.calibration.threshold(self.false_accept, speech_s, n_enrolled)
-        if self.shift > 0.0:
-            cos += self.shift * self.calibration.sd(speech_s)
-        return from_cosine(cos, self.metric)
+        return from_cosine(self.raised(cos, speech_s), self.metric)
 
     def raised(self, cos: float, speech_s: float) -> float:
-        """Another cosine cutoff between voices (the change detector's) raised as far as
-        this room's strangers score above the calibration's, at this length."""
+        """A cosine cutoff between voices (this rule's own, or the change detector's)
+        raised as far as this room's strangers score above the calibration's, at this
+        length."""
         if self.shift > 0.0 and self.calibration is not None:
             return cos + self.shift * self.calibration.sd(speech_s)
         return cos

@@ -12,7 +12,7 @@ much higher, from stranger scores heard on that channel:
   scored against the other voiceprints (``Room.heard``).
 
 Each score is put in standard units of the shipped tail at its own length
-(``z``), so evidence of every length pools into one histogram. The room's
+(``Calibration.z``), so evidence of every length pools into one histogram. The room's
 ``shift`` is how far the top ``TAIL`` share of that evidence sits above the
 standard normal, shrunk toward 0 with ``N0`` scores' weight and only from
 ``MIN_SCORES`` on (``fit_shift``). The adapted rule raises the cutoff by
@@ -58,14 +58,6 @@ SAMPLES = 16
 GROWTH = 1.1
 """Refit when the evidence has grown by this factor since the last fit."""
 _NORMAL = NormalDist()
-
-
-def z_scores(cal: Calibration, cosines: np.ndarray, speech_s: float | np.ndarray) -> np.ndarray:
-    """Stranger cosines in standard units of ``cal``'s tail at each one's length."""
-    ln_d = np.log(np.clip(speech_s, cal.min_speech_s, cal.max_speech_s))
-    mean = cal.nontarget_mean[0] + cal.nontarget_mean[1] * ln_d
-    sd = np.maximum(cal.nontarget_sd[0] + cal.nontarget_sd[1] * ln_d, 1e-3)
-    return np.asarray((cosines - mean) / sd, dtype=np.float64)
 
 
 @dataclass
@@ -143,7 +135,7 @@ def clip_evidence(cal: Calibration, names: list[str], cosines: np.ndarray,
     ev = Evidence()
     for (speaker, seconds), row in zip(clips, cosines, strict=True):
         others = np.asarray([s for name, s in zip(names, row, strict=True) if name != speaker])
-        ev.add(z_scores(cal, others, seconds), seconds)
+        ev.add(cal.z(others.astype(np.float64), seconds), seconds)
     return ev
 
 
@@ -186,7 +178,7 @@ class Room:
         if not self.adapts or not len(cosines):
             return
         assert self.base.calibration is not None
-        z = z_scores(self.base.calibration, cosines[:MAX_OTHERS], speech_s)
+        z = self.base.calibration.z(cosines[:MAX_OTHERS].astype(np.float64), speech_s)
         with self._lock:
             self._heard.add(z, speech_s)
             self.version += 1

@@ -19,7 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
-from vggvox.calibration import AcceptRule
+from vggvox.calibration import AcceptRule, to_cosine
 from vggvox.rooms import CONFIDENT, Room
 from vggvox.scoring import Match
 from vggvox.voiceprints import VoiceprintSet
@@ -114,7 +114,5 @@ class OpenSetIdentifier:
         snap, scores = self.voiceprints.scores(evidence.embedding[None, :])
         own = snap.names.index(identity.speaker) if identity.speaker in snap.names else -1
         others = np.delete(scores[0], own) if own >= 0 else scores[0]
-        if self.voiceprints.scorer.metric != "cosine":  # minus the distance of unit vectors
-            others = 1.0 - others * others / 2.0
-        self.room.heard(others, evidence.speech_s)
+        self.room.heard(to_cosine(others, self.voiceprints.scorer.metric), evidence.speech_s)
 
