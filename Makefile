@@ -21,7 +21,7 @@ TEST_PIP := .[test]
 # in vggvox/__init__.py).
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
-PIP_INPUTS := setup.cfg setup.py pyproject.toml constraints.txt vggvox/__init__.py
+PIP_INPUTS := setup.cfg pyproject.toml constraints.txt vggvox/__init__.py
 
 .PHONY: help deps run demo test lint bench install-service service-paths clean
 .DEFAULT_GOAL := help
@@ -91,7 +91,7 @@ service-paths:
 
 lint: $(STAMP_TEST)  ## ruff and mypy
 	$(BIN)/ruff check .
-	$(BIN)/mypy vggvox daemon clients
+	$(BIN)/mypy vggvox daemon/vggvoxd clients/vggvox_client
 
 test: $(STAMP_TEST) lint  ## lint, then the test suite
 	$(BIN)/pytest

@@ -24,7 +24,7 @@ from abuse_common import (
 )
 from daemon_proc import DaemonProcess, free_port
 
-from vggvox_client import live
+from vggvox_client import operations
 from vggvox_client.connection import Connection
 
 
@@ -79,7 +79,7 @@ def m_access(tmp: Path, quick: bool) -> list[Row]:
             s.close()
         victim = bool(speech_clips())
         if victim:
-            live.enroll(admin, "victim", speech_clips(), None, False, MAX_BYTES)
+            operations.enroll(admin, "victim", speech_clips(), None, False, MAX_BYTES)
         for k in ("unknown key", "no key", "reader", "admin"):  # the admin last: it removes
             conn = who[k]
             r, _, err = timed(conn, "status", timeout=conn.timeout)

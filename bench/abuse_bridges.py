@@ -39,7 +39,7 @@ from test_mqtt_outage import run_outage
 from test_pipes import into_head
 from test_watch import CLIENT, wait_pane
 
-from vggvox_client import live
+from vggvox_client import operations
 
 PIPES = ("listen", "speakers", "status", "replay")
 
@@ -85,7 +85,7 @@ def m_watch_markup(tmp: Path, quick: bool) -> list[Row]:
     session = f"abuse-watch-{os.getpid()}"
     with running(tmp, args=["--config", str(cfg)]) as d:
         for shown, files in zip(names, convo.enroll.values(), strict=True):
-            live.enroll(d.conn, shown, files, None, False, 16 << 20)
+            operations.enroll(d.conn, shown, files, None, False, 16 << 20)
         cmd = (f"env -u COLUMNS -u LINES {CLIENT} --control {d.conn.control} --events "
                f"{d.conn.events} watch 2> {tmp}/err; echo $? > {tmp}/status")
         subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "200", "-y", "40",
@@ -94,7 +94,7 @@ def m_watch_markup(tmp: Path, quick: bool) -> list[Row]:
                        check=True, timeout=10)
         try:
             wait_pane(session, *names)
-            live.replay_one(d.conn, convo.stream, False, True, timeout=120, echo=False,
+            operations.replay_one(d.conn, convo.stream, False, True, timeout=120, echo=False,
                             label="[/x]")
             try:
                 wait_pane(session, "replay:[/x]-", *names, timeout=20)
@@ -122,7 +122,7 @@ def m_pipes(tmp: Path, quick: bool) -> list[Row]:
     rows: list[Row] = []
     with running(tmp, args=["--config", str(cfg)]) as d:
         for name, files in convo.enroll.items():
-            live.enroll(d.conn, name, files, None, False, 16 << 20)
+            operations.enroll(d.conn, name, files, None, False, 16 << 20)
         at = ["--control", d.conn.control, "--events", d.conn.events]
         for cmd in PIPES:
             argv = {"listen": ["listen", "--seconds", "10"],

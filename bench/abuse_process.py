@@ -33,7 +33,7 @@ from abuse_common import (
 )
 from daemon_proc import DaemonProcess
 
-from vggvox_client import live
+from vggvox_client import operations
 from vggvox_client.connection import ClientError
 
 
@@ -164,7 +164,7 @@ def m_memory(tmp: Path, quick: bool) -> list[Row]:
         too_long = tmp / "long.wav"
         sf.write(str(too_long), noise, 16000)
         try:
-            live.enroll(d.conn, "long", [too_long], None, False, MAX_BYTES)
+            operations.enroll(d.conn, "long", [too_long], None, False, MAX_BYTES)
             long_reply = "ACCEPTED"
         except ClientError as e:
             long_reply = "refused: " + short(str(e).split(": ", 1)[-1], 70)

@@ -36,7 +36,7 @@ from speakers_fixture import conversation
 from vggvox.audio import load_audio
 from vggvox.embedder import Embedder
 from vggvox.modelcard import DEFAULT_MODEL
-from vggvox_client import live
+from vggvox_client import operations
 from vggvox_client.virtualmic import PulseServer
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -109,7 +109,7 @@ def main() -> int:
                           env=pulse.env).start()
         try:
             for who, files in convo.enroll.items():
-                live.enroll(d.conn, who, files, None, False, 16 << 20)
+                operations.enroll(d.conn, who, files, None, False, 16 << 20)
             sub = d.conn.subscribe(["speaker"])
             time.sleep(1.0)
             noise = tmp / "noise.wav"
@@ -123,7 +123,7 @@ def main() -> int:
             sub.close()  # type: ignore[attr-defined]
 
             t0 = time.monotonic()
-            live.replay_one(d.conn, convo.stream, realtime=False, as_json=True, timeout=120,
+            operations.replay_one(d.conn, convo.stream, realtime=False, as_json=True, timeout=120,
                             echo=False)
             replay_wall = time.monotonic() - t0
             replay_audio = len(load_audio(convo.stream)) / 16000

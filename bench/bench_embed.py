@@ -22,7 +22,7 @@ import numpy as np
 
 from vggvox.audio import SAMPLE_RATE, load_audio
 from vggvox.embedder import Embedder
-from vggvox.lists import read_utterances
+from vggvox.eval.lists import read_utterances
 from vggvox.modelcard import resolve_card
 from vggvox_client.jobs import JobSettings, embed_files
 

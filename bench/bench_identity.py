@@ -1,9 +1,9 @@
-"""The same-voice check of enrollment (vggvox/identity.py): how many genuine clips it
+"""The same-voice check of enrollment (vggvox/admission.py): how many genuine clips it
 refuses and how many strangers' clips it lets through, per false-accept rate.
 
     .venv/bin/python bench/bench_identity.py [--rates 0.01,0.02,0.05,0.1,0.2] [--part held]
 
-Speakers: the ``held`` half of the development speech (weights/calibrate.py's
+Speakers: the ``held`` half of the development speech (weights/fit_calibration.py's
 split: the calibration never heard them). Every utterance is embedded as
 enrollment embeds it (VAD-checked, the whole clip), with CAM++. Cutoffs come
 from identity.same_voice_rule at each rate, for one voiceprint and each clip's
@@ -32,7 +32,7 @@ append: 298 genuine and 41,124 stranger clips; within: 280 + 280 enrollments::
 The genuine clips refused are all AMI (far-field meeting turns: 2 of 10); the
 within refusals at 1-2 % are one AMI speaker's 0.9 s clip. ``--part fit`` (the
 speakers the calibration was fitted on) gives 0.33 % / 5.42 % / 0 % / 4.00 % at 0.05.
-vggvox/identity.py uses 0.05.
+vggvox/admission.py uses 0.05.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ from vggvox import identity  # noqa: E402
 from vggvox.audio import load_audio  # noqa: E402
 from vggvox.embedder import Embedder  # noqa: E402
 from vggvox.enrollment import Enrollment, embed_speech  # noqa: E402
-from vggvox.eval.calibrate import split_speakers  # noqa: E402
+from vggvox.eval.calibration_fit import split_speakers  # noqa: E402
 from vggvox.modelcard import ModelCard  # noqa: E402
 from vggvox.scoring import voiceprint  # noqa: E402
 

@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_openset.py [--model campplus-int8] [--skip-daemon]
         [--conversations 6] [--json]
 
-Uses only the ``held`` half of the development speakers (weights/calibrate.py's
+Uses only the ``held`` half of the development speakers (weights/fit_calibration.py's
 split; the calibration was fitted on the other half):
 
 - **utterances through vggvoxd** (real daemon, ipc endpoints in a temp folder,
@@ -32,19 +32,19 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))  # the tests' daemon runner
 sys.path.insert(0, str(HERE.parent / "weights"))
-from calibrate import SPEECH, write_lists  # noqa: E402
+from fit_calibration import SPEECH, write_lists  # noqa: E402
 from daemon_proc import DaemonProcess  # noqa: E402
 
 from vggvox.audio import load_audio  # noqa: E402
 from vggvox.embedder import Embedder  # noqa: E402
 from vggvox.eval.conversations import ConversationSpec, build_conversations  # noqa: E402
 from vggvox.eval.engine import enroll_from_list, recognize, turn_timeline  # noqa: E402
+from vggvox.eval.lists import read_utterances  # noqa: E402
 from vggvox.eval.rttm import read_rttm  # noqa: E402
 from vggvox.eval.timeline import combine, score_conversation  # noqa: E402
-from vggvox.lists import read_utterances  # noqa: E402
 from vggvox.stream.recognizer import Recognizer, RecognizerConfig  # noqa: E402
 from vggvox.stream.results import TurnUpdate  # noqa: E402
-from vggvox_client import live  # noqa: E402
+from vggvox_client import operations  # noqa: E402
 from vggvox_client.connection import ClientError  # noqa: E402
 
 MAX_BYTES = 16 * 1024 * 1024
@@ -78,12 +78,12 @@ def utterances(lists: dict[str, Path], tmp: Path, model: str) -> dict[str, Any]:
             ok = set()
             for name, paths in files.items():
                 try:
-                    live.enroll(d.conn, name, paths, None, False, MAX_BYTES)
+                    operations.enroll(d.conn, name, paths, None, False, MAX_BYTES)
                     ok.add(name)
                 except ClientError as err:  # too little speech: that speaker is a stranger
                     print(f"  not enrolled {name}: {err}", file=sys.stderr)
             for i, u in enumerate(tests):
-                label = decide(live.replay_one(d.conn, u.path, False, True, 60, echo=False))
+                label = decide(operations.replay_one(d.conn, u.path, False, True, 60, echo=False))
                 if u.speaker in ok:
                     enrolled += 1
                     right += label == u.speaker

@@ -5,7 +5,7 @@
     .venv/bin/python bench/bench_peer.py --model campplus-int8 --peer-model campplus ...
 
 Installs sherpa-onnx 2.0.1 into its own venv (~/.cache/vggvox-bench/sherpa-venv, made
-once) and builds sherpa's model file there: a copy of weights/campplus.onnx with the
+once) and builds sherpa's model file there: a copy of weights/vggvox_weights/campplus.onnx with the
 metadata sherpa reads from the graph (weights/ is never touched). Both sides run
 one ONNX thread. Needs ../shared/data/speech.
 
@@ -47,7 +47,7 @@ from peer_sherpa import Sherpa, sherpa_model, sherpa_python
 
 from vggvox.audio import SAMPLE_RATE, load_audio
 from vggvox.embedder import Embedder
-from vggvox.lists import read_utterances
+from vggvox.eval.lists import read_utterances
 from vggvox.modelcard import ModelCard, load_card, resolve_card
 
 log = logging.getLogger("bench_peer")

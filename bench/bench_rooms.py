@@ -59,8 +59,8 @@ import rooms_study as study
 from vggvox.calibration import Calibration
 from vggvox.eval.conversations import ConversationSpec, build_conversations
 from vggvox.eval.engine import turn_timeline
+from vggvox.eval.lists import Utterance
 from vggvox.eval.timeline import ConversationScore, combine, score_conversation
-from vggvox.lists import Utterance
 
 MODEL = "campplus-int8"
 """The daemon's default model; the in-process embeddings are of the same one."""

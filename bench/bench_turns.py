@@ -46,11 +46,11 @@ from vggvox.audio import SAMPLE_RATE, load_audio, to_int16
 from vggvox.embedder import Embedder
 from vggvox.eval.conversations import Conversation, ConversationSpec, build_conversations
 from vggvox.eval.engine import enroll_from_list, recognize, turn_timeline
+from vggvox.eval.lists import read_utterances
 from vggvox.eval.rttm import read_rttm
 from vggvox.eval.timeline import ConversationScore, Labelled, combine, score_conversation
-from vggvox.lists import read_utterances
 from vggvox.stream.recognizer import Recognizer, RecognizerConfig
-from vggvox_client import live
+from vggvox_client import operations
 from vggvox_client.connection import Connection
 from vggvoxd.config import Settings
 
@@ -111,7 +111,7 @@ def enroll_exactly(conn: Connection, conv: Conversation) -> int:
     for s in conn.request("list", timeout=10)["speakers"]:
         conn.request("remove", timeout=10, name=s["name"])
     for name, files in enroll_lists(conv).items():
-        live.enroll(conn, name, files, None, False, MAX_BYTES)
+        operations.enroll(conn, name, files, None, False, MAX_BYTES)
     return int(conn.request("reload", timeout=30)["speakers"])
 
 
@@ -132,7 +132,7 @@ def timed_replay(conn: Connection, wav: Path, realtime: bool, timeout: float
     sock = conn.subscribe(["status"])
     try:
         t0 = time.monotonic()
-        events = live.replay_one(conn, wav, realtime=realtime, as_json=True, timeout=timeout,
+        events = operations.replay_one(conn, wav, realtime=realtime, as_json=True, timeout=timeout,
                                  echo=False)
         wall = time.monotonic() - t0
         done = finished_status(conn, sock, f"replay:{wav.name}-")

@@ -32,7 +32,8 @@ from vggvox.voiceprints import VoiceprintSet
 
 MODULES = {"vggvox.stream.decider", "vggvox.stream.identify", "vggvox.stream.unknowns",
            "vggvox.calibration", "vggvox.rooms"}
-CALIBRATION = Path(__file__).resolve().parent.parent / "weights/campplus-int8.calibration.yaml"
+CALIBRATION = (Path(__file__).resolve().parent.parent / "weights" / "vggvox_weights"
+               / "campplus-int8.calibration.yaml")
 
 
 def unit(v: np.ndarray) -> np.ndarray:

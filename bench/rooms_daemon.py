@@ -38,7 +38,7 @@ from vggvox.eval.timeline import Labelled
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from daemon_proc import DaemonProcess
 
-from vggvox_client import live
+from vggvox_client import operations
 from vggvox_client.connection import ClientError
 
 GAP_S = 1.5
@@ -229,11 +229,11 @@ class RoomDaemon:
         measures the room, the same list's enrollment in every run."""
         for name, files in speakers.items():
             try:
-                live.enroll(self.daemon.conn, name, files, None, False, MAX_BYTES,
+                operations.enroll(self.daemon.conn, name, files, None, False, MAX_BYTES,
                             source=self.source, timeout=120)
             except ClientError as e:
                 try:
-                    live.enroll(self.daemon.conn, name, files, None, False, MAX_BYTES,
+                    operations.enroll(self.daemon.conn, name, files, None, False, MAX_BYTES,
                                 force=True, source=self.source, timeout=120)
                     self.refused.append(f"{name}: {e.code}: {e}")
                 except ClientError as e2:

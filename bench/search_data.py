@@ -24,7 +24,7 @@ import numpy as np
 
 from vggvox.audio import SAMPLE_RATE, load_audio
 from vggvox.embedder import Embedder, l2_normalize
-from vggvox.lists import read_utterances
+from vggvox.eval.lists import read_utterances
 from vggvox.modelcard import load_card, resolve_card
 from vggvox.scoring import voiceprint
 

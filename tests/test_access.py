@@ -24,7 +24,7 @@ from vggvox_client.cli import main as client_main
 from vggvox_client.connection import ClientError, Connection
 from vggvoxd import config
 from vggvoxd.access import check_exposure
-from vggvoxd.curve import keygen
+from vggvoxd.curveauth import keygen
 
 
 def test_keygen_writes_a_public_and_a_private_key(tmp_path: Path, capsys) -> None:
@@ -134,7 +134,7 @@ def test_loopback_tcp_without_keys_is_a_warning(caplog) -> None:
 
 
 def test_bad_key_settings_are_one_line_each(tmp_path: Path) -> None:
-    from vggvoxd.curve import Curve
+    from vggvoxd.curveauth import Curve
 
     keygen(tmp_path, "d")
     with pytest.raises(config.ConfigError, match="needs 'security.admins'"):

@@ -15,7 +15,7 @@ from vggvox.calibration import Calibration
 from vggvox.modelcard import load_card, resolve_card
 from vggvox.stream.recognizer import ScoringConfig
 from vggvoxd import config
-from vggvoxd.calibrations import Calibrations, check, describe
+from vggvoxd.calibration_overrides import Calibrations, check, describe
 from vggvoxd.config import ConfigError
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"

@@ -19,8 +19,8 @@ from vggvox.audio import SAMPLE_RATE
 from vggvox.errors import VggvoxError
 from vggvox.eval import Conversation, ConversationSpec, build_conversations, read_rttm
 from vggvox.eval.conversations import LEAD_S, TAIL_S
+from vggvox.eval.lists import Utterance, read_utterances
 from vggvox.eval.speech import make_clip, speech_spans
-from vggvox.lists import Utterance, read_utterances
 from vggvox_client import conversations as cli
 
 SPEC = ConversationSpec(n_conversations=2, duration_s=40.0, n_enrolled=3, n_strangers=1, seed=3)

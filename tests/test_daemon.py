@@ -20,7 +20,7 @@ from test_watchdog import NotifySocket
 
 from conftest import write_wav
 from vggvox.audio import load_audio, to_int16
-from vggvox_client import live
+from vggvox_client import operations
 from vggvox_client.connection import ClientError
 
 MAX_BYTES = 16 * 1024 * 1024
@@ -35,14 +35,15 @@ def daemon(tmp_path: Path):
 
 def enroll_both(d: DaemonProcess, convo: Conversation) -> None:
     for name, files in convo.enroll.items():
-        reply = live.enroll(d.conn, name, files, None, False, MAX_BYTES)
+        reply = operations.enroll(d.conn, name, files, None, False, MAX_BYTES)
         assert reply["speaker"] == name and reply["speech_s"] >= 3.0
 
 
 def test_enroll_replay_identify_remove(daemon: DaemonProcess, convo: Conversation) -> None:
     enroll_both(daemon, convo)
     assert [s["name"] for s in daemon.conn.request("list")["speakers"]] == sorted(convo.enroll)
-    events = live.replay_one(daemon.conn, convo.stream, realtime=False, as_json=True, timeout=60)
+    events = operations.replay_one(daemon.conn, convo.stream, realtime=False, as_json=True,
+                                   timeout=60)
     good, total = score_events(events, convo.turns)
     assert total >= 10 and good / total >= 0.9, (good, total)
     starts = [e["t_start"] for e in events if e["type"] == "speech.start"]
@@ -61,12 +62,12 @@ def test_enroll_replay_identify_remove(daemon: DaemonProcess, convo: Conversatio
 def test_voiceprints_take_effect_without_restart(daemon: DaemonProcess,
                                                  convo: Conversation) -> None:
     first, second = sorted(convo.enroll)
-    live.enroll(daemon.conn, first, convo.enroll[first], None, False, MAX_BYTES)
-    before = live.replay_one(daemon.conn, convo.stream, False, True, timeout=60)
+    operations.enroll(daemon.conn, first, convo.enroll[first], None, False, MAX_BYTES)
+    before = operations.replay_one(daemon.conn, convo.stream, False, True, timeout=60)
     named = {e["speaker"] for e in before if e["type"] == "speaker"}
     assert second not in named
-    live.enroll(daemon.conn, second, convo.enroll[second], None, False, MAX_BYTES)
-    after = live.replay_one(daemon.conn, convo.stream, False, True, timeout=60)
+    operations.enroll(daemon.conn, second, convo.enroll[second], None, False, MAX_BYTES)
+    after = operations.replay_one(daemon.conn, convo.stream, False, True, timeout=60)
     good, total = score_events(after, convo.turns)
     assert good / total >= 0.9
 
@@ -76,10 +77,10 @@ def test_enrollment_refuses_too_little_speech(daemon: DaemonProcess, tmp_path: P
     clip = load_audio(next(iter(convo.enroll.values()))[0])[:16000]
     short = write_wav(tmp_path / "short.wav", clip)
     with pytest.raises(ClientError, match=r"too little speech .* need 3.0 s"):
-        live.enroll(daemon.conn, "shorty", [short], None, False, MAX_BYTES)
+        operations.enroll(daemon.conn, "shorty", [short], None, False, MAX_BYTES)
     silent = write_wav(tmp_path / "silent.wav", np.full(64000, 1e-3, dtype=np.float32))
     with pytest.raises(ClientError, match="too little speech"):
-        live.enroll(daemon.conn, "quiet", [silent], None, False, MAX_BYTES)
+        operations.enroll(daemon.conn, "quiet", [silent], None, False, MAX_BYTES)
     assert daemon.conn.request("list")["speakers"] == []
 
 
@@ -137,7 +138,7 @@ def test_subscriber_that_never_reads(daemon: DaemonProcess, convo: Conversation)
     lazy.connect(daemon.conn.events)
     try:
         for _ in range(3):  # the lazy subscriber never reads a single message
-            events = live.replay_one(daemon.conn, convo.stream, False, True, timeout=60)
+            events = operations.replay_one(daemon.conn, convo.stream, False, True, timeout=60)
             good, total = score_events(events, convo.turns)
             assert total >= 10 and good / total >= 0.9
         status = daemon.conn.request("status")
@@ -159,9 +160,9 @@ def test_sigterm_during_enrollment_keeps_the_store_intact(tmp_path: Path,
                                                           convo: Conversation) -> None:
     d = DaemonProcess(tmp_path).start()
     first, second = sorted(convo.enroll)
-    live.enroll(d.conn, first, convo.enroll[first], None, False, MAX_BYTES)
+    operations.enroll(d.conn, first, convo.enroll[first], None, False, MAX_BYTES)
     many = convo.enroll[second] * 20  # a long enrollment, to be interrupted
-    clips = [live.to_pcm(load_audio(f)) for f in many]
+    clips = [operations.to_pcm(load_audio(f)) for f in many]
 
     def enroll_long() -> None:
         try:
@@ -296,10 +297,10 @@ def test_fast_replay_is_lossless_and_equals_realtime(tmp_path: Path, convo: Conv
         enroll_both(d, convo)
         seconds = len(load_audio(convo.stream)) / 16000
         t0 = time.monotonic()
-        fast = live.replay_one(d.conn, convo.stream, realtime=False, as_json=True, timeout=60)
+        fast = operations.replay_one(d.conn, convo.stream, realtime=False, as_json=True, timeout=60)
         fast_s = time.monotonic() - t0
         t0 = time.monotonic()
-        paced = live.replay_one(d.conn, convo.stream, realtime=True, as_json=True, timeout=60)
+        paced = operations.replay_one(d.conn, convo.stream, realtime=True, as_json=True, timeout=60)
         paced_s = time.monotonic() - t0
         status = d.conn.request("status")
     finally:
@@ -328,7 +329,7 @@ def test_an_unknown_voice_is_named_through_the_client(daemon: DaemonProcess, tmp
 
     files = [write_wav(tmp_path / f"p225_{u}.wav", vctk(speech_dir, "p225", u))
              for u in ("016", "020", "022")]
-    live.enroll(daemon.conn, "p225", files, None, False, MAX_BYTES)
+    operations.enroll(daemon.conn, "p225", files, None, False, MAX_BYTES)
     part1, truth1 = joined([("p225", vctk(speech_dir, "p225", "003")),
                             ("p226", vctk(speech_dir, "p226", "003")),
                             ("p227", vctk(speech_dir, "p227", "003")),
@@ -397,7 +398,7 @@ def test_status_and_list_stay_quick_during_a_long_enrollment(
 
     voice = load_audio(convo.enroll[sorted(convo.enroll)[0]][0])
     # Read and packed beforehand, so that this process is idle while it measures.
-    clip = live.to_pcm(np.tile(voice, int(110 * 16000 / len(voice))))
+    clip = operations.to_pcm(np.tile(voice, int(110 * 16000 / len(voice))))
     reply: dict = {}
 
     def enroll() -> None:
@@ -519,7 +520,7 @@ def test_hostile_requests_cannot_balloon_memory(daemon: DaemonProcess, tmp_path:
     noise = np.random.default_rng(0).normal(0, 0.1, 121 * 16000).astype(np.float32)
     too_long = write_wav(tmp_path / "long.wav", noise)
     with pytest.raises(ClientError, match=r"at most 120 s per enrollment \(enroll.max_audio_s\)"):
-        live.enroll(daemon.conn, "long", [too_long], None, False, MAX_BYTES)
+        operations.enroll(daemon.conn, "long", [too_long], None, False, MAX_BYTES)
     assert daemon.conn.request("status")["ok"]
     assert daemon.proc is not None
     peak = peak_rss_mb(daemon.proc.pid)
@@ -561,7 +562,7 @@ def test_sigterm_during_one_long_clip_exits_0_within_two_seconds(
     """Issue 8: SIGTERM while one long clip is inside ONNX (it cannot stop between
     clips) used to abort the process now and then; it must exit 0 every time."""
     voice = load_audio(convo.enroll[sorted(convo.enroll)[0]][0])
-    clip = live.to_pcm(np.tile(voice, int(110 * 16000 / len(voice))))
+    clip = operations.to_pcm(np.tile(voice, int(110 * 16000 / len(voice))))
     for run in range(3):
         (tmp_path / f"run{run}").mkdir()
         d = DaemonProcess(tmp_path / f"run{run}").start()

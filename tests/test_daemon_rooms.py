@@ -29,7 +29,7 @@ import pytest
 from daemon_proc import DaemonProcess
 
 from vggvox.audio import SAMPLE_RATE, load_audio
-from vggvox_client import live
+from vggvox_client import operations
 from vggvox_client.connection import Connection
 
 GOLDEN = Path(__file__).parent / "data" / "rooms_adapt_off.json"
@@ -107,7 +107,7 @@ def enroll(tmp: Path, clips: dict[str, list[Path]], adapt: bool | None = True) -
     d = daemon(tmp, adapt).start()
     try:
         for name, files in clips.items():
-            live.enroll(d.conn, name, files, None, False, 64 << 20, force=True, source="room")
+            operations.enroll(d.conn, name, files, None, False, 64 << 20, force=True, source="room")
         if adapt:  # the room knows its clips at once (3 each, against the 2 others),
             # though the source has heard nothing
             room = d.conn.request("calibration")["sources"]["room"]

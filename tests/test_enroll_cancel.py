@@ -29,7 +29,7 @@ from floods import dealer
 from speakers_fixture import Conversation
 
 from vggvox.audio import load_audio, to_int16
-from vggvox_client import live
+from vggvox_client import operations
 from vggvox_client.connection import ClientError
 
 MAX_BYTES = 16 * 1024 * 1024
@@ -65,8 +65,8 @@ def clips(convo: Conversation, seconds: float, pieces: int) -> list[bytes]:
 def test_an_append_says_what_it_added_and_the_speakers_total(daemon: DaemonProcess,
                                                              convo: Conversation) -> None:
     files = next(iter(convo.enroll.values()))
-    first = live.enroll(daemon.conn, "ann", files[:1], None, False, MAX_BYTES)
-    again = live.enroll(daemon.conn, "ann", files[1:], None, False, MAX_BYTES)
+    first = operations.enroll(daemon.conn, "ann", files[:1], None, False, MAX_BYTES)
+    again = operations.enroll(daemon.conn, "ann", files[1:], None, False, MAX_BYTES)
     listed = daemon.conn.request("list")["speakers"][0]
     assert first["action"] == "added" and first["added"] == first["embeddings"] == 1
     assert first["speaker_s"] == first["speech_s"]
@@ -218,7 +218,7 @@ def test_a_cancel_while_the_write_fails_is_cancelled_with_its_error() -> None:
     once (deferred) and gets, when the write fails, `cancelled` with the write's error
     (never `done`: nothing was stored)."""
     from vggvox.errors import StoreError
-    from vggvoxd.requests import Requests
+    from vggvoxd.cancellation import Requests
 
     requests = Requests()
     t = requests.track("req-fail-1", "enrollment of 'x'")
@@ -287,7 +287,7 @@ def test_a_live_recording_at_its_limit_is_cancelled_and_past_it_is_refused_by_ke
 def test_a_curve_reader_may_not_cancel(tmp_path: Path) -> None:
     """`cancel` is an admin's request, as enroll is: a reader's key is refused."""
     from vggvoxd.config import SecuritySettings
-    from vggvoxd.curve import Curve, keygen
+    from vggvoxd.curveauth import Curve, keygen
 
     for role in ("admins", "readers"):
         (tmp_path / role).mkdir()

@@ -298,7 +298,7 @@ def test_an_events_flood_is_shed_too(tmp_path: Path, client_files: None,
         for s in held:
             s.close()
     assert status_within(d, 12) < 12
-    assert "WARNING vggvoxd.connections: events: " in d.output(), d.output()
+    assert "WARNING vggvoxd.connlimit: events: " in d.output(), d.output()
     deadline, again = time.monotonic() + 12, None
     while again is None and time.monotonic() < deadline:  # bound again, after its pause
         again = connect_raw(path)

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vggvox.admission import SAME_VOICE_FALSE_ACCEPT, admit, check_voices, same_voice_rule
 from vggvox.audio import load_audio
 from vggvox.embedder import Embedder
 from vggvox.enrollment import Enrollment, enroll
 from vggvox.errors import ModelMismatchError, VoiceMismatchError
-from vggvox.identity import SAME_VOICE_FALSE_ACCEPT, admit, check_voices, same_voice_rule
 from vggvox.store import VoiceprintStore
 
 
@@ -65,7 +65,7 @@ def test_clips_of_another_voice_appended_to_a_speaker_are_refused(
     assert admit(store, embedder.card,
                  enrollment(embedder, "alice", clips["ls-3005"][2:])).embeddings == 3
     # Forced: stored, and a WARNING says which clip and its score.
-    with caplog.at_level("WARNING", logger="vggvox.identity"):
+    with caplog.at_level("WARNING", logger="vggvox.admission"):
         info = admit(store, embedder.card, enrollment(embedder, "alice", [intruder]),
                      force=True)
     assert info.embeddings == 4

@@ -38,13 +38,14 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_wheel_holds_the_runtime_and_not_the_maintainers_tools(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
-    for shipped in ("vggvoxd/vggvoxd.yaml", "vggvoxd/vggvoxd.service", "vggvox/py.typed",
+    data = f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.data/data/share/vggvox"
+    for shipped in (f"{data}/vggvoxd.yaml", f"{data}/vggvoxd.service", "vggvox/py.typed",
                     "vggvoxd/py.typed", "vggvox_client/py.typed", "vggvox_weights/campplus.onnx",
                     "vggvox_weights/campplus.yaml",
                     "vggvox_weights/ge2e.onnx", "vggvox_weights/campplus.calibration.yaml",
                     "vggvox_weights/campplus-int8.onnx", "vggvox_weights/campplus-int8.yaml"):
         assert shipped in names, shipped
-    for tool in ("vggvox_weights/export.py", "vggvox_weights/calibrate.py",
+    for tool in ("vggvox_weights/export.py", "vggvox_weights/fit_calibration.py",
                  "vggvox_weights/quantize.py", "vggvox_weights/segmask.py"):
         assert tool not in names, f"{tool} is a maintainer's tool, not part of the package"
     assert not any(n.startswith(("tests/", "bench/", "weights/")) for n in names)

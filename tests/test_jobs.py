@@ -1,4 +1,4 @@
-"""clients/jobs.py: several lists in one run of the workers, longest first, same results."""
+"""vggvox_client/jobs.py: several lists in one run of the workers, longest first, same results."""
 
 from __future__ import annotations
 

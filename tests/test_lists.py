@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vggvox.lists import read_trials, read_utterances
+from vggvox.eval.lists import read_trials, read_utterances
 
 
 def test_space_separated(tmp_path: Path) -> None:

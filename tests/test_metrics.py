@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vggvox.metrics import det_curve, eer, identification_accuracy, min_dcf, plot_det
+from vggvox.eval.metrics import det_curve, eer, identification_accuracy, min_dcf, plot_det
 
 
 def test_perfect_separation() -> None:

@@ -27,7 +27,7 @@ import yaml
 from daemon_proc import DaemonProcess, free_port, stop_process
 from speakers_fixture import conversation
 
-from vggvox_client import live
+from vggvox_client import operations
 from vggvox_client.mqtt import topic_name
 
 pytestmark = pytest.mark.skipif(shutil.which("mosquitto") is None and
@@ -161,14 +161,14 @@ def test_the_bridge_publishes_turns_and_survives_a_broker_restart(tmp_path: Path
                               stderr=subprocess.STDOUT)
     try:
         for name, files in convo.enroll.items():
-            live.enroll(d.conn, name, files, None, False, 16 << 20)
+            operations.enroll(d.conn, name, files, None, False, 16 << 20)
         sub.wait_for("vggvox/status", "online")
         check_discovery(json.loads(sub.wait_for(
             "homeassistant/sensor/vggvox_stdin/speaker/config")), "stdin", "speaker")
         check_discovery(json.loads(sub.wait_for(
             "homeassistant/sensor/vggvox_stdin/confidence/config")), "stdin", "confidence")
 
-        events = live.replay_one(d.conn, convo.stream, realtime=False, as_json=True,
+        events = operations.replay_one(d.conn, convo.stream, realtime=False, as_json=True,
                                  timeout=120, echo=False)
         replay = topic_name(events[0]["source"])
         config = f"homeassistant/sensor/vggvox_{replay}/speaker/config"

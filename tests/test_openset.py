@@ -191,9 +191,9 @@ def test_a_calibration_of_another_model_is_refused(tmp_path: Path) -> None:
 
 def test_a_calibration_fitted_on_a_little_real_speech_is_sane(
         embedder: Embedder, speech_dir: Path) -> None:
-    """The fitting path of weights/calibrate.py, end to end on a small real subset."""
-    from vggvox.eval.calibrate import fit, gather, open_set_rates, split_speakers
-    from vggvox.lists import read_utterances
+    """The fitting path of weights/fit_calibration.py, end to end on a small real subset."""
+    from vggvox.eval.calibration_fit import fit, gather, open_set_rates, split_speakers
+    from vggvox.eval.lists import read_utterances
 
     speakers = [f"ls-{n}" for n in (1688, 1998, 2033, 2414, 2609, 3005, 367, 533)]
     speakers = [s for s in speakers if (speech_dir / "librispeech-test-other" / s).is_dir()]

@@ -14,10 +14,7 @@ import numpy as np
 import pytest
 
 from vggvox.errors import VggvoxError
-from vggvox.eval.openset import ScoredTurn, accept_rule, conversation_open_set, final_turns
-from vggvox.eval.rttm import Segment
-from vggvox.eval.timeline import Labelled, score_conversation
-from vggvox.metrics import (
+from vggvox.eval.metrics import (
     det_eer,
     det_min_total,
     eer,
@@ -27,6 +24,9 @@ from vggvox.metrics import (
     open_set_trade_off,
     plot_det,
 )
+from vggvox.eval.openset import ScoredTurn, accept_rule, conversation_open_set, final_turns
+from vggvox.eval.rttm import Segment
+from vggvox.eval.timeline import Labelled, score_conversation
 from vggvox.modelcard import load_card, resolve_card
 from vggvox.scoring import Match
 from vggvox.stream.results import TurnUpdate

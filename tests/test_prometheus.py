@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from speakers_fixture import conversation
 
 from vggvox.modelcard import DEFAULT_MODEL, load_card, resolve_card
-from vggvox_client import live
+from vggvox_client import operations
 from vggvoxd import config
 from vggvoxd.config import ConfigError
 
@@ -45,9 +45,9 @@ def test_the_counters_move_as_the_events_do(tmp_path: Path) -> None:
     d = DaemonProcess(tmp_path, args=["--config", str(cfg)]).start()
     try:
         for name, files in convo.enroll.items():
-            live.enroll(d.conn, name, files, None, False, 16 << 20)
+            operations.enroll(d.conn, name, files, None, False, 16 << 20)
         before = scrape(port)
-        events = live.replay_one(d.conn, convo.stream, realtime=False, as_json=True,
+        events = operations.replay_one(d.conn, convo.stream, realtime=False, as_json=True,
                                  timeout=120, echo=False)
         after = scrape(port)
     finally:
@@ -168,7 +168,7 @@ def metrics_daemon(tmp: Path, files: int | None = None) -> tuple[DaemonProcess, 
 def test_the_metrics_port_serves_8_at_once_and_cuts_idle_ones(tmp_path: Path) -> None:
     """At the limit (8 idle connections) each is held; past it the 9th is closed at
     once; an idle one is cut after 5 s without its request, and scrapes work again."""
-    from vggvoxd.metricsserver import HEADER_TIMEOUT_S, MAX_CONNECTIONS
+    from vggvoxd.prometheus_http import HEADER_TIMEOUT_S, MAX_CONNECTIONS
 
     d, port = metrics_daemon(tmp_path)
     held: list[socket.socket] = []
@@ -206,7 +206,7 @@ def test_a_metrics_flood_under_1024_files_leaves_the_daemon_answering(
     hardly move, it enrolls, and 50 control connections are answered."""
     from floods import ask_status, dealer
 
-    from vggvoxd.metricsserver import FILES, HEADER_TIMEOUT_S, MAX_CONNECTIONS
+    from vggvoxd.prometheus_http import FILES, HEADER_TIMEOUT_S, MAX_CONNECTIONS
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < 1200:
@@ -227,7 +227,7 @@ def test_a_metrics_flood_under_1024_files_leaves_the_daemon_answering(
         print(f"1,000 idle metrics connections: files {fds0} -> {fds}, threads "
               f"{threads0} -> {threads}")
         assert fds <= fds0 + FILES and threads <= threads0 + MAX_CONNECTIONS
-        reply = live.enroll(d.conn, "alice", voices["alice"], None, False, 16 << 20)
+        reply = operations.enroll(d.conn, "alice", voices["alice"], None, False, 16 << 20)
         assert reply["action"] == "added"
         assert [s["name"] for s in d.conn.request("list")["speakers"]] == ["alice"]
         clients = [dealer(d.conn.control) for _ in range(50)]
@@ -248,8 +248,8 @@ def test_a_metrics_flood_under_1024_files_leaves_the_daemon_answering(
 
 
 def test_the_connection_cap_keeps_the_metrics_files_aside() -> None:
-    from vggvoxd.connections import RESERVE, cap_for
-    from vggvoxd.metricsserver import FILES
+    from vggvoxd.connlimit import RESERVE, cap_for
+    from vggvoxd.prometheus_http import FILES
 
     assert cap_for(1024, 30) == (1024 - 30 - RESERVE - FILES) // 2
 
@@ -267,7 +267,7 @@ class SlowInt(int):
 def test_the_servers_counters_lose_no_count_under_concurrent_connections() -> None:
     """`timed_out += 1` ran in every connection's thread without a lock. 5 rounds of 8
     connections closed at once without a request: each is counted, exactly."""
-    from vggvoxd.metricsserver import MAX_CONNECTIONS, MetricsHTTP
+    from vggvoxd.prometheus_http import MAX_CONNECTIONS, MetricsHTTP
 
     server = MetricsHTTP(("127.0.0.1", free_port()), lambda: (b"", "text/plain"))
     server.start()

@@ -72,7 +72,7 @@ def test_example_2_enroll_and_search_in_memory(folder: Path) -> None:
 
 def test_example_3_follows_a_running_daemons_turns(folder: Path, tmp_path: Path) -> None:
     from vggvox import Client, ClientError
-    from vggvox_client import live
+    from vggvox_client import operations
     from vggvoxd.events import EnrollmentEvent
 
     (tmp_path / "d").mkdir()
@@ -98,7 +98,7 @@ def test_example_3_follows_a_running_daemons_turns(folder: Path, tmp_path: Path)
             examples()[2], folder, {"XDG_CONFIG_HOME": str(tmp_path / "config")})))
         runner.start()
         time.sleep(2.0)  # the example is subscribed: now replay the meeting
-        live.replay_one(d.conn, folder / "meeting.wav", realtime=False, as_json=True,
+        operations.replay_one(d.conn, folder / "meeting.wav", realtime=False, as_json=True,
                         timeout=60)
         runner.join(timeout=90)
         assert not runner.is_alive() and out, "the example did not end"

@@ -29,7 +29,7 @@ from speakers_fixture import Conversation
 
 from conftest import write_wav
 from vggvox.audio import load_audio
-from vggvox_client import live
+from vggvox_client import operations
 from vggvox_client.connection import ClientError
 from vggvoxd.replays import ABANDON_S, MAX_KEPT
 
@@ -136,7 +136,7 @@ def test_a_replays_unknown_voices_can_be_named_after_it_ends(
         clip = write_wav(tmp_path / "conv.wav", load_audio(convo.stream))
         sources = []
         for _ in range(MAX_KEPT + 1):
-            events = live.replay_one(d.conn, clip, realtime=False, as_json=True,
+            events = operations.replay_one(d.conn, clip, realtime=False, as_json=True,
                                      timeout=60, echo=False)
             sources.append(events[0]["source"])
         ended = time.monotonic()
@@ -176,7 +176,7 @@ def test_a_name_refused_for_its_request_id_keeps_the_voice(
     sock = dealer(d.conn.control)
     try:
         clip = write_wav(tmp_path / "conv.wav", load_audio(convo.stream))
-        source = live.replay_one(d.conn, clip, realtime=False, as_json=True, timeout=60,
+        source = operations.replay_one(d.conn, clip, realtime=False, as_json=True, timeout=60,
                                  echo=False)[0]["source"]
         writer = d.feed(b"\0" * 32000, close=False)  # stdin runs: 1 s of silence
         writer.join(timeout=10)

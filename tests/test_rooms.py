@@ -13,7 +13,7 @@ from vggvox.calibration import AcceptRule, Calibration
 from vggvox.rooms import MIN_SCORES, Evidence, Room, clip_evidence, fit_shift
 
 ROOT = Path(__file__).resolve().parent.parent
-CAL = Calibration.load(ROOT / "weights/campplus-int8.calibration.yaml")
+CAL = Calibration.load(ROOT / "weights/vggvox_weights/campplus-int8.calibration.yaml")
 sys.path.insert(0, str(ROOT / "bench"))
 
 

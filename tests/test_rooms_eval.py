@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vggvox_client.rooms import best_single
+from vggvox_client.roomfigures import best_single
 
 ROOMS = ("fsdd", "ami", "vctk")
 

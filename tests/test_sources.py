@@ -20,7 +20,7 @@ from daemon_proc import DaemonProcess
 from speakers_fixture import Conversation, conversation, score_events
 
 from vggvox.audio import load_audio
-from vggvox_client import live
+from vggvox_client import operations
 from vggvox_client.connection import ClientError
 from vggvox_client.virtualmic import PulseServer
 
@@ -34,7 +34,7 @@ def enrolled_store(tmp: Path, convo: Conversation) -> None:
     d = DaemonProcess(tmp).start()
     try:
         for name, files in convo.enroll.items():
-            live.enroll(d.conn, name, files, None, False, MAX_BYTES)
+            operations.enroll(d.conn, name, files, None, False, MAX_BYTES)
     finally:
         d.stop()
 

@@ -19,7 +19,7 @@ import yaml
 from daemon_proc import DaemonProcess
 from speakers_fixture import conversation
 
-from vggvox_client import live
+from vggvox_client import operations
 from vggvox_client.watch import WatchState, render
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None,
@@ -65,13 +65,13 @@ def test_watch_under_tmux(tmp_path: Path) -> None:
     cfg.write_text(yaml.safe_dump({"status": {"interval_s": 0.5}}))
     d = DaemonProcess(tmp_path, args=["--config", str(cfg)]).start()
     for name, files in convo.enroll.items():
-        live.enroll(d.conn, name, files, None, False, 16 << 20)
+        operations.enroll(d.conn, name, files, None, False, 16 << 20)
     names = list(convo.enroll)
     session = f"vggvox-watch-{os.getpid()}"
     start_watch(d, tmp_path, session, 160)
     try:
         wait_pane(session, *names, "not heard yet", "stdin", "running")
-        live.replay_one(d.conn, convo.stream, realtime=False, as_json=True, timeout=120,
+        operations.replay_one(d.conn, convo.stream, realtime=False, as_json=True, timeout=120,
                         echo=False)
         screen = wait_pane(session, "s ago", "replay:", "█", *names)
         (tmp_path / "watch-screen.txt").write_text(screen)
@@ -161,12 +161,12 @@ def test_watch_under_tmux_survives_markup_in_names(tmp_path: Path) -> None:
     d = DaemonProcess(tmp_path, args=["--config", str(cfg)]).start()
     names = dict(zip(sorted(convo.enroll), MARKUP[1:3], strict=True))
     for real, shown in names.items():
-        live.enroll(d.conn, shown, convo.enroll[real], None, False, 16 << 20)
+        operations.enroll(d.conn, shown, convo.enroll[real], None, False, 16 << 20)
     session = f"vggvox-markup-{os.getpid()}"
     start_watch(d, tmp_path, session, 200, f"; echo $? > {tmp_path}/watch.status")
     try:
         wait_pane(session, *names.values(), "not heard yet")
-        live.replay_one(d.conn, convo.stream, realtime=False, as_json=True, timeout=120,
+        operations.replay_one(d.conn, convo.stream, realtime=False, as_json=True, timeout=120,
                         echo=False, label="[/x]")
         screen = wait_pane(session, "replay:[/x]-", "s ago", *names.values())
         (tmp_path / "watch-markup-screen.txt").write_text(screen)

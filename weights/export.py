@@ -35,6 +35,7 @@ import torch
 import yaml
 
 HERE = Path(__file__).resolve().parent
+MODELS = HERE / "vggvox_weights"  # the package: the models and their cards
 CACHE = HERE / ".cache"
 SPEECH = HERE.parent.parent / "shared" / "data" / "speech"
 
@@ -218,7 +219,7 @@ def check_parity() -> float:
 
     worst = 1.0
     torch_campp = load_campplus()
-    onnx_campp = Embedder.from_card(HERE / "campplus.yaml")
+    onnx_campp = Embedder.from_card(MODELS / "campplus.yaml")
     for name, x in speech_clips():
         feats = kaldi_fbank(x, onnx_campp.card.frontend)
         with torch.no_grad():
@@ -230,7 +231,7 @@ def check_parity() -> float:
 
     torch_ge2e = VoiceEncoder(device="cpu", verbose=False,
                               weights_fpath=fetch_checkpoint(GE2E_WHEEL, GE2E_MEMBER))
-    onnx_ge2e = Embedder.from_card(HERE / "ge2e.yaml")
+    onnx_ge2e = Embedder.from_card(MODELS / "ge2e.yaml")
     for name, x in speech_clips():
         ref = torch_ge2e.embed_utterance(normalize_volume(x, -30, increase_only=True))
         got = onnx_ge2e.embed(x)
@@ -266,10 +267,10 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="only run the parity check")
     args = parser.parse_args()
     if not args.check:
-        export_campplus(HERE / "campplus.onnx")
-        export_ge2e(HERE / "ge2e.onnx")
-        update_card(HERE / "campplus.yaml")
-        update_card(HERE / "ge2e.yaml")
+        export_campplus(MODELS / "campplus.onnx")
+        export_ge2e(MODELS / "ge2e.onnx")
+        update_card(MODELS / "campplus.yaml")
+        update_card(MODELS / "ge2e.yaml")
     return 0 if check_parity() >= 0.9999 else 1
 
 

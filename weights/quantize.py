@@ -38,6 +38,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+MODELS = HERE / "vggvox_weights"  # the package: the models and their cards
 sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
 
 import numpy as np  # noqa: E402
@@ -58,9 +59,9 @@ from vggvox.modelcard import load_card, sha256_of  # noqa: E402
 from weights import segmask  # noqa: E402
 
 SPEECH = HERE.parent.parent / "shared" / "data" / "speech"
-SOURCE_CARD = HERE / "campplus.yaml"
-OUT = HERE / "campplus-int8.onnx"
-CARD = HERE / "campplus-int8.yaml"
+SOURCE_CARD = MODELS / "campplus.yaml"
+OUT = MODELS / "campplus-int8.onnx"
+CARD = MODELS / "campplus-int8.yaml"
 REFERENCE = HERE.parent / "tests" / "data" / "reference_embeddings.npz"
 WINDOW_S = 2.0
 VERSION = "1.1"
@@ -121,7 +122,7 @@ def quantize(speech: Path) -> list[Path]:
 
 
 CARD_EDITS = [
-    # Its own calibration, fitted by weights/calibrate.py --model campplus-int8.
+    # Its own calibration, fitted by weights/fit_calibration.py --model campplus-int8.
     ("calibration: campplus.calibration.yaml", "calibration: campplus-int8.calibration.yaml"),
     # onnxruntime's 'all' level adds layout transforms under which an int8 graph gives
     # a window a slightly different embedding alone than in a batch (cosine 0.998).
@@ -153,7 +154,7 @@ description: >-
   graph as exported: its voiceprints are not this file's. Accuracy against
   fp32: docs/accuracy.md.
 source: >-
-  weights/campplus.onnx (sha256 {sha256_of(SOURCE_CARD.parent / 'campplus.onnx')}),
+  weights/vggvox_weights/campplus.onnx (sha256 {sha256_of(SOURCE_CARD.parent / 'campplus.onnx')}),
   rewritten by weights/segmask.py and quantised with
   onnxruntime.quantization.quantize_static. Calibration data:
   {len(files)} FSDD digit strings of ../shared/data/speech that no list or trial of

@@ -17,8 +17,8 @@ import numpy as np
 import soundfile as sf
 
 from vggvox.errors import AudioError, VggvoxError
+from vggvox.eval.lists import Utterance
 from vggvox.eval.speech import Clip, make_clip
-from vggvox.lists import Utterance
 
 if TYPE_CHECKING:
     from vggvox.eval.conversations import ConversationSpec

@@ -31,8 +31,8 @@ import soundfile as sf
 from vggvox.audio import SAMPLE_RATE, load_audio
 from vggvox.errors import VggvoxError
 from vggvox.eval.conversation_plan import MaterialPool, choose_speakers, plan_turns
+from vggvox.eval.lists import Utterance
 from vggvox.eval.rttm import Segment, write_rttm
-from vggvox.lists import Utterance
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from vggvox.audio import SAMPLE_RATE, load_audio
 from vggvox.embedder import Embedder
 from vggvox.enrollment import EnrollmentError, enroll
 from vggvox.errors import VggvoxError
+from vggvox.eval.lists import Utterance, read_utterances
 from vggvox.eval.timeline import Decision, Labelled
-from vggvox.lists import Utterance, read_utterances
 from vggvox.stream.recognizer import Recognizer
 from vggvox.stream.results import Result, TurnUpdate
 from vggvox.stream.vad import VadConfig

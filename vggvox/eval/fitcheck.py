@@ -1,9 +1,9 @@
 """Fit a calibration on one half of the speakers, check it on the other, write it.
 
-The steps that ``weights/calibrate.py`` (the shipped calibrations, on the
+The steps that ``weights/fit_calibration.py`` (the shipped calibrations, on the
 development speech) and ``vggvox-client calibrate`` (a user's own recordings)
 share, so that both files are fitted and checked the same way: enroll a half's
-speakers, gather its turn-like evidence (``vggvox.eval.calibrate.gather``), fit
+speakers, gather its turn-like evidence (``vggvox.eval.calibration_fit.gather``), fit
 on ``fit``, and measure on ``held`` the false-accept rate against the setting,
 per share of speakers enrolled, per length of speech, and the confidence's
 reliability.
@@ -22,7 +22,7 @@ import yaml
 from vggvox.calibration import Calibration
 from vggvox.embedder import Embedder
 from vggvox.errors import VggvoxError
-from vggvox.eval.calibrate import (
+from vggvox.eval.calibration_fit import (
     DURATION_EDGES,
     EvidenceSet,
     fit,
@@ -32,7 +32,7 @@ from vggvox.eval.calibrate import (
     split_speakers,
 )
 from vggvox.eval.engine import enroll_utterances
-from vggvox.lists import Utterance
+from vggvox.eval.lists import Utterance
 from vggvox.stream.vad import VadConfig
 from vggvox.voiceprints import VoiceprintSet
 

@@ -4,7 +4,7 @@ Two questions at once: how often a stranger (not enrolled) is given a name,
 and how often an enrolled speaker is not given their own. An operating point
 answers both for the decisions a system made (an ``AcceptRule``: a calibrated
 false-accept rate, or a raw threshold); the trade-off curve shows every point
-one raw threshold over the best scores allows (``vggvox.metrics.open_set_curve``).
+one raw threshold over the best scores allows (``vggvox.eval.metrics.open_set_curve``).
 
 For a conversation (``conversation_open_set``) both are shares of scored time,
 as ``vggvox.eval.timeline`` defines it (same grid, collar and overlap rule):
@@ -31,9 +31,9 @@ import numpy as np
 
 from vggvox.calibration import FALSE_ACCEPT_RANGE, AcceptRule
 from vggvox.errors import VggvoxError
+from vggvox.eval.metrics import Det, det_eer, open_set_curve, open_set_trade_off, plot_det
 from vggvox.eval.rttm import Segment
 from vggvox.eval.timeline import UNKNOWN, scored_truth
-from vggvox.metrics import Det, det_eer, open_set_curve, open_set_trade_off, plot_det
 from vggvox.modelcard import ModelCard
 from vggvox.stream.recognizer import ScoringConfig
 from vggvox.stream.results import Result, TurnUpdate

@@ -1,0 +1,278 @@
+"""``vggvox-client`` commands that go through a running vggvoxd: enroll, speakers,
+remove, name, status, calibration, listen and replay (their parsers, and what they
+print)."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from vggvox_client.common import plural, print_json
+from vggvoxd.events import EVENT_TYPES
+
+TOPICS = tuple(EVENT_TYPES)
+"""The event topics a subscriber may ask for, from the daemon's own event classes."""
+
+NAMES = ("enroll", "speakers", "remove", "name", "status", "calibration", "listen", "replay",
+         "mqtt", "watch", "web")
+
+DEFAULT_TIMEOUT = 10.0
+"""Seconds to wait for a reply when --timeout is not given (enroll waits longer)."""
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("enroll", help="enroll a speaker through the running daemon")
+    p.add_argument("name", help="the speaker's name (any Unicode; look-alikes of enrolled "
+                                "names are refused)")
+    p.add_argument("files", nargs="*", type=Path, metavar="FILE",
+                   help="clips of the speaker: any format, rate and channels; at least the "
+                        "daemon's enroll.min_speech_s of speech in all (default 3 s)")
+    p.add_argument("--live", type=float, metavar="SECONDS",
+                   help="record SECONDS from the daemon's microphone instead of files")
+    p.add_argument("--source", metavar="NAME",
+                   help="with --live: which of the daemon's sources to record (the names of "
+                        "its config's sources: list; default: the first). With files: the "
+                        "source they were recorded on, so that its room learns from them")
+    p.add_argument("--replace", action="store_true",
+                   help="replace the speaker's voiceprint (default: add the clips to it)")
+    p.add_argument("--force", action="store_true",
+                   help="store clips that do not sound like the speaker's voiceprint or like "
+                        "each other, or a name that looks like another speaker's (logged)")
+    p.add_argument("--json", action="store_true", help="print the reply as JSON")
+    sub.add_parser("speakers", help="list enrolled speakers").add_argument(
+        "--json", action="store_true", help="print the reply as JSON")
+    p = sub.add_parser("remove", help="remove a speaker (from memory and from every file)")
+    p.add_argument("name", help="the enrolled speaker's name")
+    p.add_argument("--json", action="store_true", help="print the reply as JSON")
+    p = sub.add_parser("name", help="enroll an unknown voice (unknown-N) under a name: its "
+                                    "past turns (listed) and future turns are that speaker")
+    p.add_argument("unknown", help="the label the daemon gave the voice, e.g. unknown-2")
+    p.add_argument("name", help="the speaker's name")
+    p.add_argument("--source", help="the stream it was heard on, as status shows it (needed "
+                                    "only if several streams have that label)")
+    p.add_argument("--replace", action="store_true",
+                   help="replace the voiceprint of an enrolled speaker of that name")
+    p.add_argument("--force", action="store_true",
+                   help="enroll the voice even if it does not sound like the speaker's "
+                        "voiceprint, or the name looks like another speaker's (logged)")
+    p.add_argument("--json", action="store_true", help="print the reply as JSON")
+    p = sub.add_parser("status", help="the daemon's state, model, speakers, stages and counters")
+    p.add_argument("--json", action="store_true", help="print the reply as JSON")
+    p = sub.add_parser("calibration", help="each source's open-set rule as its room has moved "
+                                           "it, and what that rests on; or reset it")
+    p.add_argument("action", choices=("show", "reset"), nargs="?", default="show",
+                   help="show (default), or reset: back to the calibration as fitted "
+                        "(forget what was heard, and the clips enrolled there so far)")
+    p.add_argument("--source", metavar="NAME", help="only this source (default: every one)")
+    p.add_argument("--json", action="store_true", help="print the reply as JSON")
+    p = sub.add_parser("listen", help="print the daemon's events")
+    p.add_argument("--json", action="store_true", help="print one JSON object a line")
+    p.add_argument("--topic", action="append", dest="topics", choices=TOPICS, metavar="TOPIC",
+                   help=f"only this topic (repeatable): {', '.join(TOPICS)}")
+    p.add_argument("--count", type=int, metavar="N", help="stop after N events "
+                   "(default: run until Ctrl-C)")
+    p.add_argument("--seconds", type=float, metavar="S", help="stop after S seconds")
+    p = sub.add_parser("replay", help="send audio through the daemon's pipeline, print events")
+    p.add_argument("target", type=Path, metavar="TARGET",
+                   help="an audio file, or a list of audio files (below)")
+    p.add_argument("--realtime", action="store_true",
+                   help="send at real-time pace (default: as fast as the pipeline takes it)")
+    p.add_argument("--json", action="store_true", help="print the events, one JSON object a line")
+    p = sub.add_parser("watch", help="a live view of who is speaking on each source, the "
+                                     "enrolled speakers and the daemon's state (q quits)")
+    p.add_argument("--seconds", type=float, metavar="S", help="stop after S seconds")
+    p = sub.add_parser("web", help="a web page of who is speaking, with enrollment from an "
+                                   "uploaded file (runs until stopped)")
+    p.add_argument("--listen", default="127.0.0.1:8765", metavar="HOST:PORT",
+                   help="where to serve it (default 127.0.0.1:8765; off loopback only with "
+                        "--token-file)")
+    p.add_argument("--token-file", type=Path, metavar="F",
+                   help="a private file (not readable by every user) holding the token the "
+                        "page needs (default: one made at start and kept 0600 in your "
+                        "runtime folder)")
+    p.add_argument("--allow-host", action="append", metavar="NAME", default=[],
+                   help="also answer to this host name (a LAN name, a reverse proxy's); "
+                        "repeatable. Any other Host header is refused (DNS rebinding)")
+    p.add_argument("--print-url", action="store_true",
+                   help="print the running page's URL with its token, and exit")
+    p = sub.add_parser("mqtt", help="publish who is speaking to an MQTT broker, with Home "
+                                    "Assistant discovery (runs until stopped)")
+    p.add_argument("--broker", required=True, metavar="HOST[:PORT]",
+                   help="the MQTT broker (port 1883 unless given)")
+    p.add_argument("--username", metavar="U", help="broker user name")
+    p.add_argument("--password-file", type=Path, metavar="F",
+                   help="file holding the broker password (never on the command line)")
+    p.add_argument("--tls", action="store_true", help="connect with TLS (the system's CAs)")
+    p.add_argument("--ca-file", type=Path, metavar="F",
+                   help="with TLS, trust the broker's certificate from this CA file (PEM), "
+                        "e.g. a self-signed Mosquitto's; implies --tls")
+    p.add_argument("--prefix", default="vggvox", help="topic prefix (default vggvox)")
+    p.add_argument("--discovery-prefix", default="homeassistant", metavar="PREFIX",
+                   help="Home Assistant's discovery prefix (default homeassistant)")
+
+
+TIME_FIELDS = ("updated", "created")
+"""Unix times in replies that --json shows as ISO 8601."""
+
+
+def iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")
+
+
+def data(reply: dict[str, Any]) -> dict[str, Any]:
+    """A reply's data for people and scripts: without the protocol's ``ok`` field, and
+    times in ISO 8601 (UTC) rather than Unix seconds."""
+    def convert(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: iso(x) if k in TIME_FIELDS and isinstance(x, (int, float))
+                    else convert(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [convert(x) for x in v]
+        return v
+
+    return {k: convert(v) for k, v in reply.items() if k != "ok"}
+
+
+def format_status(s: dict[str, Any]) -> str:
+    """A status reply as a table."""
+    speakers = s.get("speakers")
+    rows = [("state", s.get("state")), ("source", s.get("source")),
+            ("stream", f"{s.get('stream_s', 0.0):.1f} s"), ("model", s.get("model")),
+            ("scoring", s.get("scoring")), ("store", s.get("store")),
+            ("speakers", speakers if not isinstance(speakers, int)
+             else plural(speakers, "speaker")),
+            ("windows", s.get("windows")), ("queue", s.get("queue")),
+            ("replays", s.get("replays"))]
+    lines = [f"{k:10s} {v}" for k, v in rows if v is not None]
+    for name, src in (s.get("sources") or {}).items():
+        room = src.get("room") or {}
+        if room.get("adapts"):  # the rule this source decides with now, and its grounds
+            lines.append(f"{'room':10s} {name}: {room['rule']}; from "
+                         f"{plural(room['scores'], 'stranger score')} on "
+                         f"{room['speech_s']:.0f} s of its speech")
+    stages = s.get("stages") or {}
+    search = stages.get("search") or {}
+    if search.get("mode"):
+        built = f", built in {search['build_s']} s" if search.get("build_s") is not None else ""
+        lines.append(f"{'search':10s} {search['mode']} (from {search.get('index_above')} "
+                     f"voiceprints on, an index{built})")
+    if stages:
+        lines.append("stages")
+        for name, h in stages.items():
+            extra = f"  last error: {h['last_error']}" if h.get("last_error") else ""
+            lines.append(f"  {name:24s} {h.get('state', '?'):9s} "
+                         f"{plural(h.get('failures', 0), 'failure')}{extra}")
+    lines.append("counters")
+    for key in ("overflows", "dropped_samples", "dropped_windows", "dropped_events"):
+        lines.append(f"  {key.replace('_', ' '):24s} {s.get(key, 0)}")
+    sources = s.get("sources") or {}
+    if len(sources) > 1:  # one source: the lines above are all of it
+        lines.append("sources")
+        for name, src in sources.items():
+            lines.append(f"  {name:24s} {src.get('state', '?'):9s} "
+                         f"{src.get('stream_s', 0.0):.1f} s, "
+                         f"{plural(src.get('dropped_windows', 0), 'dropped window')}, "
+                         f"{plural(src.get('overflows', 0), 'overflow')}")
+    conns = s.get("connections") or {}
+    if conns:
+        lines.append("connections")
+        for name, c in conns.items():
+            lines.append(f"  {name:24s} {c.get('open', 0)} open (cap {c.get('cap')}), "
+                         f"{'accepting' if c.get('accepting') else 'not accepting'}, "
+                         f"{plural(c.get('sheds', 0), 'shed')}")
+    unknowns = s.get("unknowns") or {}
+    for source, labels in unknowns.items():
+        if labels:
+            lines.append(f"unknown voices on {source}: {', '.join(sorted(labels))}")
+    return "\n".join(lines)
+
+
+def format_rooms(sources: dict[str, Any]) -> str:
+    """A calibration reply's rooms, two lines each."""
+    lines = []
+    for name, r in sources.items():
+        lines.append(f"{name}: {r['rule']}")
+        if not r.get("adapts"):
+            lines.append("  fixed (scoring.adapt is false, or the rule is not calibrated)")
+            continue
+        lines.append(f"  from {plural(r['scores'], 'stranger score')} on {r['speech_s']:.1f} s "
+                     f"of this channel's speech: {r['enrolled_scores']} from enrollment clips, "
+                     f"{r['heard_scores']} from {plural(r['heard_turns'], 'named turn')}")
+    return "\n".join(lines)
+
+
+def run_calibration(conn: Any, args: argparse.Namespace) -> int:
+    where = {} if args.source is None else {"source": args.source}
+    op = "calibration" if args.action == "show" else "calibration_reset"
+    reply = conn.request(op, **where)
+    if args.json:
+        print_json(data(reply))
+    else:
+        if args.action == "reset":
+            print(f"reset: {', '.join(reply['reset']) or 'no source'}")
+        print(format_rooms(reply["sources"]))
+    return 0
+
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    from vggvox_client import enroll, operations
+    from vggvox_client.connection import Connection
+    from vggvoxd.config import EndpointSettings
+
+    timeout = DEFAULT_TIMEOUT if args.timeout is None else args.timeout
+    conn = Connection(args.control, args.events, timeout, args.server_key, args.key)
+    if args.command == "listen":
+        return operations.listen(conn, args.json, args.topics, args.count, args.seconds)
+    if args.command == "replay":
+        from vggvox_client import replay
+
+        return replay.run(conn, args.target, args.realtime, args.json)
+    if args.command == "watch":
+        from vggvox_client import watch
+
+        return watch.run(conn, args.seconds)
+    if args.command == "web":
+        from vggvox_client import web
+
+        return web.run(conn, args.listen, args.token_file, args.allow_host, args.print_url)
+    if args.command == "mqtt":
+        from vggvox_client import mqtt
+
+        return mqtt.run(conn, args.broker, args.prefix, args.username, args.password_file,
+                        args.tls, args.discovery_prefix, args.ca_file)
+    if args.command == "status":
+        reply = data(conn.request("status"))
+        if args.json:
+            print_json(reply)
+        else:
+            print(format_status(reply))
+        return 0
+    if args.command == "remove":
+        reply = conn.request("remove", name=args.name)
+        if args.json:
+            print_json({"removed": reply.get("removed", args.name),
+                        "erasure": reply.get("erasure")})
+        else:
+            print(f"removed {args.name}" + ("" if reply.get("erasure") != "pending" else
+                  " (its voiceprint leaves the store's files once another program reading "
+                  "the store ends; vggvoxd finishes the erasure then)"))
+        return 0
+    if args.command == "name":
+        return enroll.run_name(conn, args, data)
+    if args.command == "calibration":
+        return run_calibration(conn, args)
+    if args.command == "speakers":
+        reply = conn.request("list")
+        if args.json:
+            print_json(data(reply))
+        else:
+            print(f"model {reply['model']}, {plural(len(reply['speakers']), 'speaker')}")
+            for s in reply["speakers"]:
+                print(f"  {s['name']:24s} {plural(s['embeddings'], 'embedding', 3)}  "
+                      f"{s['seconds']:7.1f} s of speech" + (
+                          f"  DAMAGED, not identified ({s['damaged']}; enroll --replace "
+                          "repairs it)" if s.get("damaged") else ""))
+        return 0
+    return enroll.run_enroll(conn, args, EndpointSettings().max_request_bytes, data)

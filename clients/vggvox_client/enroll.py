@@ -1,0 +1,121 @@
+"""``vggvox-client enroll`` and ``name``: each request with an id, Ctrl-C cancels it.
+
+An enrollment can take a minute (the daemon embeds all its audio first). If its
+user presses Ctrl-C meanwhile, the client sends ``cancel`` with the request's id
+(``request``, random, sent with every enroll and name) and says plainly what
+became of it: cancelled, nothing stored; or already stored, and how to undo
+it; or that the daemon could not be asked. The exit status is 130 either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+from typing import Any
+
+from vggvox.errors import VggvoxError
+from vggvox_client import operations
+from vggvox_client.common import plural, print_json
+from vggvox_client.connection import ClientError, Connection
+
+CANCEL_TIMEOUT_S = 12.0
+"""How long Ctrl-C waits for the daemon's answer to ``cancel``: one that comes while the
+enrollment's store write waits for another process's lock is answered when the write
+ends, which SQLite's busy time-out (10 s) bounds."""
+INTERRUPTED = 130
+
+
+def new_request_id() -> str:
+    return secrets.token_hex(8)  # 16 printable characters: the daemon takes 8 to 64
+
+
+def run_enroll(conn: Connection, args: argparse.Namespace, max_bytes: int,
+               data: Any) -> int:
+    if (args.live is None) == (not args.files):
+        raise VggvoxError("enroll needs either FILE... or --live SECONDS")
+    try:
+        clips = None if args.live is not None else operations.load_clips(args.files, max_bytes)
+    except KeyboardInterrupt:
+        print("\nvggvox-client: interrupted before anything was sent: nothing was stored",
+              file=sys.stderr)
+        return INTERRUPTED
+    rid = new_request_id()
+    try:  # from here on the daemon may be storing it: Ctrl-C asks what became of it
+        reply = operations.enroll(conn, args.name, args.files, args.live, args.replace, max_bytes,
+                            args.force, timeout=args.timeout, source=args.source,
+                            request=rid, clips=clips)
+    except KeyboardInterrupt:
+        return interrupted(conn, rid, f"the enrollment of {args.name}")
+    if args.json:
+        print_json(data(reply))
+    else:
+        print(enroll_summary(reply))
+    return 0
+
+
+def run_name(conn: Connection, args: argparse.Namespace, data: Any) -> int:
+    extra = {"source": args.source} if args.source else {}
+    rid = new_request_id()
+    try:
+        reply = conn.request("name", unknown=args.unknown, name=args.name,
+                             replace=args.replace, force=args.force, request=rid, **extra)
+    except KeyboardInterrupt:
+        return interrupted(conn, rid, f"naming {args.unknown} {args.name}")
+    if args.json:
+        print_json(data(reply))
+    else:
+        print(f"{reply['unknown']} on {reply['source']} is now {reply['speaker']}: "
+              f"{reply['speech_s']:.1f} s of its speech enrolled; its turns "
+              f"{', '.join(map(str, reply['turns'])) or '(none closed yet)'}")
+    return 0
+
+
+def enroll_summary(reply: dict[str, Any]) -> str:
+    """An enroll reply in words. An append's ``speech_s`` is the new clips' alone: the
+    speaker's totals (``added``, ``speaker_s``, from daemons that send them) are said
+    apart, so that the clip's seconds are not read as the speaker's."""
+    who, model = reply["speaker"], reply.get("model", "?")
+    embeddings, speech = plural(reply["embeddings"], "embedding"), reply["speech_s"]
+    if reply.get("action") == "appended":
+        head = f"appended to {who} (already enrolled; --replace starts over)"
+        if reply.get("added") is not None and reply.get("speaker_s") is not None:
+            return (f"{head}: +{plural(reply['added'], 'embedding')}, {speech:.1f} s of "
+                    f"speech; now {embeddings}, {reply['speaker_s']:.1f} s in all ({model})")
+        return f"{head}: {speech:.1f} s of speech added; now {embeddings} ({model})"
+    verb = "replaced" if reply.get("action") == "replaced" else "enrolled"
+    return f"{verb} {who}: {embeddings}, {speech:.1f} s of speech after VAD ({model})"
+
+
+def interrupted(conn: Connection, rid: str, what: str) -> int:
+    """Ctrl-C while an enroll or name request was under way: cancel it, say what became
+    of it, exit 130."""
+    print(file=sys.stderr)  # end the line the terminal's ^C is on
+    try:
+        answer = conn.request("cancel", timeout=CANCEL_TIMEOUT_S, request=rid)
+    except ClientError as e:
+        print(f"vggvox-client: interrupted; could not ask vggvoxd whether {what} went "
+              f"through ({e}); vggvox-client speakers shows who is enrolled", file=sys.stderr)
+        return INTERRUPTED
+    print(f"vggvox-client: interrupted: {outcome(answer, what)}", file=sys.stderr)
+    return INTERRUPTED
+
+
+def outcome(answer: dict[str, Any], what: str) -> str:
+    """The ``cancel`` op's answer in words."""
+    state = answer.get("state")
+    if state == "cancelled":
+        return "cancelled: nothing was stored"
+    if state == "done":
+        who = answer.get("speaker", "?")
+        if answer.get("action") == "appended":
+            return (f"{what} had already gone through: the clips were appended to {who}'s "
+                    f"voiceprint (vggvox-client enroll {who} FILE... --replace starts it over "
+                    "from the clips you choose)")
+        if answer.get("action") == "replaced":
+            return (f"{what} had already gone through: {who}'s voiceprint was replaced "
+                    f"(vggvox-client remove {who} removes it)")
+        return (f"{what} had already gone through: {who} is enrolled (vggvox-client remove "
+                f"{who} undoes it)")
+    return (f"vggvoxd does not know the request, so it cannot say whether {what} went "
+            "through (it may have ended long ago); vggvox-client speakers shows who is enrolled")

@@ -1,0 +1,323 @@
+r"""The supervisor: the runtime around the library's recognizer.
+
+    mic source(s) -> Stream (ring buffer, segmenter) -\  live queue
+    replay/file -> Stream (ring buffer, segmenter) --> finite queue -> EmbedExecutor
+                                                        (embed, decide, wire) -> Publisher
+    ControlServer (enroll, remove, list, status, reload, replay) -> VoiceprintStore
+                                          VoiceprintSet (in memory) <- loaded from the store
+
+The main thread runs ``run``: it (re)starts each live source (``live.py``: one,
+or several with ``sources:``) with back-off when it fails or disappears, sends
+heartbeats, tells systemd when it is ready, and tears everything down on
+``stop`` (SIGTERM). With ``--source file:PATH`` or ``--source stdin`` (a one-off
+run) it stops by itself, with status 0, once that source has ended, its last
+window is decided, and no replay or enrollment is under way. A ``sources:`` list
+describes a service: it never ends by itself (its files and stdin end and stay
+``finished``; it goes on serving replays, enrollments and requests).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from vggvox.calibration import AcceptRule
+from vggvox.embedder import Embedder
+from vggvox.errors import ModelMismatchError
+from vggvox.modelcard import ModelCard, load_card, resolve_card
+from vggvox.store import ModelId, VoiceprintStore
+from vggvox.stream.recognizer import Recognizer
+from vggvox.voiceprints import VoiceprintSet
+from vggvoxd.access import share_sockets
+from vggvoxd.calibration_overrides import Calibrations, describe
+from vggvoxd.config import Settings
+from vggvoxd.control import ControlServer
+from vggvoxd.curveauth import Curve
+from vggvoxd.events import Event, StatusEvent
+from vggvoxd.executor import EmbedExecutor, WorkQueues
+from vggvoxd.guard import Guard
+from vggvoxd.handlers import Handlers
+from vggvoxd.indexer import SearchIndexer
+from vggvoxd.livesources import LiveSource, make_source, specs
+from vggvoxd.lock import EndpointLocks
+from vggvoxd.notify import Notifier
+from vggvoxd.prometheus import MetricsServer
+from vggvoxd.publisher import Publisher
+from vggvoxd.rooms import Rooms
+from vggvoxd.sources import AudioSource
+from vggvoxd.streamthread import Stream
+
+log = logging.getLogger(__name__)
+
+class Daemon:
+    def __init__(self, settings: Settings, source: str = "mic",
+                 notifier: Notifier | None = None, allow_empty: bool = False) -> None:
+        self.settings = settings
+        self.source_spec = source
+        self.notifier = notifier or Notifier()
+        # One daemon per endpoint, checked first: a second one must not even load the
+        # model or open the first one's store before it refuses.
+        self.locks = EndpointLocks([settings.endpoint("events"), settings.endpoint("control")])
+        self.locks.acquire()
+        card = load_card(resolve_card(settings.model.name))
+        self.embedder = Embedder(card, threads=settings.model.threads)
+        self.store = VoiceprintStore(settings.store_path())
+        self._check_store(card, allow_empty)
+        # The index of a large set is built by its own thread, never on a decision.
+        self.voiceprints = VoiceprintSet(card.embedding_size, card.tag, settings.scoring.metric,
+                                         replace(settings.search, build_on_search=False))
+        self.indexer = SearchIndexer(self.voiceprints, self.on_fatal)
+        # A calibration the config names (fitted on the user's own recordings) replaces
+        # the card's; loaded again here, with the model really run.
+        self.calibrations = Calibrations.load(settings, card.name)
+        self.rule = settings.scoring.rule(card, settings.scoring.metric,
+                                          self.calibrations.default)
+        self.rooms = Rooms([spec.name for spec in specs(settings, source)], self.rule_for,
+                           settings.scoring.adapt, self.store, card)
+        self.queues = WorkQueues(settings.window.queue, settings.window.queue)
+        self.publisher = Publisher(settings.endpoint("events"), settings.endpoints.events_hwm,
+                                   on_fatal=self.on_fatal)
+        self.metrics = (MetricsServer(self, settings.metrics) if settings.metrics.listen
+                        else None)
+        self.executor = EmbedExecutor(self.embedder, self.voiceprints, self.store, self.queues,
+                                      settings.window.max_batch, self.publish, self.on_flush,
+                                      self.on_fatal, on_load=self.on_load,
+                                      on_decision=self.metrics.observe if self.metrics
+                                      else lambda latency_s: None)
+        self.handlers = Handlers(self)
+        self.control = ControlServer(settings.endpoint("control"), self.handlers.table(),
+                                     settings.endpoints.max_request_bytes, self.on_fatal)
+        self.curve = Curve(settings.security)
+        for sock in (self.publisher, self.control):
+            sock.options.update(self.curve.socket_options())
+        if self.curve.enabled:
+            self.control.authorize = self.curve.allows
+        self.lives: list[LiveSource] = []
+        """The live sources, built by ``run``; owned by the run loop's thread."""
+        self.fatal: str | None = None
+        """Why a stage gave up: the daemon then exits non-zero, to be restarted."""
+        self._stop = threading.Event()
+        self.stop_reason = ""
+        self.reload_requested = threading.Event()
+        """Set by SIGHUP; the run loop re-reads the voiceprints."""
+        self._last_status = 0.0
+        log.info("model %s (%s), %s, store %s", card.tag, card.path, self.describe(self.rule),
+                 self.store.path)
+        for name, cal in self.calibrations.by_source.items():
+            log.info("source %s: its own calibration %s", name, cal.path)
+
+    def _check_store(self, card: ModelCard, allow_empty: bool) -> None:
+        """A store of another model's voiceprints would leave everyone unknown, silently
+        but for one log line: refuse to start, unless told to run with nobody enrolled."""
+        try:
+            self.store.voiceprints(ModelId.of(card))
+        except ModelMismatchError as e:
+            if not allow_empty:
+                raise ModelMismatchError(f"{e} (--allow-empty starts with nobody enrolled)") \
+                    from None
+            log.error("%s; running with nobody enrolled (--allow-empty)", e)
+
+    # -- events -------------------------------------------------------------------------
+
+    def publish(self, event: Event) -> None:
+        self.publisher.publish(event)
+
+    @property
+    def main(self) -> Stream | None:
+        """The first live source's stream: its clock dates enrollments, and it records
+        a live enrollment that names no source."""
+        return self.lives[0].stream if self.lives else None
+
+    @property
+    def state(self) -> str:
+        """The daemon's state: its source's, or with several ``running`` while any runs."""
+        states = [live.state for live in self.lives] or ["starting"]
+        return "running" if "running" in states else states[0]
+
+    def live(self, name: str) -> LiveSource | None:
+        return next((live for live in self.lives if live.name == name), None)
+
+    def status_event(self, state: str | None = None,
+                     live: LiveSource | None = None) -> StatusEvent:
+        """One live source's status, or (no ``live``) all of them summed up."""
+        lives = [live] if live is not None else self.lives
+        streams = [lv.stream for lv in lives]
+        t = streams[0].stream_s if streams else 0.0
+        return StatusEvent(
+            source=",".join(lv.name for lv in lives) or self.source_spec,
+            t_start=t, t_end=t,
+            state=state or (live.state if live is not None else self.state),
+            overflows=sum(s.source.overflows for s in streams),
+            dropped_samples=sum(s.ring.dropped for s in streams),
+            dropped_windows=sum(s.dropped_windows for s in streams),
+            queue=len(self.queues), speakers=len(self.voiceprints),
+            dropped_events=self.publisher.dropped,
+        )
+
+    def describe(self, rule: AcceptRule) -> str:
+        """A rule in words, naming its calibration file when it is not the card's."""
+        return describe(rule, self.embedder.card.calibration)
+
+    def rule_for(self, source: str) -> AcceptRule:
+        """The rule a source decides with before its room moves it."""
+        return self.settings.scoring.rule(self.embedder.card, self.settings.scoring.metric,
+                                          self.calibrations.for_source(source))
+
+    def on_load(self) -> None:
+        """The voiceprints were (re)loaded: wake the index builder, and measure each
+        room's enrollment clips again."""
+        self.indexer.wake()
+        self.rooms.enrollment_changed(self.voiceprints)
+
+    def stream(self, source: AudioSource, on_frames: Callable[[], None] | None = None,
+               critical: bool = True) -> Stream:
+        """A new stream with its own recognizer, fed to the shared executor. A critical
+        stream (the microphone) that gives up stops the daemon; another (a client's
+        replay) only ends itself. A ``sources:`` entry's own calibration, else the
+        daemon's, decides it (a replay's name, ``replay:...``, is never a source's)."""
+        config = self.settings.recognizer(self.calibrations.for_source(source.name))
+        recognizer = Recognizer(self.embedder, self.voiceprints, config,
+                                room=self.rooms.get(source.name))
+        return Stream(source, recognizer, self.queues, self.settings.audio.buffer_s, on_frames,
+                      self.on_fatal if critical else log.error)
+
+    def on_state(self, live: LiveSource) -> None:
+        """A live source changed state (in the run loop): tell systemd and subscribers."""
+        self.notifier.status(f"source {live.name}: {live.state}")
+        self.publish(self.status_event(live=live))
+
+    def on_flush(self, stream: Stream) -> None:
+        """The executor has handled every window of a finite stream (in its thread: the
+        run loop turns a live source's flag into its state)."""
+        self.handlers.replays.finished(stream)
+        live = next((lv for lv in self.lives if lv.stream is stream), None)
+        if live is not None:
+            live.flushed.set()
+
+    def all_done(self) -> bool:
+        """A command line's file or stdin has ended, and nothing else is under way: no
+        replay session, no enrollment, no reply still to send (a ``sources:`` list,
+        or a microphone, never ends)."""
+        return (not self.settings.sources and bool(self.lives)
+                and all(lv.ended for lv in self.lives)
+                and not len(self.handlers.replays) and self.handlers.idle()
+                and self.control.idle())
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def stop(self, reason: str = "") -> None:
+        """Ask the run loop to stop (safe from a signal handler: no logging here)."""
+        self.stop_reason = self.stop_reason or reason
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def reload(self) -> None:
+        self.executor.refresh(force=True)
+        self.curve.reload()
+
+    def on_fatal(self, why: str) -> None:
+        """A stage cannot go on (any thread): stop, and exit non-zero."""
+        log.critical("%s; exiting so that the service manager restarts vggvoxd", why)
+        self.fatal = why
+        self._stop.set()
+
+    def guards(self) -> dict[str, Guard]:
+        """Every stage's guard, by stage name (for status and metrics)."""
+        return {"embedder": self.executor.guard, "search": self.indexer.guard,
+                "events": self.publisher.guard, "control": self.control.guard,
+                "enroll-worker": self.handlers.worker.guard,
+                **{s.name: s.guard for s in self.handlers.streams()}}
+
+    def healthy(self) -> bool:
+        """Every stage is alive, and making progress or idle by design."""
+        return (self.executor.healthy() and self.publisher.alive() and self.control.alive()
+                and self.handlers.worker.alive()
+                and not any(live.stream.guard.failed for live in self.lives))
+
+    def watchdog(self) -> None:
+        """Called per captured block, and from the run loop while no source should be
+        heard from: ping systemd only while every stage is healthy, so that a stuck
+        embedder gets the service restarted even as audio flows."""
+        if self.healthy():
+            self.notifier.watchdog()
+
+    def run(self) -> int:
+        """Serve until stopped: 0 on a clean stop, 1 when a stage gave up.
+
+        The endpoints' locks were taken by ``__init__``."""
+        # The sources exist (not yet started) before any socket answers: a status
+        # request the moment control answers must already list them.
+        self.lives = [LiveSource(self.stream(make_source(spec, self.settings.audio.block_ms),
+                                             on_frames=self.watchdog), self.on_state)
+                      for spec in specs(self.settings, self.source_spec)]
+        if self.metrics is not None:
+            try:
+                self.metrics.start()
+            except OSError as e:
+                raise RuntimeError(f"metrics.listen {self.settings.metrics.listen}: "
+                                   f"cannot listen there: {e.strerror or e}") from None
+        self.curve.start()  # ZAP must answer before a CURVE socket takes a connection
+        self.publisher.start()
+        self.indexer.start()
+        self.executor.start()
+        self.handlers.worker.start()
+        self.control.start()
+        try:
+            share_sockets(self.settings)
+            while not self._stop.is_set():
+                now = time.monotonic()
+                for live in self.lives:
+                    live.tick(now)
+                heard = [lv.name for lv in self.lives
+                         if lv.state == "running" and lv.stream.frames_seen]
+                if heard:
+                    self.notifier.ready(f"listening on {', '.join(heard)}")
+                if all(lv.may_be_quiet for lv in self.lives):
+                    # Nothing that should be heard from is silent (a file that ended,
+                    # a pipe that pauses): the pings cannot come from captured blocks.
+                    self.watchdog()
+                if now - self._last_status >= self.settings.status.interval_s:
+                    self._last_status = now
+                    for live in self.lives:
+                        self.publish(self.status_event(live=live))
+                self.handlers.replays.reap()
+                if self.all_done():
+                    log.info("the source has ended: stopping")
+                    self.stop("end of input")
+                self.store.retry_erasure()  # a removal a reader held up; cheap when none
+                self.rooms.save()
+                if self.reload_requested.is_set():
+                    self.reload_requested.clear()
+                    log.info("SIGHUP: reloading voiceprints")
+                    self.reload()
+                self._stop.wait(0.1)
+        finally:
+            self.shutdown()
+        return 1 if self.fatal else 0
+
+    def shutdown(self) -> None:
+        log.info("shutting down%s", f" ({self.stop_reason})" if self.stop_reason else "")
+        self.notifier.stopping()
+        self.control.stop()
+        self.handlers.worker.stop()
+        for live in self.lives:
+            live.stream.stop()
+        self.handlers.replays.stop_all()
+        self.executor.stop()
+        self.rooms.save(force=True)
+        self.indexer.stop()
+        now = time.monotonic()
+        for live in self.lives:
+            live.report_drops(now, final=True)
+            self.publish(self.status_event(state="stopped", live=live))
+        self.publisher.stop()
+        self.curve.stop()
+        if self.metrics is not None:
+            self.metrics.stop()
+        self.locks.release()

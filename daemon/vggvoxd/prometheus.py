@@ -1,0 +1,155 @@
+"""Prometheus metrics: an HTTP endpoint in the daemon, off by default.
+
+    metrics:
+      listen: 127.0.0.1:9464     # then: curl http://127.0.0.1:9464/metrics
+
+Almost everything is read from the daemon's own counters when Prometheus
+scrapes (``DaemonCollector.collect``, in the HTTP server's thread), so between
+scrapes it costs nothing. The one metric fed as events happen is the decision
+latency histogram: one ``observe`` per window, in the executor thread.
+
+A ``listen`` address off loopback is refused unless ``public: true`` says it
+is meant: the endpoint has no authentication, and the systemd unit allows
+only localhost (its ``IPAddressAllow=``) for the same reason.
+
+The HTTP server is the daemon's own (``metricsserver.py``): a few connections at
+once, with time-outs, inside the daemon's budget of open files, so that a flood
+of the port cannot reach the store or the ZeroMQ sockets.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from vggvox import __version__
+from vggvox.loopback import is_loopback
+from vggvoxd.prometheus_http import MAX_CONNECTIONS, MetricsHTTP
+
+if TYPE_CHECKING:
+    from vggvoxd.daemon import Daemon
+
+log = logging.getLogger(__name__)
+
+LATENCY_BUCKETS = (0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)
+"""Seconds from a window's last sample to its events being out."""
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    listen: str | None = None
+    """HOST:PORT of the /metrics endpoint; null: no endpoint."""
+    public: bool = False
+    """Allow a listen address that is not loopback (the endpoint has no authentication)."""
+
+    def __post_init__(self) -> None:
+        if self.listen is None:
+            return
+        host, _, port = self.listen.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"'metrics.listen' must be HOST:PORT, got {self.listen!r}")
+        if not is_loopback(host) and not self.public:
+            raise ValueError(f"'metrics.listen' {self.listen} is not loopback: the endpoint "
+                             "has no authentication; set 'metrics.public: true' to mean it")
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self.listen is not None
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+class DaemonCollector:
+    """The daemon's state as Prometheus metric families, read at scrape time."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.d = daemon
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+
+        d = self.d
+        card = d.embedder.card
+        yield InfoMetricFamily("vggvox_build", "Version, model and model file hash",
+                               value={"version": __version__, "model": card.tag,
+                                      "sha256": card.sha256})
+        per_source: dict[str, dict[str, float]] = {}
+        for live in d.lives:
+            s = live.stream
+            per_source[live.name] = {
+                "windows": s.windows_decided, "turns": s.turns_decided,
+                "samples": s.ring.dropped, "dropped_windows": s.dropped_windows,
+                "overflows": s.source.overflows}
+        # One series for all replays (their names are one-off tokens), counting the
+        # finished ones too, so that it never goes back.
+        windows, turns, samples = d.handlers.replays.totals()
+        per_source["replay"] = {"windows": windows, "turns": turns, "samples": samples,
+                                "dropped_windows": 0, "overflows": 0}
+        families = {
+            "windows": CounterMetricFamily("vggvox_windows_decided", "Windows embedded "
+                                           "and decided", labels=["source"]),
+            "turns": CounterMetricFamily("vggvox_turns_decided", "Turns closed with their "
+                                         "answer", labels=["source"]),
+            "samples": CounterMetricFamily("vggvox_dropped_samples", "Audio samples "
+                                           "overwritten in a ring buffer", labels=["source"]),
+            "dropped_windows": CounterMetricFamily("vggvox_dropped_windows", "Windows the "
+                                                   "live queue dropped", labels=["source"]),
+            "overflows": CounterMetricFamily("vggvox_input_overflows", "PortAudio input "
+                                             "overflows", labels=["source"]),
+        }
+        for name, values in per_source.items():
+            for key, family in families.items():
+                family.add_metric([name], values[key])
+        yield from families.values()
+        state = GaugeMetricFamily("vggvox_source_state", "1 for the source's current state",
+                                  labels=["source", "state"])
+        for live in d.lives:
+            state.add_metric([live.name, live.state], 1)
+        yield state
+        yield CounterMetricFamily("vggvox_embed_seconds", "Time spent in the embedding "
+                                  "network and its batching", value=d.executor.compute_s)
+        yield CounterMetricFamily("vggvox_dropped_events", "Events the publisher dropped",
+                                  value=d.publisher.dropped)
+        yield GaugeMetricFamily("vggvox_queue_depth", "Windows and items waiting for the "
+                                "embedder", value=len(d.queues))
+        yield GaugeMetricFamily("vggvox_enrolled_speakers", "Speakers in the voiceprint set",
+                                value=len(d.voiceprints))
+        failures = CounterMetricFamily("vggvox_stage_restarts", "Failures a stage recovered "
+                                       "from (each is logged)", labels=["stage"])
+        for stage, guard in d.guards().items():
+            failures.add_metric([stage], guard.failures)
+        yield failures
+
+
+class MetricsServer:
+    """The /metrics endpoint and the latency histogram; start() opens the port."""
+
+    def __init__(self, daemon: Daemon, settings: MetricsSettings) -> None:
+        from prometheus_client import CollectorRegistry, Histogram
+
+        self.settings = settings
+        self.registry = CollectorRegistry()
+        self.latency = Histogram("vggvox_decision_latency_seconds", "From a window's last "
+                                 "sample entering its ring buffer to its events being out",
+                                 buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.registry.register(DaemonCollector(daemon))  # type: ignore[arg-type]
+        self.http = MetricsHTTP(settings.address, self.render)
+
+    def observe(self, latency_s: float) -> None:
+        self.latency.observe(latency_s)
+
+    def render(self) -> tuple[bytes, str]:
+        """The text exposition of every metric, read now (in a connection's thread)."""
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    def start(self) -> None:
+        self.http.start()
+        log.info("metrics on http://%s/metrics (at most %d connections at once)",
+                 self.settings.listen, MAX_CONNECTIONS)
+
+    def stop(self) -> None:
+        self.http.stop()
