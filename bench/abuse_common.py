@@ -23,7 +23,7 @@ from daemon_proc import DaemonProcess  # noqa: E402
 
 from conftest import FIXTURES  # noqa: E402
 from vggvox.audio import load_audio  # noqa: E402
-from vggvox_client import operations  # noqa: E402
+from vggvox.protocol.pcm import to_pcm  # noqa: E402
 from vggvox_client.connection import ClientError, Connection  # noqa: E402
 
 MAX_BYTES = 16 * 1024 * 1024
@@ -45,7 +45,7 @@ NO_SPEECH = f"skipped: no speech clips in {FIXTURES} (a fresh clone has no ../sh
 def long_pcm(seconds: float = 110.0) -> bytes:
     """One clip of ``seconds`` of real speech (a fixture clip repeated), as request PCM."""
     voice = load_audio(speech_clips()[0])
-    return operations.to_pcm(np.tile(voice, int(seconds * 16000 / len(voice))))
+    return to_pcm(np.tile(voice, int(seconds * 16000 / len(voice))))
 
 
 def proc_status(pid: int, key: str) -> float:

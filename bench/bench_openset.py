@@ -32,8 +32,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))  # the tests' daemon runner
 sys.path.insert(0, str(HERE.parent / "weights"))
-from fit_calibration import SPEECH, write_lists  # noqa: E402
 from daemon_proc import DaemonProcess  # noqa: E402
+from fit_calibration import SPEECH, write_lists  # noqa: E402
 
 from vggvox.audio import load_audio  # noqa: E402
 from vggvox.embedder import Embedder  # noqa: E402

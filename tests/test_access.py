@@ -20,11 +20,11 @@ import pytest
 import yaml
 from daemon_proc import DaemonProcess, free_port
 
+from vggvox.protocol.keys import keygen
 from vggvox_client.cli import main as client_main
 from vggvox_client.connection import ClientError, Connection
 from vggvoxd import config
 from vggvoxd.access import check_exposure
-from vggvoxd.curveauth import keygen
 
 
 def test_keygen_writes_a_public_and_a_private_key(tmp_path: Path, capsys) -> None:

@@ -304,8 +304,8 @@ def test_bad_choice_is_a_one_line_error(capsys: pytest.CaptureFixture[str], argv
 
 
 def test_topics_are_the_daemons() -> None:
+    from vggvox.protocol.events import EVENT_TYPES
     from vggvox_client.daemon_cmds import TOPICS
-    from vggvoxd.events import EVENT_TYPES
 
     assert set(TOPICS) == set(EVENT_TYPES) and "turn" in TOPICS
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from vggvox.protocol import endpoints
 from vggvoxd import config
 from vggvoxd.config import ConfigError, Settings
 
@@ -116,12 +117,12 @@ def test_the_users_file_comes_before_the_machines(tmp_path: Path,
     etc = tmp_path / "etc.yaml"
     etc.write_text("status: {interval_s: 7.0}\n")
     user = tmp_path / "home" / "vggvox" / "vggvoxd.yaml"
-    monkeypatch.setattr(config, "SYSTEM_CONFIG", etc)
-    monkeypatch.setattr(config, "user_config_dir", lambda app: str(tmp_path / "home" / app))
-    assert config.find_config(None) == etc, "the machine's file when the user has none"
+    monkeypatch.setattr(endpoints, "SYSTEM_CONFIG", etc)
+    monkeypatch.setattr(endpoints, "user_config_dir", lambda app: str(tmp_path / "home" / app))
+    assert endpoints.find_config(None) == etc, "the machine's file when the user has none"
     user.parent.mkdir(parents=True)
     user.write_text("status: {interval_s: 3.0}\n")
-    assert config.find_config(None) == user
+    assert endpoints.find_config(None) == user
     assert config.load(None)[0].status.interval_s == 3.0
     explicit = tmp_path / "mine.yaml"
     explicit.write_text("status: {interval_s: 1.0}\n")

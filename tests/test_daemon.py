@@ -20,6 +20,7 @@ from test_watchdog import NotifySocket
 
 from conftest import write_wav
 from vggvox.audio import load_audio, to_int16
+from vggvox.protocol.pcm import to_pcm
 from vggvox_client import operations
 from vggvox_client.connection import ClientError
 
@@ -162,7 +163,7 @@ def test_sigterm_during_enrollment_keeps_the_store_intact(tmp_path: Path,
     first, second = sorted(convo.enroll)
     operations.enroll(d.conn, first, convo.enroll[first], None, False, MAX_BYTES)
     many = convo.enroll[second] * 20  # a long enrollment, to be interrupted
-    clips = [operations.to_pcm(load_audio(f)) for f in many]
+    clips = [to_pcm(load_audio(f)) for f in many]
 
     def enroll_long() -> None:
         try:
@@ -324,8 +325,8 @@ def test_an_unknown_voice_is_named_through_the_client(daemon: DaemonProcess, tmp
     named event lists its past turns and its next turn on that stream carries the name."""
     from speakers_fixture import joined, labels_within, vctk
 
+    from vggvox.protocol.events import replay_source
     from vggvox_client import cli
-    from vggvoxd.events import replay_source
 
     files = [write_wav(tmp_path / f"p225_{u}.wav", vctk(speech_dir, "p225", u))
              for u in ("016", "020", "022")]
@@ -398,7 +399,7 @@ def test_status_and_list_stay_quick_during_a_long_enrollment(
 
     voice = load_audio(convo.enroll[sorted(convo.enroll)[0]][0])
     # Read and packed beforehand, so that this process is idle while it measures.
-    clip = operations.to_pcm(np.tile(voice, int(110 * 16000 / len(voice))))
+    clip = to_pcm(np.tile(voice, int(110 * 16000 / len(voice))))
     reply: dict = {}
 
     def enroll() -> None:
@@ -562,7 +563,7 @@ def test_sigterm_during_one_long_clip_exits_0_within_two_seconds(
     """Issue 8: SIGTERM while one long clip is inside ONNX (it cannot stop between
     clips) used to abort the process now and then; it must exit 0 every time."""
     voice = load_audio(convo.enroll[sorted(convo.enroll)[0]][0])
-    clip = operations.to_pcm(np.tile(voice, int(110 * 16000 / len(voice))))
+    clip = to_pcm(np.tile(voice, int(110 * 16000 / len(voice))))
     for run in range(3):
         (tmp_path / f"run{run}").mkdir()
         d = DaemonProcess(tmp_path / f"run{run}").start()
@@ -605,7 +606,7 @@ def test_a_bad_file_source_is_one_line_and_exit_2(tmp_path: Path, path: str, why
 def test_a_replay_session_belongs_to_whoever_holds_its_token(daemon: DaemonProcess) -> None:
     """Issue 8: events and status never show a session's token, only its hash; a short
     token is refused; another token is another session."""
-    from vggvoxd.events import replay_source
+    from vggvox.protocol.events import replay_source
 
     with pytest.raises(ClientError, match="'session' must be 32 to 128"):
         daemon.conn.request("replay", session="guessable", audio=b"")

@@ -286,8 +286,9 @@ def test_a_live_recording_at_its_limit_is_cancelled_and_past_it_is_refused_by_ke
 
 def test_a_curve_reader_may_not_cancel(tmp_path: Path) -> None:
     """`cancel` is an admin's request, as enroll is: a reader's key is refused."""
+    from vggvox.protocol.keys import keygen
     from vggvoxd.config import SecuritySettings
-    from vggvoxd.curveauth import Curve, keygen
+    from vggvoxd.curveauth import Curve
 
     for role in ("admins", "readers"):
         (tmp_path / role).mkdir()

@@ -32,7 +32,7 @@ from speakers_fixture import conversation
 
 from conftest import write_wav
 from vggvox.audio import load_audio
-from vggvox_client import operations
+from vggvox.protocol.pcm import to_pcm
 from vggvox_client.enroll import enroll_summary, outcome
 
 CLIENT = Path(sys.executable).parent / "vggvox-client"
@@ -53,7 +53,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DaemonProc
 def keep_busy(d: DaemonProcess, wav: Path, n: int) -> list[zmq.Socket]:
     """``n`` enrollments of ``wav`` sent at once (DEALER sockets, replies not awaited),
     so that the next one waits behind them in the daemon's enrollment worker."""
-    pcm = operations.to_pcm(load_audio(wav))
+    pcm = to_pcm(load_audio(wav))
     socks = []
     for i in range(n):
         s: zmq.Socket = zmq.Context.instance().socket(zmq.DEALER)

@@ -50,8 +50,8 @@ def test_configure_refuses_an_unknown_level() -> None:
 def test_no_runtime_dir_warning_without_xdg_runtime_dir(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
     env["HOME"] = str(tmp_path)
-    code = ("from vggvox_client.connection import default_endpoint; "
-            "print(default_endpoint('control'))")
+    code = ("from vggvox.protocol.endpoints import discover; "
+            "print(discover('control'))")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, env=env)
     assert run.returncode == 0 and run.stderr == "", run.stderr

@@ -72,8 +72,8 @@ def test_example_2_enroll_and_search_in_memory(folder: Path) -> None:
 
 def test_example_3_follows_a_running_daemons_turns(folder: Path, tmp_path: Path) -> None:
     from vggvox import Client, ClientError
+    from vggvox.protocol.events import EnrollmentEvent
     from vggvox_client import operations
-    from vggvoxd.events import EnrollmentEvent
 
     (tmp_path / "d").mkdir()
     d = DaemonProcess(tmp_path / "d").start()

@@ -12,11 +12,7 @@ import numpy as np
 import pytest
 
 from vggvox.audio import load_audio, to_int16
-from vggvox.stream.ringbuffer import RingBuffer
-from vggvox.stream.segmenter import Window
-from vggvox.stream.vad import SpeechEnd, SpeechStart, VadFrameError, VadGate, speech_segments
-from vggvox.stream.windows import WindowSpec, due_windows
-from vggvoxd.events import (
+from vggvox.protocol.events import (
     NamedEvent,
     SpeakerEvent,
     SpeechStartEvent,
@@ -25,6 +21,10 @@ from vggvoxd.events import (
     decode,
     encode,
 )
+from vggvox.stream.ringbuffer import RingBuffer
+from vggvox.stream.segmenter import Window
+from vggvox.stream.vad import SpeechEnd, SpeechStart, VadFrameError, VadGate, speech_segments
+from vggvox.stream.windows import WindowSpec, due_windows
 from vggvoxd.executor import Flush, Job, WorkQueues
 from vggvoxd.notify import Notifier
 

@@ -56,3 +56,8 @@ class ConfusableNameError(StoreError):
 
 class VoiceMismatchError(VggvoxError):
     """Enrollment clips that are not the voice enrolled under that name, or not one voice."""
+
+
+class ConfigError(VggvoxError):
+    """A configuration file or value that the daemon cannot start with (or a client
+    cannot find the daemon with): the text names the file or key."""

@@ -1,7 +1,7 @@
 """``Client``: a running vggvoxd, from Python.
 
 The same requests as ``vggvox-client`` (enroll, remove, speakers, status) and
-the daemon's events as typed dataclasses (``vggvoxd.events``: the module that
+the daemon's events as typed dataclasses (``vggvox.protocol.events``: the module that
 encodes them), for applications that embed speaker identification::
 
     from vggvox import Client
@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 
 from vggvox.audio import load_audio
+from vggvox.protocol.events import TOPICS, Event
+from vggvox.protocol.pcm import to_pcm
 from vggvox_client.connection import ClientError, Connection
-from vggvox_client.operations import to_pcm
-from vggvoxd.events import TOPICS, Event
 
 ENROLL_TIMEOUT_S = 120.0
 """Longest wait for an enrollment (up to 120 s of audio is embedded first)."""

@@ -20,10 +20,9 @@ import zmq
 import zmq.auth
 
 from vggvox.errors import VggvoxError
-from vggvoxd import config
-from vggvoxd.events import Received, decode, from_wire
-
-SYSTEM_RUNTIME = Path("/run/vggvox")
+from vggvox.protocol.endpoints import discover
+from vggvox.protocol.errors import UNREACHABLE
+from vggvox.protocol.events import Received, decode, from_wire
 
 
 class ClientError(VggvoxError):
@@ -31,22 +30,9 @@ class ClientError(VggvoxError):
     (``bad_request``, ``busy``, ``not_found``, ``not_allowed``, ``voice_mismatch``, ...),
     or ``unreachable`` when no reply came."""
 
-    def __init__(self, message: str, code: str = "unreachable") -> None:
+    def __init__(self, message: str, code: str = UNREACHABLE) -> None:
         super().__init__(message)
         self.code = code
-
-
-def default_endpoint(which: str) -> str:
-    """Where a daemon on this machine listens: its config, the systemd runtime dir, or ours."""
-    settings, _ = config.load(None)
-    if getattr(settings.endpoints, which):
-        return getattr(settings.endpoints, which)
-    system = SYSTEM_RUNTIME / f"{which}.sock"
-    try:
-        present = system.exists()
-    except PermissionError:  # the system daemon's, not open to us: probe() will say so
-        present = True
-    return f"ipc://{system}" if present else settings.endpoint(which)
 
 
 def probe(endpoint: str, absent_ok: bool = False) -> None:
@@ -96,8 +82,8 @@ class Connection:
     def __init__(self, control: str | None = None, events: str | None = None,
                  timeout: float = 10.0, server_key: Path | None = None,
                  key: Path | None = None) -> None:
-        self.control = control or default_endpoint("control")
-        self.events = events or default_endpoint("events")
+        self.control = control or discover("control")
+        self.events = events or discover("events")
         self.timeout = timeout
         """Default wait for a reply, in seconds."""
         self.ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
@@ -147,7 +133,7 @@ class Connection:
 
     @staticmethod
     def receive_event(sock: zmq.Socket, timeout: float) -> Received | None:
-        """The next message as a typed event (``vggvoxd.events``), or None after
+        """The next message as a typed event (``vggvox.protocol.events``), or None after
         ``timeout`` seconds."""
         if not sock.poll(int(timeout * 1000)):
             return None

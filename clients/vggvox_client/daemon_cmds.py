@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from vggvox.protocol.events import EVENT_TYPES
 from vggvox_client.common import plural, print_json
-from vggvoxd.events import EVENT_TYPES
 
 TOPICS = tuple(EVENT_TYPES)
 """The event topics a subscriber may ask for, from the daemon's own event classes."""

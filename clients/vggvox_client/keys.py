@@ -20,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vggvoxd.curveauth import keygen
+    from vggvox.protocol.keys import keygen
 
     public, secret = keygen(args.dir, args.name)
     print(f"public key {public}\nsecret key {secret} (keep it private)")

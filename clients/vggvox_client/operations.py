@@ -13,12 +13,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from vggvox.audio import SAMPLE_RATE, load_audio, to_int16
 from vggvox.errors import VggvoxError
+from vggvox.protocol.events import replay_source
+from vggvox.protocol.pcm import to_pcm
 from vggvox_client.connection import ClientError, Connection, probe
-from vggvoxd.events import replay_source
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +30,6 @@ ENROLL_TIMEOUT_S = 60.0
 """Default wait for the reply to an enrollment of files: the daemon embeds them all first."""
 ENROLL_AFTER_LIVE_S = 30.0
 """Default wait for the reply to a live enrollment, after its recording."""
-
-
-def to_pcm(x: np.ndarray) -> bytes:
-    return to_int16(x).tobytes()
 
 
 def format_event(ev: dict[str, Any]) -> str:

@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 from vggvox.errors import VggvoxError
 from vggvox.loopback import is_loopback
+from vggvox.protocol.endpoints import private_dir, user_runtime_base
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 _TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]+")
@@ -79,8 +80,6 @@ def read_token_file(path: Path) -> str:
 
 def _runtime_folder() -> Path:
     """The service's ``RuntimeDirectory``, else the one the daemon's sockets use."""
-    from vggvoxd.config import user_runtime_base
-
     runtime = os.environ.get("RUNTIME_DIRECTORY")
     return Path(runtime.split(":")[0]) if runtime else user_runtime_base()
 
@@ -88,8 +87,6 @@ def _runtime_folder() -> Path:
 def kept_token(port: int) -> Path:
     """Where a generated token is kept: the starter's private runtime folder (made
     if missing, refused if another user owns it or may write to it)."""
-    from vggvoxd.config import private_dir
-
     return private_dir(_runtime_folder()) / f"web-{port}.token"
 
 

@@ -21,8 +21,9 @@ import os
 import re
 from pathlib import Path
 
+from vggvox.errors import ConfigError
 from vggvox.loopback import is_loopback
-from vggvoxd.config import ConfigError, Settings
+from vggvoxd.config import Settings
 from vggvoxd.lock import ipc_path
 
 log = logging.getLogger(__name__)

@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vggvox.calibration import AcceptRule, Calibration
-from vggvox.errors import ModelError
+from vggvox.errors import ConfigError, ModelError
 from vggvox.modelcard import load_card, resolve_card
-from vggvoxd.validate import ConfigError
 
 if TYPE_CHECKING:
     from vggvoxd.config import Settings

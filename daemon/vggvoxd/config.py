@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from platformdirs import user_config_dir, user_data_dir, user_runtime_dir
+from platformdirs import user_data_dir
 
 from vggvox.calibration import Calibration
+from vggvox.errors import ConfigError
+from vggvox.protocol.endpoints import find_config, runtime_endpoint
 from vggvox.search import SearchSettings
 from vggvox.stream.decider import TurnConfig
 from vggvox.stream.recognizer import RecognizerConfig, ScoringConfig
@@ -28,11 +29,10 @@ from vggvox.stream.windows import WindowConfig
 from vggvoxd.prometheus import MetricsSettings
 from vggvoxd.ranges import RANGES
 from vggvoxd.sourceconfig import SourceSpec, parse_sources
-from vggvoxd.validate import ConfigError, load_yaml, section
+from vggvoxd.validate import load_yaml, section
 
 __all__ = ["ConfigError", "Settings", "SourceSpec", "load", "override", "parse"]
 
-SYSTEM_CONFIG = Path("/etc/vggvox/vggvoxd.yaml")
 
 
 @dataclass(frozen=True)
@@ -177,41 +177,7 @@ class Settings:
         value = getattr(self.endpoints, which)
         if value:
             return value
-        runtime = os.environ.get("RUNTIME_DIRECTORY")
-        base = Path(runtime.split(":")[0]) if runtime else user_runtime_base()
-        return f"ipc://{private_dir(base)}/{which}.sock"
-
-
-def user_runtime_base() -> Path:
-    """The user's runtime folder for vggvox. Without XDG_RUNTIME_DIR (root shells, sudo,
-    cron, containers) platformdirs falls back to /tmp/runtime-UID and warns, with a line
-    of its source code, at every command: the fallback is expected here, and
-    ``private_dir`` checks that folder's owner and mode, so the warning is left out."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return Path(user_runtime_dir("vggvox"))
-
-
-def private_dir(path: Path) -> Path:
-    """``path`` (created 0700 if missing) when it is this user's own and its parent
-    this user's or root's, neither writable by others.
-
-    The sockets live there: a folder another user owns or may write to (a
-    ``/tmp/runtime-UID`` fallback someone else created first) could let them
-    swap the sockets, so it is refused with a message naming it.
-    """
-    for d in (path.parent, path):
-        if not d.exists():
-            d.mkdir(mode=0o700, parents=True, exist_ok=True)
-    for d, owners in ((path.parent, {os.getuid(), 0}), (path, {os.getuid()})):
-        st = d.stat()
-        if st.st_uid not in owners:
-            raise ConfigError(f"{d}: belongs to uid {st.st_uid}, not to this user "
-                              f"({os.getuid()}): refusing to put the daemon's sockets there")
-        if st.st_mode & 0o022 and not st.st_mode & 0o1000:
-            raise ConfigError(f"{d}: others may write to it (mode {st.st_mode & 0o777:o}): "
-                              "refusing to put the daemon's sockets there")
-    return path
+        return runtime_endpoint(which)
 
 
 def parse(data: Any, where: str = "config") -> Settings:
@@ -242,26 +208,6 @@ def parse(data: Any, where: str = "config") -> Settings:
         raise ConfigError(f"{where}: 'security.admins' and 'security.readers' need "
                           "'security.server_key' (this daemon's secret key)")
     return settings
-
-
-def find_config(explicit: str | Path | None) -> Path | None:
-    if explicit:
-        return Path(explicit)
-    # The user's own file first: a user's settings override the machine's, as with
-    # most tools (the system service runs as a user without one).
-    for candidate in (user_config_file(), SYSTEM_CONFIG):
-        if candidate is not None and candidate.is_file():
-            return candidate
-    return None
-
-
-def user_config_file() -> Path | None:
-    """``~/.config/vggvox/vggvoxd.yaml``, or None for a user with no home to look in:
-    systemd gives a DynamicUser service no HOME, and its user has no passwd entry."""
-    try:
-        return Path(user_config_dir("vggvox")) / "vggvoxd.yaml"
-    except RuntimeError:
-        return None
 
 
 def load(path: str | Path | None) -> tuple[Settings, Path | None]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +18,7 @@ import msgpack
 import zmq
 
 from vggvox.errors import VggvoxError
+from vggvox.protocol.errors import RequestError, error_code, error_reply
 from vggvoxd.sockets import SocketThread
 
 log = logging.getLogger(__name__)
@@ -35,27 +35,6 @@ Reply = dict[str, Any]
 # calls (once the data is there) to make the reply.
 Later = Callable[[Callable[[], Reply]], None]
 Handler = Callable[[dict[str, Any], Later], Reply | None]
-
-
-class RequestError(VggvoxError):
-    """A request that is malformed or cannot be served; its text goes back to the client,
-    with a ``code`` a program can act on (see ``error_code``)."""
-
-    def __init__(self, message: str, code: str = "bad_request") -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def error_code(e: Exception) -> str:
-    """The ``code`` of an error reply: a RequestError's own (``bad_request``, ``busy``,
-    ``not_found``, ``not_allowed``), else the library error's kind, from its class
-    (``VoiceMismatchError`` -> ``voice_mismatch``), else ``internal``."""
-    if isinstance(e, RequestError):
-        return e.code
-    if isinstance(e, VggvoxError):
-        name = type(e).__name__.removesuffix("Error") or "vggvox"
-        return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-    return "internal"
 
 
 def field(req: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
@@ -78,11 +57,10 @@ def reply_of(fn: Callable[[], Reply | None]) -> Reply | None:
     try:
         return fn()
     except VggvoxError as e:
-        return {"ok": False, "error": str(e), "code": error_code(e)}
+        return error_reply(str(e), error_code(e))
     except Exception as e:  # a bug in a handler must not take the daemon down
         log.exception("control request failed")
-        return {"ok": False, "error": f"internal error: {type(e).__name__}: {e}",
-                "code": error_code(e)}
+        return error_reply(f"internal error: {type(e).__name__}: {e}", error_code(e))
 
 
 def client_id(frame: zmq.Frame) -> str:

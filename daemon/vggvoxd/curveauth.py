@@ -20,7 +20,6 @@ by the control thread, and replaced whole (one assignment) on reload.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,13 +27,14 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
-from vggvoxd.config import ConfigError, SecuritySettings
+from vggvox.errors import ConfigError
+from vggvox.protocol.requests import READER, role_of
+from vggvoxd.config import SecuritySettings
 
 log = logging.getLogger(__name__)
 
 ZAP_DOMAIN = "vggvox"
 """The authentication domain of both sockets (the authenticator answers for it)."""
-READER_OPS = frozenset({"list", "status", "calibration"})
 """Control requests a reader may make; every other one needs an admin key."""
 
 
@@ -140,25 +140,7 @@ class Curve:
         if not self.enabled:
             return None  # the ipc socket's file permissions decide who gets this far
         key = user_id.encode()
-        if key in self.keys.admins or (op in READER_OPS and key in self.keys.readers):
+        if key in self.keys.admins or (role_of(op) == READER and key in self.keys.readers):
             return None
         role = "a reader" if key in self.keys.readers else "no longer allowed"
         return f"not allowed: this client's key is {role}; {op!r} needs an admin key"
-
-
-def keygen(folder: Path, name: str) -> tuple[Path, Path]:
-    """Write ``folder/name.key`` (public, 0644) and ``folder/name.key_secret`` (0600)."""
-    if not name or "/" in name or name.startswith("."):
-        raise ConfigError(f"key name {name!r}: give a plain file name, e.g. alice or vggvoxd")
-    public, secret = folder / f"{name}.key", folder / f"{name}.key_secret"
-    for p in (public, secret):
-        if p.exists():
-            raise ConfigError(f"{p} exists: refusing to overwrite a key")
-    folder.mkdir(parents=True, exist_ok=True)
-    old = os.umask(0o077)  # the secret key is never readable by others, not even briefly
-    try:
-        zmq.auth.create_certificates(folder, name)
-    finally:
-        os.umask(old)
-    public.chmod(0o644)
-    return public, secret

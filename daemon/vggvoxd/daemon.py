@@ -28,6 +28,7 @@ from vggvox.calibration import AcceptRule
 from vggvox.embedder import Embedder
 from vggvox.errors import ModelMismatchError
 from vggvox.modelcard import ModelCard, load_card, resolve_card
+from vggvox.protocol.events import Event, StatusEvent
 from vggvox.store import ModelId, VoiceprintStore
 from vggvox.stream.recognizer import Recognizer
 from vggvox.voiceprints import VoiceprintSet
@@ -36,7 +37,6 @@ from vggvoxd.calibration_overrides import Calibrations, describe
 from vggvoxd.config import Settings
 from vggvoxd.control import ControlServer
 from vggvoxd.curveauth import Curve
-from vggvoxd.events import Event, StatusEvent
 from vggvoxd.executor import EmbedExecutor, WorkQueues
 from vggvoxd.guard import Guard
 from vggvoxd.handlers import Handlers

@@ -27,12 +27,12 @@ from vggvox.admission import admit
 from vggvox.audio import SAMPLE_RATE
 from vggvox.enrollment import EnrollmentError, enroll
 from vggvox.errors import StoreError
+from vggvox.protocol.events import NamedEvent
+from vggvox.protocol.pcm import from_pcm
 from vggvox.store import check_name
 from vggvox.stream.unknowns import UnknownClusters
 from vggvoxd.cancellation import CancelledError, Requests, Tracked, request_id
 from vggvoxd.control import Later, Reply, RequestError, field
-from vggvoxd.events import NamedEvent
-from vggvoxd.replays import pcm
 from vggvoxd.streamthread import Stream, Tap
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ class Enrolling:
         if audio is not None:
             if not audio:
                 raise RequestError("'audio' is empty")
-            clips = [pcm(a, f"audio[{i}]") for i, a in enumerate(audio)]
+            clips = [from_pcm(a, f"audio[{i}]") for i, a in enumerate(audio)]
             total = sum(len(c) for c in clips) / SAMPLE_RATE
             most = self.d.settings.enroll.max_audio_s
             if total > most:

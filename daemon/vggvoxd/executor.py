@@ -34,14 +34,13 @@ import numpy as np
 
 from vggvox.embedder import Embedder
 from vggvox.errors import VggvoxError
+from vggvox.protocol.events import Event, to_events
 from vggvox.store import ModelId, VoiceprintStore
 from vggvox.stream.recognizer import embed_windows
 from vggvox.stream.results import TurnUpdate
 from vggvox.stream.segmenter import Pending, Window
 from vggvox.voiceprints import VoiceprintSet
-from vggvoxd.events import Event
 from vggvoxd.guard import Guard
-from vggvoxd.wire import to_events
 
 if TYPE_CHECKING:
     from vggvoxd.streamthread import Stream

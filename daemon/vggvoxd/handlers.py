@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from vggvox.protocol.events import EnrollmentEvent
 from vggvoxd.cancellation import request_id
 from vggvoxd.control import Handler, Later, Reply, RequestError, field
 from vggvoxd.enrolling import Enrolling
-from vggvoxd.events import EnrollmentEvent
 from vggvoxd.replays import Replays
 from vggvoxd.status import status_reply
 from vggvoxd.streamthread import Stream

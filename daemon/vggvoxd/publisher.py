@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import zmq
 
-from vggvoxd.events import Event, encode
+from vggvox.protocol.events import Event, encode
 from vggvoxd.sockets import SocketThread
 
 

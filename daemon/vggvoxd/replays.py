@@ -35,11 +35,10 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from vggvox.protocol.events import StatusEvent, replay_source
+from vggvox.protocol.pcm import from_pcm
 from vggvox.stream.unknowns import UnknownClusters
 from vggvoxd.control import Later, Reply, RequestError, field
-from vggvoxd.events import StatusEvent, replay_source
 from vggvoxd.sources import PushSource
 from vggvoxd.streamthread import Stream
 
@@ -61,15 +60,6 @@ KEEP_VOICES_S = 600.0
 """How long a finished replay's unknown voices can still be named."""
 MAX_KEPT = 4
 """Finished replays whose unknown voices are kept, at most (the latest)."""
-
-
-def pcm(blob: Any, what: str) -> np.ndarray:
-    """16-bit little-endian mono PCM at 16 kHz, from request bytes."""
-    if not isinstance(blob, bytes):
-        raise RequestError(f"{what} must be bytes of 16-bit PCM, got {type(blob).__name__}")
-    if len(blob) % 2:
-        raise RequestError(f"{what} has an odd number of bytes: not 16-bit PCM")
-    return np.frombuffer(blob, dtype="<i2").astype(np.int16)
 
 
 @dataclass
@@ -141,7 +131,7 @@ class Replays:
         label = field(req, "label", str, "")
         if len(label) > 64 or not label.isprintable() or " " in label:
             raise RequestError("'label' must be at most 64 printable characters, no spaces")
-        samples = pcm(field(req, "audio", bytes, b""), "audio")
+        samples = from_pcm(field(req, "audio", bytes, b""), "audio")
         final = field(req, "final", bool, False)
         with self._lock:
             entry = self._sessions.get(session)

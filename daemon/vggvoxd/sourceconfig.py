@@ -19,8 +19,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from vggvox.errors import ConfigError
 from vggvox.slug import slug
-from vggvoxd.validate import ConfigError, section, shown
+from vggvoxd.validate import section, shown
 
 
 @dataclass(frozen=True)

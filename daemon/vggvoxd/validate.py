@@ -11,14 +11,10 @@ from typing import Any
 
 import yaml
 
-from vggvox.errors import VggvoxError
+from vggvox.errors import ConfigError
 
 Ranges = dict[tuple[str, str], typing.Callable[[Any], "str | None"]]
 """(section, key) -> a check returning an error text, or None when the value is fine."""
-
-
-class ConfigError(VggvoxError):
-    """A configuration file or value that the daemon cannot start with."""
 
 
 _SHOWN = reprlib.Repr()

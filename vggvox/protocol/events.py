@@ -1,4 +1,4 @@
-"""Stage 7: identification events, typed here and a msgpack map on the wire.
+"""The daemon's events: typed here, a msgpack map on the wire, the same classes at both ends.
 
 Each ZeroMQ message is multipart ``[topic, payload]``. Every payload carries
 ``v`` (schema version), ``seq`` (per publisher, increasing: a gap means lost
@@ -15,6 +15,9 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 import msgpack
+
+from vggvox.scoring import Match
+from vggvox.stream.results import Result, SpeechEnded, SpeechStarted, TurnUpdate, WindowScore
 
 SCHEMA_VERSION = 1
 TOPICS = ("speech.start", "speech.end", "speaker", "turn", "named", "enrollment", "status")
@@ -190,3 +193,26 @@ def from_wire(frames: list[bytes]) -> Received:
     known = {f.name for f in fields(cls)}
     event = cls(**{k: v for k, v in payload.items() if k in known})
     return Received(event, int(payload.get("seq", 0)), int(payload.get("v", 0)))
+
+
+def _top(top: list[Match]) -> list[list[object]]:
+    return [[m.name, round(m.score, 4)] for m in top]
+
+
+def to_events(source: str, r: Result, model: str, captured: float) -> list[Event]:
+    """The library's recognizer results as events: scores rounded to 4 decimals on the
+    wire, times in seconds on the stream's own clock."""
+    if isinstance(r, WindowScore):
+        return [SpeakerEvent(source, r.t_start, r.t_end, speaker=r.speaker,
+                             score=round(r.score, 4), top=_top(r.top), model=model,
+                             captured=captured)]
+    if isinstance(r, TurnUpdate):
+        return [TurnEvent(source, r.t_start, r.t_end, turn=r.turn, speaker=r.speaker,
+                          unknown=r.unknown, score=round(r.score, 4),
+                          confidence=round(r.confidence, 4), top=_top(r.top), final=r.final,
+                          windows=r.windows, model=model, captured=captured)]
+    if isinstance(r, SpeechStarted):
+        return [SpeechStartEvent(source, r.t_start, r.t_end)]
+    if isinstance(r, SpeechEnded):
+        return [SpeechEndEvent(source, r.t_start, r.t_end)]
+    return []
