@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from vggvox.protocol.events import EVENT_TYPES
+from vggvox.protocol.requests import MAX_REQUEST_BYTES
 from vggvox_client.common import plural, print_json
 
 TOPICS = tuple(EVENT_TYPES)
@@ -219,7 +220,6 @@ def run_calibration(conn: Any, args: argparse.Namespace) -> int:
 def cmd_daemon(args: argparse.Namespace) -> int:
     from vggvox_client import enroll, operations
     from vggvox_client.connection import Connection
-    from vggvoxd.config import EndpointSettings
 
     timeout = DEFAULT_TIMEOUT if args.timeout is None else args.timeout
     conn = Connection(args.control, args.events, timeout, args.server_key, args.key)
@@ -275,4 +275,4 @@ def cmd_daemon(args: argparse.Namespace) -> int:
                           f"  DAMAGED, not identified ({s['damaged']}; enroll --replace "
                           "repairs it)" if s.get("damaged") else ""))
         return 0
-    return enroll.run_enroll(conn, args, EndpointSettings().max_request_bytes, data)
+    return enroll.run_enroll(conn, args, MAX_REQUEST_BYTES, data)

@@ -20,6 +20,7 @@ from platformdirs import user_data_dir
 from vggvox.calibration import Calibration
 from vggvox.errors import ConfigError
 from vggvox.protocol.endpoints import find_config, runtime_endpoint
+from vggvox.protocol.requests import MAX_REQUEST_BYTES
 from vggvox.search import SearchSettings
 from vggvox.stream.decider import TurnConfig
 from vggvox.stream.recognizer import RecognizerConfig, ScoringConfig
@@ -102,7 +103,7 @@ class EndpointSettings:
     """ZeroMQ ROUTER endpoint; null: ipc://<runtime dir>/control.sock."""
     events_hwm: int = 1000
     """Messages queued per subscriber before newer ones are dropped for it."""
-    max_request_bytes: int = 16 * 1024 * 1024
+    max_request_bytes: int = MAX_REQUEST_BYTES
     """Largest control request; a larger one is refused by ZeroMQ."""
 
 

@@ -7,6 +7,10 @@ reader may only look (``list``, ``status``, ``calibration``).
 
 from __future__ import annotations
 
+MAX_REQUEST_BYTES = 16 * 1024 * 1024
+"""The largest request a daemon takes by default (``endpoints.max_request_bytes``): a
+client splits its audio to fit."""
+
 READER = "reader"
 ADMIN = "admin"
 
