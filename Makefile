@@ -89,9 +89,10 @@ install-service: service-paths $(STAMP_RUN)  ## install the systemd units, their
 service-paths:
 	@sh systemd/install-service.sh --check "$(CURDIR)" "$(PYTHON)"
 
-lint: $(STAMP_TEST)  ## ruff and mypy
+lint: $(STAMP_TEST)  ## ruff, mypy and the layers' import contracts (setup.cfg)
 	$(BIN)/ruff check .
 	$(BIN)/mypy vggvox daemon/vggvoxd clients/vggvox_client
+	$(BIN)/lint-imports
 
 test: $(STAMP_TEST) lint  ## lint, then the test suite
 	$(BIN)/pytest

@@ -1,6 +1,6 @@
-"""The public Python API: what ``vggvox`` exports, typed events and error codes, and the
-three examples of docs/python.md, each run as written on real speech (the third
-against a real daemon, found through the user's config file)."""
+"""The public Python API: what ``vggvox`` and ``vggvox_client`` export, typed events and
+error codes, and the three examples of docs/python.md, each run as written on real speech
+(the third against a real daemon, found through the user's config file)."""
 
 from __future__ import annotations
 
@@ -52,10 +52,13 @@ def folder(tmp_path: Path, fixtures_dir: Path) -> Path:
 
 def test_the_public_names_import() -> None:
     import vggvox
+    import vggvox_client
 
-    for name in vggvox.__all__:
-        assert getattr(vggvox, name) is not None, name
+    for package in (vggvox, vggvox_client):
+        for name in package.__all__:
+            assert getattr(package, name) is not None, (package, name)
     assert (ROOT / "vggvox" / "py.typed").exists()
+    assert not hasattr(vggvox, "Client"), "the library does not export the clients"
 
 
 def test_example_1_who_speaks_when_in_a_file(folder: Path) -> None:
@@ -71,9 +74,8 @@ def test_example_2_enroll_and_search_in_memory(folder: Path) -> None:
 
 
 def test_example_3_follows_a_running_daemons_turns(folder: Path, tmp_path: Path) -> None:
-    from vggvox import Client, ClientError
     from vggvox.protocol.events import EnrollmentEvent
-    from vggvox_client import operations
+    from vggvox_client import Client, ClientError, operations
 
     (tmp_path / "d").mkdir()
     d = DaemonProcess(tmp_path / "d").start()

@@ -8,11 +8,12 @@ enrollment, the streaming recognizer (``vggvox.stream``) and evaluation
 
     from vggvox import Recognizer, VoiceprintSet, enroll, load_audio, load_model
 
-``Client`` (with ``ClientError``) talks to a running daemon: it lives with the
-clients (``vggvox_client.client``), since this library has no sockets, and is
-exported here so that one import serves. The names below are imported on
-first use, so that ``import vggvox.errors`` does not load ONNX Runtime.
-See docs/python.md for examples.
+A running daemon is reached with ``from vggvox_client import Client``: the
+library has no sockets and does not import the daemon, the clients or their
+protocol (``vggvox.protocol``); the contracts in setup.cfg (``lint-imports``)
+hold it to that. The names below are imported on first use, so that
+``import vggvox.errors`` does not load ONNX Runtime. See docs/python.md for
+examples.
 """
 
 from __future__ import annotations
@@ -44,12 +45,10 @@ _EXPORTS = {
     "WindowScore": "vggvox.stream.results",
     "SpeechStarted": "vggvox.stream.results",
     "SpeechEnded": "vggvox.stream.results",
-    "Client": "vggvox_client.client",
-    "ClientError": "vggvox_client.connection",
 }
 
 __all__ = [
-    "SAMPLE_RATE", "Client", "ClientError", "Embedder", "Recognizer", "RecognizerConfig",
+    "SAMPLE_RATE", "Embedder", "Recognizer", "RecognizerConfig",
     "SpeechEnded", "SpeechStarted", "TurnUpdate", "VggvoxError", "VoiceprintSet",
     "VoiceprintStore", "WindowScore", "enroll", "load_audio", "load_model",
 ]
@@ -63,8 +62,6 @@ if TYPE_CHECKING:
     from vggvox.stream.recognizer import Recognizer, RecognizerConfig
     from vggvox.stream.results import SpeechEnded, SpeechStarted, TurnUpdate, WindowScore
     from vggvox.voiceprints import VoiceprintSet
-    from vggvox_client.client import Client
-    from vggvox_client.connection import ClientError
 
 
 def __getattr__(name: str) -> Any:
