@@ -4,7 +4,7 @@ The same requests as ``vggvox-client`` (enroll, remove, speakers, status) and
 the daemon's events as typed dataclasses (``vggvox.protocol.events``: the module that
 encodes them), for applications that embed speaker identification::
 
-    from vggvox import Client
+    from vggvox_client import Client
 
     with Client() as daemon:
         daemon.enroll("alice", ["a1.wav", "a2.wav"])
