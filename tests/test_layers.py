@@ -2,7 +2,8 @@
 
 The contracts are setup.cfg's ``[importlinter]`` sections, run by ``lint-imports``
 (make lint): the daemon and the clients above the protocol, the protocol above
-the library, the weights below all. Each wrong-way import below is planted in a
+the library, the weights below all, and evaluation (vggvox.eval) beside the daemon,
+on the library. Each wrong-way import below is planted in a
 copy of the four packages, and ``lint-imports`` must name the contract it breaks
 and the import that breaks it.
 """
@@ -88,6 +89,12 @@ WRONG_WAY = {
     "the library's top module": (
         "vggvox/__init__.py", "import vggvox.protocol.events", "library-init",
         "vggvox is not allowed to import vggvox.protocol.events"),
+    "daemon imports evaluation": (
+        "vggvoxd/status.py", "from vggvox.eval.metrics import eer", "eval",
+        "vggvoxd is not allowed to import vggvox.eval"),
+    "library imports evaluation": (
+        "vggvox/stream/recognizer.py", "import vggvox.eval.lists", "eval",
+        "vggvox.stream is not allowed to import vggvox.eval"),
 }
 
 
