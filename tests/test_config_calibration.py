@@ -18,7 +18,7 @@ from vggvoxd import config
 from vggvoxd.calibration_overrides import Calibrations, check, describe
 from vggvoxd.config import ConfigError
 
-WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "vggvox_weights"
 
 
 @pytest.fixture
