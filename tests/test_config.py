@@ -175,7 +175,7 @@ def test_the_daemon_refuses_a_key_given_twice_in_one_line(tmp_path: Path) -> Non
 
 
 def test_invalid_yaml_is_one_line() -> None:
-    from vggvoxd.validate import load_yaml
+    from vggvox.settingsfile import load_yaml
 
     with pytest.raises(ConfigError) as e:
         load_yaml("vad: [unclosed\n", "x.yaml")
@@ -241,7 +241,7 @@ def test_an_alias_of_itself_or_an_alias_bomb_is_one_line_at_once(
 
 
 def test_aliases_and_merges_a_config_may_use_are_accepted() -> None:
-    from vggvoxd.validate import load_yaml
+    from vggvox.settingsfile import load_yaml
 
     text = ("sources:\n  - &room {name: kitchen, uri: 'file:/srv/a.wav'}\n"
             "  - {<<: *room, name: hall}\n  - {name: office, device: &dev 2}\n"

@@ -25,6 +25,8 @@ from vggvox.eval.plot import plot_timelines
 from vggvox.eval.rttm import read_rttm
 from vggvox.eval.timeline import ConversationScore, score_conversation
 from vggvox.modelcard import DEFAULT_MODEL
+from vggvox.protocol.endpoints import find_config
+from vggvox.settings import PipelineSettings, load
 from vggvox.store import ModelId, VoiceprintStore
 from vggvox.stream.recognizer import Recognizer, RecognizerConfig
 from vggvox.voiceprints import VoiceprintSet
@@ -59,11 +61,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
 
 
-def _voiceprints(args: argparse.Namespace, embedder: Embedder, settings: object
+def _voiceprints(args: argparse.Namespace, embedder: Embedder, settings: PipelineSettings
                  ) -> VoiceprintSet:
-    from vggvoxd.config import Settings
-
-    assert isinstance(settings, Settings)
     if args.enroll_list:
         enrolled = enroll_from_list(embedder, args.enroll_list, settings.vad,
                                     settings.enroll.min_speech_s)
@@ -76,9 +75,8 @@ def _voiceprints(args: argparse.Namespace, embedder: Embedder, settings: object
 
 
 def run(args: argparse.Namespace) -> int:
-    from vggvoxd import config
-
-    settings, _ = config.load(args.config)
+    # The daemon's file, found as the daemon finds it; its pipeline sections alone.
+    settings = load(find_config(args.config))
     embedder = Embedder.from_card(args.model or settings.model.name,
                                   threads=settings.model.threads)
     voiceprints = _voiceprints(args, embedder, settings)

@@ -2,38 +2,31 @@
 
 Search order: ``--config FILE``, else the user's config directory
 (``~/.config/vggvox/vggvoxd.yaml``), else ``/etc/vggvox/vggvoxd.yaml``, else the
-defaults below (the same as ``config/vggvoxd.yaml``). An unknown key, a key
-given twice, a wrong type or an out-of-range value stops start-up with a message
-naming the key.
+defaults below (the same as ``config/vggvoxd.yaml``; ``vggvox.protocol.endpoints``
+finds the file). An unknown key, a key given twice, a wrong type or an out-of-range
+value stops start-up with a message naming the key.
+
+``Settings`` is the pipeline's settings (``vggvox.settings``: vad, window, model,
+scoring, turns, unknowns, search, enroll, store; what ``vggvox-client evaluate``
+reads too) and the runtime sections below, each read by ``vggvox.settingsfile``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from platformdirs import user_data_dir
-
-from vggvox.calibration import Calibration
+from vggvox import settings as pipeline
 from vggvox.errors import ConfigError
+from vggvox.loopback import is_loopback
 from vggvox.protocol.endpoints import find_config, runtime_endpoint
 from vggvox.protocol.requests import MAX_REQUEST_BYTES
-from vggvox.search import SearchSettings
-from vggvox.stream.decider import TurnConfig
-from vggvox.stream.recognizer import RecognizerConfig, ScoringConfig
-from vggvox.stream.unknowns import UnknownConfig
-from vggvox.stream.vad import VadConfig
-from vggvox.stream.windows import WindowConfig
-from vggvoxd.prometheus import MetricsSettings
-from vggvoxd.ranges import RANGES
+from vggvox.settingsfile import Ranges, read, sections
 from vggvoxd.sourceconfig import SourceSpec, parse_sources
-from vggvoxd.validate import load_yaml, section
 
 __all__ = ["ConfigError", "Settings", "SourceSpec", "load", "override", "parse"]
-
 
 
 @dataclass(frozen=True)
@@ -46,53 +39,6 @@ class AudioSettings:
     """Capture block length in ms (PortAudio frames per buffer)."""
     buffer_s: float = 30.0
     """Ring buffer capacity in seconds; must hold at least one window."""
-
-
-# The recognizer's own configs (vggvox.stream) are sections of the daemon's
-# settings as they are; the daemon adds only what is about running it.
-VadSettings = VadConfig
-
-
-@dataclass(frozen=True)
-class WindowSettings(WindowConfig):
-    max_batch: int = 8
-    """Most windows embedded in one ONNX call."""
-    queue: int = 32
-    """Windows that may wait for the embedder, per kind of source: beyond, the oldest
-    live one is dropped, and a finite source (file, replay) waits."""
-
-
-@dataclass(frozen=True)
-class ModelSettings:
-    name: str = "campplus-int8"
-    """Shipped model (campplus-int8, campplus, ge2e) or the path of a model card."""
-    threads: int = 1
-    """ONNX Runtime intra-op threads."""
-
-
-@dataclass(frozen=True)
-class ScoringSettings(ScoringConfig):
-    metric: str = "cosine"
-    """cosine or euclidean."""
-    calibration: str | None = None
-    """An open-set calibration file (``vggvox-client calibrate``) every source uses instead
-    of the model card's; null: the card's. A source's own ``calibration`` wins."""
-
-
-@dataclass(frozen=True)
-class EnrollSettings:
-    min_speech_s: float = 3.0
-    """Net speech (after VAD) an enrollment needs."""
-    max_live_s: float = 60.0
-    """Longest live enrollment recording."""
-    max_audio_s: float = 120.0
-    """Most audio one enroll request may carry, all clips together (memory and time)."""
-
-
-@dataclass(frozen=True)
-class StoreSettings:
-    path: str | None = None
-    """SQLite file; null: $STATE_DIRECTORY/voiceprints.db under systemd, else the user data dir."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +69,30 @@ class SecuritySettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    listen: str | None = None
+    """HOST:PORT of the /metrics endpoint (``vggvoxd.prometheus``); null: no endpoint."""
+    public: bool = False
+    """Allow a listen address that is not loopback (the endpoint has no authentication)."""
+
+    def __post_init__(self) -> None:
+        if self.listen is None:
+            return
+        host, _, port = self.listen.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"'metrics.listen' must be HOST:PORT, got {self.listen!r}")
+        if not is_loopback(host) and not self.public:
+            raise ValueError(f"'metrics.listen' {self.listen} is not loopback: the endpoint "
+                             "has no authentication; set 'metrics.public: true' to mean it")
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self.listen is not None
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True)
 class StatusSettings:
     interval_s: float = 5.0
     """Heartbeat period of status events."""
@@ -134,18 +104,25 @@ class LoggingSettings:
     """DEBUG, INFO, WARNING or ERROR."""
 
 
+RANGES: Ranges = {
+    **pipeline.RANGES,
+    ("audio", "rate"): lambda v: None if v == 16000 else "only 16000 is supported",
+    ("audio", "block_ms"): lambda v: None if 5 <= v <= 200 else "must be 5..200",
+    ("audio", "buffer_s"): lambda v: None if 5 <= v <= 600 else "must be 5..600",
+    ("endpoints", "events_hwm"): lambda v: None if 1 <= v <= 1_000_000 else "must be 1..1e6",
+    ("endpoints", "max_request_bytes"): lambda v: None if 1024 <= v <= 1 << 30
+    else "must be 1 KiB..1 GiB",
+    ("status", "interval_s"): lambda v: None if 0.2 <= v <= 3600 else "must be 0.2..3600",
+    ("logging", "level"): lambda v: None if v.upper() in ("DEBUG", "INFO", "WARNING", "ERROR")
+    else "must be DEBUG, INFO, WARNING or ERROR",
+}
+"""The allowed range of each numeric or enumerated key: the pipeline's, and the
+runtime's."""
+
+
 @dataclass(frozen=True)
-class Settings:
+class Settings(pipeline.PipelineSettings):
     audio: AudioSettings = field(default_factory=AudioSettings)
-    vad: VadSettings = field(default_factory=VadSettings)
-    window: WindowSettings = field(default_factory=WindowSettings)
-    model: ModelSettings = field(default_factory=ModelSettings)
-    scoring: ScoringSettings = field(default_factory=ScoringSettings)
-    turns: TurnConfig = field(default_factory=TurnConfig)
-    unknowns: UnknownConfig = field(default_factory=UnknownConfig)
-    search: SearchSettings = field(default_factory=SearchSettings)
-    enroll: EnrollSettings = field(default_factory=EnrollSettings)
-    store: StoreSettings = field(default_factory=StoreSettings)
     endpoints: EndpointSettings = field(default_factory=EndpointSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
     status: StatusSettings = field(default_factory=StatusSettings)
@@ -154,25 +131,19 @@ class Settings:
     sources: tuple[SourceSpec, ...] = ()
     """Several live sources at once; empty: the one of ``--source`` (the microphone)."""
 
-    def recognizer(self, calibration: Calibration | None = None) -> RecognizerConfig:
-        """The library's config for one stream; ``calibration`` (loaded by the daemon from
-        ``scoring.calibration`` or the source's own) replaces the card's."""
-        w, s = self.window, self.scoring
-        return RecognizerConfig(
-            vad=self.vad,
-            window=WindowConfig(w.length_s, w.hop_s, w.min_speech_s),
-            scoring=ScoringConfig(s.false_accept, s.threshold, s.top_k, s.adapt),
-            turns=self.turns,
-            unknowns=self.unknowns,
-            calibration=calibration,
-        )
-
-    def store_path(self) -> Path:
-        if self.store.path:
-            return Path(self.store.path).expanduser()
-        state = os.environ.get("STATE_DIRECTORY")
-        base = Path(state.split(":")[0]) if state else Path(user_data_dir("vggvox"))
-        return base / "voiceprints.db"
+    def check(self, where: str) -> None:
+        """The rules across keys: the pipeline's, then the runtime's."""
+        super().check(where)
+        if self.audio.buffer_s < 2 * self.window.length_s:
+            raise ConfigError(f"{where}: 'audio.buffer_s' must hold two windows "
+                              f"(>= {2 * self.window.length_s})")
+        sec = self.security
+        if sec.server_key and not (sec.admins or sec.readers):
+            raise ConfigError(f"{where}: 'security.server_key' needs 'security.admins' or "
+                              "'security.readers': a folder of clients' public keys")
+        if (sec.admins or sec.readers) and not sec.server_key:
+            raise ConfigError(f"{where}: 'security.admins' and 'security.readers' need "
+                              "'security.server_key' (this daemon's secret key)")
 
     def endpoint(self, which: str) -> str:
         value = getattr(self.endpoints, which)
@@ -182,32 +153,9 @@ class Settings:
 
 
 def parse(data: Any, where: str = "config") -> Settings:
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: the top level must be a mapping")
-    sections = {f.name: f.default_factory for f in dataclasses.fields(Settings)
-                if f.name != "sources"}  # type: ignore[misc]
-    for key in data:
-        if key not in sections and key != "sources":
-            raise ConfigError(f"{where}: unknown section '{key}' "
-                              f"(known: {sorted([*sections, 'sources'])})")
-    settings = Settings(**{
-        name: section(factory, name, data.get(name), where, RANGES)  # type: ignore[arg-type]
-        for name, factory in sections.items()
-    }, sources=parse_sources(data.get("sources"), where))
-    w = settings.window
-    if w.min_speech_s > w.length_s:
-        raise ConfigError(f"{where}: 'window.min_speech_s' must not exceed 'window.length_s'")
-    if settings.audio.buffer_s < 2 * w.length_s:
-        raise ConfigError(f"{where}: 'audio.buffer_s' must hold two windows (>= {2 * w.length_s})")
-    sec = settings.security
-    if sec.server_key and not (sec.admins or sec.readers):
-        raise ConfigError(f"{where}: 'security.server_key' needs 'security.admins' or "
-                          "'security.readers': a folder of clients' public keys")
-    if (sec.admins or sec.readers) and not sec.server_key:
-        raise ConfigError(f"{where}: 'security.admins' and 'security.readers' need "
-                          "'security.server_key' (this daemon's secret key)")
+    values = sections(Settings, data, where, RANGES)  # refuses a top level not a mapping
+    settings = Settings(**values, sources=parse_sources((data or {}).get("sources"), where))
+    settings.check(where)
     return settings
 
 
@@ -216,11 +164,7 @@ def load(path: str | Path | None) -> tuple[Settings, Path | None]:
     found = find_config(path)
     if found is None:
         return Settings(), None
-    try:
-        text = found.read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{found}: cannot read: {e}") from None
-    return parse(load_yaml(text, str(found)), str(found)), found
+    return parse(read(found), str(found)), found
 
 
 def override(settings: Settings, section: str, **values: Any) -> Settings:

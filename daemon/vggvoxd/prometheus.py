@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from vggvox import __version__
-from vggvox.loopback import is_loopback
+from vggvoxd.config import MetricsSettings
 from vggvoxd.prometheus_http import MAX_CONNECTIONS, MetricsHTTP
 
 if TYPE_CHECKING:
@@ -35,30 +34,6 @@ log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)
 """Seconds from a window's last sample to its events being out."""
-
-
-@dataclass(frozen=True)
-class MetricsSettings:
-    listen: str | None = None
-    """HOST:PORT of the /metrics endpoint; null: no endpoint."""
-    public: bool = False
-    """Allow a listen address that is not loopback (the endpoint has no authentication)."""
-
-    def __post_init__(self) -> None:
-        if self.listen is None:
-            return
-        host, _, port = self.listen.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"'metrics.listen' must be HOST:PORT, got {self.listen!r}")
-        if not is_loopback(host) and not self.public:
-            raise ValueError(f"'metrics.listen' {self.listen} is not loopback: the endpoint "
-                             "has no authentication; set 'metrics.public: true' to mean it")
-
-    @property
-    def address(self) -> tuple[str, int]:
-        assert self.listen is not None
-        host, _, port = self.listen.rpartition(":")
-        return host.strip("[]"), int(port)
 
 
 class DaemonCollector:

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from vggvox.errors import ConfigError
+from vggvox.settingsfile import section, shown
 from vggvox.slug import slug
-from vggvoxd.validate import section, shown
 
 
 @dataclass(frozen=True)

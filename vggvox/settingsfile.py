@@ -1,5 +1,11 @@
-"""Reading YAML that refuses duplicate keys, and checking its values against frozen
-dataclasses: errors that name the key."""
+"""A settings file: YAML read strictly (a key given twice, an alias bomb and invalid
+YAML are one line naming the file), and its sections checked into frozen dataclasses
+with errors that name the key.
+
+The pipeline's sections (``vggvox.settings``) and the daemon's runtime sections
+(``vggvoxd.config``) are read with these; so each reader of ``vggvoxd.yaml`` refuses
+what the other refuses, with the same message.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,8 @@ import dataclasses
 import reprlib
 import types
 import typing
+from collections.abc import Collection
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -68,6 +76,40 @@ def section(cls: type, name: str, data: Any, where: str,
         return cls(**data)
     except ValueError as e:  # a library config's own check (__post_init__) names the key
         raise ConfigError(f"{where}: {e}") from None
+
+
+def sections(cls: type, data: Any, where: str, ranges: Ranges,
+             others: Collection[str] = ()) -> dict[str, Any]:
+    """The sections of a document (``data``, the top level of a file) that ``cls``
+    declares (its fields with a ``default_factory``: each a dataclass of keys), checked
+    by ``section``. A top-level key that is neither a field of ``cls`` nor one of
+    ``others`` (sections another reader checks) is refused: a misspelt section is
+    never silently ignored."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: the top level must be a mapping")
+    fields = dataclasses.fields(cls)
+    known = {f.name for f in fields} | set(others)
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"{where}: unknown section '{key}' (known: {sorted(known)})")
+    out: dict[str, Any] = {}
+    for f in fields:
+        factory = f.default_factory
+        if isinstance(factory, type):  # a section (a list such as sources: its reader's)
+            out[f.name] = section(factory, f.name, data.get(f.name), where, ranges)
+    return out
+
+
+def read(path: Path) -> Any:
+    """The YAML document of the file at ``path`` (``load_yaml``); a ConfigError naming
+    it when it cannot be read."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read: {e}") from None
+    return load_yaml(text, str(path))
 
 
 MAX_VALUES = 100_000
