@@ -183,26 +183,39 @@ def plan_turns(
         if speaker is None:  # everyone eligible is out of material: reuse
             eligible = [s for s in groups[0] if s != prev] or [s for s in groups[1] if s != prev]
             speaker = eligible[int(rng.integers(len(eligible)))]
-            log.warning("speaker %s: material used up, utterances come back", speaker)
-            good = [u for u in pool.by_speaker[speaker] if pool.clip(u) is not None]
-            if not good:
-                raise VggvoxError(f"speaker {speaker}: none of the material has usable speech")
-            unused[speaker] = [good[j] for j in rng.permutation(len(good))]
-        lo, hi = spec.utterances_per_turn
-        want = int(rng.integers(lo, hi + 1))
-        turn: list[Utterance] = []
-        length = 0.0
-        while len(turn) < want and unused[speaker]:
-            if turn and length + pool.seconds[unused[speaker][0].path] > spec.max_turn_s:
-                break
-            u = unused[speaker].pop(0)
-            clip = pool.clip(u)
-            if clip is not None:
-                turn.append(u)
-                length += clip.seconds
+            unused[speaker] = _reused(speaker, pool, rng)
+        turn, length = _fill_turn(unused[speaker], pool, spec, rng)
         if turn:
             talked[speaker] += length
             n_turns += 1
             n_stranger_turns += speaker in strangers
             prev = speaker
             yield speaker, turn
+
+
+def _reused(speaker: str, pool: MaterialPool, rng: np.random.Generator) -> list[Utterance]:
+    """A speaker's usable utterances again, in a new order: all of them were used."""
+    log.warning("speaker %s: material used up, utterances come back", speaker)
+    good = [u for u in pool.by_speaker[speaker] if pool.clip(u) is not None]
+    if not good:
+        raise VggvoxError(f"speaker {speaker}: none of the material has usable speech")
+    return [good[j] for j in rng.permutation(len(good))]
+
+
+def _fill_turn(unused: list[Utterance], pool: MaterialPool, spec: ConversationSpec,
+               rng: np.random.Generator) -> tuple[list[Utterance], float]:
+    """One turn: the next of a speaker's ``unused`` utterances (taken off it), as many
+    as drawn from ``utterances_per_turn`` that fit ``max_turn_s``; and its seconds."""
+    lo, hi = spec.utterances_per_turn
+    want = int(rng.integers(lo, hi + 1))
+    turn: list[Utterance] = []
+    length = 0.0
+    while len(turn) < want and unused:
+        if turn and length + pool.seconds[unused[0].path] > spec.max_turn_s:
+            break
+        u = unused.pop(0)
+        clip = pool.clip(u)
+        if clip is not None:
+            turn.append(u)
+            length += clip.seconds
+    return turn, length
