@@ -10,11 +10,8 @@ from pathlib import Path
 
 import yaml
 import zmq
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # daemon_proc
 from abuse_common import (
     MAX_BYTES,
-    ROOT,
     Row,
     exit_text,
     running,
@@ -22,7 +19,7 @@ from abuse_common import (
     speech_clips,
     timed,
 )
-from daemon_proc import DaemonProcess, free_port
+from benchkit import ROOT, DaemonProcess, free_port
 
 from vggvox_client import operations
 from vggvox_client.connection import Connection

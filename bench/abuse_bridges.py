@@ -30,14 +30,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import yaml
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from abuse_common import Row, main_alone, running, short
-from speakers_fixture import conversation
-from test_mqtt_abandoned_replay import abandoned_entities_gone_s
-from test_mqtt_outage import run_outage
-from test_pipes import into_head
-from test_watch import CLIENT, wait_pane
+from benchkit import (
+    CLIENT,
+    abandoned_entities_gone_s,
+    conversation,
+    into_head,
+    run_outage,
+    wait_pane,
+)
 
 from vggvox_client import operations
 

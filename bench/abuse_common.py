@@ -15,16 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from benchkit import FIXTURES, DaemonProcess
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(ROOT / "tests"))  # the tests' daemon runner and store reader
-from daemon_proc import DaemonProcess  # noqa: E402
-
-from conftest import FIXTURES  # noqa: E402
-from vggvox.audio import load_audio  # noqa: E402
-from vggvox.protocol.pcm import to_pcm  # noqa: E402
-from vggvox_client.connection import ClientError, Connection  # noqa: E402
+from vggvox.audio import load_audio
+from vggvox.protocol.pcm import to_pcm
+from vggvox_client.connection import ClientError, Connection
 
 MAX_BYTES = 16 * 1024 * 1024
 Row = tuple[str, str, str, str]

@@ -29,12 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # daemon_proc
 from abuse_common import (
     MAX_BYTES,
     NO_SPEECH,
-    ROOT,
     Row,
     main_alone,
     open_fds,
@@ -42,17 +39,23 @@ from abuse_common import (
     speech_clips,
     threads,
 )
-from daemon_proc import DaemonProcess
-from floods import ask_status, dealer
-from test_prometheus import idle, metrics_daemon
+from benchkit import (
+    CLIENT,
+    FIXTURES,
+    ROOT,
+    DaemonProcess,
+    ask_status,
+    dealer,
+    idle,
+    metrics_daemon,
+    write_wav,
+)
 
-from conftest import FIXTURES, write_wav
 from vggvox.audio import load_audio, to_int16
 from vggvox_client import operations
 from vggvox_client.connection import ClientError, Connection
 
 CONVERSATION = FIXTURES / "stream_2spk.wav"
-CLIENT = Path(sys.executable).parent / "vggvox-client"
 
 
 def daemon(tmp: Path, source: str | None = "stdin", config: str = "") -> DaemonProcess:

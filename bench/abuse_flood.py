@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import resource
 import socket
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # daemon_proc
 from abuse_common import (
     Row,
     exit_text,
@@ -18,7 +16,7 @@ from abuse_common import (
     short,
     timed,
 )
-from daemon_proc import DaemonProcess
+from benchkit import DaemonProcess
 
 
 def m_flood(tmp: Path, quick: bool) -> list[Row]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import sqlite3
 import statistics
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -16,8 +15,6 @@ import msgpack
 import numpy as np
 import soundfile as sf
 import zmq
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # daemon_proc
 from abuse_common import (
     MAX_BYTES,
     NO_SPEECH,
@@ -31,7 +28,7 @@ from abuse_common import (
     speech_clips,
     timed,
 )
-from daemon_proc import DaemonProcess
+from benchkit import DaemonProcess
 
 from vggvox_client import operations
 from vggvox_client.connection import ClientError

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # daemon_proc
 from abuse_common import (
     MAX_BYTES,
     NO_SPEECH,
     Row,
     speech_clips,
 )
-from daemon_proc import DaemonProcess
-from store_reader import Reader
+from benchkit import DaemonProcess, Reader
 
 from vggvox_client import operations
 

@@ -17,11 +17,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # daemon_proc
 from abuse_common import MAX_BYTES, NO_SPEECH, Row, main_alone, short, speech_clips
-from daemon_proc import DaemonProcess
-from test_store_health import tmpfs  # root only: checked before it is used
+from benchkit import DaemonProcess, tmpfs  # tmpfs: root only, checked before it is used
 
 from vggvox.embedder import l2_normalize
 from vggvox.modelcard import DEFAULT_MODEL, load_card, resolve_card

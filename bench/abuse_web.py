@@ -38,21 +38,28 @@ from functools import partial
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import soundfile as sf
 from abuse_common import Row, main_alone, ms, open_fds, proc_status, running, short, threads
-from daemon_proc import DaemonProcess, free_port
-from speakers_fixture import conversation
-from test_audio import (
+from benchkit import (
+    ATTACK,
+    Bridge,
+    DaemonProcess,
+    QuietHandler,
+    chromium,
+    conversation,
     encode_with_pyav,
+    fetch,
+    free_port,
     many_channels,
     many_samples_m4a,
+    paging,
+    request,
+    start_web,
+    status_of,
+    stop_web,
     tone,
     two_hours_of_flac,
 )
-from test_web import Bridge, chromium, fetch, start_web, stop_web
-from test_web_guard import ATTACK, QuietHandler
-from test_web_limits import paging, request, status_of
 
 CURL = shutil.which("curl") or "curl"
 

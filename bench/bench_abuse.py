@@ -57,9 +57,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # daemon_proc
 import abuse_bridges
 import abuse_daemon
 import abuse_web

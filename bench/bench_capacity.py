@@ -33,15 +33,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import yaml
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from bench_daemon import cpu_seconds, rss_mb, window_ms
-from daemon_proc import DaemonProcess
+from bench_daemon import window_ms
+from benchkit import SPEECH, DaemonProcess, cpu_seconds, rss_mb
 
 from vggvox.audio import load_audio
 
-HERE = Path(__file__).resolve().parent
-SPEECH = HERE.parent.parent / "shared" / "data" / "speech"
 SLACK_MS = 50.0
 
 

@@ -18,7 +18,6 @@ private PulseAudio virtual microphone and measures:
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -29,29 +28,13 @@ import numpy as np
 import soundfile as sf
 
 # The daemon runner and the two-speaker material are the tests' own helpers.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from daemon_proc import DaemonProcess
-from speakers_fixture import conversation
+from benchkit import DaemonProcess, conversation, cpu_seconds, rss_mb
 
 from vggvox.audio import load_audio
 from vggvox.embedder import Embedder
 from vggvox.modelcard import DEFAULT_MODEL
 from vggvox_client import operations
 from vggvox_client.virtualmic import PulseServer
-
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def window_ms(model: str, window: np.ndarray, reps: int = 30) -> list[float]:

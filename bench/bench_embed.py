@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from benchkit import SPEECH
 
 from vggvox.audio import SAMPLE_RATE, load_audio
 from vggvox.embedder import Embedder
@@ -26,7 +27,6 @@ from vggvox.eval.lists import read_utterances
 from vggvox.modelcard import resolve_card
 from vggvox_client.jobs import JobSettings, embed_files
 
-SPEECH = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "speech"
 LONG_FILE = SPEECH / "librispeech-test-other/ls-3080/3080-5032-0009.flac"
 
 

@@ -6,7 +6,7 @@ refuses and how many strangers' clips it lets through, per false-accept rate.
 Speakers: the ``held`` half of the development speech (weights/fit_calibration.py's
 split: the calibration never heard them). Every utterance is embedded as
 enrollment embeds it (VAD-checked, the whole clip), with CAM++. Cutoffs come
-from identity.same_voice_rule at each rate, for one voiceprint and each clip's
+from admission.same_voice_rule at each rate, for one voiceprint and each clip's
 seconds of speech.
 
 - **append** (a clip added to an enrolled speaker): each speaker's ``enroll``
@@ -41,20 +41,17 @@ import argparse
 import csv
 import sys
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
+from benchkit import SPEECH
 
-HERE = Path(__file__).resolve().parent
-SPEECH = HERE.parent.parent / "shared" / "data" / "speech"
-
-from vggvox import identity  # noqa: E402
-from vggvox.audio import load_audio  # noqa: E402
-from vggvox.embedder import Embedder  # noqa: E402
-from vggvox.enrollment import Enrollment, embed_speech  # noqa: E402
-from vggvox.eval.calibration_fit import split_speakers  # noqa: E402
-from vggvox.modelcard import ModelCard  # noqa: E402
-from vggvox.scoring import voiceprint  # noqa: E402
+from vggvox import admission
+from vggvox.audio import load_audio
+from vggvox.embedder import Embedder
+from vggvox.enrollment import Enrollment, embed_speech
+from vggvox.eval.calibration_fit import split_speakers
+from vggvox.modelcard import ModelCard
+from vggvox.scoring import voiceprint
 
 DRAWS = 20
 
@@ -115,7 +112,7 @@ def odd_clips(card: ModelCard, clips: list, rate: float) -> list[bool]:
     """Which clips of one enrollment fail the within-enrollment check at ``rate``."""
     e = Enrollment("x", np.stack([c[0] for c in clips]), [f"c{i}" for i in range(len(clips))],
                    [c[1] for c in clips], 0.0)
-    return [not s.ok for s in identity.check_voices(card, e, None, rate).scores]
+    return [not s.ok for s in admission.check_voices(card, e, None, rate).scores]
 
 
 def main() -> int:
@@ -137,7 +134,7 @@ def main() -> int:
     print("rate    append: genuine refused  stranger accepted | within: genuine refused  "
           "intruder missed | genuine refused by source (append)")
     for rate in (float(r) for r in args.rates.split(",")):
-        rule = identity.same_voice_rule(card, rate)
+        rule = admission.same_voice_rule(card, rate)
         passed = scores >= np.vectorize(lambda d, r=rule: r.cutoff(float(d), 1))(seconds)
         by_src = {s: 1 - passed[genuine & (source == s)].mean()
                   for s in sorted(set(source[genuine]))}

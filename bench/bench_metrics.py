@@ -21,11 +21,8 @@ import urllib.request
 from pathlib import Path
 
 import yaml
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from bench_capacity import SPEECH, speakers_clips, stream_file
-from bench_daemon import cpu_seconds
-from daemon_proc import DaemonProcess, free_port
+from bench_capacity import speakers_clips, stream_file
+from benchkit import SPEECH, DaemonProcess, cpu_seconds, free_port
 
 
 def run(tmp: Path, wav: Path, metrics: bool, seconds: float, every: float) -> float:

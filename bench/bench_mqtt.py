@@ -26,12 +26,8 @@ import urllib.request
 from pathlib import Path
 
 import yaml
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from bench_capacity import SPEECH, speakers_clips, stream_file
-from bench_daemon import cpu_seconds
-from daemon_proc import DaemonProcess
-from test_mqtt import CLIENT, Broker
+from bench_capacity import speakers_clips, stream_file
+from benchkit import CLIENT, SPEECH, Broker, DaemonProcess, cpu_seconds
 
 
 class Pane:

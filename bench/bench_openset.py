@@ -29,23 +29,19 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))  # the tests' daemon runner
-sys.path.insert(0, str(HERE.parent / "weights"))
-from daemon_proc import DaemonProcess  # noqa: E402
-from fit_calibration import SPEECH, write_lists  # noqa: E402
+from benchkit import SPEECH, DaemonProcess, write_lists
 
-from vggvox.audio import load_audio  # noqa: E402
-from vggvox.embedder import Embedder  # noqa: E402
-from vggvox.eval.conversations import ConversationSpec, build_conversations  # noqa: E402
-from vggvox.eval.engine import enroll_from_list, recognize, turn_timeline  # noqa: E402
-from vggvox.eval.lists import read_utterances  # noqa: E402
-from vggvox.eval.rttm import read_rttm  # noqa: E402
-from vggvox.eval.timeline import combine, score_conversation  # noqa: E402
-from vggvox.stream.recognizer import Recognizer, RecognizerConfig  # noqa: E402
-from vggvox.stream.results import TurnUpdate  # noqa: E402
-from vggvox_client import operations  # noqa: E402
-from vggvox_client.connection import ClientError  # noqa: E402
+from vggvox.audio import load_audio
+from vggvox.embedder import Embedder
+from vggvox.eval.conversations import ConversationSpec, build_conversations
+from vggvox.eval.engine import enroll_from_list, recognize, turn_timeline
+from vggvox.eval.lists import read_utterances
+from vggvox.eval.rttm import read_rttm
+from vggvox.eval.timeline import combine, score_conversation
+from vggvox.stream.recognizer import Recognizer, RecognizerConfig
+from vggvox.stream.results import TurnUpdate
+from vggvox_client import operations
+from vggvox_client.connection import ClientError
 
 MAX_BYTES = 16 * 1024 * 1024
 

@@ -43,6 +43,7 @@ import kaldi_native_fbank as knf
 import numpy as np
 
 # The sherpa side, a sibling of this file: its venv, model file and process.
+from benchkit import SPEECH
 from peer_sherpa import Sherpa, sherpa_model, sherpa_python
 
 from vggvox.audio import SAMPLE_RATE, load_audio
@@ -52,7 +53,7 @@ from vggvox.modelcard import ModelCard, load_card, resolve_card
 
 log = logging.getLogger("bench_peer")
 HERE = Path(__file__).resolve().parent
-DATA = HERE.parent.parent / "shared" / "data" / "speech"
+DATA = SPEECH  # --data
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vggvox-bench"
 LENGTHS_S = (2.0, 3.0, 10.0)
 # sherpa-onnx's FeatureExtractorConfig defaults where they differ from the card's

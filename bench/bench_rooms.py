@@ -51,8 +51,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import rooms_daemon as rd
 import rooms_study as study
 

@@ -40,7 +40,6 @@ import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -52,7 +51,6 @@ try:  # the candidates being measured: not dependencies of vggvox (yet)
 except ImportError as e:
     sys.exit(f"bench_search: {e.name} is missing: .venv/bin/pip install faiss-cpu usearch")
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import search_data as sd  # noqa: E402
 
 TARGET_MS, TARGET_RECALL = 5.0, 0.995

@@ -30,18 +30,14 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import gc  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 from dataclasses import replace  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+import search_data as sd  # noqa: E402
 
 from vggvox.embedder import l2_normalize  # noqa: E402
 from vggvox.search import Searcher, SearchSettings  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import search_data as sd  # noqa: E402
 
 
 def mb(kb: int) -> float:

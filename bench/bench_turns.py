@@ -39,8 +39,7 @@ import numpy as np
 import soundfile as sf
 
 # The daemon runner is the tests' own helper.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from daemon_proc import DaemonProcess
+from benchkit import SPEECH, DaemonProcess
 
 from vggvox.audio import SAMPLE_RATE, load_audio, to_int16
 from vggvox.embedder import Embedder
@@ -54,7 +53,6 @@ from vggvox_client import operations
 from vggvox_client.connection import Connection
 from vggvoxd.config import Settings
 
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "speech"
 MAX_BYTES = 16 << 20
 LIVE_S = 60.0
 KEY_FIELDS = ("type", "t_start", "t_end", "speaker", "score", "top", "turn", "final")
@@ -423,7 +421,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
 
-    test_list, enroll_list = DATA / "test_list.csv", DATA / "enroll_list.csv"
+    test_list, enroll_list = SPEECH / "test_list.csv", SPEECH / "enroll_list.csv"
     if not (test_list.is_file() and enroll_list.is_file()):
         print(f"bench_turns: no speech data: {test_list} and {enroll_list} are needed",
               file=sys.stderr)

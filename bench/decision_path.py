@@ -14,13 +14,11 @@ calibration, 4 enrolled speakers.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchkit import ROOT
 
 from vggvox.calibration import AcceptRule, Calibration
 from vggvox.stream.decider import TurnConfig, TurnDecider
@@ -32,8 +30,7 @@ from vggvox.voiceprints import VoiceprintSet
 
 MODULES = {"vggvox.stream.decider", "vggvox.stream.identify", "vggvox.stream.unknowns",
            "vggvox.calibration", "vggvox.rooms"}
-CALIBRATION = (Path(__file__).resolve().parent.parent / "weights" / "vggvox_weights"
-               / "campplus-int8.calibration.yaml")
+CALIBRATION = ROOT / "weights" / "vggvox_weights" / "campplus-int8.calibration.yaml"
 
 
 def unit(v: np.ndarray) -> np.ndarray:

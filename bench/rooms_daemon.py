@@ -17,7 +17,6 @@ and an utterance is *named* by the label of the final turns covering most of it.
 from __future__ import annotations
 
 import re
-import sys
 import tempfile
 import threading
 import time
@@ -30,14 +29,12 @@ from typing import Any
 import numpy as np
 import yaml
 
+# The daemon runner is the tests' own helper, as in bench/bench_daemon.py.
+from benchkit import DaemonProcess
+
 from vggvox.audio import SAMPLE_RATE, load_audio, to_int16
 from vggvox.eval.rttm import Segment
 from vggvox.eval.timeline import Labelled
-
-# The daemon runner is the tests' own helper, as in bench/bench_daemon.py.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from daemon_proc import DaemonProcess
-
 from vggvox_client import operations
 from vggvox_client.connection import ClientError
 

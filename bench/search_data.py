@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from benchkit import SPEECH
 
 from vggvox.audio import SAMPLE_RATE, load_audio
 from vggvox.embedder import Embedder, l2_normalize
@@ -28,7 +29,6 @@ from vggvox.eval.lists import read_utterances
 from vggvox.modelcard import load_card, resolve_card
 from vggvox.scoring import voiceprint
 
-SPEECH = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "speech"
 CACHE = Path.home() / ".cache" / "vggvox-bench"
 WINDOW_S = 2.0
 STRANGER_EVERY = 5  # every 5th speaker (sorted by name) is held out as a stranger

@@ -110,3 +110,16 @@ def test_a_wrong_way_import_breaks_its_contract(case: str, packages: Path,
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-2000:]
     out = " ".join(done.stdout.split())  # the report wraps long names
     assert f"{contract(key)} BROKEN" in out and report in out, out[-3000:]
+
+
+def test_the_benches_reach_the_tests_helpers_through_benchkit_alone() -> None:
+    """bench/benchkit.py is the one module of bench/ that puts tests/ on sys.path, and every
+    helper it hands the benches is still where it says (a test module moved or renamed
+    breaks this, not a bench run days later)."""
+    touching = sorted(p.name for p in (ROOT / "bench").glob("*.py") if "sys.path" in p.read_text())
+    assert touching == ["benchkit.py"], touching
+    done = subprocess.run(
+        [sys.executable, "-c", "import benchkit\nfor name in benchkit._HARNESS:\n"
+         "    getattr(benchkit, name)"],
+        cwd=ROOT / "bench", capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-3000:]
