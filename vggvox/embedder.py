@@ -1,4 +1,5 @@
-"""The embedder: one ONNX Runtime session per model, fed through its card's front-end."""
+"""The embedder: one ONNX Runtime session per model, fed through its card's front-end
+(its kind's feature function: ``vggvox.frontend_kinds``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import onnxruntime as ort
 
 from vggvox.audio import SAMPLE_RATE
 from vggvox.errors import InputTooShortError, ModelError
-from vggvox.frontend import kaldi_fbank, mean_normalize, normalize_volume, partial_windows
+from vggvox.frontend import mean_normalize, normalize_volume
+from vggvox.frontend_kinds import FrontEnd, network_input
 from vggvox.modelcard import DEFAULT_MODEL, ModelCard, load_card, resolve_card
 from vggvox.scoring import l2_normalize
 
@@ -79,11 +81,7 @@ class Embedder:
         self.check_length(x)
         if self.card.volume_norm_dbfs is not None:
             x = normalize_volume(x, self.card.volume_norm_dbfs)
-        if self.card.input_kind == "features":
-            return kaldi_fbank(x, self.card.frontend)[None]
-        if self.card.partials is not None:
-            return partial_windows(x, self.card.partials)
-        return np.asarray(x, dtype=np.float32)[None]
+        return network_input(x, self.card)  # by the card's front-end kind
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         out = self.session.run([self.output_name], {self.card.input_name: batch})[0]
@@ -98,10 +96,11 @@ class Embedder:
     def frames_input(self, frames: np.ndarray, n_samples: int) -> np.ndarray:
         """Network input from the raw fbank frames of a window of ``n_samples`` samples
         (a stream's FeatureTrack): the same as ``network_input`` of those samples."""
-        if self.card.input_kind != "features" or self.card.volume_norm_dbfs is not None:
+        fe = self.card.frontend
+        if not isinstance(fe, FrontEnd) or self.card.volume_norm_dbfs is not None:
             raise ModelError(f"{self.card.name} cannot take precomputed fbank frames")
         self.check_length(n_samples)
-        return (mean_normalize(frames) if self.card.frontend.mean_norm else frames)[None]
+        return (mean_normalize(frames) if fe.mean_norm else frames)[None]
 
     def embed_batch(self, windows: Sequence[np.ndarray]) -> np.ndarray:
         """Embeddings of several windows, shape (len(windows), embedding_size).

@@ -1,4 +1,5 @@
-"""Front-end stages between 16 kHz samples and the network's input.
+"""Front-end stages between 16 kHz samples and the network's input (which a card's
+front-end kind uses: ``vggvox.frontend_kinds``).
 
 - ``kaldi_fbank``: Kaldi filterbank features (``Fbank``), the same as
   kaldi-native-fbank's (and so Kaldi's and torchaudio.compliance.kaldi's).
@@ -10,13 +11,17 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import kaldi_native_fbank as knf
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from vggvox.audio import SAMPLE_RATE, dbfs
-from vggvox.modelcard import FrontEnd, Partials
+
+if TYPE_CHECKING:  # the card reads its front-end kinds (frontend_kinds), which use these
+    from vggvox.frontend_kinds import FrontEnd
+    from vggvox.modelcard import Partials
 
 FRAMES_PER_BLOCK = 1000
 """Frames computed per numpy pass (10 s of audio, ~2 MB of temporaries): bounds the

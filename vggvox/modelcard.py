@@ -9,6 +9,7 @@ same way as the shipped ones.
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -17,29 +18,15 @@ import yaml
 
 from vggvox.calibration import Calibration
 from vggvox.errors import ModelError
+from vggvox.frontend_kinds import KINDS, FrontEndParams, foreign_keys, input_kinds
+from vggvox.frontend_kinds import FrontEnd as FrontEnd  # a card's kaldi_fbank fields
+
+log = logging.getLogger(__name__)
 
 SHIPPED = {"campplus": "campplus.yaml", "campplus-int8": "campplus-int8.yaml",
            "ge2e": "ge2e.yaml"}
 DEFAULT_MODEL = "campplus-int8"
-INPUT_KINDS = ("features", "waveform")
-FRONTENDS = ("kaldi_fbank", "in_graph")
 GRAPH_OPTIMIZATIONS = ("basic", "extended", "all")
-
-
-@dataclass(frozen=True)
-class FrontEnd:
-    """Feature extraction done by the runtime before the network."""
-
-    type: str
-    """``kaldi_fbank`` (runtime computes Kaldi fbank) or ``in_graph`` (the graph does it)."""
-    num_mel_bins: int = 80
-    frame_length_ms: float = 25.0
-    frame_shift_ms: float = 10.0
-    window: str = "povey"
-    preemphasis: float = 0.97
-    dither: float = 0.0
-    mean_norm: bool = True
-    """Subtract each bin's mean over the utterance (per-utterance CMN)."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +63,8 @@ class ModelCard:
     sample_rate: int
     input_kind: str
     input_name: str
-    frontend: FrontEnd
+    frontend: FrontEndParams
+    """Its front-end kind's card fields (``frontend_kinds``: ``FrontEnd`` for kaldi_fbank)."""
     volume_norm_dbfs: float | None
     partials: Partials | None
     embedding_size: int
@@ -115,12 +103,7 @@ def sha256_of(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def load_card(card_path: str | Path, verify: bool = True,
-              calibration: bool = True) -> ModelCard:
-    """Parse and validate a card; with ``verify``, check the model file's sha256;
-    without ``calibration``, leave its calibration file unread (to write a new one)."""
-    card_path = Path(card_path)
-    where = str(card_path)
+def _read(card_path: Path, where: str) -> dict[str, Any]:
     if not card_path.is_file():
         raise ModelError(f"{where}: model card not found")
     try:
@@ -129,39 +112,75 @@ def load_card(card_path: str | Path, verify: bool = True,
         raise ModelError(f"{where}: not valid YAML: {e}") from None
     if not isinstance(data, dict):
         raise ModelError(f"{where}: a model card must be a YAML mapping")
+    return data
 
-    inp = _get(data, "input", dict, where)
-    kind = _get(inp, "kind", str, f"{where}: input")
-    if kind not in INPUT_KINDS:
-        raise ModelError(f"{where}: input.kind must be one of {INPUT_KINDS}, got {kind!r}")
+
+def _frontend(data: dict[str, Any], where: str) -> tuple[str, FrontEndParams]:
+    """The card's ``input.kind`` and its front-end kind's fields, which must fit it."""
+    kind = _get(_get(data, "input", dict, where), "kind", str, f"{where}: input")
+    if kind not in input_kinds():
+        raise ModelError(f"{where}: input.kind must be one of {input_kinds()}, got {kind!r}")
     fe = dict(_get(data, "frontend", dict, where))
     fe_type = _get(fe, "type", str, f"{where}: frontend")
-    if fe_type not in FRONTENDS:
-        raise ModelError(f"{where}: frontend.type must be one of {FRONTENDS}, got {fe_type!r}")
-    if (kind == "features") != (fe_type == "kaldi_fbank"):
+    if fe_type not in KINDS:
+        raise ModelError(f"{where}: frontend.type must be one of {tuple(KINDS)}, "
+                         f"got {fe_type!r}")
+    frontend = KINDS[fe_type]
+    if kind != frontend.input_kind:
         raise ModelError(f"{where}: input.kind {kind!r} does not fit frontend.type {fe_type!r}")
     fe.pop("description", None)
+    ignored = foreign_keys(frontend, set(fe))
+    if ignored:
+        log.warning("%s: frontend: %s mean nothing to %s (ignored)", where,
+                    ", ".join(sorted(ignored)), fe_type)
     try:
-        frontend = FrontEnd(**fe)
+        return kind, frontend.params(**{k: v for k, v in fe.items() if k not in ignored})
     except TypeError as e:
         raise ModelError(f"{where}: frontend: {e}") from None
 
-    partials = None
-    if data.get("partials") is not None:
-        p = _get(data, "partials", dict, where)
-        sub = f"{where}: partials"
-        partials = Partials(
-            frames=_get(p, "frames", int, sub),
-            hop_samples=_get(p, "hop_samples", int, sub),
-            context_samples=_get(p, "context_samples", int, sub),
-            rate=_get(p, "rate", float, sub),
-            min_coverage=_get(p, "min_coverage", float, sub),
-        )
-    pre = data.get("preprocess") or {}
-    volume = pre.get("volume_norm_dbfs")
+
+def _partials(data: dict[str, Any], where: str) -> Partials | None:
+    if data.get("partials") is None:
+        return None
+    p = _get(data, "partials", dict, where)
+    sub = f"{where}: partials"
+    return Partials(frames=_get(p, "frames", int, sub),
+                    hop_samples=_get(p, "hop_samples", int, sub),
+                    context_samples=_get(p, "context_samples", int, sub),
+                    rate=_get(p, "rate", float, sub),
+                    min_coverage=_get(p, "min_coverage", float, sub))
+
+
+def _volume(data: dict[str, Any], where: str) -> float | None:
+    volume = (data.get("preprocess") or {}).get("volume_norm_dbfs")
     if volume is not None and not isinstance(volume, (int, float)):
         raise ModelError(f"{where}: preprocess.volume_norm_dbfs must be a number or null")
+    return None if volume is None else float(volume)
 
+
+def _optional(data: dict[str, Any], key: str, kind: type, where: str, default: Any) -> Any:
+    return _get(data, key, kind, where) if key in data else default
+
+
+def _calibration(card: ModelCard, card_path: Path, data: dict[str, Any],
+                 where: str) -> Calibration:
+    cal_path = card_path.parent / _get(data, "calibration", str, where)
+    cal = Calibration.load(cal_path)
+    if cal.model != card.name:
+        raise ModelError(f"{cal_path}: a calibration of {cal.model!r}, "
+                         f"not of this card's model {card.name!r}")
+    return cal
+
+
+def load_card(card_path: str | Path, verify: bool = True,
+              calibration: bool = True) -> ModelCard:
+    """Parse and validate a card; with ``verify``, check the model file's sha256;
+    without ``calibration``, leave its calibration file unread (to write a new one)."""
+    card_path = Path(card_path)
+    where = str(card_path)
+    data = _read(card_path, where)
+    kind, frontend = _frontend(data, where)
+    partials, volume = _partials(data, where), _volume(data, where)
     onnx_path = (card_path.parent / _get(data, "file", str, where)).resolve()
     card = ModelCard(
         name=_get(data, "name", str, where),
@@ -172,17 +191,16 @@ def load_card(card_path: str | Path, verify: bool = True,
         source=_get(data, "source", str, where),
         sample_rate=_get(data, "sample_rate", int, where),
         input_kind=kind,
-        input_name=_get(inp, "name", str, f"{where}: input"),
+        input_name=_get(data["input"], "name", str, f"{where}: input"),
         frontend=frontend,
-        volume_norm_dbfs=None if volume is None else float(volume),
+        volume_norm_dbfs=volume,
         partials=partials,
         embedding_size=_get(data, "embedding_size", int, where),
         min_input_s=_get(data, "min_input_s", float, where),
         threshold=_get(data, "threshold", float, where),
-        change_threshold=_get(data, "change_threshold", float, where)
-        if "change_threshold" in data else _get(data, "threshold", float, where),
-        graph_optimization=_get(data, "graph_optimization", str, where)
-        if "graph_optimization" in data else "all",
+        change_threshold=_optional(data, "change_threshold", float, where,
+                                   _get(data, "threshold", float, where)),
+        graph_optimization=_optional(data, "graph_optimization", str, where, "all"),
     )
     if card.graph_optimization not in GRAPH_OPTIMIZATIONS:
         raise ModelError(f"{where}: graph_optimization must be one of "
@@ -192,12 +210,7 @@ def load_card(card_path: str | Path, verify: bool = True,
     if verify:
         verify_file(card)
     if calibration and data.get("calibration") is not None:
-        cal_path = card_path.parent / _get(data, "calibration", str, where)
-        cal = Calibration.load(cal_path)
-        if cal.model != card.name:
-            raise ModelError(f"{cal_path}: a calibration of {cal.model!r}, "
-                             f"not of this card's model {card.name!r}")
-        card = replace(card, calibration=cal)
+        card = replace(card, calibration=_calibration(card, card_path, data, where))
     return card
 
 

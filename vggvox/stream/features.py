@@ -56,7 +56,7 @@ class FeatureTrack:
     @classmethod
     def for_card(cls, card: ModelCard) -> FeatureTrack | None:
         """A track for the card's front-end, or None where frames cannot be shared."""
-        if card.input_kind != "features" or card.volume_norm_dbfs is not None:
+        if not isinstance(card.frontend, FrontEnd) or card.volume_norm_dbfs is not None:
             return None
         if card.frontend.dither != 0:
             return None  # random dither: no two computations of a frame agree
