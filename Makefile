@@ -101,4 +101,4 @@ bench: $(STAMP_TEST)  ## embedding speed benchmark
 	$(BIN)/python bench/bench_embed.py
 
 clean:  ## remove the virtual environment and caches
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache .import_linter_cache

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TEST_ONLY_APT = {"chromium", "chromium-driver", "mosquitto", "tmux", "sox", "systemd-container",
                  "debootstrap"}
 DEMO_ONLY_APT = {"pulseaudio", "pulseaudio-utils", "espeak-ng"}
-TEST_ONLY_PIP = {"pytest", "pytest-timeout", "mypy", "ruff", "selenium", "onnx"}
+TEST_ONLY_PIP = {"pytest", "pytest-timeout", "mypy", "ruff", "selenium", "onnx", "import-linter"}
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 
