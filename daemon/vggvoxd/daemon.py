@@ -41,12 +41,13 @@ from vggvoxd.executor import EmbedExecutor, WorkQueues
 from vggvoxd.guard import Guard
 from vggvoxd.handlers import Handlers
 from vggvoxd.indexer import SearchIndexer
-from vggvoxd.livesources import LiveSource, make_source, specs
+from vggvoxd.livesources import LiveSource, specs
 from vggvoxd.lock import EndpointLocks
 from vggvoxd.notify import Notifier
 from vggvoxd.prometheus import MetricsServer
 from vggvoxd.publisher import Publisher
 from vggvoxd.rooms import Rooms
+from vggvoxd.source_schemes import make_source
 from vggvoxd.sources import AudioSource
 from vggvoxd.streamthread import Stream
 

@@ -2,8 +2,9 @@
 
 A daemon listens to one source (``--source``: the microphone, a file, stdin) or
 to several at once (``sources:`` in the config: the microphones of several
-rooms). Each ``LiveSource`` owns one stream (ring buffer, VAD, windows, its own
-recognizer) and its state:
+rooms); what each may be, and how it opens, is its scheme's (``source_schemes``).
+Each ``LiveSource`` owns one stream (ring buffer, VAD, windows, its own recognizer)
+and its state:
 
     starting -> running -> lost -> running ...     (restarted with back-off)
              -> waiting (no device yet) -> running
@@ -26,14 +27,11 @@ import logging
 import math
 import threading
 from collections.abc import Callable
-from pathlib import Path
-
-import soundfile as sf
 
 from vggvox.audio import SAMPLE_RATE
 from vggvoxd.config import Settings, SourceSpec
-from vggvoxd.sourceconfig import STDIN_URIS
-from vggvoxd.sources import AudioSource, FileSource, MicSource, SourceError, StdinSource
+from vggvoxd.source_schemes import check_source, find
+from vggvoxd.sources import SourceError
 from vggvoxd.streamthread import Stream
 
 log = logging.getLogger(__name__)
@@ -45,29 +43,15 @@ DROP_REPORT_S = 10.0
 """At most one WARNING per this long about a source's dropped windows and audio."""
 
 
-def check_source(spec: str) -> None:
-    """A one-line ValueError for a bad --source (or a source's uri), before anything loads."""
-    if spec != "mic" and spec not in STDIN_URIS and not (
-            spec.startswith("file:") and len(spec) > 5):
-        raise ValueError(f"--source must be mic, stdin, stdin:live or file:PATH, got {spec!r}")
-    if spec.startswith("file:"):
-        path = Path(spec[5:])
-        if not path.is_file():
-            raise ValueError(f"--source {spec}: file not found")
-        try:
-            sf.info(str(path))
-        except (sf.LibsndfileError, RuntimeError, OSError) as e:
-            raise ValueError(f"--source {spec}: not readable as audio: {e}") from None
-
-
 def specs(settings: Settings, source: str) -> list[SourceSpec]:
     """The sources to run: the config's ``sources:`` list, or else the one ``--source``
     names (``mic`` with ``audio.device``, ``stdin``, ``file:PATH``), under its old name."""
     if settings.sources:
         return list(settings.sources)
-    if source == "mic":
-        return [SourceSpec("mic", device=settings.audio.device)]
-    name = "stdin" if source in STDIN_URIS else source
+    scheme = find(source)
+    name = scheme.one_name or source
+    if scheme.device:
+        return [SourceSpec(name, device=settings.audio.device)]
     return [SourceSpec(name, uri=source)]
 
 
@@ -75,19 +59,8 @@ def check_specs(settings: Settings, source: str) -> None:
     """Every file a source plays exists and is audio: a ValueError naming it if not."""
     for spec in specs(settings, source):
         if spec.uri is not None:
-            try:
-                check_source(spec.uri)
-            except ValueError as e:
-                where = "--source" if not settings.sources else f"source {spec.name!r}"
-                raise ValueError(str(e).replace("--source", where, 1)) from None
-
-
-def make_source(spec: SourceSpec, block_ms: int) -> AudioSource:
-    if spec.uri in STDIN_URIS:
-        return StdinSource(block_ms=block_ms, name=spec.name, live=spec.uri == "stdin:live")
-    if spec.uri is not None:
-        return FileSource(Path(spec.uri[5:]), block_ms=block_ms, name=spec.name)
-    return MicSource(spec.device, block_ms, name=spec.name)
+            check_source(spec.uri, "--source" if not settings.sources
+                         else f"source {spec.name!r}")
 
 
 class DropReport:

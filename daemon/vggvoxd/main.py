@@ -20,7 +20,8 @@ from vggvoxd.access import check_exposure, group_id
 from vggvoxd.connlimit import cap_for, open_files
 from vggvoxd.curveauth import Curve
 from vggvoxd.daemon import Daemon
-from vggvoxd.livesources import check_source, check_specs
+from vggvoxd.livesources import check_specs
+from vggvoxd.source_schemes import check_source, source_help
 
 log = logging.getLogger("vggvoxd")
 
@@ -62,17 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", metavar="DEVICE",
                    help="input device: a name (or part of one) or an index of --list-devices "
                         "(default: the config's, else the system's)")
-    p.add_argument("--source", metavar="SOURCE",
-                   help="mic (default); file:PATH, an audio file played at real-time pace "
-                        "as a microphone would deliver it; stdin, raw 16 kHz mono signed "
-                        "16-bit little-endian PCM, read no faster than the daemon decides it "
-                        "(lossless: the pipe holds its writer back; pauses are fine), for a "
-                        "file or a program's output; or stdin:live, the same read as it "
-                        "comes, dropping the oldest audio when behind (logged), for a live "
-                        "capture (arecord), which would otherwise fall ever further behind. "
-                        "A file or stdin ends the daemon, status 0, "
-                        "once its input has ended and its last window is decided. Given, "
-                        "it replaces the config's list of sources (a list never ends)")
+    p.add_argument("--source", metavar="SOURCE", help=source_help())
     p.add_argument("--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR, any case "
                                        "(default: the config's, else INFO)")
     p.add_argument("--socket-group", metavar="GROUP",

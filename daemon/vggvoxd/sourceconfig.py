@@ -22,6 +22,7 @@ from typing import Any
 from vggvox.errors import ConfigError
 from vggvox.settingsfile import section, shown
 from vggvox.slug import slug
+from vggvoxd.source_schemes import find_uri, shared_input, uri_forms
 
 
 @dataclass(frozen=True)
@@ -34,13 +35,13 @@ class SourceSpec:
     """A microphone: an input device's name (or part of one) or index; null: the default."""
     uri: str | None = None
     """Instead of a device: ``file:PATH`` (played at real-time pace, live), ``stdin``
-    (lossless: holds its writer back) or ``stdin:live`` (drops when behind)."""
+    (lossless: holds its writer back) or ``stdin:live`` (drops when behind): a scheme
+    of ``vggvoxd.source_schemes``."""
     calibration: str | None = None
     """This source's own open-set calibration file (``vggvox-client calibrate``, fitted on
     recordings from its room); null: ``scoring.calibration``, else the model card's."""
 
 
-STDIN_URIS = ("stdin", "stdin:live")
 SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_SOURCES = 64
 
@@ -74,12 +75,10 @@ def parse_sources(data: Any, where: str) -> tuple[SourceSpec, ...]:
                               "would share topics and entity ids; rename one")
         if spec.device is not None and spec.uri is not None:
             raise ConfigError(f"{where}: '{key}' has both 'device' and 'uri': give one")
-        if spec.uri is not None and spec.uri not in STDIN_URIS and not (
-                spec.uri.startswith("file:") and len(spec.uri) > 5):
-            raise ConfigError(f"{where}: '{key}.uri' must be file:PATH, stdin or stdin:live, "
-                              f"got {spec.uri!r}")
+        if spec.uri is not None and find_uri(spec.uri) is None:
+            raise ConfigError(f"{where}: '{key}.uri' must be {uri_forms()}, got {spec.uri!r}")
         out.append(spec)
-    if sum(s.uri in STDIN_URIS for s in out) > 1:
-        raise ConfigError(f"{where}: 'sources' has more than one 'uri: stdin' (one standard "
-                          "input to read)")
+    why = shared_input([s.uri for s in out if s.uri is not None])
+    if why is not None:
+        raise ConfigError(f"{where}: 'sources' has {why}")
     return tuple(out)

@@ -1,4 +1,5 @@
-"""Stage 1: audio sources. Each delivers 16 kHz mono int16 blocks to a sink.
+"""Stage 1: audio sources. Each delivers 16 kHz mono int16 blocks to a sink. Which
+one a ``--source`` or a ``sources:`` entry opens is its scheme's (``source_schemes``).
 
 - ``MicSource``: PyAudio capture; the callback only hands the block to the sink
   (the ring buffer's write) and counts PortAudio's input-overflow flag.
@@ -50,7 +51,7 @@ class AudioSource(ABC):
     rate = SAMPLE_RATE
     is_device = False
     """A capture device: it delivers continuously, so a silence means it is gone
-    (``live.py`` restarts it). A pipe or a file may pause, or be held back."""
+    (``livesources`` restarts it). A pipe or a file may pause, or be held back."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -190,7 +191,7 @@ class MicSource(AudioSource):
             pa.terminate()
 
 
-class _ThreadSource(AudioSource):
+class ThreadSource(AudioSource):
     """A source that feeds the sink from a thread of its own."""
 
     def __init__(self, name: str) -> None:
@@ -216,7 +217,7 @@ class _ThreadSource(AudioSource):
             self._thread.join(timeout=2.0)
 
 
-class FileSource(_ThreadSource):
+class FileSource(ThreadSource):
     """A file played at real-time pace, as a microphone would deliver it."""
 
     def __init__(self, path: Path, block_ms: int = 20, name: str | None = None) -> None:
@@ -235,7 +236,7 @@ class FileSource(_ThreadSource):
         self.finished = pos >= len(self._samples)
 
 
-class StdinSource(_ThreadSource):
+class StdinSource(ThreadSource):
     """Raw PCM from standard input, read until EOF, however long the writer pauses.
 
     Lossless by default: a pipe is a finite recording (``ffmpeg ... | vggvoxd``),
