@@ -273,7 +273,7 @@ def test_control_connections_at_the_file_limit_and_past_it(
     st = os.stat(path)  # the file the second bind made, given the first one's mode and group
     assert stat.S_IMODE(st.st_mode) == 0o660 and st.st_gid == os.getgid()
     assert d.proc.poll() is None and open_fds(d) < 40, open_fds(d)
-    warnings = re.findall(r"WARNING vggvoxd\.connections: control: (\d+) connections reached "
+    warnings = re.findall(r"WARNING vggvoxd\.connlimit: control: (\d+) connections reached "
                           rf"the cap of {cap} \(open-files limit {LOW_LIMIT}\)", d.output())
     assert len(warnings) == 1, d.output()  # once per episode
     code, _ = d.stop()

@@ -188,7 +188,7 @@ def test_stdin_live_fed_fast_drops_windows_and_logs_how_many(
     finally:
         d.stop()
     assert code == 0, d.output()
-    lines = re.findall(r"WARNING vggvoxd\.live: stdin: dropped (\d+) windows and ([\d.]+) s "
+    lines = re.findall(r"WARNING vggvoxd\.livesources: stdin: dropped (\d+) windows and ([\d.]+) s "
                        r"of audio", d.output())
     print(f"dropped {finished['dropped_windows']} windows, "
           f"{finished['dropped_samples'] / 16000:.1f} s; log lines: {lines}")
