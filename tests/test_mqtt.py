@@ -28,7 +28,7 @@ from daemon_proc import DaemonProcess, free_port, stop_process
 from speakers_fixture import conversation
 
 from vggvox_client import operations
-from vggvox_client.mqtt import topic_name
+from vggvox_client.bridges.mqtt.bridge import topic_name
 
 pytestmark = pytest.mark.skipif(shutil.which("mosquitto") is None and
                                 not Path("/usr/sbin/mosquitto").exists(),

@@ -7,7 +7,7 @@ link down), or stalls, holding the bridge's bytes, then lets them through (a
 frozen broker, a partition that heals). A real subscriber on the broker's own
 port sees everything, and measures each turn message's age from the ``time``
 the daemon stamped on it. After the outage, no turn message older than
-``mqttqueue.MAX_AGE_S`` may reach it, and the state must come back.
+``bridges.mqtt.outbox.MAX_AGE_S`` may reach it, and the state must come back.
 ``bench/abuse_bridges.py`` runs the same with the issue's 48 s outage.
 """
 
@@ -202,8 +202,8 @@ class HandBridge:
     """A real Bridge on a real broker (through ``port``), its event loop driven here."""
 
     def __init__(self, port: int) -> None:
+        from vggvox_client.bridges.mqtt.bridge import Bridge
         from vggvox_client.connection import Connection
-        from vggvox_client.mqtt import Bridge
 
         self.bridge = Bridge(Connection("ipc:///nowhere/c.sock", "ipc:///nowhere/e.sock"),
                              "127.0.0.1", port)

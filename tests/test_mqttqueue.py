@@ -7,7 +7,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from vggvox_client.mqttqueue import MAX_AGE_S, MAX_SKEW_S, TurnOutbox, born
+from vggvox_client.bridges.mqtt.outbox import MAX_AGE_S, TurnOutbox
+from vggvox_client.bridges.speaking import MAX_SKEW_S, born
 
 
 class Gate:

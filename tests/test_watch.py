@@ -20,7 +20,7 @@ from daemon_proc import DaemonProcess
 from speakers_fixture import conversation
 
 from vggvox_client import operations
-from vggvox_client.watch import WatchState, render
+from vggvox_client.bridges.watch.view import WatchState, render
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None,
                                 reason="tmux is needed (apt install tmux)")

@@ -30,7 +30,7 @@ from test_access import curve_daemon  # noqa: F401 - a fixture, used by name
 
 from vggvox.errors import VggvoxError
 from vggvox_client import operations
-from vggvox_client.web import parse_listen
+from vggvox_client.bridges.web.app import parse_listen
 
 CLIENT = Path(sys.executable).parent / "vggvox-client"
 CHROMIUM = shutil.which("chromium")
@@ -49,7 +49,7 @@ def test_off_loopback_needs_a_token() -> None:
 RUNNER = """
 import json, sys
 from pathlib import Path
-from vggvox_client import web
+from vggvox_client.bridges.web import app as web
 from vggvox_client.connection import Connection
 control, events, listen, limits, token_file, prelude, *hosts = sys.argv[1:]
 exec(prelude)
@@ -272,7 +272,7 @@ def post_voice(web: Bridge, data: bytes, name: str) -> tuple[int, dict[str, Any]
 
 
 FAULTS = """
-import vggvox_client.web as w
+import vggvox_client.bridges.web.app as w
 def fault(*args, **kw):
     raise RuntimeError("a fault put in on purpose")
 w.load_audio = w.page_state = fault

@@ -22,7 +22,15 @@ from vggvox.modelcard import DEFAULT_MODEL, load_card, resolve_card
 from vggvox.scoring import METRICS, Scorer
 from vggvox.search import SearchSettings
 from vggvox.stream.recognizer import ScoringConfig
-from vggvox_client import calibrate, conversations, daemon_cmds, evaluate, helptext, keys
+from vggvox_client import (
+    bridges,
+    calibrate,
+    conversations,
+    daemon_cmds,
+    evaluate,
+    helptext,
+    keys,
+)
 from vggvox_client.common import (
     Skipped,
     add_rule_args,
@@ -41,7 +49,7 @@ log = logging.getLogger("vggvox_client")
 
 def default_cache() -> Path | None:
     """The user's cache folder for embeddings; None (no cache) for a user with no home:
-    systemd gives a DynamicUser service (the mqtt and web bridges) no HOME."""
+    systemd gives a DynamicUser service (the bridges) no HOME."""
     try:
         return Path(user_cache_dir("vggvox"))
     except RuntimeError:
@@ -144,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 help="the command; COMMAND --help shows its own options")
     keys.add_parser(sub)
     daemon_cmds.add_parsers(sub)
+    bridges.add_parsers(sub)
 
     p = sub.add_parser("offline", help="identify test utterances against enrolled speakers")
     _identify_args(p, batch=False)
@@ -278,7 +287,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_similarity(args: argparse.Namespace) -> int:
     import numpy as np
 
-    # Here, not at the top: the bridges (mqtt, web) run no model, and need no ONNX Runtime.
+    # Here, not at the top: the bridges run no model, and need no ONNX Runtime.
     from vggvox.audio import load_audio
     from vggvox.embedder import Embedder
     from vggvox_client.similarity import format_table, plot_heatmap
@@ -307,6 +316,7 @@ def cmd_similarity(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     **{name: daemon_cmds.cmd_daemon for name in daemon_cmds.NAMES},
+    **{name: bridges.run for name in bridges.bridges()},
     "offline": cmd_identify,
     "batch-offline": cmd_identify,
     "batch_offline": cmd_identify,

@@ -16,8 +16,7 @@ from vggvox_client.common import plural, print_json
 TOPICS = tuple(EVENT_TYPES)
 """The event topics a subscriber may ask for, from the daemon's own event classes."""
 
-NAMES = ("enroll", "speakers", "remove", "name", "status", "calibration", "listen", "replay",
-         "mqtt", "watch", "web")
+NAMES = ("enroll", "speakers", "remove", "name", "status", "calibration", "listen", "replay")
 
 DEFAULT_TIMEOUT = 10.0
 """Seconds to wait for a reply when --timeout is not given (enroll waits longer)."""
@@ -81,37 +80,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--realtime", action="store_true",
                    help="send at real-time pace (default: as fast as the pipeline takes it)")
     p.add_argument("--json", action="store_true", help="print the events, one JSON object a line")
-    p = sub.add_parser("watch", help="a live view of who is speaking on each source, the "
-                                     "enrolled speakers and the daemon's state (q quits)")
-    p.add_argument("--seconds", type=float, metavar="S", help="stop after S seconds")
-    p = sub.add_parser("web", help="a web page of who is speaking, with enrollment from an "
-                                   "uploaded file (runs until stopped)")
-    p.add_argument("--listen", default="127.0.0.1:8765", metavar="HOST:PORT",
-                   help="where to serve it (default 127.0.0.1:8765; off loopback only with "
-                        "--token-file)")
-    p.add_argument("--token-file", type=Path, metavar="F",
-                   help="a private file (not readable by every user) holding the token the "
-                        "page needs (default: one made at start and kept 0600 in your "
-                        "runtime folder)")
-    p.add_argument("--allow-host", action="append", metavar="NAME", default=[],
-                   help="also answer to this host name (a LAN name, a reverse proxy's); "
-                        "repeatable. Any other Host header is refused (DNS rebinding)")
-    p.add_argument("--print-url", action="store_true",
-                   help="print the running page's URL with its token, and exit")
-    p = sub.add_parser("mqtt", help="publish who is speaking to an MQTT broker, with Home "
-                                    "Assistant discovery (runs until stopped)")
-    p.add_argument("--broker", required=True, metavar="HOST[:PORT]",
-                   help="the MQTT broker (port 1883 unless given)")
-    p.add_argument("--username", metavar="U", help="broker user name")
-    p.add_argument("--password-file", type=Path, metavar="F",
-                   help="file holding the broker password (never on the command line)")
-    p.add_argument("--tls", action="store_true", help="connect with TLS (the system's CAs)")
-    p.add_argument("--ca-file", type=Path, metavar="F",
-                   help="with TLS, trust the broker's certificate from this CA file (PEM), "
-                        "e.g. a self-signed Mosquitto's; implies --tls")
-    p.add_argument("--prefix", default="vggvox", help="topic prefix (default vggvox)")
-    p.add_argument("--discovery-prefix", default="homeassistant", metavar="PREFIX",
-                   help="Home Assistant's discovery prefix (default homeassistant)")
 
 
 TIME_FIELDS = ("updated", "created")
@@ -229,19 +197,6 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         from vggvox_client import replay
 
         return replay.run(conn, args.target, args.realtime, args.json)
-    if args.command == "watch":
-        from vggvox_client import watch
-
-        return watch.run(conn, args.seconds)
-    if args.command == "web":
-        from vggvox_client import web
-
-        return web.run(conn, args.listen, args.token_file, args.allow_host, args.print_url)
-    if args.command == "mqtt":
-        from vggvox_client import mqtt
-
-        return mqtt.run(conn, args.broker, args.prefix, args.username, args.password_file,
-                        args.tls, args.discovery_prefix, args.ca_file)
     if args.command == "status":
         reply = data(conn.request("status"))
         if args.json:

@@ -99,26 +99,6 @@ with status 0.""",
   vggvox-client enroll alice --live 10         # 10 s from the daemon's microphone
   vggvox-client enroll bob --live 10 --source kitchen   # from one of its sources
   vggvox-client enroll bob new.wav --replace   # bob's voiceprint from new.wav alone""",
-    "watch": _E + """\
-  vggvox-client watch                   # until q or Ctrl-C; works over SSH
-  vggvox-client watch --seconds 60""",
-    "web": _E + """\
-  vggvox-client web                                 # prints http://127.0.0.1:8765/?token=...
-  vggvox-client web --print-url                     # the running page's URL, with its token
-  vggvox-client web --allow-host pi.lan             # also answer to http://pi.lan:8765/
-  vggvox-client web --listen 0.0.0.0:8765 --token-file ~/.vggvox-web-token
-                                                    # then open http://HOST:8765/?token=...""",
-    "mqtt": _E + """\
-  vggvox-client mqtt --broker 127.0.0.1           # Mosquitto on this machine, port 1883
-  vggvox-client mqtt --broker ha.local:1883 --username vggvox --password-file ~/.mqtt-pw
-Publishes PREFIX/SOURCE/speaker (retained: a name, unknown, or empty while silent),
-PREFIX/SOURCE/confidence, PREFIX/SOURCE/turn (JSON, with the event's time: news
-only, dropped while the broker is away and never replayed; the retained state is
-republished whole on each connect) and PREFIX/status (online or offline, also the
-last will), and Home Assistant discovery configs, so that
-sensor.vggvox_SOURCE_speaker appears by itself (removed when the source ends).
-As a service (systemd/vggvox-mqtt.service) the password is a systemd credential
-read from /etc/vggvox/mqtt-password.""",
     "speakers": _E + """\
   vggvox-client speakers
   vggvox-client speakers --json | jq '.speakers[].name'""",
@@ -193,11 +173,12 @@ class Formatter(argparse.HelpFormatter):
 
 def attach(parser: argparse.ArgumentParser, sub: argparse._SubParsersAction) -> None:
     """Give the program and each of its commands their examples (and formats) as an
-    epilog, and each command without a description its one-line help as one."""
+    epilog (each bridge's are its own: ``vggvox_client.bridges``), and each command
+    without a description its one-line help as one."""
     summaries = {a.dest: a.help for a in sub._choices_actions}
     for name, p in [("", parser), *sub.choices.items()]:
         shown = name.replace("batch_offline", "batch-offline")
-        p.epilog = EXAMPLES[shown]
+        p.epilog = EXAMPLES.get(shown, p.epilog)  # a bridge brings its own
         p.formatter_class = Formatter
         summary = summaries.get(shown)
         if name and p.description is None and summary:

@@ -186,7 +186,12 @@ class Received:
 def from_wire(frames: list[bytes]) -> Received:
     """The typed event of one message: the same classes the daemon encodes with. Fields
     a newer daemon added (compatible, same ``v``) are ignored."""
-    payload = decode(frames)
+    return from_payload(decode(frames))
+
+
+def from_payload(payload: dict[str, Any]) -> Received:
+    """The typed event of a decoded map (``decode``'s, or one a program holds: a
+    bridge's tests feed it maps by hand). Unknown fields are ignored, as above."""
     cls = EVENT_TYPES.get(payload["type"])
     if cls is None:
         raise ValueError(f"unknown event type {payload['type']!r} (known: {sorted(EVENT_TYPES)})")

@@ -6,8 +6,9 @@ voices nobody enrolled). Below, the enrolled speakers and when each was last
 heard; above, the daemon's model and drops. When the daemon goes away the view
 says "reconnecting" and resumes when it is back. ``q`` or Ctrl-C quits.
 
-``WatchState`` is the model: fed with events and replies, no terminal in it.
-``render`` draws it; ``run`` owns the loop, the sockets and the keyboard.
+``WatchState`` is the model: the bridges' shared ``SpeakingState`` (fed with
+typed events and replies), and the view's colours; no terminal in it. ``render``
+draws it; ``run`` owns the loop, the sockets and the keyboard.
 """
 
 from __future__ import annotations
@@ -26,10 +27,13 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from vggvox.protocol.events import Received
+from vggvox_client.bridges import speaking
+from vggvox_client.bridges.speaking import Source, SpeakingState
 from vggvox_client.connection import ClientError, Connection
 
-SPAN_S = 60
-"""Seconds of stream time the timeline shows, one cell each."""
+SPAN_S = int(speaking.SPAN_S)
+"""Seconds of stream time the timeline shows, one cell each: the turns the model keeps."""
 STATUS_EVERY_S = 5.0
 """How often it asks for status and the speakers (status events come between)."""
 REDRAW_S = 1.0
@@ -39,71 +43,50 @@ PALETTE = ("cyan", "magenta", "green", "yellow", "blue", "red", "bright_cyan",
 
 
 @dataclass
-class SourceView:
-    name: str
-    state: str = "?"
-    speaker: str = ""
-    confidence: float | None = None
-    now: float = 0.0
-    """The source's stream time of its latest event."""
-    dropped: int = 0
-    seen: float = field(default_factory=time.monotonic)
-    """When it last gave an event or was in a status reply: a replay goes a minute after."""
-    turns: dict[int, tuple[float, float, str]] = field(default_factory=dict)
-    """Turn id -> (start, end, label), the last minute's."""
-
-
-@dataclass
 class WatchState:
-    sources: dict[str, SourceView] = field(default_factory=dict)
-    last_seen: dict[str, float] = field(default_factory=dict)
-    """Enrolled speaker -> wall time last heard (0: not since the daemon started)."""
-    model: str = ""
+    """The view's model: the shared ``SpeakingState``, and what only a terminal needs."""
+
+    state: SpeakingState = field(default_factory=SpeakingState)
     connected: bool | None = None
     """None until the first reply: connecting; False once it went away: reconnecting."""
     colours: dict[str, str] = field(default_factory=dict)
     log: deque[str] = field(default_factory=lambda: deque(maxlen=3))
+
+    @property
+    def sources(self) -> dict[str, Source]:
+        return self.state.sources
+
+    @property
+    def last_seen(self) -> dict[str, float]:
+        """Enrolled speaker -> wall time last heard (0: not since the daemon started)."""
+        return self.state.enrolled
+
+    @property
+    def model(self) -> str:
+        return self.state.model
+
+    @model.setter
+    def model(self, name: str) -> None:
+        self.state.model = name
 
     def colour(self, label: str) -> str:
         if label not in self.colours:
             self.colours[label] = PALETTE[len(self.colours) % len(PALETTE)]
         return self.colours[label]
 
-    def event(self, ev: dict[str, Any]) -> None:
-        src = self.sources.setdefault(ev["source"], SourceView(ev["source"], state="active"))
-        src.now, src.seen = max(src.now, ev.get("t_end", 0.0)), time.monotonic()
-        kind = ev["type"]
-        if kind == "turn":
-            label = ev["speaker"] or ev.get("unknown") or "?"
-            src.turns[ev["turn"]] = (ev["t_start"], ev["t_end"], label)
-            src.speaker, src.confidence = label, ev.get("confidence")
-            if ev["speaker"]:
-                self.last_seen[ev["speaker"]] = time.time()
-            for k in [k for k, (_, end, _) in src.turns.items() if end < src.now - SPAN_S]:
-                del src.turns[k]
-        elif kind == "speech.end":
-            src.speaker, src.confidence = "", None
-        elif kind == "status":
-            src.state, src.dropped = ev["state"], ev.get("dropped_windows", 0)
-            if ev["state"] == "finished":
-                src.speaker = ""
+    def event(self, ev: Received | dict[str, Any]) -> None:
+        self.state.apply(ev)
 
     def status(self, reply: dict[str, Any]) -> None:
-        self.connected, self.model = True, reply.get("model", "")
-        for name, s in (reply.get("sources") or {}).items():
-            view = self.sources.setdefault(name, SourceView(name))
-            view.state, view.dropped = s.get("state", "?"), s.get("dropped_windows", 0)
-            view.seen = time.monotonic()
-        gone = [n for n, v in self.sources.items() if time.monotonic() - v.seen > SPAN_S]
-        for name in gone:  # finished replays, and sources the daemon no longer has
-            del self.sources[name]
+        self.connected = True
+        self.state.status_reply(reply)
+        # A replay goes a minute after its end, as a source the daemon no longer has.
+        self.state.forget_quiet(SPAN_S)
 
     def speakers(self, reply: dict[str, Any]) -> None:
-        # The daemon's last_heard (since it started) and this view's own, the later.
-        heard = {s["name"]: s.get("last_heard") or 0.0 for s in reply.get("speakers", [])}
-        self.last_seen = {n: max(self.last_seen.get(n, 0.0), heard[n]) for n in sorted(heard)}
+        self.state.speakers_reply(reply)
 
-    def timeline(self, src: SourceView) -> Text:
+    def timeline(self, src: Source) -> Text:
         cells = Text()
         start = src.now - SPAN_S
         for i in range(SPAN_S):
@@ -111,6 +94,11 @@ class WatchState:
             label = next((lab for a, b, lab in src.turns.values() if a <= t < b), None)
             cells.append("█" if label else "·", style=self.colour(label) if label else "dim")
         return cells
+
+
+def shown(src: Source) -> str:
+    """Who the view shows speaking: nobody once a source has finished."""
+    return "" if src.state == "finished" else src.label
 
 
 def ago(t: float) -> str:
@@ -132,10 +120,12 @@ def render(w: WatchState) -> Group:
     # Every cell is a Text, never a str: rich parses a str as markup, and a name is
     # anyone's (a replay's label '[/x]' raised MarkupError and ended every open view).
     for src in w.sources.values():
-        speaker = Text(src.speaker or "—", style=w.colour(src.speaker) if src.speaker else "")
-        conf = f"{src.confidence:.2f}" if src.confidence is not None else ""
-        rows.add_row(Text(src.name), Text(src.state), speaker, Text(conf),
-                     Text(str(src.dropped)), w.timeline(src))
+        who = shown(src)
+        speaker = Text(who or "—", style=w.colour(who) if who else "")
+        conf = src.current_confidence
+        rows.add_row(Text(src.name), Text(src.state or "active"), speaker,
+                     Text(f"{conf:.2f}" if conf is not None else ""),
+                     Text(str(src.dropped_windows)), w.timeline(src))
     people = Table(title="enrolled speakers", expand=False)
     people.add_column("speaker")
     people.add_column("last heard")
@@ -171,11 +161,11 @@ def run(conn: Connection, seconds: float | None = None) -> int:
                         w.speakers(conn.request("list", timeout=1.0))
                     except ClientError:
                         w.connected = False  # the daemon is gone or restarting
-                ev = conn.receive(sock, 0.25)  # the loop's only wait: q answers within it
+                ev = conn.receive_event(sock, 0.25)  # the only wait: q answers within it
                 while ev is not None:
                     w.event(ev)
                     dirty = True
-                    ev = conn.receive(sock, 0.0)
+                    ev = conn.receive_event(sock, 0.0)
                 since = time.monotonic() - drawn
                 if (dirty and since >= REDRAW_S) or since >= 2 * REDRAW_S:
                     live.update(render(w), refresh=True)

@@ -5,12 +5,13 @@
 
 It subscribes to the daemon's events like any client and publishes, per source
 (``SOURCE``: ``vggvox.slug.slug`` of its name: lower case, other characters
-turned into ``_``):
+turned into ``_``), from the bridges' shared model of who is speaking
+(``bridges/speaking.py``):
 
 - ``PREFIX/SOURCE/speaker``: the name, ``unknown``, or empty while silent; retained;
 - ``PREFIX/SOURCE/confidence``: the turn's calibrated confidence; retained;
 - ``PREFIX/SOURCE/turn``: each turn event, as JSON (its ``time``: when the daemon
-  published it, Unix seconds); news only, never replayed (``mqttqueue``);
+  published it, Unix seconds); news only, never replayed (``outbox.py``);
 - ``PREFIX/status``: ``online`` while the daemon's heartbeats arrive, else
   ``offline`` (also the bridge's MQTT last will); retained;
 - Home Assistant discovery: retained sensor configs under
@@ -33,15 +34,22 @@ import logging
 import re
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vggvox.errors import VggvoxError
+from vggvox.protocol.events import (
+    Received,
+    SpeechEndEvent,
+    StatusEvent,
+    TurnEvent,
+    from_payload,
+)
 from vggvox.slug import slug
+from vggvox_client.bridges.mqtt.hass import WHATS, config_topic, sensor_configs
+from vggvox_client.bridges.mqtt.outbox import TurnOutbox
+from vggvox_client.bridges.speaking import Source, SpeakingState
 from vggvox_client.connection import Connection
-from vggvox_client.hass import WHATS, config_topic, sensor_configs
-from vggvox_client.mqttqueue import TurnOutbox
 
 log = logging.getLogger(__name__)
 
@@ -65,15 +73,12 @@ def parse_broker(spec: str) -> tuple[str, int]:
     return host, int(port)
 
 
-@dataclass
-class SourceState:
-    source: str
-    speaker: str = ""
-    confidence: float | None = None
-
-    @property
-    def slug(self) -> str:
-        return slug(self.source)
+def said(src: Source | None) -> str:
+    """A source's speaker topic: the name, ``unknown`` for a voice nobody enrolled, or
+    empty while silent (and for a turn of neither)."""
+    if src is None:
+        return ""
+    return src.speaker or ("unknown" if src.unknown else "")
 
 
 class Bridge:
@@ -85,7 +90,10 @@ class Bridge:
 
         self.conn, self.prefix, self.discovery, self.stale_s = conn, prefix, discovery, stale_s
         self.host, self.port = host, port
-        self.sources: dict[str, SourceState] = {}
+        self.state = SpeakingState()
+        """Who is speaking, per source: the bridges' shared model."""
+        self.announced: dict[str, str] = {}
+        """The sources whose entities are published, and their slugs (in order of start)."""
         self.online = False
         self._last_beat = 0.0
         self._lock = threading.Lock()
@@ -151,13 +159,13 @@ class Bridge:
     def _resync(self) -> None:
         log.info("connected to %s:%d; publishing the current state", self.host, self.port)
         self._publish("status", "online" if self.online else "offline")
-        gone = self._forgotten - {s.slug for s in self.sources.values()}
+        gone = self._forgotten - set(self.announced.values())
         self._forgotten.clear()
         for name in sorted(gone):
             self._empty(name)  # back in _forgotten if it cannot go now either
-        for state in self.sources.values():
-            self._announce(state)
-            self._publish_state(state)
+        for source in self.announced:
+            self._announce(source)
+            self._publish_state(source)
 
     def _publish(self, topic: str, payload: str, retain: bool = True) -> Any | None:
         """A QoS 1 message under the prefix; None if it was not queued (no link, or paho's
@@ -174,20 +182,22 @@ class Bridge:
             return None
         return info
 
-    def discovery_payloads(self, state: SourceState) -> dict[str, dict[str, Any]]:
+    def discovery_payloads(self, source: str) -> dict[str, dict[str, Any]]:
         """Home Assistant MQTT sensor configs for one source, by config topic."""
-        return sensor_configs(self.prefix, self.discovery, state.slug, state.source)
+        return sensor_configs(self.prefix, self.discovery, slug(source), source)
 
-    def _announce(self, state: SourceState) -> None:
-        self._forgotten.discard(state.slug)
-        for topic, payload in self.discovery_payloads(state).items():
+    def _announce(self, source: str) -> None:
+        self._forgotten.discard(slug(source))
+        for topic, payload in self.discovery_payloads(source).items():
             self._send(topic, json.dumps(payload))
 
-    def _publish_state(self, state: SourceState) -> Any | None:
-        """Its retained state; the info of the last message (a turn waits for it)."""
-        info = self._publish(f"{state.slug}/speaker", state.speaker)
-        if state.confidence is not None:
-            info = self._publish(f"{state.slug}/confidence", f"{state.confidence:.3f}")
+    def _publish_state(self, source: str) -> Any | None:
+        """Its retained state, from the model; the info of the last message (a turn
+        waits for it)."""
+        src = self.state.sources.get(source)
+        info = self._publish(f"{slug(source)}/speaker", said(src))
+        if src is not None and src.confidence is not None:
+            info = self._publish(f"{slug(source)}/confidence", f"{src.confidence:.3f}")
         return info
 
     def _empty(self, name: str) -> bool:
@@ -204,51 +214,54 @@ class Bridge:
     def _end(self, source: str) -> None:
         """A source finished: its entities go, unless a live source shares its slug
         (two replays whose labels clean to one name): then that one's state is shown."""
-        state = self.sources.pop(source, None)
-        if state is None:
+        name = self.announced.pop(source, None)
+        self.state.forget(source)  # nothing of it follows 'finished'
+        if name is None:
             return
-        others = [s for s in self.sources.values() if s.slug == state.slug]
+        others = [s for s, n in self.announced.items() if n == name]
         if others:
-            log.info("source %r ended; its topics stay, %r uses them too", source,
-                     others[-1].source)
+            log.info("source %r ended; its topics stay, %r uses them too", source, others[-1])
             self._publish_state(others[-1])
         else:
-            self._empty(state.slug)
+            self._empty(name)
 
-    def _start(self, source: str) -> SourceState:
-        state = self.sources[source] = SourceState(source)
-        others = [s.source for s in self.sources.values()
-                  if s.slug == state.slug and s is not state]
+    def _start(self, source: str) -> None:
+        name = slug(source)
+        others = [s for s, n in self.announced.items() if n == name]
+        self.announced[source] = name
         if others:
             log.warning("sources %r and %r share the MQTT topics %s/%s/...: their states "
                         "overwrite each other until one ends", others[0], source,
-                        self.prefix, state.slug)
-        self._announce(state)
-        self._publish_state(state)
-        return state
+                        self.prefix, name)
+        self._announce(source)
+        self._publish_state(source)
 
-    def handle(self, ev: dict[str, Any]) -> None:
-        """One daemon event: update the state and publish what changed."""
+    def handle(self, ev: Received | dict[str, Any]) -> None:
+        """One daemon event (typed, or a decoded map): update the model and publish what
+        changed."""
+        received = ev if isinstance(ev, Received) else from_payload(ev)
+        event, source = received.event, received.event.source
         with self._lock:
             self._beat()
-            source = ev["source"]
-            if ev["type"] == "status" and ev["state"] in ("finished", "stopped"):
-                if ev["state"] == "finished":
+            if isinstance(event, StatusEvent) and event.state in ("finished", "stopped"):
+                self.state.apply(received)
+                if event.state == "finished":
                     self._end(source)
                 else:
                     self._set_online(False)
                 return
-            state = self.sources.get(source) or self._start(source)
-            if ev["type"] == "turn":
-                state.speaker = ev["speaker"] or ("unknown" if ev.get("unknown") else "")
-                state.confidence = ev.get("confidence")
-                gate = self._publish_state(state)
-                self.turns.put(f"{self.prefix}/{state.slug}/turn", json.dumps(ev), gate,
+            if source not in self.announced:
+                self._start(source)  # announced silent, as the model had it before this
+            was = said(self.state.sources.get(source))
+            self.state.apply(received)
+            if isinstance(event, TurnEvent):
+                gate = self._publish_state(source)
+                self.turns.put(f"{self.prefix}/{slug(source)}/turn",
+                               json.dumps(event.payload(received.seq)), gate,
                                "the broker is away" if not self._link_up else
-                               "the broker's queue is full", ev.get("time"))
-            elif ev["type"] == "speech.end" and state.speaker:
-                state.speaker = ""
-                self._publish_state(state)
+                               "the broker's queue is full", event.time)
+            elif isinstance(event, SpeechEndEvent) and was:
+                self._publish_state(source)
 
     def _beat(self) -> None:
         self._last_beat = time.monotonic()
@@ -269,7 +282,7 @@ class Bridge:
                 # look again soon while any wait (and a link is there to bring them).
                 soon = len(self.turns) or self._resync_at is not None
                 wait = 0.02 if soon and self._link_up else 0.5
-                ev = self.conn.receive(sock, wait)
+                ev = self.conn.receive_event(sock, wait)
                 if ev is not None:
                     self.handle(ev)
                 self.tick()

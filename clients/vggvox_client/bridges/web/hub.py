@@ -4,8 +4,8 @@ However many pages are open, the bridge holds one SUB socket (one connection to
 the daemon, one thread): each page's event stream reads a bounded queue of its
 own, and a page that falls behind is dropped (its browser reconnects and
 reloads the state) rather than let its queue grow. The hub also keeps what a
-page needs to draw at once: per source its state, current speaker and the last
-60 s of turns (``snapshot``).
+page needs to draw at once, the bridges' shared ``SpeakingState``: per source its
+state, current speaker and the last 60 s of turns (``snapshot``).
 """
 
 from __future__ import annotations
@@ -13,24 +13,22 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
 
 from vggvox.errors import VggvoxError
+from vggvox.protocol.events import Received
+from vggvox_client.bridges.speaking import Source, SpeakingState
 from vggvox_client.connection import Connection
 
 log = logging.getLogger(__name__)
 
 TOPICS = ["turn", "speech.end", "status", "named", "enrollment"]
-SPAN_S = 60.0
-"""The timeline the page shows, in seconds of a source's own clock."""
 MAX_SOURCES = 64
-"""Sources kept (the least recently heard goes first): replays add sources."""
-MAX_TURNS = 200
-"""Turns kept per source, newest first."""
+"""Sources kept (the least recently heard goes first): replays add sources. Per source,
+the model keeps the turns of the timeline the page shows (``speaking.SPAN_S``)."""
 QUEUE = 256
 """Events a page's stream may have waiting before it is dropped."""
 
@@ -43,40 +41,11 @@ class Stream:
     lagging: bool = False
 
 
-@dataclass
-class SourceState:
-    state: str = "running"
-    speaker: str = ""
-    confidence: float | None = None
-    now: float = 0.0
-    turns: dict[int, list[Any]] = field(default_factory=dict)
-    """turn id -> [t_start, t_end, label]"""
-
-    def apply(self, ev: dict[str, Any]) -> None:
-        self.now = max(self.now, float(ev.get("t_end") or 0.0))
-        kind = ev.get("type")
-        if kind == "turn":
-            label = str(ev.get("speaker") or ev.get("unknown") or "?")
-            self.turns[int(ev.get("turn") or 0)] = [ev.get("t_start"), ev.get("t_end"), label]
-            self.speaker, self.confidence = label, ev.get("confidence")
-            old = [t for t, (_, end, _) in self.turns.items() if (end or 0) < self.now - SPAN_S]
-            old += sorted(self.turns)[:-MAX_TURNS]
-            for t in set(old):
-                del self.turns[t]
-        elif kind == "speech.end":
-            self.speaker, self.confidence = "", None
-        elif kind == "status":
-            self.state = str(ev.get("state") or self.state)
-        elif kind == "named":
-            for t in ev.get("turns") or []:
-                if t in self.turns:
-                    self.turns[t][2] = str(ev.get("speaker"))
-            if self.speaker == ev.get("unknown"):
-                self.speaker = str(ev.get("speaker"))
-
-    def as_json(self) -> dict[str, Any]:
-        return {"state": self.state, "speaker": self.speaker, "confidence": self.confidence,
-                "now": self.now, "turns": {str(k): v for k, v in self.turns.items()}}
+def source_json(s: Source) -> dict[str, Any]:
+    """One source as ``/state`` gives it (and as the page keeps it)."""
+    return {"state": s.state or "running", "speaker": s.label,
+            "confidence": s.current_confidence, "now": s.now,
+            "turns": {str(k): list(t) for k, t in s.turns.items()}}
 
 
 class EventHub:
@@ -85,7 +54,7 @@ class EventHub:
         self.max_streams = max_streams
         self.stop = stop
         self.streams: set[Stream] = set()
-        self.sources: OrderedDict[str, SourceState] = OrderedDict()
+        self.state = SpeakingState(max_sources=MAX_SOURCES)
         self.lock = threading.Lock()
         self.thread = threading.Thread(target=self._run, name="events", daemon=True)
 
@@ -108,17 +77,13 @@ class EventHub:
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         with self.lock:
-            return {name: s.as_json() for name, s in sorted(self.sources.items())}
+            return {name: source_json(s) for name, s in sorted(self.state.sources.items())}
 
-    def publish(self, ev: dict[str, Any]) -> None:
-        """Record an event in the state and hand it to every open stream."""
+    def publish(self, received: Received) -> None:
+        """Record an event in the state and hand its map to every open stream."""
+        ev = received.event.payload(received.seq)
         with self.lock:
-            name = str(ev.get("source"))
-            state = self.sources.pop(name, None) or SourceState()
-            self.sources[name] = state  # the most recently heard last
-            state.apply(ev)
-            while len(self.sources) > MAX_SOURCES:
-                self.sources.popitem(last=False)
+            self.state.apply(received)
             for stream in self.streams:
                 try:
                     stream.events.put_nowait(ev)
@@ -139,7 +104,7 @@ class EventHub:
                 continue
             try:
                 while not self.stop.is_set():
-                    ev = self.conn.receive(sock, 0.5)
+                    ev = self.conn.receive_event(sock, 0.5)
                     if ev is not None:
                         self.publish(ev)
             except (zmq.ZMQError, ValueError, KeyError, TypeError) as e:

@@ -2,12 +2,12 @@
 
     vggvox-client web [--listen 127.0.0.1:8765] [--token-file F] [--allow-host NAME]...
 
-- ``/``: the page (``webpage.html``): per source, the current speaker and a
+- ``/``: the page (``page.html``): per source, the current speaker and a
   timeline of the last 60 s of turns; the enrolled speakers; a form to enroll
   a new speaker from an uploaded file. ``/state``: what the page draws at once
   (the sources with their state, current speaker and recent turns; the
   speakers). ``/events``: the daemon's events as server-sent events, from one
-  shared subscription (``webevents.py``). ``/speakers``: the daemon's ``list``.
+  shared subscription (``hub.py``). ``/speakers``: the daemon's ``list``.
   ``/enroll`` (POST, the file's bytes, ``?name=``): an enrollment.
 
 **Who may use it (the local-user policy).** The page gives nobody more than the
@@ -22,14 +22,14 @@ local account (and to every web page, through the browser). Two guards:
   starter (and root), or with a 0640 file its group (for the service, group
   ``vggvox``, as the sockets);
 - a connection from this machine is also checked by its owner's uid, which
-  the control socket's permissions must admit (``webpeer.py``): the token's
+  the control socket's permissions must admit (``peer.py``): the token's
   cookie reaches every port of the host, so a local user's own server could
   learn it, and must still get nothing. A connection from this machine whose
   owner cannot be established (closed as it was read: the kernel then reports
   root) is refused too.
 
 Any other local user gets 403 for every path, the page included. Host,
-Origin and CSRF: ``webguard.py``; caps and time-outs: ``webserver.py``.
+Origin and CSRF: ``guard.py``; caps and time-outs: ``server.py``.
 Uploads are checked by their header (rate, duration at most the daemon's
 enrollment maximum) before they are decoded, and decoded bounded
 (``vggvox.audio.load_audio``). A separate process like any client, so that the
@@ -54,10 +54,8 @@ import zmq
 
 from vggvox.audio import load_audio, to_int16
 from vggvox.errors import AudioError, VggvoxError
-from vggvox_client import webpeer
-from vggvox_client.connection import ClientError, Connection
-from vggvox_client.webevents import EventHub, page_state
-from vggvox_client.webguard import (
+from vggvox_client.bridges.web import peer
+from vggvox_client.bridges.web.guard import (
     Guard,
     banner,
     generated_token,
@@ -66,7 +64,9 @@ from vggvox_client.webguard import (
     read_kept_token,
     read_token_file,
 )
-from vggvox_client.webserver import BoundedHandler, Limits, Server
+from vggvox_client.bridges.web.hub import EventHub, page_state
+from vggvox_client.bridges.web.server import BoundedHandler, Limits, Server
+from vggvox_client.connection import ClientError, Connection
 
 __all__ = ["Limits", "parse_listen", "run"]
 
@@ -92,7 +92,7 @@ class Handler(BoundedHandler):
     conn: Connection
     control: Path | None
     """The daemon's ipc control socket, whose permissions say which local users may use
-    the page too (``webpeer.py``); None for a tcp:// daemon."""
+    the page too (``peer.py``); None for a tcp:// daemon."""
     guard: Guard
     hub: EventHub
     stop: threading.Event
@@ -127,7 +127,7 @@ class Handler(BoundedHandler):
             self._error(HTTPStatus.MISDIRECTED_REQUEST,
                         f"this server does not serve Host {self.headers.get('Host')!r}")
             return None
-        why = None if self.control is None else webpeer.refusal(
+        why = None if self.control is None else peer.refusal(
             self.control, self.client_address, self.connection.getsockname())
         if why is not None:
             self._error(403, why)
@@ -152,7 +152,7 @@ class Handler(BoundedHandler):
             return self._send(303, b"", "text/plain", Location="/",
                               Set_Cookie=self.guard.set_cookie())
         if path == "/":
-            page = resources.files("vggvox_client").joinpath("webpage.html").read_text()
+            page = resources.files("vggvox_client.bridges.web").joinpath("page.html").read_text()
             return self._send(200, page.replace("{{csrf}}", self.guard.csrf).encode(),
                               "text/html; charset=utf-8")
         if path == "/state":
@@ -281,7 +281,7 @@ def run(conn: Connection, listen: str, token_file: Path | None,
 def _control_socket(conn: Connection) -> Path | None:
     if not conn.control.startswith("ipc://"):
         return None  # a CURVE daemon's keys, not file modes, say who may use it
-    if not webpeer.readable():
+    if not peer.readable():
         log.warning("cannot see who owns the sockets connecting (no sock_diag netlink, no "
                     "/proc/self/net/tcp): every connection from this machine will be refused")
     return Path(conn.control.removeprefix("ipc://"))

@@ -22,25 +22,14 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from vggvox_client.bridges.speaking import born
+
 log = logging.getLogger(__name__)
 
 MAX_AGE_S = 4.0
 """A turn message not on its way this long after its event was made is history:
 dropped. A second under the 5 s that counts as stale news, for the way to the
 broker and on to the subscriber."""
-MAX_SKEW_S = 1.0
-"""An event's ``time`` ahead of this machine's clock by more than this is not trusted
-(the daemon on another machine, with another clock): its age counts from its arrival."""
-
-
-def born(ev_time: object, now_wall: float, now_mono: float) -> float:
-    """When an event was made, on this machine's monotonic clock: from its ``time``
-    (the daemon's wall clock) where that can be trusted, else from its arrival (now).
-    Counting from arrival alone would let a backlog that reached the bridge late pass
-    for news."""
-    if not isinstance(ev_time, (int, float)) or ev_time > now_wall + MAX_SKEW_S:
-        return now_mono
-    return now_mono - max(0.0, now_wall - float(ev_time))
 MAX_HELD = 64
 """Turn messages waiting for their state's acknowledgement; beyond, the oldest goes."""
 

@@ -16,7 +16,7 @@ sending (FIN) and reads and drops what the client still sends, at most
 the body unread, the kernel would reset the connection, and a client still
 sending (a browser's fetch sends the body right after the headers) would get
 ECONNRESET ("Failed to fetch") instead of the answer. The lingering is done by
-one thread for all such connections (``weblinger.py``), outside the connection
+one thread for all such connections (``linger.py``), outside the connection
 cap, so that clients that send a little and then nothing cannot hold the slots.
 """
 
@@ -36,7 +36,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import IO, Any
 from urllib.parse import urlsplit
 
-from vggvox_client.weblinger import Lingerer
+from vggvox_client.bridges.web.linger import Lingerer
 
 log = logging.getLogger(__name__)
 
