@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs vggvoxd's units for the checkout at PREFIX (`make install-service` runs it):
-#   install-service.sh PREFIX            the group, the three units, the config
+#   install-service.sh PREFIX            the group, the units, the config
 #   install-service.sh --check PREFIX PYTHON
 #                                        only whether the service can see them
 # The units are sandboxed with ProtectHome=yes: /home, /root and /run/user do not
@@ -54,7 +54,7 @@ check_python "$prefix/.venv/bin/python"
 here=$(dirname "$0")
 install -D -m 0644 "$here/vggvox.sysusers" /etc/sysusers.d/vggvox.conf
 systemd-sysusers /etc/sysusers.d/vggvox.conf
-for unit in vggvoxd vggvox-mqtt vggvox-web; do
+for unit in vggvoxd vggvox-mqtt vggvox-web vggvox-bridge@; do
     sed "s|/opt/vggvox|$prefix|g" "$here/$unit.service" > "/etc/systemd/system/$unit.service"
 done
 install -d /etc/vggvox
@@ -62,5 +62,6 @@ install -d /etc/vggvox
 systemctl daemon-reload
 echo "now: systemctl enable --now vggvoxd; journalctl -u vggvoxd -f"
 echo "MQTT bridge (Home Assistant): write /etc/vggvox/mqtt.env (see systemd/vggvox-mqtt.service),"
-echo "  then systemctl enable --now vggvox-mqtt; web page: /etc/vggvox/web.env, vggvox-web"
+echo "  then systemctl enable --now vggvox-mqtt; web page: /etc/vggvox/web.env, vggvox-web;"
+echo "  any other bridge, e.g. webhook: /etc/vggvox/bridge-webhook.env, vggvox-bridge@webhook"
 echo "let a user use vggvox-client: usermod -aG vggvox USER (then log in again)"

@@ -1,8 +1,17 @@
-"""The bridges' shared model (``bridges/speaking.py``) and their registry. Fast: no
-daemon."""
+"""The bridges' shared model (``bridges/speaking.py``), their registry, and the
+systemd template any bridge runs under. Fast: no daemon."""
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from unitfile import settings as unit_settings
+
+from conftest import ROOT
 from vggvox.protocol.events import (
     EnrollmentEvent,
     NamedEvent,
@@ -15,6 +24,8 @@ from vggvox.protocol.events import (
 from vggvox_client import bridges
 from vggvox_client.bridges.speaking import SpeakingState
 from vggvox_client.cli import build_parser
+
+TEMPLATE = ROOT / "systemd" / "vggvox-bridge@.service"
 
 
 def turn(n: int, start: float, end: float, speaker: str = "", unknown: str = "",
@@ -100,3 +111,27 @@ def test_the_registry_finds_every_bridge_and_the_command_line_has_them() -> None
     for name, bridge in found.items():
         assert commands[name].epilog == bridge.examples
         assert bridge.examples.startswith(f"examples:\n  vggvox-client {name}")
+
+
+def test_the_template_unit_runs_any_bridge_in_the_socket_group() -> None:
+    s = unit_settings(TEMPLATE)
+    assert s["ExecStart"] == ["/opt/vggvox/.venv/bin/vggvox-client %i $VGGVOX_BRIDGE_ARGS "
+                              "--log-level INFO"]
+    assert s["EnvironmentFile"] == ["/etc/vggvox/bridge-%i.env"]
+    assert s["SupplementaryGroups"] == ["vggvox"] and s["DynamicUser"] == ["yes"]
+    assert s["After"][0].startswith("vggvoxd.service")
+    assert "vggvox-bridge@" in (ROOT / "systemd" / "install-service.sh").read_text()
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze here")
+def test_the_template_verifies_and_its_exposure_is_at_most_2(tmp_path: Path) -> None:
+    unit = tmp_path / "vggvox-bridge@webhook.service"  # an instance, as installed
+    unit.write_text(TEMPLATE.read_text().replace("/opt/vggvox", str(ROOT)))
+    done = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0 and done.stderr.strip() == "", done.stderr
+    done = subprocess.run(["systemd-analyze", "security", "--offline=true", str(unit)],
+                          capture_output=True, text=True, timeout=60)
+    found = re.search(r"Overall exposure level for vggvox-bridge@webhook\.service: ([0-9.]+)",
+                      done.stdout)
+    assert found and float(found.group(1)) <= 2.0, done.stdout + done.stderr
