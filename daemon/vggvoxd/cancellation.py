@@ -40,30 +40,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from vggvoxd.control import Later, Reply, RequestError
+from vggvox.protocol.errors import CANCELLED
+from vggvox.protocol.replies import CancelReply
+from vggvoxd.control import Later, RequestError, Wire
 
 REMEMBER = 64
 """Finished request ids remembered (the latest), for a late ``cancel``."""
-ID_LENGTH = (8, 64)
 
 
 class CancelledError(RequestError):
     """The enrollment was cancelled by its client: nothing was stored."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(message, "cancelled")
-
-
-def request_id(req: dict[str, Any]) -> str | None:
-    """The request's ``request`` field (None if absent), checked."""
-    rid = req.get("request")
-    if rid is None:
-        return None
-    if not (isinstance(rid, str) and ID_LENGTH[0] <= len(rid) <= ID_LENGTH[1]
-            and rid.isprintable()):
-        raise RequestError(f"'request' must be {ID_LENGTH[0]} to {ID_LENGTH[1]} printable "
-                           "characters (the client's id for this request)")
-    return rid
+        super().__init__(message, CANCELLED)
 
 
 @dataclass
@@ -139,11 +128,13 @@ class Requests:
         with self._lock:
             t.state, t.result = state, result
             waiting, t.waiting = t.waiting, []
+            if not waiting:  # no cancel came (one without an id cannot come)
+                return
             answer = self._answer(t)
         for later in waiting:
             later(lambda: answer)
 
-    def end(self, t: Tracked, reply: Reply | None) -> None:
+    def end(self, t: Tracked, reply: Wire | None) -> None:
         """The enrollment's reply is made: remember how it ended (not stored and not
         cancelled: failed, with the reply's error)."""
         with self._lock:
@@ -162,13 +153,13 @@ class Requests:
             self._retire(t)
             return True
 
-    def cancel(self, rid: str, later: Later) -> Reply | None:
+    def cancel(self, rid: str, later: Later) -> Wire | None:
         """The ``cancel`` op's answer (see the module's docstring); None while the
         enrollment's store write is under way: ``later`` gets it when the write ends."""
         with self._lock:
             t = self._active.get(rid) or self._finished.get(rid)
             if t is None:
-                return {"ok": True, "request": rid, "state": "unknown"}
+                return CancelReply(request=rid, state="unknown").to_wire()
             if t.state == "committing":
                 t.waiting.append(later)
                 return None
@@ -181,13 +172,15 @@ class Requests:
             return self._answer(t)
 
     @staticmethod
-    def _answer(t: Tracked) -> Reply:
-        """Inside the lock: what a cancel of ``t`` says, once it is past committing."""
+    def _answer(t: Tracked) -> Wire:
+        """Inside the lock: what a cancel of ``t`` says, once it is past committing:
+        done (its action and speaker), else cancelled (with its error, if it failed)."""
+        assert t.id is not None  # a cancel finds an enrollment by its id
         if t.state == "done":
-            return {"ok": True, "request": t.id, "state": "done", **t.result}
-        if t.state == "failed":
-            return {"ok": True, "request": t.id, "state": "cancelled", **t.result}
-        return {"ok": True, "request": t.id, "state": "cancelled"}
+            return CancelReply(request=t.id, state="done", action=t.result.get("action"),
+                               speaker=t.result.get("speaker")).to_wire()
+        error = t.result.get("error") if t.state == "failed" else None
+        return CancelReply(request=t.id, state="cancelled", error=error).to_wire()
 
     def _retire(self, t: Tracked) -> None:
         """Inside the lock: from under way to remembered (the latest REMEMBER)."""

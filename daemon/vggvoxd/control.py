@@ -3,25 +3,31 @@
 A request is a map ``{"op": ..., ...}``; the reply is ``{"ok": true, ...}`` or
 ``{"ok": false, "error": "..."}``. Sizes are bounded twice: ZeroMQ refuses a
 message over ``max_request_bytes`` (``zmq.MAXMSGSIZE``), and the msgpack
-decoder refuses oversized strings, arrays and maps. A handler may defer its
-reply (live enrollment) by returning None and calling ``later``.
+decoder refuses oversized strings, arrays and maps. Each op is an ``Op``: its
+request type (``vggvox.protocol.requests``: name, fields, role) and its handler
+(the table is ``Handlers.table``). The role is checked before the fields are. A
+handler may defer its reply (an enrollment) by returning None and calling ``later``.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import msgpack
 import zmq
 
 from vggvox.errors import VggvoxError
 from vggvox.protocol.errors import RequestError, error_code, error_reply
+from vggvox.protocol.message import Reply, Request, Wire, field
 from vggvoxd.sockets import SocketThread
 
 log = logging.getLogger(__name__)
+
+__all__ = ["ControlServer", "Later", "Op", "RequestError", "Wire", "ops_table", "reply_of"]
 
 RECEIVE_HWM = 4
 """Requests ZeroMQ may queue per client before this thread reads them."""
@@ -29,29 +35,45 @@ MAX_CONTAINERS = 4096
 """Maps and arrays one request may hold in all: a request of millions of tiny
 nested maps would otherwise cost gigabytes once decoded."""
 
-Reply = dict[str, Any]
-# A handler gets the request and ``later``: to answer after other requests,
-# it returns None and passes ``later`` a function that the control thread
-# calls (once the data is there) to make the reply.
-Later = Callable[[Callable[[], Reply]], None]
-Handler = Callable[[dict[str, Any], Later], Reply | None]
+# A handler gets the request and ``later``: to answer after other requests, it
+# returns None and passes ``later`` a function that the control thread calls
+# (once the data is there) to make the reply, as it goes on the wire.
+Later = Callable[[Callable[[], Wire]], None]
+
+Q = TypeVar("Q", bound=Request[Any])
 
 
-def field(req: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
-    """A typed request field, or a RequestError naming it."""
-    if key not in req:
-        if default is ...:
-            raise RequestError(f"missing field '{key}'")
-        return default
-    value = req[key]
-    if isinstance(value, bool) and kind is not bool:
-        raise RequestError(f"field '{key}' must be {kind}, got bool")
-    if not isinstance(value, kind):
-        raise RequestError(f"field '{key}' must be {kind}, got {type(value).__name__}")
-    return value
+@dataclass(frozen=True)
+class Op(Generic[Q]):
+    """A control op: its request type (op name, fields, role) and its handler, which
+    gets the request checked and typed, and returns the reply, or None when it
+    answers through ``later``."""
+
+    request: type[Q]
+    handle: Callable[[Q, Later], Reply | None]
+
+    @property
+    def name(self) -> str:
+        return self.request.op
+
+    @property
+    def role(self) -> str:
+        return self.request.role
+
+    def serve(self, wire: Wire, later: Later) -> Wire | None:
+        reply = self.handle(self.request.from_wire(wire), later)
+        return None if reply is None else reply.to_wire()
 
 
-def reply_of(fn: Callable[[], Reply | None]) -> Reply | None:
+def ops_table(*ops: Op[Any]) -> dict[str, Op[Any]]:
+    """The ops by name; each op once."""
+    table = {op.name: op for op in ops}
+    if len(table) != len(ops):
+        raise ValueError("an op is registered twice")
+    return table
+
+
+def reply_of(fn: Callable[[], Wire | None]) -> Wire | None:
     """Run a handler (or a deferred part of one): any failure becomes an error reply,
     never a crash; a bug is logged with its traceback."""
     try:
@@ -73,19 +95,19 @@ def client_id(frame: zmq.Frame) -> str:
 
 
 class ControlServer(SocketThread):
-    def __init__(self, endpoint: str, handlers: dict[str, Handler], max_bytes: int,
+    def __init__(self, endpoint: str, ops: Mapping[str, Op[Any]], max_bytes: int,
                  on_fatal: Callable[[str], None] | None = None) -> None:
         # A small receive high-water mark: ZeroMQ would otherwise queue up to 1000
         # maximal requests per client (16 GiB) before this thread reads them.
         super().__init__("control", zmq.ROUTER, endpoint,
                          {zmq.MAXMSGSIZE: max_bytes, zmq.RCVHWM: RECEIVE_HWM}, on_fatal)
-        self.handlers = handlers
+        self.ops = ops
         self.max_bytes = max_bytes
-        self._later: queue.Queue[tuple[list[bytes], Callable[[], Reply]]] = queue.Queue()
+        self._later: queue.Queue[tuple[list[bytes], Callable[[], Wire]]] = queue.Queue()
         self.requests = 0
         self.errors = 0
-        self.authorize: Callable[[str, str], str | None] | None = None
-        """(client id, op) -> None if allowed, else why not (CURVE roles; see curve.py)."""
+        self.authorize: Callable[[str, str, str], str | None] | None = None
+        """(client id, op, its role) -> None if allowed, else why not (curveauth.py)."""
 
     def stop(self) -> None:
         self._stop.set()
@@ -132,27 +154,28 @@ class ControlServer(SocketThread):
         if not isinstance(req, dict):
             raise RequestError(f"request must be a msgpack map, got {type(req).__name__}")
         op = field(req, "op", str)
-        if op not in self.handlers:
-            raise RequestError(f"unknown op {op!r} (known: {sorted(self.handlers)})")
+        if op not in self.ops:
+            raise RequestError(f"unknown op {op!r} (known: {sorted(self.ops)})")
         return req
 
-    def handle(self, envelope: list[bytes], payload: bytes, client: str = "") -> Reply | None:
+    def handle(self, envelope: list[bytes], payload: bytes, client: str = "") -> Wire | None:
         """The reply to one request from ``client`` (its CURVE key, or "")."""
         self.requests += 1
 
-        def later(make_reply: Callable[[], Reply]) -> None:
+        def later(make_reply: Callable[[], Wire]) -> None:
             self._later.put((envelope, make_reply))
 
-        def serve() -> Reply | None:
+        def serve() -> Wire | None:
             req = self.decode(payload)
-            refused = self.authorize(client, req["op"]) if self.authorize else None
+            op = self.ops[req["op"]]
+            refused = self.authorize(client, op.name, op.role) if self.authorize else None
             if refused:
                 raise RequestError(refused, "not_allowed")
-            return self.handlers[req["op"]](req, later)
+            return op.serve(req, later)
 
         return self.answer(serve)
 
-    def answer(self, fn: Callable[[], Reply | None]) -> Reply | None:
+    def answer(self, fn: Callable[[], Wire | None]) -> Wire | None:
         """``reply_of``, counting the requests that fail."""
         reply = reply_of(fn)
         if reply is not None and not reply.get("ok", True):

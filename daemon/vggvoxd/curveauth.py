@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 
 ZAP_DOMAIN = "vggvox"
 """The authentication domain of both sockets (the authenticator answers for it)."""
-"""Control requests a reader may make; every other one needs an admin key."""
 
 
 @dataclass(frozen=True)
@@ -135,12 +134,14 @@ class Curve:
         return {zmq.CURVE_SERVER: 1, zmq.CURVE_PUBLICKEY: public, zmq.CURVE_SECRETKEY: secret,
                 zmq.ZAP_DOMAIN: ZAP_DOMAIN.encode()}
 
-    def allows(self, user_id: str, op: str) -> str | None:
-        """None when the client known as ``user_id`` may make request ``op``, else why not."""
+    def allows(self, user_id: str, op: str, role: str | None = None) -> str | None:
+        """None when the client known as ``user_id`` may make request ``op``, else why not.
+        ``role`` is what ``op`` needs (its request type's); by default the protocol's."""
         if not self.enabled:
             return None  # the ipc socket's file permissions decide who gets this far
         key = user_id.encode()
-        if key in self.keys.admins or (role_of(op) == READER and key in self.keys.readers):
+        role = role or role_of(op)
+        if key in self.keys.admins or (role == READER and key in self.keys.readers):
             return None
         role = "a reader" if key in self.keys.readers else "no longer allowed"
         return f"not allowed: this client's key is {role}; {op!r} needs an admin key"

@@ -47,6 +47,7 @@ from vggvoxd.notify import Notifier
 from vggvoxd.prometheus import MetricsServer
 from vggvoxd.publisher import Publisher
 from vggvoxd.rooms import Rooms
+from vggvoxd.services import HealthView, LiveView, Services
 from vggvoxd.source_schemes import make_source
 from vggvoxd.sources import AudioSource
 from vggvoxd.streamthread import Stream
@@ -88,7 +89,15 @@ class Daemon:
                                       self.on_fatal, on_load=self.on_load,
                                       on_decision=self.metrics.observe if self.metrics
                                       else lambda latency_s: None)
-        self.handlers = Handlers(self)
+        self.handlers = Handlers(Services(
+            settings=settings, store=self.store, embedder=self.embedder, rooms=self.rooms,
+            publish=self.publish, lives=LiveView(lambda: self.lives, source),
+            speakers=lambda: len(self.voiceprints), queued=lambda: len(self.queues),
+            heard=lambda: dict(self.executor.last_heard), refresh=self.executor.refresh,
+            reload=self.reload, stopping=lambda: self.stopping,
+            new_stream=lambda audio: self.stream(audio, critical=False), on_fatal=self.on_fatal,
+            health=HealthView(self.status_event, self.describe, self.rule, self.executor,
+                              self.indexer, lambda: (self.publisher, self.control))))
         self.control = ControlServer(settings.endpoint("control"), self.handlers.table(),
                                      settings.endpoints.max_request_bytes, self.on_fatal)
         self.curve = Curve(settings.security)

@@ -1,113 +1,152 @@
-"""The control requests: enroll, name, cancel, remove, list, status, reload, replay,
-calibration, calibration_reset.
+"""The control ops: one table (``Handlers.table``) of each op's request type and
+handler; the request type (``vggvox.protocol.requests``) says its name, its fields
+and the role it needs.
 
-Each handler validates its fields (a RequestError names the bad one) and
-answers with a plain map. They run in the control thread, except the slow part
-of ``enroll`` and ``name`` (embedding the audio, ``enrolling.py``), which runs
-in the enrollment worker (``worker.py``) and answers when done, so that
-``status`` and ``list`` stay quick meanwhile.
+Each handler gets its request checked and typed and answers with a typed reply
+(``vggvox.protocol.replies``). They run in the control thread, except the slow
+part of ``enroll`` and ``name`` (embedding the audio, ``enrolling.py``), which runs
+in the enrollment worker (``worker.py``) and answers when done, so that ``status``
+and ``list`` stay quick meanwhile. They get what they use of the daemon
+(``services.py``), never the daemon.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from vggvox.protocol.errors import NOT_FOUND
 from vggvox.protocol.events import EnrollmentEvent
-from vggvoxd.cancellation import request_id
-from vggvoxd.control import Handler, Later, Reply, RequestError, field
-from vggvoxd.enrolling import Enrolling
+from vggvox.protocol.replies import (
+    CalibrationReply,
+    CalibrationResetReply,
+    CancelReply,
+    ListReply,
+    ReloadReply,
+    RemoveReply,
+    SpeakerEntry,
+    StatusReply,
+)
+from vggvox.protocol.requests import (
+    CalibrationRequest,
+    CalibrationResetRequest,
+    CancelRequest,
+    EnrollRequest,
+    ListRequest,
+    NameRequest,
+    ReloadRequest,
+    RemoveRequest,
+    ReplayRequest,
+    StatusRequest,
+)
+from vggvoxd.control import Later, Op, RequestError, ops_table
+from vggvoxd.enrolling import Enrolling, Voices
 from vggvoxd.replays import Replays
-from vggvoxd.status import status_reply
+from vggvoxd.services import Services
+from vggvoxd.status import Status
 from vggvoxd.streamthread import Stream
 from vggvoxd.worker import Worker
 
-if TYPE_CHECKING:
-    from vggvoxd.daemon import Daemon
-
 
 class Handlers:
-    def __init__(self, daemon: Daemon) -> None:
-        self.d = daemon
-        self.replays = Replays(daemon)
-        self.worker = Worker(daemon.on_fatal)
-        self.enrolling = Enrolling(self)
+    def __init__(self, services: Services) -> None:
+        s = self.s = services
+        self.replays = Replays(s.new_stream, s.publish, s.queued, s.speakers,
+                               s.settings.unknowns.max_age_s)
+        self.worker = Worker(s.on_fatal)
+        self.enrolling = Enrolling(
+            store=s.store, embedder=s.embedder, settings=s.settings.enroll, vad=s.settings.vad,
+            rooms=s.rooms, lives=s.lives, worker=self.worker, publish=s.publish,
+            announce=self.announce, stopping=s.stopping, voices=self.voices)
+        self._status = Status(s.health, s.lives, self.worker.guard, model=s.embedder.tag,
+                              store=str(s.store.path), max_audio_s=s.settings.enroll.max_audio_s)
 
-    def table(self) -> dict[str, Handler]:
+    def table(self) -> dict[str, Op[Any]]:
+        """Every control op: its request type and its handler."""
         e = self.enrolling
-        return {"enroll": e.enroll, "name": e.name, "cancel": self.cancel,
-                "remove": self.remove, "list": self.list, "status": self.status,
-                "reload": self.reload, "replay": self.replays.request,
-                "calibration": self.calibration, "calibration_reset": self.calibration_reset}
+        return ops_table(
+            Op(EnrollRequest, e.enroll), Op(NameRequest, e.name), Op(CancelRequest, self.cancel),
+            Op(RemoveRequest, self.remove), Op(ListRequest, self.list),
+            Op(StatusRequest, self.status), Op(ReloadRequest, self.reload),
+            Op(ReplayRequest, self.replays.request), Op(CalibrationRequest, self.calibration),
+            Op(CalibrationResetRequest, self.calibration_reset))
 
     def idle(self) -> bool:
         """No enrollment under way (recording, waiting or running)."""
         return self.worker.idle and not any(s.recording for s in self.streams())
 
-    def cancel(self, req: dict[str, Any], later: Later) -> Reply | None:
-        """Cancel an enrollment by its ``request`` id (``requests.py``): answered at once,
-        or through ``later`` when the enrollment's store write under way ends."""
-        rid = request_id(req)
-        if rid is None:
-            raise RequestError("missing field 'request' (the id the enrollment was sent with)")
-        return self.enrolling.requests.cancel(rid, later)
-
     def streams(self) -> list[Stream]:
-        return [*(live.stream for live in self.d.lives), *self.replays.streams()]
+        return [*(live.stream for live in self.s.lives.all()), *self.replays.streams()]
 
-    def unknowns(self) -> dict[str, dict[str, dict[str, object]]]:
-        return {v.source: v.unknowns.labels() for v in self.enrolling.voices()}
+    def voices(self) -> list[Voices]:
+        """Every stream's unknown voices: live, replaying, and recently replayed."""
+        found = [Voices(s.name, s.recognizer.unknowns, lambda s=s: s.stream_s)  # type: ignore[misc]
+                 for s in self.streams() if s.recognizer.unknowns is not None]
+        found += [Voices(k.source, k.unknowns, lambda k=k: k.stream_s)  # type: ignore[misc]
+                  for k in self.replays.kept()]
+        return found
 
-    def remove(self, req: dict[str, Any], later: Later) -> Reply:
-        name = field(req, "name", str)
-        if not self.d.store.remove(name):
-            raise RequestError(f"no speaker named {name!r}", "not_found")
-        self.announce("removed", name)
+    # -- the ops answered here ------------------------------------------------------------
+
+    def cancel(self, req: CancelRequest, later: Later) -> CancelReply | None:
+        """Cancel an enrollment by its ``request`` id (``cancellation.py``): answered at
+        once, or through ``later`` when the enrollment's store write under way ends."""
+        answer = self.enrolling.requests.cancel(req.request, later)
+        return None if answer is None else CancelReply.from_wire(answer)
+
+    def remove(self, req: RemoveRequest, later: Later) -> RemoveReply:
+        store = self.s.store
+        if not store.remove(req.name):
+            raise RequestError(f"no speaker named {req.name!r}", NOT_FOUND)
+        self.announce("removed", req.name)
         # A reader holding an old snapshot delays the erasure of the vectors from the
         # store's files; the daemon's run loop retries it (store.retry_erasure).
-        return {"ok": True, "removed": name,
-                "erasure": "pending" if self.d.store.erasure_pending else "complete"}
+        return RemoveReply(removed=req.name,
+                           erasure="pending" if store.erasure_pending else "complete")
 
-    def list(self, req: dict[str, Any], later: Later) -> Reply:
-        heard = dict(self.d.executor.last_heard)  # the embedder thread's: a copy
+    def list(self, req: ListRequest, later: Later) -> ListReply:
+        heard = self.s.heard()
         # As the executor's last load of the voiceprints found them (a list it swaps whole).
-        damaged = {row.speaker: f"row {row.row}: {row.problem}" for row in self.d.store.damaged}
-        return {"ok": True, "model": self.d.embedder.tag, "speakers": [
-            {"name": s.name, "embeddings": s.embeddings, "seconds": round(s.seconds, 3),
-             "model": s.model, "updated": s.updated, "last_heard": heard.get(s.name),
-             "damaged": damaged.get(s.name)}
-            for s in self.d.store.speakers()]}
+        store = self.s.store
+        damaged = {row.speaker: f"row {row.row}: {row.problem}" for row in store.damaged}
+        return ListReply(model=self.s.embedder.tag, speakers=[
+            SpeakerEntry(name=s.name, embeddings=s.embeddings, seconds=round(s.seconds, 3),
+                         model=s.model, updated=s.updated, last_heard=heard.get(s.name),
+                         damaged=damaged.get(s.name))
+            for s in store.speakers()])
 
-    def status(self, req: dict[str, Any], later: Later) -> Reply:
-        return status_reply(self.d, self.streams(), self.unknowns(), len(self.replays))
+    def status(self, req: StatusRequest, later: Later) -> StatusReply:
+        unknowns = {v.source: v.unknowns.labels() for v in self.voices()}
+        return self._status.reply(self.streams(), unknowns, len(self.replays))
 
-    def reload(self, req: dict[str, Any], later: Later) -> Reply:
-        self.d.reload()
-        return {"ok": True, "speakers": len(self.d.voiceprints)}
+    def reload(self, req: ReloadRequest, later: Later) -> ReloadReply:
+        self.s.reload()
+        return ReloadReply(speakers=self.s.speakers())
 
-    def calibration(self, req: dict[str, Any], later: Later) -> Reply:
+    def calibration(self, req: CalibrationRequest, later: Later) -> CalibrationReply:
         """Each source's room (or ``source``'s): its rule and what it rests on."""
         try:
-            return {"ok": True, "sources": self.d.rooms.show(field(req, "source", str, None))}
+            return CalibrationReply(sources=self.s.rooms.show(req.source))
         except ValueError as e:
-            raise RequestError(str(e), "not_found") from None
+            raise RequestError(str(e), NOT_FOUND) from None
 
-    def calibration_reset(self, req: dict[str, Any], later: Later) -> Reply:
+    def calibration_reset(self, req: CalibrationResetRequest,
+                          later: Later) -> CalibrationResetReply:
         """Back to the calibration as fitted for the sources (or ``source``): what they
         heard is forgotten and the clips enrolled on them so far are set aside."""
-        source = field(req, "source", str, None)
+        rooms = self.s.rooms
         try:
-            done = self.d.rooms.reset(source)
+            done = rooms.reset(req.source)
         except ValueError as e:
-            raise RequestError(str(e), "not_found") from None
-        return {"ok": True, "reset": done, "sources": self.d.rooms.show(source)}
+            raise RequestError(str(e), NOT_FOUND) from None
+        return CalibrationResetReply(reset=done, sources=rooms.show(req.source))
 
     def announce(self, action: str, name: str, **counts: Any) -> None:
         """Publish an enrollment event, dated on the main source's clock, after the
         voiceprints are read again: the next decision would, but a source that is
         quiet makes none, and its room (``calibration``) must show the change now."""
-        self.d.executor.refresh()
-        main = self.d.main
+        self.s.refresh()
+        main = self.s.lives.main
         t = main.stream_s if main else 0.0
-        self.d.publish(EnrollmentEvent(
-            source=main.source.name if main else self.d.source_spec, t_start=t, t_end=t,
-            action=action, speaker=name, model=self.d.embedder.tag, **counts))
+        self.s.publish(EnrollmentEvent(
+            source=main.source.name if main else self.s.lives.spec, t_start=t, t_end=t,
+            action=action, speaker=name, model=self.s.embedder.tag, **counts))

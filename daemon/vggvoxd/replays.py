@@ -32,24 +32,21 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
-from vggvox.protocol.events import StatusEvent, replay_source
+from vggvox.protocol.events import Event, StatusEvent, replay_source
 from vggvox.protocol.pcm import from_pcm
+from vggvox.protocol.replies import ReplayReply
+from vggvox.protocol.requests import ReplayRequest
 from vggvox.stream.unknowns import UnknownClusters
-from vggvoxd.control import Later, Reply, RequestError, field
-from vggvoxd.sources import PushSource
+from vggvoxd.control import Later, RequestError
+from vggvoxd.sources import AudioSource, PushSource
 from vggvoxd.streamthread import Stream
-
-if TYPE_CHECKING:
-    from vggvoxd.daemon import Daemon
 
 log = logging.getLogger(__name__)
 
 MAX_REPLAYS = 4
-MIN_SESSION = 32
-"""Shortest replay session token: it is the only key to the session."""
 ABANDON_S = 5.0
 """A session that has not sent ``final`` and is silent this long is ended."""
 STALL_S = 60.0
@@ -105,15 +102,22 @@ class ReplayTotals:
 
 
 class Replays:
-    """The open replay sessions, under one lock (control thread, run loop, executor)."""
+    """The open replay sessions, under one lock (control thread, run loop, executor).
 
-    def __init__(self, daemon: Daemon) -> None:
-        self.d = daemon
+    ``new_stream`` makes a session's stream; ``publish`` sends its ``finished``
+    event, which carries the queue's length and the voiceprints' count
+    (``queued``, ``speakers``); a finished replay's voices are kept ``keep_s``."""
+
+    def __init__(self, new_stream: Callable[[AudioSource], Stream],
+                 publish: Callable[[Event], None], queued: Callable[[], int],
+                 speakers: Callable[[], int], keep_s: float) -> None:
+        self._new_stream, self._publish = new_stream, publish
+        self._queued, self._speakers = queued, speakers
         self._sessions: dict[str, ReplaySession] = {}
         self._done = ReplayTotals()
         self._kept: deque[KeptVoices] = deque(maxlen=MAX_KEPT)
         self._lock = threading.Lock()
-        self.keep_s = min(KEEP_VOICES_S, daemon.settings.unknowns.max_age_s)
+        self.keep_s = min(KEEP_VOICES_S, keep_s)
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -122,26 +126,17 @@ class Replays:
         with self._lock:
             return [r.stream for r in self._sessions.values()]
 
-    def request(self, req: dict[str, Any], later: Later) -> Reply:
-        """The ``replay`` request: push a block of a session's audio (the first opens it)."""
-        session = field(req, "session", str)
-        if not MIN_SESSION <= len(session) <= 128 or not session.isprintable():
-            raise RequestError(f"'session' must be {MIN_SESSION} to 128 printable characters: "
-                               "a secret token (e.g. 16 random bytes in hex)")
-        label = field(req, "label", str, "")
-        if len(label) > 64 or not label.isprintable() or " " in label:
-            raise RequestError("'label' must be at most 64 printable characters, no spaces")
-        samples = from_pcm(field(req, "audio", bytes, b""), "audio")
-        final = field(req, "final", bool, False)
+    def request(self, req: ReplayRequest, later: Later) -> ReplayReply:
+        """The ``replay`` op: push a block of a session's audio (the first opens it)."""
+        samples = from_pcm(req.audio, "audio")
         with self._lock:
-            entry = self._sessions.get(session)
+            entry = self._sessions.get(req.session)
             if entry is None:
                 if len(self._sessions) >= MAX_REPLAYS:
                     raise RequestError(f"too many replays at once (at most {MAX_REPLAYS})")
-                stream = self.d.stream(PushSource(replay_source(session, label)),
-                                       critical=False)
+                stream = self._new_stream(PushSource(replay_source(req.session, req.label)))
                 stream.start()
-                entry = self._sessions[session] = ReplaySession(stream, time.monotonic())
+                entry = self._sessions[req.session] = ReplaySession(stream, time.monotonic())
             entry.seen = time.monotonic()
             stream = entry.stream
         source = stream.source
@@ -152,9 +147,9 @@ class Replays:
             raise RequestError(f"replay {stream.name} is already finished{why}")
         n = min(len(samples), stream.ring.space())
         source.push(samples[:n])
-        if final and n == len(samples):
+        if req.final and n == len(samples):
             source.finish()
-        return {"ok": True, "accepted": n, "stream_s": stream.stream_s}
+        return ReplayReply(accepted=n, stream_s=stream.stream_s)
 
     def finished(self, stream: Stream) -> None:
         """Called by the executor after the last window of a replay: tell the client."""
@@ -169,11 +164,10 @@ class Replays:
         """Publish a session's one 'finished' event (its ``ending`` claimed first)."""
         stream = entry.stream
         t = stream.stream_s
-        self.d.publish(StatusEvent(source=stream.name, t_start=t, t_end=t, state="finished",
-                                   dropped_windows=stream.dropped_windows,
-                                   queue=len(self.d.queues),
-                                   speakers=len(self.d.voiceprints),
-                                   abandoned=entry.abandoned))
+        self._publish(StatusEvent(source=stream.name, t_start=t, t_end=t, state="finished",
+                                  dropped_windows=stream.dropped_windows,
+                                  queue=self._queued(), speakers=self._speakers(),
+                                  abandoned=entry.abandoned))
         entry.reported = True
 
     def reap(self) -> None:

@@ -19,13 +19,13 @@ import queue
 import threading
 from collections.abc import Callable
 
-from vggvoxd.control import Later, Reply, RequestError, reply_of
+from vggvoxd.control import Later, RequestError, Wire, reply_of
 from vggvoxd.guard import Guard
 
 MAX_PENDING = 4
 """Slow requests that may wait for the worker; beyond, they are refused."""
 
-Job = tuple[Callable[[], Reply], Later]
+Job = tuple[Callable[[], Wire], Later]
 
 
 class Worker:
@@ -52,7 +52,7 @@ class Worker:
             pass  # the worker checks the daemon's stopping flag between clips anyway
         self._thread.join(timeout)
 
-    def submit(self, job: Callable[[], Reply], later: Later) -> None:
+    def submit(self, job: Callable[[], Wire], later: Later) -> None:
         """Run ``job`` in the worker; its reply (or its error) goes out through ``later``."""
         try:
             with self._count:
