@@ -221,7 +221,7 @@ def losing(self, jobs):
     # The batch that held each replay's last marker is lost (as a failed batch is):
     # the executor never reports its end.
     process(self, [j for j in jobs if not (isinstance(j.item, Flush)
-                                           and j.stream.name.startswith("replay:"))])
+                                           and j.sink.name.startswith("replay:"))])
 
 
 EmbedExecutor._process = losing

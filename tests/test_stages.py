@@ -17,7 +17,7 @@ from vggvox.stream.ringbuffer import RingBuffer
 from vggvox.stream.segmenter import Window
 from vggvox.stream.vad import SpeechEnd, SpeechStart, VadFrameError, VadGate, speech_segments
 from vggvox.stream.windows import WindowSpec, due_windows
-from vggvoxd.executor import Flush, Job, WorkQueues
+from vggvoxd.executor import Flush, Job, StreamSink, WorkQueues
 from vggvoxd.notify import Notifier
 
 # ---------------------------------------------------------------- ring buffer
@@ -143,44 +143,42 @@ def test_notify_abstract_address_and_absent(monkeypatch: pytest.MonkeyPatch) -> 
 # ---------------------------------------------------------------- window queue
 
 
-class FakeStream:
-    """Just what the queues touch of a stream."""
-
-    def __init__(self) -> None:
-        self.dropped_windows = 0
+def sink(name: str = "s") -> StreamSink:
+    """A stream as the executor and the queues see it, deciding nothing."""
+    return StreamSink(name, lambda item, embedding: [], lambda event: None)
 
 
-def job(i: int, stream: FakeStream) -> Job:
-    return Job(stream, Window(i, i + 1, np.zeros(1, np.int16)))  # type: ignore[arg-type]
+def job(i: int, stream: StreamSink) -> Job:
+    return Job(stream, Window(i, i + 1, np.zeros(1, np.int16)))
 
 
 def test_live_queue_drops_oldest_window_never_a_marker() -> None:
-    q, mic = WorkQueues(live_size=3, finite_size=3), FakeStream()
-    q.put_live(Job(mic, SpeechStart(0)))  # type: ignore[arg-type]
+    q, mic, other = WorkQueues(live_size=3, finite_size=3), sink("mic"), sink("other")
+    q.put_live(Job(mic, SpeechStart(0)))
     for i in range(5):
         q.put_live(job(i, mic))
-    assert q.dropped == 2 and mic.dropped_windows == 2
+    assert q.dropped == 2 and q.dropped_windows(mic) == 2 and q.dropped_windows(other) == 0
     got = q.take(10, 0.1)
     assert isinstance(got[0].item, SpeechStart)
     assert [j.item.start for j in got[1:]] == [2, 3, 4]
 
 
 def test_finite_queue_waits_and_never_drops() -> None:
-    q, replay = WorkQueues(live_size=2, finite_size=2), FakeStream()
-    assert q.put_finite(job(0, replay)) and q.put_finite(Job(replay, Flush()))  # type: ignore[arg-type]
+    q, replay = WorkQueues(live_size=2, finite_size=2), sink("replay")
+    assert q.put_finite(job(0, replay)) and q.put_finite(Job(replay, Flush()))
     assert not q.put_finite(job(1, replay), timeout=0.05)  # full: the producer must wait
-    assert q.dropped == 0 and len(q) == 2 and replay.dropped_windows == 0
+    assert q.dropped == 0 and len(q) == 2 and q.dropped_windows(replay) == 0
     q.close()
     assert not q.put_finite(job(1, replay), timeout=0.05)
 
 
 def test_live_work_is_taken_before_finite_work() -> None:
-    q, mic, replay = WorkQueues(8, 8), FakeStream(), FakeStream()
+    q, mic, replay = WorkQueues(8, 8), sink("mic"), sink("replay")
     for i in range(4):
         q.put_finite(job(i, replay))
     q.put_live(job(100, mic))
     batch = q.take(3, 0.1)
-    assert batch[0].stream is mic and [j.stream for j in batch[1:]] == [replay, replay]
+    assert batch[0].sink is mic and [j.sink for j in batch[1:]] == [replay, replay]
 
 
 def test_ring_buffer_waiting_writer_loses_nothing() -> None:
@@ -225,13 +223,6 @@ class FlakyRecognizer:
         return self.inner.decide(item, embedding)  # type: ignore[attr-defined]
 
 
-class StreamOf(FakeStream):
-    def __init__(self, recognizer: object) -> None:
-        super().__init__()
-        self.name = "test"
-        self.recognizer = recognizer
-
-
 def run_executor(tmp: Path, fail_on: set[int], items: int) -> tuple[object, list, list[str]]:
     """The real executor, a real embedder and recognizer, one stream whose decider
     fails on some calls; ``items`` speech starts are queued, then we wait for them."""
@@ -243,14 +234,14 @@ def run_executor(tmp: Path, fail_on: set[int], items: int) -> tuple[object, list
 
     embedder = Embedder.from_card("campplus")
     vps = VoiceprintSet(embedder.card.embedding_size, embedder.tag)
-    stream = StreamOf(FlakyRecognizer(Recognizer(embedder, vps), fail_on))
     queues, events, fatal = WorkQueues(64, 64), [], []  # type: ignore[var-annotated]
-    ex = EmbedExecutor(embedder, vps, VoiceprintStore(tmp / "v.db"), queues, 8,
-                       events.append, lambda s: None, fatal.append)
+    stream = StreamSink("test", FlakyRecognizer(Recognizer(embedder, vps), fail_on).decide,
+                        events.append)
+    ex = EmbedExecutor(embedder, vps, VoiceprintStore(tmp / "v.db"), queues, 8, fatal.append)
     ex.start()
     try:
         for i in range(items):
-            queues.put_finite(Job(stream, SpeechStart(i * 16000)))  # type: ignore[arg-type]
+            queues.put_finite(Job(stream, SpeechStart(i * 16000)))
             time.sleep(0.05)  # one item per batch, so each failure loses one
             if fatal:
                 break

@@ -82,11 +82,13 @@ class Daemon:
         self.queues = WorkQueues(settings.window.queue, settings.window.queue)
         self.publisher = Publisher(settings.endpoint("events"), settings.endpoints.events_hwm,
                                    on_fatal=self.on_fatal)
+        self.publish: Callable[[Event], None] = self.publisher.publish
+        """The publish function (any thread), handed to whoever publishes: no hop here."""
         self.metrics = (MetricsServer(self, settings.metrics) if settings.metrics.listen
                         else None)
         self.executor = EmbedExecutor(self.embedder, self.voiceprints, self.store, self.queues,
-                                      settings.window.max_batch, self.publish, self.on_flush,
-                                      self.on_fatal, on_load=self.on_load,
+                                      settings.window.max_batch, self.on_fatal,
+                                      on_load=self.on_load,
                                       on_decision=self.metrics.observe if self.metrics
                                       else lambda latency_s: None)
         self.handlers = Handlers(Services(
@@ -129,11 +131,6 @@ class Daemon:
                 raise ModelMismatchError(f"{e} (--allow-empty starts with nobody enrolled)") \
                     from None
             log.error("%s; running with nobody enrolled (--allow-empty)", e)
-
-    # -- events -------------------------------------------------------------------------
-
-    def publish(self, event: Event) -> None:
-        self.publisher.publish(event)
 
     @property
     def main(self) -> Stream | None:
@@ -191,7 +188,8 @@ class Daemon:
         config = self.settings.recognizer(self.calibrations.for_source(source.name))
         recognizer = Recognizer(self.embedder, self.voiceprints, config,
                                 room=self.rooms.get(source.name))
-        return Stream(source, recognizer, self.queues, self.settings.audio.buffer_s, on_frames,
+        return Stream(source, recognizer, self.queues, self.settings.audio.buffer_s,
+                      self.publisher.publish, self.on_flush, on_frames,
                       self.on_fatal if critical else log.error)
 
     def on_state(self, live: LiveSource) -> None:

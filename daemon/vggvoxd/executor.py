@@ -11,8 +11,21 @@ in stream order, through two bounded queues:
 
 Each batch takes live work first, then fills up with finite work, so a fast
 replay can never starve live identification. After the batched embedding call
-the executor runs each item's stream decider in order (the deciders belong to
-this thread) and publishes the results through the wire mapping.
+the executor runs each item's decide step in order (the deciders belong to
+this thread) and publishes the results through the event mapping.
+
+A job carries a ``StreamSink``, not its stream: the stream's name, its decide
+step, where its events go and what to call when it is all decided. The executor
+never reaches into a stream, and the queues never into a sink.
+
+Who owns which counter (each has one writer):
+
+- the executor thread: each sink's ``windows_decided`` and ``turns_decided``,
+  and its own ``windows_done``, ``compute_s``, ``errors``, ``lost_jobs``,
+  ``last_heard`` (others read them: an int or a float is read in one step;
+  ``last_heard`` is read as a copy);
+- the queues, under their lock (any stream thread puts, the executor takes):
+  ``dropped`` and each sink's dropped windows (``dropped_windows(sink)``).
 
 The loop is guarded (``guard.py``): an unexpected exception is logged and
 counted, the batch it was in is lost (counted too), and the loop goes on; after
@@ -25,10 +38,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -37,13 +49,10 @@ from vggvox.errors import VggvoxError
 from vggvox.protocol.events import Event, to_events
 from vggvox.store import ModelId, VoiceprintStore
 from vggvox.stream.recognizer import embed_windows
-from vggvox.stream.results import TurnUpdate
+from vggvox.stream.results import Result, TurnUpdate
 from vggvox.stream.segmenter import Pending, Window
 from vggvox.voiceprints import VoiceprintSet
 from vggvoxd.guard import Guard
-
-if TYPE_CHECKING:
-    from vggvoxd.streamthread import Stream
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +65,26 @@ class Flush:
     """Marker: every item of a finite stream before it has been queued."""
 
 
+@dataclass(eq=False)
+class StreamSink:
+    """What the executor holds of a stream: where its items' results go, and what it
+    counts of them. Its counters are the executor thread's (the only writer)."""
+
+    name: str
+    decide: Callable[[Pending, np.ndarray | None], list[Result]]
+    """The stream's recognizer's decide step (its decider belongs to the executor thread)."""
+    publish: Callable[[Event], None]
+    flushed: Callable[[], None] = lambda: None
+    """Called in the executor thread once every item queued before a ``Flush`` is decided."""
+    windows_decided: int = 0
+    """Windows embedded and decided."""
+    turns_decided: int = 0
+    """Turns closed with their answer."""
+
+
 @dataclass(frozen=True)
 class Job:
-    stream: Stream
+    sink: StreamSink
     item: Pending | Flush
     captured: float = 0.0
     """Wall time when a window's last sample entered the ring buffer."""
@@ -73,10 +99,18 @@ class WorkQueues:
         self.live_size, self.finite_size = live_size, finite_size
         self._cond = threading.Condition()
         self.dropped = 0
+        """Live windows dropped, of every stream (under the lock)."""
+        self._dropped_of: Counter[StreamSink] = Counter()
+        """Live windows dropped, by stream (under the lock)."""
         self.closed = False
 
     def __len__(self) -> int:
         return len(self.live) + len(self.finite)
+
+    def dropped_windows(self, sink: StreamSink) -> int:
+        """The windows of ``sink``'s stream this queue dropped."""
+        with self._cond:
+            return self._dropped_of[sink]
 
     def put_live(self, job: Job) -> None:
         with self._cond:
@@ -84,7 +118,7 @@ class WorkQueues:
             if isinstance(job.item, Window) and windows >= self.live_size:
                 victim = next(j for j in self.live if isinstance(j.item, Window))
                 self.live.remove(victim)
-                victim.stream.dropped_windows += 1
+                self._dropped_of[victim.sink] += 1
                 self.dropped += 1
             self.live.append(job)
             self._cond.notify_all()
@@ -119,8 +153,7 @@ class WorkQueues:
 
 class EmbedExecutor:
     def __init__(self, embedder: Embedder, voiceprints: VoiceprintSet, store: VoiceprintStore,
-                 queues: WorkQueues, max_batch: int, publish: Callable[[Event], None],
-                 on_flush: Callable[[Stream], None],
+                 queues: WorkQueues, max_batch: int,
                  on_fatal: Callable[[str], None] = lambda why: None,
                  on_load: Callable[[], None] = lambda: None,
                  on_decision: Callable[[float], None] = lambda latency_s: None) -> None:
@@ -129,8 +162,6 @@ class EmbedExecutor:
         self.store = store
         self.queues = queues
         self.max_batch = max_batch
-        self.publish = publish
-        self.on_flush = on_flush
         self.on_load = on_load
         """Called after each (re)load of the voiceprints (the search index's wake-up)."""
         self.on_decision = on_decision
@@ -219,22 +250,22 @@ class EmbedExecutor:
                 log.warning("embedding %d windows failed: %s", len(windows), e)
             self.compute_s += time.perf_counter() - t0
         for job in jobs:
-            stream, item = job.stream, job.item
+            sink, item = job.sink, job.item
             if isinstance(item, Flush):
-                self.on_flush(stream)
+                sink.flushed()
                 continue
             if isinstance(item, Window):
                 if id(job) not in embeddings:
                     continue
                 self.windows_done += 1
-                stream.windows_decided += 1
-            for result in stream.recognizer.decide(item, embeddings.get(id(job))):
+                sink.windows_decided += 1
+            for result in sink.decide(item, embeddings.get(id(job))):
                 if isinstance(result, TurnUpdate):
                     if result.speaker is not None:
                         self.last_heard[result.speaker] = time.time()
                     if result.final:
-                        stream.turns_decided += 1
-                for ev in to_events(stream.name, result, self.embedder.tag, job.captured):
-                    self.publish(ev)
+                        sink.turns_decided += 1
+                for ev in to_events(sink.name, result, self.embedder.tag, job.captured):
+                    sink.publish(ev)
             if isinstance(item, Window) and job.captured:
                 self.on_decision(time.time() - job.captured)

@@ -3,10 +3,22 @@
     source -> RingBuffer -> [stream thread: Recognizer.segment] -> WorkQueues -> executor
 
 The stream thread owns the recognizer's segmenter (VAD and windows); the
-executor thread owns its decider. A live source's items go to the live queue
-(oldest windows dropped when it is full); a lossless one's to the finite queue,
-and the thread waits for room there, so the ring buffer fills and the source
-(a replay client) is held back instead of losing audio.
+executor thread owns its decider, which it reaches through the stream's
+``StreamSink`` (executor.py), never through the stream. A live source's items go
+to the live queue (oldest windows dropped when it is full); a lossless one's to
+the finite queue, and the thread waits for room there, so the ring buffer fills
+and the source (a replay client) is held back instead of losing audio.
+
+Who writes what (one writer each; every other thread only reads):
+
+- the source's thread (or PortAudio's callback): the ring buffer's samples and
+  ``ring.dropped`` (under the ring's lock), the source's ``overflows``;
+- this stream's thread: the segmenter, ``frames_seen``, when audio was last heard,
+  and the taps it feeds;
+- the thread that starts the source (the run loop, or the control thread for a
+  replay): when it was started;
+- the executor thread: ``windows_decided`` and ``turns_decided`` (the sink's);
+- the live queue, under its lock: ``dropped_windows``.
 """
 
 from __future__ import annotations
@@ -19,10 +31,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vggvox.audio import SAMPLE_RATE
+from vggvox.protocol.events import Event
 from vggvox.stream.recognizer import Recognizer
 from vggvox.stream.ringbuffer import RingBuffer
 from vggvox.stream.segmenter import Pending, Window
-from vggvoxd.executor import Flush, Job, WorkQueues
+from vggvoxd.executor import Flush, Job, StreamSink, WorkQueues
 from vggvoxd.guard import Guard
 from vggvoxd.sources import AudioSource
 
@@ -52,21 +65,26 @@ class Tap:
 
 class Stream:
     def __init__(self, source: AudioSource, recognizer: Recognizer, queues: WorkQueues,
-                 buffer_s: float, on_frames: Callable[[], None] | None = None,
+                 buffer_s: float, publish: Callable[[Event], None],
+                 on_flushed: Callable[[Stream], None] = lambda stream: None,
+                 on_frames: Callable[[], None] | None = None,
                  on_fatal: Callable[[str], None] = lambda why: None) -> None:
         self.source = source
         self.name = source.name
         self.recognizer = recognizer
         self.ring = RingBuffer(round(buffer_s * SAMPLE_RATE))
         self.queues = queues
+        self.sink = StreamSink(self.name, recognizer.decide, publish,
+                               lambda: on_flushed(self))
+        """What the executor holds of this stream (its decide step, counters, events)."""
+        # A source's kind never changes: which queue its items go to is chosen once.
+        self._lossless = source.lossless
         self.on_frames = on_frames
         self.frames_seen = 0
-        self.dropped_windows = 0
-        """Windows of this stream the live queue dropped (changed under its lock)."""
-        self.windows_decided = 0
-        self.turns_decided = 0
-        """Windows embedded and decided, and turns closed: counted by the executor thread."""
-        self.last_audio = 0.0  # monotonic time of the last samples read
+        self._heard = 0.0
+        self._started = 0.0
+        """Monotonic times: of the last samples read (this stream's thread), and of the
+        source's last (re)start (the thread that starts it)."""
         self.taps: list[Tap] = []
         self.guard = Guard(f"stream {source.name}", on_fatal)
         self._stop = threading.Event()
@@ -84,8 +102,8 @@ class Stream:
             self._thread = threading.Thread(target=self._run, name=f"stream-{self.name}",
                                             daemon=True)
             self._thread.start()
-        self.last_audio = time.monotonic()
-        if self.source.lossless:
+        self._started = time.monotonic()
+        if self._lossless:
             self.source.start(lambda x: self.ring.write(x, wait=True, stop=self._stop))
         else:
             self.source.start(self.ring.write)
@@ -121,6 +139,29 @@ class Stream:
     def stream_s(self) -> float:
         return self.ring.end / SAMPLE_RATE
 
+    @property
+    def last_audio(self) -> float:
+        """Monotonic time of the last samples read, or of the source's last (re)start
+        if later: a restarted device has its full time to deliver again."""
+        return max(self._heard, self._started)
+
+    @property
+    def windows_decided(self) -> int:
+        return self.sink.windows_decided
+
+    @property
+    def turns_decided(self) -> int:
+        return self.sink.turns_decided
+
+    @property
+    def dropped_windows(self) -> int:
+        """Windows of this stream the live queue dropped."""
+        return self.queues.dropped_windows(self.sink)
+
+    def healthy(self) -> bool:
+        """Not given up (a finite stream's thread ends when its source is all queued)."""
+        return not self.guard.failed
+
     def _run(self) -> None:
         self.guard.run(self._step, self._stop)
 
@@ -130,7 +171,7 @@ class Stream:
         start, x = self.ring.read(timeout=0.1)
         if len(x):
             self.frames_seen += len(x)
-            self.last_audio = time.monotonic()
+            self._heard = time.monotonic()
             if self.on_frames is not None:
                 self.on_frames()
             for tap in list(self.taps):
@@ -149,8 +190,8 @@ class Stream:
     def _submit(self, items: Sequence[Pending | Flush]) -> None:
         for item in items:
             captured = self.ring.arrival(item.end - 1) if isinstance(item, Window) else 0.0
-            job = Job(self, item, captured)
-            if not self.source.lossless:
+            job = Job(self.sink, item, captured)
+            if not self._lossless:
                 self.queues.put_live(job)
                 continue
             while not self.queues.put_finite(job):
