@@ -31,6 +31,7 @@ import numpy as np
 from vggvox.audio import load_audio
 from vggvox.protocol.events import TOPICS, Event
 from vggvox.protocol.pcm import to_pcm
+from vggvox.protocol.requests import EnrollRequest, ListRequest, RemoveRequest, StatusRequest
 from vggvox_client.connection import ClientError, Connection
 
 ENROLL_TIMEOUT_S = 120.0
@@ -56,21 +57,21 @@ class Client:
         """Enroll audio files (any format and rate) or 16 kHz float arrays under ``name``;
         the reply says whether the speaker was ``added``, ``appended`` to or ``replaced``."""
         clips = [to_pcm(a if isinstance(a, np.ndarray) else load_audio(a)) for a in audio]
-        return _data(self.conn.request("enroll", timeout=max(ENROLL_TIMEOUT_S, self.conn.timeout),
-                                       name=name, audio=clips, replace=replace, force=force))
+        request = EnrollRequest(name=name, audio=clips, replace=replace, force=force)
+        return _data(self.conn.send(request, max(ENROLL_TIMEOUT_S, self.conn.timeout)))
 
     def remove(self, name: str) -> dict[str, Any]:
         """Remove a speaker: ``removed``, and ``erasure`` (``complete`` or ``pending``)."""
-        return _data(self.conn.request("remove", name=name))
+        return _data(self.conn.send(RemoveRequest(name=name)))
 
     def speakers(self) -> list[dict[str, Any]]:
         """Enrolled speakers: ``name``, ``embeddings``, ``seconds``, ``model``, ``updated``,
         ``last_heard`` and ``damaged`` (docs/control.md)."""
-        return list(self.conn.request("list")["speakers"])
+        return list(self.conn.send(ListRequest())["speakers"])
 
     def status(self) -> dict[str, Any]:
         """The daemon's state, model, scoring rule, stages and counters."""
-        return _data(self.conn.request("status"))
+        return _data(self.conn.send(StatusRequest()))
 
     def events(self, topics: Sequence[str] | None = None,
                timeout: float | None = None) -> Iterator[Event]:

@@ -1,5 +1,10 @@
 """Talking to a running vggvoxd: control requests (REQ) and events (SUB).
 
+A request goes as its typed class (``vggvox.protocol.requests``): ``call`` answers
+with the typed reply, ``send`` with the reply's map (what ``--json`` prints, and
+the ``Client``'s replies). ``request`` sends a map spelled by hand (an op name and
+fields: the tests' and benches' way to send what no client would).
+
 With CURVE keys (``server_key``: the daemon's public ``.key``; ``key``: this
 client's ``.key_secret``) both sockets are CURVE clients. A daemon that does
 not know the key never answers, so a timeout then names that possibility.
@@ -13,7 +18,7 @@ import errno
 import grp
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgpack
 import zmq
@@ -23,6 +28,9 @@ from vggvox.errors import VggvoxError
 from vggvox.protocol.endpoints import discover
 from vggvox.protocol.errors import UNREACHABLE
 from vggvox.protocol.events import Received, decode, from_wire
+from vggvox.protocol.message import Reply, Request, Wire
+
+R = TypeVar("R", bound=Reply)
 
 
 class ClientError(VggvoxError):
@@ -98,11 +106,23 @@ class Connection:
         sock.connect(endpoint)
         return sock
 
-    def request(self, op: str, timeout: float | None = None, **fields: Any) -> dict[str, Any]:
+    def call(self, message: Request[R], timeout: float | None = None) -> R:
+        """Send a request; its reply, typed (a ClientError if refused or unanswered)."""
+        return message.read_reply(self.send(message, timeout))
+
+    def send(self, message: Request[Any], timeout: float | None = None) -> Wire:
+        """Send a request; its reply as the daemon's map."""
+        return self._exchange(message.to_wire(), timeout)
+
+    def request(self, op: str, timeout: float | None = None, **fields: Any) -> Wire:
+        """Send ``{"op": op, **fields}``; the reply's map."""
+        return self._exchange({"op": op, **fields}, timeout)
+
+    def _exchange(self, wire: Wire, timeout: float | None) -> Wire:
         # A fresh REQ socket per request: after a timeout a REQ socket is stuck.
         sock = self._socket(zmq.REQ, self.control)
         try:
-            sock.send(msgpack.packb({"op": op, **fields}, use_bin_type=True))
+            sock.send(msgpack.packb(wire, use_bin_type=True))
             timeout = self.timeout if timeout is None else timeout
             if not sock.poll(int(timeout * 1000)):
                 why = ("is it running? does it know this client's --key, and is --server-key its "
@@ -114,9 +134,9 @@ class Connection:
         finally:
             sock.close()
         if not reply.get("ok"):
-            raise ClientError(f"vggvoxd refused {op!r}: {reply.get('error', reply)}",
+            raise ClientError(f"vggvoxd refused {wire['op']!r}: {reply.get('error', reply)}",
                               str(reply.get("code", "refused")))
-        return reply
+        return dict(reply)
 
     def subscribe(self, topics: list[str] | None = None) -> zmq.Socket:
         sock = self._socket(zmq.SUB, self.events)

@@ -5,24 +5,39 @@ print)."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vggvox.protocol.events import EVENT_TYPES
-from vggvox.protocol.requests import MAX_REQUEST_BYTES
+from vggvox.protocol.requests import (
+    MAX_REQUEST_BYTES,
+    CalibrationRequest,
+    CalibrationResetRequest,
+    ListRequest,
+    RemoveRequest,
+    StatusRequest,
+)
 from vggvox_client.common import plural, print_json
+
+if TYPE_CHECKING:
+    from vggvox_client.connection import Connection
 
 TOPICS = tuple(EVENT_TYPES)
 """The event topics a subscriber may ask for, from the daemon's own event classes."""
-
-NAMES = ("enroll", "speakers", "remove", "name", "status", "calibration", "listen", "replay")
 
 DEFAULT_TIMEOUT = 10.0
 """Seconds to wait for a reply when --timeout is not given (enroll waits longer)."""
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
+    _speaker_parsers(sub)
+    _daemon_parsers(sub)
+
+
+def _speaker_parsers(sub: argparse._SubParsersAction) -> None:
+    """enroll, speakers, remove, name."""
     p = sub.add_parser("enroll", help="enroll a speaker through the running daemon")
     p.add_argument("name", help="the speaker's name (any Unicode; look-alikes of enrolled "
                                 "names are refused)")
@@ -58,6 +73,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="enroll the voice even if it does not sound like the speaker's "
                         "voiceprint, or the name looks like another speaker's (logged)")
     p.add_argument("--json", action="store_true", help="print the reply as JSON")
+
+
+def _daemon_parsers(sub: argparse._SubParsersAction) -> None:
+    """status, calibration, listen, replay."""
     p = sub.add_parser("status", help="the daemon's state, model, speakers, stages and counters")
     p.add_argument("--json", action="store_true", help="print the reply as JSON")
     p = sub.add_parser("calibration", help="each source's open-set rule as its room has moved "
@@ -172,62 +191,93 @@ def format_rooms(sources: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run_calibration(conn: Any, args: argparse.Namespace) -> int:
-    where = {} if args.source is None else {"source": args.source}
-    op = "calibration" if args.action == "show" else "calibration_reset"
-    reply = conn.request(op, **where)
-    if args.json:
-        print_json(data(reply))
+# -- the commands: each gets the connection and its arguments --------------------------
+
+
+def run_calibration(conn: Connection, args: argparse.Namespace) -> int:
+    if args.action == "show":
+        shown = conn.call(CalibrationRequest(source=args.source))
+        wire, sources, head = shown.to_wire(), shown.sources, []
     else:
-        if args.action == "reset":
-            print(f"reset: {', '.join(reply['reset']) or 'no source'}")
-        print(format_rooms(reply["sources"]))
+        reset = conn.call(CalibrationResetRequest(source=args.source))
+        wire, sources = reset.to_wire(), reset.sources
+        head = [f"reset: {', '.join(reset.reset) or 'no source'}"]
+    if args.json:
+        print_json(data(wire))
+    else:
+        print("\n".join([*head, format_rooms(sources)]))
     return 0
 
 
+def run_status(conn: Connection, args: argparse.Namespace) -> int:
+    reply = data(conn.send(StatusRequest()))
+    if args.json:
+        print_json(reply)
+    else:
+        print(format_status(reply))
+    return 0
+
+
+def run_remove(conn: Connection, args: argparse.Namespace) -> int:
+    reply = conn.call(RemoveRequest(name=args.name))
+    if args.json:
+        print_json({"removed": reply.removed, "erasure": reply.erasure})
+    else:
+        print(f"removed {args.name}" + ("" if reply.erasure != "pending" else
+              " (its voiceprint leaves the store's files once another program reading "
+              "the store ends; vggvoxd finishes the erasure then)"))
+    return 0
+
+
+def run_speakers(conn: Connection, args: argparse.Namespace) -> int:
+    reply = conn.call(ListRequest())
+    if args.json:
+        print_json(data(reply.to_wire()))
+        return 0
+    print(f"model {reply.model}, {plural(len(reply.speakers), 'speaker')}")
+    for s in reply.speakers:
+        print(f"  {s.name:24s} {plural(s.embeddings, 'embedding', 3)}  "
+              f"{s.seconds:7.1f} s of speech" + (
+                  f"  DAMAGED, not identified ({s.damaged}; enroll --replace "
+                  "repairs it)" if s.damaged else ""))
+    return 0
+
+
+def run_enroll(conn: Connection, args: argparse.Namespace) -> int:
+    from vggvox_client import enroll
+
+    return enroll.run_enroll(conn, args, MAX_REQUEST_BYTES, data)
+
+
+def run_name(conn: Connection, args: argparse.Namespace) -> int:
+    from vggvox_client import enroll
+
+    return enroll.run_name(conn, args, data)
+
+
+def run_listen(conn: Connection, args: argparse.Namespace) -> int:
+    from vggvox_client import operations
+
+    return operations.listen(conn, args.json, args.topics, args.count, args.seconds)
+
+
+def run_replay(conn: Connection, args: argparse.Namespace) -> int:
+    from vggvox_client import replay
+
+    return replay.run(conn, args.target, args.realtime, args.json)
+
+
+RUNS: dict[str, Callable[[Connection, argparse.Namespace], int]] = {
+    "enroll": run_enroll, "speakers": run_speakers, "remove": run_remove, "name": run_name,
+    "status": run_status, "calibration": run_calibration, "listen": run_listen,
+    "replay": run_replay}
+"""Each command, and what runs it."""
+NAMES = tuple(RUNS)
+
+
 def cmd_daemon(args: argparse.Namespace) -> int:
-    from vggvox_client import enroll, operations
     from vggvox_client.connection import Connection
 
     timeout = DEFAULT_TIMEOUT if args.timeout is None else args.timeout
     conn = Connection(args.control, args.events, timeout, args.server_key, args.key)
-    if args.command == "listen":
-        return operations.listen(conn, args.json, args.topics, args.count, args.seconds)
-    if args.command == "replay":
-        from vggvox_client import replay
-
-        return replay.run(conn, args.target, args.realtime, args.json)
-    if args.command == "status":
-        reply = data(conn.request("status"))
-        if args.json:
-            print_json(reply)
-        else:
-            print(format_status(reply))
-        return 0
-    if args.command == "remove":
-        reply = conn.request("remove", name=args.name)
-        if args.json:
-            print_json({"removed": reply.get("removed", args.name),
-                        "erasure": reply.get("erasure")})
-        else:
-            print(f"removed {args.name}" + ("" if reply.get("erasure") != "pending" else
-                  " (its voiceprint leaves the store's files once another program reading "
-                  "the store ends; vggvoxd finishes the erasure then)"))
-        return 0
-    if args.command == "name":
-        return enroll.run_name(conn, args, data)
-    if args.command == "calibration":
-        return run_calibration(conn, args)
-    if args.command == "speakers":
-        reply = conn.request("list")
-        if args.json:
-            print_json(data(reply))
-        else:
-            print(f"model {reply['model']}, {plural(len(reply['speakers']), 'speaker')}")
-            for s in reply["speakers"]:
-                print(f"  {s['name']:24s} {plural(s['embeddings'], 'embedding', 3)}  "
-                      f"{s['seconds']:7.1f} s of speech" + (
-                          f"  DAMAGED, not identified ({s['damaged']}; enroll --replace "
-                          "repairs it)" if s.get("damaged") else ""))
-        return 0
-    return enroll.run_enroll(conn, args, MAX_REQUEST_BYTES, data)
+    return RUNS[args.command](conn, args)

@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from vggvox.errors import VggvoxError
+from vggvox.protocol.requests import CancelRequest, NameRequest
 from vggvox_client import operations
 from vggvox_client.common import plural, print_json
 from vggvox_client.connection import ClientError, Connection
@@ -55,19 +56,18 @@ def run_enroll(conn: Connection, args: argparse.Namespace, max_bytes: int,
 
 
 def run_name(conn: Connection, args: argparse.Namespace, data: Any) -> int:
-    extra = {"source": args.source} if args.source else {}
     rid = new_request_id()
     try:
-        reply = conn.request("name", unknown=args.unknown, name=args.name,
-                             replace=args.replace, force=args.force, request=rid, **extra)
+        reply = conn.call(NameRequest(unknown=args.unknown, name=args.name, replace=args.replace,
+                                      force=args.force, request=rid, source=args.source or None))
     except KeyboardInterrupt:
         return interrupted(conn, rid, f"naming {args.unknown} {args.name}")
     if args.json:
-        print_json(data(reply))
+        print_json(data(reply.to_wire()))
     else:
-        print(f"{reply['unknown']} on {reply['source']} is now {reply['speaker']}: "
-              f"{reply['speech_s']:.1f} s of its speech enrolled; its turns "
-              f"{', '.join(map(str, reply['turns'])) or '(none closed yet)'}")
+        print(f"{reply.unknown} on {reply.source} is now {reply.speaker}: "
+              f"{reply.speech_s:.1f} s of its speech enrolled; its turns "
+              f"{', '.join(map(str, reply.turns)) or '(none closed yet)'}")
     return 0
 
 
@@ -92,7 +92,7 @@ def interrupted(conn: Connection, rid: str, what: str) -> int:
     of it, exit 130."""
     print(file=sys.stderr)  # end the line the terminal's ^C is on
     try:
-        answer = conn.request("cancel", timeout=CANCEL_TIMEOUT_S, request=rid)
+        answer = conn.send(CancelRequest(request=rid), CANCEL_TIMEOUT_S)
     except ClientError as e:
         print(f"vggvox-client: interrupted; could not ask vggvoxd whether {what} went "
               f"through ({e}); vggvox-client speakers shows who is enrolled", file=sys.stderr)

@@ -17,6 +17,7 @@ from vggvox.audio import SAMPLE_RATE, load_audio, to_int16
 from vggvox.errors import VggvoxError
 from vggvox.protocol.events import replay_source
 from vggvox.protocol.pcm import to_pcm
+from vggvox.protocol.requests import EnrollRequest, ReplayRequest
 from vggvox_client.connection import ClientError, Connection, probe
 
 log = logging.getLogger(__name__)
@@ -72,20 +73,18 @@ def enroll(conn: Connection, name: str, files: list[Path], live: float | None,
     on, which tells its room how strangers score there (vggvox.rooms). ``request`` is
     the client's id for it, which a ``cancel`` names; ``clips``: the files' audio,
     already read (``load_clips``)."""
-    rid = {} if request is None else {"request": request}
     if live is not None:
         wait = live + (ENROLL_AFTER_LIVE_S if timeout is None else timeout)
-        where = {} if source is None else {"source": source}
-        return conn.request("enroll", timeout=wait, name=name, live=float(live),
-                            replace=replace, force=force, **where, **rid)
+        return conn.send(EnrollRequest(name=name, live=float(live), replace=replace, force=force,
+                                       source=source, request=request), wait)
     if clips is None:
         clips = load_clips(files, max_bytes)
     log.debug("enroll %r: sending request %s, %.1f s of audio", name, request,
               sum(len(c) for c in clips) / 2 / SAMPLE_RATE)
     try:
-        on = {} if source is None else {"source": source}
-        return conn.request("enroll", timeout=ENROLL_TIMEOUT_S if timeout is None else timeout,
-                            name=name, audio=clips, replace=replace, force=force, **on, **rid)
+        return conn.send(EnrollRequest(name=name, audio=clips, replace=replace, force=force,
+                                       source=source, request=request),
+                         ENROLL_TIMEOUT_S if timeout is None else timeout)
     except ClientError as e:
         raise ClientError(with_files(str(e), files), e.code) from None
 
@@ -167,15 +166,15 @@ def replay_one(conn: Connection, path: Path, realtime: bool, as_json: bool,
         while pos < len(samples) or pos == 0:
             part = samples[pos : pos + chunk]
             final = pos + len(part) >= len(samples)
-            reply = conn.request("replay", session=session, label=label, audio=part.tobytes(),
-                                 final=final)
-            pos += reply["accepted"]
-            if reply["accepted"] < len(part):
+            reply = conn.call(ReplayRequest(session=session, label=label, audio=part.tobytes(),
+                                            final=final))
+            pos += reply.accepted
+            if reply.accepted < len(part):
                 time.sleep(0.01)  # the daemon's buffer is full: let the pipeline catch up
             elif realtime:
                 time.sleep(max(0.0, t0 + pos / SAMPLE_RATE - time.monotonic()))
             drain(0)
-            if final and reply["accepted"] == len(part):
+            if final and reply.accepted == len(part):
                 break
         deadline = time.monotonic() + timeout
         while not finished:
