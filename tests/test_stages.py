@@ -18,7 +18,7 @@ from vggvox.stream.segmenter import Window
 from vggvox.stream.vad import SpeechEnd, SpeechStart, VadFrameError, VadGate, speech_segments
 from vggvox.stream.windows import WindowSpec, due_windows
 from vggvoxd.executor import Flush, Job, StreamSink, WorkQueues
-from vggvoxd.notify import Notifier
+from vggvoxd.notify import Notifier, Watchdog
 
 # ---------------------------------------------------------------- ring buffer
 
@@ -138,6 +138,41 @@ def test_notify_abstract_address_and_absent(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
     assert not Notifier().enabled and Notifier().send("READY=1") is False
     assert Notifier("@vggvox-test").address == "\0vggvox-test"
+
+
+def test_the_watchdog_reads_the_stages_health_only_when_a_ping_is_due(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each stream thread calls it per captured block: the stages' health is read when a
+    ping is due (at most twice per watchdog period), not 50 times a second per source;
+    never without systemd. An unhealthy daemon is not pinged, and is asked again."""
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    asked: list[bool] = []
+    answer = [True]
+
+    def healthy() -> bool:
+        asked.append(answer[0])
+        return answer[0]
+
+    for _ in range(100):
+        Watchdog(Notifier(), healthy)()
+    assert asked == []
+    path = tmp_path / "notify.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(str(path))
+    server.settimeout(0.5)
+    monkeypatch.setenv("WATCHDOG_USEC", "60000000")  # a ping due every 30 s
+    answer[0] = False
+    watchdog = Watchdog(Notifier(str(path)), healthy)
+    watchdog()
+    watchdog()
+    answer[0] = True
+    for _ in range(100):
+        watchdog()
+    assert asked == [False, False, True], "asked while due, until one ping went out"
+    assert server.recv(4096) == b"WATCHDOG=1"
+    with pytest.raises(TimeoutError):
+        server.recv(4096)
+    server.close()
 
 
 # ---------------------------------------------------------------- window queue

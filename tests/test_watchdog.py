@@ -64,3 +64,65 @@ def test_pings_go_on_after_a_file_ends_and_while_a_pipe_pauses(tmp_path: Path) -
     finally:
         d.stop()
         notify.sock.close()
+
+
+def test_every_thread_of_the_daemon_is_a_stage_of_its_health(tmp_path: Path) -> None:
+    """Each thread the daemon runs is a stage: under its Guard, in ``guards()`` and part of
+    ``healthy()`` (so a dead one stops the watchdog's pings); or one of the few that are
+    not, by design (guard.py): the run loop, a source's own thread, a metrics connection,
+    pyzmq's CURVE authenticator, which ``healthy()`` checks is alive. Run in-process with
+    every optional stage on: a file source, the metrics endpoint and CURVE."""
+    import threading
+    import urllib.request
+
+    import zmq.auth
+    from daemon_proc import free_port
+    from zmq.auth.thread import AuthenticationThread
+
+    from vggvoxd.daemon import Daemon
+    from vggvoxd.main import build_parser, settings_from
+
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    _, secret = zmq.auth.create_certificates(keys, "vggvoxd")
+    Path(secret).chmod(0o600)
+    noise = np.random.default_rng(0).normal(0, 0.01, 16000 * 30).astype(np.float32)
+    room = write_wav(tmp_path / "room.wav", noise)  # 30 s, quiet: the source keeps running
+    port = free_port()
+    cfg = tmp_path / "vggvoxd.yaml"
+    cfg.write_text(f'sources:\n  - {{name: room, uri: "file:{room}"}}\n'
+                   f"metrics: {{listen: '127.0.0.1:{port}'}}\n"
+                   f"security: {{server_key: '{secret}', admins: '{keys}'}}\n")
+    settings, _ = settings_from(build_parser().parse_args([
+        "--config", str(cfg), "--store", str(tmp_path / "v.db"),
+        "--control", f"ipc://{tmp_path}/c.sock", "--events", f"ipc://{tmp_path}/e.sock"]))
+    before = set(threading.enumerate())
+    d = Daemon(settings, source="mic")
+    loop = threading.Thread(target=d.run, name="run-loop", daemon=True)
+    loop.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not (d.lives and d.lives[0].state == "running" and d.healthy()):
+            assert time.monotonic() < deadline, "the daemon did not start within 20 s"
+            time.sleep(0.05)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            assert b"vggvox_stage_restarts_total" in r.read()
+        stages = d.stages()
+        staged = {getattr(stage, "_thread", None) for stage in stages.values()}
+        exempt = {loop, d.lives[0].stream.source._thread}  # type: ignore[attr-defined]
+        for t in set(threading.enumerate()) - before:
+            if t in staged or t in exempt or isinstance(t, AuthenticationThread) \
+                    or t.name == "metrics-conn":
+                continue
+            raise AssertionError(f"thread {t.name!r} is neither a stage nor exempt")
+        assert {"embedder", "search", "events", "control", "enroll-worker", "room",
+                "metrics"} <= set(stages)
+        assert {name: stage.guard for name, stage in stages.items()}.items() \
+            <= d.guards().items()
+        assert d.curve._auth is not None
+        d.curve._auth.stop()  # the authenticator's thread gone: the daemon is not healthy
+        assert not d.healthy()
+    finally:
+        d.stop("test")
+        loop.join(10)
+    assert not loop.is_alive()

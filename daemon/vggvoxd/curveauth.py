@@ -118,6 +118,11 @@ class Curve:
             self._auth.stop()
             self._auth = None
 
+    def alive(self) -> bool:
+        """The authenticator's thread (pyzmq's, not under a Guard) runs, or CURVE is off
+        or stopped: part of the daemon's health, as no client connects without it."""
+        return self._auth is None or self._auth.is_alive()
+
     def callback(self, domain: str, key: bytes) -> bool:
         """ZAP, in the authenticator's thread: may this key connect at all?"""
         keys = self.keys

@@ -38,12 +38,12 @@ from vggvoxd.config import Settings
 from vggvoxd.control import ControlServer
 from vggvoxd.curveauth import Curve
 from vggvoxd.executor import EmbedExecutor, WorkQueues
-from vggvoxd.guard import Guard
+from vggvoxd.guard import Guard, Stage
 from vggvoxd.handlers import Handlers
 from vggvoxd.indexer import SearchIndexer
 from vggvoxd.livesources import LiveSource, specs
 from vggvoxd.lock import EndpointLocks
-from vggvoxd.notify import Notifier
+from vggvoxd.notify import Notifier, Watchdog
 from vggvoxd.prometheus import MetricsServer
 from vggvoxd.publisher import Publisher
 from vggvoxd.rooms import Rooms
@@ -60,6 +60,9 @@ class Daemon:
         self.settings = settings
         self.source_spec = source
         self.notifier = notifier or Notifier()
+        self.watchdog = Watchdog(self.notifier, self.healthy)
+        """Called per captured block, and by the run loop while no source should be heard
+        from: pings systemd while every stage is healthy (notify.py)."""
         # One daemon per endpoint, checked first: a second one must not even load the
         # model or open the first one's store before it refuses.
         self.locks = EndpointLocks([settings.endpoint("events"), settings.endpoint("control")])
@@ -84,8 +87,8 @@ class Daemon:
                                    on_fatal=self.on_fatal)
         self.publish: Callable[[Event], None] = self.publisher.publish
         """The publish function (any thread), handed to whoever publishes: no hop here."""
-        self.metrics = (MetricsServer(self, settings.metrics) if settings.metrics.listen
-                        else None)
+        self.metrics = (MetricsServer(self, settings.metrics, self.on_fatal)
+                        if settings.metrics.listen else None)
         self.executor = EmbedExecutor(self.embedder, self.voiceprints, self.store, self.queues,
                                       settings.window.max_batch, self.on_fatal,
                                       on_load=self.on_load,
@@ -235,25 +238,27 @@ class Daemon:
         self.fatal = why
         self._stop.set()
 
+    def stages(self) -> dict[str, Stage]:
+        """The daemon's own threads by stage name, each under its guard; every one makes
+        ``healthy()``. A replay's stream is none: giving up, it ends only itself."""
+        stages: dict[str, Stage] = {
+            "embedder": self.executor, "search": self.indexer, "events": self.publisher,
+            "control": self.control, "enroll-worker": self.handlers.worker,
+            **{live.name: live.stream for live in self.lives}}
+        if self.metrics is not None:
+            stages["metrics"] = self.metrics.http
+        return stages
+
     def guards(self) -> dict[str, Guard]:
-        """Every stage's guard, by stage name (for status and metrics)."""
-        return {"embedder": self.executor.guard, "search": self.indexer.guard,
-                "events": self.publisher.guard, "control": self.control.guard,
-                "enroll-worker": self.handlers.worker.guard,
-                **{s.name: s.guard for s in self.handlers.streams()}}
+        """Every stage's guard by stage name, replays' streams' too (for metrics)."""
+        return {**{name: stage.guard for name, stage in self.stages().items()},
+                **{s.name: s.guard for s in self.handlers.replays.streams()}}
 
     def healthy(self) -> bool:
-        """Every stage is alive, and making progress or idle by design."""
-        return (self.executor.healthy() and self.publisher.alive() and self.control.alive()
-                and self.handlers.worker.alive()
-                and not any(live.stream.guard.failed for live in self.lives))
-
-    def watchdog(self) -> None:
-        """Called per captured block, and from the run loop while no source should be
-        heard from: ping systemd only while every stage is healthy, so that a stuck
-        embedder gets the service restarted even as audio flows."""
-        if self.healthy():
-            self.notifier.watchdog()
+        """Every stage is alive, and making progress or idle by design, and so is the
+        CURVE authenticator (pyzmq's thread): a stuck embedder stops the watchdog's
+        pings even as audio flows, and the service is restarted."""
+        return all(stage.healthy() for stage in self.stages().values()) and self.curve.alive()
 
     def run(self) -> int:
         """Serve until stopped: 0 on a clean stop, 1 when a stage gave up.

@@ -1,8 +1,16 @@
 """A guarded stage loop: a failure is logged, counted and retried, never silent.
 
-Each of the daemon's working threads (the embedder, each stream's segmenter)
-runs its loop body through ``Guard.run``. An unexpected exception is logged
-with its traceback and counted, and the loop goes on after a short back-off.
+Each of the daemon's own threads runs its loop body through ``Guard.run``: the
+embedder, each stream's segmenter, the search index, the events and control
+sockets, the enrollment worker and the metrics endpoint's accept loop (each a
+``Stage``; every one in ``Daemon.stages()`` makes ``Daemon.healthy()``). An
+unexpected exception is logged with its traceback and counted, and the loop
+goes on after a short back-off. The threads that are not, by design: the run
+loop (the supervisor itself: what escapes it ends the process), each source's
+thread or PortAudio's callback (its ``LiveSource`` restarts a source that dies,
+with back-off), a metrics connection's thread (one request), and pyzmq's CURVE
+authenticator (not ours to guard: ``Daemon.healthy()`` checks it is alive).
+
 After ``MAX_FAILURES`` failures in a row the stage gives up and calls
 ``on_fatal``: the daemon exits non-zero, so that its service manager restarts
 it. ``health()`` is what ``status`` shows of the stage.
@@ -21,6 +29,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +37,19 @@ MAX_FAILURES = 5
 """Failures in a row after which a stage gives up (the daemon exits)."""
 
 
+class Stage(Protocol):
+    """A thread of the daemon's own: its loop runs under ``guard``, and ``healthy`` says
+    whether it is alive and, where that can be told, making progress."""
+
+    guard: Guard
+
+    def healthy(self) -> bool: ...
+
+
 class Guard:
+    """One stage's failures. Its fields are written by the stage's own thread only
+    (the one in ``run``); status, metrics and the watchdog read them."""
+
     def __init__(self, name: str, on_fatal: Callable[[str], None]) -> None:
         self.name = name
         self.on_fatal = on_fatal

@@ -8,7 +8,8 @@ thread builds after each load of the store: decisions stay exact (slower, never
 wrong) until the index is ready, then switch to it. A later load with few
 changes reuses the index (``Searcher.derive``).
 
-Owns nothing but its thread; ``wake`` may be called from any thread. Guarded
+Owns nothing but its thread and ``building`` (written there, read by ``status``);
+``wake`` may be called from any thread. Guarded
 like every stage: a failed build is logged and counted and tried again on the
 next wake, and the decisions stay exact meanwhile.
 """
@@ -48,6 +49,12 @@ class SearchIndexer:
 
     def _run(self) -> None:
         self.guard.run(self._step, self._stop)
+
+    def healthy(self) -> bool:
+        """Not given up, and running (or not started, or stopped on request). A build
+        may take long: decisions stay exact meanwhile, so that is no stall."""
+        return not self.guard.failed and (self._thread.is_alive() or self._stop.is_set()
+                                          or self._thread.ident is None)
 
     def _step(self) -> bool | None:
         if not self._due.wait(0.5) or self._stop.is_set():

@@ -1,6 +1,13 @@
 """The systemd notify protocol (sd_notify): datagrams to $NOTIFY_SOCKET.
 
 Without NOTIFY_SOCKET (not under systemd) every call is a no-op.
+
+``Watchdog`` sends systemd's watchdog pings, each only while every stage is
+healthy. Each stream thread calls it per captured block (a capture that stops
+stops the pings) and the run loop while no source should be heard from; a call
+costs one clock read unless a ping is due, so the stages' health is read at
+most twice per watchdog period, not per block. Any thread may call it: two that
+find a ping due at once send two, which systemd takes as one.
 """
 
 from __future__ import annotations
@@ -9,6 +16,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +59,26 @@ class Notifier:
     def stopping(self) -> None:
         self.send("STOPPING=1")
 
+    def ping_due(self) -> bool:
+        """A watchdog ping is due: at most twice per watchdog period (systemd's advice),
+        never without systemd."""
+        return (self.address is not None
+                and time.monotonic() - self._last_ping >= (self.watchdog_interval or 1.0))
+
     def watchdog(self) -> None:
-        """Ping at most twice per watchdog period (systemd's advice)."""
-        if self.address is None:
-            return
-        now = time.monotonic()
-        interval = self.watchdog_interval or 1.0
-        if now - self._last_ping >= interval:
-            self._last_ping = now
+        """Ping, if one is due."""
+        if self.ping_due():
+            self._last_ping = time.monotonic()
             self.send("WATCHDOG=1")
+
+
+class Watchdog:
+    """Pings systemd's watchdog when one is due and ``healthy()`` says every stage is."""
+
+    def __init__(self, notifier: Notifier, healthy: Callable[[], bool]) -> None:
+        self.notifier = notifier
+        self.healthy = healthy
+
+    def __call__(self) -> None:
+        if self.notifier.ping_due() and self.healthy():
+            self.notifier.watchdog()

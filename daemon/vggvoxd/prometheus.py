@@ -12,7 +12,7 @@ A ``listen`` address off loopback is refused unless ``public: true`` says it
 is meant: the endpoint has no authentication, and the systemd unit allows
 only localhost (its ``IPAddressAllow=``) for the same reason.
 
-The HTTP server is the daemon's own (``metricsserver.py``): a few connections at
+The HTTP server is the daemon's own (``prometheus_http.py``): a few connections at
 once, with time-outs, inside the daemon's budget of open files, so that a flood
 of the port cannot reach the store or the ZeroMQ sockets.
 """
@@ -20,7 +20,7 @@ of the port cannot reach the store or the ZeroMQ sockets.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from vggvox import __version__
@@ -101,7 +101,8 @@ class DaemonCollector:
 class MetricsServer:
     """The /metrics endpoint and the latency histogram; start() opens the port."""
 
-    def __init__(self, daemon: Daemon, settings: MetricsSettings) -> None:
+    def __init__(self, daemon: Daemon, settings: MetricsSettings,
+                 on_fatal: Callable[[str], None] = lambda why: None) -> None:
         from prometheus_client import CollectorRegistry, Histogram
 
         self.settings = settings
@@ -110,7 +111,8 @@ class MetricsServer:
                                  "sample entering its ring buffer to its events being out",
                                  buckets=LATENCY_BUCKETS, registry=self.registry)
         self.registry.register(DaemonCollector(daemon))  # type: ignore[arg-type]
-        self.http = MetricsHTTP(settings.address, self.render)
+        self.http = MetricsHTTP(settings.address, self.render, on_fatal)
+        """Its accept loop is a stage of the daemon (``guard``, ``healthy``)."""
 
     def observe(self, latency_s: float) -> None:
         self.latency.observe(latency_s)

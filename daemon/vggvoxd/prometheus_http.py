@@ -18,10 +18,13 @@ It answers ``GET /metrics`` (and ``/``) with what ``render`` returns, 404 for
 another path, 405 for another method, and closes each connection after one
 response (Prometheus opens a new one per scrape).
 
-Threads: the accept thread owns the listening socket; each connection's thread
-owns that connection; ``render`` runs under a lock, one scrape at a time; the
-counters (``turned_away`` by the accept thread, ``timed_out`` by every
-connection's thread) change under a lock of their own.
+Threads: the accept thread owns the listening socket, and runs its loop under a
+``Guard`` like every stage (an unexpected failure is logged, counted and retried;
+``healthy`` is part of the daemon's); each connection's thread owns that
+connection and serves one request (its failures end that connection only);
+``render`` runs under a lock, one scrape at a time; the counters (``turned_away``
+by the accept thread, ``timed_out`` by every connection's thread) change under a
+lock of their own.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+
+from vggvoxd.guard import Guard
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +67,11 @@ def response(status: str, body: bytes, content_type: str = "text/plain; charset=
 
 
 class MetricsHTTP:
-    def __init__(self, address: tuple[str, int], render: Render) -> None:
+    def __init__(self, address: tuple[str, int], render: Render,
+                 on_fatal: Callable[[str], None] = lambda why: None) -> None:
         self.address = address
         self.render = render
+        self.guard = Guard("metrics", on_fatal)
         self._render_lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._stop = threading.Event()
@@ -100,27 +107,37 @@ class MetricsHTTP:
         if self._listener is not None:
             self._listener.close()
 
+    def healthy(self) -> bool:
+        """Not given up, and accepting (or not started, or stopped on request)."""
+        return not self.guard.failed and (self._thread is None or self._thread.is_alive()
+                                          or self._stop.is_set())
+
     def _accept(self) -> None:
+        self.guard.run(self._accept_one, self._stop)
+
+    def _accept_one(self) -> bool | None:
+        """One connection handed to a thread of its own, or turned away (True); None
+        when none could be accepted (idle); False once stopped."""
         assert self._listener is not None
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except OSError as e:  # out of files, say: the next try may succeed
-                if self._stop.is_set():
-                    return
-                self._warn(f"metrics: cannot accept a connection: {e}")
-                self._stop.wait(0.1)
-                continue
-            if not self._slots.acquire(blocking=False):
-                conn.close()
-                self._turn_away()
-                continue
-            try:
-                threading.Thread(target=self._serve, args=(conn,), name="metrics-conn",
-                                 daemon=True).start()
-            except RuntimeError:  # no thread to be had: the scraper tries again
-                conn.close()
-                self._slots.release()
+        try:
+            conn, _ = self._listener.accept()
+        except OSError as e:  # out of files, say: the next try may succeed
+            if self._stop.is_set():
+                return False
+            self._warn(f"metrics: cannot accept a connection: {e}")
+            self._stop.wait(0.1)
+            return None
+        if not self._slots.acquire(blocking=False):
+            conn.close()
+            self._turn_away()
+            return True
+        try:
+            threading.Thread(target=self._serve, args=(conn,), name="metrics-conn",
+                             daemon=True).start()
+        except RuntimeError:  # no thread to be had: the scraper tries again
+            conn.close()
+            self._slots.release()
+        return True
 
     def _turn_away(self) -> None:
         with self._counting:

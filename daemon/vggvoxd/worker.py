@@ -82,6 +82,10 @@ class Worker:
         return not self.guard.failed and (self._thread.is_alive() or self._stop.is_set()
                                           or self._thread.ident is None)
 
+    def healthy(self) -> bool:
+        """As a stage (guard.py): alive is healthy, as it waits for jobs by design."""
+        return self.alive()
+
     def _run(self) -> None:
         self.guard.run(self._step, self._stop)
 
