@@ -74,6 +74,44 @@ def test_the_counters_move_as_the_events_do(tmp_path: Path) -> None:
     assert after[("vggvox_dropped_windows_total", (("source", "stdin"),))] == 0
 
 
+def test_the_collector_shows_its_readings_and_nothing_else() -> None:
+    """The metrics see the runtime through ``Readings`` alone (a function per reading),
+    not the daemon: a hand-made one is all a collector needs."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from vggvoxd.guard import Guard
+    from vggvoxd.prometheus import DaemonCollector, Readings
+    from vggvoxd.streamthread import StreamCounts
+
+    guard = Guard("embedder", print)
+    guard.failures = 2
+    readings = Readings("m@1", "ab12", sources=lambda: [
+        ("kitchen", "running", StreamCounts(windows=5, turns=2, dropped_samples=160,
+                                            dropped_windows=1, overflows=3))],
+        replays=lambda: (7, 3, 40), embed_s=lambda: 1.5, dropped_events=lambda: 4,
+        queued=lambda: 2, speakers=lambda: 9, guards=lambda: {"embedder": guard})
+    registry = CollectorRegistry()
+    registry.register(DaemonCollector(readings))  # type: ignore[arg-type]
+    got = {(s.name, tuple(sorted(s.labels.items()))): s.value for fam in
+           text_string_to_metric_families(generate_latest(registry).decode())
+           for s in fam.samples}
+    kitchen, replay = (("source", "kitchen"),), (("source", "replay"),)
+    assert got[("vggvox_windows_decided_total", kitchen)] == 5
+    assert got[("vggvox_turns_decided_total", replay)] == 3
+    assert got[("vggvox_dropped_samples_total", kitchen)] == 160
+    assert got[("vggvox_dropped_samples_total", replay)] == 40
+    assert got[("vggvox_dropped_windows_total", kitchen)] == 1
+    assert got[("vggvox_input_overflows_total", kitchen)] == 3
+    assert got[("vggvox_source_state", (("source", "kitchen"), ("state", "running")))] == 1
+    assert got[("vggvox_embed_seconds_total", ())] == 1.5
+    assert got[("vggvox_dropped_events_total", ())] == 4
+    assert got[("vggvox_queue_depth", ())] == 2
+    assert got[("vggvox_enrolled_speakers", ())] == 9
+    assert got[("vggvox_stage_restarts_total", (("stage", "embedder"),))] == 2
+    assert got[("vggvox_build_info", (("model", "m@1"), ("sha256", "ab12"),
+                                      ("version", __import__("vggvox").__version__)))] == 1
+
+
 def test_a_taken_port_is_one_line_and_exit_1(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -44,7 +44,7 @@ from vggvoxd.indexer import SearchIndexer
 from vggvoxd.livesources import LiveSource, specs
 from vggvoxd.lock import EndpointLocks
 from vggvoxd.notify import Notifier, Watchdog
-from vggvoxd.prometheus import MetricsServer
+from vggvoxd.prometheus import MetricsServer, Readings
 from vggvoxd.publisher import Publisher
 from vggvoxd.rooms import Rooms
 from vggvoxd.services import HealthView, LiveView, Services
@@ -87,7 +87,7 @@ class Daemon:
                                    on_fatal=self.on_fatal)
         self.publish: Callable[[Event], None] = self.publisher.publish
         """The publish function (any thread), handed to whoever publishes: no hop here."""
-        self.metrics = (MetricsServer(self, settings.metrics, self.on_fatal)
+        self.metrics = (MetricsServer(self.readings(card), settings.metrics, self.on_fatal)
                         if settings.metrics.listen else None)
         self.executor = EmbedExecutor(self.embedder, self.voiceprints, self.store, self.queues,
                                       settings.window.max_batch, self.on_fatal,
@@ -259,6 +259,16 @@ class Daemon:
         CURVE authenticator (pyzmq's thread): a stuck embedder stops the watchdog's
         pings even as audio flows, and the service is restarted."""
         return all(stage.healthy() for stage in self.stages().values()) and self.curve.alive()
+
+    def readings(self, card: ModelCard) -> Readings:
+        """What the metrics show, each read when Prometheus scrapes."""
+        return Readings(
+            card.tag, card.sha256,
+            sources=lambda: [(lv.name, lv.state, lv.stream.counts()) for lv in self.lives],
+            replays=lambda: self.handlers.replays.totals(),
+            embed_s=lambda: self.executor.compute_s, dropped_events=lambda: self.publisher.dropped,
+            queued=lambda: len(self.queues), speakers=lambda: len(self.voiceprints),
+            guards=self.guards)
 
     def run(self) -> int:
         """Serve until stopped: 0 on a clean stop, 1 when a stage gave up.

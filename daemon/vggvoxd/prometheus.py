@@ -4,9 +4,12 @@
       listen: 127.0.0.1:9464     # then: curl http://127.0.0.1:9464/metrics
 
 Almost everything is read from the daemon's own counters when Prometheus
-scrapes (``DaemonCollector.collect``, in the HTTP server's thread), so between
-scrapes it costs nothing. The one metric fed as events happen is the decision
-latency histogram: one ``observe`` per window, in the executor thread.
+scrapes (``DaemonCollector.collect``, in a connection's thread, one scrape at a
+time), so between scrapes it costs nothing. The collector sees the runtime only
+through ``Readings``: a function for each thing it shows, not the daemon. Each
+counter it reads has one writer (executor.py, streamthread.py) and is read in
+one step. The one metric fed as events happen is the decision latency
+histogram: one ``observe`` per window, in the executor thread.
 
 A ``listen`` address off loopback is refused unless ``public: true`` says it
 is meant: the endpoint has no authentication, and the systemd unit allows
@@ -21,14 +24,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 from vggvox import __version__
 from vggvoxd.config import MetricsSettings
+from vggvoxd.guard import Guard
 from vggvoxd.prometheus_http import MAX_CONNECTIONS, MetricsHTTP
-
-if TYPE_CHECKING:
-    from vggvoxd.daemon import Daemon
+from vggvoxd.streamthread import StreamCounts
 
 log = logging.getLogger(__name__)
 
@@ -36,72 +39,92 @@ LATENCY_BUCKETS = (0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)
 """Seconds from a window's last sample to its events being out."""
 
 
+@dataclass(frozen=True)
+class Readings:
+    """What the metrics show of the runtime: the model, and a function for each reading,
+    called at scrape time."""
+
+    model: str
+    sha256: str
+    """The model's tag and its file's hash."""
+    sources: Callable[[], list[tuple[str, str, StreamCounts]]]
+    """Each live source's name, state and counters."""
+    replays: Callable[[], tuple[int, int, int]]
+    """Windows and turns decided, and samples dropped, by every replay since start."""
+    embed_s: Callable[[], float]
+    dropped_events: Callable[[], int]
+    queued: Callable[[], int]
+    speakers: Callable[[], int]
+    guards: Callable[[], dict[str, Guard]]
+    """Every stage's guard, by stage name."""
+
+
 class DaemonCollector:
     """The daemon's state as Prometheus metric families, read at scrape time."""
 
-    def __init__(self, daemon: Daemon) -> None:
-        self.d = daemon
+    def __init__(self, readings: Readings) -> None:
+        self.r = readings
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 
-        d = self.d
-        card = d.embedder.card
+        r = self.r
         yield InfoMetricFamily("vggvox_build", "Version, model and model file hash",
-                               value={"version": __version__, "model": card.tag,
-                                      "sha256": card.sha256})
-        per_source: dict[str, dict[str, float]] = {}
-        for live in d.lives:
-            s = live.stream
-            per_source[live.name] = {
-                "windows": s.windows_decided, "turns": s.turns_decided,
-                "samples": s.ring.dropped, "dropped_windows": s.dropped_windows,
-                "overflows": s.source.overflows}
-        # One series for all replays (their names are one-off tokens), counting the
-        # finished ones too, so that it never goes back.
-        windows, turns, samples = d.handlers.replays.totals()
-        per_source["replay"] = {"windows": windows, "turns": turns, "samples": samples,
-                                "dropped_windows": 0, "overflows": 0}
+                               value={"version": __version__, "model": r.model,
+                                      "sha256": r.sha256})
+        sources = r.sources()
+        yield from self.per_source(sources)
+        state = GaugeMetricFamily("vggvox_source_state", "1 for the source's current state",
+                                  labels=["source", "state"])
+        for name, source_state, _ in sources:
+            state.add_metric([name, source_state], 1)
+        yield state
+        yield CounterMetricFamily("vggvox_embed_seconds", "Time spent in the embedding "
+                                  "network and its batching", value=r.embed_s())
+        yield CounterMetricFamily("vggvox_dropped_events", "Events the publisher dropped",
+                                  value=r.dropped_events())
+        yield GaugeMetricFamily("vggvox_queue_depth", "Windows and items waiting for the "
+                                "embedder", value=r.queued())
+        yield GaugeMetricFamily("vggvox_enrolled_speakers", "Speakers in the voiceprint set",
+                                value=r.speakers())
+        failures = CounterMetricFamily("vggvox_stage_restarts", "Failures a stage recovered "
+                                       "from (each is logged)", labels=["stage"])
+        for stage, guard in r.guards().items():
+            failures.add_metric([stage], guard.failures)
+        yield failures
+
+    def per_source(self, sources: list[tuple[str, str, StreamCounts]]) -> Iterator[Any]:
+        """The counters labelled by source: each live source's, and one series for all
+        replays (their names are one-off tokens), counting the finished ones too, so
+        that it never goes back."""
+        from prometheus_client.core import CounterMetricFamily
+
+        per_source = {name: counts for name, _, counts in sources}
+        windows, turns, samples = self.r.replays()
+        per_source["replay"] = StreamCounts(windows, turns, samples, 0, 0)
         families = {
             "windows": CounterMetricFamily("vggvox_windows_decided", "Windows embedded "
                                            "and decided", labels=["source"]),
             "turns": CounterMetricFamily("vggvox_turns_decided", "Turns closed with their "
                                          "answer", labels=["source"]),
-            "samples": CounterMetricFamily("vggvox_dropped_samples", "Audio samples "
-                                           "overwritten in a ring buffer", labels=["source"]),
+            "dropped_samples": CounterMetricFamily("vggvox_dropped_samples", "Audio "
+                                                   "samples overwritten in a ring buffer",
+                                                   labels=["source"]),
             "dropped_windows": CounterMetricFamily("vggvox_dropped_windows", "Windows the "
                                                    "live queue dropped", labels=["source"]),
             "overflows": CounterMetricFamily("vggvox_input_overflows", "PortAudio input "
                                              "overflows", labels=["source"]),
         }
-        for name, values in per_source.items():
+        for name, counts in per_source.items():
             for key, family in families.items():
-                family.add_metric([name], values[key])
+                family.add_metric([name], getattr(counts, key))
         yield from families.values()
-        state = GaugeMetricFamily("vggvox_source_state", "1 for the source's current state",
-                                  labels=["source", "state"])
-        for live in d.lives:
-            state.add_metric([live.name, live.state], 1)
-        yield state
-        yield CounterMetricFamily("vggvox_embed_seconds", "Time spent in the embedding "
-                                  "network and its batching", value=d.executor.compute_s)
-        yield CounterMetricFamily("vggvox_dropped_events", "Events the publisher dropped",
-                                  value=d.publisher.dropped)
-        yield GaugeMetricFamily("vggvox_queue_depth", "Windows and items waiting for the "
-                                "embedder", value=len(d.queues))
-        yield GaugeMetricFamily("vggvox_enrolled_speakers", "Speakers in the voiceprint set",
-                                value=len(d.voiceprints))
-        failures = CounterMetricFamily("vggvox_stage_restarts", "Failures a stage recovered "
-                                       "from (each is logged)", labels=["stage"])
-        for stage, guard in d.guards().items():
-            failures.add_metric([stage], guard.failures)
-        yield failures
 
 
 class MetricsServer:
     """The /metrics endpoint and the latency histogram; start() opens the port."""
 
-    def __init__(self, daemon: Daemon, settings: MetricsSettings,
+    def __init__(self, readings: Readings, settings: MetricsSettings,
                  on_fatal: Callable[[str], None] = lambda why: None) -> None:
         from prometheus_client import CollectorRegistry, Histogram
 
@@ -110,7 +133,7 @@ class MetricsServer:
         self.latency = Histogram("vggvox_decision_latency_seconds", "From a window's last "
                                  "sample entering its ring buffer to its events being out",
                                  buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.registry.register(DaemonCollector(daemon))  # type: ignore[arg-type]
+        self.registry.register(DaemonCollector(readings))  # type: ignore[arg-type]
         self.http = MetricsHTTP(settings.address, self.render, on_fatal)
         """Its accept loop is a stage of the daemon (``guard``, ``healthy``)."""
 

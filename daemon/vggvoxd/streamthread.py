@@ -40,6 +40,22 @@ from vggvoxd.guard import Guard
 from vggvoxd.sources import AudioSource
 
 
+@dataclass(frozen=True)
+class StreamCounts:
+    """What a stream has done and lost, since it started (read in one go)."""
+
+    windows: int
+    """Windows embedded and decided."""
+    turns: int
+    """Turns closed with their answer."""
+    dropped_samples: int
+    """Samples overwritten in its ring buffer (the stream thread fell behind its source)."""
+    dropped_windows: int
+    """Windows the live queue dropped (the executor fell behind)."""
+    overflows: int
+    """Input overflows its capture device reported."""
+
+
 @dataclass
 class Tap:
     """Collects the next ``samples`` samples of a source (live enrollment)."""
@@ -157,6 +173,10 @@ class Stream:
     def dropped_windows(self) -> int:
         """Windows of this stream the live queue dropped."""
         return self.queues.dropped_windows(self.sink)
+
+    def counts(self) -> StreamCounts:
+        return StreamCounts(self.sink.windows_decided, self.sink.turns_decided,
+                            self.ring.dropped, self.dropped_windows, self.source.overflows)
 
     def healthy(self) -> bool:
         """Not given up (a finite stream's thread ends when its source is all queued)."""
