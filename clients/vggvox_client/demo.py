@@ -20,6 +20,7 @@ import numpy as np
 import soundfile as sf
 
 from vggvox.audio import load_audio
+from vggvox.protocol.requests import StatusRequest
 from vggvox_client import operations
 from vggvox_client.connection import ClientError, Connection
 from vggvox_client.virtualmic import PulseServer
@@ -59,7 +60,7 @@ def wait_running(conn: Connection, proc: subprocess.Popen[bytes], timeout: float
         if proc.poll() is not None:
             raise RuntimeError("vggvoxd exited during start-up")
         try:
-            if conn.request("status", timeout=0.5)["state"] == "running":
+            if conn.send(StatusRequest(), timeout=0.5)["state"] == "running":
                 return
         except ClientError:
             pass

@@ -28,6 +28,7 @@ from rich.table import Table
 from rich.text import Text
 
 from vggvox.protocol.events import Received
+from vggvox.protocol.requests import ListRequest, StatusRequest
 from vggvox_client.bridges import speaking
 from vggvox_client.bridges.speaking import Source, SpeakingState
 from vggvox_client.connection import ClientError, Connection
@@ -157,8 +158,8 @@ def run(conn: Connection, seconds: float | None = None) -> int:
                 if now >= next_poll:
                     next_poll, dirty = now + STATUS_EVERY_S, True
                     try:
-                        w.status(conn.request("status", timeout=1.0))
-                        w.speakers(conn.request("list", timeout=1.0))
+                        w.status(conn.send(StatusRequest(), timeout=1.0))
+                        w.speakers(conn.send(ListRequest(), timeout=1.0))
                     except ClientError:
                         w.connected = False  # the daemon is gone or restarting
                 ev = conn.receive_event(sock, 0.25)  # the only wait: q answers within it

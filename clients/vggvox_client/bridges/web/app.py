@@ -52,8 +52,10 @@ from urllib.parse import parse_qs, quote, urlparse
 
 import zmq
 
-from vggvox.audio import load_audio, to_int16
+from vggvox.audio import load_audio
 from vggvox.errors import AudioError, VggvoxError
+from vggvox.protocol.pcm import to_pcm
+from vggvox.protocol.requests import EnrollRequest, ListRequest, StatusRequest
 from vggvox_client.bridges.web import peer
 from vggvox_client.bridges.web.guard import (
     Guard,
@@ -159,7 +161,7 @@ class Handler(BoundedHandler):
             return self._json(200, page_state(self.hub, self.conn))
         if path == "/speakers":
             try:
-                return self._json(200, self.conn.request("list", timeout=5))
+                return self._json(200, self.conn.send(ListRequest(), timeout=5))
             except ClientError as e:
                 return self._error(STATUS.get(e.code, 503), str(e))
             except (zmq.ZMQError, OSError) as e:  # OSError: no file left
@@ -200,11 +202,11 @@ class Handler(BoundedHandler):
                 return short[0], {"error": short[1]}
             f.flush()
             try:
-                status = self.conn.request("status", timeout=5)
+                status = self.conn.send(StatusRequest(), timeout=5)
                 audio = load_audio(f.name, max_seconds=float(
                     status.get("enroll_max_audio_s") or ENROLL_MAX_S))
-                reply = self.conn.request("enroll", timeout=60, name=name, replace=False,
-                                          force=False, audio=[to_int16(audio).tobytes()])
+                reply = self.conn.send(EnrollRequest(name=name, audio=[to_pcm(audio)]),
+                                       timeout=60)
             except AudioError as e:
                 return 400, {"error": f"the upload: {e.reason}"}
             except ClientError as e:

@@ -20,6 +20,7 @@ import zmq
 
 from vggvox.errors import VggvoxError
 from vggvox.protocol.events import Received
+from vggvox.protocol.requests import ListRequest, StatusRequest
 from vggvox_client.bridges.speaking import Source, SpeakingState
 from vggvox_client.connection import Connection
 
@@ -119,8 +120,8 @@ def page_state(hub: EventHub, conn: Connection) -> dict[str, Any]:
     sources = hub.snapshot()
     state: dict[str, Any] = {"daemon": "running", "sources": sources, "speakers": []}
     try:
-        status = conn.request("status", timeout=2)
-        state["speakers"] = conn.request("list", timeout=2).get("speakers", [])
+        status = conn.send(StatusRequest(), timeout=2)
+        state["speakers"] = conn.send(ListRequest(), timeout=2).get("speakers", [])
     except (VggvoxError, zmq.ZMQError, OSError) as e:  # ClientError; OSError: no file left
         state["daemon"] = str(e)
         return state
