@@ -92,8 +92,7 @@ class Daemon:
         self.executor = EmbedExecutor(self.embedder, self.voiceprints, self.store, self.queues,
                                       settings.window.max_batch, self.on_fatal,
                                       on_load=self.on_load,
-                                      on_decision=self.metrics.observe if self.metrics
-                                      else lambda latency_s: None)
+                                      on_decision=self.metrics.observe if self.metrics else None)
         self.handlers = Handlers(Services(
             settings=settings, store=self.store, embedder=self.embedder, rooms=self.rooms,
             publish=self.publish, lives=LiveView(lambda: self.lives, source),

@@ -156,7 +156,7 @@ class EmbedExecutor:
                  queues: WorkQueues, max_batch: int,
                  on_fatal: Callable[[str], None] = lambda why: None,
                  on_load: Callable[[], None] = lambda: None,
-                 on_decision: Callable[[float], None] = lambda latency_s: None) -> None:
+                 on_decision: Callable[[float], None] | None = None) -> None:
         self.embedder = embedder
         self.voiceprints = voiceprints
         self.store = store
@@ -165,7 +165,8 @@ class EmbedExecutor:
         self.on_load = on_load
         """Called after each (re)load of the voiceprints (the search index's wake-up)."""
         self.on_decision = on_decision
-        """Called with each window's decision latency (s), once its events are out."""
+        """Called with each window's decision latency (s), once its events are out (the
+        metrics' histogram; None without metrics: no call per window)."""
         self._generation = -1
         self._refresh_lock = threading.Lock()
         self._stop = threading.Event()
@@ -267,5 +268,5 @@ class EmbedExecutor:
                         sink.turns_decided += 1
                 for ev in to_events(sink.name, result, self.embedder.tag, job.captured):
                     sink.publish(ev)
-            if isinstance(item, Window) and job.captured:
+            if isinstance(item, Window) and job.captured and self.on_decision is not None:
                 self.on_decision(time.time() - job.captured)

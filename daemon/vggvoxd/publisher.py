@@ -4,6 +4,11 @@ Any thread may ``publish``: the event goes into a bounded queue and the call
 returns at once; when the queue is full the oldest event is dropped and
 counted. ZeroMQ's high-water mark then drops messages for a subscriber that
 is slow or gone, so no subscriber can ever hold up the pipeline.
+
+``publish`` is the function the daemon hands to whoever publishes (each stream's
+sink, the ops, the run loop): nothing stands between them and this queue.
+Owners: the events thread owns the socket and ``seq``; ``dropped`` is changed
+under its lock, by a publishing thread (queue full) or the events thread.
 """
 
 from __future__ import annotations
