@@ -61,8 +61,7 @@ class Daemon:
         self.source_spec = source
         self.notifier = notifier or Notifier()
         self.watchdog = Watchdog(self.notifier, self.healthy)
-        """Called per captured block, and by the run loop while no source should be heard
-        from: pings systemd while every stage is healthy (notify.py)."""
+        """Per captured block, and from the run loop: pings while healthy (notify.py)."""
         # One daemon per endpoint, checked first: a second one must not even load the
         # model or open the first one's store before it refuses.
         self.locks = EndpointLocks([settings.endpoint("events"), settings.endpoint("control")])
@@ -82,17 +81,7 @@ class Daemon:
                                           self.calibrations.default)
         self.rooms = Rooms([spec.name for spec in specs(settings, source)], self.rule_for,
                            settings.scoring.adapt, self.store, card)
-        self.queues = WorkQueues(settings.window.queue, settings.window.queue)
-        self.publisher = Publisher(settings.endpoint("events"), settings.endpoints.events_hwm,
-                                   on_fatal=self.on_fatal)
-        self.publish: Callable[[Event], None] = self.publisher.publish
-        """The publish function (any thread), handed to whoever publishes: no hop here."""
-        self.metrics = (MetricsServer(self.readings(card), settings.metrics, self.on_fatal)
-                        if settings.metrics.listen else None)
-        self.executor = EmbedExecutor(self.embedder, self.voiceprints, self.store, self.queues,
-                                      settings.window.max_batch, self.on_fatal,
-                                      on_load=self.on_load,
-                                      on_decision=self.metrics.observe if self.metrics else None)
+        self._pipeline(card)
         self.handlers = Handlers(Services(
             settings=settings, store=self.store, embedder=self.embedder, rooms=self.rooms,
             publish=self.publish, lives=LiveView(lambda: self.lives, source),
@@ -104,11 +93,7 @@ class Daemon:
                               self.indexer, lambda: (self.publisher, self.control))))
         self.control = ControlServer(settings.endpoint("control"), self.handlers.table(),
                                      settings.endpoints.max_request_bytes, self.on_fatal)
-        self.curve = Curve(settings.security)
-        for sock in (self.publisher, self.control):
-            sock.options.update(self.curve.socket_options())
-        if self.curve.enabled:
-            self.control.authorize = self.curve.allows
+        self.curve = self._curve()
         self.lives: list[LiveSource] = []
         """The live sources, built by ``run``; owned by the run loop's thread."""
         self.fatal: str | None = None
@@ -122,6 +107,32 @@ class Daemon:
                  self.store.path)
         for name, cal in self.calibrations.by_source.items():
             log.info("source %s: its own calibration %s", name, cal.path)
+
+    def _pipeline(self, card: ModelCard) -> None:
+        """The work queues, the executor that embeds and decides for every stream, the
+        events publisher and (when ``metrics.listen`` is set) the metrics endpoint."""
+        settings = self.settings
+        self.queues = WorkQueues(settings.window.queue, settings.window.queue)
+        self.publisher = Publisher(settings.endpoint("events"), settings.endpoints.events_hwm,
+                                   on_fatal=self.on_fatal)
+        self.publish: Callable[[Event], None] = self.publisher.publish
+        """The publish function (any thread), handed to whoever publishes: no hop here."""
+        self.metrics = (MetricsServer(self.readings(card), settings.metrics, self.on_fatal)
+                        if settings.metrics.listen else None)
+        self.executor = EmbedExecutor(self.embedder, self.voiceprints, self.store, self.queues,
+                                      settings.window.max_batch, self.on_fatal,
+                                      on_load=self.on_load,
+                                      on_decision=self.metrics.observe if self.metrics else None)
+
+    def _curve(self) -> Curve:
+        """CURVE on both sockets when a server key is set (else nothing), and who may
+        make which control request."""
+        curve = Curve(self.settings.security)
+        for sock in (self.publisher, self.control):
+            sock.options.update(curve.socket_options())
+        if curve.enabled:
+            self.control.authorize = curve.allows
+        return curve
 
     def _check_store(self, card: ModelCard, allow_empty: bool) -> None:
         """A store of another model's voiceprints would leave everyone unknown, silently
