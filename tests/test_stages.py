@@ -242,6 +242,27 @@ def test_control_decoding_limits() -> None:
             server.decode(bad)
 
 
+def test_control_ops_table_is_exactly_the_protocols_ops() -> None:
+    from vggvox.protocol.requests import REQUESTS
+    from vggvoxd.control import Op, ops_table
+
+    def no_reply(req: object, later: object) -> None:
+        return None
+
+    ops = {name: Op(cls, no_reply) for name, cls in REQUESTS.items()}
+    assert set(ops_table(*ops.values())) == set(REQUESTS)
+    with pytest.raises(ValueError, match=r"no handler for \['status'\]"):
+        ops_table(*(op for name, op in ops.items() if name != "status"))
+
+    class FormatDisk(REQUESTS["status"]):  # type: ignore[misc,valid-type]
+        op = "format_disk"
+
+    with pytest.raises(ValueError, match=r"not in .*REQUESTS: \['format_disk'\]"):
+        ops_table(*ops.values(), Op(FormatDisk, no_reply))
+    with pytest.raises(ValueError, match="twice"):
+        ops_table(*ops.values(), ops["list"])
+
+
 # ---------------------------------------------------------------- a guarded stage
 
 

@@ -21,8 +21,9 @@ import msgpack
 import zmq
 
 from vggvox.errors import VggvoxError
-from vggvox.protocol.errors import RequestError, error_code, error_reply
+from vggvox.protocol.errors import NOT_ALLOWED, RequestError, error_code, error_reply
 from vggvox.protocol.message import Reply, Request, Wire, field
+from vggvox.protocol.requests import REQUESTS
 from vggvoxd.sockets import SocketThread
 
 log = logging.getLogger(__name__)
@@ -66,10 +67,16 @@ class Op(Generic[Q]):
 
 
 def ops_table(*ops: Op[Any]) -> dict[str, Op[Any]]:
-    """The ops by name; each op once."""
+    """The ops by name: each op of the protocol's ``REQUESTS`` once, and no other, so
+    a request type added to the protocol without a handler (or the reverse) stops the
+    daemon at start, not a client at its first call."""
     table = {op.name: op for op in ops}
     if len(table) != len(ops):
         raise ValueError("an op is registered twice")
+    missing, extra = sorted(REQUESTS.keys() - table), sorted(table.keys() - REQUESTS)
+    if missing or extra:
+        raise ValueError(f"the daemon's ops differ from the protocol's: no handler for "
+                         f"{missing}, not in vggvox.protocol.requests.REQUESTS: {extra}")
     return table
 
 
@@ -170,7 +177,7 @@ class ControlServer(SocketThread):
             op = self.ops[req["op"]]
             refused = self.authorize(client, op.name, op.role) if self.authorize else None
             if refused:
-                raise RequestError(refused, "not_allowed")
+                raise RequestError(refused, NOT_ALLOWED)
             return op.serve(req, later)
 
         return self.answer(serve)
