@@ -173,7 +173,7 @@ def test_a_cancel_racing_the_store_is_cancelled_or_done_never_both(
 
 def test_a_store_write_held_up_by_another_process_holds_up_no_request(
         daemon: DaemonProcess, convo: Conversation) -> None:
-    """`commit` held the requests' lock through the store write, which waits up to
+    """`commit` held the cancels' lock through the store write, which waits up to
     10 s for another process's lock: a `cancel` then blocked the control thread, and
     every request with it (the client's Ctrl-C waits 3 s). Now the write runs outside
     that lock: `status` answers at once, and the cancel gets its true answer (`done`)
@@ -214,20 +214,20 @@ def test_a_store_write_held_up_by_another_process_holds_up_no_request(
 
 
 def test_a_cancel_while_the_write_fails_is_cancelled_with_its_error() -> None:
-    """The store write runs outside the requests' lock: a cancel meanwhile returns at
+    """The store write runs outside the cancels' lock: a cancel meanwhile returns at
     once (deferred) and gets, when the write fails, `cancelled` with the write's error
     (never `done`: nothing was stored)."""
     from vggvox.errors import StoreError
-    from vggvoxd.cancellation import Requests
+    from vggvoxd.cancellation import Cancellations
 
-    requests = Requests()
-    t = requests.track("req-fail-1", "enrollment of 'x'")
-    requests.start(t)
+    cancels = Cancellations()
+    t = cancels.track("req-fail-1", "enrollment of 'x'")
+    cancels.start(t)
     writing, fail = threading.Event(), threading.Event()
     answers: list[dict] = []
 
     def job() -> None:
-        with pytest.raises(StoreError), requests.commit(t):
+        with pytest.raises(StoreError), cancels.commit(t):
             writing.set()
             fail.wait(5)
             raise StoreError("the disk is full: nothing was written")
@@ -235,15 +235,15 @@ def test_a_cancel_while_the_write_fails_is_cancelled_with_its_error() -> None:
     worker = threading.Thread(target=job)
     worker.start()
     assert writing.wait(5)
-    answer = requests.cancel("req-fail-1", lambda make: answers.append(make()))
+    answer = cancels.cancel("req-fail-1", lambda make: answers.append(make()))
     assert answer is None and not answers, "answered before the write ended"
     fail.set()
     worker.join(5)
-    requests.end(t, {"ok": False, "error": "the disk is full: nothing was written"})
+    cancels.end(t, {"ok": False, "error": "the disk is full: nothing was written"})
     expected = {"ok": True, "request": "req-fail-1", "state": "cancelled",
                 "error": "the disk is full: nothing was written"}
     assert answers == [expected]
-    assert requests.cancel("req-fail-1", lambda make: answers.append(make())) == expected
+    assert cancels.cancel("req-fail-1", lambda make: answers.append(make())) == expected
 
 
 def test_a_live_recording_at_its_limit_is_cancelled_and_past_it_is_refused_by_key(

@@ -79,7 +79,9 @@ class Tracked:
         return self.state == "cancelled"
 
 
-class Requests:
+class Cancellations:
+    """The enrollments under way and the latest finished, by ``request`` id."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._active: dict[str, Tracked] = {}

@@ -8,7 +8,7 @@ enrollment worker (``worker.py``), whose reply goes back through the control
 socket's ``later``. A live recording is a ``Tap`` on its stream, filled by the
 stream's thread. Every enrollment is tracked (``cancellation.py``), so that its
 client can ``cancel`` it by its ``request`` id: the store write is the one step a
-cancel cannot interrupt; it runs inside ``Requests.commit`` (but outside its lock),
+cancel cannot interrupt; it runs inside ``Cancellations.commit`` (but outside its lock),
 and a cancel that comes meanwhile is answered when it ends.
 
 Unknown voices are looked for on the live streams, the replays under way, and
@@ -38,7 +38,7 @@ from vggvox.settings import EnrollSettings
 from vggvox.store import VoiceprintStore, check_name
 from vggvox.stream.unknowns import UnknownClusters
 from vggvox.stream.vad import VadConfig
-from vggvoxd.cancellation import CancelledError, Requests, Tracked
+from vggvoxd.cancellation import Cancellations, CancelledError, Tracked
 from vggvoxd.control import Later, RequestError
 from vggvoxd.rooms import Rooms
 from vggvoxd.services import LiveView
@@ -69,7 +69,7 @@ def listing(voices: list[Voices]) -> str:
 
 
 class Enrolling:
-    """The ``enroll`` and ``name`` ops, and the enrollments under way (``requests``)."""
+    """The ``enroll`` and ``name`` ops, and the enrollments under way (``cancels``)."""
 
     def __init__(self, *, store: VoiceprintStore, embedder: Embedder, settings: EnrollSettings,
                  vad: VadConfig, rooms: Rooms, lives: LiveView, worker: Worker,
@@ -80,7 +80,7 @@ class Enrolling:
         self.publish, self.announce, self.stopping = publish, announce, stopping
         self.voices = voices
         """Every stream's unknown voices: live, replaying, and recently replayed."""
-        self.requests = Requests()
+        self.cancels = Cancellations()
 
     # -- enroll ---------------------------------------------------------------------------
 
@@ -106,7 +106,7 @@ class Enrolling:
                 raise RequestError(f"'source': {e}") from None
         prefix = f"{on}:" if on is not None else ""
         sources = [f"{prefix}clip{i}" for i in range(len(clips))]
-        t = self.requests.track(req.request, f"enrollment of {name!r}")
+        t = self.cancels.track(req.request, f"enrollment of {name!r}")
         self._submit(t, lambda: self.enroll_clips(name, clips, req.replace, sources, t,
                                                   req.force).to_wire(), later)
 
@@ -123,11 +123,11 @@ class Enrolling:
             # One recording at a time per source: each holds up to max_live_s of audio.
             raise RequestError(f"busy: a live enrollment is already recording on {main.name}",
                                BUSY)
-        t = self.requests.track(req.request, f"live enrollment of {name!r}", "recording")
+        t = self.cancels.track(req.request, f"live enrollment of {name!r}", "recording")
 
         def recorded(x: np.ndarray) -> None:  # in the stream's thread
             try:
-                self.requests.start(t, "queued")
+                self.cancels.start(t, "queued")
             except CancelledError:
                 return  # the cancel answered the request already
             try:
@@ -141,13 +141,13 @@ class Enrolling:
 
         def abandoned(why: str) -> None:  # the source stopped, ended or was lost
             error = f"live enrollment of {name!r} abandoned: {why}; nothing was stored"
-            if self.requests.abandon(t, error):  # else a cancel answered already
+            if self.cancels.abandon(t, error):  # else a cancel answered already
                 failed: Wire = {"ok": False, "error": error}
                 later(lambda: failed)
 
         tap = Tap(int(live * SAMPLE_RATE), recorded, abandoned)
 
-        def cancel() -> None:  # in the control thread, under the requests' lock
+        def cancel() -> None:  # in the control thread, under the cancels' lock
             tap.cancelled = True
             gone: Wire = {"ok": False, "code": CANCELLED, "error": f"live enrollment of "
                           f"{name!r} cancelled (request {req.request}): nothing was stored"}
@@ -162,15 +162,15 @@ class Enrolling:
             try:
                 reply = job()
             except Exception as e:
-                self.requests.end(t, {"ok": False, "error": str(e)})
+                self.cancels.end(t, {"ok": False, "error": str(e)})
                 raise
-            self.requests.end(t, reply)
+            self.cancels.end(t, reply)
             return reply
 
         try:
             self.worker.submit(run, later)
         except RequestError as e:
-            self.requests.end(t, {"ok": False, "error": str(e)})
+            self.cancels.end(t, {"ok": False, "error": str(e)})
             raise
 
     def enroll_clips(self, name: str, clips: list[np.ndarray], replace: bool,
@@ -178,7 +178,7 @@ class Enrolling:
         """Embed, check (the library's ``admit``: same voice, no look-alike name, unless
         ``force``) and store, unless cancelled first (in the enrollment worker)."""
         embedder = self.embedder
-        self.requests.start(t)  # a job cancelled while it waited ends here
+        self.cancels.start(t)  # a job cancelled while it waited ends here
         try:
             # Stopping is checked between clips, so that shutdown never has to leave
             # this thread in the middle of an ONNX call; a cancel, too.
@@ -199,7 +199,7 @@ class Enrolling:
         # An existing name without replace gets these clips added to its voiceprint:
         # say so, since a user may have meant a new speaker or --replace.
         action = "replaced" if replace and existed else "appended" if existed else "added"
-        with self.requests.commit(t):  # a cancel now is answered when the write ends
+        with self.cancels.commit(t):  # a cancel now is answered when the write ends
             info = admit(self.store, embedder.card, e, replace, force)
             t.result = {"action": action, "speaker": name}
         total = round(e.speech_s, 3)
@@ -218,7 +218,7 @@ class Enrolling:
         unknowns = voices.unknowns
         # Tracked before the voice is taken: a refused id (one still under way) must
         # leave the voice where it was.
-        t = self.requests.track(req.request, f"naming of {label!r} as {name!r}")
+        t = self.cancels.track(req.request, f"naming of {label!r} as {name!r}")
         # Take the voice, so that no turn joins it while it is being enrolled; it goes
         # back whenever the enrollment does not go through.
         cluster = unknowns.take(label)
@@ -226,7 +226,7 @@ class Enrolling:
             if cluster is not None:
                 unknowns.put_back(cluster)
             err = RequestError(f"{label!r} on {voices.source} has no speech kept yet")
-            self.requests.end(t, {"ok": False, "error": str(err)})
+            self.cancels.end(t, {"ok": False, "error": str(err)})
             raise err
 
         def job() -> Wire:  # in the enrollment worker

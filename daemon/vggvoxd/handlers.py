@@ -90,7 +90,7 @@ class Handlers:
     def cancel(self, req: CancelRequest, later: Later) -> CancelReply | None:
         """Cancel an enrollment by its ``request`` id (``cancellation.py``): answered at
         once, or through ``later`` when the enrollment's store write under way ends."""
-        answer = self.enrolling.requests.cancel(req.request, later)
+        answer = self.enrolling.cancels.cancel(req.request, later)
         return None if answer is None else CancelReply.from_wire(answer)
 
     def remove(self, req: RemoveRequest, later: Later) -> RemoveReply:
