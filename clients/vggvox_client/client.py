@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from vggvox.audio import load_audio
+from vggvox.protocol.errors import BAD_REQUEST
 from vggvox.protocol.events import TOPICS, Event
 from vggvox.protocol.pcm import to_pcm
 from vggvox.protocol.requests import EnrollRequest, ListRequest, RemoveRequest, StatusRequest
@@ -81,7 +82,7 @@ class Client:
         unknown = sorted(set(topics or ()) - set(TOPICS))
         if unknown:
             raise ClientError(f"unknown topics {unknown}; known: {', '.join(TOPICS)}",
-                              "bad_request")
+                              BAD_REQUEST)
         # Subscribed now, not on the first next(): events from here on are not missed.
         sock = self.conn.subscribe(list(topics) if topics else None)
         self._subs.append(sock)

@@ -19,6 +19,7 @@ import queue
 import threading
 from collections.abc import Callable
 
+from vggvox.protocol.errors import BUSY
 from vggvoxd.control import Later, RequestError, Wire, reply_of
 from vggvoxd.guard import Guard
 
@@ -60,7 +61,7 @@ class Worker:
                 self._outstanding += 1
         except queue.Full:
             raise RequestError(f"busy: {MAX_PENDING} enrollments are already waiting; "
-                               "try again when they are done", "busy") from None
+                               "try again when they are done", BUSY) from None
 
     @property
     def busy(self) -> bool:

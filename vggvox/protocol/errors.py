@@ -22,8 +22,10 @@ INTERNAL = "internal"
 """A bug in the daemon: the text says what failed."""
 UNREACHABLE = "unreachable"
 """Client side only: no reply came (the daemon is down, or does not know this key)."""
-# The library's own errors add theirs, from their class names (``error_code``):
-# voice_mismatch, confusable_name, store, audio, input_too_short, model, ...
+STORE = "store"
+"""The voiceprint store failed (``vggvox.errors.StoreError``, named by ``error_code``)."""
+# The library's other errors add theirs, from their class names (``error_code``):
+# voice_mismatch, confusable_name, audio, input_too_short, model, ...
 
 
 class RequestError(VggvoxError):

@@ -54,6 +54,7 @@ import zmq
 
 from vggvox.audio import load_audio
 from vggvox.errors import AudioError, VggvoxError
+from vggvox.protocol.errors import BUSY, INTERNAL, NOT_ALLOWED, STORE, UNREACHABLE
 from vggvox.protocol.pcm import to_pcm
 from vggvox.protocol.requests import EnrollRequest, ListRequest, StatusRequest
 from vggvox_client.bridges.web import peer
@@ -81,7 +82,7 @@ does not say."""
 NEEDS_TOKEN = ("this page needs its token: open the URL that vggvox-client web printed when "
                "it started (http://HOST:PORT/?token=...), or ask whoever started it; it "
                "keeps the token in {file} in its runtime folder")
-STATUS = {"not_allowed": 403, "store": 503, "busy": 503, "unreachable": 503, "internal": 500}
+STATUS = {NOT_ALLOWED: 403, STORE: 503, BUSY: 503, UNREACHABLE: 503, INTERNAL: 500}
 """The HTTP status of a daemon's error code (docs/control.md); any other is the
 request's fault (bad_request, voice_mismatch, input_too_short, ...): 400."""
 HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
