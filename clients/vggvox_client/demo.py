@@ -20,6 +20,7 @@ import numpy as np
 import soundfile as sf
 
 from vggvox.audio import load_audio
+from vggvox.protocol.events import SpeechEndEvent, SpeechStartEvent, TurnEvent
 from vggvox.protocol.requests import StatusRequest
 from vggvox_client import operations
 from vggvox_client.connection import ClientError, Connection
@@ -97,7 +98,7 @@ def main() -> int:
                   "into the virtual microphone; live events:")
             # Turns, not per-window scores: a turn is the daemon's answer to "who is
             # speaking", updated as the evidence grows and marked final when it ends.
-            sub = conn.subscribe(["speech.start", "speech.end", "turn"])
+            sub = conn.subscribe([SpeechStartEvent.topic, SpeechEndEvent.topic, TurnEvent.topic])
             time.sleep(0.3)
             player = pulse.play(conversation)
             give_up = time.monotonic() + 120
@@ -107,7 +108,7 @@ def main() -> int:
                 ev = conn.receive(sub, 0.2)
                 if ev is not None:
                     operations.emit(ev, as_json=False)
-                    if ev["type"] == "turn" and ev["final"]:
+                    if ev["type"] == TurnEvent.topic and ev["final"]:
                         heard.append(ev["speaker"] or ev["unknown"] or "nobody")
                 elif player.poll() is not None:
                     drain_until = drain_until or time.monotonic() + 2.0

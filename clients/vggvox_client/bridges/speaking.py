@@ -31,6 +31,12 @@ from vggvox.protocol.events import (
     from_payload,
 )
 
+SPEAKING_TOPICS = (TurnEvent.topic, SpeechEndEvent.topic, StatusEvent.topic)
+"""The events that say who speaks on each source, and its state: what a bridge that
+shows only that subscribes to (``watch``, ``mqtt``)."""
+TOPICS = (*SPEAKING_TOPICS, NamedEvent.topic, EnrollmentEvent.topic)
+"""Every event ``SpeakingState.apply`` reads: also a voice named, a speaker enrolled."""
+
 SPAN_S = 60.0
 """Seconds of a source's own clock whose turns are kept."""
 MAX_TURNS = 200

@@ -48,7 +48,7 @@ from vggvox.protocol.events import (
 from vggvox.slug import slug
 from vggvox_client.bridges.mqtt.hass import WHATS, config_topic, sensor_configs
 from vggvox_client.bridges.mqtt.outbox import TurnOutbox
-from vggvox_client.bridges.speaking import Source, SpeakingState
+from vggvox_client.bridges.speaking import SPEAKING_TOPICS, Source, SpeakingState
 from vggvox_client.connection import Connection
 
 log = logging.getLogger(__name__)
@@ -275,7 +275,7 @@ class Bridge:
     def run(self, stop: threading.Event) -> None:
         self.client.connect_async(self.host, self.port, keepalive=30)
         self.client.loop_start()
-        sock = self.conn.subscribe(["turn", "speech.end", "status"])
+        sock = self.conn.subscribe(list(SPEAKING_TOPICS))
         try:
             while not stop.is_set():
                 # Held turns wait for acknowledgements that come within milliseconds:

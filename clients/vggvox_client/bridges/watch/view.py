@@ -138,7 +138,7 @@ def render(w: WatchState) -> Group:
 def run(conn: Connection, seconds: float | None = None) -> int:
     """The view, until ``q``, Ctrl-C or ``seconds``."""
     w = WatchState()
-    sock = conn.subscribe(["turn", "speech.end", "status"])
+    sock = conn.subscribe(list(speaking.SPEAKING_TOPICS))
     fd = sys.stdin.fileno() if sys.stdin.isatty() else None
     saved = termios.tcgetattr(fd) if fd is not None else None
     if fd is not None:

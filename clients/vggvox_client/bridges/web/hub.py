@@ -21,12 +21,11 @@ import zmq
 from vggvox.errors import VggvoxError
 from vggvox.protocol.events import Received
 from vggvox.protocol.requests import ListRequest, StatusRequest
-from vggvox_client.bridges.speaking import Source, SpeakingState
+from vggvox_client.bridges.speaking import TOPICS, Source, SpeakingState
 from vggvox_client.connection import Connection
 
 log = logging.getLogger(__name__)
 
-TOPICS = ["turn", "speech.end", "status", "named", "enrollment"]
 MAX_SOURCES = 64
 """Sources kept (the least recently heard goes first): replays add sources. Per source,
 the model keeps the turns of the timeline the page shows (``speaking.SPAN_S``)."""
@@ -95,7 +94,7 @@ class EventHub:
         complained = False
         while not self.stop.is_set():
             try:
-                sock = self.conn.subscribe(TOPICS)
+                sock = self.conn.subscribe(list(TOPICS))
             except (VggvoxError, zmq.ZMQError, OSError) as e:
                 # The daemon's socket refuses us, or no file is left: say so once, retry.
                 if not complained:
