@@ -48,14 +48,14 @@ from vggvoxd.prometheus import MetricsServer, Readings
 from vggvoxd.publisher import Publisher
 from vggvoxd.rooms import Rooms
 from vggvoxd.services import HealthView, LiveView, Services
-from vggvoxd.source_schemes import make_source
+from vggvoxd.source_schemes import DEFAULT, make_source
 from vggvoxd.sources import AudioSource
 from vggvoxd.streamthread import Stream
 
 log = logging.getLogger(__name__)
 
 class Daemon:
-    def __init__(self, settings: Settings, source: str = "mic",
+    def __init__(self, settings: Settings, source: str = DEFAULT,
                  notifier: Notifier | None = None, allow_empty: bool = False) -> None:
         self.settings = settings
         self.source_spec = source

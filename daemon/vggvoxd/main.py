@@ -21,7 +21,7 @@ from vggvoxd.connlimit import cap_for, open_files
 from vggvoxd.curveauth import Curve
 from vggvoxd.daemon import Daemon
 from vggvoxd.livesources import check_specs
-from vggvoxd.source_schemes import check_source, source_help
+from vggvoxd.source_schemes import DEFAULT, check_source, source_help
 
 log = logging.getLogger("vggvoxd")
 
@@ -173,14 +173,14 @@ def main(argv: list[str] | None = None) -> int:
         settings, where = settings_from(args)
         if args.source is not None:
             check_source(args.source)
-        check_specs(settings, args.source or "mic")
+        check_specs(settings, args.source or DEFAULT)
         preflight(settings, where)
     except (VggvoxError, ValueError) as e:
         print(f"vggvoxd: {e}", file=sys.stderr)
         return 2
     raise_file_limit()
     try:
-        daemon = Daemon(settings, source=args.source or "mic", allow_empty=args.allow_empty)
+        daemon = Daemon(settings, source=args.source or DEFAULT, allow_empty=args.allow_empty)
     except (VggvoxError, RuntimeError) as e:
         log.error("cannot start: %s", e)
         return 1
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     except (RuntimeError, VggvoxError) as e:  # an endpoint taken, unbindable or unshareable
         log.error("%s", e)
         return 1
-    if daemon.handlers.worker.busy:
+    if daemon.worker.busy:
         # An enrollment is inside one long ONNX call and could not stop in time. Its
         # transaction never began, so nothing is lost; but tearing the interpreter
         # down under a running ONNX thread aborts the process (std::terminate).

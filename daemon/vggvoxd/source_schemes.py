@@ -6,8 +6,9 @@
     stdin:live   the same, read as it comes, dropping the oldest when behind
 
 A ``Scheme`` declares all the daemon knows of one: how it is written, what it
-checks before anything loads, how it opens (an ``AudioSource``: ``vggvoxd.sources``),
-whether it is live or lossless, and what only one source may read. The command line
+checks before anything loads, how it opens (an ``AudioSource``: ``vggvoxd.sources``,
+whose ``lossless`` says whether it waits for the pipeline or drops what it cannot keep
+up with), and what only one source may read. The command line
 (``vggvoxd.main``: the check, the help), the config's ``sources:`` list
 (``vggvoxd.sourceconfig``) and the supervisor (``vggvoxd.livesources``) ask this
 table and nothing else: a new scheme is one entry here, with its source's class.
@@ -57,9 +58,6 @@ class Scheme:
     """What follows ``name:``, as help and errors show it (``PATH``); empty: nothing."""
     check: Callable[[str], None] = _anything
     """The argument's check before anything loads: a ValueError saying what is wrong."""
-    live: bool = True
-    """Never waits for the pipeline: what it cannot keep up with is dropped, and logged.
-    Lossless (False): its reads wait, so its writer is held back and nothing is lost."""
     device: bool = False
     """A capture device, named by a ``sources:`` entry's ``device`` (or ``audio.device``),
     never by a ``uri``."""
@@ -90,7 +88,7 @@ SCHEMES: tuple[Scheme, ...] = (
            open=lambda arg, spec, ms: FileSource(Path(arg), block_ms=ms, name=spec.name)),
     Scheme("stdin", "raw 16 kHz mono signed 16-bit little-endian PCM, read no faster than "
            "the daemon decides it (lossless: the pipe holds its writer back; pauses are "
-           "fine), for a file or a program's output", live=False,
+           "fine), for a file or a program's output",
            only_one="one standard input to read",
            open=lambda arg, spec, ms: StdinSource(block_ms=ms, name=spec.name)),
     Scheme("stdin:live", "the same read as it comes, dropping the oldest audio when behind "
@@ -99,6 +97,9 @@ SCHEMES: tuple[Scheme, ...] = (
            open=lambda arg, spec, ms: StdinSource(block_ms=ms, name=spec.name, live=True)),
 )
 """Every scheme; the first is ``--source``'s default. The order is the help's."""
+
+DEFAULT = SCHEMES[0].name
+"""``--source``'s default (and ``Daemon``'s): the table's first scheme."""
 
 HELP_END = ("A file or stdin ends the daemon, status 0, once its input has ended and its "
            "last window is decided. Given, it replaces the config's list of sources (a list "
