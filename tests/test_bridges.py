@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -111,6 +112,23 @@ def test_the_registry_finds_every_bridge_and_the_command_line_has_them() -> None
     for name, bridge in found.items():
         assert commands[name].epilog == bridge.examples
         assert bridge.examples.startswith(f"examples:\n  vggvox-client {name}")
+
+
+def test_two_bridges_of_one_name_are_refused(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    declares = ("from vggvox_client.bridges import Bridge\n"
+                "BRIDGE = Bridge('watch', 'another watch', '', print, lambda c, a: 0)\n")
+    (tmp_path / "zz_watch_too.py").write_text(declares)
+    monkeypatch.setattr(bridges, "__path__", [*bridges.__path__, str(tmp_path)])
+    bridges.bridges.cache_clear()
+    try:
+        with pytest.raises(ValueError, match=r"two bridges are named 'watch': in "
+                                             r"vggvox_client\.bridges\.watch and "
+                                             r"vggvox_client\.bridges\.zz_watch_too"):
+            bridges.bridges()
+    finally:
+        sys.modules.pop("vggvox_client.bridges.zz_watch_too", None)
+        bridges.bridges.cache_clear()
 
 
 def test_the_template_unit_runs_any_bridge_in_the_socket_group() -> None:

@@ -42,14 +42,19 @@ class Bridge:
 
 @cache
 def bridges() -> dict[str, Bridge]:
-    """Every bridge of this package, by command name, in name order."""
-    found = []
+    """Every bridge of this package, by command name, in name order; a ValueError if
+    two modules declare the same name (one would silently hide the other)."""
+    found: dict[str, tuple[Bridge, str]] = {}
     for info in pkgutil.iter_modules(__path__):
         module = importlib.import_module(f"{__name__}.{info.name}")
         bridge = getattr(module, "BRIDGE", None)
-        if isinstance(bridge, Bridge):  # speaking.py and helper modules declare none
-            found.append(bridge)
-    return {b.name: b for b in sorted(found, key=lambda b: b.name)}
+        if not isinstance(bridge, Bridge):  # speaking.py and helper modules declare none
+            continue
+        if bridge.name in found:
+            raise ValueError(f"two bridges are named {bridge.name!r}: in "
+                             f"{found[bridge.name][1]} and {module.__name__}")
+        found[bridge.name] = bridge, module.__name__
+    return {name: found[name][0] for name in sorted(found)}
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
