@@ -21,8 +21,8 @@ from abuse_common import (
 )
 from benchkit import ROOT, DaemonProcess, free_port
 
-from vggvox_client import operations
 from vggvox_client.connection import Connection
+from vggvox_client.enroll import enroll
 
 
 def m_access(tmp: Path, quick: bool) -> list[Row]:
@@ -76,7 +76,7 @@ def m_access(tmp: Path, quick: bool) -> list[Row]:
             s.close()
         victim = bool(speech_clips())
         if victim:
-            operations.enroll(admin, "victim", speech_clips(), None, False, MAX_BYTES)
+            enroll(admin, "victim", speech_clips(), None, False, MAX_BYTES)
         for k in ("unknown key", "no key", "reader", "admin"):  # the admin last: it removes
             conn = who[k]
             r, _, err = timed(conn, "status", timeout=conn.timeout)

@@ -40,7 +40,8 @@ from benchkit import (
     wait_pane,
 )
 
-from vggvox_client import operations
+from vggvox_client.enroll import enroll
+from vggvox_client.replay import replay_one
 
 PIPES = ("listen", "speakers", "status", "replay")
 
@@ -86,7 +87,7 @@ def m_watch_markup(tmp: Path, quick: bool) -> list[Row]:
     session = f"abuse-watch-{os.getpid()}"
     with running(tmp, args=["--config", str(cfg)]) as d:
         for shown, files in zip(names, convo.enroll.values(), strict=True):
-            operations.enroll(d.conn, shown, files, None, False, 16 << 20)
+            enroll(d.conn, shown, files, None, False, 16 << 20)
         cmd = (f"env -u COLUMNS -u LINES {CLIENT} --control {d.conn.control} --events "
                f"{d.conn.events} watch 2> {tmp}/err; echo $? > {tmp}/status")
         subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "200", "-y", "40",
@@ -95,8 +96,8 @@ def m_watch_markup(tmp: Path, quick: bool) -> list[Row]:
                        check=True, timeout=10)
         try:
             wait_pane(session, *names)
-            operations.replay_one(d.conn, convo.stream, False, True, timeout=120, echo=False,
-                            label="[/x]")
+            replay_one(d.conn, convo.stream, False, True, timeout=120, echo=False,
+                       label="[/x]")
             try:
                 wait_pane(session, "replay:[/x]-", *names, timeout=20)
                 shown = "yes"
@@ -123,7 +124,7 @@ def m_pipes(tmp: Path, quick: bool) -> list[Row]:
     rows: list[Row] = []
     with running(tmp, args=["--config", str(cfg)]) as d:
         for name, files in convo.enroll.items():
-            operations.enroll(d.conn, name, files, None, False, 16 << 20)
+            enroll(d.conn, name, files, None, False, 16 << 20)
         at = ["--control", d.conn.control, "--events", d.conn.events]
         for cmd in PIPES:
             argv = {"listen": ["listen", "--seconds", "10"],

@@ -52,8 +52,8 @@ from benchkit import (
 )
 
 from vggvox.audio import load_audio, to_int16
-from vggvox_client import operations
 from vggvox_client.connection import ClientError, Connection
+from vggvox_client.enroll import enroll
 
 CONVERSATION = FIXTURES / "stream_2spk.wav"
 
@@ -89,7 +89,7 @@ def m_metrics(tmp: Path, quick: bool) -> list[Row]:
         time.sleep(0.5)
         fds, thr = open_fds(pid), threads(pid)
         try:
-            r = operations.enroll(d.conn, "ann", speech_clips(), None, False, MAX_BYTES)
+            r = enroll(d.conn, "ann", speech_clips(), None, False, MAX_BYTES)
             enrolled = f"enroll {r['action']}"
         except ClientError as e:
             enrolled = f"enroll FAILED: {short(str(e), 60)}"
@@ -183,7 +183,7 @@ def m_pause(tmp: Path, quick: bool) -> list[Row]:
     d = daemon(tmp).start(timeout=60)
     try:
         for name in ("ls-3005", "ls-3331"):
-            operations.enroll(d.conn, name, speech_clips(name), None, False, MAX_BYTES)
+            enroll(d.conn, name, speech_clips(name), None, False, MAX_BYTES)
         sub = d.conn.subscribe(["turn"])
         time.sleep(0.3)
         d.feed(pcm(x[: int(5.4 * 16000)]), close=False).join(10)

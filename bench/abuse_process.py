@@ -30,8 +30,8 @@ from abuse_common import (
 )
 from benchkit import DaemonProcess
 
-from vggvox_client import operations
 from vggvox_client.connection import ClientError
+from vggvox_client.enroll import enroll
 
 
 def m_blocking(tmp: Path, quick: bool) -> list[Row]:
@@ -161,7 +161,7 @@ def m_memory(tmp: Path, quick: bool) -> list[Row]:
         too_long = tmp / "long.wav"
         sf.write(str(too_long), noise, 16000)
         try:
-            operations.enroll(d.conn, "long", [too_long], None, False, MAX_BYTES)
+            enroll(d.conn, "long", [too_long], None, False, MAX_BYTES)
             long_reply = "ACCEPTED"
         except ClientError as e:
             long_reply = "refused: " + short(str(e).split(": ", 1)[-1], 70)

@@ -15,7 +15,7 @@ from abuse_common import (
 )
 from benchkit import DaemonProcess, Reader
 
-from vggvox_client import operations
+from vggvox_client.enroll import enroll
 
 
 def m_privacy(tmp: Path, quick: bool) -> list[Row]:
@@ -33,7 +33,7 @@ def m_privacy(tmp: Path, quick: bool) -> list[Row]:
         try:
             what = "an enroll"
             if speech_clips():
-                operations.enroll(d.conn, "alice", speech_clips(), None, False, MAX_BYTES)
+                enroll(d.conn, "alice", speech_clips(), None, False, MAX_BYTES)
             else:
                 d.conn.request("list")
                 what = "a list (no speech to enroll)"
@@ -93,16 +93,16 @@ def m_erasure(tmp: Path, quick: bool) -> list[Row]:
     d.argv[d.argv.index("--store") + 1] = str(store)
     d.start(timeout=60)
     try:
-        operations.enroll(d.conn, "carol", speech_clips("ls-3331"), None, False, MAX_BYTES)
+        enroll(d.conn, "carol", speech_clips("ls-3331"), None, False, MAX_BYTES)
         # Without a reader.
-        operations.enroll(d.conn, "bob", speech_clips(), None, False, MAX_BYTES)
+        enroll(d.conn, "bob", speech_clips(), None, False, MAX_BYTES)
         secret = stored_vectors(store, "bob")
         seen0 = occurrences(store.parent, secret)
         r = d.conn.request("remove", name="bob")
         alone = occurrences(store.parent, secret)
         alone_reply = r.get("erasure", "(no erasure field)")
         # With another process holding a read transaction.
-        operations.enroll(d.conn, "bob", speech_clips(), None, False, MAX_BYTES)
+        enroll(d.conn, "bob", speech_clips(), None, False, MAX_BYTES)
         secret = stored_vectors(store, "bob")
         reader = Reader(store)
         try:

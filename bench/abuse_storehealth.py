@@ -23,8 +23,8 @@ from benchkit import DaemonProcess, tmpfs  # tmpfs: root only, checked before it
 from vggvox.embedder import l2_normalize
 from vggvox.modelcard import DEFAULT_MODEL, load_card, resolve_card
 from vggvox.store import ModelId, VoiceprintStore
-from vggvox_client import operations
 from vggvox_client.connection import ClientError
+from vggvox_client.enroll import enroll
 
 DAMAGES = {
     "a cut BLOB": "vector = substr(vector, 1, 100)",
@@ -98,7 +98,7 @@ def m_readonly_full(tmp: Path, quick: bool) -> list[Row]:
             d = daemon_on(tmp / ("d_full" if fill else "d_ro"), mnt / "voiceprints.db")
             d.start(timeout=60)
             try:
-                operations.enroll(d.conn, "alice", speech_clips(), None, False, MAX_BYTES)
+                enroll(d.conn, "alice", speech_clips(), None, False, MAX_BYTES)
                 if fill:
                     try:
                         (mnt / "filler").write_bytes(b"\0" * (64 << 20))
@@ -108,8 +108,8 @@ def m_readonly_full(tmp: Path, quick: bool) -> list[Row]:
                     subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True,
                                    timeout=10)
                 try:
-                    operations.enroll(d.conn, "carol", speech_clips("ls-3331"), None, False,
-                                MAX_BYTES)
+                    enroll(d.conn, "carol", speech_clips("ls-3331"), None, False,
+                           MAX_BYTES)
                     said = "enrolled (no error)"
                 except ClientError as e:
                     said = str(e)

@@ -33,7 +33,8 @@ from benchkit import DaemonProcess, conversation, cpu_seconds, rss_mb
 from vggvox.audio import load_audio
 from vggvox.embedder import Embedder
 from vggvox.modelcard import DEFAULT_MODEL
-from vggvox_client import operations
+from vggvox_client.enroll import enroll
+from vggvox_client.replay import replay_one
 from vggvox_client.virtualmic import PulseServer
 
 
@@ -92,7 +93,7 @@ def main() -> int:
                           env=pulse.env).start()
         try:
             for who, files in convo.enroll.items():
-                operations.enroll(d.conn, who, files, None, False, 16 << 20)
+                enroll(d.conn, who, files, None, False, 16 << 20)
             sub = d.conn.subscribe(["speaker"])
             time.sleep(1.0)
             noise = tmp / "noise.wav"
@@ -106,8 +107,8 @@ def main() -> int:
             sub.close()  # type: ignore[attr-defined]
 
             t0 = time.monotonic()
-            operations.replay_one(d.conn, convo.stream, realtime=False, as_json=True, timeout=120,
-                            echo=False)
+            replay_one(d.conn, convo.stream, realtime=False, as_json=True, timeout=120,
+                       echo=False)
             replay_wall = time.monotonic() - t0
             replay_audio = len(load_audio(convo.stream)) / 16000
         finally:

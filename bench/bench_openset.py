@@ -40,8 +40,9 @@ from vggvox.eval.rttm import read_rttm
 from vggvox.eval.timeline import combine, score_conversation
 from vggvox.stream.recognizer import Recognizer, RecognizerConfig
 from vggvox.stream.results import TurnUpdate
-from vggvox_client import operations
 from vggvox_client.connection import ClientError
+from vggvox_client.enroll import enroll
+from vggvox_client.replay import replay_one
 
 MAX_BYTES = 16 * 1024 * 1024
 
@@ -56,9 +57,9 @@ def decide(events: list[dict[str, Any]]) -> str | None:
 
 
 def utterances(lists: dict[str, Path], tmp: Path, model: str) -> dict[str, Any]:
-    enroll, _ = read_utterances(lists["held_enroll"])
+    to_enroll, _ = read_utterances(lists["held_enroll"])
     tests, _ = read_utterances(lists["held_test"])
-    speakers = sorted({u.speaker for u in enroll})
+    speakers = sorted({u.speaker for u in to_enroll})
     halves = [set(speakers[0::2]), set(speakers[1::2])]
     strangers = accepted = enrolled = right = 0
     for n, half in enumerate(halves):
@@ -68,18 +69,18 @@ def utterances(lists: dict[str, Path], tmp: Path, model: str) -> dict[str, Any]:
         d = DaemonProcess(tmp / f"half{n}", args=["--config", str(config)]).start()
         try:
             files: dict[str, list[Path]] = defaultdict(list)
-            for u in enroll:
+            for u in to_enroll:
                 if u.speaker in half:
                     files[u.speaker].append(u.path)
             ok = set()
             for name, paths in files.items():
                 try:
-                    operations.enroll(d.conn, name, paths, None, False, MAX_BYTES)
+                    enroll(d.conn, name, paths, None, False, MAX_BYTES)
                     ok.add(name)
                 except ClientError as err:  # too little speech: that speaker is a stranger
                     print(f"  not enrolled {name}: {err}", file=sys.stderr)
             for i, u in enumerate(tests):
-                label = decide(operations.replay_one(d.conn, u.path, False, True, 60, echo=False))
+                label = decide(replay_one(d.conn, u.path, False, True, 60, echo=False))
                 if u.speaker in ok:
                     enrolled += 1
                     right += label == u.speaker
@@ -131,9 +132,9 @@ def clusters(truth: list[Any], turns: list[TurnUpdate], enrolled: set[str]
 def conversations(lists: dict[str, Path], tmp: Path, count: int, model: str
                   ) -> dict[str, Any]:
     material, _ = read_utterances(lists["held_test"])
-    enroll, _ = read_utterances(lists["held_enroll"])
+    to_enroll, _ = read_utterances(lists["held_enroll"])
     spec = ConversationSpec(n_conversations=count, n_strangers=2, seed=0)
-    convs = build_conversations(material, enroll, spec, tmp / "convs")
+    convs = build_conversations(material, to_enroll, spec, tmp / "convs")
     embedder = Embedder.from_card(model)
     scores, strangers, labels, rows = [], {}, {}, []
     for c in convs:

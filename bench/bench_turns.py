@@ -49,8 +49,9 @@ from vggvox.eval.lists import read_utterances
 from vggvox.eval.rttm import read_rttm
 from vggvox.eval.timeline import ConversationScore, Labelled, combine, score_conversation
 from vggvox.stream.recognizer import Recognizer, RecognizerConfig
-from vggvox_client import operations
 from vggvox_client.connection import Connection
+from vggvox_client.enroll import enroll
+from vggvox_client.replay import replay_one
 from vggvoxd.config import Settings
 
 MAX_BYTES = 16 << 20
@@ -109,7 +110,7 @@ def enroll_exactly(conn: Connection, conv: Conversation) -> int:
     for s in conn.request("list", timeout=10)["speakers"]:
         conn.request("remove", timeout=10, name=s["name"])
     for name, files in enroll_lists(conv).items():
-        operations.enroll(conn, name, files, None, False, MAX_BYTES)
+        enroll(conn, name, files, None, False, MAX_BYTES)
     return int(conn.request("reload", timeout=30)["speakers"])
 
 
@@ -130,8 +131,8 @@ def timed_replay(conn: Connection, wav: Path, realtime: bool, timeout: float
     sock = conn.subscribe(["status"])
     try:
         t0 = time.monotonic()
-        events = operations.replay_one(conn, wav, realtime=realtime, as_json=True, timeout=timeout,
-                                 echo=False)
+        events = replay_one(conn, wav, realtime=realtime, as_json=True, timeout=timeout,
+                            echo=False)
         wall = time.monotonic() - t0
         done = finished_status(conn, sock, f"replay:{wav.name}-")
     finally:

@@ -35,8 +35,8 @@ from benchkit import DaemonProcess
 from vggvox.audio import SAMPLE_RATE, load_audio, to_int16
 from vggvox.eval.rttm import Segment
 from vggvox.eval.timeline import Labelled
-from vggvox_client import operations
 from vggvox_client.connection import ClientError
+from vggvox_client.enroll import enroll
 
 GAP_S = 1.5
 """Silence between utterances: well over the VAD's 300 ms hangover."""
@@ -226,12 +226,12 @@ class RoomDaemon:
         measures the room, the same list's enrollment in every run."""
         for name, files in speakers.items():
             try:
-                operations.enroll(self.daemon.conn, name, files, None, False, MAX_BYTES,
-                            source=self.source, timeout=120)
+                enroll(self.daemon.conn, name, files, None, False, MAX_BYTES,
+                       source=self.source, timeout=120)
             except ClientError as e:
                 try:
-                    operations.enroll(self.daemon.conn, name, files, None, False, MAX_BYTES,
-                                force=True, source=self.source, timeout=120)
+                    enroll(self.daemon.conn, name, files, None, False, MAX_BYTES,
+                           force=True, source=self.source, timeout=120)
                     self.refused.append(f"{name}: {e.code}: {e}")
                 except ClientError as e2:
                     self.not_enrolled[name] = str(e2)

@@ -17,7 +17,7 @@ from daemon_proc import DaemonProcess
 from speakers_fixture import Conversation, conversation, score_events
 
 from vggvox.audio import load_audio
-from vggvox_client import operations
+from vggvox_client.enroll import enroll
 from vggvox_client.virtualmic import PulseServer
 
 pytestmark = pytest.mark.skipif(
@@ -76,7 +76,7 @@ def test_live_capture_identifies_speakers(tmp_path: Path, pulse: PulseServer) ->
     d = start_daemon(tmp_path, pulse)
     try:
         for name, files in convo.enroll.items():
-            operations.enroll(d.conn, name, files, None, False, MAX_BYTES)
+            enroll(d.conn, name, files, None, False, MAX_BYTES)
         sub = d.conn.subscribe(["speaker", "speech.start", "speech.end"])
         quiet = collect(d, sub, 1.5)
         assert quiet == [], "events from silence before playback"
@@ -109,7 +109,7 @@ def test_daemon_resumes_when_the_sound_server_returns(tmp_path: Path,
     d = start_daemon(tmp_path, pulse)
     try:
         name, files = next(iter(convo.enroll.items()))
-        operations.enroll(d.conn, name, files, None, False, MAX_BYTES)
+        enroll(d.conn, name, files, None, False, MAX_BYTES)
         sub = d.conn.subscribe(["status", "speaker"])
         pulse.stop()
         lost = [e for e in collect(d, sub, 6) if e["type"] == "status"]
@@ -135,10 +135,10 @@ def test_live_enrollment_from_the_daemons_microphone(tmp_path: Path,
         sf.write(str(clip), np.concatenate([load_audio(f) for f in files]), 16000)
         result: dict = {}
 
-        def enroll() -> None:
-            result.update(operations.enroll(d.conn, name, [], 8.0, False, MAX_BYTES))
+        def enroll_live() -> None:
+            result.update(enroll(d.conn, name, [], 8.0, False, MAX_BYTES))
 
-        t = threading.Thread(target=enroll)
+        t = threading.Thread(target=enroll_live)
         t.start()
         time.sleep(0.2)
         player = pulse.play(clip)

@@ -21,8 +21,9 @@ from test_watchdog import NotifySocket
 from conftest import write_wav
 from vggvox.audio import load_audio, to_int16
 from vggvox.protocol.pcm import to_pcm
-from vggvox_client import operations
 from vggvox_client.connection import ClientError
+from vggvox_client.enroll import enroll
+from vggvox_client.replay import replay_one
 
 MAX_BYTES = 16 * 1024 * 1024
 
@@ -36,15 +37,15 @@ def daemon(tmp_path: Path):
 
 def enroll_both(d: DaemonProcess, convo: Conversation) -> None:
     for name, files in convo.enroll.items():
-        reply = operations.enroll(d.conn, name, files, None, False, MAX_BYTES)
+        reply = enroll(d.conn, name, files, None, False, MAX_BYTES)
         assert reply["speaker"] == name and reply["speech_s"] >= 3.0
 
 
 def test_enroll_replay_identify_remove(daemon: DaemonProcess, convo: Conversation) -> None:
     enroll_both(daemon, convo)
     assert [s["name"] for s in daemon.conn.request("list")["speakers"]] == sorted(convo.enroll)
-    events = operations.replay_one(daemon.conn, convo.stream, realtime=False, as_json=True,
-                                   timeout=60)
+    events = replay_one(daemon.conn, convo.stream, realtime=False, as_json=True,
+                        timeout=60)
     good, total = score_events(events, convo.turns)
     assert total >= 10 and good / total >= 0.9, (good, total)
     starts = [e["t_start"] for e in events if e["type"] == "speech.start"]
@@ -63,12 +64,12 @@ def test_enroll_replay_identify_remove(daemon: DaemonProcess, convo: Conversatio
 def test_voiceprints_take_effect_without_restart(daemon: DaemonProcess,
                                                  convo: Conversation) -> None:
     first, second = sorted(convo.enroll)
-    operations.enroll(daemon.conn, first, convo.enroll[first], None, False, MAX_BYTES)
-    before = operations.replay_one(daemon.conn, convo.stream, False, True, timeout=60)
+    enroll(daemon.conn, first, convo.enroll[first], None, False, MAX_BYTES)
+    before = replay_one(daemon.conn, convo.stream, False, True, timeout=60)
     named = {e["speaker"] for e in before if e["type"] == "speaker"}
     assert second not in named
-    operations.enroll(daemon.conn, second, convo.enroll[second], None, False, MAX_BYTES)
-    after = operations.replay_one(daemon.conn, convo.stream, False, True, timeout=60)
+    enroll(daemon.conn, second, convo.enroll[second], None, False, MAX_BYTES)
+    after = replay_one(daemon.conn, convo.stream, False, True, timeout=60)
     good, total = score_events(after, convo.turns)
     assert good / total >= 0.9
 
@@ -78,10 +79,10 @@ def test_enrollment_refuses_too_little_speech(daemon: DaemonProcess, tmp_path: P
     clip = load_audio(next(iter(convo.enroll.values()))[0])[:16000]
     short = write_wav(tmp_path / "short.wav", clip)
     with pytest.raises(ClientError, match=r"too little speech .* need 3.0 s"):
-        operations.enroll(daemon.conn, "shorty", [short], None, False, MAX_BYTES)
+        enroll(daemon.conn, "shorty", [short], None, False, MAX_BYTES)
     silent = write_wav(tmp_path / "silent.wav", np.full(64000, 1e-3, dtype=np.float32))
     with pytest.raises(ClientError, match="too little speech"):
-        operations.enroll(daemon.conn, "quiet", [silent], None, False, MAX_BYTES)
+        enroll(daemon.conn, "quiet", [silent], None, False, MAX_BYTES)
     assert daemon.conn.request("list")["speakers"] == []
 
 
@@ -139,7 +140,7 @@ def test_subscriber_that_never_reads(daemon: DaemonProcess, convo: Conversation)
     lazy.connect(daemon.conn.events)
     try:
         for _ in range(3):  # the lazy subscriber never reads a single message
-            events = operations.replay_one(daemon.conn, convo.stream, False, True, timeout=60)
+            events = replay_one(daemon.conn, convo.stream, False, True, timeout=60)
             good, total = score_events(events, convo.turns)
             assert total >= 10 and good / total >= 0.9
         status = daemon.conn.request("status")
@@ -161,7 +162,7 @@ def test_sigterm_during_enrollment_keeps_the_store_intact(tmp_path: Path,
                                                           convo: Conversation) -> None:
     d = DaemonProcess(tmp_path).start()
     first, second = sorted(convo.enroll)
-    operations.enroll(d.conn, first, convo.enroll[first], None, False, MAX_BYTES)
+    enroll(d.conn, first, convo.enroll[first], None, False, MAX_BYTES)
     many = convo.enroll[second] * 20  # a long enrollment, to be interrupted
     clips = [to_pcm(load_audio(f)) for f in many]
 
@@ -298,10 +299,10 @@ def test_fast_replay_is_lossless_and_equals_realtime(tmp_path: Path, convo: Conv
         enroll_both(d, convo)
         seconds = len(load_audio(convo.stream)) / 16000
         t0 = time.monotonic()
-        fast = operations.replay_one(d.conn, convo.stream, realtime=False, as_json=True, timeout=60)
+        fast = replay_one(d.conn, convo.stream, realtime=False, as_json=True, timeout=60)
         fast_s = time.monotonic() - t0
         t0 = time.monotonic()
-        paced = operations.replay_one(d.conn, convo.stream, realtime=True, as_json=True, timeout=60)
+        paced = replay_one(d.conn, convo.stream, realtime=True, as_json=True, timeout=60)
         paced_s = time.monotonic() - t0
         status = d.conn.request("status")
     finally:
@@ -330,7 +331,7 @@ def test_an_unknown_voice_is_named_through_the_client(daemon: DaemonProcess, tmp
 
     files = [write_wav(tmp_path / f"p225_{u}.wav", vctk(speech_dir, "p225", u))
              for u in ("016", "020", "022")]
-    operations.enroll(daemon.conn, "p225", files, None, False, MAX_BYTES)
+    enroll(daemon.conn, "p225", files, None, False, MAX_BYTES)
     part1, truth1 = joined([("p225", vctk(speech_dir, "p225", "003")),
                             ("p226", vctk(speech_dir, "p226", "003")),
                             ("p227", vctk(speech_dir, "p227", "003")),
@@ -521,7 +522,7 @@ def test_hostile_requests_cannot_balloon_memory(daemon: DaemonProcess, tmp_path:
     noise = np.random.default_rng(0).normal(0, 0.1, 121 * 16000).astype(np.float32)
     too_long = write_wav(tmp_path / "long.wav", noise)
     with pytest.raises(ClientError, match=r"at most 120 s per enrollment \(enroll.max_audio_s\)"):
-        operations.enroll(daemon.conn, "long", [too_long], None, False, MAX_BYTES)
+        enroll(daemon.conn, "long", [too_long], None, False, MAX_BYTES)
     assert daemon.conn.request("status")["ok"]
     assert daemon.proc is not None
     peak = peak_rss_mb(daemon.proc.pid)

@@ -15,8 +15,9 @@ from speakers_fixture import joined
 from store_reader import Reader, vectors_in_folder
 
 from vggvox.audio import load_audio, to_int16
-from vggvox_client import cli, operations
+from vggvox_client import cli
 from vggvox_client.connection import ClientError
+from vggvox_client.enroll import enroll
 
 MAX_BYTES = 16 * 1024 * 1024
 
@@ -44,18 +45,18 @@ def embeddings_of(d: DaemonProcess, name: str) -> int:
 def test_enroll_refuses_another_voice_and_look_alike_names_unless_forced(
         daemon: DaemonProcess, clips: dict[str, list[Path]],
         capsys: pytest.CaptureFixture[str]) -> None:
-    first = operations.enroll(daemon.conn, "alice", clips["ls-3005"][:2], None, False, MAX_BYTES)
+    first = enroll(daemon.conn, "alice", clips["ls-3005"][:2], None, False, MAX_BYTES)
     assert first["action"] == "added"
     # The same name again, without replace: the clips join the voiceprint, and it says so.
     more = clips["ls-3005"][2:] + clips["ls-3005"][:1]  # 3 s of speech needs two clips
-    again = operations.enroll(daemon.conn, "alice", more, None, False, MAX_BYTES)
+    again = enroll(daemon.conn, "alice", more, None, False, MAX_BYTES)
     assert again["action"] == "appended" and again["embeddings"] == 4
-    redo = operations.enroll(daemon.conn, "alice", clips["ls-3005"][:2], None, True, MAX_BYTES)
+    redo = enroll(daemon.conn, "alice", clips["ls-3005"][:2], None, True, MAX_BYTES)
     assert redo["action"] == "replaced" and redo["embeddings"] == 2
     other = clips["ls-3331"][0]
     with pytest.raises(ClientError, match=rf"do not match: clip0 .* scores .* against the "
                                           rf"voiceprint of 'alice'.*\[clip0 = {other}\]"):
-        operations.enroll(daemon.conn, "alice", [other], None, False, MAX_BYTES)
+        enroll(daemon.conn, "alice", [other], None, False, MAX_BYTES)
     assert embeddings_of(daemon, "alice") == 2
     assert cli.main([*argv(daemon), "enroll", "alice", str(other), "--force"]) == 0
     assert embeddings_of(daemon, "alice") == 3
@@ -76,7 +77,7 @@ def test_naming_an_unknown_voice_as_another_speaker_needs_force(
         capsys: pytest.CaptureFixture[str]) -> None:
     """`vggvox-client name unknown-N alice` adds that voice's speech to alice: refused when
     it is not her voice (and the voice stays nameable), done with --force."""
-    operations.enroll(daemon.conn, "alice", clips["ls-3005"], None, False, MAX_BYTES)
+    enroll(daemon.conn, "alice", clips["ls-3005"], None, False, MAX_BYTES)
     audio, _ = joined([("ls-3331", load_audio(f)) for f in clips["ls-3331"]])
     sub = daemon.conn.subscribe(["turn"])
     time.sleep(0.3)
@@ -106,7 +107,7 @@ def test_remove_says_whether_erasure_is_complete_and_the_daemon_finishes_it(
     reader ends, the daemon's run loop completes the erasure (INFO) within seconds, and
     the removed vectors are in no file of the store's folder."""
     for name, files in clips.items():
-        operations.enroll(daemon.conn, name, files, None, False, MAX_BYTES)
+        enroll(daemon.conn, name, files, None, False, MAX_BYTES)
     with sqlite3.connect(daemon.store) as db:
         secret = np.stack([np.frombuffer(v, np.float32) for (v,) in db.execute(
             "SELECT vector FROM embeddings WHERE speaker = 'ls-3005'")])

@@ -29,8 +29,8 @@ import pytest
 from daemon_proc import DaemonProcess
 
 from vggvox.audio import SAMPLE_RATE, load_audio
-from vggvox_client import operations
 from vggvox_client.connection import Connection
+from vggvox_client.enroll import enroll
 
 GOLDEN = Path(__file__).parent / "data" / "rooms_adapt_off.json"
 PER_SPEAKER = 8
@@ -103,11 +103,11 @@ def daemon(tmp: Path, adapt: bool | None) -> DaemonProcess:
     return DaemonProcess(tmp, source=None, args=["--config", str(config)])
 
 
-def enroll(tmp: Path, clips: dict[str, list[Path]], adapt: bool | None = True) -> None:
+def enroll_in_room(tmp: Path, clips: dict[str, list[Path]], adapt: bool | None = True) -> None:
     d = daemon(tmp, adapt).start()
     try:
         for name, files in clips.items():
-            operations.enroll(d.conn, name, files, None, False, 64 << 20, force=True, source="room")
+            enroll(d.conn, name, files, None, False, 64 << 20, force=True, source="room")
         if adapt:  # the room knows its clips at once (3 each, against the 2 others),
             # though the source has heard nothing
             room = d.conn.request("calibration")["sources"]["room"]
@@ -197,7 +197,7 @@ def shipped(room: Room, tmp_path_factory: pytest.TempPathFactory) -> list[dict[s
 def shipped_events(room: Room, tmp: Path, adapt: bool | None = False) -> list[dict[str, Any]]:
     """The stream's events with ``scoring.adapt: false``, on a store enrolled as above."""
     clips, pcm, _ = room
-    enroll(tmp, clips, adapt)
+    enroll_in_room(tmp, clips, adapt)
     d = daemon(tmp, adapt).start()
     try:
         return run_stream(d, pcm)
@@ -225,7 +225,7 @@ def test_the_room_names_fewer_strangers_survives_a_restart_and_resets(
     # The room's problem, visible with the shipped rule (FSDD: about half).
     assert before >= strangers // 5, (before, strangers)
 
-    enroll(tmp_path, clips)
+    enroll_in_room(tmp_path, clips)
     d = daemon(tmp_path, adapt=True).start()
     try:
         cold = d.conn.request("calibration")["sources"]["room"]

@@ -20,7 +20,7 @@ from vggvox.audio import load_audio
 from vggvox.embedder import Embedder
 from vggvox.modelcard import DEFAULT_MODEL
 from vggvox.store import ModelId, VoiceprintStore
-from vggvox_client import operations
+from vggvox_client.replay import replay_one
 
 OTHERS = 1198
 
@@ -46,8 +46,8 @@ def test_a_large_set_is_searched_through_the_index(tmp_path: Path) -> None:
         while (search := d.conn.request("status")["stages"]["search"])["mode"] != "index":
             assert time.monotonic() < deadline, (search, d.output())
             time.sleep(0.2)
-        events = operations.replay_one(d.conn, convo.stream, realtime=False, as_json=True,
-                                 timeout=120, echo=False)
+        events = replay_one(d.conn, convo.stream, realtime=False, as_json=True,
+                            timeout=120, echo=False)
     finally:
         code, _ = d.stop()
     assert code == 0, d.output()

@@ -29,8 +29,8 @@ from floods import dealer
 from speakers_fixture import Conversation
 
 from vggvox.audio import load_audio, to_int16
-from vggvox_client import operations
 from vggvox_client.connection import ClientError
+from vggvox_client.enroll import enroll
 
 MAX_BYTES = 16 * 1024 * 1024
 
@@ -65,8 +65,8 @@ def clips(convo: Conversation, seconds: float, pieces: int) -> list[bytes]:
 def test_an_append_says_what_it_added_and_the_speakers_total(daemon: DaemonProcess,
                                                              convo: Conversation) -> None:
     files = next(iter(convo.enroll.values()))
-    first = operations.enroll(daemon.conn, "ann", files[:1], None, False, MAX_BYTES)
-    again = operations.enroll(daemon.conn, "ann", files[1:], None, False, MAX_BYTES)
+    first = enroll(daemon.conn, "ann", files[:1], None, False, MAX_BYTES)
+    again = enroll(daemon.conn, "ann", files[1:], None, False, MAX_BYTES)
     listed = daemon.conn.request("list")["speakers"][0]
     assert first["action"] == "added" and first["added"] == first["embeddings"] == 1
     assert first["speaker_s"] == first["speech_s"]

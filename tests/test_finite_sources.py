@@ -26,7 +26,8 @@ from speakers_fixture import Conversation
 
 from conftest import write_wav
 from vggvox.audio import load_audio, to_int16
-from vggvox_client import operations
+from vggvox_client.enroll import enroll
+from vggvox_client.replay import replay_one
 
 MAX_BYTES = 16 * 1024 * 1024
 SMALL = {"audio": {"buffer_s": 5.0}, "window": {"queue": 2, "max_batch": 2},
@@ -42,7 +43,7 @@ def daemon(tmp: Path, source: str, settings: dict[str, Any] | None = None) -> Da
 
 def enroll_both(d: DaemonProcess, convo: Conversation) -> None:
     for name, files in convo.enroll.items():
-        operations.enroll(d.conn, name, files, None, False, MAX_BYTES)
+        enroll(d.conn, name, files, None, False, MAX_BYTES)
 
 
 def pcm(x: np.ndarray) -> bytes:
@@ -101,8 +102,8 @@ def test_stdin_fed_fast_is_lossless_and_gives_a_replays_events(
     d = daemon(tmp_path, "stdin", SMALL).start()
     try:
         enroll_both(d, convo)
-        replayed = operations.replay_one(d.conn, convo.stream, realtime=False, as_json=True,
-                                   timeout=60, echo=False)
+        replayed = replay_one(d.conn, convo.stream, realtime=False, as_json=True,
+                              timeout=60, echo=False)
         sub = d.conn.subscribe()
         time.sleep(0.3)
         t0 = time.monotonic()

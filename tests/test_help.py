@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from vggvox_client.cli import build_parser as client_parser
-from vggvox_client.operations import AUDIO_SUFFIXES
+from vggvox_client.replay import AUDIO_SUFFIXES
 from vggvoxd.main import build_parser as daemon_parser
 
 LIST_PHRASE = "'filename speaker'"

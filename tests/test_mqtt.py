@@ -27,8 +27,9 @@ import yaml
 from daemon_proc import DaemonProcess, free_port, stop_process
 from speakers_fixture import conversation
 
-from vggvox_client import operations
 from vggvox_client.bridges.mqtt.bridge import topic_name
+from vggvox_client.enroll import enroll
+from vggvox_client.replay import replay_one
 
 pytestmark = pytest.mark.skipif(shutil.which("mosquitto") is None and
                                 not Path("/usr/sbin/mosquitto").exists(),
@@ -161,15 +162,15 @@ def test_the_bridge_publishes_turns_and_survives_a_broker_restart(tmp_path: Path
                               stderr=subprocess.STDOUT)
     try:
         for name, files in convo.enroll.items():
-            operations.enroll(d.conn, name, files, None, False, 16 << 20)
+            enroll(d.conn, name, files, None, False, 16 << 20)
         sub.wait_for("vggvox/status", "online")
         check_discovery(json.loads(sub.wait_for(
             "homeassistant/sensor/vggvox_stdin/speaker/config")), "stdin", "speaker")
         check_discovery(json.loads(sub.wait_for(
             "homeassistant/sensor/vggvox_stdin/confidence/config")), "stdin", "confidence")
 
-        events = operations.replay_one(d.conn, convo.stream, realtime=False, as_json=True,
-                                 timeout=120, echo=False)
+        events = replay_one(d.conn, convo.stream, realtime=False, as_json=True,
+                            timeout=120, echo=False)
         replay = topic_name(events[0]["source"])
         config = f"homeassistant/sensor/vggvox_{replay}/speaker/config"
         sub.wait_for(config, "")  # the replay ended: its entity is removed

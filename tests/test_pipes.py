@@ -22,7 +22,7 @@ from daemon_proc import DaemonProcess
 from speakers_fixture import conversation
 
 from conftest import FIXTURES, SPEECH
-from vggvox_client import operations
+from vggvox_client.enroll import enroll
 
 CLIENT = Path(sys.executable).parent / "vggvox-client"
 QUIET = ("Traceback", "BrokenPipe", "Exception ignored", "Errno 32")
@@ -68,7 +68,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DaemonPro
     cfg.write_text(yaml.safe_dump({"status": {"interval_s": 0.3}}))
     d = DaemonProcess(tmp, args=["--config", str(cfg)]).start(timeout=60)
     for name, files in convo.enroll.items():
-        operations.enroll(d.conn, name, files, None, False, 16 << 20)
+        enroll(d.conn, name, files, None, False, 16 << 20)
     yield d, convo.stream
     d.stop()
 

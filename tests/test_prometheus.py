@@ -24,7 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from speakers_fixture import conversation
 
 from vggvox.modelcard import DEFAULT_MODEL, load_card, resolve_card
-from vggvox_client import operations
+from vggvox_client.enroll import enroll
+from vggvox_client.replay import replay_one
 from vggvoxd import config
 from vggvoxd.config import ConfigError
 
@@ -45,10 +46,10 @@ def test_the_counters_move_as_the_events_do(tmp_path: Path) -> None:
     d = DaemonProcess(tmp_path, args=["--config", str(cfg)]).start()
     try:
         for name, files in convo.enroll.items():
-            operations.enroll(d.conn, name, files, None, False, 16 << 20)
+            enroll(d.conn, name, files, None, False, 16 << 20)
         before = scrape(port)
-        events = operations.replay_one(d.conn, convo.stream, realtime=False, as_json=True,
-                                 timeout=120, echo=False)
+        events = replay_one(d.conn, convo.stream, realtime=False, as_json=True,
+                            timeout=120, echo=False)
         after = scrape(port)
     finally:
         code, _ = d.stop()
@@ -265,7 +266,7 @@ def test_a_metrics_flood_under_1024_files_leaves_the_daemon_answering(
         print(f"1,000 idle metrics connections: files {fds0} -> {fds}, threads "
               f"{threads0} -> {threads}")
         assert fds <= fds0 + FILES and threads <= threads0 + MAX_CONNECTIONS
-        reply = operations.enroll(d.conn, "alice", voices["alice"], None, False, 16 << 20)
+        reply = enroll(d.conn, "alice", voices["alice"], None, False, 16 << 20)
         assert reply["action"] == "added"
         assert [s["name"] for s in d.conn.request("list")["speakers"]] == ["alice"]
         clients = [dealer(d.conn.control) for _ in range(50)]

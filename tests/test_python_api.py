@@ -75,7 +75,8 @@ def test_example_2_enroll_and_search_in_memory(folder: Path) -> None:
 
 def test_example_3_follows_a_running_daemons_turns(folder: Path, tmp_path: Path) -> None:
     from vggvox.protocol.events import EnrollmentEvent
-    from vggvox_client import Client, ClientError, operations
+    from vggvox_client import Client, ClientError
+    from vggvox_client.replay import replay_one
 
     (tmp_path / "d").mkdir()
     d = DaemonProcess(tmp_path / "d").start()
@@ -100,8 +101,8 @@ def test_example_3_follows_a_running_daemons_turns(folder: Path, tmp_path: Path)
             examples()[2], folder, {"XDG_CONFIG_HOME": str(tmp_path / "config")})))
         runner.start()
         time.sleep(2.0)  # the example is subscribed: now replay the meeting
-        operations.replay_one(d.conn, folder / "meeting.wav", realtime=False, as_json=True,
-                        timeout=60)
+        replay_one(d.conn, folder / "meeting.wav", realtime=False, as_json=True,
+                   timeout=60)
         runner.join(timeout=90)
         assert not runner.is_alive() and out, "the example did not end"
         lines = out[0].splitlines()

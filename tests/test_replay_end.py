@@ -29,8 +29,8 @@ from speakers_fixture import Conversation
 
 from conftest import write_wav
 from vggvox.audio import load_audio
-from vggvox_client import operations
 from vggvox_client.connection import ClientError
+from vggvox_client.replay import replay_one
 from vggvoxd.replays import ABANDON_S, MAX_KEPT
 
 CLIENT = Path(sys.executable).parent / "vggvox-client"
@@ -136,8 +136,8 @@ def test_a_replays_unknown_voices_can_be_named_after_it_ends(
         clip = write_wav(tmp_path / "conv.wav", load_audio(convo.stream))
         sources = []
         for _ in range(MAX_KEPT + 1):
-            events = operations.replay_one(d.conn, clip, realtime=False, as_json=True,
-                                     timeout=60, echo=False)
+            events = replay_one(d.conn, clip, realtime=False, as_json=True,
+                                timeout=60, echo=False)
             sources.append(events[0]["source"])
         ended = time.monotonic()
         time.sleep(0.3)  # the run loop has dropped the last session (keeping its voices)
@@ -176,8 +176,8 @@ def test_a_name_refused_for_its_request_id_keeps_the_voice(
     sock = dealer(d.conn.control)
     try:
         clip = write_wav(tmp_path / "conv.wav", load_audio(convo.stream))
-        source = operations.replay_one(d.conn, clip, realtime=False, as_json=True, timeout=60,
-                                 echo=False)[0]["source"]
+        source = replay_one(d.conn, clip, realtime=False, as_json=True, timeout=60,
+                            echo=False)[0]["source"]
         writer = d.feed(b"\0" * 32000, close=False)  # stdin runs: 1 s of silence
         writer.join(timeout=10)
         assert not writer.is_alive(), d.output()

@@ -20,8 +20,8 @@ from daemon_proc import DaemonProcess
 from speakers_fixture import Conversation, conversation, score_events
 
 from vggvox.audio import load_audio
-from vggvox_client import operations
 from vggvox_client.connection import ClientError
+from vggvox_client.enroll import enroll
 from vggvox_client.virtualmic import PulseServer
 
 MAX_BYTES = 16 * 1024 * 1024
@@ -34,7 +34,7 @@ def enrolled_store(tmp: Path, convo: Conversation) -> None:
     d = DaemonProcess(tmp).start()
     try:
         for name, files in convo.enroll.items():
-            operations.enroll(d.conn, name, files, None, False, MAX_BYTES)
+            enroll(d.conn, name, files, None, False, MAX_BYTES)
     finally:
         d.stop()
 

@@ -19,8 +19,9 @@ import yaml
 from daemon_proc import DaemonProcess
 from speakers_fixture import conversation
 
-from vggvox_client import operations
 from vggvox_client.bridges.watch.view import WatchState, render
+from vggvox_client.enroll import enroll
+from vggvox_client.replay import replay_one
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None,
                                 reason="tmux is needed (apt install tmux)")
@@ -65,14 +66,14 @@ def test_watch_under_tmux(tmp_path: Path) -> None:
     cfg.write_text(yaml.safe_dump({"status": {"interval_s": 0.5}}))
     d = DaemonProcess(tmp_path, args=["--config", str(cfg)]).start()
     for name, files in convo.enroll.items():
-        operations.enroll(d.conn, name, files, None, False, 16 << 20)
+        enroll(d.conn, name, files, None, False, 16 << 20)
     names = list(convo.enroll)
     session = f"vggvox-watch-{os.getpid()}"
     start_watch(d, tmp_path, session, 160)
     try:
         wait_pane(session, *names, "not heard yet", "stdin", "running")
-        operations.replay_one(d.conn, convo.stream, realtime=False, as_json=True, timeout=120,
-                        echo=False)
+        replay_one(d.conn, convo.stream, realtime=False, as_json=True, timeout=120,
+                   echo=False)
         screen = wait_pane(session, "s ago", "replay:", "█", *names)
         (tmp_path / "watch-screen.txt").write_text(screen)
         print(screen)  # the artefact, in the test's output too
@@ -161,13 +162,13 @@ def test_watch_under_tmux_survives_markup_in_names(tmp_path: Path) -> None:
     d = DaemonProcess(tmp_path, args=["--config", str(cfg)]).start()
     names = dict(zip(sorted(convo.enroll), MARKUP[1:3], strict=True))
     for real, shown in names.items():
-        operations.enroll(d.conn, shown, convo.enroll[real], None, False, 16 << 20)
+        enroll(d.conn, shown, convo.enroll[real], None, False, 16 << 20)
     session = f"vggvox-markup-{os.getpid()}"
     start_watch(d, tmp_path, session, 200, f"; echo $? > {tmp_path}/watch.status")
     try:
         wait_pane(session, *names.values(), "not heard yet")
-        operations.replay_one(d.conn, convo.stream, realtime=False, as_json=True, timeout=120,
-                        echo=False, label="[/x]")
+        replay_one(d.conn, convo.stream, realtime=False, as_json=True, timeout=120,
+                   echo=False, label="[/x]")
         screen = wait_pane(session, "replay:[/x]-", "s ago", *names.values())
         (tmp_path / "watch-markup-screen.txt").write_text(screen)
         subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True, timeout=10)

@@ -29,8 +29,9 @@ from speakers_fixture import conversation
 from test_access import curve_daemon  # noqa: F401 - a fixture, used by name
 
 from vggvox.errors import VggvoxError
-from vggvox_client import operations
 from vggvox_client.bridges.web.app import parse_listen
+from vggvox_client.enroll import enroll
+from vggvox_client.replay import replay_one
 
 CLIENT = Path(sys.executable).parent / "vggvox-client"
 CHROMIUM = shutil.which("chromium")
@@ -207,7 +208,7 @@ def test_the_page_shows_who_speaks_and_enrolls_an_upload(tmp_path: Path) -> None
     names = list(convo.enroll)
     d = DaemonProcess(tmp_path).start()
     for name in names[:1]:  # the second speaker is enrolled through the page, below
-        operations.enroll(d.conn, name, convo.enroll[name], None, False, 16 << 20)
+        enroll(d.conn, name, convo.enroll[name], None, False, 16 << 20)
     web = start_web(d, free_port())
     browser = chromium(tmp_path)
     try:
@@ -227,8 +228,8 @@ def test_the_page_shows_who_speaks_and_enrolls_an_upload(tmp_path: Path) -> None
         wait.until(lambda b: "enrolled " + names[1] in b.find_element(By.ID, "enrolled").text)
         wait.until(lambda b: names[1] in b.find_element(By.ID, "speakers").text)
 
-        events = operations.replay_one(d.conn, convo.stream, realtime=False, as_json=True,
-                                 timeout=120, echo=False)
+        events = replay_one(d.conn, convo.stream, realtime=False, as_json=True,
+                            timeout=120, echo=False)
         source = events[0]["source"]
         row = f"tr[data-source='{source}'] .turn"
         spoken = [t[2] for t in convo.turns]

@@ -27,9 +27,10 @@ from speakers_fixture import conversation
 
 from vggvox.errors import VggvoxError
 from vggvox.protocol.events import TurnEvent
-from vggvox_client import operations
 from vggvox_client.bridges.webhook import Outcome, Poster, Webhook, follow, parse_url
 from vggvox_client.cli import main
+from vggvox_client.enroll import enroll
+from vggvox_client.replay import replay_one
 
 CLIENT = Path(sys.executable).parent / "vggvox-client"
 FAST = (0.1, 0.4)
@@ -318,10 +319,10 @@ def test_the_bridge_posts_a_replayed_conversations_final_turns(tmp_path: Path) -
                               stderr=subprocess.STDOUT)
     try:
         for name, files in convo.enroll.items():
-            operations.enroll(d.conn, name, files, None, False, 16 << 20)
+            enroll(d.conn, name, files, None, False, 16 << 20)
         time.sleep(0.5)  # the bridge's subscription reaches the publisher
-        events = operations.replay_one(d.conn, convo.stream, realtime=False, as_json=True,
-                                       timeout=120, echo=False)
+        events = replay_one(d.conn, convo.stream, realtime=False, as_json=True,
+                            timeout=120, echo=False)
         finals = [e for e in events if e["type"] == "turn" and e["final"]]
         assert len(finals) >= 2, events
         posts = server.wait(len(finals), timeout=20)

@@ -256,9 +256,9 @@ def run_name(conn: Connection, args: argparse.Namespace) -> int:
 
 
 def run_listen(conn: Connection, args: argparse.Namespace) -> int:
-    from vggvox_client import operations
+    from vggvox_client.listen import listen
 
-    return operations.listen(conn, args.json, args.topics, args.count, args.seconds)
+    return listen(conn, args.json, args.topics, args.count, args.seconds)
 
 
 def run_replay(conn: Connection, args: argparse.Namespace) -> int:

@@ -22,8 +22,9 @@ import soundfile as sf
 from vggvox.audio import load_audio
 from vggvox.protocol.events import SpeechEndEvent, SpeechStartEvent, TurnEvent
 from vggvox.protocol.requests import StatusRequest
-from vggvox_client import operations
 from vggvox_client.connection import ClientError, Connection
+from vggvox_client.enroll import enroll
+from vggvox_client.listen import emit
 from vggvox_client.virtualmic import PulseServer
 
 VOICES = {"alice": "en-us+f3", "bob": "en+m3"}
@@ -91,7 +92,7 @@ def main() -> int:
             wait_running(conn, daemon, 60)
             for who, voice in VOICES.items():
                 files = [speak(t, voice, tmp / f"{who}{i}.wav") for i, t in enumerate(ENROLL)]
-                reply = operations.enroll(conn, who, files, None, False, 16 << 20)
+                reply = enroll(conn, who, files, None, False, 16 << 20)
                 print(f"enrolled {who} ({voice}): {reply['speech_s']:.1f} s of speech")
             conversation = make_conversation(tmp)
             print(f"playing a {len(load_audio(conversation)) / 16000:.1f} s conversation "
@@ -107,7 +108,7 @@ def main() -> int:
             while time.monotonic() < give_up:
                 ev = conn.receive(sub, 0.2)
                 if ev is not None:
-                    operations.emit(ev, as_json=False)
+                    emit(ev, as_json=False)
                     if ev["type"] == TurnEvent.topic and ev["final"]:
                         heard.append(ev["speaker"] or ev["unknown"] or "nobody")
                 elif player.poll() is not None:

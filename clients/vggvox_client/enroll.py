@@ -5,21 +5,34 @@ user presses Ctrl-C meanwhile, the client sends ``cancel`` with the request's id
 (``request``, random, sent with every enroll and name) and says plainly what
 became of it: cancelled, nothing stored; or already stored, and how to undo
 it; or that the daemon could not be asked. The exit status is 130 either way.
+
+``enroll`` is the request itself (files or a live recording), as the command and
+the demo send it.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import re
 import secrets
 import sys
+from pathlib import Path
 from typing import Any
 
+from vggvox.audio import SAMPLE_RATE, load_audio
 from vggvox.errors import VggvoxError
-from vggvox.protocol.requests import CancelRequest, NameRequest
-from vggvox_client import operations
+from vggvox.protocol.pcm import to_pcm
+from vggvox.protocol.requests import CancelRequest, EnrollRequest, NameRequest
 from vggvox_client.common import plural, print_json
 from vggvox_client.connection import ClientError, Connection
 
+log = logging.getLogger(__name__)
+
+ENROLL_TIMEOUT_S = 60.0
+"""Default wait for the reply to an enrollment of files: the daemon embeds them all first."""
+ENROLL_AFTER_LIVE_S = 30.0
+"""Default wait for the reply to a live enrollment, after its recording."""
 CANCEL_TIMEOUT_S = 12.0
 """How long Ctrl-C waits for the daemon's answer to ``cancel``: one that comes while the
 enrollment's store write waits for another process's lock is answered when the write
@@ -36,16 +49,16 @@ def run_enroll(conn: Connection, args: argparse.Namespace, max_bytes: int,
     if (args.live is None) == (not args.files):
         raise VggvoxError("enroll needs either FILE... or --live SECONDS")
     try:
-        clips = None if args.live is not None else operations.load_clips(args.files, max_bytes)
+        clips = None if args.live is not None else load_clips(args.files, max_bytes)
     except KeyboardInterrupt:
         print("\nvggvox-client: interrupted before anything was sent: nothing was stored",
               file=sys.stderr)
         return INTERRUPTED
     rid = new_request_id()
     try:  # from here on the daemon may be storing it: Ctrl-C asks what became of it
-        reply = operations.enroll(conn, args.name, args.files, args.live, args.replace, max_bytes,
-                            args.force, timeout=args.timeout, source=args.source,
-                            request=rid, clips=clips)
+        reply = enroll(conn, args.name, args.files, args.live, args.replace, max_bytes,
+                       args.force, timeout=args.timeout, source=args.source,
+                       request=rid, clips=clips)
     except KeyboardInterrupt:
         return interrupted(conn, rid, f"the enrollment of {args.name}")
     if args.json:
@@ -53,6 +66,55 @@ def run_enroll(conn: Connection, args: argparse.Namespace, max_bytes: int,
     else:
         print(enroll_summary(reply))
     return 0
+
+
+def enroll(conn: Connection, name: str, files: list[Path], live: float | None,
+           replace: bool, max_bytes: int, force: bool = False,
+           timeout: float | None = None, source: str | None = None,
+           request: str | None = None, clips: list[bytes] | None = None) -> dict[str, Any]:
+    """Enroll files (or a live recording); ``force`` stores clips that do not match the
+    speaker's voiceprint or each other, and a name that looks like another's.
+
+    ``timeout`` bounds the wait for the daemon's reply (after the recording, for
+    ``live``); by default it is long (60 s, or 30 s after a recording), as the daemon
+    embeds all the audio before it answers. ``source`` names the daemon's live source
+    to record from (default: its first); with files, the source they were recorded
+    on, which tells its room how strangers score there (vggvox.rooms). ``request`` is
+    the client's id for it, which a ``cancel`` names; ``clips``: the files' audio,
+    already read (``load_clips``)."""
+    if live is not None:
+        wait = live + (ENROLL_AFTER_LIVE_S if timeout is None else timeout)
+        return conn.send(EnrollRequest(name=name, live=float(live), replace=replace, force=force,
+                                       source=source, request=request), wait)
+    if clips is None:
+        clips = load_clips(files, max_bytes)
+    log.debug("enroll %r: sending request %s, %.1f s of audio", name, request,
+              sum(len(c) for c in clips) / 2 / SAMPLE_RATE)
+    try:
+        return conn.send(EnrollRequest(name=name, audio=clips, replace=replace, force=force,
+                                       source=source, request=request),
+                         ENROLL_TIMEOUT_S if timeout is None else timeout)
+    except ClientError as e:
+        raise ClientError(with_files(str(e), files), e.code) from None
+
+
+def load_clips(files: list[Path], max_bytes: int) -> list[bytes]:
+    """The files' audio as request PCM; a VggvoxError if it exceeds a request's size."""
+    clips = [to_pcm(load_audio(f)) for f in files]
+    size = sum(len(c) for c in clips)
+    if size > max_bytes:
+        raise VggvoxError(f"{size} bytes of audio exceed the {max_bytes}-byte request limit; "
+                          "enroll with fewer or shorter files")
+    return clips
+
+
+def with_files(error: str, files: list[Path]) -> str:
+    """The daemon names clips by their place in the request (clip0, clip1, ...): say
+    which files those are."""
+    named = sorted({int(i) for i in re.findall(r"\bclip(\d+)\b", error) if int(i) < len(files)})
+    if not named:
+        return error
+    return error + " [" + ", ".join(f"clip{i} = {files[i]}" for i in named) + "]"
 
 
 def run_name(conn: Connection, args: argparse.Namespace, data: Any) -> int:

@@ -10,23 +10,36 @@ Exit status: 0 when every file was replayed; 1 when a list's files were partly
 replayed (each one left out named on stderr with its list and line); 2 when
 nothing was (bad input, a refused request, no daemon), with one line prefixed
 ``vggvox-client: error:`` as every command's.
+
+``replay_one`` sends one file through the daemon and returns its events, as the
+command does for each file.
 """
 
 from __future__ import annotations
 
+import secrets
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from vggvox.audio import NotAudioError, audio_info
+from vggvox.audio import SAMPLE_RATE, NotAudioError, audio_info, load_audio, to_int16
 from vggvox.errors import AudioError, VggvoxError
+from vggvox.protocol.errors import UNREACHABLE
+from vggvox.protocol.events import StatusEvent, replay_source
+from vggvox.protocol.requests import ReplayRequest
 from vggvox_client.common import Skipped, report_skipped
 from vggvox_client.connection import ClientError, Connection
-from vggvox_client.operations import replay_one
+from vggvox_client.listen import emit
 
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".m4a",
+                  ".webm")
+"""Suffixes the help names as examples; what a file is, is decided by its content
+(``vggvox.audio``'s format rule), never by its suffix."""
 REPLAY_TIMEOUT_S = 120.0
 """Longest wait for a file's last events once all its audio is sent."""
+CHUNK_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -98,7 +111,7 @@ def run(conn: Connection, target: Path, realtime: bool, as_json: bool) -> int:
             _replay(conn, e.path, realtime, as_json)
             done += 1
         except ClientError as err:
-            if err.code == "unreachable":
+            if err.code == UNREACHABLE:
                 raise  # no daemon: the next file would fare no better (exit 2, one line)
             report_skipped([Skipped(str(e.path), str(err), e.line, str(target))])
         except VggvoxError as err:
@@ -116,3 +129,63 @@ def _replay(conn: Connection, path: Path, realtime: bool, as_json: bool) -> None
     if not as_json:
         print(f"# {path}: {len(events)} events in {time.monotonic() - t0:.2f} s",
               file=sys.stderr)
+
+
+def replay_one(conn: Connection, path: Path, realtime: bool, as_json: bool,
+               timeout: float, echo: bool = True, label: str | None = None
+               ) -> list[dict[str, Any]]:
+    """Send one file through the daemon's pipeline; return its events (printed if ``echo``).
+    ``label`` names the stream (default: the file's name, made printable)."""
+    samples = to_int16(load_audio(path))
+    session = secrets.token_hex(16)  # the key to the session: never sent anywhere else
+    if label is None:
+        label = "".join(c if c.isprintable() and c != " " else "_" for c in path.name)[:64]
+    source = replay_source(session, label)
+    sock = conn.subscribe()
+    time.sleep(0.2)  # let the subscription reach the publisher before any event
+    events: list[dict[str, Any]] = []
+
+    finished: dict[str, Any] = {}
+
+    def drain(wait: float) -> None:
+        """Collect (and print) this replay's events until none is waiting; note the end."""
+        while not finished and (ev := conn.receive(sock, wait)) is not None:
+            wait = 0
+            if ev["source"] != source:
+                continue
+            if ev["type"] == StatusEvent.topic and ev["state"] == "finished":
+                finished.update(ev)
+                return
+            events.append(ev)
+            if echo:
+                emit(ev, as_json)
+
+    chunk = int(CHUNK_S * SAMPLE_RATE)
+    t0 = time.monotonic()
+    try:
+        pos = 0
+        while pos < len(samples) or pos == 0:
+            part = samples[pos : pos + chunk]
+            final = pos + len(part) >= len(samples)
+            reply = conn.call(ReplayRequest(session=session, label=label, audio=part.tobytes(),
+                                            final=final))
+            pos += reply.accepted
+            if reply.accepted < len(part):
+                time.sleep(0.01)  # the daemon's buffer is full: let the pipeline catch up
+            elif realtime:
+                time.sleep(max(0.0, t0 + pos / SAMPLE_RATE - time.monotonic()))
+            drain(0)
+            if final and reply.accepted == len(part):
+                break
+        deadline = time.monotonic() + timeout
+        while not finished:
+            if time.monotonic() > deadline:
+                raise ClientError(f"replay of {path} did not finish within {timeout:g} s")
+            drain(0.2)
+    finally:
+        sock.close()
+    if finished.get("dropped_windows"):
+        # Replays are lossless by design; say so loudly if that ever breaks.
+        print(f"replay: warning: {path}: the daemon dropped {finished['dropped_windows']} "
+              "windows", file=sys.stderr)
+    return events
