@@ -18,7 +18,8 @@ import pytest
 from vggvox.audio import load_audio
 from vggvox.embedder import Embedder
 from vggvox.frontend import FRAMES_PER_BLOCK, Fbank, fbank_for, fbank_options, kaldi_fbank
-from vggvox.modelcard import FrontEnd, load_card, resolve_card
+from vggvox.frontend_kinds import FrontEnd
+from vggvox.modelcard import load_card, resolve_card
 
 CARD = load_card(resolve_card("campplus-int8"))
 FE = CARD.frontend

@@ -19,7 +19,6 @@ import yaml
 from vggvox.calibration import Calibration
 from vggvox.errors import ModelError
 from vggvox.frontend_kinds import KINDS, FrontEndParams, foreign_keys, input_kinds
-from vggvox.frontend_kinds import FrontEnd as FrontEnd  # a card's kaldi_fbank fields
 
 log = logging.getLogger(__name__)
 

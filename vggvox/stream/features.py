@@ -31,7 +31,8 @@ import numpy as np
 
 from vggvox.audio import to_float
 from vggvox.frontend import fbank_for
-from vggvox.modelcard import FrontEnd, ModelCard
+from vggvox.frontend_kinds import FrontEnd
+from vggvox.modelcard import ModelCard
 from vggvox.stream.tail import Tail
 
 COMPUTE_EVERY = 8000
