@@ -46,11 +46,13 @@ from vggvoxd.lock import EndpointLocks
 from vggvoxd.notify import Notifier, Watchdog
 from vggvoxd.prometheus import MetricsServer, Readings
 from vggvoxd.publisher import Publisher
+from vggvoxd.replays import Replays
 from vggvoxd.rooms import Rooms
 from vggvoxd.services import HealthView, LiveView, Services
 from vggvoxd.source_schemes import DEFAULT, make_source
 from vggvoxd.sources import AudioSource
 from vggvoxd.streamthread import Stream
+from vggvoxd.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -82,15 +84,7 @@ class Daemon:
         self.rooms = Rooms([spec.name for spec in specs(settings, source)], self.rule_for,
                            settings.scoring.adapt, self.store, card)
         self._pipeline(card)
-        self.handlers = Handlers(Services(
-            settings=settings, store=self.store, embedder=self.embedder, rooms=self.rooms,
-            publish=self.publish, lives=LiveView(lambda: self.lives, source),
-            speakers=lambda: len(self.voiceprints), queued=lambda: len(self.queues),
-            heard=lambda: dict(self.executor.last_heard), refresh=self.executor.refresh,
-            reload=self.reload, stopping=lambda: self.stopping,
-            new_stream=lambda audio: self.stream(audio, critical=False), on_fatal=self.on_fatal,
-            health=HealthView(self.status_event, self.describe, self.rule, self.executor,
-                              self.indexer, lambda: (self.publisher, self.control))))
+        self.handlers = self._ops(source)
         self.control = ControlServer(settings.endpoint("control"), self.handlers.table(),
                                      settings.endpoints.max_request_bytes, self.on_fatal)
         self.curve = self._curve()
@@ -123,6 +117,24 @@ class Daemon:
                                       settings.window.max_batch, self.on_fatal,
                                       on_load=self.on_load,
                                       on_decision=self.metrics.observe if self.metrics else None)
+
+    def _ops(self, source: str) -> Handlers:
+        """The replay sessions and the enrollment worker, which the run loop starts, reaps
+        and stops, and the control ops, which serve requests with them."""
+        settings = self.settings
+        self.replays = Replays(lambda audio: self.stream(audio, critical=False), self.publish,
+                               lambda: len(self.queues), lambda: len(self.voiceprints),
+                               settings.unknowns.max_age_s)
+        self.worker = Worker(self.on_fatal)
+        return Handlers(Services(
+            settings=settings, store=self.store, embedder=self.embedder, rooms=self.rooms,
+            publish=self.publish, lives=LiveView(lambda: self.lives, source),
+            speakers=lambda: len(self.voiceprints),
+            heard=lambda: dict(self.executor.last_heard), refresh=self.executor.refresh,
+            reload=self.reload, stopping=lambda: self.stopping,
+            health=HealthView(self.status_event, self.describe, self.rule, self.executor,
+                              self.indexer, lambda: (self.publisher, self.control))),
+            self.replays, self.worker)
 
     def _curve(self) -> Curve:
         """CURVE on both sockets when a server key is set (else nothing), and who may
@@ -213,7 +225,7 @@ class Daemon:
     def on_flush(self, stream: Stream) -> None:
         """The executor has handled every window of a finite stream (in its thread: the
         run loop turns a live source's flag into its state)."""
-        self.handlers.replays.finished(stream)
+        self.replays.finished(stream)
         live = next((lv for lv in self.lives if lv.stream is stream), None)
         if live is not None:
             live.flushed.set()
@@ -224,7 +236,7 @@ class Daemon:
         or a microphone, never ends)."""
         return (not self.settings.sources and bool(self.lives)
                 and all(lv.ended for lv in self.lives)
-                and not len(self.handlers.replays) and self.handlers.idle()
+                and not len(self.replays) and self.handlers.idle()
                 and self.control.idle())
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -253,7 +265,7 @@ class Daemon:
         ``healthy()``. A replay's stream is none: giving up, it ends only itself."""
         stages: dict[str, Stage] = {
             "embedder": self.executor, "search": self.indexer, "events": self.publisher,
-            "control": self.control, "enroll-worker": self.handlers.worker,
+            "control": self.control, "enroll-worker": self.worker,
             **{live.name: live.stream for live in self.lives}}
         if self.metrics is not None:
             stages["metrics"] = self.metrics.http
@@ -262,7 +274,7 @@ class Daemon:
     def guards(self) -> dict[str, Guard]:
         """Every stage's guard by stage name, replays' streams' too (for metrics)."""
         return {**{name: stage.guard for name, stage in self.stages().items()},
-                **{s.name: s.guard for s in self.handlers.replays.streams()}}
+                **{s.name: s.guard for s in self.replays.streams()}}
 
     def healthy(self) -> bool:
         """Every stage is alive, and making progress or idle by design, and so is the
@@ -275,7 +287,7 @@ class Daemon:
         return Readings(
             card.tag, card.sha256,
             sources=lambda: [(lv.name, lv.state, lv.stream.counts()) for lv in self.lives],
-            replays=lambda: self.handlers.replays.totals(),
+            replays=lambda: self.replays.totals(),
             embed_s=lambda: self.executor.compute_s, dropped_events=lambda: self.publisher.dropped,
             queued=lambda: len(self.queues), speakers=lambda: len(self.voiceprints),
             guards=self.guards)
@@ -299,7 +311,7 @@ class Daemon:
         self.publisher.start()
         self.indexer.start()
         self.executor.start()
-        self.handlers.worker.start()
+        self.worker.start()
         self.control.start()
         try:
             share_sockets(self.settings)
@@ -319,7 +331,7 @@ class Daemon:
                     self._last_status = now
                     for live in self.lives:
                         self.publish(self.status_event(live=live))
-                self.handlers.replays.reap()
+                self.replays.reap()
                 if self.all_done():
                     log.info("the source has ended: stopping")
                     self.stop("end of input")
@@ -338,10 +350,10 @@ class Daemon:
         log.info("shutting down%s", f" ({self.stop_reason})" if self.stop_reason else "")
         self.notifier.stopping()
         self.control.stop()
-        self.handlers.worker.stop()
+        self.worker.stop()
         for live in self.lives:
             live.stream.stop()
-        self.handlers.replays.stop_all()
+        self.replays.stop_all()
         self.executor.stop()
         self.rooms.save(force=True)
         self.indexer.stop()

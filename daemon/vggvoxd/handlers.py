@@ -48,11 +48,12 @@ from vggvoxd.worker import Worker
 
 
 class Handlers:
-    def __init__(self, services: Services) -> None:
+    """The ops. The replay sessions and the enrollment worker are the daemon's (its
+    run loop starts, reaps and stops them); the ops serve requests with them."""
+
+    def __init__(self, services: Services, replays: Replays, worker: Worker) -> None:
         s = self.s = services
-        self.replays = Replays(s.new_stream, s.publish, s.queued, s.speakers,
-                               s.settings.unknowns.max_age_s)
-        self.worker = Worker(s.on_fatal)
+        self.replays, self.worker = replays, worker
         self.enrolling = Enrolling(
             store=s.store, embedder=s.embedder, settings=s.settings.enroll, vad=s.settings.vad,
             rooms=s.rooms, lives=s.lives, worker=self.worker, publish=s.publish,

@@ -22,7 +22,6 @@ from vggvoxd.connlimit import ConnectionWatch
 from vggvoxd.guard import Guard
 from vggvoxd.livesources import LiveSource
 from vggvoxd.rooms import Rooms
-from vggvoxd.sources import AudioSource
 from vggvoxd.streamthread import Stream
 
 
@@ -97,8 +96,6 @@ class Services:
     lives: LiveView
     speakers: Callable[[], int]
     """Voiceprints loaded now."""
-    queued: Callable[[], int]
-    """Windows waiting for the embedder."""
     heard: Callable[[], dict[str, float]]
     """Enrolled speaker -> wall time a turn last named them (a copy)."""
     refresh: Callable[[], None]
@@ -106,7 +103,4 @@ class Services:
     reload: Callable[[], None]
     """The ``reload`` op: the voiceprints, forced, and the CURVE keys."""
     stopping: Callable[[], bool]
-    new_stream: Callable[[AudioSource], Stream]
-    """A stream for a replay: its own recognizer, fed to the executor; not critical."""
-    on_fatal: Callable[[str], None]
     health: HealthView
