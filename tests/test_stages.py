@@ -243,7 +243,7 @@ def test_control_decoding_limits() -> None:
 
 
 def test_control_ops_table_is_exactly_the_protocols_ops() -> None:
-    from vggvox.protocol.requests import REQUESTS
+    from vggvox.protocol.requests import REQUESTS, StatusRequest
     from vggvoxd.control import Op, ops_table
 
     def no_reply(req: object, later: object) -> None:
@@ -254,7 +254,7 @@ def test_control_ops_table_is_exactly_the_protocols_ops() -> None:
     with pytest.raises(ValueError, match=r"no handler for \['status'\]"):
         ops_table(*(op for name, op in ops.items() if name != "status"))
 
-    class FormatDisk(REQUESTS["status"]):  # type: ignore[misc,valid-type]
+    class FormatDisk(StatusRequest):
         op = "format_disk"
 
     with pytest.raises(ValueError, match=r"not in .*REQUESTS: \['format_disk'\]"):
