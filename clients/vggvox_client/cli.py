@@ -29,7 +29,7 @@ from vggvox_client import (
     daemon_cmds,
     evaluate,
     helptext,
-    keys,
+    keygen,
 )
 from vggvox_client.common import (
     Skipped,
@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.set_defaults(**GLOBAL_DEFAULTS)
     sub = parser.add_subparsers(dest="command", required=True,
                                 help="the command; COMMAND --help shows its own options")
-    keys.add_parser(sub)
+    keygen.add_parser(sub)
     daemon_cmds.add_parsers(sub)
     bridges.add_parsers(sub)
 
@@ -199,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_identify(args: argparse.Namespace) -> int:
-    from vggvox_client.identify import (
+    from vggvox_client.offline import (
         IdentifySettings,
         draw_open_set,
         identify,
@@ -325,7 +325,7 @@ COMMANDS = {
     "evaluate": lambda args: evaluate.run(args),
     "conversations": lambda args: conversations.run(args),
     "calibrate": calibrate.run,
-    "keygen": keys.run,
+    "keygen": keygen.run,
 }
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from vggvox.calibration import AcceptRule
 from vggvox.errors import VggvoxError
 from vggvox.eval.lists import Utterance, read_utterances
-from vggvox_client.identify import Report, TestResult
+from vggvox_client.offline import Report, TestResult
 
 
 @dataclass(frozen=True)
