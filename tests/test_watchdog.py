@@ -102,12 +102,12 @@ def test_every_thread_of_the_daemon_is_a_stage_of_its_health(tmp_path: Path) -> 
     loop.start()
     try:
         deadline = time.monotonic() + 20
-        while not (d.lives and d.lives[0].state == "running" and d.healthy()):
+        while not (d.lives and d.lives[0].state == "running" and d.health.healthy()):
             assert time.monotonic() < deadline, "the daemon did not start within 20 s"
             time.sleep(0.05)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
             assert b"vggvox_stage_restarts_total" in r.read()
-        stages = d.stages()
+        stages = d.health.stages()
         staged = {getattr(stage, "_thread", None) for stage in stages.values()}
         exempt = {loop, d.lives[0].stream.source._thread}  # type: ignore[attr-defined]
         for t in set(threading.enumerate()) - before:
@@ -118,10 +118,10 @@ def test_every_thread_of_the_daemon_is_a_stage_of_its_health(tmp_path: Path) -> 
         assert {"embedder", "search", "events", "control", "enroll-worker", "room",
                 "metrics"} <= set(stages)
         assert {name: stage.guard for name, stage in stages.items()}.items() \
-            <= d.guards().items()
+            <= d.health.guards().items()
         assert d.curve._auth is not None
         d.curve._auth.stop()  # the authenticator's thread gone: the daemon is not healthy
-        assert not d.healthy()
+        assert not d.health.healthy()
     finally:
         d.stop("test")
         loop.join(10)

@@ -28,7 +28,7 @@ from vggvox.calibration import AcceptRule
 from vggvox.embedder import Embedder
 from vggvox.errors import ModelMismatchError
 from vggvox.modelcard import ModelCard, load_card, resolve_card
-from vggvox.protocol.events import Event, StatusEvent
+from vggvox.protocol.events import Event
 from vggvox.store import ModelId, VoiceprintStore
 from vggvox.stream.recognizer import Recognizer
 from vggvox.voiceprints import VoiceprintSet
@@ -38,13 +38,13 @@ from vggvoxd.config import Settings
 from vggvoxd.control import ControlServer
 from vggvoxd.curveauth import Curve
 from vggvoxd.executor import EmbedExecutor, WorkQueues
-from vggvoxd.guard import Guard, Stage
 from vggvoxd.handlers import Handlers
+from vggvoxd.health import Health
 from vggvoxd.indexer import SearchIndexer
 from vggvoxd.livesources import LiveSource, specs
 from vggvoxd.lock import EndpointLocks
 from vggvoxd.notify import Notifier, Watchdog
-from vggvoxd.prometheus import MetricsServer, Readings
+from vggvoxd.prometheus import MetricsServer
 from vggvoxd.publisher import Publisher
 from vggvoxd.replays import Replays
 from vggvoxd.rooms import Rooms
@@ -62,7 +62,9 @@ class Daemon:
         self.settings = settings
         self.source_spec = source
         self.notifier = notifier or Notifier()
-        self.watchdog = Watchdog(self.notifier, self.healthy)
+        self.health = Health(self)
+        """Its state, status events, stages and metrics' readings (health.py)."""
+        self.watchdog = Watchdog(self.notifier, self.health.healthy)
         """Per captured block, and from the run loop: pings while healthy (notify.py)."""
         # One daemon per endpoint, checked first: a second one must not even load the
         # model or open the first one's store before it refuses.
@@ -111,7 +113,7 @@ class Daemon:
                                    on_fatal=self.on_fatal)
         self.publish: Callable[[Event], None] = self.publisher.publish
         """The publish function (any thread), handed to whoever publishes: no hop here."""
-        self.metrics = (MetricsServer(self.readings(card), settings.metrics, self.on_fatal)
+        self.metrics = (MetricsServer(self.health.readings(card), settings.metrics, self.on_fatal)
                         if settings.metrics.listen else None)
         self.executor = EmbedExecutor(self.embedder, self.voiceprints, self.store, self.queues,
                                       settings.window.max_batch, self.on_fatal,
@@ -132,7 +134,7 @@ class Daemon:
             speakers=lambda: len(self.voiceprints),
             heard=lambda: dict(self.executor.last_heard), refresh=self.executor.refresh,
             reload=self.reload, stopping=lambda: self.stopping,
-            health=HealthView(self.status_event, self.describe, self.rule, self.executor,
+            health=HealthView(self.health.status_event, self.describe, self.rule, self.executor,
                               self.indexer, lambda: (self.publisher, self.control))),
             self.replays, self.worker)
 
@@ -156,38 +158,6 @@ class Daemon:
                 raise ModelMismatchError(f"{e} (--allow-empty starts with nobody enrolled)") \
                     from None
             log.error("%s; running with nobody enrolled (--allow-empty)", e)
-
-    @property
-    def main(self) -> Stream | None:
-        """The first live source's stream: its clock dates enrollments, and it records
-        a live enrollment that names no source."""
-        return self.lives[0].stream if self.lives else None
-
-    @property
-    def state(self) -> str:
-        """The daemon's state: its source's, or with several ``running`` while any runs."""
-        states = [live.state for live in self.lives] or ["starting"]
-        return "running" if "running" in states else states[0]
-
-    def live(self, name: str) -> LiveSource | None:
-        return next((live for live in self.lives if live.name == name), None)
-
-    def status_event(self, state: str | None = None,
-                     live: LiveSource | None = None) -> StatusEvent:
-        """One live source's status, or (no ``live``) all of them summed up."""
-        lives = [live] if live is not None else self.lives
-        streams = [lv.stream for lv in lives]
-        t = streams[0].stream_s if streams else 0.0
-        return StatusEvent(
-            source=",".join(lv.name for lv in lives) or self.source_spec,
-            t_start=t, t_end=t,
-            state=state or (live.state if live is not None else self.state),
-            overflows=sum(s.source.overflows for s in streams),
-            dropped_samples=sum(s.ring.dropped for s in streams),
-            dropped_windows=sum(s.dropped_windows for s in streams),
-            queue=len(self.queues), speakers=len(self.voiceprints),
-            dropped_events=self.publisher.dropped,
-        )
 
     def describe(self, rule: AcceptRule) -> str:
         """A rule in words, naming its calibration file when it is not the card's."""
@@ -220,7 +190,7 @@ class Daemon:
     def on_state(self, live: LiveSource) -> None:
         """A live source changed state (in the run loop): tell systemd and subscribers."""
         self.notifier.status(f"source {live.name}: {live.state}")
-        self.publish(self.status_event(live=live))
+        self.publish(self.health.status_event(live=live))
 
     def on_flush(self, stream: Stream) -> None:
         """The executor has handled every window of a finite stream (in its thread: the
@@ -260,38 +230,6 @@ class Daemon:
         self.fatal = why
         self._stop.set()
 
-    def stages(self) -> dict[str, Stage]:
-        """The daemon's own threads by stage name, each under its guard; every one makes
-        ``healthy()``. A replay's stream is none: giving up, it ends only itself."""
-        stages: dict[str, Stage] = {
-            "embedder": self.executor, "search": self.indexer, "events": self.publisher,
-            "control": self.control, "enroll-worker": self.worker,
-            **{live.name: live.stream for live in self.lives}}
-        if self.metrics is not None:
-            stages["metrics"] = self.metrics.http
-        return stages
-
-    def guards(self) -> dict[str, Guard]:
-        """Every stage's guard by stage name, replays' streams' too (for metrics)."""
-        return {**{name: stage.guard for name, stage in self.stages().items()},
-                **{s.name: s.guard for s in self.replays.streams()}}
-
-    def healthy(self) -> bool:
-        """Every stage is alive, and making progress or idle by design, and so is the
-        CURVE authenticator (pyzmq's thread): a stuck embedder stops the watchdog's
-        pings even as audio flows, and the service is restarted."""
-        return all(stage.healthy() for stage in self.stages().values()) and self.curve.alive()
-
-    def readings(self, card: ModelCard) -> Readings:
-        """What the metrics show, each read when Prometheus scrapes."""
-        return Readings(
-            card.tag, card.sha256,
-            sources=lambda: [(lv.name, lv.state, lv.stream.counts()) for lv in self.lives],
-            replays=lambda: self.replays.totals(),
-            embed_s=lambda: self.executor.compute_s, dropped_events=lambda: self.publisher.dropped,
-            queued=lambda: len(self.queues), speakers=lambda: len(self.voiceprints),
-            guards=self.guards)
-
     def run(self) -> int:
         """Serve until stopped: 0 on a clean stop, 1 when a stage gave up.
 
@@ -330,7 +268,7 @@ class Daemon:
                 if now - self._last_status >= self.settings.status.interval_s:
                     self._last_status = now
                     for live in self.lives:
-                        self.publish(self.status_event(live=live))
+                        self.publish(self.health.status_event(live=live))
                 self.replays.reap()
                 if self.all_done():
                     log.info("the source has ended: stopping")
@@ -360,7 +298,7 @@ class Daemon:
         now = time.monotonic()
         for live in self.lives:
             live.report_drops(now, final=True)
-            self.publish(self.status_event(state="stopped", live=live))
+            self.publish(self.health.status_event(state="stopped", live=live))
         self.publisher.stop()
         self.curve.stop()
         if self.metrics is not None:

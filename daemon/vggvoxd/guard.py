@@ -3,13 +3,13 @@
 Each of the daemon's own threads runs its loop body through ``Guard.run``: the
 embedder, each stream's segmenter, the search index, the events and control
 sockets, the enrollment worker and the metrics endpoint's accept loop (each a
-``Stage``; every one in ``Daemon.stages()`` makes ``Daemon.healthy()``). An
+``Stage``; every one in ``Health.stages()`` (health.py) makes ``Health.healthy()``). An
 unexpected exception is logged with its traceback and counted, and the loop
 goes on after a short back-off. The threads that are not, by design: the run
 loop (the supervisor itself: what escapes it ends the process), each source's
 thread or PortAudio's callback (its ``LiveSource`` restarts a source that dies,
 with back-off), a metrics connection's thread (one request), and pyzmq's CURVE
-authenticator (not ours to guard: ``Daemon.healthy()`` checks it is alive).
+authenticator (not ours to guard: ``Health.healthy()`` checks it is alive).
 
 After ``MAX_FAILURES`` failures in a row the stage gives up and calls
 ``on_fatal``: the daemon exits non-zero, so that its service manager restarts
