@@ -31,7 +31,7 @@ from test_web import CLIENT, NEEDS_CHROMIUM, Bridge, chromium, fetch, start_web,
 
 from vggvox.errors import VggvoxError
 from vggvox_client.bridges.web import peer as webpeer
-from vggvox_client.bridges.web.guard import Guard, generated_token, read_token_file
+from vggvox_client.bridges.web.requestcheck import Guard, generated_token, read_token_file
 
 CURL = shutil.which("curl")
 

@@ -1,7 +1,7 @@
-"""``vggvox-client web``: the command. The bridge: ``app.py`` (routes), ``guard.py``
-(token, Host, Origin, CSRF), ``peer.py`` (which local user connects), ``server.py``
-and ``linger.py`` (caps and time-outs), ``hub.py`` (one event subscription for every
-page), ``page.html``; loaded on run."""
+"""``vggvox-client web``: the command. The bridge: ``app.py`` (routes),
+``requestcheck.py`` (token, Host, Origin, CSRF), ``peer.py`` (which local user
+connects), ``server.py`` and ``linger.py`` (caps and time-outs), ``hub.py`` (one event
+subscription for every page), ``page.html``; loaded on run."""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ local account (and to every web page, through the browser). Two guards:
   root) is refused too.
 
 Any other local user gets 403 for every path, the page included. Host,
-Origin and CSRF: ``guard.py``; caps and time-outs: ``server.py``.
+Origin and CSRF: ``requestcheck.py``; caps and time-outs: ``server.py``.
 Uploads are checked by their header (rate, duration at most the daemon's
 enrollment maximum) before they are decoded, and decoded bounded
 (``vggvox.audio.load_audio``). A separate process like any client, so that the
@@ -58,7 +58,8 @@ from vggvox.protocol.errors import BUSY, INTERNAL, NOT_ALLOWED, STORE, UNREACHAB
 from vggvox.protocol.pcm import to_pcm
 from vggvox.protocol.requests import EnrollRequest, ListRequest, StatusRequest
 from vggvox_client.bridges.web import peer
-from vggvox_client.bridges.web.guard import (
+from vggvox_client.bridges.web.hub import EventHub, page_state
+from vggvox_client.bridges.web.requestcheck import (
     Guard,
     banner,
     generated_token,
@@ -67,7 +68,6 @@ from vggvox_client.bridges.web.guard import (
     read_kept_token,
     read_token_file,
 )
-from vggvox_client.bridges.web.hub import EventHub, page_state
 from vggvox_client.bridges.web.server import BoundedHandler, Limits, Server
 from vggvox_client.connection import ClientError, Connection
 
