@@ -228,7 +228,7 @@ It used to abort at ~1,010 held connections under it. At 256 it now holds as
 well on an idle machine, but not always on a busy one (2 cores, both busy: 3
 aborts in 12 runs): the cap is enforced from Python, and libzmq's I/O thread
 accepts ~50 connections a millisecond while the socket's thread waits for a
-CPU. See connections.py."""
+CPU. See connlimit.py."""
 
 
 def test_control_connections_at_the_file_limit_and_past_it(

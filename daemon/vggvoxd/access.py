@@ -9,7 +9,7 @@ the default endpoints, which the daemon owns): a folder named in an explicit
 endpoint is left as its owner set it.
 
 TCP has no file permissions. Beyond loopback anyone on the network could
-connect, so that needs CURVE (``curve.py``); on loopback every local user
+connect, so that needs CURVE (``curveauth.py``); on loopback every local user
 can, which is worth a warning.
 """
 

@@ -19,7 +19,7 @@ themselves (ZeroMQ) or on their next request. One WARNING per episode.
 
 The cap leaves room twice: ``RESERVE`` files for the daemon's own (store,
 model, audio, replays) and ``METRICS_FILES`` for the metrics endpoint's
-connections (``metricsserver.py``: bounded on its own, and never counted here),
+connections (``prometheus_http.py``: bounded on its own, and never counted here),
 and half of the rest for the connections accepted between the cap being reached
 and the socket's thread unbinding (libzmq keeps accepting meanwhile; one local
 process connects ~50 per ms).

@@ -1,12 +1,13 @@
 r"""The supervisor: the runtime around the library's recognizer.
 
-    mic source(s) -> Stream (ring buffer, segmenter) -\  live queue
-    replay/file -> Stream (ring buffer, segmenter) --> finite queue -> EmbedExecutor
-                                                        (embed, decide, wire) -> Publisher
-    ControlServer (enroll, remove, list, status, reload, replay) -> VoiceprintStore
+    mic, file, stdin:live -> Stream (ring buffer, segmenter) -\  live queue
+    stdin, replay --------> Stream (ring buffer, segmenter) --> finite queue -> EmbedExecutor
+                                                             (embed, decide) -> Publisher
+    ControlServer (enroll, name, cancel, remove, list, status, reload, replay, calibration,
+                   calibration_reset) -> Handlers -> VoiceprintStore
                                           VoiceprintSet (in memory) <- loaded from the store
 
-The main thread runs ``run``: it (re)starts each live source (``live.py``: one,
+The main thread runs ``run``: it (re)starts each live source (``livesources.py``: one,
 or several with ``sources:``) with back-off when it fails or disappears, sends
 heartbeats, tells systemd when it is ready, and tears everything down on
 ``stop`` (SIGTERM). With ``--source file:PATH`` or ``--source stdin`` (a one-off

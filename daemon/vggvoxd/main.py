@@ -108,7 +108,7 @@ def settings_from(args: argparse.Namespace) -> tuple[config.Settings, str]:
 
 WANTED_FILES = 65536
 """Open files the daemon asks for: each client connection costs one, and libzmq
-aborts the whole process when it runs out; ``connections.py`` caps them below it."""
+aborts the whole process when it runs out; ``connlimit.py`` caps them below it."""
 
 
 def raise_file_limit() -> int:

@@ -12,7 +12,7 @@ client connections then aborted it (libzmq, EMFILE). This server:
   for the whole exchange, so a client that trickles bytes is cut off;
 - listens with a backlog of ``BACKLOG`` (the kernel's queue, not the daemon's files);
 - so holds at most ``FILES`` open files, which the connection cap of the ZeroMQ
-  sockets (``connections.py``) keeps aside: a flood here never reaches them.
+  sockets (``connlimit.py``) keeps aside: a flood here never reaches them.
 
 It answers ``GET /metrics`` (and ``/``) with what ``render`` returns, 404 for
 another path, 405 for another method, and closes each connection after one

@@ -52,7 +52,7 @@ class Publisher(SocketThread):
 
     def step(self, sock: zmq.Socket) -> bool | None:
         try:
-            # A short wait: each turn also sees to a connection flood (connections.py),
+            # A short wait: each turn also sees to a connection flood (connlimit.py),
             # which at a low file limit must be shed within milliseconds.
             event = self._queue.get(timeout=0.01)
         except queue.Empty:

@@ -4,7 +4,7 @@ so each of the daemon's sockets is created, used and closed by one thread.
 The thread's loop is guarded like every other stage (``guard.py``): a failing
 ``step`` is logged, counted and retried; one that keeps failing stops the
 daemon (``on_fatal``), so that its service manager restarts it. Each turn also
-sees to the socket's connections (``connections.py``): a flood of them is shed
+sees to the socket's connections (``connlimit.py``): a flood of them is shed
 instead of running the process out of files.
 """
 
