@@ -3,7 +3,7 @@ refuses and how many strangers' clips it lets through, per false-accept rate.
 
     .venv/bin/python bench/bench_identity.py [--rates 0.01,0.02,0.05,0.1,0.2] [--part held]
 
-Speakers: the ``held`` half of the development speech (weights/fit_calibration.py's
+Speakers: the ``held`` half of the development speech (weights/calibrate_shipped.py's
 split: the calibration never heard them). Every utterance is embedded as
 enrollment embeds it (VAD-checked, the whole clip), with CAM++. Cutoffs come
 from admission.same_voice_rule at each rate, for one voiceprint and each clip's

@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_openset.py [--model campplus-int8] [--skip-daemon]
         [--conversations 6] [--json]
 
-Uses only the ``held`` half of the development speakers (weights/fit_calibration.py's
+Uses only the ``held`` half of the development speakers (weights/calibrate_shipped.py's
 split; the calibration was fitted on the other half):
 
 - **utterances through vggvoxd** (real daemon, ipc endpoints in a temp folder,

@@ -45,7 +45,7 @@ def test_the_wheel_holds_the_runtime_and_not_the_maintainers_tools(wheel: Path) 
                     "vggvox_weights/ge2e.onnx", "vggvox_weights/campplus.calibration.yaml",
                     "vggvox_weights/campplus-int8.onnx", "vggvox_weights/campplus-int8.yaml"):
         assert shipped in names, shipped
-    for tool in ("vggvox_weights/export.py", "vggvox_weights/fit_calibration.py",
+    for tool in ("vggvox_weights/export.py", "vggvox_weights/calibrate_shipped.py",
                  "vggvox_weights/quantize.py", "vggvox_weights/segmask.py"):
         assert tool not in names, f"{tool} is a maintainer's tool, not part of the package"
     assert not any(n.startswith(("tests/", "bench/", "weights/")) for n in names)

@@ -191,7 +191,7 @@ def test_a_calibration_of_another_model_is_refused(tmp_path: Path) -> None:
 
 def test_a_calibration_fitted_on_a_little_real_speech_is_sane(
         embedder: Embedder, speech_dir: Path) -> None:
-    """The fitting path of weights/fit_calibration.py, end to end on a small real subset."""
+    """The fitting path of weights/calibrate_shipped.py, end to end on a small real subset."""
     from vggvox.eval.calibration_fit import fit, gather, open_set_rates, split_speakers
     from vggvox.eval.lists import read_utterances
 

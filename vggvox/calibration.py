@@ -5,7 +5,7 @@ voiceprints reaches the threshold. How often that happens depends on more than
 the threshold: the shorter the evidence, the noisier its scores, and the more
 speakers are enrolled, the more chances a stranger has to match one. A model's
 calibration (``<model>.calibration.yaml`` beside its card, written by
-``weights/fit_calibration.py``) models both:
+``weights/calibrate_shipped.py``) models both:
 
 - **Strangers.** A stranger's score against one voiceprint, for evidence of
   ``d`` seconds, has an upper tail shaped like a normal distribution with

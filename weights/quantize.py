@@ -122,7 +122,7 @@ def quantize(speech: Path) -> list[Path]:
 
 
 CARD_EDITS = [
-    # Its own calibration, fitted by weights/fit_calibration.py --model campplus-int8.
+    # Its own calibration, fitted by weights/calibrate_shipped.py --model campplus-int8.
     ("calibration: campplus.calibration.yaml", "calibration: campplus-int8.calibration.yaml"),
     # onnxruntime's 'all' level adds layout transforms under which an int8 graph gives
     # a window a slightly different embedding alone than in a batch (cosine 0.998).

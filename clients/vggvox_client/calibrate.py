@@ -1,7 +1,7 @@
 """``vggvox-client calibrate``: an open-set calibration fitted on the user's own recordings.
 
 The same fit and check as the shipped calibrations (``vggvox.eval.fitcheck``,
-which ``weights/fit_calibration.py`` runs on the development speech): the list's
+which ``weights/calibrate_shipped.py`` runs on the development speech): the list's
 speakers are split in halves by a hash of their names, the calibration is fitted
 on one and checked on the other, and the file it writes is what the daemon's
 ``scoring.calibration`` or ``sources[].calibration`` names. In-process: no

@@ -1,6 +1,6 @@
 """Fit a calibration on one half of the speakers, check it on the other, write it.
 
-The steps that ``weights/fit_calibration.py`` (the shipped calibrations, on the
+The steps that ``weights/calibrate_shipped.py`` (the shipped calibrations, on the
 development speech) and ``vggvox-client calibrate`` (a user's own recordings)
 share, so that both files are fitted and checked the same way: enroll a half's
 speakers, gather its turn-like evidence (``vggvox.eval.calibration_fit.gather``), fit

@@ -1,7 +1,7 @@
 """Fit each shipped model's open-set calibration and check it on held-apart speakers.
 
-    .venv/bin/python weights/fit_calibration.py                   # both models
-    .venv/bin/python weights/fit_calibration.py --model campplus --lists /tmp/lists
+    .venv/bin/python weights/calibrate_shipped.py                 # both models
+    .venv/bin/python weights/calibrate_shipped.py --model campplus --lists /tmp/lists
 
 Needs the development speech (``../shared/data/speech``; ``--speech`` elsewhere)
 and only the runtime dependencies. The speakers are split in halves, stratified
@@ -114,7 +114,8 @@ def main() -> int:
         held_half = evidence(embedder, lists, "held")
         cal, checks = fit_and_check(fit_half, held_half, card.name, FITTED_ON, say)
         out = card_path.parent / f"{model}.calibration.yaml"
-        header = (f"# Open-set calibration of {card.name}, written by weights/fit_calibration.py.\n"
+        header = (f"# Open-set calibration of {card.name}, written by "
+                  "weights/calibrate_shipped.py.\n"
                   "# See vggvox/calibration.py for what each number means. The 'check'\n"
                   "# tables are measured on the held-apart speakers (informative).\n")
         write_calibration(cal, checks, out, header)
