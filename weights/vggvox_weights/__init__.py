@@ -1,9 +1,9 @@
 """The shipped ONNX speaker models, their model cards and calibrations (package data).
 
-``export.py`` (rebuilds the models; needs PyTorch), ``quantize.py`` (makes the
-int8 model, with ``segmask.py``'s rewrite of the graph) and ``calibrate.py`` (fits
-the calibrations; both need the development speech) sit beside this file in a
-checkout.
-They are maintainer's tools: never imported at run time, and left out of the
-wheel by setup.py.
+The maintainer's tools that make them live in ``weights/``, the folder above this
+package, in a checkout: ``export.py`` (rebuilds the models; needs PyTorch),
+``quantize.py`` (makes the int8 model, with ``segmask.py``'s rewrite of the graph)
+and ``calibrate_shipped.py`` (fits the calibrations; both need the development
+speech). They are never imported at run time, and being outside this package they
+are not in the wheel.
 """
