@@ -16,7 +16,8 @@ this thread) and publishes the results through the event mapping.
 
 A job carries a ``StreamSink``, not its stream: the stream's name, its decide
 step, where its events go and what to call when it is all decided. The executor
-never reaches into a stream, and the queues never into a sink.
+never reaches into a stream; the queues write one field of a sink, its dropped
+windows, under their lock.
 
 Who owns which counter (each has one writer):
 
@@ -25,7 +26,8 @@ Who owns which counter (each has one writer):
   ``last_heard`` (others read them: an int or a float is read in one step;
   ``last_heard`` is read as a copy);
 - the queues, under their lock (any stream thread puts, the executor takes):
-  ``dropped`` and each sink's dropped windows (``dropped_windows(sink)``).
+  ``dropped`` and each sink's ``dropped_windows`` (read through
+  ``dropped_windows(sink)``, which takes the lock).
 
 The loop is guarded (``guard.py``): an unexpected exception is logged and
 counted, the batch it was in is lost (counted too), and the loop goes on; after
@@ -38,7 +40,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -80,6 +82,9 @@ class StreamSink:
     """Windows embedded and decided."""
     turns_decided: int = 0
     """Turns closed with their answer."""
+    dropped_windows: int = 0
+    """Windows of this stream the live queue dropped: the work queues' to write, under
+    their lock (whichever stream thread puts), not the executor's."""
 
 
 @dataclass(frozen=True)
@@ -100,8 +105,6 @@ class WorkQueues:
         self._cond = threading.Condition()
         self.dropped = 0
         """Live windows dropped, of every stream (under the lock)."""
-        self._dropped_of: Counter[StreamSink] = Counter()
-        """Live windows dropped, by stream (under the lock)."""
         self.closed = False
 
     def __len__(self) -> int:
@@ -110,7 +113,7 @@ class WorkQueues:
     def dropped_windows(self, sink: StreamSink) -> int:
         """The windows of ``sink``'s stream this queue dropped."""
         with self._cond:
-            return self._dropped_of[sink]
+            return sink.dropped_windows
 
     def put_live(self, job: Job) -> None:
         with self._cond:
@@ -118,7 +121,7 @@ class WorkQueues:
             if isinstance(job.item, Window) and windows >= self.live_size:
                 victim = next(j for j in self.live if isinstance(j.item, Window))
                 self.live.remove(victim)
-                self._dropped_of[victim.sink] += 1
+                victim.sink.dropped_windows += 1
                 self.dropped += 1
             self.live.append(job)
             self._cond.notify_all()

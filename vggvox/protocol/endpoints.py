@@ -14,9 +14,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import yaml
 from platformdirs import user_config_dir, user_runtime_dir
 
+from vggvox import settingsfile
 from vggvox.errors import ConfigError
 
 SYSTEM_CONFIG = Path("/etc/vggvox/vggvoxd.yaml")
@@ -78,11 +78,17 @@ def private_dir(path: Path) -> Path:
     return path
 
 
-def runtime_endpoint(which: str) -> str:
-    """``ipc://`` in the runtime folder: systemd's, else the user's (checked private)."""
+def runtime_folder() -> Path:
+    """The service's ``RuntimeDirectory`` (systemd's, its first folder), else the user's
+    runtime folder: where the sockets (and the web bridge's token) live. Not yet
+    checked: ``private_dir`` does that."""
     runtime = os.environ.get("RUNTIME_DIRECTORY")
-    base = Path(runtime.split(":")[0]) if runtime else user_runtime_base()
-    return f"ipc://{private_dir(base)}/{which}.sock"
+    return Path(runtime.split(":")[0]) if runtime else user_runtime_base()
+
+
+def runtime_endpoint(which: str) -> str:
+    """``ipc://`` in the runtime folder (checked private)."""
+    return f"ipc://{private_dir(runtime_folder())}/{which}.sock"
 
 
 def configured(which: str, path: Path | None = None) -> str | None:
@@ -91,10 +97,7 @@ def configured(which: str, path: Path | None = None) -> str | None:
     found = path or find_config(None)
     if found is None:
         return None
-    try:
-        data: Any = yaml.safe_load(found.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise ConfigError(f"{found}: cannot read: {e}") from None
+    data: Any = settingsfile.read(found)  # as strictly as the daemon reads it
     section = data.get("endpoints") if isinstance(data, dict) else None
     value = section.get(which) if isinstance(section, dict) else None
     if value is not None and not isinstance(value, str):

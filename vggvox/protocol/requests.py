@@ -17,7 +17,7 @@ from typing import Any, Self
 
 from vggvox.protocol.errors import RequestError
 from vggvox.protocol.message import NUMBER, Request, field
-from vggvox.protocol.pcm import from_pcm
+from vggvox.protocol.pcm import check_pcm
 from vggvox.protocol.replies import (
     CalibrationReply,
     CalibrationResetReply,
@@ -89,7 +89,7 @@ class EnrollRequest(Request[EnrollReply]):
             if not audio:
                 raise RequestError("'audio' is empty")
             for i, clip in enumerate(audio):
-                from_pcm(clip, f"audio[{i}]")  # a RequestError naming the clip
+                check_pcm(clip, f"audio[{i}]")  # a RequestError naming the clip
         return cls(name=name, audio=audio, live=live, replace=replace, force=force,
                    source=field(wire, "source", str, None), request=rid)
 
@@ -196,7 +196,7 @@ class ReplayRequest(Request[ReplayReply]):
         if len(label) > 64 or not label.isprintable() or " " in label:
             raise RequestError("'label' must be at most 64 printable characters, no spaces")
         audio = field(wire, "audio", bytes, b"")
-        from_pcm(audio, "audio")  # a RequestError when it is not 16-bit PCM
+        check_pcm(audio, "audio")  # a RequestError when it is not 16-bit PCM
         return cls(session=session, label=label, audio=audio,
                    final=field(wire, "final", bool, False))
 

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 from vggvox.errors import VggvoxError
 from vggvox.loopback import is_loopback
-from vggvox.protocol.endpoints import private_dir, user_runtime_base
+from vggvox.protocol.endpoints import private_dir, runtime_folder
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 _TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]+")
@@ -78,23 +78,17 @@ def read_token_file(path: Path) -> str:
     return token
 
 
-def _runtime_folder() -> Path:
-    """The service's ``RuntimeDirectory``, else the one the daemon's sockets use."""
-    runtime = os.environ.get("RUNTIME_DIRECTORY")
-    return Path(runtime.split(":")[0]) if runtime else user_runtime_base()
-
-
 def kept_token(port: int) -> Path:
     """Where a generated token is kept: the starter's private runtime folder (made
     if missing, refused if another user owns it or may write to it)."""
-    return private_dir(_runtime_folder()) / f"web-{port}.token"
+    return private_dir(runtime_folder()) / f"web-{port}.token"
 
 
 def read_kept_token(port: int, listen: str) -> str:
     """The token a running bridge keeps, for ``--print-url``: read only, never made or
     replaced, so that the URL printed is the one the running bridge takes. Another
     user's folder is fine to read (root, for the service's ``/run/vggvox-web``)."""
-    path = _runtime_folder() / f"web-{port}.token"
+    path = runtime_folder() / f"web-{port}.token"
     try:
         token = path.read_text().strip() if path.is_file() else ""
     except OSError as e:
