@@ -275,9 +275,14 @@ RUNS: dict[str, Callable[[Connection, argparse.Namespace], int]] = {
 NAMES = tuple(RUNS)
 
 
-def cmd_daemon(args: argparse.Namespace) -> int:
+def connect(args: argparse.Namespace) -> Connection:
+    """The daemon, as the global options (--control, --events, --timeout, the keys) say:
+    every command that goes through it, a bridge too, connects here."""
     from vggvox_client.connection import Connection
 
     timeout = DEFAULT_TIMEOUT if args.timeout is None else args.timeout
-    conn = Connection(args.control, args.events, timeout, args.server_key, args.key)
-    return RUNS[args.command](conn, args)
+    return Connection(args.control, args.events, timeout, args.server_key, args.key)
+
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    return RUNS[args.command](connect(args), args)

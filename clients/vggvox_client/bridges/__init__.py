@@ -68,9 +68,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """``vggvox-client BRIDGE ...``: the bridge ``args.command``, connected as the global
     options say."""
-    from vggvox_client.connection import Connection
-    from vggvox_client.daemon_cmds import DEFAULT_TIMEOUT
+    from vggvox_client.daemon_cmds import connect
 
-    timeout = DEFAULT_TIMEOUT if args.timeout is None else args.timeout
-    conn = Connection(args.control, args.events, timeout, args.server_key, args.key)
-    return bridges()[args.command].run(conn, args)
+    return bridges()[args.command].run(connect(args), args)
