@@ -36,8 +36,8 @@ from vggvox.embedder import Embedder
 from vggvox.eval.conversations import ConversationSpec, build_conversations
 from vggvox.eval.engine import enroll_from_list, recognize, turn_timeline
 from vggvox.eval.lists import read_utterances
-from vggvox.eval.rttm import read_rttm
 from vggvox.eval.timeline import combine, score_conversation
+from vggvox.recording.rttm import read_rttm
 from vggvox.stream.recognizer import Recognizer, RecognizerConfig
 from vggvox.stream.results import TurnUpdate
 from vggvox_client.connection import ClientError

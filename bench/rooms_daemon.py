@@ -33,8 +33,8 @@ import yaml
 from benchkit import DaemonProcess
 
 from vggvox.audio import SAMPLE_RATE, load_audio, to_int16
-from vggvox.eval.rttm import Segment
 from vggvox.eval.timeline import Labelled
+from vggvox.recording.rttm import Segment
 from vggvox_client.connection import ClientError
 from vggvox_client.enroll import enroll
 

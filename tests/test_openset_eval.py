@@ -25,9 +25,9 @@ from vggvox.eval.metrics import (
     plot_det,
 )
 from vggvox.eval.openset import ScoredTurn, accept_rule, conversation_open_set, final_turns
-from vggvox.eval.rttm import Segment
 from vggvox.eval.timeline import Labelled, score_conversation
 from vggvox.modelcard import load_card, resolve_card
+from vggvox.recording.rttm import Segment
 from vggvox.scoring import Match
 from vggvox.stream.results import TurnUpdate
 from vggvox_client.cli import main

@@ -22,10 +22,10 @@ from vggvox.eval.openset import (
     plot_open_set,
 )
 from vggvox.eval.plot import plot_timelines
-from vggvox.eval.rttm import read_rttm
 from vggvox.eval.timeline import ConversationScore, score_conversation
 from vggvox.modelcard import DEFAULT_MODEL
 from vggvox.protocol.endpoints import find_config
+from vggvox.recording.rttm import read_rttm
 from vggvox.settings import PipelineSettings, load
 from vggvox.store import ModelId, VoiceprintStore
 from vggvox.stream.recognizer import Recognizer, RecognizerConfig

@@ -26,9 +26,9 @@ _EXPORTS = {
     "build_conversations": "vggvox.eval.conversations",
     "gap_shares": "vggvox.eval.conversations",
     "plot_timelines": "vggvox.eval.plot",
-    "Segment": "vggvox.eval.rttm",
-    "read_rttm": "vggvox.eval.rttm",
-    "write_rttm": "vggvox.eval.rttm",
+    "Segment": "vggvox.recording.rttm",
+    "read_rttm": "vggvox.recording.rttm",
+    "write_rttm": "vggvox.recording.rttm",
     "ConversationScore": "vggvox.eval.timeline",
     "Decision": "vggvox.eval.timeline",
     "Labelled": "vggvox.eval.timeline",
@@ -53,7 +53,6 @@ if TYPE_CHECKING:
         gap_shares,
     )
     from vggvox.eval.plot import plot_timelines
-    from vggvox.eval.rttm import Segment, read_rttm, write_rttm
     from vggvox.eval.timeline import (
         ConversationScore,
         Decision,
@@ -63,6 +62,7 @@ if TYPE_CHECKING:
         score_conversation,
         true_turns,
     )
+    from vggvox.recording.rttm import Segment, read_rttm, write_rttm
 
 
 def __getattr__(name: str) -> Any:

@@ -32,7 +32,7 @@ from vggvox.audio import SAMPLE_RATE, load_audio
 from vggvox.errors import VggvoxError
 from vggvox.eval.conversation_plan import MaterialPool, choose_speakers, plan_turns
 from vggvox.eval.lists import Utterance
-from vggvox.eval.rttm import Segment, write_rttm
+from vggvox.recording.rttm import Segment, write_rttm
 
 log = logging.getLogger(__name__)
 

@@ -32,9 +32,9 @@ import numpy as np
 from vggvox.calibration import FALSE_ACCEPT_RANGE, AcceptRule
 from vggvox.errors import VggvoxError
 from vggvox.eval.metrics import Det, det_eer, open_set_curve, open_set_trade_off, plot_det
-from vggvox.eval.rttm import Segment
 from vggvox.eval.timeline import UNKNOWN, scored_truth
 from vggvox.modelcard import ModelCard
+from vggvox.recording.rttm import Segment
 from vggvox.stream.recognizer import ScoringConfig
 from vggvox.stream.results import Result, TurnUpdate
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from vggvox.eval.rttm import Segment
 from vggvox.eval.timeline import UNKNOWN, Labelled, output_label, truth_label
+from vggvox.recording.rttm import Segment
 
 _GREY = "#9e9e9e"
 

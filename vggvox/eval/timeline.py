@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from vggvox.eval.rttm import Segment
+from vggvox.recording.rttm import Segment
 
 UNKNOWN = "unknown"
 NONE = "none"

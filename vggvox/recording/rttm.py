@@ -1,4 +1,4 @@
-"""RTTM speaker timelines: the standard truth format of diarization scoring.
+"""RTTM speaker timelines: the standard format of who spoke when (truth and output).
 
 One ``SPEAKER file chan tbeg tdur <NA> <NA> name <NA> <NA>`` line per speech
 segment. Other RTTM record types (``SPKR-INFO``, ``LEXEME`` ...) carry no
