@@ -29,6 +29,7 @@ from vggvox_client import (
     daemon_cmds,
     evaluate,
     helptext,
+    identify,
     keygen,
 )
 from vggvox_client.common import (
@@ -188,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="draw the matrix as a heat map to this PNG")
     _model_args(p)
 
+    identify.add_parser(sub, default_cache())
     evaluate.add_parser(sub)
     conversations.add_parser(sub)
     calibrate.add_parser(sub)
@@ -322,6 +324,7 @@ COMMANDS = {
     "batch_offline": cmd_identify,
     "verify": cmd_verify,
     "similarity": cmd_similarity,
+    "identify": identify.run,
     "evaluate": lambda args: evaluate.run(args),
     "conversations": lambda args: conversations.run(args),
     "calibrate": calibrate.run,

@@ -74,6 +74,11 @@ PR_SET_PDEATHSIG = 1
 """prctl(2) option: the signal this process gets when its parent dies (Linux)."""
 
 
+def worker_model() -> Embedder | None:
+    """A pool worker's model (``worker_pool``); None before one is loaded."""
+    return _worker
+
+
 def _init_worker(card_path: Path, threads: int) -> None:
     global _worker
     _worker = Embedder(load_card(card_path), threads=threads)

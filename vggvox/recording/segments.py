@@ -9,8 +9,9 @@ says so rather than guess, and outputs that need a name (RTTM) leave it out.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 UNKNOWN_PREFIX = "unknown-"
@@ -100,3 +101,44 @@ def speaker_totals(segments: Iterable[SpeakerSegment]) -> list[SpeakerTotal]:
         previous = s.speaker
     return sorted((SpeakerTotal(k, enrolled[k], round(v, 3), turns[k]) for k, v in talk.items()),
                   key=lambda t: (-t.talk_s, t.speaker))
+
+
+REACH_S = 1.0
+"""How far from a stretch of overlapped speech another speaker's segment may end or
+begin to be taken as the second voice in it."""
+
+
+def mark_overlaps(segments: Iterable[SpeakerSegment], overlaps: Iterable[tuple[float, float]],
+                  reach_s: float = REACH_S) -> list[SpeakerSegment]:
+    """Segments cut at the edges of overlapped speech, the parts inside flagged.
+
+    Where one speaker was labelled in a stretch of overlap, the second voice is
+    the other speaker whose segment ends or begins nearest to it, within
+    ``reach_s``: in conversation, overlap is mostly where one speaker starts
+    before the other has finished. With no such neighbour, the stretch keeps
+    one label, flagged: the evidence names one voice only.
+    """
+    regions = sorted(overlaps)
+    original = sorted(segments, key=lambda s: (s.start, s.end))
+    out = [piece for s in original for piece in _cut(s, regions)]
+    for a, b in regions:
+        inside = {p.speaker for p in out if p.overlap and p.start < b and p.end > a}
+        if len(inside - {None}) != 1:
+            continue
+        others = [(max(0.0, a - s.end, s.start - b), s) for s in original
+                  if s.speaker is not None and s.speaker not in inside]
+        near = [x for x in others if x[0] <= reach_s]
+        if near:
+            nb = min(near, key=lambda x: x[0])[1]
+            out.append(replace(nb, start=a, end=b, overlap=True))
+    return sorted(out, key=lambda s: (s.start, s.end, s.speaker or ""))
+
+
+def _cut(s: SpeakerSegment, regions: list[tuple[float, float]]) -> list[SpeakerSegment]:
+    points = sorted({s.start, s.end, *(t for a, b in regions for t in (a, b)
+                                       if s.start < t < s.end)})
+    pieces = []
+    for a, b in itertools.pairwise(points):
+        inside = any(ra < b and rb > a for ra, rb in regions)
+        pieces.append(replace(s, start=a, end=b, overlap=inside))
+    return pieces

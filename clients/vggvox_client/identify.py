@@ -1,0 +1,205 @@
+"""``vggvox-client identify``: who spoke when in recordings, by name, in-process.
+
+No daemon: the recordings go through the same streaming engine in this
+process (or in ``--workers`` processes), then through what knowing the whole
+file allows (``vggvox.recording.identify``). Outputs: a summary per recording
+on stdout, RTTM (``--rttm``), JSON segments (``--json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from vggvox.embedder import Embedder
+from vggvox.errors import VggvoxError
+from vggvox.eval.engine import enroll_from_list
+from vggvox.eval.openset import check_false_accept
+from vggvox.modelcard import DEFAULT_MODEL, resolve_card
+from vggvox.protocol.endpoints import find_config
+from vggvox.recording.identify import IdentifyConfig
+from vggvox.recording.outputs import as_json, rttm_text, summary_lines, timeline_lines
+from vggvox.recording.segments import RecordingResult
+from vggvox.settings import PipelineSettings, load
+from vggvox.store import ModelId, VoiceprintStore
+from vggvox.voiceprints import VoiceprintSet
+from vggvox_client.common import Skipped, report_skipped
+from vggvox_client.jobs import default_workers
+from vggvox_client.recordings import Job, identify_files
+
+
+def add_parser(sub: Any, default_cache: Path | None) -> None:
+    p = sub.add_parser(
+        "identify", help="who spoke when in recordings, by name (in-process, no daemon)",
+        description="Who spoke when in each recording: enrolled speakers by name, other "
+                    "voices as unknown-1, unknown-2, ... (the same voice keeps its label over "
+                    "the whole recording), with a score and a confidence on each segment.")
+    p.add_argument("recordings", nargs="+", type=Path, metavar="RECORDING",
+                   help="audio files (any format, rate and channels)")
+    who = p.add_mutually_exclusive_group()
+    who.add_argument("--enroll-list", type=Path, metavar="LIST",
+                     help="speakers to enroll for this run, from a 'filename speaker' list")
+    who.add_argument("--store", type=Path, metavar="FILE",
+                     help="voiceprint store to read (default: the config's, as the daemon's)")
+    p.add_argument("--config", type=Path, metavar="FILE",
+                   help="vggvoxd.yaml whose vad, window, scoring, turns and unknowns settings "
+                        "to use (default: the daemon's own search order)")
+    p.add_argument("--model", default=None,
+                   help=f"model name or card path (default: the config's, else {DEFAULT_MODEL})")
+    p.add_argument("--false-accept", type=float, metavar="RATE",
+                   help="share of strangers the calibration may name (default: the config's "
+                        "scoring.false_accept)")
+    p.add_argument("--threshold", type=float, metavar="RAW",
+                   help="name the best speaker at this raw score or above instead")
+    # As text: a Path would drop the trailing / that says "a folder".
+    p.add_argument("--rttm", metavar="PATH",
+                   help="write RTTM: to this file (all recordings), to one FILE_ID.rttm per "
+                        "recording in this folder (an existing folder, or a path ending in /), "
+                        "or to stdout (-)")
+    p.add_argument("--json", nargs="?", const="-", metavar="PATH",
+                   help="write the segments, speakers and suggestions as JSON: to stdout "
+                        "(no PATH, or -), a file, or one FILE_ID.json per recording in a folder")
+    p.add_argument("--timeline", action="store_true",
+                   help="also print each segment (start, end, speaker, confidence)")
+    p.add_argument("--no-recluster", dest="recluster", action="store_false",
+                   help="keep the streaming pass's unknown labels (default: cluster the "
+                        "unknown voices again over the whole recording)")
+    p.add_argument("--workers", type=int, default=default_workers(), metavar="N",
+                   help="recordings identified at once, one process each (default: "
+                        "%(default)s, one per core)")
+    p.add_argument("--cache", type=Path, default=default_cache, metavar="DIR",
+                   help="embedding cache folder, shared with batch-offline (default: "
+                        "%(default)s)")
+    p.add_argument("--no-cache", dest="cache", action="store_const", const=None,
+                   help="embed every recording again")
+
+
+def _settings(args: argparse.Namespace) -> PipelineSettings:
+    if args.false_accept is not None:
+        check_false_accept(args.false_accept)
+    if args.workers < 1:
+        raise VggvoxError(f"--workers must be >= 1, got {args.workers}")
+    if args.rttm == "-" and args.json == "-":
+        raise VggvoxError("--rttm - and --json to stdout cannot share it: give one a file")
+    for opt, text in (("--rttm", args.rttm), ("--json", args.json)):
+        # Checked before an hour of work, not after.
+        if text is not None and text != "-" and not _is_folder(text):
+            folder = Path(text).parent
+            if not folder.is_dir():
+                raise VggvoxError(f"{opt} {text}: folder {folder} does not exist")
+    return load(find_config(args.config))
+
+
+def _voiceprints(args: argparse.Namespace, embedder: Embedder,
+                 settings: PipelineSettings) -> VoiceprintSet:
+    if args.enroll_list:
+        enrolled = enroll_from_list(embedder, args.enroll_list, settings.vad,
+                                    settings.enroll.min_speech_s)
+        for line in enrolled.problems:
+            print(f"identify: {line}", file=sys.stderr)
+        return enrolled.voiceprints
+    store = VoiceprintStore(args.store or settings.store_path())
+    return VoiceprintSet.from_store(store, ModelId.of(embedder.card),
+                                    embedder.card.embedding_size)
+
+
+def build_job(args: argparse.Namespace) -> Job:
+    settings = _settings(args)
+    card_path = resolve_card(args.model or settings.model.name)
+    embedder = Embedder.from_card(card_path, threads=settings.model.threads)
+    voiceprints = _voiceprints(args, embedder, settings)
+    rc = settings.recognizer()
+    scoring = rc.scoring
+    if args.false_accept is not None:  # a rate given alone clears a raw threshold
+        scoring = replace(scoring, false_accept=args.false_accept, threshold=None)
+    if args.threshold is not None:
+        scoring = replace(scoring, threshold=args.threshold)
+    config = IdentifyConfig(recognizer=replace(rc, scoring=scoring), recluster=args.recluster)
+    return Job(embedder.card, card_path, voiceprints, config, args.cache, embedder=embedder)
+
+
+def run(args: argparse.Namespace) -> int:
+    job = build_job(args)
+    if not len(job.voiceprints):
+        print("identify: nobody is enrolled: every voice will be unknown", file=sys.stderr)
+    sinks = Sinks(args)
+    skipped: list[Skipped] = []
+    done = 0
+    for out in identify_files(args.recordings, job, args.workers, progress=True):
+        if out.result is None:
+            skipped.append(Skipped(str(out.path), out.reason))
+            continue
+        done += 1
+        sinks.add(out.result)
+    sinks.close()
+    report_skipped(skipped)
+    return 0 if done else 1
+
+
+class Sinks:
+    """Where each recording's answer goes, as it comes (a long batch shows progress)."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.quiet = args.json == "-"
+        self.rttm_parts: list[str] = []
+        self.json_parts: list[dict[str, Any]] = []
+        self.ids: set[str] = set()
+
+    def add(self, result: RecordingResult) -> None:
+        file_id, n = result.file_id, 1
+        while file_id in self.ids:  # two recordings of one name in different folders
+            n += 1
+            file_id = f"{result.file_id}-{n}"
+        self.ids.add(file_id)
+        result = replace(result, file_id=file_id)
+        if not self.quiet:
+            print("\n".join(summary_lines(result)
+                            + (timeline_lines(result.segments) if self.args.timeline else [])))
+        if self.args.rttm is not None:
+            self._put(self.args.rttm, file_id, ".rttm", rttm_text(result), self.rttm_parts)
+        if self.args.json is not None:
+            doc = as_json(result)
+            self._put(self.args.json, file_id, ".json", json.dumps(doc, indent=2) + "\n",
+                      None)
+            self.json_parts.append(doc)
+
+    def _put(self, where: str, file_id: str, suffix: str, text: str,
+             parts: list[str] | None) -> None:
+        if _is_folder(where):
+            path = Path(where)
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise VggvoxError(f"{path}: cannot make the folder: {e.strerror or e}") from None
+            _write(path / f"{file_id}{suffix}", text)
+        elif parts is not None:
+            parts.append(text)
+
+    def close(self) -> None:
+        rttm = self.args.rttm
+        if rttm is not None and not _is_folder(rttm):
+            _write(rttm, "".join(self.rttm_parts))
+        js = self.args.json
+        if js is not None and not _is_folder(js):
+            _write(js, json.dumps({"recordings": self.json_parts}, indent=2) + "\n")
+
+
+def _is_folder(where: str) -> bool:
+    return where != "-" and (where.endswith(os.sep) or Path(where).is_dir())
+
+
+def _write(path: Path | str, text: str) -> None:
+    if str(path) == "-":
+        sys.stdout.write(text)
+        return
+    path = Path(path)
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise VggvoxError(f"{path}: cannot write: {e.strerror or e}") from None

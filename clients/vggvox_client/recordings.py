@@ -1,0 +1,136 @@
+"""Many recordings through the in-process identify pipeline: workers, cache, progress.
+
+Each worker process holds its own model and a ``RecordingIdentifier`` over the
+same voiceprints; recordings are handed out longest first, one at a time, and
+each comes back as a ``RecordingResult`` or the one-line reason it has none.
+The voiceprints and settings reach the workers by ``fork`` (they are set in
+this module before the pool starts), not through a pipe.
+
+The cache keeps each recording's window embeddings, keyed by the audio's bytes,
+the model file and the settings that place the windows (VAD and window
+sizes): a rerun with other voiceprints, another rule or re-clustering settings
+embeds nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from vggvox.audio import load_audio
+from vggvox.embedder import Embedder
+from vggvox.errors import VggvoxError
+from vggvox.eval.cache import EmbeddingCache, content_key
+from vggvox.modelcard import ModelCard
+from vggvox.recording.identify import IdentifyConfig, OverlapFinder, RecordingIdentifier
+from vggvox.recording.segments import RecordingResult
+from vggvox.voiceprints import VoiceprintSet
+from vggvox_client.jobs import worker_model, worker_pool
+
+
+@dataclass(frozen=True)
+class Outcome:
+    path: Path
+    result: RecordingResult | None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Job:
+    card: ModelCard
+    card_path: Path
+    voiceprints: VoiceprintSet
+    config: IdentifyConfig
+    cache_dir: Path | None = None
+    overlap: OverlapFinder | None = None
+    max_seconds: float | None = None
+    embedder: Embedder | None = None
+    """The model already loaded in this process, for a run without workers."""
+
+
+_job: Job | None = None
+"""This run's job: set before the workers fork, so that they share it."""
+_identifier: RecordingIdentifier | None = None
+"""This process's identifier (each worker builds its own, on its own model)."""
+
+
+def cache_for(job: Job) -> EmbeddingCache | None:
+    if job.cache_dir is None:
+        return None
+    rc = job.config.recognizer
+    # The settings that decide where the windows fall (and so what each embeds).
+    placing = json.dumps([asdict(rc.vad), asdict(rc.window)], sort_keys=True)
+    tag = "windows-" + hashlib.sha256(placing.encode()).hexdigest()[:12]
+    return EmbeddingCache(job.cache_dir, job.card.sha256, tag)
+
+
+def _identify_one(path: Path) -> Outcome:
+    global _identifier
+    job = _job
+    assert job is not None, "no job set"
+    if _identifier is None:  # a worker's first recording: on the worker's own model
+        model = worker_model()
+        assert model is not None, "not a worker"
+        _identifier = RecordingIdentifier(model, job.voiceprints, job.config, job.overlap)
+    try:
+        audio = load_audio(path, job.max_seconds)
+        cache = cache_for(job)
+        key = content_key(path) if cache is not None else ""
+        cached = cache.get(key) if cache is not None else None
+        try:
+            result, wp = _identifier.run(audio, path, cached)
+        except ValueError:  # a stale or damaged entry: embed again
+            result, wp = _identifier.run(audio, path)
+        if cache is not None and cached is None and len(wp.embeddings):
+            cache.put(key, wp.embeddings)
+        return Outcome(path, result)
+    except VggvoxError as e:
+        return Outcome(path, None, getattr(e, "reason", str(e)))
+    except OSError as e:
+        return Outcome(path, None, f"cannot read: {e.strerror or e}")
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def identify_files(paths: Sequence[Path], job: Job, workers: int = 1,
+                   progress: bool = False) -> Iterable[Outcome]:
+    """Outcomes in the order of ``paths`` (each path once), as they are ready."""
+    global _job, _identifier
+    _job, _identifier = job, None
+    todo = list(dict.fromkeys(paths))
+    order = sorted(range(len(todo)), key=lambda i: _size(todo[i]), reverse=True)
+    bar = tqdm(total=len(todo), desc="identify", unit="file",
+               disable=not progress or not sys.stderr.isatty())
+    done: dict[int, Outcome] = {}
+    nxt = 0
+    try:
+        if workers > 1 and len(todo) > 1:
+            with worker_pool(min(workers, len(todo)), job.card_path) as pool:
+                for i, out in zip(order, pool.imap(_identify_one, [todo[i] for i in order]),
+                                  strict=True):
+                    done[i] = out
+                    bar.update()
+                    while nxt in done:
+                        yield done.pop(nxt)
+                        nxt += 1
+        else:
+            _identifier = RecordingIdentifier(job.embedder or Embedder(job.card),
+                                              job.voiceprints, job.config, job.overlap)
+            for i, path in enumerate(todo):
+                done[i] = _identify_one(path)
+                bar.update()
+                yield done.pop(i)
+    finally:
+        bar.close()
+        _job, _identifier = None, None

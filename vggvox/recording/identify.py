@@ -1,0 +1,230 @@
+"""Who spoke when in one recording: the streaming engine over a file, then what
+knowing the whole file allows.
+
+1. The file goes through the same Recognizer the daemon runs (VAD, sliding
+   windows, turns with change detection), fed as fast as it embeds. Every
+   window's embedding is kept (``WindowPass``): a cache may hand them back, so
+   a rerun with other voiceprints embeds nothing.
+2. Each final turn is decided again on ALL of its windows at once: a live turn
+   keeps the label it showed until ``hysteresis`` decisions agree on another,
+   and its early decisions rest on its first windows only.
+3. The turns that named nobody are clustered over the whole file
+   (``recluster``); a cluster whose pooled evidence names an enrolled speaker
+   takes that name, and the others become ``unknown-1``, ``unknown-2``, ... in
+   order of first appearance. A cluster that scores close to an enrolled
+   speaker without reaching the cutoff gets a suggestion, never the name.
+4. With a segmentation model, overlapped speech is marked (``overlap``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from vggvox.audio import SAMPLE_RATE
+from vggvox.calibration import AcceptRule
+from vggvox.recording import recluster
+from vggvox.recording.segments import (
+    UNKNOWN_PREFIX,
+    RecordingResult,
+    SpeakerSegment,
+    Suggestion,
+    mark_overlaps,
+)
+from vggvox.scoring import l2_normalize
+from vggvox.stream.identify import Evidence, Identity
+from vggvox.stream.recognizer import Recognizer, RecognizerConfig
+from vggvox.stream.results import Result, TurnUpdate
+from vggvox.stream.segmenter import Window
+from vggvox.voiceprints import VoiceprintSet
+
+if TYPE_CHECKING:
+    from vggvox.embedder import Embedder
+
+
+class OverlapFinder(Protocol):
+    def overlaps(self, audio: np.ndarray) -> list[tuple[float, float]]: ...
+
+
+@dataclass(frozen=True)
+class IdentifyConfig:
+    recognizer: RecognizerConfig = field(default_factory=RecognizerConfig)
+    recluster: bool = True
+    """Cluster the unknown turns again over the whole file (False: the live labels)."""
+    name_clusters: bool = True
+    """A cluster of unknown turns whose pooled evidence names an enrolled speaker
+    takes that name (the same calibrated rule as a single turn)."""
+    suggest_false_accept: float = 0.02
+    """An unknown voice whose best enrolled speaker passes the cutoff at this looser
+    false-accept rate gets that name as a suggestion."""
+    block_s: float = 1.0
+    """Audio handed to the recognizer at a time (any size gives the same turns)."""
+
+
+@dataclass(frozen=True)
+class WindowPass:
+    """The streaming pass over a file: its results, and each window's span and embedding."""
+
+    results: list[Result]
+    starts: np.ndarray
+    ends: np.ndarray
+    embeddings: np.ndarray
+
+
+def stream_pass(recognizer: Recognizer, audio: np.ndarray, block_s: float = 1.0,
+                embeddings: np.ndarray | None = None) -> WindowPass:
+    """Run ``audio`` through ``recognizer`` from sample 0. ``embeddings`` (a former
+    pass's, of the same audio and settings) are used instead of the model."""
+    recognizer.reset()
+    block = max(1, round(block_s * SAMPLE_RATE))
+    results: list[Result] = []
+    spans: list[tuple[int, int]] = []
+    embs: list[np.ndarray] = []
+
+    def run(items: list) -> None:  # type: ignore[type-arg]
+        windows = [i for i in items if isinstance(i, Window)]
+        if embeddings is not None:
+            if len(embs) + len(windows) > len(embeddings):
+                raise ValueError("the cached embeddings do not match this audio")
+            new = embeddings[len(embs):len(embs) + len(windows)]
+        else:
+            new = recognizer.embed(windows) if windows else np.zeros((0, 0), np.float32)
+        it = iter(new)
+        for item in items:
+            emb = next(it) if isinstance(item, Window) else None
+            if emb is not None:
+                spans.append((item.start, item.end))
+                embs.append(np.asarray(emb, dtype=np.float32))
+            results.extend(recognizer.decide(item, emb))
+
+    for i in range(0, len(audio), block):
+        run(recognizer.segment(audio[i:i + block]))
+    run(recognizer.segment_end())
+    if embeddings is not None and len(embs) != len(embeddings):
+        raise ValueError("the cached embeddings do not match this audio")
+    dim = recognizer.embedder.card.embedding_size
+    span = np.array(spans, dtype=np.int64).reshape(-1, 2)
+    return WindowPass(results, span[:, 0], span[:, 1],
+                      np.stack(embs) if embs else np.zeros((0, dim), np.float32))
+
+
+@dataclass
+class _Turn:
+    start: int
+    end: int
+    total: np.ndarray
+    windows: int
+    identity: Identity
+
+    @property
+    def speech_s(self) -> float:
+        return (self.end - self.start) / SAMPLE_RATE
+
+
+class RecordingIdentifier:
+    """Identify speakers in whole recordings, one at a time (one owner: not thread-safe)."""
+
+    def __init__(self, embedder: Embedder, voiceprints: VoiceprintSet,
+                 config: IdentifyConfig | None = None,
+                 overlap: OverlapFinder | None = None) -> None:
+        self.config = config = config or IdentifyConfig()
+        self.recognizer = Recognizer(embedder, voiceprints, config.recognizer)
+        self.voiceprints = voiceprints
+        self.overlap = overlap
+        card = embedder.card
+        calibration = config.recognizer.calibration or card.calibration
+        unknowns = config.recognizer.unknowns
+        self.merge_rule = AcceptRule(unknowns.false_merge, unknowns.threshold, calibration,
+                                     card.threshold)
+        """When two unknown voices are one (the streaming clusters' rule)."""
+        self.suggest_rule = replace(self.recognizer.rule, threshold=None,
+                                    false_accept=config.suggest_false_accept)
+
+    def run(self, audio: np.ndarray, path: str | Path = "",
+            embeddings: np.ndarray | None = None) -> tuple[RecordingResult, WindowPass]:
+        """Who spoke when in ``audio`` (16 kHz mono); also the pass, for a cache."""
+        t0 = time.perf_counter()
+        wp = stream_pass(self.recognizer, audio, self.config.block_s, embeddings)
+        turns = self._turns(wp)
+        live_unknown = len({t.identity.unknown for t in turns if t.identity.speaker is None})
+        labels, suggestions = self._label(turns)
+        segments = [self._segment(t, label) for t, label in zip(turns, labels, strict=True)]
+        overlaps: list[tuple[float, float]] = []
+        if self.overlap is not None:
+            overlaps = self.overlap.overlaps(audio)
+            segments = mark_overlaps(segments, overlaps)
+        name = Path(path).stem if path else "recording"
+        file_id = "".join("_" if c.isspace() else c for c in name) or "recording"
+        unknown = {s.speaker for s in segments if s.speaker and not s.enrolled}
+        return RecordingResult(
+            str(path), file_id, len(audio) / SAMPLE_RATE, tuple(segments), tuple(overlaps),
+            tuple(suggestions), time.perf_counter() - t0,
+            {"turns": len(turns), "windows": len(wp.embeddings),
+             "live_unknown_labels": live_unknown, "unknown_labels": len(unknown)}), wp
+
+    def _turns(self, wp: WindowPass) -> list[_Turn]:
+        """The final turns, each decided again on all of its windows."""
+        finals = sorted((r for r in wp.results if isinstance(r, TurnUpdate) and r.final),
+                        key=lambda r: (r.start, r.end))
+        centres = (wp.starts + wp.ends) // 2
+        out = []
+        for r in finals:
+            inside = np.flatnonzero((centres >= r.start) & (centres < r.end))
+            if not len(inside):  # a short turn cut by a change: its most-covering window
+                cover = np.minimum(wp.ends, r.end) - np.maximum(wp.starts, r.start)
+                inside = np.array([int(np.argmax(cover))]) if len(cover) else inside
+            if not len(inside):
+                continue
+            total = wp.embeddings[inside].sum(axis=0)
+            ident = self.recognizer.identifier.identify(
+                Evidence(l2_normalize(total), (r.end - r.start) / SAMPLE_RATE, len(inside)))
+            out.append(_Turn(r.start, r.end, total, len(inside),
+                             replace(ident, unknown=r.unknown)))
+        return out
+
+    def _label(self, turns: Sequence[_Turn]) -> tuple[list[str | None], list[Suggestion]]:
+        labels: list[str | None] = [t.identity.speaker for t in turns]
+        unknown = [i for i, t in enumerate(turns) if t.identity.speaker is None]
+        if not self.config.recluster:
+            for i in unknown:
+                labels[i] = turns[i].identity.unknown
+            return labels, []
+        groups = recluster.cluster(
+            [recluster.TurnEvidence(turns[i].total, turns[i].windows, turns[i].speech_s)
+             for i in unknown], self.merge_rule)
+        suggestions: list[Suggestion] = []
+        number = 0
+        for g in range(max(groups, default=-1) + 1):
+            idx = [i for i, k in zip(unknown, groups, strict=True) if k == g]
+            total = sum((turns[i].total for i in idx), np.zeros_like(turns[idx[0]].total))
+            speech = sum(turns[i].speech_s for i in idx)
+            ev = Evidence(l2_normalize(total), speech, sum(turns[i].windows for i in idx))
+            ident = self.recognizer.identifier.identify(ev)
+            if self.config.name_clusters and ident.speaker is not None:
+                for i in idx:
+                    turns_i = turns[i]
+                    turns_i.identity = replace(ident, unknown=None)
+                    labels[i] = ident.speaker
+                continue
+            number += 1
+            label = f"{UNKNOWN_PREFIX}{number}"
+            for i in idx:
+                labels[i] = label
+            top = ident.top[0] if ident.top else None
+            n = len(self.voiceprints)
+            if top is not None and top.score >= self.suggest_rule.cutoff(speech, n):
+                suggestions.append(Suggestion(label, top.name, float(top.score)))
+        return labels, suggestions
+
+    @staticmethod
+    def _segment(t: _Turn, label: str | None) -> SpeakerSegment:
+        ident = t.identity
+        enrolled = ident.speaker is not None and label == ident.speaker
+        return SpeakerSegment(t.start / SAMPLE_RATE, t.end / SAMPLE_RATE, label, enrolled,
+                              float(ident.score) if ident.top else float("nan"),
+                              ident.confidence)
