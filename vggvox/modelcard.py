@@ -4,6 +4,11 @@ A card says what the network expects (raw waveform or features, and which
 front-end), how long its input must be, how big its embedding is and which
 threshold to start from. Any ONNX speaker model with a valid card loads the
 same way as the shipped ones.
+
+A card with ``kind: segmentation`` describes another kind of model, a speaker
+segmentation network (``SegmentationCard``, read by ``load_segmentation_card``):
+which local speakers speak in each frame of a fixed chunk. ``load_card`` reads
+speaker-embedding cards only (they have no ``kind`` key).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ log = logging.getLogger(__name__)
 SHIPPED = {"campplus": "campplus.yaml", "campplus-int8": "campplus-int8.yaml",
            "ge2e": "ge2e.yaml"}
 DEFAULT_MODEL = "campplus-int8"
+SHIPPED_SEGMENTATION = {"segmentation-3.0": "segmentation-3.0.yaml"}
 GRAPH_OPTIMIZATIONS = ("basic", "extended", "all")
 
 
@@ -84,6 +90,33 @@ class ModelCard:
     def tag(self) -> str:
         """Identifies the model that made an embedding: never mix two tags."""
         return f"{self.name}@{self.version}"
+
+
+@dataclass(frozen=True)
+class SegmentationCard:
+    """An ONNX speaker-segmentation model: per frame of a fixed chunk, the log-probability
+    of each powerset class (a set of the chunk's local speakers active together)."""
+
+    name: str
+    version: str
+    path: Path
+    sha256: str
+    license: str
+    source: str
+    sample_rate: int
+    input_name: str
+    output_name: str
+    chunk_samples: int
+    frames: int
+    """Output frames per chunk."""
+    frame_start_s: float
+    frame_step_s: float
+    frame_duration_s: float
+    warm_up: float
+    """Fraction of a chunk, at each end, whose frames see little context."""
+    powerset: tuple[tuple[int, ...], ...]
+    """The local speakers active in each output class, in the model's class order."""
+    max_speakers_per_chunk: int
 
 
 def _get(data: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
@@ -178,6 +211,8 @@ def load_card(card_path: str | Path, verify: bool = True,
     card_path = Path(card_path)
     where = str(card_path)
     data = _read(card_path, where)
+    if data.get("kind", "embedding") != "embedding":
+        raise ModelError(f"{where}: a {data['kind']} model card, not a speaker-embedding one")
     kind, frontend = _frontend(data, where)
     partials, volume = _partials(data, where), _volume(data, where)
     onnx_path = (card_path.parent / _get(data, "file", str, where)).resolve()
@@ -213,7 +248,47 @@ def load_card(card_path: str | Path, verify: bool = True,
     return card
 
 
-def verify_file(card: ModelCard) -> None:
+def load_segmentation_card(card_path: str | Path, verify: bool = True) -> SegmentationCard:
+    """Parse and validate a ``kind: segmentation`` card; with ``verify``, check the sha256."""
+    card_path = Path(card_path)
+    where = str(card_path)
+    data = _read(card_path, where)
+    if data.get("kind") != "segmentation":
+        raise ModelError(f"{where}: not a segmentation model card (no 'kind: segmentation')")
+    inp, out = _get(data, "input", dict, where), _get(data, "output", dict, where)
+    classes = _get(data, "powerset", list, where)
+    if not all(isinstance(c, list) and all(isinstance(i, int) for i in c) for c in classes):
+        raise ModelError(f"{where}: powerset must be a list of lists of speaker indices")
+    card = SegmentationCard(
+        name=_get(data, "name", str, where),
+        version=str(_get(data, "version", (str, int, float), where)),
+        path=(card_path.parent / _get(data, "file", str, where)).resolve(),
+        sha256=_get(data, "sha256", str, where), license=_get(data, "license", str, where),
+        source=_get(data, "source", str, where),
+        sample_rate=_get(data, "sample_rate", int, where),
+        input_name=_get(inp, "name", str, f"{where}: input"),
+        output_name=_get(out, "name", str, f"{where}: output"),
+        chunk_samples=round(_get(data, "chunk_s", float, where)
+                            * _get(data, "sample_rate", int, where)),
+        frames=_get(data, "frames", int, where),
+        frame_start_s=_get(data, "frame_start_s", float, where),
+        frame_step_s=_get(data, "frame_step_s", float, where),
+        frame_duration_s=_get(data, "frame_duration_s", float, where),
+        warm_up=_get(data, "warm_up", float, where),
+        powerset=tuple(tuple(c) for c in classes),
+        max_speakers_per_chunk=_get(data, "max_speakers_per_chunk", int, where),
+    )
+    if card.sample_rate != 16000:
+        raise ModelError(f"{where}: sample_rate {card.sample_rate} unsupported (only 16000)")
+    if any(i >= card.max_speakers_per_chunk for c in card.powerset for i in c):
+        raise ModelError(f"{where}: a powerset class names a speaker beyond "
+                         f"max_speakers_per_chunk ({card.max_speakers_per_chunk})")
+    if verify:
+        verify_file(card)
+    return card
+
+
+def verify_file(card: ModelCard | SegmentationCard) -> None:
     """Fail unless the ONNX file exists and has the sha256 the card records."""
     if not card.path.is_file():
         raise ModelError(f"model file {card.path} (named by the card of {card.name}) is missing")
@@ -221,7 +296,7 @@ def verify_file(card: ModelCard) -> None:
     if actual != card.sha256:
         raise ModelError(
             f"model file {card.path} has sha256 {actual}, but its card records {card.sha256}: "
-            "the file is altered or the card is stale (rerun weights/export.py)"
+            "the file is altered or the card is stale (rerun its weights/export*.py)"
         )
 
 
@@ -232,10 +307,11 @@ def weights_dir() -> Path:
 
 
 def resolve_card(model: str | Path) -> Path:
-    """A shipped model's name (``campplus``, ``ge2e``) or a path to any card."""
+    """A shipped model's name (``campplus``, ``ge2e``, ``segmentation-3.0``) or a path
+    to any card."""
     key = str(model)
-    if key in SHIPPED:
-        return weights_dir() / SHIPPED[key]
+    if key in SHIPPED or key in SHIPPED_SEGMENTATION:
+        return weights_dir() / {**SHIPPED, **SHIPPED_SEGMENTATION}[key]
     path = Path(key)
     if path.suffix in (".yaml", ".yml"):
         return path
