@@ -99,6 +99,10 @@ def _daemon_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--realtime", action="store_true",
                    help="send at real-time pace (default: as fast as the pipeline takes it)")
     p.add_argument("--json", action="store_true", help="print the events, one JSON object a line")
+    p.add_argument("--rttm", metavar="PATH",
+                   help="also write who spoke when from the daemon's final turns as RTTM: to "
+                        "this file, or one FILE_ID.rttm per file in a folder (an existing one, "
+                        "or a path ending in /); the same lines as identify --live")
 
 
 TIME_FIELDS = ("updated", "created")
@@ -264,7 +268,7 @@ def run_listen(conn: Connection, args: argparse.Namespace) -> int:
 def run_replay(conn: Connection, args: argparse.Namespace) -> int:
     from vggvox_client import replay
 
-    return replay.run(conn, args.target, args.realtime, args.json)
+    return replay.run(conn, args.target, args.realtime, args.json, args.rttm)
 
 
 RUNS: dict[str, Callable[[Connection, argparse.Namespace], int]] = {

@@ -9,8 +9,6 @@ on stdout, RTTM (``--rttm``), JSON segments (``--json``).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -23,13 +21,12 @@ from vggvox.eval.openset import check_false_accept
 from vggvox.modelcard import DEFAULT_MODEL, resolve_card
 from vggvox.protocol.endpoints import find_config
 from vggvox.recording.identify import IdentifyConfig
-from vggvox.recording.outputs import as_json, rttm_text, summary_lines, timeline_lines
-from vggvox.recording.segments import RecordingResult
 from vggvox.settings import PipelineSettings, load
 from vggvox.store import ModelId, VoiceprintStore
 from vggvox.voiceprints import VoiceprintSet
 from vggvox_client.common import Skipped, report_skipped
 from vggvox_client.jobs import default_workers
+from vggvox_client.recording_outputs import RecordingOutputs, is_folder
 from vggvox_client.recordings import Job, identify_files
 
 
@@ -69,6 +66,10 @@ def add_parser(sub: Any, default_cache: Path | None) -> None:
     p.add_argument("--no-recluster", dest="recluster", action="store_false",
                    help="keep the streaming pass's unknown labels (default: cluster the "
                         "unknown voices again over the whole recording)")
+    p.add_argument("--live", action="store_true",
+                   help="only the streaming pass: each turn as a live stream ends it (what "
+                        "the daemon says, and replay --rttm writes), no decision taken again, "
+                        "no re-clustering")
     p.add_argument("--workers", type=int, default=default_workers(), metavar="N",
                    help="recordings identified at once, one process each (default: "
                         "%(default)s, one per core)")
@@ -88,7 +89,7 @@ def _settings(args: argparse.Namespace) -> PipelineSettings:
         raise VggvoxError("--rttm - and --json to stdout cannot share it: give one a file")
     for opt, text in (("--rttm", args.rttm), ("--json", args.json)):
         # Checked before an hour of work, not after.
-        if text is not None and text != "-" and not _is_folder(text):
+        if text is not None and text != "-" and not is_folder(text):
             folder = Path(text).parent
             if not folder.is_dir():
                 raise VggvoxError(f"{opt} {text}: folder {folder} does not exist")
@@ -119,7 +120,8 @@ def build_job(args: argparse.Namespace) -> Job:
         scoring = replace(scoring, false_accept=args.false_accept, threshold=None)
     if args.threshold is not None:
         scoring = replace(scoring, threshold=args.threshold)
-    config = IdentifyConfig(recognizer=replace(rc, scoring=scoring), recluster=args.recluster)
+    config = IdentifyConfig(recognizer=replace(rc, scoring=scoring), recluster=args.recluster,
+                            live=args.live)
     return Job(embedder.card, card_path, voiceprints, config, args.cache, embedder=embedder)
 
 
@@ -127,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     job = build_job(args)
     if not len(job.voiceprints):
         print("identify: nobody is enrolled: every voice will be unknown", file=sys.stderr)
-    sinks = Sinks(args)
+    sinks = RecordingOutputs(args.rttm, args.json, args.timeline)
     skipped: list[Skipped] = []
     done = 0
     for out in identify_files(args.recordings, job, args.workers, progress=True):
@@ -139,67 +141,3 @@ def run(args: argparse.Namespace) -> int:
     sinks.close()
     report_skipped(skipped)
     return 0 if done else 1
-
-
-class Sinks:
-    """Where each recording's answer goes, as it comes (a long batch shows progress)."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
-        self.quiet = args.json == "-"
-        self.rttm_parts: list[str] = []
-        self.json_parts: list[dict[str, Any]] = []
-        self.ids: set[str] = set()
-
-    def add(self, result: RecordingResult) -> None:
-        file_id, n = result.file_id, 1
-        while file_id in self.ids:  # two recordings of one name in different folders
-            n += 1
-            file_id = f"{result.file_id}-{n}"
-        self.ids.add(file_id)
-        result = replace(result, file_id=file_id)
-        if not self.quiet:
-            print("\n".join(summary_lines(result)
-                            + (timeline_lines(result.segments) if self.args.timeline else [])))
-        if self.args.rttm is not None:
-            self._put(self.args.rttm, file_id, ".rttm", rttm_text(result), self.rttm_parts)
-        if self.args.json is not None:
-            doc = as_json(result)
-            self._put(self.args.json, file_id, ".json", json.dumps(doc, indent=2) + "\n",
-                      None)
-            self.json_parts.append(doc)
-
-    def _put(self, where: str, file_id: str, suffix: str, text: str,
-             parts: list[str] | None) -> None:
-        if _is_folder(where):
-            path = Path(where)
-            try:
-                path.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise VggvoxError(f"{path}: cannot make the folder: {e.strerror or e}") from None
-            _write(path / f"{file_id}{suffix}", text)
-        elif parts is not None:
-            parts.append(text)
-
-    def close(self) -> None:
-        rttm = self.args.rttm
-        if rttm is not None and not _is_folder(rttm):
-            _write(rttm, "".join(self.rttm_parts))
-        js = self.args.json
-        if js is not None and not _is_folder(js):
-            _write(js, json.dumps({"recordings": self.json_parts}, indent=2) + "\n")
-
-
-def _is_folder(where: str) -> bool:
-    return where != "-" and (where.endswith(os.sep) or Path(where).is_dir())
-
-
-def _write(path: Path | str, text: str) -> None:
-    if str(path) == "-":
-        sys.stdout.write(text)
-        return
-    path = Path(path)
-    try:
-        path.write_text(text, encoding="utf-8")
-    except OSError as e:
-        raise VggvoxError(f"{path}: cannot write: {e.strerror or e}") from None

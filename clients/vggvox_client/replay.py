@@ -32,6 +32,7 @@ from vggvox.protocol.requests import ReplayRequest
 from vggvox_client.common import Skipped, report_skipped
 from vggvox_client.connection import ClientError, Connection
 from vggvox_client.listen import emit
+from vggvox_client.recording_outputs import RecordingOutputs, from_events
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".m4a",
                   ".webm")
@@ -98,17 +99,28 @@ def _list_entries(target: Path, text: str) -> tuple[list[Entry], list[Skipped]]:
     return found, missing
 
 
-def run(conn: Connection, target: Path, realtime: bool, as_json: bool) -> int:
+def run(conn: Connection, target: Path, realtime: bool, as_json: bool,
+        rttm: str | None = None) -> int:
     """The command: see the module's docstring for what it prints and returns."""
     entries, skipped = targets(target)
+    out = RecordingOutputs(rttm, summary=False) if rttm is not None else None
+    try:
+        return _run(conn, target, entries, skipped, realtime, as_json, out)
+    finally:
+        if out is not None:
+            out.close()
+
+
+def _run(conn: Connection, target: Path, entries: list[Entry], skipped: list[Skipped],
+         realtime: bool, as_json: bool, out: RecordingOutputs | None) -> int:
     if entries[0].line is None:  # one file: its failure is the command's
-        _replay(conn, entries[0].path, realtime, as_json)
+        _replay(conn, entries[0].path, realtime, as_json, out)
         return 0
     report_skipped(skipped)
     done = 0
     for e in entries:
         try:
-            _replay(conn, e.path, realtime, as_json)
+            _replay(conn, e.path, realtime, as_json, out)
             done += 1
         except ClientError as err:
             if err.code == UNREACHABLE:
@@ -123,9 +135,12 @@ def run(conn: Connection, target: Path, realtime: bool, as_json: bool) -> int:
     return 0 if done == total else 1
 
 
-def _replay(conn: Connection, path: Path, realtime: bool, as_json: bool) -> None:
+def _replay(conn: Connection, path: Path, realtime: bool, as_json: bool,
+            out: RecordingOutputs | None) -> None:
     t0 = time.monotonic()
     events = replay_one(conn, path, realtime, as_json, timeout=REPLAY_TIMEOUT_S)
+    if out is not None:
+        out.add(from_events(path, events, audio_info(path).seconds or 0.0))
     if not as_json:
         print(f"# {path}: {len(events)} events in {time.monotonic() - t0:.2f} s",
               file=sys.stderr)

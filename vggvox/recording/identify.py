@@ -19,10 +19,10 @@ knowing the whole file allows.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -64,6 +64,9 @@ class IdentifyConfig:
     false-accept rate gets that name as a suggestion."""
     block_s: float = 1.0
     """Audio handed to the recognizer at a time (any size gives the same turns)."""
+    live: bool = False
+    """Only the streaming pass: each final turn as a live stream (the daemon) ends it,
+    with no decision taken again and no re-clustering."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,27 @@ def stream_pass(recognizer: Recognizer, audio: np.ndarray, block_s: float = 1.0,
                       np.stack(embs) if embs else np.zeros((0, dim), np.float32))
 
 
+def live_segments(results: Iterable[Result | dict[str, Any]]) -> list[SpeakerSegment]:
+    """The final turns of a live stream as segments: from the library's results, or from
+    a daemon's ``turn`` events (dicts), which carry the same fields."""
+    out = []
+    for r in results:
+        conf: float | None
+        if isinstance(r, TurnUpdate):
+            start, end, final = r.t_start, r.t_end, r.final
+            speaker, unknown, score, conf = r.speaker, r.unknown, r.score, r.confidence
+        elif isinstance(r, dict) and r.get("type") == "turn":
+            start, end, final = float(r["t_start"]), float(r["t_end"]), bool(r.get("final"))
+            speaker, unknown = r.get("speaker"), r.get("unknown")
+            score, conf = float(r.get("score") or 0.0), r.get("confidence")
+        else:
+            continue
+        if final:
+            out.append(SpeakerSegment(start, end, speaker or unknown, speaker is not None,
+                                      score, conf))
+    return sorted(out, key=lambda s: (s.start, s.end))
+
+
 @dataclass
 class _Turn:
     start: int
@@ -150,10 +174,17 @@ class RecordingIdentifier:
         """Who spoke when in ``audio`` (16 kHz mono); also the pass, for a cache."""
         t0 = time.perf_counter()
         wp = stream_pass(self.recognizer, audio, self.config.block_s, embeddings)
-        turns = self._turns(wp)
-        live_unknown = len({t.identity.unknown for t in turns if t.identity.speaker is None})
-        labels, suggestions = self._label(turns)
-        segments = [self._segment(t, label) for t, label in zip(turns, labels, strict=True)]
+        suggestions: list[Suggestion] = []
+        if self.config.live:
+            segments = live_segments(wp.results)
+            n_turns = live_unknown = len(segments)
+        else:
+            turns = self._turns(wp)
+            n_turns = len(turns)
+            live_unknown = len({t.identity.unknown for t in turns
+                                if t.identity.speaker is None})
+            labels, suggestions = self._label(turns)
+            segments = [self._segment(t, label) for t, label in zip(turns, labels, strict=True)]
         overlaps: list[tuple[float, float]] = []
         if self.overlap is not None:
             overlaps = self.overlap.overlaps(audio)
@@ -164,7 +195,7 @@ class RecordingIdentifier:
         return RecordingResult(
             str(path), file_id, len(audio) / SAMPLE_RATE, tuple(segments), tuple(overlaps),
             tuple(suggestions), time.perf_counter() - t0,
-            {"turns": len(turns), "windows": len(wp.embeddings),
+            {"turns": n_turns, "windows": len(wp.embeddings),
              "live_unknown_labels": live_unknown, "unknown_labels": len(unknown)}), wp
 
     def _turns(self, wp: WindowPass) -> list[_Turn]:

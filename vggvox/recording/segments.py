@@ -110,28 +110,50 @@ begin to be taken as the second voice in it."""
 
 def mark_overlaps(segments: Iterable[SpeakerSegment], overlaps: Iterable[tuple[float, float]],
                   reach_s: float = REACH_S) -> list[SpeakerSegment]:
-    """Segments cut at the edges of overlapped speech, the parts inside flagged.
+    """Segments cut at the edges of overlapped speech, the parts inside flagged, and
+    both voices labelled over the whole of each stretch where the evidence names two.
 
-    Where one speaker was labelled in a stretch of overlap, the second voice is
-    the other speaker whose segment ends or begins nearest to it, within
-    ``reach_s``: in conversation, overlap is mostly where one speaker starts
-    before the other has finished. With no such neighbour, the stretch keeps
-    one label, flagged: the evidence names one voice only.
+    The two voices of a stretch are the two speakers labelled most in it; where
+    only one is, the second is the other speaker whose segment ends or begins
+    nearest to it, within ``reach_s``: in conversation, overlap is mostly where
+    one speaker starts before the other has finished. With no such neighbour,
+    the stretch keeps one label, flagged: the evidence names one voice only.
     """
     regions = sorted(overlaps)
     original = sorted(segments, key=lambda s: (s.start, s.end))
     out = [piece for s in original for piece in _cut(s, regions)]
     for a, b in regions:
-        inside = {p.speaker for p in out if p.overlap and p.start < b and p.end > a}
-        if len(inside - {None}) != 1:
-            continue
-        others = [(max(0.0, a - s.end, s.start - b), s) for s in original
-                  if s.speaker is not None and s.speaker not in inside]
-        near = [x for x in others if x[0] <= reach_s]
-        if near:
-            nb = min(near, key=lambda x: x[0])[1]
-            out.append(replace(nb, start=a, end=b, overlap=True))
+        cover: dict[str, float] = {}
+        for p in out:
+            if p.overlap and p.speaker is not None and p.start < b and p.end > a:
+                cover[p.speaker] = cover.get(p.speaker, 0.0) + min(p.end, b) - max(p.start, a)
+        voices = sorted(cover, key=lambda k: -cover[k])[:2]
+        if len(voices) == 1:
+            near = sorted((max(0.0, a - s.end, s.start - b), s.start, s.speaker)
+                          for s in original if s.speaker is not None and s.speaker != voices[0])
+            voices += [who for gap, _, who in near[:1] if gap <= reach_s]
+        if len(voices) == 2:
+            for who in voices:
+                out += _fill(who, a, b, out, original)
     return sorted(out, key=lambda s: (s.start, s.end, s.speaker or ""))
+
+
+def _fill(who: str, a: float, b: float, have: list[SpeakerSegment],
+          original: list[SpeakerSegment]) -> list[SpeakerSegment]:
+    """Segments of ``who`` over the parts of [a, b) it does not cover yet, with the
+    score and confidence of its segment nearest to them."""
+    mine = sorted((p.start, p.end) for p in have if p.speaker == who and p.start < b
+                  and p.end > a)
+    gaps, at = [], a
+    for s, e in mine:
+        if s > at:
+            gaps.append((at, s))
+        at = max(at, e)
+    if at < b:
+        gaps.append((at, b))
+    model = min((s for s in original if s.speaker == who),
+                key=lambda s: max(0.0, a - s.end, s.start - b))
+    return [replace(model, start=s, end=e, overlap=True) for s, e in gaps]
 
 
 def _cut(s: SpeakerSegment, regions: list[tuple[float, float]]) -> list[SpeakerSegment]:
