@@ -7,8 +7,10 @@ The builds use the shared speech data (they skip without it) but stay short:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,8 @@ import soundfile as sf
 
 from vggvox.audio import SAMPLE_RATE
 from vggvox.errors import VggvoxError
-from vggvox.eval import Conversation, ConversationSpec, build_conversations, read_rttm
+from vggvox.eval import Conversation, ConversationSpec, Segment, build_conversations, read_rttm
+from vggvox.eval.conversation_overlap import overlap_seconds
 from vggvox.eval.conversations import LEAD_S, TAIL_S
 from vggvox.eval.lists import Utterance, read_utterances
 from vggvox.eval.speech import make_clip, speech_spans
@@ -166,3 +169,133 @@ def test_speech_spans_split_at_long_pauses_only() -> None:
     assert clip.seconds == pytest.approx(3.6, abs=0.06)  # trimmed to 0.3-3.9
     assert clip.spans[0][0] == 0 and clip.spans[-1][1] == clip.audio.size
     assert make_clip(np.zeros(SAMPLE_RATE, dtype=np.float32), -26.0) is None
+
+
+# -- conversations with overlapped speech ---------------------------------------------------
+
+OVERLAP_SPEC = ConversationSpec(n_conversations=2, duration_s=60.0, n_enrolled=3, n_strangers=1,
+                                seed=3, overlap_fraction=0.15)
+
+
+def max_voices(segments: list[Segment] | tuple[Segment, ...]) -> int:
+    edges = sorted((t, d) for s in segments for t, d in ((s.start, 1), (s.end, -1)))
+    return max(itertools.accumulate(d for _, d in edges))
+
+
+@pytest.fixture(scope="module")
+def overlapped(
+    speech_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, list[Conversation]]:
+    out = tmp_path_factory.mktemp("overlapped")
+    return out, build_conversations(*lists(speech_dir), OVERLAP_SPEC, out)
+
+
+def test_without_overlap_the_files_are_those_of_before(
+    built: tuple[Path, list[Conversation]]
+) -> None:
+    out, convs = built
+    # The truth SPEC gave before overlaps existed (the audio follows from it and the data).
+    digests = [hashlib.sha256((out / f"conv{i}.rttm").read_bytes()).hexdigest() for i in (0, 1)]
+    assert digests == ["5d7a12997a1e1dd8222a8aabe51a5f37da159a608511dfc5add5d70a1b160845",
+                       "f603be2368b4b9d8c272d8290b28728ae630d03bd60aae53424fdfcb31f18024"]
+    index = json.loads((out / "conversations.json").read_text())
+    assert "overlap_fraction" not in index["spec"] and "overlap_gain_db" not in index["spec"]
+    assert not {"overlap_share", "overlaps"} & set(index["conversations"][0])
+    assert all(c.overlap_share is None and not c.overlaps and max_voices(c.segments) == 1
+               for c in convs)
+
+
+def test_overlapped_share_and_truth(overlapped: tuple[Path, list[Conversation]]) -> None:
+    out, convs = overlapped
+    index = json.loads((out / "conversations.json").read_text())
+    assert index["spec"]["overlap_fraction"] == 0.15
+    for c, d in zip(convs, index["conversations"], strict=True):
+        segs = read_rttm(c.rttm)
+        assert segs == list(c.segments)
+        overlap_s, speech_s = overlap_seconds(segs)
+        assert 0.10 <= overlap_s / speech_s <= 0.20
+        assert d["overlap_share"] == c.overlap_share == pytest.approx(overlap_s / speech_s,
+                                                                      abs=1e-4)
+        # Two voices at most, and nobody overlaps themself.
+        assert max_voices(segs) == 2
+        for name in {s.speaker for s in segs}:
+            assert max_voices([s for s in segs if s.speaker == name]) == 1
+        assert max(s.end for s in segs) == pytest.approx(c.duration_s - TAIL_S, abs=1e-3)
+        for e in c.overlaps:  # each overlap is in the truth: both voices speak through it
+            assert -6 <= e.gain_db <= 0 and e.speaker != e.other
+            for name in (e.speaker, e.other):
+                assert any(s.speaker == name and s.start <= e.start + 1e-3
+                           and s.end >= e.end - 1e-3 for s in segs), (e, name)
+    kinds = {e.kind for c in convs for e in c.overlaps}
+    assert kinds == {"turn-start", "back-channel"}
+    # The next speaker starts before the previous one ends: placed utterances overlap.
+    assert any(b.start < a.end for c in convs for a, b in itertools.pairwise(c.placed))
+
+
+def test_overlapped_rerun_is_byte_identical(
+    overlapped: tuple[Path, list[Conversation]], speech_dir: Path, tmp_path: Path
+) -> None:
+    out, _ = overlapped
+    build_conversations(*lists(speech_dir), OVERLAP_SPEC, tmp_path)
+    for p in sorted(out.iterdir()):
+        assert p.read_bytes() == (tmp_path / p.name).read_bytes(), p.name
+
+
+def write_tone_material(root: Path) -> tuple[list[Utterance], list[Utterance], dict[str, float]]:
+    """Speakers that are pure tones, one frequency each: their levels in a mix can be
+    read apart."""
+    freqs = {"s300": 300.0, "s500": 500.0, "s700": 700.0}
+    material, enroll = [], []
+    t = np.arange(6 * SAMPLE_RATE) / SAMPLE_RATE
+    for name, f in freqs.items():
+        folder = root / "tones" / name
+        folder.mkdir(parents=True)
+        for i in range(4):
+            path = folder / f"{name}_{i}.wav"
+            sf.write(str(path), (0.1 * np.sin(2 * np.pi * f * t + i)).astype(np.float32),
+                     SAMPLE_RATE, subtype="FLOAT")
+            (enroll if i == 3 else material).append(Utterance(path, name, i + 1))
+    return material, enroll, freqs
+
+
+def amplitude(x: np.ndarray, f: float) -> float:
+    t = np.arange(x.size) / SAMPLE_RATE
+    return float(2 * abs(np.sum(x * np.exp(-2j * np.pi * f * t))) / x.size)
+
+
+def test_overlapping_voice_levels(tmp_path: Path) -> None:
+    material, enroll, freqs = write_tone_material(tmp_path)
+    spec = ConversationSpec(n_conversations=1, duration_s=60.0, n_enrolled=2, n_strangers=1,
+                            seed=5, overlap_fraction=0.3, utterances_per_turn=(1, 1))
+    (conv,) = build_conversations(material, enroll, spec, tmp_path / "out")
+    x, _ = sf.read(str(conv.wav), dtype="float32")
+    assert {e.kind for e in conv.overlaps} == {"turn-start", "back-channel"}
+    for e in conv.overlaps:
+        # Inside the overlap, past the trailing voice's ramp and the cuts' fades.
+        mix = x[round((e.start + 0.08) * SAMPLE_RATE):round((e.end - 0.03) * SAMPLE_RATE)]
+        ratio_db = 20 * np.log10(amplitude(mix, freqs[e.other]) / amplitude(mix, freqs[e.speaker]))
+        assert ratio_db == pytest.approx(e.gain_db, abs=0.3), e
+
+
+def test_overlap_spec_is_checked(speech_dir: Path, tmp_path: Path) -> None:
+    material, enroll = lists(speech_dir)
+    for bad in (ConversationSpec(overlap_fraction=0.9), ConversationSpec(overlap_fraction=-0.1),
+                ConversationSpec(overlap_fraction=0.1, overlap_gain_db=(0.0, -6.0))):
+        with pytest.raises(VggvoxError, match="overlap"):
+            build_conversations(material, enroll, bad, tmp_path)
+
+
+def test_cli_overlap(speech_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser(prog="vggvox-client")
+    cli.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args([
+        "conversations", "--material", str(speech_dir / "test_list.csv"),
+        "--enroll-list", str(speech_dir / "enroll_list.csv"), "--out", str(tmp_path),
+        "--count", "1", "--duration", "30", "--enrolled", "2", "--strangers", "1",
+        "--overlap", "0.15",
+    ])
+    assert cli.run(args) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert re.search(r"two voices [\d.]+% of the speech time \(\d+ overlaps\)", line), line
+    index = json.loads((tmp_path / "conversations.json").read_text())
+    assert index["spec"]["overlap_fraction"] == 0.15

@@ -27,7 +27,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = subparsers.add_parser(
         "conversations", help="build synthetic conversations with RTTM truth from lists",
         description="Build conversations from a 'filename speaker' list: turns of 1-3 "
-                    "utterances, most gaps under the VAD hangover, some strangers.")
+                    "utterances, most gaps under the VAD hangover, some strangers; "
+                    "with --overlap, some speech time with two voices.")
     p.add_argument("--material", required=True, type=Path, metavar="LIST",
                    help="the utterances to speak (e.g. test_list.csv; format below)")
     p.add_argument("--enroll-list", required=True, type=Path, metavar="LIST",
@@ -46,6 +47,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="strangers per conversation (default: %(default)s)")
     p.add_argument("--seed", type=int, default=defaults.seed, metavar="N",
                    help="random seed; the same seed gives the same files (default: %(default)s)")
+    p.add_argument("--overlap", type=float, default=defaults.overlap_fraction, metavar="F",
+                   help="share of the speech time with two voices, e.g. 0.15: turns that "
+                        "start before the previous one ends and back-channels inside turns, "
+                        "the overlapping voice 0-6 dB lower (default: %(default)s, none)")
     return p
 
 
@@ -56,10 +61,13 @@ def run(args: argparse.Namespace) -> int:
     report_skipped([Skipped.from_list_error(e) for e in bad + bad_enroll])
     spec = ConversationSpec(n_conversations=args.count, duration_s=args.duration,
                             n_enrolled=args.enrolled, n_strangers=args.strangers,
-                            seed=args.seed)
+                            seed=args.seed, overlap_fraction=args.overlap)
     for c in build_conversations(material, enroll, spec, args.out):
         gaps = gap_shares(c.segments, HANGOVER_S)
         print(f"{c.wav}: {c.duration_s:.1f} s, {len(true_turns(c.segments, set(c.enrolled)))} "
               f"turns, enrolled {','.join(c.enrolled)}, strangers {','.join(c.strangers) or '-'}, "
-              f"gaps < {HANGOVER_S} s at speaker changes {gaps['short_changes']}/{gaps['changes']}")
+              f"gaps < {HANGOVER_S} s at speaker changes {gaps['short_changes']}/{gaps['changes']}"
+              + ("" if c.overlap_share is None else
+                 f", two voices {100 * c.overlap_share:.1f}% of the speech time "
+                 f"({len(c.overlaps)} overlaps)"))
     return 0

@@ -13,6 +13,11 @@ share of the time, then not used in an earlier conversation of the build, then
 from a source (the list path's grandparent folder) not yet in the conversation.
 Strangers prefer speakers enrolled in no conversation of the build. One seeded
 generator drives every draw, so a rerun writes identical files.
+
+With ``overlap_fraction`` > 0, a share of the speech time has two voices
+(vggvox.eval.conversation_overlap: turns that start before the previous one
+ends, back-channels inside turns); the truth then has overlapping segments.
+With 0, nothing of that runs: the files are those of a build without it.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import soundfile as sf
 
 from vggvox.audio import SAMPLE_RATE, load_audio
 from vggvox.errors import VggvoxError
+from vggvox.eval.conversation_overlap import OverlapEvent, OverlapMixer, overlap_seconds
 from vggvox.eval.conversation_plan import MaterialPool, choose_speakers, plan_turns
 from vggvox.eval.lists import Utterance
 from vggvox.recording.rttm import Segment, write_rttm
@@ -38,6 +44,8 @@ log = logging.getLogger(__name__)
 
 LEAD_S = 0.5  # silence before the first word: a live VAD needs a moment of onset
 TAIL_S = 0.5  # and after the last, longer than the hangover, to close the last segment
+# Past this, back-channels inside turns would have to carry most of the overlap.
+MAX_OVERLAP = 0.4
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,18 @@ class ConversationSpec:
     stranger_fraction: float = 0.2
     # Sources differ by 35 dB; one microphone would not. None keeps the levels.
     level_dbfs: float | None = -26.0
+    # Share of the speech time with two voices (vggvox.eval.conversation_overlap), and the
+    # overlapping voice's level relative to the one holding the floor (why -6..0: there).
+    overlap_fraction: float = 0.0
+    overlap_gain_db: tuple[float, float] = (-6.0, 0.0)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The spec as conversations.json records it; without the overlap fields when
+        there is no overlap, so that such a build writes the files it wrote before them."""
+        d = asdict(self)
+        if not self.overlap_fraction:
+            del d["overlap_fraction"], d["overlap_gain_db"]
+        return d
 
     def check(self) -> None:
         problems = []
@@ -74,6 +94,10 @@ class ConversationSpec:
         for name in ("long_gap_fraction", "stranger_fraction"):
             if not 0 <= getattr(self, name) <= 1:
                 problems.append(f"{name} must be within [0, 1]")
+        if not 0 <= self.overlap_fraction <= MAX_OVERLAP:
+            problems.append(f"overlap_fraction must be within [0, {MAX_OVERLAP}]")
+        if not self.overlap_gain_db[0] <= self.overlap_gain_db[1]:
+            problems.append("overlap_gain_db must be a range low <= high")
         if problems:
             raise VggvoxError("bad conversation spec: " + "; ".join(problems))
 
@@ -100,9 +124,12 @@ class Conversation:
     duration_s: float
     segments: tuple[Segment, ...]
     placed: tuple[Placed, ...]
+    overlaps: tuple[OverlapEvent, ...] = ()
+    overlap_share: float | None = None
+    """Measured share of the speech time with two voices; None: built without overlap."""
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "index": self.index,
             "wav": self.wav.name,
             "rttm": self.rttm.name,
@@ -117,6 +144,12 @@ class Conversation:
                 for p in self.placed
             ],
         }
+        if self.overlap_share is not None:
+            overlap_s, speech_s = overlap_seconds(self.segments)
+            d |= {"overlap_share": self.overlap_share, "overlap_s": round(overlap_s, 3),
+                  "speech_s": round(speech_s, 3),
+                  "overlaps": [e.as_dict() for e in self.overlaps]}
+        return d
 
 
 class _Gaps:
@@ -144,20 +177,24 @@ def _render(
     pool: MaterialPool,
     spec: ConversationSpec,
     rng: np.random.Generator,
-) -> tuple[np.ndarray, list[Segment], list[Placed]]:
+) -> tuple[np.ndarray, list[Segment], list[Placed], OverlapMixer | None]:
     """Draw the turns of one conversation and lay their audio out on one track."""
     pieces: list[tuple[int, np.ndarray]] = []
     segments: list[Segment] = []
     placed: list[Placed] = []
     pos = round(LEAD_S * SAMPLE_RATE)
     gaps = _Gaps(spec, rng)
+    # None without overlap: no draw of it then, so the files are those of a build before it.
+    mixer = OverlapMixer(spec, pool, enrolled + strangers, rng) if spec.overlap_fraction else None
     turns = plan_turns(enrolled, strangers, pool, spec, rng, lambda: pos / SAMPLE_RATE + TAIL_S)
     for turn, (speaker, utts) in enumerate(turns):
         for utt in utts:
             clip = pool.clip(utt)
             assert clip is not None  # plan_turns yields only utterances with speech
             if placed:
-                pos += round(gaps.draw(placed[-1].speaker != speaker) * SAMPLE_RATE)
+                change = placed[-1].speaker != speaker
+                early = mixer.lead(pieces, segments, clip, speaker) if mixer and change else 0
+                pos = pos - early if early else pos + round(gaps.draw(change) * SAMPLE_RATE)
             pieces.append((pos, clip.audio))
             segments += [Segment(round((pos + a) / SAMPLE_RATE, 3),
                                  round((pos + b) / SAMPLE_RATE, 3), speaker)
@@ -165,13 +202,20 @@ def _render(
             end = pos + clip.audio.size
             placed.append(Placed(utt.path, speaker, round(pos / SAMPLE_RATE, 3),
                                  round(end / SAMPLE_RATE, 3), turn))
+            if mixer:
+                mixer.placed(pieces, segments, clip, speaker, {p.path for p in placed})
             pos = end
     track = np.zeros(pos + round(TAIL_S * SAMPLE_RATE), dtype=np.float32)
     for start, audio in pieces:
         track[start:start + audio.size] += audio
+    if mixer:
+        segments.sort(key=lambda s: (s.start, s.end, s.speaker))  # as read_rttm gives them
+        peak = float(np.max(np.abs(track)))
+        if peak > 0.99:  # two voices can add up past full scale: the whole track comes down
+            track *= np.float32(0.99 / peak)
     log.info("conversation %d: %.1f s, %d utterances, %d segments",
              index, track.size / SAMPLE_RATE, len(placed), len(segments))
-    return track, segments, placed
+    return track, segments, placed, mixer
 
 
 def build_conversations(
@@ -201,12 +245,15 @@ def build_conversations(
 
     conversations: list[Conversation] = []
     for i, (enrolled, strangers) in enumerate(casts):
-        track, segments, placed = _render(i, enrolled, strangers, pool, spec, rng)
+        track, segments, placed, mixer = _render(i, enrolled, strangers, pool, spec, rng)
+        overlap_s, speech_s = overlap_seconds(segments)
         conv = Conversation(
             index=i, wav=out / f"conv{i}.wav", rttm=out / f"conv{i}.rttm",
             enroll_list=out / f"conv{i}_enroll.txt", enrolled=tuple(enrolled),
             strangers=tuple(strangers), duration_s=round(track.size / SAMPLE_RATE, 3),
             segments=tuple(segments), placed=tuple(placed),
+            overlaps=tuple(mixer.events) if mixer else (),
+            overlap_share=round(overlap_s / speech_s, 4) if mixer and speech_s else None,
         )
         sf.write(str(conv.wav), track, SAMPLE_RATE, subtype="PCM_16")
         write_rttm(conv.rttm, segments, f"conv{i}")
@@ -214,7 +261,7 @@ def build_conversations(
             "".join(f"{p.resolve()} {s}\n" for s in enrolled for p in enrolls[s]), encoding="utf-8"
         )
         conversations.append(conv)
-    index = {"spec": asdict(spec), "conversations": [c.as_dict() for c in conversations]}
+    index = {"spec": spec.as_dict(), "conversations": [c.as_dict() for c in conversations]}
     (out / "conversations.json").write_text(
         json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8"
     )
