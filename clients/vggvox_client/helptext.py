@@ -149,6 +149,10 @@ turns it names surely) and raises its cutoff to match, never loosening it.
     "similarity": _E + """\
   vggvox-client similarity a.wav b.wav c.flac
   vggvox-client similarity *.wav --png matrix.png --model ge2e""",
+    "identify": list_format("--enroll-list", root=False) + "\n\n" + _E + """\
+  vggvox-client identify meeting.wav
+  vggvox-client identify meeting.wav --enroll-list team.txt --rttm meeting.rttm --timeline
+  vggvox-client identify recordings/*.m4a --rttm out/ --json out/ --workers 4""",
     "evaluate": list_format("--enroll-list", root=False) + "\n\n" + _E + """\
   vggvox-client evaluate conv0.wav --rttm conv0.rttm --enroll-list conv0_enroll.txt
   vggvox-client evaluate meeting.wav --rttm meeting.rttm --png timeline.png --json""",
