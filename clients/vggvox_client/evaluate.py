@@ -1,5 +1,12 @@
 """``vggvox-client evaluate``: a conversation through the streaming engine,
 in-process (no daemon), scored against its RTTM truth.
+
+Scored twice: by this project's own timeline scorer (vggvox.eval.timeline:
+identification error rate, turns, flicker, delays, open set), and by
+pyannote.metrics, a scorer nobody here wrote (vggvox.eval.diarization: DER and
+its parts, JER, identification error rate with names, unknown voices). The
+second needs the ``eval`` extra; without it, one line says so and the rest
+is printed as before.
 """
 
 from __future__ import annotations
@@ -9,6 +16,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vggvox.audio import SAMPLE_RATE, load_audio
 from vggvox.embedder import Embedder
@@ -31,6 +39,16 @@ from vggvox.store import ModelId, VoiceprintStore
 from vggvox.stream.recognizer import Recognizer, RecognizerConfig
 from vggvox.voiceprints import VoiceprintSet
 from vggvox_client.common import add_rule_args, output_file, print_json
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from vggvox.eval.diarization import DiarizationScore, ModeScore
+    from vggvox.recording.rttm import Segment
+    from vggvox.stream.results import Result
+
+NO_PYANNOTE = ("evaluate: DER and JER not computed: pyannote.metrics is not installed "
+               "(pip install 'vggvox[eval]')")
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -113,17 +131,36 @@ def run(args: argparse.Namespace) -> int:
             plot_open_set(open_set.det, args.det, f"{args.audio.name}: open set",
                           open_set.stranger_fa_rate, open_set.enrolled_miss_rate)
     seconds = len(audio) / SAMPLE_RATE
+    diarization = diarization_score(truth, results, voiceprints.names, seconds, args.collar)
     rule = recognizer.rule
     if args.json:
         print_json({**score.as_dict(), "audio_s": round(seconds, 3),
                     "compute_s": round(took, 3), "speakers": list(voiceprints.names),
                     "model": embedder.tag, "turns": len(turns),
                     "open_set": open_set.as_dict(), "rule": rule.describe(),
-                    **rule.settings()})
+                    **rule.settings(),
+                    "diarization": None if diarization is None else diarization.as_dict()})
     else:
         print(summary(score, seconds, took, len(turns)))
         print(open_set_summary(open_set, rule.describe()))
+        if diarization is not None:
+            print(diarization_summary(diarization))
     return 0
+
+
+def diarization_score(truth: list[Segment], results: list[Result], names: Iterable[str],
+                      seconds: float, collar: float) -> DiarizationScore | None:
+    """pyannote.metrics' figures of the final turns; None (and one line on stderr) when
+    the eval extra is not installed."""
+    try:
+        from vggvox.eval.diarization import score_recording, turn_segments
+    except ModuleNotFoundError as e:
+        if not (e.name or "").startswith("pyannote"):
+            raise
+        print(NO_PYANNOTE, file=sys.stderr)
+        return None
+    return score_recording(truth, turn_segments(results), set(names), duration_s=seconds,
+                           collar=collar)
 
 
 def pct(v: float | None) -> str:
@@ -165,3 +202,26 @@ def open_set_summary(o: ConversationOpenSet, rule: str) -> str:
                      f"{'above every score' if at is None else f'{at:.4f}'}; lowest total "
                      f"{pct(t['open_set_min_total'])}")
     return "\n".join(lines)
+
+
+def _mode_line(m: ModeScore) -> str:
+    def part(seconds: float) -> str:
+        return pct(seconds / m.scored_s if m.scored_s else None)
+
+    return (f"DER {pct(m.der)} (missed {part(m.missed_s)}, false alarm "
+            f"{part(m.false_alarm_s)}, confusion {part(m.confusion_s)}) of "
+            f"{m.scored_s:.1f} s, "
+            f"JER {pct(m.jer)}, identification error rate with names {pct(m.ier)}")
+
+
+def diarization_summary(d: DiarizationScore) -> str:
+    m = d.with_overlap
+    cps = m.clusters_per_stranger
+    return "\n".join([
+        f"pyannote.metrics, collar {d.collar_s:g} s each side: {_mode_line(m)}",
+        f"  overlapped speech skipped: {_mode_line(d.without_overlap)}",
+        f"  unknown voices: purity {pct(m.unknown_purity)} of {m.unknown_s:.1f} s; "
+        f"{'n/a' if cps is None else f'{cps:.2f}'} clusters per stranger "
+        f"({m.strangers_clustered} of {m.strangers} strangers under an unknown label); "
+        f"strangers' time in their main cluster {pct(m.stranger_coverage)}",
+    ])
