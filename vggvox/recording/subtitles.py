@@ -34,7 +34,7 @@ import webvtt
 from webvtt.models import Timestamp
 
 from vggvox.recording.segments import RecordingResult
-from vggvox.recording.transcript import Transcript, Word
+from vggvox.recording.transcript import GIVEN, Transcript, Word
 
 OVERLAP = "overlap"
 NO_DECISION = "no decision"
@@ -56,7 +56,7 @@ class SpokenWord:
     voices: tuple[str, ...] = ()
     """The speakers labelled over the word, most time first (both voices in an overlap)."""
     cue: int = 0
-    timing: str = "word"
+    timing: str = GIVEN
 
     def as_dict(self) -> dict[str, Any]:
         return {"start": round(self.start, 3), "end": round(self.end, 3), "word": self.text,
@@ -115,10 +115,8 @@ def _decide(t: _Timeline, w: Word, snap_s: float) -> tuple[str | None, str | Non
         return None, OVERLAP, voices
     if not time:
         near = t.near(w.start, w.end, snap_s)
-        if len(near) == 1 and None not in near:
-            name = near.pop()
-            return name, None, (name,) if name else ()
-        return None, NO_DECISION, ()
+        name = near.pop() if len(near) == 1 else None  # one speaker only, and decided
+        return (name, None, (name,)) if name is not None else (None, NO_DECISION, ())
     if not named or time.get(None, 0.0) > named[0][0] or (
             len(named) > 1 and named[1][0] == named[0][0]):
         return None, NO_DECISION, voices
