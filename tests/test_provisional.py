@@ -5,6 +5,7 @@ voice must be a voice."""
 
 from __future__ import annotations
 
+import argparse
 import sqlite3
 import time
 from pathlib import Path
@@ -57,6 +58,13 @@ def merge_rule(card: ModelCard) -> AcceptRule:
 
 def secrets(n: int, seed: int) -> np.ndarray:
     return l2_normalize(np.random.default_rng(seed).standard_normal((n, 192))).astype(np.float32)
+
+
+def scoring(voiceprint: np.ndarray, cos: float) -> np.ndarray:
+    """A unit vector whose cosine with ``voiceprint`` is ``cos``."""
+    q = secrets(1, 9)[0]
+    q = l2_normalize(q - (q @ voiceprint) * voiceprint)
+    return (cos * voiceprint + np.sqrt(1 - cos * cos) * q).astype(np.float32)
 
 
 def test_the_same_voice_gets_the_same_label_in_the_next_recording(
@@ -206,10 +214,8 @@ def test_suggest_shows_a_close_enrolled_speaker(real: tuple[ModelCard, Clips]) -
     strict = rule.cutoff(4.0, 2)
     assert loose < strict
 
-    def at(cos: float) -> np.ndarray:  # a voice scoring ``cos`` against bob
-        q = secrets(1, 9)[0]
-        q = l2_normalize(q - (q @ prints[1]) * prints[1])
-        return cos * prints[1] + np.sqrt(1 - cos * cos) * q
+    def at(cos: float) -> np.ndarray:
+        return scoring(prints[1], cos)
 
     suggestion = suggest(at((loose + strict) / 2), 4.0, voices, rule)
     assert suggestion is not None and suggestion[0] == "bob"
@@ -250,3 +256,139 @@ def test_promote_with_each_check(tmp_path: Path, real: tuple[ModelCard, Clips]) 
     assert bob is not None and float(bob @ clips["ls-3331"][1][0]) > rule.cutoff(4.0, 3)
     forced = voices.promote("unknown-2", "carol", rule, force=True)
     assert forced.name == "carol" and voices.list() == []
+
+
+# -- the client's commands, on the store file ----------------------------------------------
+
+
+def test_parse_age() -> None:
+    from vggvox.errors import VggvoxError
+    from vggvox_client.voices import parse_age
+
+    assert [parse_age(t) for t in ("30d", "12h", "90m", "45s", "2w", "1.5h", " 0s")] == [
+        2592000, 43200, 5400, 45, 1209600, 5400, 0]
+    for bad in ("30", "d", "-1d", "30x", "1e3s", "30 days", ""):
+        with pytest.raises(VggvoxError, match="a number and a unit"):
+            parse_age(bad)
+
+
+@pytest.fixture
+def on_file(tmp_path: Path, real: tuple[ModelCard, Clips], monkeypatch: pytest.MonkeyPatch
+            ) -> tuple[VoiceprintStore, list[str]]:
+    """A store found as the daemon finds it (the user's config names it), with ls-3005
+    enrolled and two provisional voices: ls-3331, and one close to ls-3005 (not named).
+    No daemon: a command that tried to reach one fails the test."""
+    from vggvox_client import daemon_cmds
+
+    card, clips = real
+    (tmp_path / "config" / "vggvox").mkdir(parents=True)
+    (tmp_path / "config" / "vggvox" / "vggvoxd.yaml").write_text(
+        f"store:\n  path: {tmp_path / 'data' / 'voiceprints.db'}\n")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setattr(daemon_cmds, "connect", lambda args: pytest.fail("reached for vggvoxd"))
+    store = VoiceprintStore(tmp_path / "data" / "voiceprints.db")
+    store.enroll("ls-3005", np.stack([e for e, _ in clips["ls-3005"][:2]]), card, ["a", "b"],
+                 [4, 4])
+    rule = ScoringConfig().rule(card)
+    loose = AcceptRule(10 * rule.false_accept, None, card.calibration).cutoff(4.0, 1)
+    enrolled = store.voiceprint_of("ls-3005", card)
+    assert enrolled is not None
+    close = scoring(enrolled, (loose + rule.cutoff(4.0, 1)) / 2)
+    labels = ProvisionalVoices(store, card).remember(
+        "/rec/monday.wav", [heard(clips["ls-3331"][0][0]), heard(close, 4.0, 30)],
+        merge_rule(card))
+    return store, labels
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    from vggvox_client.cli import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_speakers_provisional_lists_them_with_a_suggestion(
+        on_file: tuple[VoiceprintStore, list[str]], capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    store, labels = on_file
+    assert labels == ["unknown-1", "unknown-2"]
+    code, out, _ = run_cli(capsys, "speakers", "--provisional", "--json")
+    got = json.loads(out)
+    assert code == 0 and got["store"] == str(store.path)
+    rows = {r["label"]: r for r in got["provisional"]}
+    assert rows["unknown-1"]["suggestion"] is None
+    assert rows["unknown-2"]["suggestion"]["name"] == "ls-3005"
+    assert rows["unknown-2"]["places"][0]["recording"] == "/rec/monday.wav"
+    assert rows["unknown-2"]["places"][0]["start"] == 30.0 and rows["unknown-2"]["speech_s"] == 4
+    assert rows["unknown-1"]["first_heard"].endswith("+00:00")  # ISO 8601, UTC
+    code, out, _ = run_cli(capsys, "speakers", "--provisional")
+    assert code == 0 and out.startswith(f"2 provisional voices in {store.path}\n")
+    assert "in monday.wav" in out and "close to ls-3005" in out
+    assert "vggvox-client name unknown-2 ls-3005" in out, "suggested, not applied"
+    assert [s.name for s in store.speakers()] == ["ls-3005"]
+    missing = store.path.parent / "none.db"
+    code, out, _ = run_cli(capsys, "speakers", "--provisional", "--store", str(missing))
+    assert code == 0 and "0 provisional voices" in out and not missing.exists()
+
+
+def test_cli_name_promotes_a_provisional_voice(
+        on_file: tuple[VoiceprintStore, list[str]], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from vggvox_client import daemon_cmds
+
+    store, _ = on_file
+    g0 = store.generation()
+    code, _, err = run_cli(capsys, "name", "unknown-2", "LS-3005")
+    assert code == 2 and err.count("\n") == 1 and "looks like" in err
+    code, out, _ = run_cli(capsys, "name", "unknown-1", "bob")
+    assert code == 0 and out.startswith("unknown-1 is now bob (added): 4.0 s of speech")
+    assert [s.name for s in store.speakers()] == ["bob", "ls-3005"]
+    assert store.generation() == g0 + 1, "a running daemon reloads its voiceprints"
+    assert [v.label for v in ProvisionalVoices.of_any_model(store).list()] == ["unknown-2"]
+    # Not (or no longer) a provisional voice: the daemon's live voices, as before.
+    asked: list[str] = []
+
+    def daemon(conn: object, args: argparse.Namespace) -> int:
+        asked.append(f"{args.command} {getattr(args, 'unknown', '')}".strip())
+        return 0
+
+    monkeypatch.setattr(daemon_cmds, "connect", lambda args: None)
+    monkeypatch.setitem(daemon_cmds.RUNS, "name", daemon)
+    monkeypatch.setitem(daemon_cmds.RUNS, "speakers", daemon)
+    assert run_cli(capsys, "name", "unknown-1", "carol")[0] == 0
+    assert run_cli(capsys, "speakers")[0] == 0 and asked == ["name unknown-1", "speakers"]
+
+
+def test_cli_forget_and_bad_input(tmp_path: Path, on_file: tuple[VoiceprintStore, list[str]],
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    store, _ = on_file
+    voices = ProvisionalVoices.of_any_model(store)
+    kept = np.stack([v.total for v in voices.list()])
+    for argv, words in [
+        (["forget", "--provisional", "--older-than", "30x"], "a number and a unit"),
+        (["forget", "--older-than", "30d"], "--provisional"),
+        (["forget", "ls-3005"], "vggvox-client remove NAME"),
+        (["forget", "unknown-9"], "no provisional voice 'unknown-9'"),
+        (["forget"], "LABEL"),
+        (["forget", "unknown-1", "--provisional", "--older-than", "1d"], "LABEL"),
+        (["forget", "unknown-1", "--store", str(tmp_path / "none.db")], "no store at"),
+        (["speakers", "--store", str(store.path)], "go with --provisional"),
+    ]:
+        code, out, err = run_cli(capsys, *argv)
+        assert (code, out, err.count("\n")) == (2, "", 1), (argv, err)
+        assert err.startswith("vggvox-client: error: ") and words in err, (argv, err)
+    assert len(voices.list()) == 2 and vectors_in_folder(store.path.parent, kept) == 2
+    assert not (tmp_path / "none.db").exists()
+    code, out, _ = run_cli(capsys, "forget", "unknown-1", "--json")
+    assert code == 0 and json.loads(out) == {"forgotten": ["unknown-1"], "erasure": "complete"}
+    code, out, _ = run_cli(capsys, "forget", "--provisional", "--older-than", "30d")
+    assert code == 0 and out.startswith("forgot 0 provisional voices")
+    code, out, _ = run_cli(capsys, "forget", "--provisional", "--older-than", "0s")
+    assert code == 0 and out == "forgot 1 provisional voice last heard more than 0s ago: " \
+                                "unknown-2\n"
+    assert voices.list() == [] and vectors_in_folder(store.path.parent, kept) == 0
+    assert [s.name for s in store.speakers()] == ["ls-3005"], "enrolled speakers untouched"

@@ -130,6 +130,12 @@ class ProvisionalVoices:
             with self._db():
                 pass  # the table, created now
 
+    @classmethod
+    def of_any_model(cls, store: VoiceprintStore) -> ProvisionalVoices:
+        """For ``list``, ``get`` and ``forget`` alone: every voice is another model's to
+        it, so it matches, remembers and promotes none."""
+        return cls(store, ModelId(""))
+
     @contextmanager
     def _db(self, write: bool = False) -> Iterator[sqlite3.Connection | None]:
         """One transaction with the table (None: a read-only store that has none).

@@ -31,6 +31,7 @@ from vggvox_client import (
     helptext,
     identify,
     keygen,
+    voices,
 )
 from vggvox_client.common import (
     Skipped,
@@ -329,6 +330,7 @@ COMMANDS = {
     "conversations": lambda args: conversations.run(args),
     "calibrate": calibrate.run,
     "keygen": keygen.run,
+    "forget": voices.run,
 }
 
 

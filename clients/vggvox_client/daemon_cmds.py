@@ -19,6 +19,7 @@ from vggvox.protocol.requests import (
     RemoveRequest,
     StatusRequest,
 )
+from vggvox_client import voices
 from vggvox_client.common import plural, print_json
 
 if TYPE_CHECKING:
@@ -56,14 +57,19 @@ def _speaker_parsers(sub: argparse._SubParsersAction) -> None:
                    help="store clips that do not sound like the speaker's voiceprint or like "
                         "each other, or a name that looks like another speaker's (logged)")
     p.add_argument("--json", action="store_true", help="print the reply as JSON")
-    sub.add_parser("speakers", help="list enrolled speakers").add_argument(
-        "--json", action="store_true", help="print the reply as JSON")
+    p = sub.add_parser("speakers", help="list enrolled speakers (--provisional: the voices "
+                                        "identify --remember kept)")
+    p.add_argument("--json", action="store_true", help="print the reply as JSON")
+    voices.add_speakers_args(p)
     p = sub.add_parser("remove", help="remove a speaker (from memory and from every file)")
     p.add_argument("name", help="the enrolled speaker's name")
     p.add_argument("--json", action="store_true", help="print the reply as JSON")
+    voices.add_parser(sub)  # forget: provisional voices, in the store file
     p = sub.add_parser("name", help="enroll an unknown voice (unknown-N) under a name: its "
                                     "past turns (listed) and future turns are that speaker")
-    p.add_argument("unknown", help="the label the daemon gave the voice, e.g. unknown-2")
+    p.add_argument("unknown", help="the label the daemon gave the voice, e.g. unknown-2; or a "
+                                   "provisional voice's (identify --remember), when the store "
+                                   "file holds one: it is enrolled there, no daemon needed")
     p.add_argument("name", help="the speaker's name")
     p.add_argument("--source", help="the stream it was heard on, as status shows it (needed "
                                     "only if several streams have that label)")
@@ -73,6 +79,7 @@ def _speaker_parsers(sub: argparse._SubParsersAction) -> None:
                    help="enroll the voice even if it does not sound like the speaker's "
                         "voiceprint, or the name looks like another speaker's (logged)")
     p.add_argument("--json", action="store_true", help="print the reply as JSON")
+    voices.add_name_args(p)  # a provisional voice in the store file is named there
 
 
 def _daemon_parsers(sub: argparse._SubParsersAction) -> None:
@@ -289,4 +296,6 @@ def connect(args: argparse.Namespace) -> Connection:
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
+    if voices.on_store(args):  # speakers --provisional, name of a provisional voice
+        return voices.run(args)
     return RUNS[args.command](connect(args), args)

@@ -87,8 +87,10 @@ EXAMPLES: dict[str, str] = {
   vggvox-client verify --trials veri_test.txt --det det.png
 
 enroll, speakers, remove, name, status, listen and replay need a running
-vggvoxd; the others work on files alone. Global options (--control, --events,
---timeout, --log-level, --server-key, --key) go before or after the command.
+vggvoxd; the others work on files alone, as do speakers --provisional, forget
+and name of a provisional voice (identify --remember), on the store file.
+Global options (--control, --events, --timeout, --log-level, --server-key,
+--key) go before or after the command.
 Exit status: 0 done, 1 nothing could be scored (replay: a list only partly
 replayed), 2 bad arguments, a setup error or a refused request, 130
 interrupted. A reader that stops reading (| head -1) ends a command quietly,
@@ -101,12 +103,21 @@ with status 0.""",
   vggvox-client enroll bob new.wav --replace   # bob's voiceprint from new.wav alone""",
     "speakers": _E + """\
   vggvox-client speakers
-  vggvox-client speakers --json | jq '.speakers[].name'""",
+  vggvox-client speakers --json | jq '.speakers[].name'
+  vggvox-client speakers --provisional         # voices identify --remember kept""",
+    "forget": """\
+A provisional voice's vectors, and where it was heard, are erased from the store's
+files as remove erases a speaker's.
+
+""" + _E + """\
+  vggvox-client forget unknown-7
+  vggvox-client forget --provisional --older-than 30d    # or 12h, 90m, 2w""",
     "remove": _E + """\
   vggvox-client remove alice""",
     "name": _E + """\
   vggvox-client name unknown-2 bob             # the voice 'status' lists as unknown-2
-  vggvox-client name unknown-1 carol --source mic""",
+  vggvox-client name unknown-1 carol --source mic
+  vggvox-client name unknown-7 alice           # a provisional voice in the store file""",
     "status": _E + """\
   vggvox-client status
   vggvox-client status --json
