@@ -21,6 +21,7 @@ from vggvox.eval.openset import check_false_accept
 from vggvox.modelcard import DEFAULT_MODEL, resolve_card
 from vggvox.protocol.endpoints import find_config
 from vggvox.recording.identify import IdentifyConfig
+from vggvox.recording.overlap import DEFAULT_MODEL as OVERLAP_MODEL
 from vggvox.settings import PipelineSettings, load
 from vggvox.store import ModelId, VoiceprintStore
 from vggvox.voiceprints import VoiceprintSet
@@ -66,6 +67,9 @@ def add_parser(sub: Any, default_cache: Path | None) -> None:
     p.add_argument("--no-recluster", dest="recluster", action="store_false",
                    help="keep the streaming pass's unknown labels (default: cluster the "
                         "unknown voices again over the whole recording)")
+    p.add_argument("--no-overlap", dest="overlap", action="store_false",
+                   help="do not look for overlapped speech (default: the segmentation model "
+                        "marks it, and both voices are labelled where the evidence allows)")
     p.add_argument("--live", action="store_true",
                    help="only the streaming pass: each turn as a live stream ends it (what "
                         "the daemon says, and replay --rttm writes), no decision taken again, "
@@ -122,7 +126,9 @@ def build_job(args: argparse.Namespace) -> Job:
         scoring = replace(scoring, threshold=args.threshold)
     config = IdentifyConfig(recognizer=replace(rc, scoring=scoring), recluster=args.recluster,
                             live=args.live)
-    return Job(embedder.card, card_path, voiceprints, config, args.cache, embedder=embedder)
+    overlap = OVERLAP_MODEL if args.overlap and not args.live else None
+    return Job(embedder.card, card_path, voiceprints, config, args.cache, overlap,
+               embedder=embedder)
 
 
 def run(args: argparse.Namespace) -> int:
