@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,8 +33,12 @@ if TYPE_CHECKING:
     from vggvox.store import VoiceprintStore
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-PENDING = (" (its vectors leave the store's files once another program reading the store "
-           "ends; the next removal or vggvoxd finishes the erasure then)")
+PENDING = (" (another program holds a read of the store: its vectors leave the store's "
+           "files when that read ends and the last connection to the store closes, or at the "
+           "next removal)")
+FINISH_S = 3.0
+"""How long a command waits for a reader to let its erasure finish (it has no loop to
+retry in, as the daemon has)."""
 
 
 def _store_arg(p: argparse.ArgumentParser) -> None:
@@ -133,6 +138,15 @@ def _card(args: argparse.Namespace, settings: PipelineSettings) -> Any:
     return load_card(resolve_card(args.model or settings.model.name))
 
 
+def finish_erasure(store: VoiceprintStore) -> bool:
+    """Retry a pending erasure for up to ``FINISH_S``; whether it is complete."""
+    deadline = time.monotonic() + FINISH_S
+    while store.erasure_pending and time.monotonic() < deadline:
+        time.sleep(0.1)
+        store.retry_erasure()  # at most once a second (erasure.RETRY_S)
+    return not store.erasure_pending
+
+
 # -- the commands ------------------------------------------------------------------------------
 
 
@@ -227,7 +241,7 @@ def run_forget(args: argparse.Namespace) -> int:
         gone = [args.label.strip()]
     else:
         gone = voices.forget_older_than(age)
-    pending = store.erasure_pending
+    pending = not finish_erasure(store)
     if args.json:
         print_json({"forgotten": gone, "erasure": "pending" if pending else "complete"})
     elif age is None:
@@ -253,16 +267,17 @@ def run_promote(args: argparse.Namespace) -> int:
     existed = any(s.name == args.name for s in store.speakers())
     info = voices.promote(voice.label, args.name, settings.recognizer().scoring.rule(card),
                           replace=args.replace, force=args.force)
+    pending = not finish_erasure(store)
     action = "replaced" if existed and args.replace else "appended" if existed else "added"
     if args.json:
         print_json({"unknown": voice.label, "speaker": info.name, "action": action,
                     "speech_s": round(voice.speech_s, 3), "embeddings": info.embeddings,
                     "speaker_s": round(info.seconds, 3), "store": str(store.path),
-                    "erasure": "pending" if store.erasure_pending else "complete"})
+                    "erasure": "pending" if pending else "complete"})
     else:
         recordings = len({p.recording for p in voice.places})
         print(f"{voice.label} is now {info.name} ({action}): {voice.speech_s:.1f} s of speech "
               f"heard in {plural(recordings, 'recording')}; {info.name} has "
               f"{plural(info.embeddings, 'embedding')}, {info.seconds:.1f} s. The provisional "
-              "voice is erased" + (PENDING if store.erasure_pending else "."))
+              "voice is erased" + (PENDING if pending else "."))
     return 0
