@@ -28,7 +28,7 @@ from vggvox.voiceprints import VoiceprintSet
 from vggvox_client.common import Skipped, report_skipped
 from vggvox_client.jobs import default_workers
 from vggvox_client.recording_outputs import RecordingOutputs, is_folder
-from vggvox_client.recordings import Job, identify_files
+from vggvox_client.recordings import Job, Memory, identify_files
 
 
 def add_parser(sub: Any, default_cache: Path | None) -> None:
@@ -39,11 +39,18 @@ def add_parser(sub: Any, default_cache: Path | None) -> None:
                     "the whole recording), with a score and a confidence on each segment.")
     p.add_argument("recordings", nargs="+", type=Path, metavar="RECORDING",
                    help="audio files (any format, rate and channels)")
-    who = p.add_mutually_exclusive_group()
-    who.add_argument("--enroll-list", type=Path, metavar="LIST",
-                     help="speakers to enroll for this run, from a 'filename speaker' list")
-    who.add_argument("--store", type=Path, metavar="FILE",
-                     help="voiceprint store to read (default: the config's, as the daemon's)")
+    p.add_argument("--enroll-list", type=Path, metavar="LIST",
+                   help="speakers to enroll for this run, from a 'filename speaker' list "
+                        "(default: the store's enrolled speakers)")
+    p.add_argument("--store", type=Path, metavar="FILE",
+                   help="voiceprint store: its enrolled speakers (without --enroll-list) and "
+                        "its remembered voices (--remember) (default: the config's, as the "
+                        "daemon's)")
+    p.add_argument("--remember", action="store_true",
+                   help="keep this run's unknown voices in the store as provisional "
+                        "voiceprints, so that the same voice gets the same label in the next "
+                        "recording (never counted as enrolled; list them with speakers "
+                        "--provisional, enroll one with name LABEL NAME, erase with forget)")
     p.add_argument("--config", type=Path, metavar="FILE",
                    help="vggvoxd.yaml whose vad, window, scoring, turns and unknowns settings "
                         "to use (default: the daemon's own search order)")
@@ -136,6 +143,8 @@ def run(args: argparse.Namespace) -> int:
     if not len(job.voiceprints):
         print("identify: nobody is enrolled: every voice will be unknown", file=sys.stderr)
     sinks = RecordingOutputs(args.rttm, args.json, args.timeline)
+    memory = Memory.open(job, args.store or _settings(args).store_path()) \
+        if args.remember else None
     skipped: list[Skipped] = []
     done = 0
     for out in identify_files(args.recordings, job, args.workers, progress=True):
@@ -143,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
             skipped.append(Skipped(str(out.path), out.reason))
             continue
         done += 1
-        sinks.add(out.result)
+        sinks.add(memory.remember(out.result) if memory is not None else out.result)
     sinks.close()
     report_skipped(skipped)
     return 0 if done else 1

@@ -24,12 +24,20 @@ from pathlib import Path
 from tqdm import tqdm
 
 from vggvox.audio import load_audio
+from vggvox.calibration import AcceptRule
 from vggvox.embedder import Embedder
 from vggvox.errors import VggvoxError
 from vggvox.eval.cache import EmbeddingCache, content_key
 from vggvox.modelcard import ModelCard
-from vggvox.recording.identify import IdentifyConfig, OverlapFinder, RecordingIdentifier
+from vggvox.provisional import HeardVoice, ProvisionalVoices
+from vggvox.recording.identify import (
+    IdentifyConfig,
+    OverlapFinder,
+    RecordingIdentifier,
+    merge_rule,
+)
 from vggvox.recording.segments import RecordingResult
+from vggvox.store import VoiceprintStore
 from vggvox.voiceprints import VoiceprintSet
 from vggvox_client.jobs import worker_model, worker_pool
 
@@ -118,6 +126,32 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
+
+
+@dataclass(frozen=True)
+class Memory:
+    """``--remember``: each recording's unknown voices matched with, and kept as, the
+    store's provisional voices, in the order of the recordings (in this process, after
+    the workers: the next recording must find the voices of the one before)."""
+
+    voices: ProvisionalVoices
+    rule: AcceptRule
+
+    @classmethod
+    def open(cls, job: Job, store_path: Path) -> Memory:
+        store = VoiceprintStore(store_path)
+        if store.read_only is not None:
+            raise VggvoxError(f"--remember: {store_path} cannot be written: {store.read_only}")
+        return cls(ProvisionalVoices(store, job.card), merge_rule(job.card, job.config.recognizer))
+
+    def remember(self, result: RecordingResult) -> RecordingResult:
+        heard = [HeardVoice(v.total, v.windows, v.speech_s, v.start, v.end)
+                 for v in result.unknown_voices]
+        if not heard:
+            return result
+        labels = self.voices.remember(result.path, heard, self.rule)
+        return result.relabelled({v.label: new for v, new in
+                                  zip(result.unknown_voices, labels, strict=True)})
 
 
 def identify_files(paths: Sequence[Path], job: Job, workers: int = 1,

@@ -28,12 +28,14 @@ import numpy as np
 
 from vggvox.audio import SAMPLE_RATE
 from vggvox.calibration import AcceptRule
+from vggvox.modelcard import ModelCard
 from vggvox.recording import recluster
 from vggvox.recording.segments import (
     UNKNOWN_PREFIX,
     RecordingResult,
     SpeakerSegment,
     Suggestion,
+    UnknownVoice,
     mark_overlaps,
 )
 from vggvox.scoring import l2_normalize
@@ -138,6 +140,17 @@ def live_segments(results: Iterable[Result | dict[str, Any]]) -> list[SpeakerSeg
 
 
 @dataclass
+class _Found:
+    """What one run has found so far."""
+
+    segments: list[SpeakerSegment] = field(default_factory=list)
+    voices: list[UnknownVoice] = field(default_factory=list)
+    suggestions: list[Suggestion] = field(default_factory=list)
+    turns: int = 0
+    live_unknown: int = 0
+
+
+@dataclass
 class _Turn:
     start: int
     end: int
@@ -150,6 +163,14 @@ class _Turn:
         return (self.end - self.start) / SAMPLE_RATE
 
 
+def merge_rule(card: ModelCard, config: RecognizerConfig) -> AcceptRule:
+    """When two unknown voices are one: the streaming clusters' rule (``false_merge``),
+    for the clusters of a recording and for voices remembered across recordings."""
+    calibration = config.calibration or card.calibration
+    u = config.unknowns
+    return AcceptRule(u.false_merge, u.threshold, calibration, card.threshold)
+
+
 class RecordingIdentifier:
     """Identify speakers in whole recordings, one at a time (one owner: not thread-safe)."""
 
@@ -160,11 +181,7 @@ class RecordingIdentifier:
         self.recognizer = Recognizer(embedder, voiceprints, config.recognizer)
         self.voiceprints = voiceprints
         self.overlap = overlap
-        card = embedder.card
-        calibration = config.recognizer.calibration or card.calibration
-        unknowns = config.recognizer.unknowns
-        self.merge_rule = AcceptRule(unknowns.false_merge, unknowns.threshold, calibration,
-                                     card.threshold)
+        self.merge_rule = merge_rule(embedder.card, config.recognizer)
         """When two unknown voices are one (the streaming clusters' rule)."""
         self.suggest_rule = replace(self.recognizer.rule, threshold=None,
                                     false_accept=config.suggest_false_accept)
@@ -174,29 +191,31 @@ class RecordingIdentifier:
         """Who spoke when in ``audio`` (16 kHz mono); also the pass, for a cache."""
         t0 = time.perf_counter()
         wp = stream_pass(self.recognizer, audio, self.config.block_s, embeddings)
-        suggestions: list[Suggestion] = []
+        found = _Found()
         if self.config.live:
-            segments = live_segments(wp.results)
-            n_turns = live_unknown = len(segments)
+            found.segments = live_segments(wp.results)
+            found.turns = len(found.segments)
         else:
             turns = self._turns(wp)
-            n_turns = len(turns)
-            live_unknown = len({t.identity.unknown for t in turns
-                                if t.identity.speaker is None})
-            labels, suggestions = self._label(turns)
-            segments = [self._segment(t, label) for t, label in zip(turns, labels, strict=True)]
+            found.turns = len(turns)
+            found.live_unknown = len({t.identity.unknown for t in turns
+                                      if t.identity.speaker is None})
+            labels = self._label(turns, found)
+            found.segments = [self._segment(t, label)
+                              for t, label in zip(turns, labels, strict=True)]
         overlaps: list[tuple[float, float]] = []
         if self.overlap is not None:
             overlaps = self.overlap.overlaps(audio)
-            segments = mark_overlaps(segments, overlaps)
+            found.segments = mark_overlaps(found.segments, overlaps)
         name = Path(path).stem if path else "recording"
         file_id = "".join("_" if c.isspace() else c for c in name) or "recording"
-        unknown = {s.speaker for s in segments if s.speaker and not s.enrolled}
+        unknown = {s.speaker for s in found.segments if s.speaker and not s.enrolled}
         return RecordingResult(
-            str(path), file_id, len(audio) / SAMPLE_RATE, tuple(segments), tuple(overlaps),
-            tuple(suggestions), time.perf_counter() - t0,
-            {"turns": n_turns, "windows": len(wp.embeddings),
-             "live_unknown_labels": live_unknown, "unknown_labels": len(unknown)}), wp
+            str(path), file_id, len(audio) / SAMPLE_RATE, tuple(found.segments),
+            tuple(overlaps), tuple(found.suggestions), time.perf_counter() - t0,
+            {"turns": found.turns, "windows": len(wp.embeddings),
+             "live_unknown_labels": found.live_unknown, "unknown_labels": len(unknown)},
+            tuple(found.voices)), wp
 
     def _turns(self, wp: WindowPass) -> list[_Turn]:
         """The final turns, each decided again on all of its windows."""
@@ -218,39 +237,41 @@ class RecordingIdentifier:
                              replace(ident, unknown=r.unknown)))
         return out
 
-    def _label(self, turns: Sequence[_Turn]) -> tuple[list[str | None], list[Suggestion]]:
+    def _label(self, turns: Sequence[_Turn], found: _Found) -> list[str | None]:
+        """Each turn's label; the unknown voices and suggestions go into ``found``."""
         labels: list[str | None] = [t.identity.speaker for t in turns]
         unknown = [i for i, t in enumerate(turns) if t.identity.speaker is None]
-        if not self.config.recluster:
-            for i in unknown:
-                labels[i] = turns[i].identity.unknown
-            return labels, []
-        groups = recluster.cluster(
-            [recluster.TurnEvidence(turns[i].total, turns[i].windows, turns[i].speech_s)
-             for i in unknown], self.merge_rule)
-        suggestions: list[Suggestion] = []
-        number = 0
+        if self.config.recluster:
+            groups = recluster.cluster(
+                [recluster.TurnEvidence(turns[i].total, turns[i].windows, turns[i].speech_s)
+                 for i in unknown], self.merge_rule)
+        else:  # the live clusters, numbered again in order of first appearance
+            live = list(dict.fromkeys(turns[i].identity.unknown for i in unknown))
+            groups = [live.index(turns[i].identity.unknown) for i in unknown]
         for g in range(max(groups, default=-1) + 1):
             idx = [i for i, k in zip(unknown, groups, strict=True) if k == g]
-            total = sum((turns[i].total for i in idx), np.zeros_like(turns[idx[0]].total))
+            total = np.sum([turns[i].total for i in idx], axis=0)
             speech = sum(turns[i].speech_s for i in idx)
-            ev = Evidence(l2_normalize(total), speech, sum(turns[i].windows for i in idx))
-            ident = self.recognizer.identifier.identify(ev)
-            if self.config.name_clusters and ident.speaker is not None:
+            windows = sum(turns[i].windows for i in idx)
+            ident = self.recognizer.identifier.identify(
+                Evidence(l2_normalize(total), speech, windows))
+            if self.config.recluster and self.config.name_clusters and ident.speaker:
                 for i in idx:
-                    turns_i = turns[i]
-                    turns_i.identity = replace(ident, unknown=None)
+                    turns[i].identity = replace(ident, unknown=None)
                     labels[i] = ident.speaker
                 continue
-            number += 1
-            label = f"{UNKNOWN_PREFIX}{number}"
+            label = f"{UNKNOWN_PREFIX}{len(found.voices) + 1}"
             for i in idx:
                 labels[i] = label
+            found.voices.append(UnknownVoice(
+                label, total.astype(np.float32), windows, speech,
+                min(turns[i].start for i in idx) / SAMPLE_RATE,
+                max(turns[i].end for i in idx) / SAMPLE_RATE))
             top = ident.top[0] if ident.top else None
-            n = len(self.voiceprints)
-            if top is not None and top.score >= self.suggest_rule.cutoff(speech, n):
-                suggestions.append(Suggestion(label, top.name, float(top.score)))
-        return labels, suggestions
+            if top is not None and top.score >= self.suggest_rule.cutoff(
+                    speech, len(self.voiceprints)):
+                found.suggestions.append(Suggestion(label, top.name, float(top.score)))
+        return labels
 
     @staticmethod
     def _segment(t: _Turn, label: str | None) -> SpeakerSegment:

@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+import numpy as np
+
 UNKNOWN_PREFIX = "unknown-"
 
 
@@ -67,6 +69,20 @@ class Suggestion:
 
 
 @dataclass(frozen=True)
+class UnknownVoice:
+    """The evidence behind one unknown label of a recording: what ``--remember`` keeps."""
+
+    label: str
+    total: np.ndarray
+    """Sum of its turns' window embeddings (each unit length)."""
+    windows: int
+    speech_s: float
+    start: float
+    end: float
+    """Its first and last second of speech in the recording."""
+
+
+@dataclass(frozen=True)
 class RecordingResult:
     path: str
     file_id: str
@@ -80,9 +96,23 @@ class RecordingResult:
     compute_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
     """Figures of the run (clusters before and after re-clustering, ...)."""
+    unknown_voices: tuple[UnknownVoice, ...] = ()
 
     def totals(self) -> list[SpeakerTotal]:
         return speaker_totals(self.segments)
+
+    def relabelled(self, labels: dict[str, str]) -> RecordingResult:
+        """The same answer with unknown labels renamed (e.g. to remembered voices')."""
+        def new(label: str | None) -> str | None:
+            return labels.get(label, label) if label is not None else None
+
+        return replace(
+            self,
+            segments=tuple(replace(s, speaker=new(s.speaker)) for s in self.segments),
+            suggestions=tuple(replace(s, label=labels.get(s.label, s.label))
+                              for s in self.suggestions),
+            unknown_voices=tuple(replace(v, label=labels.get(v.label, v.label))
+                                 for v in self.unknown_voices))
 
 
 def speaker_totals(segments: Iterable[SpeakerSegment]) -> list[SpeakerTotal]:
