@@ -12,7 +12,8 @@ knowing the whole file allows.
    (``recluster``); a cluster whose pooled evidence names an enrolled speaker
    takes that name, and the others become ``unknown-1``, ``unknown-2``, ... in
    order of first appearance. A cluster that scores close to an enrolled
-   speaker without reaching the cutoff gets a suggestion, never the name.
+   speaker without reaching the cutoff gets a suggestion, never the name (the
+   same rule as for remembered voices: ``vggvox.provisional_names.suggest``).
 4. With a segmentation model, overlapped speech is marked (``overlap``).
 """
 
@@ -29,6 +30,7 @@ import numpy as np
 from vggvox.audio import SAMPLE_RATE
 from vggvox.calibration import AcceptRule
 from vggvox.modelcard import ModelCard
+from vggvox.provisional_names import suggest
 from vggvox.recording import recluster
 from vggvox.recording.segments import (
     UNKNOWN_PREFIX,
@@ -61,9 +63,6 @@ class IdentifyConfig:
     name_clusters: bool = True
     """A cluster of unknown turns whose pooled evidence names an enrolled speaker
     takes that name (the same calibrated rule as a single turn)."""
-    suggest_false_accept: float = 0.02
-    """An unknown voice whose best enrolled speaker passes the cutoff at this looser
-    false-accept rate gets that name as a suggestion."""
     block_s: float = 1.0
     """Audio handed to the recognizer at a time (any size gives the same turns)."""
     live: bool = False
@@ -183,8 +182,6 @@ class RecordingIdentifier:
         self.overlap = overlap
         self.merge_rule = merge_rule(embedder.card, config.recognizer)
         """When two unknown voices are one (the streaming clusters' rule)."""
-        self.suggest_rule = replace(self.recognizer.rule, threshold=None,
-                                    false_accept=config.suggest_false_accept)
 
     def run(self, audio: np.ndarray, path: str | Path = "",
             embeddings: np.ndarray | None = None) -> tuple[RecordingResult, WindowPass]:
@@ -267,10 +264,10 @@ class RecordingIdentifier:
                 label, total.astype(np.float32), windows, speech,
                 min(turns[i].start for i in idx) / SAMPLE_RATE,
                 max(turns[i].end for i in idx) / SAMPLE_RATE))
-            top = ident.top[0] if ident.top else None
-            if top is not None and top.score >= self.suggest_rule.cutoff(
-                    speech, len(self.voiceprints)):
-                found.suggestions.append(Suggestion(label, top.name, float(top.score)))
+            snap = self.voiceprints.snapshot()
+            close = suggest(total, speech, (snap.names, snap.matrix), self.recognizer.rule)
+            if close is not None:
+                found.suggestions.append(Suggestion(label, close[0], close[1]))
         return labels
 
     @staticmethod
