@@ -115,6 +115,15 @@ def test_bad_input_is_one_line(convs: list[Conversation], tmp_path: Path) -> Non
     assert r.returncode == 2
     assert r.stderr.strip() == (f"vggvox-client: error: --rttm {tmp_path}/no/x.rttm: folder "
                                 f"{tmp_path}/no does not exist")
+    bad = tmp_path / "t.json"
+    bad.write_text("{not json")
+    r = identify(c.wav, "--enroll-list", c.enroll_list, "--transcript", bad, "--srt",
+                 tmp_path / "o.srt", ok=False)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert r.stderr.startswith(f"vggvox-client: error: {bad}")
+    assert not (tmp_path / "o.srt").exists()
+    r = identify(c.wav, c.wav, "--transcript", bad, "--srt", tmp_path / "o.srt", ok=False)
+    assert r.returncode == 2 and "one recording; 2 were given" in r.stderr
 
 
 def test_the_daemon_replay_writes_the_same_rttm(

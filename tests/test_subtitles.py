@@ -331,8 +331,9 @@ def result_from_json(doc: dict[str, Any]) -> RecordingResult:
 
 
 @pytest.fixture(scope="module")
-def identified(speech_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> RecordingResult:
-    """conv118 built again, and identified by the real pipeline and model (the CLI)."""
+def identified_in(speech_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """conv118 built again, and identified by the real pipeline and model (the CLI, with
+    the Whisper transcript: its subtitles written there too); the folder of the files."""
     material, bad = read_utterances(speech_dir / "test_list.csv")
     enroll, bad_enroll = read_utterances(speech_dir / "enroll_list.csv")
     assert not bad and not bad_enroll
@@ -343,10 +344,27 @@ def identified(speech_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Re
     assert conv.rttm.read_text() == (DATA / "conv118.rttm").read_text()
     r = subprocess.run([str(CLIENT), "identify", str(conv.wav), "--enroll-list",
                         str(conv.enroll_list), "--json", str(out / "answer.json"),
-                        "--workers", "1", "--no-cache"],
+                        "--workers", "1", "--no-cache", "--transcript",
+                        str(FIXTURE["whisper"]), "--srt", str(out / "o.srt"), "--vtt",
+                        str(out / "o.vtt"), "--words", str(out / "o.json")],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    return result_from_json(json.loads((out / "answer.json").read_text()))
+    return out
+
+
+@pytest.fixture(scope="module")
+def identified(identified_in: Path) -> RecordingResult:
+    return result_from_json(json.loads((identified_in / "answer.json").read_text()))
+
+
+def test_the_identify_command_writes_the_subtitles(identified_in: Path) -> None:
+    """``identify --transcript --srt --vtt --words``: the files the library writes for the
+    same answer, read back by parsers we did not write."""
+    check_files(identified_in, N_WORDS)
+    doc = json.loads((identified_in / "o.json").read_text())
+    out = [SpokenWord(w["start"], w["end"], w["word"], w["speaker"], w["reason"])
+           for w in doc["words"]]
+    assert words_right(out) >= 0.97 * N_WORDS
 
 
 @pytest.mark.parametrize("kind", ["whisper", "srt", "vtt"])

@@ -22,10 +22,12 @@ from vggvox.modelcard import DEFAULT_MODEL, resolve_card
 from vggvox.protocol.endpoints import find_config
 from vggvox.recording.identify import IdentifyConfig
 from vggvox.recording.overlap import DEFAULT_MODEL as OVERLAP_MODEL
+from vggvox.recording.subtitles import write_subtitles
+from vggvox.recording.transcript import read_transcript
 from vggvox.settings import PipelineSettings, load
 from vggvox.store import ModelId, VoiceprintStore
 from vggvox.voiceprints import VoiceprintSet
-from vggvox_client.common import Skipped, report_skipped
+from vggvox_client.common import Skipped, output_file, report_skipped
 from vggvox_client.jobs import default_workers
 from vggvox_client.recording_outputs import RecordingOutputs, is_folder
 from vggvox_client.recordings import Job, Memory, identify_files
@@ -69,6 +71,17 @@ def add_parser(sub: Any, default_cache: Path | None) -> None:
     p.add_argument("--json", nargs="?", const="-", metavar="PATH",
                    help="write the segments, speakers and suggestions as JSON: to stdout "
                         "(no PATH, or -), a file, or one FILE_ID.json per recording in a folder")
+    p.add_argument("--transcript", type=Path, metavar="FILE",
+                   help="a transcript of the (one) recording with times: Whisper or WhisperX "
+                        "JSON, SRT or WebVTT; each word gets the speaker who speaks most "
+                        "over it (with --srt, --vtt, --words)")
+    p.add_argument("--srt", type=output_file, metavar="FILE",
+                   help="write SubRip subtitles, 'Name: ' where the speaker changes")
+    p.add_argument("--vtt", type=output_file, metavar="FILE",
+                   help="write WebVTT subtitles with <v Name> voice spans")
+    p.add_argument("--words", type=output_file, metavar="FILE",
+                   help="write the transcript's words as JSON, each with its speaker (words "
+                        "in overlapped speech or without a decision are marked, not guessed)")
     p.add_argument("--timeline", action="store_true",
                    help="also print each segment (start, end, speaker, confidence)")
     p.add_argument("--no-recluster", dest="recluster", action="store_false",
@@ -104,6 +117,12 @@ def _settings(args: argparse.Namespace) -> PipelineSettings:
             folder = Path(text).parent
             if not folder.is_dir():
                 raise VggvoxError(f"{opt} {text}: folder {folder} does not exist")
+    subtitles = args.srt or args.vtt or args.words
+    if bool(args.transcript) != bool(subtitles):
+        raise VggvoxError("--transcript goes with --srt, --vtt or --words, and they with it")
+    if args.transcript and len(args.recordings) != 1:
+        raise VggvoxError(f"--transcript is the transcript of one recording; "
+                          f"{len(args.recordings)} were given")
     return load(find_config(args.config))
 
 
@@ -145,6 +164,8 @@ def run(args: argparse.Namespace) -> int:
     sinks = RecordingOutputs(args.rttm, args.json, args.timeline)
     memory = Memory.open(job, args.store or _settings(args).store_path()) \
         if args.remember else None
+    # Read first: a bad transcript is one line now, not after the recording's work.
+    transcript = read_transcript(args.transcript) if args.transcript else None
     skipped: list[Skipped] = []
     done = 0
     for out in identify_files(args.recordings, job, args.workers, progress=True):
@@ -152,7 +173,14 @@ def run(args: argparse.Namespace) -> int:
             skipped.append(Skipped(str(out.path), out.reason))
             continue
         done += 1
-        sinks.add(memory.remember(out.result) if memory is not None else out.result)
+        result = memory.remember(out.result) if memory is not None else out.result
+        sinks.add(result)
+        if transcript is not None:
+            try:
+                write_subtitles(result, transcript, srt_path=args.srt, vtt_path=args.vtt,
+                                json_path=args.words)
+            except OSError as e:
+                raise VggvoxError(f"{e.filename}: cannot write: {e.strerror or e}") from None
     sinks.close()
     report_skipped(skipped)
     return 0 if done else 1
