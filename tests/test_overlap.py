@@ -75,7 +75,8 @@ def test_one_speaker_has_no_overlap(seg: Segmentation, fixtures_dir: Path) -> No
     x = np.concatenate([clip(fixtures_dir, f"ls-3005__3005-163389-000{i}") for i in range(3)])
     act = seg.activity(x)
     duration = len(x) / SAMPLE_RATE
-    assert act.count.shape == act.times.shape and act.count.dtype == np.uint8
+    assert act.count.shape == act.times.shape == act.overlap.shape
+    assert act.count.dtype == np.uint8 and 0 <= act.overlap.min() <= act.overlap.max() <= 1
     assert abs(act.times[-1] - duration) < 0.05 and act.local.shape[1:] == (589, 3)
     assert act.overlaps() == []
     assert sum(b - a for a, b in act.speech()) > 0.7 * duration

@@ -8,8 +8,12 @@ one chunk need not be speaker 0 of the next), so chunks are combined only by
 what does not depend on who is who:
 
 - per frame, how many speak: each chunk's count, averaged over the chunks that
-  cover the frame and rounded (pyannote's "speaker count"). 2 or more is overlap,
-  1 or more is speech;
+  cover the frame and rounded (pyannote's "speaker count"); 1 or more is speech;
+- per frame, the probability that two speak at once (the model's probability of
+  the classes that name two speakers, averaged likewise): overlap where it
+  reaches ``OVERLAP_THRESHOLD``. 0.5 would be about ``count >= 2``; 0.3 finds
+  more of the overlap, mostly its quiet edges, for a little precision (measured
+  by bench/bench_overlap.py, in docs/segmentation.md);
 - within one chunk, where the set of speakers changes: a change point, kept
   where most of the chunks that see that instant agree.
 
@@ -36,11 +40,13 @@ from vggvox.modelcard import SegmentationCard, load_segmentation_card, resolve_c
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "segmentation-3.0"
-DEFAULT_STEP_S = 2.5
-"""Chunk step: each instant is seen by about 3 chunks' well-placed middles."""
+DEFAULT_STEP_S = 5.0
+"""Chunk step: half pyannote's cost at 2.5 s and a fifth of it at its 1 s, for the same
+overlap figures (docs/segmentation.md); each instant is seen by 1 or 2 chunks' middles."""
 BATCH = 8
 """Chunks per onnxruntime call: the LSTMs run as matrix products over a batch,
 and 8 chunks keep the activations near 60 MB."""
+OVERLAP_THRESHOLD = 0.3
 CHANGE_TOLERANCE_S = 0.25
 """Change points from several chunks this close together are one change."""
 _EDGE_WEIGHT = 1e-3  # a warm-up frame's weight: it counts only where nothing else does
@@ -59,6 +65,8 @@ class FrameActivity:
     """Centre of frame 0."""
     count: np.ndarray
     """(frames,) uint8: how many speakers are active in each frame of the recording."""
+    overlap: np.ndarray
+    """(frames,) float: the probability that two speakers speak at once in each frame."""
     local: np.ndarray
     """(chunks, frames per chunk, local speakers) bool: each chunk's decoded output."""
     chunk_frames: np.ndarray
@@ -72,9 +80,10 @@ class FrameActivity:
         """(frames,) the centre of each frame, in seconds."""
         return self.first_s + self.step_s * np.arange(len(self.count))
 
-    def overlaps(self, min_s: float = 0.1, gap_s: float = 0.1) -> Regions:
-        """Stretches where 2 or more speakers speak at once."""
-        return self.regions(self.count >= 2, min_s, gap_s)
+    def overlaps(self, min_s: float = 0.1, gap_s: float = 0.1,
+                 threshold: float = OVERLAP_THRESHOLD) -> Regions:
+        """Stretches where 2 speakers speak at once (``overlap`` >= ``threshold``)."""
+        return self.regions(self.overlap >= threshold, min_s, gap_s)
 
     def speech(self, min_s: float = 0.1, gap_s: float = 0.1) -> Regions:
         """Stretches where at least one speaker speaks."""
@@ -181,12 +190,18 @@ class Segmentation:
         batch = np.ascontiguousarray(chunks, np.float32)[:, None, :]
         return self.session.run([self.card.output_name], {self.card.input_name: batch})[0]
 
-    def local_speakers(self, audio: np.ndarray) -> np.ndarray:
-        """(chunks, frames, local speakers) bool: the model's most likely class of each
-        frame of each chunk, as the set of local speakers it names."""
+    def decode(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each frame of each chunk: the set of local speakers its most likely class
+        names, (chunks, frames, local speakers) bool, and the probability of the
+        classes of two speakers, (chunks, frames)."""
         chunks = self.chunks(audio)
-        return np.concatenate([self.mapping[self.log_probs(chunks[i:i + BATCH]).argmax(-1)]
-                               for i in range(0, len(chunks), BATCH)])
+        pairs = self.mapping.sum(1) >= 2
+        local, overlap = [], []
+        for i in range(0, len(chunks), BATCH):
+            lp = self.log_probs(chunks[i:i + BATCH])
+            local.append(self.mapping[lp.argmax(-1)])
+            overlap.append(np.exp(lp[..., pairs]).sum(-1))
+        return np.concatenate(local), np.concatenate(overlap)
 
     def chunks(self, audio: np.ndarray) -> np.ndarray:
         """The recording as chunks every ``step_samples``, the last one padded with zeros
@@ -207,17 +222,23 @@ class Segmentation:
         if frames == 0:
             empty = np.zeros((0, card.frames), bool)
             return FrameActivity(card.frame_step_s, first_s, np.zeros(0, np.uint8),
+                                 np.zeros(0, np.float32),
                                  np.zeros((0, card.frames, card.max_speakers_per_chunk), bool),
                                  np.zeros(0, np.int64), empty)
-        local = self.local_speakers(audio)
+        local, overlap = self.decode(audio)
         starts = self.step_frames * np.arange(len(local))
         valid = self._trusted(len(local))
         weight = np.where(valid, 1.0, _EDGE_WEIGHT)
         index = (starts[:, None] + np.arange(card.frames)).ravel()
-        total = np.bincount(index, weights=(weight * local.sum(-1)).ravel())
         norm = np.bincount(index, weights=np.broadcast_to(weight, local.shape[:2]).ravel())
-        count = np.rint(total / norm)[:frames].astype(np.uint8)
-        return FrameActivity(card.frame_step_s, first_s, count, local, starts, valid)
+
+        def mean(per_chunk: np.ndarray) -> np.ndarray:
+            """Each recording frame's weighted mean over the chunks that cover it."""
+            return (np.bincount(index, weights=(weight * per_chunk).ravel()) / norm)[:frames]
+
+        count = np.rint(mean(local.sum(-1))).astype(np.uint8)
+        return FrameActivity(card.frame_step_s, first_s, count,
+                             mean(overlap).astype(np.float32), local, starts, valid)
 
     def _trusted(self, chunks: int) -> np.ndarray:
         """(chunks, frames) outside each chunk's warm-up, except at the recording's ends."""
