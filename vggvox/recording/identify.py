@@ -51,8 +51,16 @@ if TYPE_CHECKING:
     from vggvox.embedder import Embedder
 
 
+class Activity(Protocol):
+    def overlaps(self) -> list[tuple[float, float]]: ...
+
+    def changes(self) -> list[float]: ...
+
+
 class OverlapFinder(Protocol):
-    def overlaps(self, audio: np.ndarray) -> list[tuple[float, float]]: ...
+    """A segmentation model (``vggvox.recording.overlap.Segmentation``)."""
+
+    def activity(self, audio: np.ndarray) -> Activity: ...
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,9 @@ class IdentifyConfig:
     takes that name (the same calibrated rule as a single turn)."""
     block_s: float = 1.0
     """Audio handed to the recognizer at a time (any size gives the same turns)."""
+    snap_changes: bool = True
+    """Move a change between two adjacent turns to the segmentation model's change point
+    nearest to it (within ``SNAP_S``), where there is a model."""
     live: bool = False
     """Only the streaming pass: each final turn as a live stream (the daemon) ends it,
     with no decision taken again and no re-clustering."""
@@ -115,6 +126,31 @@ def stream_pass(recognizer: Recognizer, audio: np.ndarray, block_s: float = 1.0,
     span = np.array(spans, dtype=np.int64).reshape(-1, 2)
     return WindowPass(results, span[:, 0], span[:, 1],
                       np.stack(embs) if embs else np.zeros((0, dim), np.float32))
+
+
+SNAP_S = 0.75
+"""Farthest a change between two turns moves to a change point of the segmentation model:
+the streaming pass places a change within about a window's hop of the truth."""
+
+
+def snap_changes(segments: Sequence[SpeakerSegment], changes: Sequence[float],
+                 reach_s: float = SNAP_S) -> list[SpeakerSegment]:
+    """Adjacent segments of different speakers, their shared edge moved to the nearest
+    change point within ``reach_s`` (never past the middle of either segment)."""
+    out = sorted(segments, key=lambda s: (s.start, s.end))
+    points = np.sort(np.asarray(changes, dtype=np.float64))
+    if not len(points):
+        return out
+    for k in range(len(out) - 1):
+        a, b = out[k], out[k + 1]
+        if a.speaker == b.speaker or b.start - a.end > 0.05:
+            continue  # the same voice, or a pause: the VAD placed that edge
+        edge = (a.end + b.start) / 2
+        near = float(points[np.argmin(np.abs(points - edge))])
+        lo, hi = (a.start + a.end) / 2, (b.start + b.end) / 2
+        if abs(near - edge) <= reach_s and lo < near < hi:
+            out[k], out[k + 1] = replace(a, end=near), replace(b, start=near)
+    return out
 
 
 def live_segments(results: Iterable[Result | dict[str, Any]]) -> list[SpeakerSegment]:
@@ -202,7 +238,10 @@ class RecordingIdentifier:
                               for t, label in zip(turns, labels, strict=True)]
         overlaps: list[tuple[float, float]] = []
         if self.overlap is not None:
-            overlaps = self.overlap.overlaps(audio)
+            activity = self.overlap.activity(audio)
+            overlaps = activity.overlaps()
+            if self.config.snap_changes and not self.config.live:
+                found.segments = snap_changes(found.segments, activity.changes())
             found.segments = mark_overlaps(found.segments, overlaps)
         name = Path(path).stem if path else "recording"
         file_id = "".join("_" if c.isspace() else c for c in name) or "recording"
