@@ -304,12 +304,14 @@ def check_parity(model: torch.nn.Module, spec: dict[str, Any], onnx_path: Path) 
     one = np.concatenate([session.run(None, {"waveform": batch[i:i + 1].numpy()})[0]
                           for i in range(len(chunks))])
     ok = True
-    print(f"{'chunk':36s} {'max|dlogp|':>10s} {'argmax agree':>12s} {'overlap frames':>14s}")
+    print(f"{'chunk':36s} {'max|dlogp|':>10s} {'max|dp|':>9s} {'argmax agree':>12s} "
+          f"{'overlap frames':>14s}")
     for i, (name, _) in enumerate(chunks):
         diff = float(np.abs(ref[i] - got[i]).max())
+        pdiff = float(np.abs(np.exp(ref[i]) - np.exp(got[i])).max())
         agree = float(np.mean(ref[i].argmax(-1) == got[i].argmax(-1)))
         overlap = int(np.sum(ref[i].argmax(-1) >= 4))  # classes 4..6 are pairs
-        print(f"{name:36s} {diff:10.2e} {agree:12.4f} {overlap:14d}")
+        print(f"{name:36s} {diff:10.2e} {pdiff:9.2e} {agree:12.4f} {overlap:14d}")
         ok &= diff < 1e-3 and agree >= 0.999
     batched = float(np.abs(got - one).max())
     print(f"batched vs one at a time (onnxruntime): max abs diff {batched:.2e}")
