@@ -46,7 +46,12 @@ from vggvox.eval.conversations import Conversation, ConversationSpec, build_conv
 from vggvox.eval.diarization import DiarizationScore, DiarizationScorer, ModeScore
 from vggvox.eval.engine import enroll_from_list
 from vggvox.eval.lists import read_utterances
-from vggvox.recording.identify import IdentifyConfig, OverlapFinder, RecordingIdentifier
+from vggvox.recording.identify import (
+    Activity,
+    IdentifyConfig,
+    OverlapFinder,
+    RecordingIdentifier,
+)
 from vggvox.recording.overlap import DEFAULT_MODEL as OVERLAP_MODEL
 from vggvox.recording.overlap import Segmentation
 from vggvox.recording.rttm import read_rttm
@@ -62,10 +67,10 @@ class TimedOverlap:
         self.model = model
         self.seconds = 0.0
 
-    def overlaps(self, audio: np.ndarray) -> list[tuple[float, float]]:
+    def activity(self, audio: np.ndarray) -> Activity:
         t0 = time.perf_counter()
         try:
-            return self.model.overlaps(audio)
+            return self.model.activity(audio)
         finally:
             self.seconds += time.perf_counter() - t0
 

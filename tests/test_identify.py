@@ -5,7 +5,6 @@ and the daemon's ``replay --rttm`` agreeing with the in-process path.
 
 from __future__ import annotations
 
-import itertools
 import json
 import subprocess
 import sys
@@ -13,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 import yaml
 from daemon_proc import DaemonProcess
 from pyannote.database.util import load_rttm
@@ -22,10 +20,10 @@ from pyannote.metrics.diarization import DiarizationErrorRate
 from vggvox.calibration import AcceptRule
 from vggvox.eval import Conversation, ConversationSpec, build_conversations
 from vggvox.eval.lists import read_utterances
-from vggvox.eval.timeline import true_turns
+from vggvox.eval.remembered import consistency, split_conversation
 from vggvox.recording import recluster
 from vggvox.recording.outputs import rttm_text
-from vggvox.recording.rttm import Segment, read_rttm
+from vggvox.recording.rttm import read_rttm
 from vggvox.recording.segments import RecordingResult, SpeakerSegment, mark_overlaps
 from vggvox.store import VoiceprintStore
 from vggvox_client.enroll import enroll
@@ -222,23 +220,6 @@ def test_rttm_round_trip(tmp_path: Path) -> None:
 # -- voices remembered across recordings (--remember) ----------------------------------------
 
 
-def _parts(c: Conversation, out: Path, n: int = 3) -> list[tuple[Path, list[Segment]]]:
-    """The conversation cut in ``n`` recordings at pauses between truth segments, each
-    with its own truth (times from its start)."""
-    audio, rate = sf.read(str(c.wav), dtype="int16")
-    segs = list(c.segments)
-    pauses = [(a.end + b.start) / 2 for a, b in itertools.pairwise(segs) if b.start > a.end]
-    cuts = [0.0] + [min(pauses, key=lambda p: abs(p - k * c.duration_s / n))
-                    for k in range(1, n)] + [c.duration_s]
-    parts = []
-    for k, (a, b) in enumerate(itertools.pairwise(cuts)):
-        path = out / f"part{k + 1}.wav"
-        sf.write(str(path), audio[int(a * rate):int(b * rate)], rate)
-        parts.append((path, [Segment(s.start - a, s.end - a, s.speaker) for s in segs
-                             if a <= s.start < b]))
-    return parts
-
-
 def test_remembered_voices_keep_their_label_across_recordings(
         speech_dir: Path, tmp_path: Path) -> None:
     material, _ = read_utterances(speech_dir / "test_list.csv")
@@ -246,32 +227,23 @@ def test_remembered_voices_keep_their_label_across_recordings(
     spec = ConversationSpec(n_conversations=1, duration_s=120.0, n_enrolled=2, n_strangers=2,
                             stranger_fraction=0.5, seed=5)
     [c] = build_conversations(material, enrolling, spec, tmp_path / "conv")
-    parts = _parts(c, tmp_path)
+    parts = split_conversation(c, tmp_path / "parts")
     store = tmp_path / "voices.db"
     common = ("--enroll-list", c.enroll_list, "--store", store, "--remember", "--no-cache",
               "--workers", "1", "--no-overlap")
     # The first recording in one run, the next two in another: the store carries them.
-    identify(parts[0][0], "--json", tmp_path / "a.json", *common)
-    identify(parts[1][0], parts[2][0], "--json", tmp_path / "b.json", *common)
+    identify(parts[0].wav, "--json", tmp_path / "a.json", *common)
+    identify(parts[1].wav, parts[2].wav, "--json", tmp_path / "b.json", *common)
     docs = [*json.loads((tmp_path / "a.json").read_text())["recordings"],
             *json.loads((tmp_path / "b.json").read_text())["recordings"]]
-    labels: dict[str, list[str | None]] = {s: [] for s in c.strangers}
-    for (_, truth), doc in zip(parts, docs, strict=True):
-        for t in true_turns(truth, frozenset(c.enrolled)):
-            if t.label != "unknown":
-                continue
-            cover: dict[str | None, float] = {}
-            for s in doc["segments"]:
-                cover[s["speaker"]] = cover.get(s["speaker"], 0.0) + max(
-                    0.0, min(s["end"], t.end) - max(s["start"], t.start))
-            labels[t.segments[0].speaker].append(max(cover, key=lambda k: cover[k]))
-    heard_in = {s: len({k for k, (_, truth) in enumerate(parts)
-                        if any(seg.speaker == s for seg in truth)}) for s in c.strangers}
-    assert max(heard_in.values()) >= 2, heard_in  # a voice heard in more than one recording
-    for who, got in labels.items():
-        top = max(set(got), key=got.count)
-        assert top is not None and top.startswith("unknown-")
-        assert got.count(top) / len(got) >= 0.9, (who, got)
+    outputs = [[SpeakerSegment(s["start"], s["end"], s["speaker"], s["enrolled"], 0.0, None)
+                for s in doc["segments"]] for doc in docs]
+    found = consistency(parts, outputs, c.enrolled)
+    assert {voice.speaker for voice in found} == set(c.strangers)
+    assert max(voice.recordings for voice in found) >= 2  # a voice heard in more than one recording
+    for voice in found:
+        assert voice.label is not None and voice.label.startswith("unknown-"), voice
+        assert voice.share >= 0.9, voice
     # Kept in the store as provisional voices, never as enrolled speakers.
     r = subprocess.run([str(CLIENT), "speakers", "--provisional", "--store", str(store),
                         "--json"], capture_output=True, text=True, timeout=60)
