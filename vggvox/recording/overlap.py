@@ -26,7 +26,6 @@ chunk covers them.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -36,8 +35,6 @@ import onnxruntime as ort
 
 from vggvox.errors import ModelError
 from vggvox.modelcard import SegmentationCard, load_segmentation_card, resolve_card
-
-log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "segmentation-3.0"
 DEFAULT_STEP_S = 5.0
@@ -249,10 +246,10 @@ class Segmentation:
             valid[:-1, -edge:] = False
         return valid
 
-    def overlaps(self, audio: np.ndarray, min_s: float = 0.1,
-                 gap_s: float = 0.1) -> Regions:
-        """Stretches where 2 or more speakers speak at once, (start, end) seconds."""
-        return self.activity(audio).overlaps(min_s, gap_s)
+    def overlaps(self, audio: np.ndarray, min_s: float = 0.1, gap_s: float = 0.1,
+                 threshold: float = OVERLAP_THRESHOLD) -> Regions:
+        """Stretches where 2 speakers speak at once, (start, end) seconds."""
+        return self.activity(audio).overlaps(min_s, gap_s, threshold)
 
     def speech(self, audio: np.ndarray, min_s: float = 0.1, gap_s: float = 0.1) -> Regions:
         """Stretches where at least one speaker speaks."""
