@@ -63,6 +63,28 @@ def add_parser(sub: Any, default_cache: Path | None) -> None:
                         "scoring.false_accept)")
     p.add_argument("--threshold", type=float, metavar="RAW",
                    help="name the best speaker at this raw score or above instead")
+    _output_args(p)
+    p.add_argument("--no-recluster", dest="recluster", action="store_false",
+                   help="keep the streaming pass's unknown labels (default: cluster the "
+                        "unknown voices again over the whole recording)")
+    p.add_argument("--no-overlap", dest="overlap", action="store_false",
+                   help="do not look for overlapped speech (default: the segmentation model "
+                        "marks it, and both voices are labelled where the evidence allows)")
+    p.add_argument("--live", action="store_true",
+                   help="only the streaming pass: each turn as a live stream ends it (what "
+                        "the daemon says, and replay --rttm writes), no decision taken again, "
+                        "no re-clustering")
+    p.add_argument("--workers", type=int, default=default_workers(), metavar="N",
+                   help="recordings identified at once, one process each (default: "
+                        "%(default)s, one per core)")
+    p.add_argument("--cache", type=Path, default=default_cache, metavar="DIR",
+                   help="embedding cache folder, shared with batch-offline (default: "
+                        "%(default)s)")
+    p.add_argument("--no-cache", dest="cache", action="store_const", const=None,
+                   help="embed every recording again")
+
+
+def _output_args(p: argparse.ArgumentParser) -> None:
     # As text: a Path would drop the trailing / that says "a folder".
     p.add_argument("--rttm", metavar="PATH",
                    help="write RTTM: to this file (all recordings), to one FILE_ID.rttm per "
@@ -84,24 +106,6 @@ def add_parser(sub: Any, default_cache: Path | None) -> None:
                         "in overlapped speech or without a decision are marked, not guessed)")
     p.add_argument("--timeline", action="store_true",
                    help="also print each segment (start, end, speaker, confidence)")
-    p.add_argument("--no-recluster", dest="recluster", action="store_false",
-                   help="keep the streaming pass's unknown labels (default: cluster the "
-                        "unknown voices again over the whole recording)")
-    p.add_argument("--no-overlap", dest="overlap", action="store_false",
-                   help="do not look for overlapped speech (default: the segmentation model "
-                        "marks it, and both voices are labelled where the evidence allows)")
-    p.add_argument("--live", action="store_true",
-                   help="only the streaming pass: each turn as a live stream ends it (what "
-                        "the daemon says, and replay --rttm writes), no decision taken again, "
-                        "no re-clustering")
-    p.add_argument("--workers", type=int, default=default_workers(), metavar="N",
-                   help="recordings identified at once, one process each (default: "
-                        "%(default)s, one per core)")
-    p.add_argument("--cache", type=Path, default=default_cache, metavar="DIR",
-                   help="embedding cache folder, shared with batch-offline (default: "
-                        "%(default)s)")
-    p.add_argument("--no-cache", dest="cache", action="store_const", const=None,
-                   help="embed every recording again")
 
 
 def _settings(args: argparse.Namespace) -> PipelineSettings:

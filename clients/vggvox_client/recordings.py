@@ -64,12 +64,6 @@ class Job:
     """The model already loaded in this process, for a run without workers."""
 
 
-OVERLAP_STEP_S = 5.0
-"""Step of the segmentation model's 10 s chunks. Measured on 3 built conversations with
-15 % overlap (bench/bench_recordings.py): every 5 s finds overlap as well as every 2.5 s
-(recall 63 % against 60 %, precision 87 % against 91 %; DER 9.2 % against 9.4 %) at half
-the cost."""
-
 _job: Job | None = None
 """This run's job: set before the workers fork, so that they share it."""
 _identifier: RecordingIdentifier | None = None
@@ -81,7 +75,7 @@ def _overlap_finder(job: Job) -> OverlapFinder | None:
         return None
     from vggvox.recording.overlap import Segmentation
 
-    return Segmentation.from_card(job.overlap_model, step_s=OVERLAP_STEP_S)
+    return Segmentation.from_card(job.overlap_model)
 
 
 def cache_for(job: Job) -> EmbeddingCache | None:
