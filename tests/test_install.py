@@ -43,7 +43,9 @@ def test_the_wheel_holds_the_runtime_and_not_the_maintainers_tools(wheel: Path) 
                     "vggvoxd/py.typed", "vggvox_client/py.typed", "vggvox_weights/campplus.onnx",
                     "vggvox_weights/campplus.yaml",
                     "vggvox_weights/ge2e.onnx", "vggvox_weights/campplus.calibration.yaml",
-                    "vggvox_weights/campplus-int8.onnx", "vggvox_weights/campplus-int8.yaml"):
+                    "vggvox_weights/campplus-int8.onnx", "vggvox_weights/campplus-int8.yaml",
+                    "vggvox_weights/segmentation-3.0.onnx",
+                    "vggvox_weights/segmentation-3.0.yaml"):
         assert shipped in names, shipped
     for tool in ("vggvox_weights/export.py", "vggvox_weights/calibrate_shipped.py",
                  "vggvox_weights/quantize.py", "vggvox_weights/segmask.py"):
