@@ -203,6 +203,14 @@ def test_the_bridge_publishes_turns_and_survives_a_broker_restart(tmp_path: Path
     assert "Traceback" not in out
 
 
+def heartbeat_daemon(tmp: Path) -> DaemonProcess:
+    """A daemon whose status events come every 0.5 s, not 5: the bridge says online at
+    its first event from the daemon, so a login is seen within a second of being made."""
+    cfg = tmp / "vggvoxd.yaml"
+    cfg.write_text(yaml.safe_dump({"status": {"interval_s": 0.5}}))
+    return DaemonProcess(tmp, args=["--config", str(cfg)]).start()
+
+
 def bridge_gets_on(d: DaemonProcess, sub: Subscriber, port: int, *extra: str) -> None:
     """Run the bridge against the broker on ``port`` until the recorder sees it online with
     its discovery config, then stop it: it must exit 0, without a traceback."""
@@ -219,7 +227,7 @@ def bridge_gets_on(d: DaemonProcess, sub: Subscriber, port: int, *extra: str) ->
 
 @pytest.mark.skipif(shutil.which("mosquitto_passwd") is None, reason="mosquitto_passwd needed")
 def test_the_bridge_logs_in_with_a_password_file(tmp_path: Path) -> None:
-    d = DaemonProcess(tmp_path).start()
+    d = heartbeat_daemon(tmp_path)
     broker = Broker(tmp_path).with_password(tmp_path, "vggvox", "s3cret")
     broker.start()
     (tmp_path / "pw").write_text("s3cret\n")
@@ -253,7 +261,7 @@ def make_ca_and_server_cert(folder: Path) -> tuple[Path, Path, Path]:
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is needed")
 def test_the_bridge_speaks_tls_to_a_broker_with_its_own_ca(tmp_path: Path) -> None:
     ca, cert, key = make_ca_and_server_cert(tmp_path)
-    d = DaemonProcess(tmp_path).start()
+    d = heartbeat_daemon(tmp_path)
     broker = Broker(tmp_path)
     tls_port = free_port()
     # A plain listener for the recorder, and a TLS one (only) for the bridge.
