@@ -82,7 +82,10 @@ def logs_in(d: DaemonProcess, broker: Broker, credentials: Path, args: str,
                      not Path("/usr/sbin/mosquitto").exists()),
                     reason="mosquitto and mosquitto_passwd are needed (make test installs them)")
 def test_the_units_command_logs_in_with_the_credential(tmp_path: Path) -> None:
-    d = DaemonProcess(tmp_path).start(timeout=60)
+    # Status every 0.5 s (not 5): the bridge says online at its first event from the daemon.
+    cfg = tmp_path / "vggvoxd.yaml"
+    cfg.write_text("status: {interval_s: 0.5}\n")
+    d = DaemonProcess(tmp_path, args=["--config", str(cfg)]).start(timeout=60)
     creds = tmp_path / "credentials"
     creds.mkdir(mode=0o700)
     (creds / "mqtt-password").write_text("s3cret\n")
