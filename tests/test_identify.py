@@ -22,10 +22,13 @@ from vggvox.eval import Conversation, ConversationSpec, build_conversations
 from vggvox.eval.lists import read_utterances
 from vggvox.eval.remembered import consistency, split_conversation
 from vggvox.recording import recluster
-from vggvox.recording.outputs import rttm_text
+from vggvox.recording.identify import RecordingIdentifier, _Turn
+from vggvox.recording.outputs import rttm_text, timeline_lines
 from vggvox.recording.rttm import read_rttm
 from vggvox.recording.segments import RecordingResult, SpeakerSegment, mark_overlaps
+from vggvox.scoring import Match
 from vggvox.store import VoiceprintStore
+from vggvox.stream.identify import Identity
 from vggvox_client.enroll import enroll
 
 CLIENT = Path(sys.executable).parent / "vggvox-client"
@@ -80,7 +83,7 @@ def test_names_the_enrolled_and_labels_the_strangers(
     assert der(c.rttm, out / "all.rttm", c.wav.stem) <= 0.10
     for seg in rec["segments"]:
         assert set(seg) == {"start", "end", "speaker", "enrolled", "score", "confidence",
-                            "overlap"}
+                            "overlap", "candidate"}
         assert seg["end"] > seg["start"]
         assert seg["enrolled"] == (seg["speaker"] in c.enrolled)
     talk = {s["speaker"]: s["talk_s"] for s in rec["speakers"]}
@@ -201,6 +204,22 @@ def test_overlap_marks_both_voices_where_a_neighbour_is_near() -> None:
         "SPEAKER x 1 4.000 5.000 <NA> <NA> bob <NA> <NA>",
         "SPEAKER x 1 20.000 5.000 <NA> <NA> alice <NA> <NA>",
     ]
+
+
+def test_weak_evidence_is_no_decision() -> None:
+    """A label whose calibrated confidence is under min_confidence is not asserted."""
+    def turn(confidence: float) -> _Turn:
+        return _Turn(0, 32000, np.ones(3, np.float32), 3,
+                     Identity("alice", score=0.47, confidence=confidence,
+                              top=[Match("alice", 0.47)]))
+
+    weak = RecordingIdentifier._segment(turn(0.01), "alice", 0.5)
+    assert (weak.speaker, weak.enrolled, weak.candidate) == (None, False, "alice")
+    sure = RecordingIdentifier._segment(turn(0.9), "alice", 0.5)
+    assert (sure.speaker, sure.enrolled, sure.candidate) == ("alice", True, None)
+    result = RecordingResult("x.wav", "x", 2.0, (weak,))
+    assert rttm_text(result) == ""
+    assert "(no decision; leans to alice)" in timeline_lines(result.segments)[0]
 
 
 def test_a_segment_without_decision_stays_out_of_the_rttm() -> None:

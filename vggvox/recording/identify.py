@@ -73,6 +73,11 @@ class IdentifyConfig:
     takes that name (the same calibrated rule as a single turn)."""
     block_s: float = 1.0
     """Audio handed to the recognizer at a time (any size gives the same turns)."""
+    min_confidence: float = 0.5
+    """A turn whose calibrated confidence in its label is below this has no decision
+    (speaker None, the label kept as ``candidate``): weak evidence says so rather than
+    guess. 0 keeps every label. On the built conversations the one such turn was a
+    stranger named at 0.01 (DER is the same either way: a wrong name becomes a miss)."""
     snap_changes: bool = True
     """Move a change between two adjacent turns to the segmentation model's change point
     nearest to it (within ``SNAP_S``), where there is a model."""
@@ -234,7 +239,7 @@ class RecordingIdentifier:
             found.live_unknown = len({t.identity.unknown for t in turns
                                       if t.identity.speaker is None})
             labels = self._label(turns, found)
-            found.segments = [self._segment(t, label)
+            found.segments = [self._segment(t, label, self.config.min_confidence)
                               for t, label in zip(turns, labels, strict=True)]
         overlaps: list[tuple[float, float]] = []
         if self.overlap is not None:
@@ -310,9 +315,12 @@ class RecordingIdentifier:
         return labels
 
     @staticmethod
-    def _segment(t: _Turn, label: str | None) -> SpeakerSegment:
+    def _segment(t: _Turn, label: str | None, min_confidence: float) -> SpeakerSegment:
         ident = t.identity
         enrolled = ident.speaker is not None and label == ident.speaker
+        score = float(ident.score) if ident.top else float("nan")
+        if ident.confidence is not None and ident.confidence < min_confidence:
+            return SpeakerSegment(t.start / SAMPLE_RATE, t.end / SAMPLE_RATE, None, False,
+                                  score, ident.confidence, candidate=label)
         return SpeakerSegment(t.start / SAMPLE_RATE, t.end / SAMPLE_RATE, label, enrolled,
-                              float(ident.score) if ident.top else float("nan"),
-                              ident.confidence)
+                              score, ident.confidence)

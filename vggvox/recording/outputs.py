@@ -64,9 +64,10 @@ def summary_lines(result: RecordingResult) -> list[str]:
         kind = "" if t.enrolled else "  (not enrolled)"
         lines.append(f"  {t.speaker:<{width}}  {_clock(t.talk_s)}  {share:4.1f} %  "
                      f"{t.turns} turn{'s' if t.turns != 1 else ''}{kind}")
-    undecided = sum(s.duration for s in result.segments if s.speaker is None)
+    undecided = [s for s in result.segments if s.speaker is None]
     if undecided:
-        lines.append(f"  {undecided:.1f} s of speech too short to decide (no label)")
+        lines.append(f"  {sum(s.duration for s in undecided):.1f} s of speech in "
+                     f"{len(undecided)} segments with no decision: the evidence is too weak")
     if result.overlaps:
         lines.append(f"  overlapped speech: {len(result.overlaps)} stretches, "
                      f"{sum(b - a for a, b in result.overlaps):.1f} s")
@@ -81,8 +82,9 @@ def timeline_lines(segments: Sequence[SpeakerSegment]) -> list[str]:
     for s in segments:
         conf = "" if s.confidence is None else f"  conf {s.confidence:.2f}"
         flag = "  overlap" if s.overlap else ""
-        out.append(f"{_clock(s.start)} - {_clock(s.end)}  {s.speaker or '(no decision)'}"
-                   f"{conf}{flag}")
+        who = s.speaker or (f"(no decision; leans to {s.candidate})" if s.candidate
+                            else "(no decision)")
+        out.append(f"{_clock(s.start)} - {_clock(s.end)}  {who}{conf}{flag}")
     return out
 
 

@@ -35,6 +35,8 @@ class SpeakerSegment:
     no calibration or there is no decision."""
     overlap: bool = False
     """Inside detected overlapped speech (another voice speaks at the same time)."""
+    candidate: str | None = None
+    """With no decision: the label the weak evidence leaned to (not asserted)."""
 
     @property
     def duration(self) -> float:
