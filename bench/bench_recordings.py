@@ -143,10 +143,10 @@ def run_set(convs: list[Conversation], embedder: Embedder, settings: PipelineSet
                                      **figures(pooled), "score": pooled.as_dict()}}
 
 
-REMEMBER = ConversationSpec(n_conversations=3, duration_s=150.0, n_enrolled=2, n_strangers=2,
-                            stranger_fraction=0.5, seed=5)
-"""Conversations for --remember: half the time strangers', so each is heard in several
-recordings and turns (the default set gives a stranger 1-3 turns)."""
+REMEMBER = ConversationSpec(n_conversations=3, duration_s=150.0, stranger_fraction=0.4)
+"""Conversations for --remember: 4 enrolled speakers and 2 strangers as the other sets, the
+strangers with 40 % of the time, so that each is heard in several recordings (with the
+default 20 %, a stranger has 1-3 turns, often all in one recording)."""
 
 
 def run_remember(embedder: Embedder, settings: PipelineSettings,
@@ -199,8 +199,10 @@ def table(rows: list[dict[str, Any]], mode: str) -> str:
 def targets(sets: dict[str, Any], remember: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The issue's targets (section 6), overlapped speech scored."""
     plain = sets[KINDS[0]]["pooled"]["scored"]
-    turns = sum(r["turns"] for r in remember)
-    same = sum(r["same"] for r in remember) / turns if turns else None
+    # A voice heard in one recording only has nothing to be remembered across.
+    again = [r for r in remember if r["recordings"] >= 2]
+    turns = sum(r["turns"] for r in again)
+    same = sum(r["same"] for r in again) / turns if turns else None
     over = sets[KINDS[1]]["pooled"]
     checks = [
         ("without overlap: identification error rate <= 3 %", plain["ier"], "<=", 0.03),
@@ -211,7 +213,8 @@ def targets(sets: dict[str, Any], remember: list[dict[str, Any]]) -> list[dict[s
         ("with overlap: DER <= 12 %", over["scored"]["der"], "<=", 0.12),
         ("with overlap: overlap recall >= 60 %", over["overlap_recall"], ">=", 0.60),
         ("with overlap: overlap precision >= 80 %", over["overlap_precision"], ">=", 0.80),
-        ("--remember, 3 recordings: a stranger's turns under one label >= 90 %", same,
+        ("--remember, 3 recordings: a stranger's turns under one label >= 90 % (strangers "
+         "heard in 2 or more)", same,
          ">=", 0.90),
     ]
     return [{"target": name, "value": v,
@@ -234,8 +237,8 @@ def report(out: dict[str, Any]) -> str:
         for r in s["rows"]:
             if r["problems"]:
                 lines.append(f"  {r['conversation']} enrollment problems: {r['problems']}")
-    lines += ["", "--remember: 3 conversations (2 enrolled, 2 strangers with half the time), "
-                  "each cut in 3 recordings identified in order:"]
+    lines += ["", "--remember: 3 conversations (4 enrolled, 2 strangers with 40 % of the "
+                  "time), each cut in 3 recordings identified in order:"]
     lines += [f"  {r['conversation']} {r['speaker']}: {r['label']} on {r['same']} of "
               f"{r['turns']} turns, heard in {r['recordings']} recordings"
               for r in out["remember"]]

@@ -19,7 +19,7 @@ from pathlib import Path
 import soundfile as sf
 
 from vggvox.eval.conversations import Conversation
-from vggvox.eval.timeline import UNKNOWN, true_turns
+from vggvox.eval.timeline import true_turns
 from vggvox.recording.rttm import Segment
 from vggvox.recording.segments import SpeakerSegment
 
@@ -76,14 +76,17 @@ def consistency(parts: Sequence[Part], outputs: Sequence[Iterable[SpeakerSegment
     heard: dict[str, set[int]] = {}
     for k, (part, segs) in enumerate(zip(parts, outputs, strict=True)):
         segs = list(segs)
-        for turn in true_turns(part.truth, names):
-            if turn.label != UNKNOWN:
+        # Each speaker's own turns: with the enrolled alone named, two strangers in a row
+        # would be one "unknown" turn.
+        everyone = frozenset(s.speaker for s in part.truth)
+        for turn in true_turns(part.truth, everyone):
+            if turn.label in names:
                 continue
             cover: dict[str | None, float] = {}
             for s in segs:
                 cover[s.speaker] = cover.get(s.speaker, 0.0) + max(
                     0.0, min(s.end, turn.end) - max(s.start, turn.start))
-            who = turn.segments[0].speaker
+            who = turn.label
             got.setdefault(who, []).append(max(cover, key=lambda k: cover[k]) if cover else None)
             heard.setdefault(who, set()).add(k)
     out = []
