@@ -35,6 +35,15 @@ def daemon(tmp_path: Path):
     d.stop()
 
 
+@pytest.fixture(scope="module")
+def refusing_daemon(tmp_path_factory: pytest.TempPathFactory):
+    """One daemon for every malformed request: each is refused before it changes
+    anything, and each test still asks it for its status after its own request."""
+    d = DaemonProcess(tmp_path_factory.mktemp("malformed")).start()
+    yield d
+    d.stop()
+
+
 def enroll_both(d: DaemonProcess, convo: Conversation) -> None:
     for name, files in convo.enroll.items():
         reply = enroll(d.conn, name, files, None, False, MAX_BYTES)
@@ -118,10 +127,11 @@ def raw_request(endpoint: str, payload: bytes, timeout: float = 3.0) -> dict | N
         (msgpack.packb({"op": "list", "pad": "x" * 100_000}), "not a valid msgpack"),
     ],
 )
-def test_malformed_requests_get_errors(daemon: DaemonProcess, payload: bytes, error: str) -> None:
-    reply = raw_request(daemon.conn.control, payload)
+def test_malformed_requests_get_errors(refusing_daemon: DaemonProcess, payload: bytes,
+                                      error: str) -> None:
+    reply = raw_request(refusing_daemon.conn.control, payload)
     assert reply is not None and reply["ok"] is False and error in reply["error"]
-    assert daemon.conn.request("status")["ok"]
+    assert refusing_daemon.conn.request("status")["ok"]
 
 
 def test_oversized_request_is_dropped_and_daemon_stays_up(daemon: DaemonProcess) -> None:
