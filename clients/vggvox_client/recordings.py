@@ -18,7 +18,7 @@ import hashlib
 import json
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from tqdm import tqdm
@@ -144,6 +144,7 @@ class Memory:
         if not heard:
             return result
         labels = self.voices.remember(result.path, heard, self.rule)
+        result = replace(result, extra={**result.extra, "remembered": True})
         return result.relabelled({v.label: new for v, new in
                                   zip(result.unknown_voices, labels, strict=True)})
 

@@ -66,13 +66,17 @@ def summary_lines(result: RecordingResult) -> list[str]:
                      f"{t.turns} turn{'s' if t.turns != 1 else ''}{kind}")
     undecided = [s for s in result.segments if s.speaker is None]
     if undecided:
-        lines.append(f"  {sum(s.duration for s in undecided):.1f} s of speech in "
-                     f"{len(undecided)} segments with no decision: the evidence is too weak")
+        n = len(undecided)
+        lines.append(f"  {sum(s.duration for s in undecided):.1f} s of speech in {n} "
+                     f"segment{'s' if n != 1 else ''} with no decision: the evidence is too weak")
     if result.overlaps:
         lines.append(f"  overlapped speech: {len(result.overlaps)} stretches, "
                      f"{sum(b - a for a, b in result.overlaps):.1f} s")
+    # A remembered voice can be named afterwards; one of this run alone cannot.
+    then = ("if it is: vggvox-client name {label} {name}" if result.extra.get("remembered")
+            else "to name it later, identify with --remember")
     lines += [f"  {s.label} sounds like {s.name} (score {s.score:.3f}): not applied; "
-              f"if it is, name it" for s in result.suggestions]
+              + then.format(label=s.label, name=s.name) for s in result.suggestions]
     return lines
 
 
