@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +36,22 @@ def pulse(tmp_path: Path):
     server.stop()
 
 
-def collect(d: DaemonProcess, sub: Any, seconds: float) -> list[dict]:
+def collect(d: DaemonProcess, sub: Any, seconds: float,
+            until: Callable[[dict], bool] | None = None) -> list[dict]:
+    """Events for ``seconds``, or up to the first one that ``until`` holds for."""
     events, deadline = [], time.monotonic() + seconds
     while time.monotonic() < deadline:
         ev = d.conn.receive(sub, 0.2)
         if ev is not None:
             events.append(ev)
+            if until is not None and until(ev):
+                break
     return events
+
+
+def gone(ev: dict) -> bool:
+    """A status event that says the microphone is lost, or waited for."""
+    return ev["type"] == "status" and ev["state"] in ("lost", "waiting")
 
 
 def wait_state(d: DaemonProcess, state: str, timeout: float) -> None:
@@ -112,8 +122,13 @@ def test_daemon_resumes_when_the_sound_server_returns(tmp_path: Path,
         enroll(d.conn, name, files, None, False, MAX_BYTES)
         sub = d.conn.subscribe(["status", "speaker"])
         pulse.stop()
-        lost = [e for e in collect(d, sub, 6) if e["type"] == "status"]
+        lost = [e for e in collect(d, sub, 6, until=gone) if e["type"] == "status"]
         assert any(e["state"] in ("lost", "waiting") for e in lost), lost
+        # The server comes back only once a try to reopen the device has failed.
+        deadline = time.monotonic() + 6
+        while "waiting for one" not in d.log.read_text(errors="replace"):
+            assert time.monotonic() < deadline, d.output()
+            time.sleep(0.1)
         pulse.start()
         wait_state(d, "running", 30)
         events, _ = play_and_collect(d, pulse, sub, files[0])
