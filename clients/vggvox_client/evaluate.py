@@ -79,13 +79,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
 
 
-def _voiceprints(args: argparse.Namespace, embedder: Embedder, settings: PipelineSettings
-                 ) -> VoiceprintSet:
+def load_voiceprints(args: argparse.Namespace, embedder: Embedder,
+                     settings: PipelineSettings) -> VoiceprintSet:
+    """The speakers of ``--enroll-list`` (its problems said on stderr, one line each), else
+    those of ``--store`` or the config's store: evaluate's and identify's."""
     if args.enroll_list:
         enrolled = enroll_from_list(embedder, args.enroll_list, settings.vad,
                                     settings.enroll.min_speech_s)
         for line in enrolled.problems:
-            print(f"evaluate: {line}", file=sys.stderr)
+            print(f"{args.command}: {line}", file=sys.stderr)
         return enrolled.voiceprints
     store = VoiceprintStore(args.store or settings.store_path())
     return VoiceprintSet.from_store(store, ModelId.of(embedder.card),
@@ -97,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     settings = load(find_config(args.config))
     embedder = Embedder.from_card(args.model or settings.model.name,
                                   threads=settings.model.threads)
-    voiceprints = _voiceprints(args, embedder, settings)
+    voiceprints = load_voiceprints(args, embedder, settings)
     if not len(voiceprints):
         raise VggvoxError("no enrolled speakers: give --enroll-list, or enroll some first")
     truth = read_rttm(args.rttm)

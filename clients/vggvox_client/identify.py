@@ -16,7 +16,6 @@ from typing import Any
 
 from vggvox.embedder import Embedder
 from vggvox.errors import VggvoxError
-from vggvox.eval.engine import enroll_from_list
 from vggvox.eval.openset import check_false_accept
 from vggvox.modelcard import DEFAULT_MODEL, resolve_card
 from vggvox.protocol.endpoints import find_config
@@ -25,9 +24,8 @@ from vggvox.recording.overlap import DEFAULT_MODEL as OVERLAP_MODEL
 from vggvox.recording.subtitles import write_subtitles
 from vggvox.recording.transcript import read_transcript
 from vggvox.settings import PipelineSettings, load
-from vggvox.store import ModelId, VoiceprintStore
-from vggvox.voiceprints import VoiceprintSet
 from vggvox_client.common import Skipped, output_file, report_skipped
+from vggvox_client.evaluate import load_voiceprints
 from vggvox_client.jobs import default_workers
 from vggvox_client.recording_outputs import RecordingOutputs, is_folder
 from vggvox_client.recordings import Job, Memory, identify_files
@@ -130,24 +128,11 @@ def _settings(args: argparse.Namespace) -> PipelineSettings:
     return load(find_config(args.config))
 
 
-def _voiceprints(args: argparse.Namespace, embedder: Embedder,
-                 settings: PipelineSettings) -> VoiceprintSet:
-    if args.enroll_list:
-        enrolled = enroll_from_list(embedder, args.enroll_list, settings.vad,
-                                    settings.enroll.min_speech_s)
-        for line in enrolled.problems:
-            print(f"identify: {line}", file=sys.stderr)
-        return enrolled.voiceprints
-    store = VoiceprintStore(args.store or settings.store_path())
-    return VoiceprintSet.from_store(store, ModelId.of(embedder.card),
-                                    embedder.card.embedding_size)
-
-
 def build_job(args: argparse.Namespace) -> Job:
     settings = _settings(args)
     card_path = resolve_card(args.model or settings.model.name)
     embedder = Embedder.from_card(card_path, threads=settings.model.threads)
-    voiceprints = _voiceprints(args, embedder, settings)
+    enrolled = load_voiceprints(args, embedder, settings)
     rc = settings.recognizer()
     scoring = rc.scoring
     if args.false_accept is not None:  # a rate given alone clears a raw threshold
@@ -157,7 +142,7 @@ def build_job(args: argparse.Namespace) -> Job:
     config = IdentifyConfig(recognizer=replace(rc, scoring=scoring), recluster=args.recluster,
                             live=args.live)
     overlap = OVERLAP_MODEL if args.overlap and not args.live else None
-    return Job(embedder.card, card_path, voiceprints, config, args.cache, overlap,
+    return Job(embedder.card, card_path, enrolled, config, args.cache, overlap,
                embedder=embedder)
 
 
