@@ -29,14 +29,26 @@ LEAD_S = 2.0
 """Silence before the conversation in the second room: its clock and turns differ."""
 
 
-def enrolled_store(tmp: Path, convo: Conversation) -> None:
-    """Enroll the conversation's speakers through a first daemon (the store stays)."""
+@pytest.fixture(scope="module")
+def enrolled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Conversation, Path]:
+    """The conversation, and a store with its speakers enrolled through a first daemon:
+    made once, copied by each test (``enrolled_store``)."""
+    tmp = tmp_path_factory.mktemp("enrolled")
+    convo = conversation(tmp)
     d = DaemonProcess(tmp).start()
     try:
         for name, files in convo.enroll.items():
             enroll(d.conn, name, files, None, False, MAX_BYTES)
     finally:
         d.stop()
+    return convo, d.store
+
+
+def enrolled_store(tmp: Path, enrolled: tuple[Conversation, Path]) -> Conversation:
+    """A copy of the enrolled store where a daemon in ``tmp`` finds it; the conversation."""
+    convo, store = enrolled
+    shutil.copyfile(store, tmp / store.name)
+    return convo
 
 
 def config(tmp: Path, sources: list[dict[str, Any]]) -> Path:
@@ -59,9 +71,9 @@ def collect_until_finished(d: DaemonProcess, sub: Any, names: set[str],
     return events
 
 
-def test_several_file_sources_each_with_its_own_clock_and_turns(tmp_path: Path) -> None:
-    convo = conversation(tmp_path)
-    enrolled_store(tmp_path, convo)
+def test_several_file_sources_each_with_its_own_clock_and_turns(
+        tmp_path: Path, enrolled: tuple[Conversation, Path]) -> None:
+    convo = enrolled_store(tmp_path, enrolled)
     x = load_audio(convo.stream)
     later = tmp_path / "later.wav"
     sf.write(later, np.concatenate([np.zeros(int(LEAD_S * 16000), np.float32), x]), 16000)
@@ -103,9 +115,9 @@ def test_several_file_sources_each_with_its_own_clock_and_turns(tmp_path: Path) 
 
 @pytest.mark.skipif(not (shutil.which("pulseaudio") and shutil.which("paplay")),
                     reason="pulseaudio and paplay are needed (make test installs them)")
-def test_a_microphone_and_a_file_at_once(tmp_path: Path) -> None:
-    convo = conversation(tmp_path)
-    enrolled_store(tmp_path, convo)
+def test_a_microphone_and_a_file_at_once(tmp_path: Path,
+                                        enrolled: tuple[Conversation, Path]) -> None:
+    convo = enrolled_store(tmp_path, enrolled)
     pulse = PulseServer(tmp_path / "pulse")
     pulse.start()
     try:
