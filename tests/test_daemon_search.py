@@ -19,7 +19,7 @@ from speakers_fixture import conversation, score_events
 from vggvox.audio import load_audio
 from vggvox.embedder import Embedder
 from vggvox.modelcard import DEFAULT_MODEL
-from vggvox.store import ModelId, VoiceprintStore
+from vggvox.store import ModelId, NewPrints, VoiceprintStore
 from vggvox_client.replay import replay_one
 
 OTHERS = 1198
@@ -36,8 +36,9 @@ def test_a_large_set_is_searched_through_the_index(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     others = rng.standard_normal((OTHERS, embedder.card.embedding_size)).astype(np.float32)
     others /= np.linalg.norm(others, axis=1, keepdims=True)
-    for i, v in enumerate(others):
-        store.enroll(f"synthetic-{i:04d}", v[None], model, ["synthetic"], [1.0], force=True)
+    # One transaction for them all (enroll_many), not 1,198 commits: the same rows.
+    store.enroll_many([NewPrints(f"synthetic-{i:04d}", v[None], ["synthetic"], [1.0])
+                       for i, v in enumerate(others)], model, force=True)
     cfg = tmp_path / "vggvoxd.yaml"
     cfg.write_text(yaml.safe_dump({"search": {"index_above": 1000}}))
     d = DaemonProcess(tmp_path, args=["--config", str(cfg)]).start()
