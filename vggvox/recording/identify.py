@@ -40,11 +40,11 @@ from vggvox.recording.segments import (
     UnknownVoice,
     mark_overlaps,
 )
+from vggvox.recording.streampass import WindowPass, stream_pass
 from vggvox.scoring import l2_normalize
 from vggvox.stream.identify import Evidence, Identity
 from vggvox.stream.recognizer import Recognizer, RecognizerConfig
 from vggvox.stream.results import Result, TurnUpdate
-from vggvox.stream.segmenter import Window
 from vggvox.voiceprints import VoiceprintSet
 
 if TYPE_CHECKING:
@@ -84,53 +84,6 @@ class IdentifyConfig:
     live: bool = False
     """Only the streaming pass: each final turn as a live stream (the daemon) ends it,
     with no decision taken again and no re-clustering."""
-
-
-@dataclass(frozen=True)
-class WindowPass:
-    """The streaming pass over a file: its results, and each window's span and embedding."""
-
-    results: list[Result]
-    starts: np.ndarray
-    ends: np.ndarray
-    embeddings: np.ndarray
-
-
-def stream_pass(recognizer: Recognizer, audio: np.ndarray, block_s: float = 1.0,
-                embeddings: np.ndarray | None = None) -> WindowPass:
-    """Run ``audio`` through ``recognizer`` from sample 0. ``embeddings`` (a former
-    pass's, of the same audio and settings) are used instead of the model."""
-    recognizer.reset()
-    block = max(1, round(block_s * SAMPLE_RATE))
-    results: list[Result] = []
-    spans: list[tuple[int, int]] = []
-    embs: list[np.ndarray] = []
-
-    def run(items: list) -> None:  # type: ignore[type-arg]
-        windows = [i for i in items if isinstance(i, Window)]
-        if embeddings is not None:
-            if len(embs) + len(windows) > len(embeddings):
-                raise ValueError("the cached embeddings do not match this audio")
-            new = embeddings[len(embs):len(embs) + len(windows)]
-        else:
-            new = recognizer.embed(windows) if windows else np.zeros((0, 0), np.float32)
-        it = iter(new)
-        for item in items:
-            emb = next(it) if isinstance(item, Window) else None
-            if emb is not None:
-                spans.append((item.start, item.end))
-                embs.append(np.asarray(emb, dtype=np.float32))
-            results.extend(recognizer.decide(item, emb))
-
-    for i in range(0, len(audio), block):
-        run(recognizer.segment(audio[i:i + block]))
-    run(recognizer.segment_end())
-    if embeddings is not None and len(embs) != len(embeddings):
-        raise ValueError("the cached embeddings do not match this audio")
-    dim = recognizer.embedder.card.embedding_size
-    span = np.array(spans, dtype=np.int64).reshape(-1, 2)
-    return WindowPass(results, span[:, 0], span[:, 1],
-                      np.stack(embs) if embs else np.zeros((0, dim), np.float32))
 
 
 SNAP_S = 0.75
