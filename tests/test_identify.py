@@ -99,6 +99,13 @@ def test_the_cache_and_the_workers_change_nothing(
              "--workers", "2", "--cache", out / "cache")
     assert (tmp_path / "r" / f"{c0.wav.stem}.rttm").read_text() == \
         (out / "all.rttm").read_text()
+    # RTTM on stdout is the whole of stdout (no summary), and a cached run says so.
+    piped = identify(c0.wav, "--enroll-list", c0.enroll_list, "--rttm", "-", "--workers", "1",
+                     "--cache", out / "cache")
+    assert piped.stdout == (out / "all.rttm").read_text()
+    said = identify(c0.wav, "--enroll-list", c0.enroll_list, "--workers", "1", "--cache",
+                    out / "cache").stdout
+    assert "window embeddings from the cache" in said.splitlines()[0]
     single = tmp_path / "one.rttm"
     identify(c1.wav, "--enroll-list", c0.enroll_list, "--rttm", single, "--no-cache",
              "--workers", "1")
@@ -118,6 +125,9 @@ def test_bad_input_is_one_line(convs: list[Conversation], tmp_path: Path) -> Non
                                 f"{tmp_path}/no does not exist")
     bad = tmp_path / "t.json"
     bad.write_text("{not json")
+    r = identify(c.wav, "--enroll-list", c.enroll_list, "--cache", bad, ok=False)
+    assert (r.returncode, r.stderr.strip()) == (2, f"vggvox-client: error: --cache {bad}: "
+                                                   "not a folder")
     r = identify(c.wav, "--enroll-list", c.enroll_list, "--transcript", bad, "--srt",
                  tmp_path / "o.srt", ok=False)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
@@ -197,6 +207,9 @@ def test_overlap_marks_both_voices_where_a_neighbour_is_near() -> None:
     assert sorted((s.start, s.end, s.speaker) for s in two if s.overlap) == \
         [(3.0, 4.0, "alice"), (3.0, 4.0, "bob")]
     result = RecordingResult("x.wav", "x", 30.0, tuple(out))
+    # Pieces cut at an overlap stay one turn; the overlap counts for both voices' time.
+    assert [(t.speaker, t.turns, t.talk_s) for t in result.totals()] == \
+        [("alice", 2, 10.5), ("bob", 1, 5.0)]
     lines = rttm_text(result).splitlines()
     # The pieces of one voice are one RTTM line again.
     assert lines == [
@@ -217,6 +230,10 @@ def test_weak_evidence_is_no_decision() -> None:
     assert (weak.speaker, weak.enrolled, weak.candidate) == (None, False, "alice")
     sure = RecordingIdentifier._segment(turn(0.9), "alice", 0.5)
     assert (sure.speaker, sure.enrolled, sure.candidate) == ("alice", True, None)
+    doubt = _Turn(0, 32000, np.ones(3, np.float32), 3,
+                  Identity(None, score=0.44, confidence=0.2, top=[Match("alice", 0.44)]))
+    nobody = RecordingIdentifier._segment(doubt, "unknown-1", 0.5)
+    assert (nobody.speaker, nobody.candidate) == (None, "alice")
     result = RecordingResult("x.wav", "x", 2.0, (weak,))
     assert rttm_text(result) == ""
     assert "(no decision; leans to alice)" in timeline_lines(result.segments)[0]
@@ -264,8 +281,18 @@ def test_remembered_voices_keep_their_label_across_recordings(
         assert voice.label is not None and voice.label.startswith("unknown-"), voice
         assert voice.share >= 0.9, voice
     # Kept in the store as provisional voices, never as enrolled speakers.
-    r = subprocess.run([str(CLIENT), "speakers", "--provisional", "--store", str(store),
-                        "--json"], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
-    assert "unknown-" in r.stdout
+    def kept() -> list[dict]:
+        r = subprocess.run([str(CLIENT), "speakers", "--provisional", "--store", str(store),
+                            "--json"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return sorted(json.loads(r.stdout)["provisional"], key=lambda v: v["label"])
+
+    before = kept()
+    assert before and all(v["label"].startswith("unknown-") for v in before)
+    # A recording identified again is recognised, not added again: the same labels, the
+    # same seconds of speech.
+    again = identify(parts[0].wav, "--json", "-", *common).stdout
+    assert json.loads(again)["recordings"][0]["segments"] == docs[0]["segments"]
+    assert [(v["label"], v["speech_s"]) for v in kept()] == \
+        [(v["label"], v["speech_s"]) for v in before]
     assert VoiceprintStore(store).speakers() == []

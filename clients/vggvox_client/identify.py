@@ -111,6 +111,8 @@ def _settings(args: argparse.Namespace) -> PipelineSettings:
         check_false_accept(args.false_accept)
     if args.workers < 1:
         raise VggvoxError(f"--workers must be >= 1, got {args.workers}")
+    if args.cache is not None and args.cache.exists() and not args.cache.is_dir():
+        raise VggvoxError(f"--cache {args.cache}: not a folder")
     if args.rttm == "-" and args.json == "-":
         raise VggvoxError("--rttm - and --json to stdout cannot share it: give one a file")
     for opt, text in (("--rttm", args.rttm), ("--json", args.json)):

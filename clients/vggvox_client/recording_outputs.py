@@ -33,8 +33,8 @@ class RecordingOutputs:
     def __init__(self, rttm: str | None, json_to: str | None = None,
                  timeline: bool = False, summary: bool = True) -> None:
         self.rttm, self.json, self.timeline = rttm, json_to, timeline
-        # JSON on stdout is the whole of stdout.
-        self.summary = summary and json_to != "-"
+        # RTTM or JSON on stdout is the whole of stdout (a pipe reads it as such).
+        self.summary = summary and "-" not in (rttm, json_to)
         self.rttm_parts: list[str] = []
         self.json_parts: list[dict[str, Any]] = []
         self.ids: set[str] = set()

@@ -108,6 +108,8 @@ def _identify_one(path: Path) -> Outcome:
             result, wp = _identifier.run(audio, path)
         if cache is not None and cached is None and len(wp.embeddings):
             cache.put(key, wp.embeddings)
+        if cached is not None:  # its speed is not the model's: say why
+            result = replace(result, extra={**result.extra, "cached": True})
         return Outcome(path, result)
     except VggvoxError as e:
         return Outcome(path, None, getattr(e, "reason", str(e)))
@@ -143,7 +145,18 @@ class Memory:
                  for v in result.unknown_voices]
         if not heard:
             return result
-        labels = self.voices.remember(result.path, heard, self.rule)
+        # Where it was heard, by absolute path: two folders' meeting.wav are two recordings.
+        where = str(Path(result.path).resolve())
+        if any(p.recording == where for v in self.voices.list() for p in v.places):
+            # Heard before: its voices are recognised, not added again (that would count
+            # the same speech twice); only a voice not matched now is new.
+            matched = self.voices.match([h.centroid for h in heard],
+                                        [h.speech_s for h in heard], self.rule)
+            new = [h for h, m in zip(heard, matched, strict=True) if m is None]
+            fresh = iter(self.voices.remember(where, new, self.rule) if new else [])
+            labels = [m if m is not None else next(fresh) for m in matched]
+        else:
+            labels = self.voices.remember(where, heard, self.rule)
         result = replace(result, extra={**result.extra, "remembered": True})
         return result.relabelled({v.label: new for v, new in
                                   zip(result.unknown_voices, labels, strict=True)})

@@ -75,9 +75,11 @@ class IdentifyConfig:
     """Audio handed to the recognizer at a time (any size gives the same turns)."""
     min_confidence: float = 0.5
     """A turn whose calibrated confidence in its label is below this has no decision
-    (speaker None, the label kept as ``candidate``): weak evidence says so rather than
-    guess. 0 keeps every label. On the built conversations the one such turn was a
-    stranger named at 0.01 (DER is the same either way: a wrong name becomes a miss)."""
+    (speaker None; ``candidate`` the label it leaned to, or for a doubtful "nobody" the
+    best enrolled speaker): weak evidence says so rather than guess. 0 keeps every
+    label, as does a raw threshold (the user's rule, not the calibration's). On the
+    built conversations the one such turn was a stranger named at 0.01 (DER is the same
+    either way: a wrong name becomes a miss)."""
     snap_changes: bool = True
     """Move a change between two adjacent turns to the segmentation model's change point
     nearest to it (within ``SNAP_S``), where there is a model."""
@@ -192,7 +194,9 @@ class RecordingIdentifier:
             found.live_unknown = len({t.identity.unknown for t in turns
                                       if t.identity.speaker is None})
             labels = self._label(turns, found)
-            found.segments = [self._segment(t, label, self.config.min_confidence)
+            # A raw threshold is the user's rule: the calibration does not overrule it.
+            weak = self.config.min_confidence if self.recognizer.rule.calibrated else 0.0
+            found.segments = [self._segment(t, label, weak)
                               for t, label in zip(turns, labels, strict=True)]
         overlaps: list[tuple[float, float]] = []
         if self.overlap is not None:
@@ -273,7 +277,9 @@ class RecordingIdentifier:
         enrolled = ident.speaker is not None and label == ident.speaker
         score = float(ident.score) if ident.top else float("nan")
         if ident.confidence is not None and ident.confidence < min_confidence:
+            # Unsure of "nobody enrolled" is leaning to the best enrolled speaker.
+            lean = label if enrolled or not ident.top else ident.top[0].name
             return SpeakerSegment(t.start / SAMPLE_RATE, t.end / SAMPLE_RATE, None, False,
-                                  score, ident.confidence, candidate=label)
+                                  score, ident.confidence, candidate=lean)
         return SpeakerSegment(t.start / SAMPLE_RATE, t.end / SAMPLE_RATE, label, enrolled,
                               score, ident.confidence)

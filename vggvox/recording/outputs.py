@@ -56,8 +56,10 @@ def summary_lines(result: RecordingResult) -> list[str]:
     """A few lines for a person: the speakers, their talk time and turns, suggestions."""
     speed = result.duration_s / result.compute_s if result.compute_s > 0 else float("inf")
     totals = result.totals()
+    cached = ", window embeddings from the cache" if result.extra.get("cached") else ""
     lines = [f"{result.path or result.file_id}: {result.duration_s:.1f} s in "
-             f"{result.compute_s:.1f} s ({speed:.0f}x real time); {len(totals)} speakers"]
+             f"{result.compute_s:.1f} s ({speed:.0f}x real time{cached}); "
+             f"{len(totals)} speakers"]
     width = max((len(t.speaker) for t in totals), default=7)
     for t in totals:
         share = 100 * t.talk_s / result.duration_s if result.duration_s else 0.0

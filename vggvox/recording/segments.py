@@ -118,19 +118,33 @@ class RecordingResult:
 
 
 def speaker_totals(segments: Iterable[SpeakerSegment]) -> list[SpeakerTotal]:
-    """Talk time and turns per speaker, most talk first (no-decision segments left out)."""
+    """Talk time and turns per speaker, most talk first (no-decision segments left out).
+
+    Talk time counts overlapped speech for each voice in it, so the speakers' shares
+    of a recording can add up to more than all of it. A turn is a run of a speaker's
+    segments that no other speaker's run starts within: the pieces a segment is cut
+    into at the edges of an overlap stay one turn.
+    """
     talk: dict[str, float] = {}
-    turns: dict[str, int] = {}
     enrolled: dict[str, bool] = {}
-    previous: str | None = None
+    runs: list[tuple[float, float, str]] = []
     for s in sorted(segments, key=lambda s: (s.start, s.end)):
         if s.speaker is None:
             continue
         talk[s.speaker] = talk.get(s.speaker, 0.0) + s.duration
         enrolled[s.speaker] = s.enrolled
-        if s.speaker != previous:
-            turns[s.speaker] = turns.get(s.speaker, 0) + 1
-        previous = s.speaker
+        mine = [k for k, r in enumerate(runs) if r[2] == s.speaker and s.start <= r[1] + 1e-6]
+        if mine:
+            a, b, who = runs[mine[-1]]
+            runs[mine[-1]] = (a, max(b, s.end), who)
+        else:
+            runs.append((s.start, s.end, s.speaker))
+    turns: dict[str, int] = {}
+    previous: str | None = None
+    for _, _, who in sorted(runs):
+        if who != previous:
+            turns[who] = turns.get(who, 0) + 1
+        previous = who
     return sorted((SpeakerTotal(k, enrolled[k], round(v, 3), turns[k]) for k, v in talk.items()),
                   key=lambda t: (-t.talk_s, t.speaker))
 
