@@ -299,3 +299,18 @@ def test_cli_overlap(speech_dir: Path, tmp_path: Path, capsys: pytest.CaptureFix
     assert re.search(r"two voices [\d.]+% of the speech time \(\d+ overlaps\)", line), line
     index = json.loads((tmp_path / "conversations.json").read_text())
     assert index["spec"]["overlap_fraction"] == 0.15
+
+
+def test_out_that_is_a_file_is_one_line(speech_dir: Path, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """It was a FileExistsError traceback."""
+    from vggvox_client.cli import main
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine\n")
+    code = main(["conversations", "--material", str(speech_dir / "test_list.csv"),
+                 "--enroll-list", str(speech_dir / "enroll_list.csv"), "--out", str(notes)])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == \
+        f"vggvox-client: error: --out {notes}: not a folder"
+    assert notes.read_text() == "mine\n"

@@ -20,8 +20,8 @@ from vggvox.eval.diarization import (
     DiarizationScorer,
     annotation,
     score_recording,
-    turn_segments,
 )
+from vggvox.recording.identify import live_segments
 from vggvox.recording.rttm import Segment, read_rttm, write_rttm
 from vggvox.recording.segments import SpeakerSegment
 from vggvox.stream.results import SpeechEnded, TurnUpdate
@@ -175,6 +175,7 @@ def test_rttm_reads_back_in_pyannote(tmp_path: Path) -> None:
 
 
 def test_streaming_turns_become_segments() -> None:
+    """The segments evaluate scores (identify --live's, and the daemon's replay --rttm)."""
     def turn(a: float, b: float, speaker: str | None, unknown: str | None,
              final: bool = True) -> TurnUpdate:
         return TurnUpdate(round(a * 16000), round(b * 16000), 1, speaker, unknown, 0.3, 0.9,
@@ -182,7 +183,7 @@ def test_streaming_turns_become_segments() -> None:
 
     results = [turn(0, 1, "A", None, final=False), turn(0, 2, "A", None),
                SpeechEnded(32000, 32000), turn(3, 4, None, "unknown-1"), turn(5, 6, None, None)]
-    segs = turn_segments(results)
+    segs = live_segments(results)
     assert [(s.start, s.end, s.speaker, s.enrolled) for s in segs] == [
         (0, 2, "A", True), (3, 4, "unknown-1", False), (5, 6, None, False)]
 
@@ -193,7 +194,7 @@ def test_evaluate_lines(capsys: pytest.CaptureFixture[str],
                TurnUpdate(160000, 320000, 2, "A", None, 0.6, 0.9, [], True, 20),
                TurnUpdate(320000, 480000, 3, None, "unknown-1", 0.1, 0.9, [], True, 20),
                TurnUpdate(480000, 640000, 4, "A", None, 0.6, 0.9, [], True, 20)]
-    score = evaluate.diarization_score(TRUTH, results, ["A", "B"], 40.0, 0.25)
+    score = evaluate.diarization_score(TRUTH, live_segments(results), ["A", "B"], 40.0, 0.25)
     assert score is not None and score.with_overlap.confusion_s == pytest.approx(9.5)
     text = evaluate.diarization_summary(score)
     assert re.search(r"collar 0.25 s each side: DER 25\.00% \(missed 0\.00%, false alarm "
@@ -204,6 +205,7 @@ def test_evaluate_lines(capsys: pytest.CaptureFixture[str],
     # Without the eval extra: one line says so, and there is nothing to print.
     monkeypatch.delitem(sys.modules, "vggvox.eval.diarization")
     monkeypatch.setitem(sys.modules, "pyannote.core", None)
-    assert evaluate.diarization_score(TRUTH, results, ["A", "B"], 40.0, 0.25) is None
+    assert evaluate.diarization_score(TRUTH, live_segments(results), ["A", "B"], 40.0,
+                                      0.25) is None
     err = capsys.readouterr().err
     assert err == evaluate.NO_PYANNOTE + "\n"

@@ -96,7 +96,10 @@ def test_the_cache_and_the_workers_change_nothing(
     c0, c1 = convs
     # Cached (same audio, same settings): no window is embedded again.
     identify(c0.wav, c1.wav, "--enroll-list", c0.enroll_list, "--rttm", f"{tmp_path}/r/",
-             "--workers", "2", "--cache", out / "cache")
+             "--json", f"{tmp_path}/j/", "--workers", "2", "--cache", out / "cache")
+    # A folder's JSON files have the shape of the one file: {"recordings": [...]}.
+    one = json.loads((tmp_path / "j" / f"{c1.wav.stem}.json").read_text())
+    assert [r["file_id"] for r in one["recordings"]] == [c1.wav.stem]
     assert (tmp_path / "r" / f"{c0.wav.stem}.rttm").read_text() == \
         (out / "all.rttm").read_text()
     # RTTM on stdout is the whole of stdout (no summary), and a cached run says so.
@@ -110,6 +113,27 @@ def test_the_cache_and_the_workers_change_nothing(
     identify(c1.wav, "--enroll-list", c0.enroll_list, "--rttm", single, "--no-cache",
              "--workers", "1")
     assert (tmp_path / "r" / f"{c1.wav.stem}.rttm").read_text() == single.read_text()
+
+
+def test_evaluate_scores_what_identify_answers(
+        convs: list[Conversation], tmp_path: Path) -> None:
+    """evaluate --identify: identify's whole-file answer scored by pyannote.metrics beside
+    the streaming engine's; an RTTM with no speaker in it is one line."""
+    c = convs[0]
+    r = subprocess.run([str(CLIENT), "evaluate", str(c.wav), "--rttm", str(c.rttm),
+                        "--enroll-list", str(c.enroll_list), "--identify", "--json"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    whole, live = doc["identify"]["with_overlap"], doc["diarization"]["with_overlap"]
+    assert 0 <= whole["der"] <= 0.10 and 0 <= live["der"] <= 0.15
+    empty = tmp_path / "empty.rttm"
+    empty.write_text(";; nothing\n")
+    r = subprocess.run([str(CLIENT), "evaluate", str(c.wav), "--rttm", str(empty),
+                        "--enroll-list", str(c.enroll_list)], capture_output=True, text=True,
+                       timeout=300)
+    assert (r.returncode, r.stderr.strip()) == (
+        2, f"vggvox-client: error: {empty}: no SPEAKER lines: nothing to score against")
 
 
 def test_bad_input_is_one_line(convs: list[Conversation], tmp_path: Path) -> None:

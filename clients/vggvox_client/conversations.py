@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from vggvox.errors import VggvoxError
 from vggvox.eval.conversations import ConversationSpec, build_conversations, gap_shares
 from vggvox.eval.lists import read_utterances
 from vggvox.eval.timeline import true_turns
@@ -56,6 +57,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Build the conversations; 0 when built (VggvoxError when the lists cannot fill them)."""
+    if args.out.exists() and not args.out.is_dir():
+        raise VggvoxError(f"--out {args.out}: not a folder")
     material, bad = read_utterances(args.material)
     enroll, bad_enroll = read_utterances(args.enroll_list)
     report_skipped([Skipped.from_list_error(e) for e in bad + bad_enroll])
@@ -64,7 +67,9 @@ def run(args: argparse.Namespace) -> int:
                             seed=args.seed, overlap_fraction=args.overlap)
     for c in build_conversations(material, enroll, spec, args.out):
         gaps = gap_shares(c.segments, HANGOVER_S)
-        print(f"{c.wav}: {c.duration_s:.1f} s, {len(true_turns(c.segments, set(c.enrolled)))} "
+        # Each speaker's own turns: two strangers in a row are two turns, not one "unknown".
+        turns = true_turns(c.segments, {s.speaker for s in c.segments})
+        print(f"{c.wav}: {c.duration_s:.1f} s, {len(turns)} "
               f"turns, enrolled {','.join(c.enrolled)}, strangers {','.join(c.strangers) or '-'}, "
               f"gaps < {HANGOVER_S} s at speaker changes {gaps['short_changes']}/{gaps['changes']}"
               + ("" if c.overlap_share is None else

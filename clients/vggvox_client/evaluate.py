@@ -33,6 +33,7 @@ from vggvox.eval.plot import plot_timelines
 from vggvox.eval.timeline import ConversationScore, score_conversation
 from vggvox.modelcard import DEFAULT_MODEL
 from vggvox.protocol.endpoints import find_config
+from vggvox.recording.identify import live_segments
 from vggvox.recording.rttm import read_rttm
 from vggvox.settings import PipelineSettings, load
 from vggvox.store import ModelId, VoiceprintStore
@@ -41,11 +42,13 @@ from vggvox.voiceprints import VoiceprintSet
 from vggvox_client.common import add_rule_args, output_file, print_json
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
+
+    import numpy as np
 
     from vggvox.eval.diarization import DiarizationScore, ModeScore
     from vggvox.recording.rttm import Segment
-    from vggvox.stream.results import Result
+    from vggvox.recording.segments import SpeakerSegment
 
 NO_PYANNOTE = ("evaluate: DER and JER not computed: pyannote.metrics is not installed "
                "(pip install 'vggvox[eval]')")
@@ -76,6 +79,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="draw truth and output timelines to this PNG")
     add_rule_args(p, "default: the config's scoring.false_accept; overrides its "
                      "scoring.threshold", "the final turns' best scores")
+    p.add_argument("--identify", action="store_true",
+                   help="also score what vggvox-client identify answers for the recording "
+                        "(the whole-file path: turns decided again, unknown voices "
+                        "re-clustered, overlapped speech marked) by pyannote.metrics")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
 
 
@@ -103,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
     if not len(voiceprints):
         raise VggvoxError("no enrolled speakers: give --enroll-list, or enroll some first")
     truth = read_rttm(args.rttm)
+    if not truth:
+        raise VggvoxError(f"{args.rttm}: no SPEAKER lines: nothing to score against")
     audio = load_audio(args.audio)
     rec_config: RecognizerConfig = settings.recognizer()
     # The options override the config's scoring section; a rate given alone must not
@@ -133,7 +142,10 @@ def run(args: argparse.Namespace) -> int:
             plot_open_set(open_set.det, args.det, f"{args.audio.name}: open set",
                           open_set.stranger_fa_rate, open_set.enrolled_miss_rate)
     seconds = len(audio) / SAMPLE_RATE
-    diarization = diarization_score(truth, results, voiceprints.names, seconds, args.collar)
+    diarization = diarization_score(truth, live_segments(results), voiceprints.names,
+                                    seconds, args.collar)
+    whole = (identify_score(truth, audio, embedder, voiceprints, rec_config, args.collar)
+             if args.identify and diarization is not None else None)
     rule = recognizer.rule
     if args.json:
         print_json({**score.as_dict(), "audio_s": round(seconds, 3),
@@ -141,28 +153,47 @@ def run(args: argparse.Namespace) -> int:
                     "model": embedder.tag, "turns": len(turns),
                     "open_set": open_set.as_dict(), "rule": rule.describe(),
                     **rule.settings(),
-                    "diarization": None if diarization is None else diarization.as_dict()})
+                    "diarization": None if diarization is None else diarization.as_dict(),
+                    **({"identify": whole.as_dict()} if whole is not None else {})})
     else:
         print(summary(score, seconds, took, len(turns)))
         print(open_set_summary(open_set, rule.describe()))
         if diarization is not None:
             print(diarization_summary(diarization))
+        if whole is not None:
+            print("identify (the whole-file path), " + diarization_summary(whole))
     return 0
 
 
-def diarization_score(truth: list[Segment], results: list[Result], names: Iterable[str],
-                      seconds: float, collar: float) -> DiarizationScore | None:
-    """pyannote.metrics' figures of the final turns; None (and one line on stderr) when
-    the eval extra is not installed."""
+def diarization_score(truth: list[Segment], output: Sequence[SpeakerSegment],
+                      names: Iterable[str], seconds: float, collar: float,
+                      overlaps: Sequence[tuple[float, float]] | None = None
+                      ) -> DiarizationScore | None:
+    """pyannote.metrics' figures of an answer; None (and one line on stderr) when the
+    eval extra is not installed."""
     try:
-        from vggvox.eval.diarization import score_recording, turn_segments
+        from vggvox.eval.diarization import score_recording
     except ModuleNotFoundError as e:
         if not (e.name or "").startswith("pyannote"):
             raise
         print(NO_PYANNOTE, file=sys.stderr)
         return None
-    return score_recording(truth, turn_segments(results), set(names), duration_s=seconds,
+    return score_recording(truth, output, set(names), overlaps=overlaps, duration_s=seconds,
                            collar=collar)
+
+
+def identify_score(truth: list[Segment], audio: np.ndarray, embedder: Embedder,
+                   voiceprints: VoiceprintSet, config: RecognizerConfig, collar: float
+                   ) -> DiarizationScore | None:
+    """What ``identify`` answers for the recording (its default path), scored."""
+    from vggvox.recording.identify import IdentifyConfig, RecordingIdentifier
+    from vggvox.recording.overlap import Segmentation
+
+    identifier = RecordingIdentifier(embedder, voiceprints, IdentifyConfig(recognizer=config),
+                                     Segmentation.from_card())
+    result, _ = identifier.run(audio)
+    return diarization_score(truth, result.segments, voiceprints.names, result.duration_s,
+                             collar, result.overlaps)
 
 
 def pct(v: float | None) -> str:

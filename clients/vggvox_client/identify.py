@@ -151,7 +151,9 @@ def build_job(args: argparse.Namespace) -> Job:
 def run(args: argparse.Namespace) -> int:
     job = build_job(args)
     if not len(job.voiceprints):
-        print("identify: nobody is enrolled: every voice will be unknown", file=sys.stderr)
+        where = (f"{args.enroll_list}: no speaker could be enrolled" if args.enroll_list
+                 else "the store has no enrolled speaker")
+        print(f"identify: {where}: every voice will be unknown", file=sys.stderr)
     sinks = RecordingOutputs(args.rttm, args.json, args.timeline)
     memory = Memory.open(job, args.store or _settings(args).store_path()) \
         if args.remember else None

@@ -53,8 +53,9 @@ class RecordingOutputs:
             self._put(self.rttm, file_id, ".rttm", rttm_text(result), self.rttm_parts)
         if self.json is not None:
             doc = as_json(result)
-            self._put(self.json, file_id, ".json", json.dumps(doc, indent=2) + "\n",
-                      None)
+            # One shape wherever it goes: a folder's file holds its one recording.
+            self._put(self.json, file_id, ".json",
+                      json.dumps({"recordings": [doc]}, indent=2) + "\n", None)
             self.json_parts.append(doc)
 
     def _put(self, where: str, file_id: str, suffix: str, text: str,

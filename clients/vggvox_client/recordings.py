@@ -157,7 +157,8 @@ class Memory:
             labels = [m if m is not None else next(fresh) for m in matched]
         else:
             labels = self.voices.remember(where, heard, self.rule)
-        result = replace(result, extra={**result.extra, "remembered": True})
+        result = replace(result, extra={**result.extra,
+                                        "remembered": str(self.voices.store.path)})
         return result.relabelled({v.label: new for v, new in
                                   zip(result.unknown_voices, labels, strict=True)})
 

@@ -60,7 +60,6 @@ from pyannote.metrics.matcher import HungarianMapper
 
 from vggvox.recording.rttm import Segment
 from vggvox.recording.segments import SpeakerSegment
-from vggvox.stream.results import Result, TurnUpdate
 
 COLLAR_S = 0.25
 CLUSTER_SHARE = 0.05
@@ -81,14 +80,6 @@ def annotation(segments: Iterable[Segment | SpeakerSegment], uri: str = "recordi
 
 def timeline(regions: Iterable[tuple[float, float]], uri: str = "recording") -> Timeline:
     return Timeline([Span(a, b) for a, b in regions if b > a], uri=uri)
-
-
-def turn_segments(results: Iterable[Result]) -> list[SpeakerSegment]:
-    """The streaming engine's final turns as segments: an enrolled name, else the turn's
-    unknown-voice label, else no decision."""
-    return [SpeakerSegment(r.t_start, r.t_end, r.speaker or r.unknown, r.speaker is not None,
-                           r.score, r.confidence)
-            for r in results if isinstance(r, TurnUpdate) and r.final]
 
 
 def stranger_mapping(reference: Annotation, hypothesis: Annotation,

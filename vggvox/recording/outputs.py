@@ -75,7 +75,8 @@ def summary_lines(result: RecordingResult) -> list[str]:
         lines.append(f"  overlapped speech: {len(result.overlaps)} stretches, "
                      f"{sum(b - a for a, b in result.overlaps):.1f} s")
     # A remembered voice can be named afterwards; one of this run alone cannot.
-    then = ("if it is: vggvox-client name {label} {name}" if result.extra.get("remembered")
+    store = result.extra.get("remembered")
+    then = (f"if it is: vggvox-client name {{label}} {{name}} --store {store}" if store
             else "to name it later, identify with --remember")
     lines += [f"  {s.label} sounds like {s.name} (score {s.score:.3f}): not applied; "
               + then.format(label=s.label, name=s.name) for s in result.suggestions]
