@@ -101,6 +101,21 @@ def load_voiceprints(args: argparse.Namespace, embedder: Embedder,
                                     embedder.card.embedding_size)
 
 
+def recognizer_config(args: argparse.Namespace, settings: PipelineSettings
+                      ) -> RecognizerConfig:
+    """The config's recognizer settings, its scoring section overridden by the options:
+    a rate given alone must not be silenced by a raw threshold in the config (a raw
+    threshold wins in the rule)."""
+    rec_config: RecognizerConfig = settings.recognizer()
+    scoring = rec_config.scoring
+    if args.false_accept is not None:
+        check_false_accept(args.false_accept)
+        scoring = replace(scoring, false_accept=args.false_accept, threshold=None)
+    if args.threshold is not None:
+        scoring = replace(scoring, threshold=args.threshold)
+    return replace(rec_config, scoring=scoring)
+
+
 def run(args: argparse.Namespace) -> int:
     # The daemon's file, found as the daemon finds it; its pipeline sections alone.
     settings = load(find_config(args.config))
@@ -113,16 +128,7 @@ def run(args: argparse.Namespace) -> int:
     if not truth:
         raise VggvoxError(f"{args.rttm}: no SPEAKER lines: nothing to score against")
     audio = load_audio(args.audio)
-    rec_config: RecognizerConfig = settings.recognizer()
-    # The options override the config's scoring section; a rate given alone must not
-    # be silenced by a raw threshold in the config (a raw threshold wins in the rule).
-    scoring = rec_config.scoring
-    if args.false_accept is not None:
-        check_false_accept(args.false_accept)
-        scoring = replace(scoring, false_accept=args.false_accept, threshold=None)
-    if args.threshold is not None:
-        scoring = replace(scoring, threshold=args.threshold)
-    rec_config = replace(rec_config, scoring=scoring)
+    rec_config = recognizer_config(args, settings)
     recognizer = Recognizer(embedder, voiceprints, rec_config)
     t0 = time.perf_counter()
     results = recognize(recognizer, audio)

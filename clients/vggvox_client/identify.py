@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from vggvox.recording.subtitles import write_subtitles
 from vggvox.recording.transcript import read_transcript
 from vggvox.settings import PipelineSettings, load
 from vggvox_client.common import Skipped, output_file, report_skipped
-from vggvox_client.evaluate import load_voiceprints
+from vggvox_client.evaluate import load_voiceprints, recognizer_config
 from vggvox_client.jobs import default_workers
 from vggvox_client.recording_outputs import RecordingOutputs, is_folder
 from vggvox_client.recordings import Job, Memory, identify_files
@@ -135,14 +134,8 @@ def build_job(args: argparse.Namespace) -> Job:
     card_path = resolve_card(args.model or settings.model.name)
     embedder = Embedder.from_card(card_path, threads=settings.model.threads)
     enrolled = load_voiceprints(args, embedder, settings)
-    rc = settings.recognizer()
-    scoring = rc.scoring
-    if args.false_accept is not None:  # a rate given alone clears a raw threshold
-        scoring = replace(scoring, false_accept=args.false_accept, threshold=None)
-    if args.threshold is not None:
-        scoring = replace(scoring, threshold=args.threshold)
-    config = IdentifyConfig(recognizer=replace(rc, scoring=scoring), recluster=args.recluster,
-                            live=args.live)
+    config = IdentifyConfig(recognizer=recognizer_config(args, settings),
+                            recluster=args.recluster, live=args.live)
     overlap = OVERLAP_MODEL if args.overlap and not args.live else None
     return Job(embedder.card, card_path, enrolled, config, args.cache, overlap,
                embedder=embedder)
