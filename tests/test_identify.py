@@ -29,6 +29,7 @@ from vggvox.recording.segments import RecordingResult, SpeakerSegment, mark_over
 from vggvox.scoring import Match
 from vggvox.store import VoiceprintStore
 from vggvox.stream.identify import Identity
+from vggvox_client.cli import main
 from vggvox_client.enroll import enroll
 
 CLIENT = Path(sys.executable).parent / "vggvox-client"
@@ -104,11 +105,9 @@ def test_the_cache_and_the_workers_change_nothing(
         (out / "all.rttm").read_text()
     # RTTM on stdout is the whole of stdout (no summary), and a cached run says so.
     piped = identify(c0.wav, "--enroll-list", c0.enroll_list, "--rttm", "-", "--workers", "1",
-                     "--cache", out / "cache")
+                     "--cache", out / "cache", "--json", tmp_path / "cached.json")
     assert piped.stdout == (out / "all.rttm").read_text()
-    said = identify(c0.wav, "--enroll-list", c0.enroll_list, "--workers", "1", "--cache",
-                    out / "cache").stdout
-    assert "window embeddings from the cache" in said.splitlines()[0]
+    assert json.loads((tmp_path / "cached.json").read_text())["recordings"][0]["cached"]
     single = tmp_path / "one.rttm"
     identify(c1.wav, "--enroll-list", c0.enroll_list, "--rttm", single, "--no-cache",
              "--workers", "1")
@@ -116,7 +115,7 @@ def test_the_cache_and_the_workers_change_nothing(
 
 
 def test_evaluate_scores_what_identify_answers(
-        convs: list[Conversation], tmp_path: Path) -> None:
+        convs: list[Conversation], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """evaluate --identify: identify's whole-file answer scored by pyannote.metrics beside
     the streaming engine's; an RTTM with no speaker in it is one line."""
     c = convs[0]
@@ -129,10 +128,9 @@ def test_evaluate_scores_what_identify_answers(
     assert 0 <= whole["der"] <= 0.10 and 0 <= live["der"] <= 0.15
     empty = tmp_path / "empty.rttm"
     empty.write_text(";; nothing\n")
-    r = subprocess.run([str(CLIENT), "evaluate", str(c.wav), "--rttm", str(empty),
-                        "--enroll-list", str(c.enroll_list)], capture_output=True, text=True,
-                       timeout=300)
-    assert (r.returncode, r.stderr.strip()) == (
+    code = main(["evaluate", str(c.wav), "--rttm", str(empty), "--enroll-list",
+                 str(c.enroll_list)])
+    assert (code, capsys.readouterr().err.strip()) == (
         2, f"vggvox-client: error: {empty}: no SPEAKER lines: nothing to score against")
 
 

@@ -119,14 +119,14 @@ def recognizer_config(args: argparse.Namespace, settings: PipelineSettings
 def run(args: argparse.Namespace) -> int:
     # The daemon's file, found as the daemon finds it; its pipeline sections alone.
     settings = load(find_config(args.config))
+    truth = read_rttm(args.rttm)  # first: a bad truth is one line, before any model loads
+    if not truth:
+        raise VggvoxError(f"{args.rttm}: no SPEAKER lines: nothing to score against")
     embedder = Embedder.from_card(args.model or settings.model.name,
                                   threads=settings.model.threads)
     voiceprints = load_voiceprints(args, embedder, settings)
     if not len(voiceprints):
         raise VggvoxError("no enrolled speakers: give --enroll-list, or enroll some first")
-    truth = read_rttm(args.rttm)
-    if not truth:
-        raise VggvoxError(f"{args.rttm}: no SPEAKER lines: nothing to score against")
     audio = load_audio(args.audio)
     rec_config = recognizer_config(args, settings)
     recognizer = Recognizer(embedder, voiceprints, rec_config)
