@@ -54,13 +54,13 @@ from vggvox.recording.identify import (
     IdentifyConfig,
     OverlapFinder,
     RecordingIdentifier,
-    merge_rule,
 )
 from vggvox.recording.overlap import DEFAULT_MODEL as OVERLAP_MODEL
 from vggvox.recording.overlap import Segmentation
 from vggvox.recording.rttm import read_rttm
 from vggvox.settings import PipelineSettings
 from vggvox.store import VoiceprintStore
+from vggvox.stream.recognizer import merge_rule
 from vggvox_client.recordings import Memory
 
 KINDS = ("without_overlap", "with_overlap")

@@ -22,7 +22,8 @@ from vggvox.provisional_names import suggest
 from vggvox.scoring import l2_normalize
 from vggvox.store import VoiceprintStore
 from vggvox.storebinding import ModelId
-from vggvox.stream.recognizer import ScoringConfig
+from vggvox.stream.recognizer import RecognizerConfig, ScoringConfig
+from vggvox.stream.recognizer import merge_rule as recognizer_merge_rule
 
 SPEAKERS = ("ls-3005", "ls-3331", "vctk-p225", "vctk-p226")
 M1 = ModelId("m@1", "a" * 64, 192)
@@ -52,8 +53,8 @@ def heard(e: np.ndarray, seconds: float = 4.0, start: float = 0.0) -> HeardVoice
 
 
 def merge_rule(card: ModelCard) -> AcceptRule:
-    """As the daemon's unknown clusters merge: 0.1 % of new voices taken for old ones."""
-    return AcceptRule(0.001, None, card.calibration, card.threshold)
+    """As the daemon's unknown clusters merge (0.1 % of new voices taken for old ones)."""
+    return recognizer_merge_rule(card, RecognizerConfig())
 
 
 def secrets(n: int, seed: int) -> np.ndarray:

@@ -18,13 +18,13 @@ from typing import Any
 from vggvox.errors import VggvoxError
 from vggvox.recording.identify import live_segments
 from vggvox.recording.outputs import as_json, rttm_text, summary_lines, timeline_lines
-from vggvox.recording.segments import RecordingResult
+from vggvox.recording.segments import RecordingResult, file_id_of
 
 
 def from_events(path: Path, events: list[dict[str, Any]], duration_s: float) -> RecordingResult:
     """A daemon's answer for one replayed file, from its events: its final turns."""
-    file_id = "".join("_" if c.isspace() else c for c in path.stem) or "recording"
-    return RecordingResult(str(path), file_id, duration_s, tuple(live_segments(events)))
+    return RecordingResult(str(path), file_id_of(path), duration_s,
+                           tuple(live_segments(events)))
 
 
 class RecordingOutputs:

@@ -28,8 +28,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from vggvox.audio import SAMPLE_RATE
-from vggvox.calibration import AcceptRule
-from vggvox.modelcard import ModelCard
 from vggvox.provisional_names import suggest
 from vggvox.recording import recluster
 from vggvox.recording.segments import (
@@ -38,12 +36,13 @@ from vggvox.recording.segments import (
     SpeakerSegment,
     Suggestion,
     UnknownVoice,
+    file_id_of,
     mark_overlaps,
 )
 from vggvox.recording.streampass import WindowPass, stream_pass
 from vggvox.scoring import l2_normalize
 from vggvox.stream.identify import Evidence, Identity
-from vggvox.stream.recognizer import Recognizer, RecognizerConfig
+from vggvox.stream.recognizer import Recognizer, RecognizerConfig, merge_rule
 from vggvox.stream.results import Result, TurnUpdate
 from vggvox.voiceprints import VoiceprintSet
 
@@ -158,14 +157,6 @@ class _Turn:
         return (self.end - self.start) / SAMPLE_RATE
 
 
-def merge_rule(card: ModelCard, config: RecognizerConfig) -> AcceptRule:
-    """When two unknown voices are one: the streaming clusters' rule (``false_merge``),
-    for the clusters of a recording and for voices remembered across recordings."""
-    calibration = config.calibration or card.calibration
-    u = config.unknowns
-    return AcceptRule(u.false_merge, u.threshold, calibration, card.threshold)
-
-
 class RecordingIdentifier:
     """Identify speakers in whole recordings, one at a time (one owner: not thread-safe)."""
 
@@ -205,11 +196,9 @@ class RecordingIdentifier:
             if self.config.snap_changes and not self.config.live:
                 found.segments = snap_changes(found.segments, activity.changes())
             found.segments = mark_overlaps(found.segments, overlaps)
-        name = Path(path).stem if path else "recording"
-        file_id = "".join("_" if c.isspace() else c for c in name) or "recording"
         unknown = {s.speaker for s in found.segments if s.speaker and not s.enrolled}
         return RecordingResult(
-            str(path), file_id, len(audio) / SAMPLE_RATE, tuple(found.segments),
+            str(path), file_id_of(path), len(audio) / SAMPLE_RATE, tuple(found.segments),
             tuple(overlaps), tuple(found.suggestions), time.perf_counter() - t0,
             {"turns": found.turns, "windows": len(wp.embeddings),
              "live_unknown_labels": found.live_unknown, "unknown_labels": len(unknown)},

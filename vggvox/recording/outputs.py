@@ -23,15 +23,16 @@ def rttm_text(result: RecordingResult) -> str:
 def _named(segments: Iterable[SpeakerSegment]) -> list[Segment]:
     # Cut pieces of one segment (at the edges of an overlap) are one line again.
     out: list[Segment] = []
+    last: dict[str, int] = {}
+    """Each speaker's latest line (index into out)."""
     for s in sorted((s for s in segments if s.speaker is not None and s.end > s.start),
                     key=lambda s: (s.start, s.end)):
         assert s.speaker is not None
-        same = [i for i, o in enumerate(out) if o.speaker == s.speaker
-                and abs(o.end - s.start) < 1e-9]
-        if same:
-            o = out[same[-1]]
-            out[same[-1]] = Segment(o.start, s.end, o.speaker)
+        k = last.get(s.speaker)
+        if k is not None and abs(out[k].end - s.start) < 1e-9:
+            out[k] = Segment(out[k].start, s.end, s.speaker)
         else:
+            last[s.speaker] = len(out)
             out.append(Segment(s.start, s.end, s.speaker))
     return out
 

@@ -12,11 +12,19 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 UNKNOWN_PREFIX = "unknown-"
+
+
+def file_id_of(path: str | Path) -> str:
+    """A recording's RTTM file id: its file name without the suffix, spaces replaced
+    (RTTM fields are separated by spaces)."""
+    name = Path(path).stem if str(path) else ""
+    return "".join("_" if c.isspace() else c for c in name) or "recording"
 
 
 @dataclass(frozen=True)
@@ -128,16 +136,18 @@ def speaker_totals(segments: Iterable[SpeakerSegment]) -> list[SpeakerTotal]:
     talk: dict[str, float] = {}
     enrolled: dict[str, bool] = {}
     runs: list[tuple[float, float, str]] = []
+    last: dict[str, int] = {}
+    """Each speaker's latest run (index into runs)."""
     for s in sorted(segments, key=lambda s: (s.start, s.end)):
         if s.speaker is None:
             continue
         talk[s.speaker] = talk.get(s.speaker, 0.0) + s.duration
         enrolled[s.speaker] = s.enrolled
-        mine = [k for k, r in enumerate(runs) if r[2] == s.speaker and s.start <= r[1] + 1e-6]
-        if mine:
-            a, b, who = runs[mine[-1]]
-            runs[mine[-1]] = (a, max(b, s.end), who)
+        k = last.get(s.speaker)
+        if k is not None and s.start <= runs[k][1] + 1e-6:
+            runs[k] = (runs[k][0], max(runs[k][1], s.end), s.speaker)
         else:
+            last[s.speaker] = len(runs)
             runs.append((s.start, s.end, s.speaker))
     turns: dict[str, int] = {}
     previous: str | None = None

@@ -76,6 +76,16 @@ class RecognizerConfig:
     calibrate``: fitted on this room's or household's own recordings); None: the card's."""
 
 
+def merge_rule(card: ModelCard, config: RecognizerConfig) -> AcceptRule:
+    """When two unknown voices are one (``unknowns.false_merge``): the online clusters'
+    rule, and offline the clusters of a recording and the voices remembered across
+    recordings. Clusters compare cosines of their own centroids, whatever the scoring
+    metric."""
+    calibration = config.calibration or card.calibration
+    u = config.unknowns
+    return AcceptRule(u.false_merge, u.threshold, calibration, card.threshold)
+
+
 class Recognizer:
     def __init__(self, embedder: Embedder, voiceprints: VoiceprintSet,
                  config: RecognizerConfig | None = None,
@@ -90,10 +100,9 @@ class Recognizer:
         """Where the open-set rule comes from (a runtime's room adapts it)."""
         self.identifier = identifier or OpenSetIdentifier(voiceprints, self.room,
                                                           config.scoring.top_k)
-        # Clusters compare cosines of their own centroids, whatever the scoring metric.
-        self.unknowns = (UnknownClusters(config.unknowns, AcceptRule(
-            config.unknowns.false_merge, config.unknowns.threshold, calibration,
-            card.threshold), card.embedding_size) if config.unknowns.enabled else None)
+        self.unknowns = (UnknownClusters(config.unknowns, merge_rule(card, config),
+                                         card.embedding_size)
+                         if config.unknowns.enabled else None)
         change = config.turns.change_threshold
         self.segmenter = Segmenter(config.vad, config.window,
                                    features=FeatureTrack.for_card(card))
