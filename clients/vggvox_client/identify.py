@@ -129,8 +129,7 @@ def _settings(args: argparse.Namespace) -> PipelineSettings:
     return load(find_config(args.config))
 
 
-def build_job(args: argparse.Namespace) -> Job:
-    settings = _settings(args)
+def build_job(args: argparse.Namespace, settings: PipelineSettings) -> Job:
     card_path = resolve_card(args.model or settings.model.name)
     embedder = Embedder.from_card(card_path, threads=settings.model.threads)
     enrolled = load_voiceprints(args, embedder, settings)
@@ -142,16 +141,16 @@ def build_job(args: argparse.Namespace) -> Job:
 
 
 def run(args: argparse.Namespace) -> int:
-    job = build_job(args)
+    settings = _settings(args)
+    # Read first: a bad transcript is one line now, before any model loads.
+    transcript = read_transcript(args.transcript) if args.transcript else None
+    job = build_job(args, settings)
     if not len(job.voiceprints):
         where = (f"{args.enroll_list}: no speaker could be enrolled" if args.enroll_list
                  else "the store has no enrolled speaker")
         print(f"identify: {where}: every voice will be unknown", file=sys.stderr)
     sinks = RecordingOutputs(args.rttm, args.json, args.timeline)
-    memory = Memory.open(job, args.store or _settings(args).store_path()) \
-        if args.remember else None
-    # Read first: a bad transcript is one line now, not after the recording's work.
-    transcript = read_transcript(args.transcript) if args.transcript else None
+    memory = Memory.open(job, args.store or settings.store_path()) if args.remember else None
     skipped: list[Skipped] = []
     done = 0
     for out in identify_files(args.recordings, job, args.workers, progress=True):

@@ -142,7 +142,9 @@ def _embed_one(task: tuple[Path, JobSettings]) -> Embedded:
         return Embedded(path, None, reason=reason)
 
 
-def _size(path: Path) -> int:
+def file_size(path: Path) -> int:
+    """A file's size in bytes for ordering work, 0 when it cannot be read (its worker
+    reports why)."""
     try:
         return path.stat().st_size
     except OSError:
@@ -152,7 +154,7 @@ def _size(path: Path) -> int:
 def _longest_first(tasks: Iterable[tuple[Path, JobSettings]]) -> list[tuple[Path, JobSettings]]:
     """Largest files first: the last ones handed out are short, so the workers end
     together instead of one finishing a long file alone (files are ~linear in time)."""
-    return sorted(tasks, key=lambda task: _size(task[0]), reverse=True)
+    return sorted(tasks, key=lambda task: file_size(task[0]), reverse=True)
 
 
 @dataclass(frozen=True)

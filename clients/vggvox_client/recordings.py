@@ -30,16 +30,12 @@ from vggvox.errors import VggvoxError
 from vggvox.eval.cache import EmbeddingCache, content_key
 from vggvox.modelcard import ModelCard
 from vggvox.provisional import HeardVoice, ProvisionalVoices
-from vggvox.recording.identify import (
-    IdentifyConfig,
-    OverlapFinder,
-    RecordingIdentifier,
-    merge_rule,
-)
+from vggvox.recording.identify import IdentifyConfig, OverlapFinder, RecordingIdentifier
 from vggvox.recording.segments import RecordingResult
 from vggvox.store import VoiceprintStore
+from vggvox.stream.recognizer import merge_rule
 from vggvox.voiceprints import VoiceprintSet
-from vggvox_client.jobs import worker_model, worker_pool
+from vggvox_client.jobs import file_size, worker_model, worker_pool
 
 
 @dataclass(frozen=True)
@@ -59,7 +55,6 @@ class Job:
     overlap_model: str | None = None
     """The segmentation model that marks overlapped speech (None: not marked). Each
     process loads its own: an ONNX Runtime session is not carried across a fork."""
-    max_seconds: float | None = None
     embedder: Embedder | None = None
     """The model already loaded in this process, for a run without workers."""
 
@@ -98,13 +93,14 @@ def _identify_one(path: Path) -> Outcome:
         _identifier = RecordingIdentifier(model, job.voiceprints, job.config,
                                           _overlap_finder(job))
     try:
-        audio = load_audio(path, job.max_seconds)
+        audio = load_audio(path)
         cache = cache_for(job)
         key = content_key(path) if cache is not None else ""
         cached = cache.get(key) if cache is not None else None
         try:
             result, wp = _identifier.run(audio, path, cached)
-        except ValueError:  # a stale or damaged entry: embed again
+        except ValueError:  # a stale or damaged entry: embed again, and replace it
+            cached = None
             result, wp = _identifier.run(audio, path)
         if cache is not None and cached is None and len(wp.embeddings):
             cache.put(key, wp.embeddings)
@@ -115,13 +111,6 @@ def _identify_one(path: Path) -> Outcome:
         return Outcome(path, None, getattr(e, "reason", str(e)))
     except OSError as e:
         return Outcome(path, None, f"cannot read: {e.strerror or e}")
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
 
 
 @dataclass(frozen=True)
@@ -169,7 +158,7 @@ def identify_files(paths: Sequence[Path], job: Job, workers: int = 1,
     global _job, _identifier
     _job, _identifier = job, None
     todo = list(dict.fromkeys(paths))
-    order = sorted(range(len(todo)), key=lambda i: _size(todo[i]), reverse=True)
+    order = sorted(range(len(todo)), key=lambda i: file_size(todo[i]), reverse=True)
     bar = tqdm(total=len(todo), desc="identify", unit="file",
                disable=not progress or not sys.stderr.isatty())
     done: dict[int, Outcome] = {}
