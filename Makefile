@@ -13,8 +13,11 @@ RUN_APT := gcc python3-dev python3-venv portaudio19-dev libsndfile1 libasound2-p
 DEMO_APT := $(RUN_APT) pulseaudio pulseaudio-utils espeak-ng
 # make test: the demo's, and for the bridges' tests mosquitto (MQTT), tmux (watch), chromium
 # with chromium-driver (the web page); sox to inspect audio; systemd-nspawn and debootstrap
-# to boot the units under a real systemd (tests/test_service.py).
-TEST_APT := $(DEMO_APT) sox mosquitto tmux chromium chromium-driver systemd-container debootstrap
+# to boot the units under a real systemd (tests/test_service.py); PostgreSQL 15 for the
+# shared store's tests (each test starts its own server); iproute2 for the network
+# namespaces that the fleet's tests build.
+TEST_APT := $(DEMO_APT) sox mosquitto tmux chromium chromium-driver systemd-container debootstrap \
+	postgresql iproute2
 RUN_PIP := .
 TEST_PIP := .[test]
 # One stamp per set installed, rebuilt when the package's metadata changes (its version is

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,7 @@ import pytest
 import soundfile as sf
 
 if TYPE_CHECKING:
+    from pgserver import PostgresServer
     from speakers_fixture import Conversation
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,3 +91,16 @@ def voices(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
 def write_wav(path: Path, x: np.ndarray, rate: int = 16000, subtype: str = "PCM_16") -> Path:
     sf.write(str(path), x, rate, subtype=subtype)
     return path
+
+
+@pytest.fixture
+def postgres() -> Iterator[PostgresServer]:
+    """A private PostgreSQL server for one test (``pgserver.py``); skipped where Debian's
+    PostgreSQL is not installed (make test installs it)."""
+    import pgserver
+
+    why = pgserver.available()
+    if why:
+        pytest.skip(why)
+    with pgserver.PostgresServer() as pg:
+        yield pg
