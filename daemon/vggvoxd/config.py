@@ -24,6 +24,7 @@ from vggvox.loopback import is_loopback
 from vggvox.protocol.endpoints import find_config, runtime_endpoint
 from vggvox.protocol.requests import MAX_REQUEST_BYTES
 from vggvox.settingsfile import Ranges, read, sections
+from vggvoxd.nodename import host_node, parse_node
 from vggvoxd.sourceconfig import SourceSpec, parse_sources
 
 __all__ = ["ConfigError", "Settings", "SourceSpec", "load", "override", "parse"]
@@ -130,6 +131,12 @@ class Settings(pipeline.PipelineSettings):
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     sources: tuple[SourceSpec, ...] = ()
     """Several live sources at once; empty: the one of ``--source`` (the microphone)."""
+    node: str | None = None
+    """This daemon's name in its events (``nodename``); None: the host name."""
+
+    @property
+    def node_name(self) -> str:
+        return self.node or host_node()
 
     def check(self, where: str) -> None:
         """The rules across keys: the pipeline's, then the runtime's."""
@@ -154,7 +161,8 @@ class Settings(pipeline.PipelineSettings):
 
 def parse(data: Any, where: str = "config") -> Settings:
     values = sections(Settings, data, where, RANGES)  # refuses a top level not a mapping
-    settings = Settings(**values, sources=parse_sources((data or {}).get("sources"), where))
+    settings = Settings(**values, sources=parse_sources((data or {}).get("sources"), where),
+                        node=parse_node((data or {}).get("node"), where))
     settings.check(where)
     return settings
 

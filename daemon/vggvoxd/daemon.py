@@ -111,7 +111,7 @@ class Daemon:
         settings = self.settings
         self.queues = WorkQueues(settings.window.queue, settings.window.queue)
         self.publisher = Publisher(settings.endpoint("events"), settings.endpoints.events_hwm,
-                                   on_fatal=self.on_fatal)
+                                   on_fatal=self.on_fatal, node=settings.node_name)
         self.publish: Callable[[Event], None] = self.publisher.publish
         """The publish function (any thread), handed to whoever publishes: no hop here."""
         self.metrics = (MetricsServer(self.health.readings(card), settings.metrics, self.on_fatal)

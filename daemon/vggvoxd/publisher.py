@@ -7,12 +7,15 @@ is slow or gone, so no subscriber can ever hold up the pipeline.
 
 ``publish`` is the function the daemon hands to whoever publishes (each stream's
 sink, the ops, the run loop): nothing stands between them and this queue.
-Owners: the events thread owns the socket and ``seq``; ``dropped`` is changed
-under its lock, by a publishing thread (queue full) or the events thread.
+Every event leaves with this daemon's ``node`` (set here, in one place, so that
+no publisher can forget it). Owners: the events thread owns the socket and
+``seq``; ``dropped`` is changed under its lock, by a publishing thread (queue
+full) or the events thread.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 from collections.abc import Callable
@@ -25,8 +28,10 @@ from vggvoxd.sockets import SocketThread
 
 class Publisher(SocketThread):
     def __init__(self, endpoint: str, hwm: int = 1000, backlog: int = 10000,
-                 on_fatal: Callable[[str], None] | None = None) -> None:
+                 on_fatal: Callable[[str], None] | None = None, node: str = "") -> None:
         super().__init__("events", zmq.PUB, endpoint, {zmq.SNDHWM: hwm}, on_fatal)
+        self.node = node
+        """Set on every event (its ``node``), whoever made it: the config's ``node``."""
         self._queue: queue.Queue[Event | None] = queue.Queue(maxsize=backlog)
         self.seq = 0
         self.dropped = 0
@@ -60,6 +65,8 @@ class Publisher(SocketThread):
         if event is None:
             return False
         self.seq += 1
+        if event.node != self.node:
+            event = dataclasses.replace(event, node=self.node)
         try:
             sock.send_multipart(encode(event, self.seq), flags=zmq.NOBLOCK)
         except zmq.Again:  # PUB drops at the high-water mark; belt and braces

@@ -3,13 +3,16 @@
 Each ZeroMQ message is multipart ``[topic, payload]``. Every payload carries
 ``v`` (schema version), ``seq`` (per publisher, increasing: a gap means lost
 messages), ``type``, ``source``, ``time`` (wall clock, Unix seconds) and
-``t_start``/``t_end`` (seconds on the source's own clock). Adding a field is
+``t_start``/``t_end`` (seconds on the source's own clock), then ``node`` (the
+daemon's name, from its config: which daemon of a fleet, through a hub, said it;
+an older daemon's events have none and decode with ``""``). Adding a field is
 compatible; renaming or removing one needs a new ``v``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
@@ -20,6 +23,8 @@ from vggvox.scoring import Match
 from vggvox.stream.results import Result, SpeechEnded, SpeechStarted, TurnUpdate, WindowScore
 
 SCHEMA_VERSION = 1
+NODE_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+"""A daemon's ``node``: 1 to 64 letters, digits, '.', '_' or '-' (a host name fits)."""
 TOPICS = ("speech.start", "speech.end", "speaker", "turn", "named", "enrollment", "status")
 
 
@@ -30,6 +35,8 @@ class Event:
     t_start: float
     t_end: float
     time: float = field(default_factory=time.time)
+    node: str = ""
+    """The publishing daemon's ``node`` (its publisher sets it on every event)."""
 
     def payload(self, seq: int) -> dict[str, Any]:
         body = asdict(self)
