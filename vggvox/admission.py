@@ -33,7 +33,8 @@ from vggvox.enrollment import Enrollment
 from vggvox.errors import VoiceMismatchError
 from vggvox.modelcard import ModelCard
 from vggvox.scoring import voiceprint
-from vggvox.store import SpeakerInfo, VoiceprintStore
+from vggvox.store import SpeakerInfo
+from vggvox.storeapi import Store
 from vggvox.storebinding import ModelId
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ def check_voices(card: ModelCard, e: Enrollment, enrolled: np.ndarray | None = N
     return VoiceCheck(e.name, tuple(scores))
 
 
-def admit(store: VoiceprintStore, card: ModelCard, e: Enrollment, replace: bool = False,
+def admit(store: Store, card: ModelCard, e: Enrollment, replace: bool = False,
           force: bool = False) -> SpeakerInfo:
     """Check an enrollment's voices, then store it (bound to ``card``'s model file).
 

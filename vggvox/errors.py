@@ -61,3 +61,9 @@ class VoiceMismatchError(VggvoxError):
 class ConfigError(VggvoxError):
     """A configuration file or value that the daemon cannot start with (or a client
     cannot find the daemon with): the text names the file or key."""
+
+
+class StoreUnavailable(StoreError):
+    """The store's server cannot be reached (PostgreSQL down, refused, timed out). One
+    line, ``store postgresql://host:port/db unreachable: <reason>``; the operation's
+    transaction was rolled back, so nothing was half-written."""

@@ -22,9 +22,16 @@ the daemon's unknown clusters. Names suggested and confirmed (``promote``):
 ``provisional_names.py``.
 
 Bounded: at most ``max_voices``; the one heard longest ago is erased first.
-Every erasure (bound, ``forget``, ``promote``) is the store's: ``secure_delete``
-overwrites the row, and a WAL checkpoint drops its older versions, or says the
-erasure is pending while a reader holds it up (``erasure.py``).
+Every erasure (bound, ``forget``, ``promote``) is the store's
+(``Store.after_erasure``): on SQLite ``secure_delete`` overwrites the row, and a
+WAL checkpoint drops its older versions, or says the erasure is pending while a
+reader holds it up (``erasure.py``); on PostgreSQL the table is vacuumed.
+
+Both backends: the voices are read and written through ``Store.transaction()``
+(a ``storeapi.Tx``) in SQL both accept. On PostgreSQL the table comes from the
+store's schema migrations (``store_pgschema.py``; ``number`` an identity column,
+never reused either), and a write holds the table locked (``Tx.lock``) as
+SQLite's BEGIN IMMEDIATE holds the file.
 """
 
 from __future__ import annotations
@@ -32,7 +39,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -47,8 +53,9 @@ from vggvox.modelcard import ModelCard
 from vggvox.provisional_match import HeardVoice, assign
 from vggvox.recording.segments import UNKNOWN_PREFIX
 from vggvox.scoring import l2_normalize
-from vggvox.store import SpeakerInfo, VoiceprintStore
+from vggvox.storeapi import Store, Tx
 from vggvox.storebinding import Binding, ModelId
+from vggvox.storerows import SpeakerInfo
 
 __all__ = ["MAX_PLACES", "HeardVoice", "Place", "ProvisionalVoice", "ProvisionalVoices",
            "label_number"]
@@ -70,8 +77,6 @@ _TABLE = """CREATE TABLE IF NOT EXISTS provisional (
     last_heard REAL NOT NULL,
     places TEXT NOT NULL
 )"""
-_COLUMNS = "number, model, model_sha256, CAST(total AS BLOB), windows, speech_s, " \
-           "first_heard, last_heard, places"
 
 
 @dataclass(frozen=True)
@@ -118,7 +123,7 @@ def label_number(label: str) -> int | None:
 class ProvisionalVoices:
     """The provisional voices of ``model`` in ``store``."""
 
-    def __init__(self, store: VoiceprintStore, model: str | ModelId | ModelCard,
+    def __init__(self, store: Store, model: str | ModelId | ModelCard,
                  max_voices: int = 200) -> None:
         if max_voices < 1:
             raise ValueError(f"max_voices must be at least 1, got {max_voices}")
@@ -131,22 +136,19 @@ class ProvisionalVoices:
                 pass  # the table, created now
 
     @classmethod
-    def of_any_model(cls, store: VoiceprintStore) -> ProvisionalVoices:
+    def of_any_model(cls, store: Store) -> ProvisionalVoices:
         """For ``list``, ``get`` and ``forget`` alone: every voice is another model's to
         it, so it matches, remembers and promotes none."""
         return cls(store, ModelId(""))
 
     @contextmanager
-    def _db(self, write: bool = False) -> Iterator[sqlite3.Connection | None]:
+    def _db(self, write: bool = False) -> Iterator[Tx | None]:
         """One transaction with the table (None: a read-only store that has none).
         The table is ensured each time: a store deleted under us comes back without it."""
         with self.store.transaction() as db:
             if write:
-                db.execute("BEGIN IMMEDIATE")  # what was matched is what gets updated
-            if self.store.read_only is None:
-                db.execute(_TABLE)
-            elif not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'provisional'"
-                                ).fetchone():
+                db.lock("provisional")  # what was matched is what gets updated
+            if not db.ensure_table("provisional", _TABLE):
                 yield None
                 return
             yield db
@@ -159,10 +161,12 @@ class ProvisionalVoices:
             found = [] if db is None or n is None else self._rows(db, n)
         return found[0] if found else None
 
-    def _rows(self, db: sqlite3.Connection, number: int | None = None
+    def _rows(self, db: Tx, number: int | None = None
               ) -> list[ProvisionalVoice]:
         where = "" if number is None else "WHERE number = ?"
-        rows = db.execute(f"SELECT {_COLUMNS} FROM provisional {where} ORDER BY number",
+        rows = db.execute(f"SELECT number, model, model_sha256, {db.blob('total')}, windows, "
+                          f"speech_s, first_heard, last_heard, places FROM provisional {where} "
+                          "ORDER BY number",
                           () if number is None else (number,)).fetchall()
         out = []
         for n, tag, sha, blob, windows, speech, first, last, places in rows:
@@ -170,7 +174,7 @@ class ProvisionalVoices:
                 total = np.frombuffer(blob, dtype=np.float32).copy()
                 where_heard = tuple(Place(**p) for p in json.loads(places))
             except (TypeError, ValueError) as e:  # not ours, or damaged: say which
-                raise StoreError(f"{self.store.path}: provisional voice {UNKNOWN_PREFIX}{n} "
+                raise StoreError(f"{self.store.location}: provisional voice {UNKNOWN_PREFIX}{n} "
                                  f"is damaged ({e}); forget it") from None
             out.append(ProvisionalVoice(f"{UNKNOWN_PREFIX}{n}", ModelId(tag, sha), total,
                                         windows, speech, first, last, where_heard))
@@ -182,16 +186,16 @@ class ProvisionalVoices:
         return other.tag != self.model.tag or (
             None not in (other.sha256, self.model.sha256) and other.sha256 != self.model.sha256)
 
-    def _mine(self, db: sqlite3.Connection | None) -> list[ProvisionalVoice]:
+    def _mine(self, db: Tx | None) -> list[ProvisionalVoice]:
         """This model's voices; ModelMismatchError if the store holds another's."""
         voices = [] if db is None else self._rows(db)
         for v in voices:
             if self.foreign(v):
                 raise ModelMismatchError(
-                    f"{self.store.path} holds provisional voices of model {v.model}; they "
+                    f"{self.store.location} holds provisional voices of model {v.model}; they "
                     f"cannot be compared with {self.model}. Forget them or use another store.")
             if self.model.dim is not None and len(v.total) != self.model.dim:
-                raise StoreError(f"{self.store.path}: provisional voice {v.label} is damaged "
+                raise StoreError(f"{self.store.location}: provisional voice {v.label} is damaged "
                                  f"(a vector of {len(v.total)} values); forget it")
         return voices
 
@@ -214,7 +218,7 @@ class ProvisionalVoices:
         now = time.time()
         with self._db(write=True) as db:
             assert db is not None  # a read-only store refused BEGIN IMMEDIATE already
-            Binding(self.store.path, db, self.model).refuse_others(
+            Binding(self.store.location, db, self.model).refuse_others(
                 f"refusing to remember voices made by {self.model}. Use another store.")
             if self.model.sha256 is not None:  # rows written by tag alone: bound now
                 db.execute("UPDATE provisional SET model_sha256 = ? WHERE model_sha256 IS "
@@ -227,9 +231,9 @@ class ProvisionalVoices:
             evicted = self._over_bound(db, set(labels))
         if evicted:
             log.info("%s: %d provisional voice(s) heard longest ago forgotten (at most %d "
-                     "kept): %s", self.store.path, len(evicted), self.max_voices,
+                     "kept): %s", self.store.location, len(evicted), self.max_voices,
                      ", ".join(evicted))
-            self.store.erasure.after_removal(", ".join(evicted))
+            self.store.after_erasure(", ".join(evicted))
         return labels
 
     def _checked(self, h: HeardVoice) -> HeardVoice:
@@ -242,16 +246,17 @@ class ProvisionalVoices:
             raise StoreError("refusing a heard voice with non-finite values or no windows")
         return replace(h, total=total)
 
-    def _write(self, db: sqlite3.Connection, recording: str, h: HeardVoice,
+    def _write(self, db: Tx, recording: str, h: HeardVoice,
                old: ProvisionalVoice | None, now: float) -> str:
         place = Place(recording, now, round(h.start, 3), round(h.end, 3), round(h.speech_s, 3))
         if old is None:
-            cur = db.execute(
+            number = db.execute(
                 "INSERT INTO provisional (model, model_sha256, total, dim, windows, speech_s, "
-                "first_heard, last_heard, places) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "first_heard, last_heard, places) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "RETURNING number",
                 (self.model.tag, self.model.sha256, h.total.tobytes(), len(h.total),
-                 h.windows, h.speech_s, now, now, json.dumps([asdict(place)])))
-            return f"{UNKNOWN_PREFIX}{cur.lastrowid}"
+                 h.windows, h.speech_s, now, now, json.dumps([asdict(place)]))).fetchone()[0]
+            return f"{UNKNOWN_PREFIX}{number}"
         places = [asdict(p) for p in (*old.places, place)][-MAX_PLACES:]
         db.execute("UPDATE provisional SET total = ?, windows = ?, speech_s = ?, last_heard = ?, "
                    "places = ? WHERE number = ?",
@@ -259,7 +264,7 @@ class ProvisionalVoices:
                     old.speech_s + h.speech_s, now, json.dumps(places), label_number(old.label)))
         return old.label
 
-    def _over_bound(self, db: sqlite3.Connection, keep: set[str]) -> list[str]:
+    def _over_bound(self, db: Tx, keep: set[str]) -> list[str]:
         """Delete the voices over ``max_voices``: heard longest ago first, this
         recording's last (only a recording with more voices than that loses its own)."""
         rows = db.execute("SELECT number, last_heard FROM provisional").fetchall()
@@ -283,7 +288,7 @@ class ProvisionalVoices:
             gone = db is not None and db.execute(
                 "DELETE FROM provisional WHERE number = ?", (n,)).rowcount > 0
         if gone:
-            self.store.erasure.after_removal(label)
+            self.store.after_erasure(label)
         return gone
 
     def forget_older_than(self, seconds: float) -> list[str]:
@@ -296,10 +301,10 @@ class ProvisionalVoices:
                 return []
             rows = db.execute("SELECT number FROM provisional WHERE last_heard < ? ORDER BY "
                               "number", (time.time() - seconds,)).fetchall()
-            db.executemany("DELETE FROM provisional WHERE number = ?", rows)
+            db.executemany("DELETE FROM provisional WHERE number = ?", [tuple(r) for r in rows])
         labels = [f"{UNKNOWN_PREFIX}{n}" for (n,) in rows]
         if labels:
-            self.store.erasure.after_removal(", ".join(labels))
+            self.store.after_erasure(", ".join(labels))
         return labels
 
     # -- names: suggested, then confirmed (provisional_names.py) -----------------------------

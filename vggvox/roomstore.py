@@ -12,6 +12,9 @@ Enrollment clips say where they were recorded in their ``source`` tag: a live
 enrollment's is ``<source>:live``, a named unknown voice's ``<source>:<label>``,
 clips declared as recorded on a source ``<source>:clipN``. ``channel_clips``
 finds a source's.
+
+Both backends (``storeapi.Tx``): on SQLite the table is created on first use; on
+PostgreSQL the store's schema migrations made it (``store_pgschema.py``).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import numpy as np
 
 from vggvox.calibration import Calibration
 from vggvox.rooms import Evidence
-from vggvox.store import VoiceprintStore
+from vggvox.storeapi import Store
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +48,14 @@ def calibration_key(cal: Calibration) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def load(store: VoiceprintStore, source: str, model_sha256: str, cal: Calibration
+def load(store: Store, source: str, model_sha256: str, cal: Calibration
          ) -> tuple[Evidence, int] | None:
     """The heard evidence stored for ``source`` with this model and calibration, and the
     last enrollment clip a reset set aside; None when there is none. A row for another
     model or calibration, or one that does not read, is dropped."""
     with store.transaction() as db:
-        db.execute(_TABLE)
+        if not db.ensure_table("rooms", _TABLE):
+            return None
         row = db.execute("SELECT model_sha256, calibration, evidence, clips_after FROM rooms "
                          "WHERE source = ?", (source,)).fetchone()
     if row is None:
@@ -64,34 +68,38 @@ def load(store: VoiceprintStore, source: str, model_sha256: str, cal: Calibratio
             return Evidence.from_dict(json.loads(row[2])), int(row[3])
         except ValueError as e:
             why = str(e)
-    log.warning("%s: source %s's room is discarded: %s", store.path, source, why)
+    log.warning("%s: source %s's room is discarded: %s", store.location, source, why)
     if store.read_only is None:
         forget(store, source)
     return None
 
 
-def save(store: VoiceprintStore, source: str, model_sha256: str, cal: Calibration,
+def save(store: Store, source: str, model_sha256: str, cal: Calibration,
          evidence: dict[str, object], clips_after: int) -> None:
     with store.transaction() as db:
-        db.execute(_TABLE)
-        db.execute("INSERT OR REPLACE INTO rooms VALUES (?, ?, ?, ?, ?, ?)",
+        db.ensure_table("rooms", _TABLE)
+        db.execute("INSERT INTO rooms (source, model_sha256, calibration, evidence, "
+                   "clips_after, updated) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (source) DO "
+                   "UPDATE SET model_sha256 = excluded.model_sha256, calibration = "
+                   "excluded.calibration, evidence = excluded.evidence, clips_after = "
+                   "excluded.clips_after, updated = excluded.updated",
                    (source, model_sha256, calibration_key(cal), json.dumps(evidence),
                     clips_after, time.time()))
 
 
-def forget(store: VoiceprintStore, source: str) -> None:
+def forget(store: Store, source: str) -> None:
     with store.transaction() as db:
-        db.execute(_TABLE)
-        db.execute("DELETE FROM rooms WHERE source = ?", (source,))
+        if db.ensure_table("rooms", _TABLE):
+            db.execute("DELETE FROM rooms WHERE source = ?", (source,))
 
 
-def last_clip(store: VoiceprintStore) -> int:
+def last_clip(store: Store) -> int:
     """The id of the newest enrollment clip (0: none): a reset sets aside those up to it."""
     with store.transaction() as db:
         return int(db.execute("SELECT COALESCE(MAX(id), 0) FROM embeddings").fetchone()[0])
 
 
-def channel_clips(store: VoiceprintStore, source: str, dim: int, after: int = 0
+def channel_clips(store: Store, source: str, dim: int, after: int = 0
                   ) -> list[tuple[str, float, np.ndarray]]:
     """(speaker, seconds, embedding) of each enrollment clip recorded on ``source``, newer
     than clip ``after``. A row that does not read as a vector of ``dim`` is left out

@@ -19,9 +19,10 @@ from typing import Any
 from platformdirs import user_data_dir
 
 from vggvox.calibration import FALSE_ACCEPT_RANGE, Calibration
-from vggvox.errors import ConfigError
+from vggvox.errors import ConfigError, StoreError
 from vggvox.search import SearchSettings
 from vggvox.settingsfile import Ranges, read, sections
+from vggvox.storeopen import ACCEPTED, parse_store_location
 from vggvox.stream.decider import TurnConfig
 from vggvox.stream.recognizer import RecognizerConfig, ScoringConfig
 from vggvox.stream.unknowns import UnknownConfig
@@ -74,10 +75,23 @@ class EnrollSettings:
 @dataclass(frozen=True)
 class StoreSettings:
     path: str | None = None
-    """SQLite file; null: $STATE_DIRECTORY/voiceprints.db under systemd, else the user data dir."""
+    """SQLite file (or ``sqlite:PATH``), or a ``postgresql://`` URL (``storeopen.py``);
+    null: $STATE_DIRECTORY/voiceprints.db under systemd, else the user data dir."""
+
+
+def _store_problem(value: object) -> str | None:
+    """Why ``store.path`` names no store we can open (None: it does)."""
+    if value is None:
+        return None
+    try:
+        parse_store_location(str(value))
+    except StoreError:
+        return f"must be {ACCEPTED}"
+    return None
 
 
 RANGES: Ranges = {
+    ("store", "path"): _store_problem,
     ("vad", "aggressiveness"): lambda v: None if 0 <= v <= 3 else "must be 0..3",
     ("vad", "frame_ms"): lambda v: None if v in (10, 20, 30) else "must be 10, 20 or 30",
     ("vad", "onset_ms"): lambda v: None if 0 <= v <= 2000 else "must be 0..2000",
@@ -145,12 +159,30 @@ class PipelineSettings:
             calibration=calibration,
         )
 
-    def store_path(self) -> Path:
+    def store_location(self) -> str | Path:
+        """The store to open (``storeopen.open_store``): a PostgreSQL URL, or the SQLite
+        file's path as ``store_path`` gives it."""
         if self.store.path:
-            return Path(self.store.path).expanduser()
+            return parse_store_location(self.store.path)
+        return self.store_path()
+
+    def store_path(self) -> Path:
+        """The SQLite file's path (a URL's text as a path: use ``store_location``)."""
+        if self.store.path:
+            found = parse_store_location_quiet(self.store.path)
+            return found if isinstance(found, Path) else Path(self.store.path)
         state = os.environ.get("STATE_DIRECTORY")
         base = Path(state.split(":")[0]) if state else Path(user_data_dir("vggvox"))
         return base / "voiceprints.db"
+
+
+def parse_store_location_quiet(text: str) -> str | Path:
+    """``storeopen.parse_store_location``, with a text it refuses taken as a path (the
+    config's check refused it already)."""
+    try:
+        return parse_store_location(text)
+    except StoreError:
+        return Path(text).expanduser()
 
 
 def parse(data: Any, where: str = "config") -> PipelineSettings:

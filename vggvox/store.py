@@ -26,8 +26,7 @@ import sqlite3
 import time
 import unicodedata
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -35,11 +34,11 @@ import numpy as np
 from vggvox.erasure import Erasure
 from vggvox.errors import StoreError
 from vggvox.modelcard import ModelCard
-from vggvox.names import MAX_NAME_LENGTH, LookAlikes, check_name
-from vggvox.scoring import voiceprint
-from vggvox.storebinding import Binding, ModelId
-from vggvox.storefile import StoreFile
-from vggvox.storehealth import DamagedRow, explain, sort_rows
+from vggvox.names import MAX_NAME_LENGTH, check_name
+from vggvox.storebinding import ModelId
+from vggvox.storefile import SqliteTx, StoreFile
+from vggvox.storehealth import DamagedRow, explain
+from vggvox.storerows import NewPrints, SpeakerInfo, enroll_all, infos, read_prints, stacked
 
 __all__ = [
     "MAX_NAME_LENGTH", "DamagedRow", "ModelId", "NewPrints", "SpeakerInfo", "VoiceprintStore",
@@ -68,36 +67,6 @@ CREATE TABLE IF NOT EXISTS embeddings (
     seconds REAL NOT NULL
 );
 """
-
-
-@dataclass(frozen=True)
-class SpeakerInfo:
-    name: str
-    model: str
-    """The model's readable tag (name@version)."""
-    embeddings: int
-    seconds: float
-    updated: float
-
-
-@dataclass(frozen=True)
-class NewPrints:
-    """One speaker's new embeddings (rows), each with its source and speech seconds."""
-
-    name: str
-    embeddings: np.ndarray
-    sources: list[str]
-    seconds: list[float]
-
-    def checked(self) -> NewPrints:
-        """The embeddings as float32 rows; StoreError if they cannot be stored."""
-        name = check_name(self.name)
-        emb = np.atleast_2d(np.asarray(self.embeddings, dtype=np.float32))
-        if emb.shape[0] == 0 or not (len(self.sources) == len(self.seconds) == emb.shape[0]):
-            raise StoreError("enroll needs one source and one duration per embedding")
-        if not np.all(np.isfinite(emb)):
-            raise StoreError(f"refusing non-finite embeddings for {name!r}")
-        return NewPrints(name, emb, self.sources, self.seconds)
 
 
 class VoiceprintStore:
@@ -173,9 +142,16 @@ class VoiceprintStore:
         finally:
             db.close()
 
-    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        """One transaction on the store's file, for a table of its own (``roomstore.py``)."""
-        return self._connect()
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    @contextmanager
+    def transaction(self) -> Iterator[SqliteTx]:
+        """One transaction on the store's file (``storeapi.Tx``), for the side tables
+        (``provisional.py``, ``roomstore.py``) and the voiceprints' own rows."""
+        with self._connect() as db:
+            yield SqliteTx(db, self.location, self.read_only is None)
 
     @staticmethod
     def _bump(db: sqlite3.Connection) -> None:
@@ -215,41 +191,11 @@ class VoiceprintStore:
                     replace: bool = False, force: bool = False) -> None:
         """``enroll`` for several speakers, in one transaction: all are enrolled, or
         (an error) none. One commit instead of one each: batch-offline's 280 speakers
-        took 1.1 s one at a time."""
+        took 1.1 s one at a time. Its checks cost O(stored + new) (``storerows``)."""
         checked = [s.checked() for s in speakers]
-        now = time.time()
-        with self._connect() as db:
-            bind = Binding(self.path, db, model)
-            names = LookAlikes(r[0] for r in db.execute("SELECT name FROM speakers"))
-            for new in checked:
-                self._enroll_in(db, bind, names, new, now, replace, force)
-            # Once for the transaction: new rows already carry the hash, so only rows
-            # that were there before can still be known by tag alone.
-            bind.adopt()
-            self._bump(db)
-
-    def _enroll_in(self, db: sqlite3.Connection, bind: Binding, names: LookAlikes,
-                   new: NewPrints, now: float, replace: bool, force: bool) -> None:
-        name = new.name
-        bind.refuse_others(f"refusing to add {name!r} made by {bind.model}. Use another "
-                           "store, or remove those speakers.", besides=name)
-        old = db.execute("SELECT 1 FROM speakers WHERE name = ?", (name,)).fetchone()
-        if old and replace:
-            db.execute("DELETE FROM speakers WHERE name = ?", (name,))
-            old = None
-        if old:
-            bind.refuse_speaker(name)
-            db.execute("UPDATE speakers SET updated = ? WHERE name = ?", (now, name))
-        else:
-            names.refuse(name, force)
-            db.execute("INSERT INTO speakers VALUES (?, ?, ?, ?, ?)",
-                       (name, bind.model.tag, now, now, bind.sha256_for_new_rows()))
-        db.executemany(
-            "INSERT INTO embeddings (speaker, vector, dim, source, seconds) "
-            "VALUES (?, ?, ?, ?, ?)",
-            [(name, e.tobytes(), e.shape[0], src, float(sec))
-             for e, src, sec in zip(new.embeddings, new.sources, new.seconds, strict=True)],
-        )
+        with self.transaction() as tx:
+            enroll_all(tx, checked, model, time.time(), replace, force)
+            self._bump(tx.db)
 
     def remove(self, name: str) -> bool:
         """Remove a speaker and erase their vectors from the store's files (see
@@ -278,25 +224,30 @@ class VoiceprintStore:
         removed voiceprint's) are left in no file; False when a reader held it up."""
         return self.erasure.checkpoint()
 
+    def after_erasure(self, what: str) -> None:
+        """Rows of ``what`` were deleted through ``transaction()``: checkpoint now."""
+        self.erasure.after_removal(what)
+
+    def wait_for_change(self, timeout_s: float) -> bool:
+        """No other writer tells a SQLite file's readers: sleep; the caller compares
+        ``generation()``."""
+        time.sleep(max(0.0, timeout_s))
+        return False
+
+    def close(self) -> None:
+        """Nothing held: each operation opens and closes its own connection."""
+
     def speaker(self, name: str) -> SpeakerInfo:
         name = unicodedata.normalize("NFC", name)
-        found = self._infos("WHERE s.name = ?", (name,))
+        with self.transaction() as tx:
+            found = infos(tx, name)
         if not found:
             raise StoreError(f"no speaker named {name!r}")
         return found[0]
 
     def speakers(self) -> list[SpeakerInfo]:
-        return self._infos()
-
-    def _infos(self, where: str = "", params: tuple[str, ...] = ()) -> list[SpeakerInfo]:
-        with self._connect() as db:
-            rows = db.execute(
-                "SELECT s.name, s.model, COUNT(e.id), COALESCE(SUM(e.seconds), 0), s.updated "
-                f"FROM speakers s LEFT JOIN embeddings e ON e.speaker = s.name {where} "
-                "GROUP BY s.name ORDER BY s.name",
-                params,
-            ).fetchall()
-        return [SpeakerInfo(*r) for r in rows]
+        with self.transaction() as tx:
+            return infos(tx)
 
     def voiceprints(self, model: str | ModelId | ModelCard) -> tuple[list[str], np.ndarray]:
         """Names and voiceprint matrix (speakers, dim), refusing another model's prints."""
@@ -317,28 +268,9 @@ class VoiceprintStore:
 
     def _prints(self, model: str | ModelId | ModelCard,
                 only: str | None) -> tuple[list[str], np.ndarray]:
-        with self._connect() as db:
-            bind = Binding(self.path, db, model)
-            reason = (f"they cannot be scored with {bind.model}. Re-enroll with "
-                      f"{bind.model.tag} or use another store.")
-            if only is None:
-                bind.refuse_others(reason)
-            else:
-                bind.refuse_speaker(only)
-            if self.read_only is None:  # else the rows stay known by their tag alone
-                bind.adopt()
-            rows = db.execute(
-                # As a BLOB whatever its type: a damaged row may hold text, even text
-                # that is not UTF-8, which Python's sqlite3 would fail to decode.
-                "SELECT id, speaker, CAST(vector AS BLOB), dim FROM embeddings "
-                + ("" if only is None else "WHERE speaker = ? ") + "ORDER BY speaker, id",
-                () if only is None else (only,),
-            ).fetchall()
-        grouped, damaged = sort_rows(self.path, rows, ModelId.coerce(model).dim)
+        with self.transaction() as tx:
+            grouped, damaged = read_prints(tx, model, only, adopt=self.read_only is None)
         if only is not None and damaged:
             raise StoreError(str(damaged[0]))
         self._report(damaged)
-        names = sorted(grouped)
-        if not names:
-            return [], np.zeros((0, 0), dtype=np.float32)
-        return names, np.stack([voiceprint(np.stack(grouped[n])) for n in names])
+        return stacked(grouped)

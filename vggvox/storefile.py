@@ -14,9 +14,11 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from vggvox.errors import StoreError
+from vggvox.storeapi import Rows
 from vggvox.storehealth import explain, read_only_cause, read_only_uri
 
 log = logging.getLogger("vggvox.store")
@@ -87,3 +89,39 @@ class StoreFile:
             raise
         return db
 
+
+class SqliteTx:
+    """A ``storeapi.Tx`` on one SQLite connection (its transaction is ``with db``)."""
+
+    dialect = "sqlite"
+
+    def __init__(self, db: sqlite3.Connection, location: str, writable: bool) -> None:
+        self.db = db
+        self.location = location
+        self.writable = writable
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> Rows:
+        return self.db.execute(sql, params)
+
+    def executemany(self, sql: str, params: Iterable[Sequence[object]]) -> None:
+        self.db.executemany(sql, params)
+
+    def blob(self, column: str) -> str:
+        # A damaged row may hold text, even text that is not UTF-8, which Python's
+        # sqlite3 would fail to decode.
+        return f"CAST({column} AS BLOB)"
+
+    def ensure_table(self, name: str, sqlite_ddl: str) -> bool:
+        if self.writable:
+            self.db.execute(sqlite_ddl)
+            return True
+        return self.db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)
+                               ).fetchone() is not None
+
+    def lock(self, table: str) -> None:
+        self.db.execute("BEGIN IMMEDIATE")  # the whole file: SQLite has one writer
+
+    def bump_generation(self) -> int:
+        return int(self.db.execute(
+            "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation' "
+            "RETURNING value").fetchone()[0])

@@ -35,7 +35,8 @@ LOW_SPACE = 1 << 20
 class DamagedRow:
     """One speaker's first bad row in the ``embeddings`` table."""
 
-    path: Path
+    path: Path | str
+    """The store: its file, or a URL."""
     speaker: str
     row: int
     problem: str
@@ -64,7 +65,7 @@ def row_problem(blob: object, dim: object, expected: int | None) -> str | None:
     return None
 
 
-def sort_rows(path: Path, rows: list[tuple[int, str, object, object]], expected: int | None
+def sort_rows(path: Path | str, rows: list[tuple[int, str, object, object]], expected: int | None
               ) -> tuple[dict[str, list[np.ndarray]], list[DamagedRow]]:
     """Rows (id, speaker, vector, dim) as each sound speaker's vectors, and each damaged
     speaker's first bad row; a damaged speaker has no vectors at all, since a voiceprint

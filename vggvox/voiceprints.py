@@ -20,7 +20,8 @@ import numpy as np
 
 from vggvox.scoring import Match, Scorer, voiceprint
 from vggvox.search import Searcher, SearchSettings
-from vggvox.store import ModelId, VoiceprintStore, check_name
+from vggvox.store import ModelId, check_name
+from vggvox.storeapi import Store
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class VoiceprintSet:
         """The snapshot ``_searcher`` searches."""
 
     @classmethod
-    def from_store(cls, store: VoiceprintStore, model: str | ModelId, dim: int,
+    def from_store(cls, store: Store, model: str | ModelId, dim: int,
                    metric: str = "cosine", search: SearchSettings | None = None
                    ) -> VoiceprintSet:
         """The store's voiceprints of ``model``: give its ``ModelId`` where known, so that
@@ -66,7 +67,7 @@ class VoiceprintSet:
             s.load(store)
         return s
 
-    def load(self, store: VoiceprintStore, model: ModelId | None = None) -> None:
+    def load(self, store: Store, model: ModelId | None = None) -> None:
         """Replace every voiceprint with the store's, of this set's model (checked by its
         tag), or of ``model`` (checked by its file's sha256: give it where known)."""
         names, matrix = store.voiceprints(model or self.model)

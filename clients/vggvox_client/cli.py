@@ -21,6 +21,7 @@ from vggvox.errors import VggvoxError
 from vggvox.modelcard import DEFAULT_MODEL, load_card, resolve_card
 from vggvox.scoring import METRICS, Scorer
 from vggvox.search import SearchSettings
+from vggvox.storeopen import store_argument
 from vggvox.stream.recognizer import ScoringConfig
 from vggvox_client import (
     bridges,
@@ -29,6 +30,7 @@ from vggvox_client import (
     daemon_cmds,
     evaluate,
     helptext,
+    hub,
     identify,
     keygen,
     voices,
@@ -78,8 +80,9 @@ def _identify_args(p: argparse.ArgumentParser, batch: bool) -> None:
                    help="folder the list paths are relative to (default: each list's folder)")
     p.add_argument("--max-sec-enroll", type=float, metavar="S",
                    help="use at most S seconds of each enrollment file")
-    p.add_argument("--store", type=Path, metavar="FILE", help="keep the enrolled voiceprints "
-                   "in this SQLite file (default: a temporary one)")
+    p.add_argument("--store", type=store_argument, metavar="FILE|URL",
+                   help="keep the enrolled voiceprints in this store: a SQLite file, "
+                        "sqlite:PATH or a postgresql:// URL (default: a temporary file)")
     p.add_argument("--workers", type=int, default=default_workers() if batch else 1, metavar="N",
                    help="embedding processes (default: %(default)s)")
     p.add_argument("--cache", type=Path, default=default_cache() if batch else None,
@@ -155,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     keygen.add_parser(sub)
     daemon_cmds.add_parsers(sub)
     bridges.add_parsers(sub)
+    hub.add_parser(sub)
 
     p = sub.add_parser("offline", help="identify test utterances against enrolled speakers")
     _identify_args(p, batch=False)
@@ -330,6 +334,7 @@ COMMANDS = {
     "conversations": lambda args: conversations.run(args),
     "calibrate": calibrate.run,
     "keygen": keygen.run,
+    "hub": hub.run,
     "forget": voices.run,
 }
 

@@ -36,7 +36,8 @@ from vggvox.protocol.endpoints import find_config
 from vggvox.recording.identify import live_segments
 from vggvox.recording.rttm import read_rttm
 from vggvox.settings import PipelineSettings, load
-from vggvox.store import ModelId, VoiceprintStore
+from vggvox.store import ModelId
+from vggvox.storeopen import open_store, store_argument
 from vggvox.stream.recognizer import Recognizer, RecognizerConfig
 from vggvox.voiceprints import VoiceprintSet
 from vggvox_client.common import add_rule_args, output_file, print_json
@@ -64,8 +65,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--enroll-list", type=Path, metavar="LIST",
                    help="speakers to enroll, from a list (format below; default: the "
                         "voiceprints of --store)")
-    p.add_argument("--store", type=Path, metavar="FILE",
-                   help="voiceprint store to read, when no --enroll-list (default: the "
+    p.add_argument("--store", type=store_argument, metavar="FILE|URL",
+                   help="voiceprint store to read (a file, sqlite:PATH or a postgresql:// "
+                        "URL), when no --enroll-list (default: the "
                         "config's, as the daemon's)")
     p.add_argument("--config", type=Path, metavar="FILE",
                    help="vggvoxd.yaml whose vad, window, scoring and turns settings to use "
@@ -96,7 +98,7 @@ def load_voiceprints(args: argparse.Namespace, embedder: Embedder,
         for line in enrolled.problems:
             print(f"{args.command}: {line}", file=sys.stderr)
         return enrolled.voiceprints
-    store = VoiceprintStore(args.store or settings.store_path())
+    store = open_store(args.store or settings.store_location())
     return VoiceprintSet.from_store(store, ModelId.of(embedder.card),
                                     embedder.card.embedding_size)
 

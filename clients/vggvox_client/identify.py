@@ -23,6 +23,7 @@ from vggvox.recording.overlap import DEFAULT_MODEL as OVERLAP_MODEL
 from vggvox.recording.subtitles import write_subtitles
 from vggvox.recording.transcript import read_transcript
 from vggvox.settings import PipelineSettings, load
+from vggvox.storeopen import store_argument
 from vggvox_client.common import Skipped, output_file, report_skipped
 from vggvox_client.evaluate import load_voiceprints, recognizer_config
 from vggvox_client.jobs import default_workers
@@ -41,8 +42,9 @@ def add_parser(sub: Any, default_cache: Path | None) -> None:
     p.add_argument("--enroll-list", type=Path, metavar="LIST",
                    help="speakers to enroll for this run, from a 'filename speaker' list "
                         "(default: the store's enrolled speakers)")
-    p.add_argument("--store", type=Path, metavar="FILE",
-                   help="voiceprint store: its enrolled speakers (without --enroll-list) and "
+    p.add_argument("--store", type=store_argument, metavar="FILE|URL",
+                   help="voiceprint store (a file, sqlite:PATH or a postgresql:// URL): its "
+                        "enrolled speakers (without --enroll-list) and "
                         "its remembered voices (--remember) (default: the config's, as the "
                         "daemon's)")
     p.add_argument("--remember", action="store_true",
@@ -150,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
                  else "the store has no enrolled speaker")
         print(f"identify: {where}: every voice will be unknown", file=sys.stderr)
     sinks = RecordingOutputs(args.rttm, args.json, args.timeline)
-    memory = Memory.open(job, args.store or settings.store_path()) if args.remember else None
+    memory = Memory.open(job, args.store or settings.store_location()) if args.remember else None
     skipped: list[Skipped] = []
     done = 0
     for out in identify_files(args.recordings, job, args.workers, progress=True):

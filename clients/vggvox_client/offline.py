@@ -47,7 +47,9 @@ from vggvox.eval.openset import accept_rule, plot_open_set
 from vggvox.modelcard import ModelCard, load_card
 from vggvox.scoring import Scorer
 from vggvox.search import Searcher, SearchSettings
-from vggvox.store import NewPrints, VoiceprintStore
+from vggvox.store import NewPrints
+from vggvox.storeapi import Store
+from vggvox.storeopen import open_store
 from vggvox_client.common import Skipped
 from vggvox_client.jobs import Embedded, JobSettings, Request, embed_together
 
@@ -150,8 +152,9 @@ class IdentifySettings:
     max_sec_enroll: float | None = None
     workers: int = 1
     cache_dir: Path | None = None
-    store_path: Path | None = None
-    """Keep the enrolled voiceprints here; a temporary store otherwise."""
+    store_path: str | Path | None = None
+    """Keep the enrolled voiceprints here (a path or URL, ``storeopen``); a temporary
+    store otherwise."""
     progress: bool = False
     open_set: bool = False
     """Strangers' tests are scored as impostors, and each test gets a decision."""
@@ -188,7 +191,7 @@ def _name(path: Path | None) -> str | None:
 
 
 def enroll_all(
-    utts: list[Utterance], embedded: dict[Path, Embedded], store: VoiceprintStore,
+    utts: list[Utterance], embedded: dict[Path, Embedded], store: Store,
     model: ModelCard, source: Path | None = None
 ) -> list[Skipped]:
     """Enroll each speaker with their usable utterances, all in one transaction."""
@@ -238,7 +241,7 @@ def identify(s: IdentifySettings) -> Report:
          _request(tests, s, card, None, "")],
         workers=s.workers, progress="embedding" if s.progress else "")
     with tempfile.TemporaryDirectory(prefix="vggvox-") as tmp:
-        store = VoiceprintStore(s.store_path or Path(tmp) / "voiceprints.db")
+        store = open_store(s.store_path or Path(tmp) / "voiceprints.db")
         skipped += enroll_all(enroll, enrolled, store, card,  # bound to the file's sha256
                               s.enroll_list)
         names, prints = store.voiceprints(card)

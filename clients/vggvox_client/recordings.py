@@ -32,7 +32,7 @@ from vggvox.modelcard import ModelCard
 from vggvox.provisional import HeardVoice, ProvisionalVoices
 from vggvox.recording.identify import IdentifyConfig, OverlapFinder, RecordingIdentifier
 from vggvox.recording.segments import RecordingResult
-from vggvox.store import VoiceprintStore
+from vggvox.storeopen import open_store
 from vggvox.stream.recognizer import merge_rule
 from vggvox.voiceprints import VoiceprintSet
 from vggvox_client.jobs import file_size, worker_model, worker_pool
@@ -123,10 +123,11 @@ class Memory:
     rule: AcceptRule
 
     @classmethod
-    def open(cls, job: Job, store_path: Path) -> Memory:
-        store = VoiceprintStore(store_path)
+    def open(cls, job: Job, where: str | Path) -> Memory:
+        store = open_store(where)
         if store.read_only is not None:
-            raise VggvoxError(f"--remember: {store_path} cannot be written: {store.read_only}")
+            raise VggvoxError(f"--remember: {store.location} cannot be written: "
+                              f"{store.read_only}")
         return cls(ProvisionalVoices(store, job.card), merge_rule(job.card, job.config.recognizer))
 
     def remember(self, result: RecordingResult) -> RecordingResult:
@@ -147,7 +148,7 @@ class Memory:
         else:
             labels = self.voices.remember(where, heard, self.rule)
         result = replace(result, extra={**result.extra,
-                                        "remembered": str(self.voices.store.path)})
+                                        "remembered": self.voices.store.location})
         return result.relabelled({v.label: new for v, new in
                                   zip(result.unknown_voices, labels, strict=True)})
 

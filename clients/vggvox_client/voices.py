@@ -25,12 +25,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vggvox.errors import StoreError, VggvoxError
+from vggvox.storeopen import parse_store_location, store_argument
 from vggvox_client.common import plural, print_json
 
 if TYPE_CHECKING:
     from vggvox.provisional import ProvisionalVoice
     from vggvox.settings import PipelineSettings
-    from vggvox.store import VoiceprintStore
+    from vggvox.storeapi import Store
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 PENDING = (" (another program holds a read of the store: its vectors leave the store's "
@@ -42,8 +43,9 @@ retry in, as the daemon has)."""
 
 
 def _store_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", type=Path, metavar="FILE",
-                   help="the voiceprint store file (default: the config's, as the daemon's)")
+    p.add_argument("--store", type=store_argument, metavar="FILE|URL",
+                   help="the voiceprint store: a file, sqlite:PATH or a postgresql:// URL "
+                        "(default: the config's, as the daemon's)")
 
 
 def _model_arg(p: argparse.ArgumentParser) -> None:
@@ -97,12 +99,17 @@ def _settings() -> PipelineSettings:
     return load(find_config(None))
 
 
-def _open(args: argparse.Namespace) -> VoiceprintStore | None:
-    """The store file (never created here); None when there is none."""
-    from vggvox.store import VoiceprintStore
+def _where(args: argparse.Namespace) -> str | Path:
+    """The store named by --store, else the config's."""
+    return parse_store_location(args.store) if args.store else _settings().store_location()
 
-    path = args.store or _settings().store_path()
-    return VoiceprintStore(path) if path.is_file() else None
+
+def _open(args: argparse.Namespace) -> Store | None:
+    """The store (a file is never created here); None when there is no file."""
+    from vggvox.storeopen import open_store
+
+    where = _where(args)
+    return open_store(where) if not isinstance(where, Path) or where.is_file() else None
 
 
 def on_store(args: argparse.Namespace) -> bool:
@@ -138,7 +145,7 @@ def _card(args: argparse.Namespace, settings: PipelineSettings) -> Any:
     return load_card(resolve_card(args.model or settings.model.name))
 
 
-def finish_erasure(store: VoiceprintStore) -> bool:
+def finish_erasure(store: Store) -> bool:
     """Retry a pending erasure for up to ``FINISH_S``; whether it is complete."""
     deadline = time.monotonic() + FINISH_S
     while store.erasure_pending and time.monotonic() < deadline:
@@ -155,11 +162,11 @@ def run_list(args: argparse.Namespace) -> int:
 
     settings, store = _settings(), _open(args)
     if store is None:
-        return _print_list(args, args.store or settings.store_path(), [], {}, " (no store there)")
+        return _print_list(args, _where(args), [], {}, " (no store there)")
     card = _card(args, settings)
     voices = ProvisionalVoices(store, card)
     found = voices.list()
-    return _print_list(args, store.path, found, _suggestions(voices, found, settings, card))
+    return _print_list(args, store.location, found, _suggestions(voices, found, settings, card))
 
 
 def _suggestions(voices: Any, found: list[ProvisionalVoice], settings: PipelineSettings,
@@ -198,7 +205,7 @@ def _as_json(v: ProvisionalVoice, suggestion: tuple[str, float] | None) -> dict[
             {"name": suggestion[0], "score": round(suggestion[1], 4)}}
 
 
-def _print_list(args: argparse.Namespace, where: Path, found: list[ProvisionalVoice],
+def _print_list(args: argparse.Namespace, where: str | Path, found: list[ProvisionalVoice],
                 suggestions: dict[str, tuple[str, float]], note: str = "") -> int:
     if args.json:
         print_json({"store": str(where), "provisional": [
@@ -233,11 +240,11 @@ def run_forget(args: argparse.Namespace) -> int:
     age = None if args.older_than is None else parse_age(args.older_than)
     store = _open(args)
     if store is None:
-        raise StoreError(f"no store at {args.store or _settings().store_path()}")
+        raise StoreError(f"no store at {_where(args)}")
     voices = ProvisionalVoices.of_any_model(store)
     if age is None:
         if not voices.forget(args.label):
-            raise StoreError(f"no provisional voice {args.label!r} in {store.path}")
+            raise StoreError(f"no provisional voice {args.label!r} in {store.location}")
         gone = [args.label.strip()]
     else:
         gone = voices.forget_older_than(age)
@@ -263,7 +270,7 @@ def run_promote(args: argparse.Namespace) -> int:
     voices = ProvisionalVoices(store, card)
     voice = voices.get(args.unknown)
     if voice is None:
-        raise StoreError(f"no provisional voice {args.unknown!r} in {store.path}")
+        raise StoreError(f"no provisional voice {args.unknown!r} in {store.location}")
     existed = any(s.name == args.name for s in store.speakers())
     info = voices.promote(voice.label, args.name, settings.recognizer().scoring.rule(card),
                           replace=args.replace, force=args.force)
@@ -272,7 +279,7 @@ def run_promote(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"unknown": voice.label, "speaker": info.name, "action": action,
                     "speech_s": round(voice.speech_s, 3), "embeddings": info.embeddings,
-                    "speaker_s": round(info.seconds, 3), "store": str(store.path),
+                    "speaker_s": round(info.seconds, 3), "store": str(store.location),
                     "erasure": "pending" if pending else "complete"})
     else:
         recordings = len({p.recording for p in voice.places})

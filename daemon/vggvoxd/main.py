@@ -15,6 +15,7 @@ from types import FrameType
 
 from vggvox import __version__, logsetup
 from vggvox.errors import VggvoxError
+from vggvox.storeopen import store_argument
 from vggvoxd import calibration_overrides, config
 from vggvoxd.access import check_exposure, group_id
 from vggvoxd.connlimit import cap_for, open_files
@@ -56,8 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--control", metavar="ENDPOINT",
                    help="ZeroMQ control endpoint, e.g. ipc:///run/vggvox/c.sock (default: "
                         "the config's, else ipc://RUNTIME/control.sock)")
-    p.add_argument("--store", metavar="FILE",
-                   help="SQLite voiceprint store (default: the config's, else "
+    p.add_argument("--store", metavar="FILE|URL", type=store_argument,
+                   help="voiceprint store: a SQLite file, sqlite:PATH or a postgresql:// "
+                        "URL (default: the config's, else "
                         "$STATE_DIRECTORY/voiceprints.db under systemd, else "
                         "~/.local/share/vggvox/voiceprints.db)")
     p.add_argument("--device", metavar="DEVICE",

@@ -1,0 +1,135 @@
+"""The voiceprint tables' rows, read and written the same way on every backend.
+
+``store.VoiceprintStore`` (SQLite) and ``store_pg.PgStore`` (PostgreSQL) hold the
+same two tables, ``speakers`` and ``embeddings``, and run these functions in a
+transaction of their own (a ``storeapi.Tx``), so the rules (model binding, the
+confusable names, replace) are written once.
+
+``enroll_all``'s checks cost O(existing + new) per transaction: the names'
+skeletons and the other model's rows are read once (``LookAlikes``,
+``Binding.foreign``), and each new speaker costs lookups by primary key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from vggvox.errors import StoreError
+from vggvox.modelcard import ModelCard
+from vggvox.names import LookAlikes, check_name
+from vggvox.scoring import voiceprint
+from vggvox.storeapi import Tx
+from vggvox.storebinding import Binding, ModelId
+from vggvox.storehealth import DamagedRow, sort_rows
+
+
+@dataclass(frozen=True)
+class SpeakerInfo:
+    name: str
+    model: str
+    """The model's readable tag (name@version)."""
+    embeddings: int
+    seconds: float
+    updated: float
+
+
+@dataclass(frozen=True)
+class NewPrints:
+    """One speaker's new embeddings (rows), each with its source and speech seconds."""
+
+    name: str
+    embeddings: np.ndarray
+    sources: list[str]
+    seconds: list[float]
+
+    def checked(self) -> NewPrints:
+        """The embeddings as float32 rows; StoreError if they cannot be stored."""
+        name = check_name(self.name)
+        emb = np.atleast_2d(np.asarray(self.embeddings, dtype=np.float32))
+        if emb.shape[0] == 0 or not (len(self.sources) == len(self.seconds) == emb.shape[0]):
+            raise StoreError("enroll needs one source and one duration per embedding")
+        if not np.all(np.isfinite(emb)):
+            raise StoreError(f"refusing non-finite embeddings for {name!r}")
+        return NewPrints(name, emb, self.sources, self.seconds)
+
+
+def enroll_all(db: Tx, checked: Sequence[NewPrints], model: str | ModelId | ModelCard,
+               now: float, replace: bool, force: bool) -> None:
+    """Write already ``checked`` speakers in the open transaction ``db`` (the caller
+    commits, and bumps the generation)."""
+    bind = Binding(db.location, db, model)
+    names = LookAlikes(r[0] for r in db.execute("SELECT name FROM speakers").fetchall())
+    for new in checked:
+        _enroll_one(db, bind, names, new, now, replace, force)
+    # Once for the transaction: new rows already carry the hash, so only rows
+    # that were there before can still be known by tag alone.
+    bind.adopt()
+
+
+def _enroll_one(db: Tx, bind: Binding, names: LookAlikes, new: NewPrints, now: float,
+                replace: bool, force: bool) -> None:
+    name = new.name
+    bind.refuse_others(f"refusing to add {name!r} made by {bind.model}. Use another "
+                       "store, or remove those speakers.", besides=name)
+    old = db.execute("SELECT 1 FROM speakers WHERE name = ?", (name,)).fetchone()
+    if old and replace:
+        db.execute("DELETE FROM speakers WHERE name = ?", (name,))
+        bind.deleted(name)
+        old = None
+    if old:
+        bind.refuse_speaker(name)
+        db.execute("UPDATE speakers SET updated = ? WHERE name = ?", (now, name))
+    else:
+        names.refuse(name, force)
+        db.execute("INSERT INTO speakers (name, model, created, updated, model_sha256) "
+                   "VALUES (?, ?, ?, ?, ?)",
+                   (name, bind.model.tag, now, now, bind.sha256_for_new_rows()))
+    db.executemany(
+        "INSERT INTO embeddings (speaker, vector, dim, source, seconds) VALUES (?, ?, ?, ?, ?)",
+        [(name, e.tobytes(), int(e.shape[0]), src, float(sec))
+         for e, src, sec in zip(new.embeddings, new.sources, new.seconds, strict=True)],
+    )
+
+
+def infos(db: Tx, name: str | None = None) -> list[SpeakerInfo]:
+    """Every speaker's summary (or ``name``'s alone), by name."""
+    where = "" if name is None else "WHERE s.name = ?"
+    rows = db.execute(
+        "SELECT s.name, s.model, COUNT(e.id), COALESCE(SUM(e.seconds), 0), s.updated "
+        f"FROM speakers s LEFT JOIN embeddings e ON e.speaker = s.name {where} "
+        "GROUP BY s.name, s.model, s.updated ORDER BY s.name",
+        () if name is None else (name,),
+    ).fetchall()
+    return [SpeakerInfo(r[0], r[1], int(r[2]), float(r[3]), float(r[4])) for r in rows]
+
+
+def read_prints(db: Tx, model: str | ModelId | ModelCard, only: str | None, adopt: bool
+                ) -> tuple[dict[str, list[np.ndarray]], list[DamagedRow]]:
+    """Each sound speaker's vectors (or ``only``'s), refusing another model's, and the
+    damaged speakers left out (``storehealth.sort_rows``)."""
+    bind = Binding(db.location, db, model)
+    reason = (f"they cannot be scored with {bind.model}. Re-enroll with "
+              f"{bind.model.tag} or use another store.")
+    if only is None:
+        bind.refuse_others(reason)
+    else:
+        bind.refuse_speaker(only)
+    if adopt:  # else (read-only) the rows stay known by their tag alone
+        bind.adopt()
+    rows = db.execute(
+        f"SELECT id, speaker, {db.blob('vector')}, dim FROM embeddings "
+        + ("" if only is None else "WHERE speaker = ? ") + "ORDER BY speaker, id",
+        () if only is None else (only,),
+    ).fetchall()
+    return sort_rows(db.location, rows, ModelId.coerce(model).dim)
+
+
+def stacked(grouped: dict[str, list[np.ndarray]]) -> tuple[list[str], np.ndarray]:
+    """Names and voiceprint matrix (speakers, dim) of ``read_prints``' vectors."""
+    names = sorted(grouped)
+    if not names:
+        return [], np.zeros((0, 0), dtype=np.float32)
+    return names, np.stack([voiceprint(np.stack(grouped[n])) for n in names])
