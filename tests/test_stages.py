@@ -283,7 +283,6 @@ def run_executor(tmp: Path, fail_on: set[int], items: int) -> tuple[object, list
     """The real executor, a real embedder and recognizer, one stream whose decider
     fails on some calls; ``items`` speech starts are queued, then we wait for them."""
     from vggvox.embedder import Embedder
-    from vggvox.store import VoiceprintStore
     from vggvox.stream.recognizer import Recognizer
     from vggvox.voiceprints import VoiceprintSet
     from vggvoxd.executor import EmbedExecutor
@@ -293,7 +292,7 @@ def run_executor(tmp: Path, fail_on: set[int], items: int) -> tuple[object, list
     queues, events, fatal = WorkQueues(64, 64), [], []  # type: ignore[var-annotated]
     stream = StreamSink("test", FlakyRecognizer(Recognizer(embedder, vps), fail_on).decide,
                         events.append)
-    ex = EmbedExecutor(embedder, vps, VoiceprintStore(tmp / "v.db"), queues, 8, fatal.append)
+    ex = EmbedExecutor(embedder, vps, queues, 8, fatal.append)
     ex.start()
     try:
         for i in range(items):

@@ -4,8 +4,8 @@ r"""The supervisor: the runtime around the library's recognizer.
     stdin, replay --------> Stream (ring buffer, segmenter) --> finite queue -> EmbedExecutor
                                                              (embed, decide) -> Publisher
     ControlServer (enroll, name, cancel, remove, list, status, reload, replay, calibration,
-                   calibration_reset) -> Handlers -> VoiceprintStore
-                                          VoiceprintSet (in memory) <- loaded from the store
+                   calibration_reset) -> Handlers -> Store (SQLite file | PostgreSQL)
+    StoreFollower (waits for changes) -> VoiceprintSet (in memory) <- loaded from the store
 
 The main thread runs ``run``: it (re)starts each live source (``livesources.py``: one,
 or several with ``sources:``) with back-off when it fails or disappears, sends
@@ -27,10 +27,11 @@ from dataclasses import replace
 
 from vggvox.calibration import AcceptRule
 from vggvox.embedder import Embedder
-from vggvox.errors import ModelMismatchError
+from vggvox.errors import StoreUnavailable
 from vggvox.modelcard import ModelCard, load_card, resolve_card
 from vggvox.protocol.events import Event
-from vggvox.store import ModelId, VoiceprintStore
+from vggvox.storebinding import ModelId
+from vggvox.storeopen import open_store
 from vggvox.stream.recognizer import Recognizer
 from vggvox.voiceprints import VoiceprintSet
 from vggvoxd.access import share_sockets
@@ -49,9 +50,11 @@ from vggvoxd.prometheus import MetricsServer
 from vggvoxd.publisher import Publisher
 from vggvoxd.replays import Replays
 from vggvoxd.rooms import Rooms
+from vggvoxd.satellite_server import satellites
 from vggvoxd.services import HealthView, LiveView, Services
 from vggvoxd.source_schemes import DEFAULT, make_source
 from vggvoxd.sources import AudioSource
+from vggvoxd.storefollow import StoreFollower
 from vggvoxd.streamthread import Stream
 from vggvoxd.worker import Worker
 
@@ -73,12 +76,14 @@ class Daemon:
         self.locks.acquire()
         card = load_card(resolve_card(settings.model.name))
         self.embedder = Embedder(card, threads=settings.model.threads)
-        self.store = VoiceprintStore(settings.store_path())
-        self._check_store(card, allow_empty)
+        self.store = open_store(settings.store_location())
         # The index of a large set is built by its own thread, never on a decision.
         self.voiceprints = VoiceprintSet(card.embedding_size, card.tag, settings.scoring.metric,
                                          replace(settings.search, build_on_search=False))
         self.indexer = SearchIndexer(self.voiceprints, self.on_fatal)
+        self.follower = StoreFollower(self.store, self.voiceprints, ModelId.of(card),
+                                      self.on_load, self.on_fatal)
+        self.follower.check_model(allow_empty)
         # A calibration the config names (fitted on the user's own recordings) replaces
         # the card's; loaded again here, with the model really run.
         self.calibrations = Calibrations.load(settings, card.name)
@@ -91,6 +96,9 @@ class Daemon:
         self.control = ControlServer(settings.endpoint("control"), self.handlers.table(),
                                      settings.endpoints.max_request_bytes, self.on_fatal)
         self.curve = self._curve()
+        self.satellites = satellites(self, lambda live: self.health.status_event(live=live),
+                                     [spec.name for spec in specs(settings, source)])
+        """Remote microphones, each a live source while it is connected (satellites.py)."""
         self.lives: list[LiveSource] = []
         """The live sources, built by ``run``; owned by the run loop's thread."""
         self.fatal: str | None = None
@@ -101,7 +109,7 @@ class Daemon:
         """Set by SIGHUP; the run loop re-reads the voiceprints."""
         self._last_status = 0.0
         log.info("model %s (%s), %s, store %s", card.tag, card.path, self.describe(self.rule),
-                 self.store.path)
+                 self.store.location)
         for name, cal in self.calibrations.by_source.items():
             log.info("source %s: its own calibration %s", name, cal.path)
 
@@ -116,9 +124,8 @@ class Daemon:
         """The publish function (any thread), handed to whoever publishes: no hop here."""
         self.metrics = (MetricsServer(self.health.readings(card), settings.metrics, self.on_fatal)
                         if settings.metrics.listen else None)
-        self.executor = EmbedExecutor(self.embedder, self.voiceprints, self.store, self.queues,
+        self.executor = EmbedExecutor(self.embedder, self.voiceprints, self.queues,
                                       settings.window.max_batch, self.on_fatal,
-                                      on_load=self.on_load,
                                       on_decision=self.metrics.observe if self.metrics else None)
 
     def _ops(self, source: str) -> Handlers:
@@ -131,12 +138,14 @@ class Daemon:
         self.worker = Worker(self.on_fatal)
         return Handlers(Services(
             settings=settings, store=self.store, embedder=self.embedder, rooms=self.rooms,
-            publish=self.publish, lives=LiveView(lambda: self.lives, source),
+            publish=self.publish,
+            lives=LiveView(lambda: [*self.lives, *self.satellites.lives()], source),
             speakers=lambda: len(self.voiceprints),
-            heard=lambda: dict(self.executor.last_heard), refresh=self.executor.refresh,
+            heard=lambda: dict(self.executor.last_heard), refresh=lambda: self.follower.refresh(),
             reload=self.reload, stopping=lambda: self.stopping,
             health=HealthView(self.health.status_event, self.describe, self.rule, self.executor,
-                              self.indexer, lambda: (self.publisher, self.control))),
+                              self.indexer, lambda: (self.publisher, self.control),
+                              self.follower)),
             self.replays, self.worker)
 
     def _curve(self) -> Curve:
@@ -148,17 +157,6 @@ class Daemon:
         if curve.enabled:
             self.control.authorize = curve.allows
         return curve
-
-    def _check_store(self, card: ModelCard, allow_empty: bool) -> None:
-        """A store of another model's voiceprints would leave everyone unknown, silently
-        but for one log line: refuse to start, unless told to run with nobody enrolled."""
-        try:
-            self.store.voiceprints(ModelId.of(card))
-        except ModelMismatchError as e:
-            if not allow_empty:
-                raise ModelMismatchError(f"{e} (--allow-empty starts with nobody enrolled)") \
-                    from None
-            log.error("%s; running with nobody enrolled (--allow-empty)", e)
 
     def describe(self, rule: AcceptRule) -> str:
         """A rule in words, naming its calibration file when it is not the card's."""
@@ -222,7 +220,7 @@ class Daemon:
         return self._stop.is_set()
 
     def reload(self) -> None:
-        self.executor.refresh(force=True)
+        self.follower.refresh(force=True)
         self.curve.reload()
 
     def on_fatal(self, why: str) -> None:
@@ -249,15 +247,18 @@ class Daemon:
         self.curve.start()  # ZAP must answer before a CURVE socket takes a connection
         self.publisher.start()
         self.indexer.start()
+        self.follower.start()  # the first load, then the thread that follows the store
         self.executor.start()
         self.worker.start()
         self.control.start()
+        self.satellites.start()
         try:
             share_sockets(self.settings)
             while not self._stop.is_set():
                 now = time.monotonic()
                 for live in self.lives:
                     live.tick(now)
+                self.satellites.tick(now)
                 heard = [lv.name for lv in self.lives
                          if lv.state == "running" and lv.stream.frames_seen]
                 if heard:
@@ -274,8 +275,7 @@ class Daemon:
                 if self.all_done():
                     log.info("the source has ended: stopping")
                     self.stop("end of input")
-                self.store.retry_erasure()  # a removal a reader held up; cheap when none
-                self.rooms.save()
+                self.keep_store()
                 if self.reload_requested.is_set():
                     self.reload_requested.clear()
                     log.info("SIGHUP: reloading voiceprints")
@@ -285,6 +285,17 @@ class Daemon:
             self.shutdown()
         return 1 if self.fatal else 0
 
+    def keep_store(self) -> None:
+        """The run loop's writes: a held-up erasure finished, the rooms saved. Not while
+        the store is unreachable (the follower says so, once): nothing to do then."""
+        if not self.follower.reachable:
+            return
+        try:
+            self.store.retry_erasure()  # a removal a reader held up; cheap when none
+        except StoreUnavailable:
+            return  # the follower notices and says so
+        self.rooms.save()
+
     def shutdown(self) -> None:
         log.info("shutting down%s", f" ({self.stop_reason})" if self.stop_reason else "")
         self.notifier.stopping()
@@ -293,8 +304,11 @@ class Daemon:
         for live in self.lives:
             live.stream.stop()
         self.replays.stop_all()
+        self.satellites.stop()
         self.executor.stop()
-        self.rooms.save(force=True)
+        self.follower.stop()
+        if self.follower.reachable:
+            self.rooms.save(force=True)
         self.indexer.stop()
         now = time.monotonic()
         for live in self.lives:
@@ -304,4 +318,5 @@ class Daemon:
         self.curve.stop()
         if self.metrics is not None:
             self.metrics.stop()
+        self.store.close()
         self.locks.release()

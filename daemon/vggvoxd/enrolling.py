@@ -35,7 +35,8 @@ from vggvox.protocol.pcm import from_pcm
 from vggvox.protocol.replies import EnrollReply, NameReply
 from vggvox.protocol.requests import EnrollRequest, NameRequest
 from vggvox.settings import EnrollSettings
-from vggvox.store import VoiceprintStore, check_name
+from vggvox.store import check_name
+from vggvox.storeapi import Store
 from vggvox.stream.unknowns import UnknownClusters
 from vggvox.stream.vad import VadConfig
 from vggvoxd.cancellation import Cancellations, CancelledError, Tracked
@@ -71,7 +72,7 @@ def listing(voices: list[Voices]) -> str:
 class Enrolling:
     """The ``enroll`` and ``name`` ops, and the enrollments under way (``cancels``)."""
 
-    def __init__(self, *, store: VoiceprintStore, embedder: Embedder, settings: EnrollSettings,
+    def __init__(self, *, store: Store, embedder: Embedder, settings: EnrollSettings,
                  vad: VadConfig, rooms: Rooms, lives: LiveView, worker: Worker,
                  publish: Callable[[Event], None], announce: Callable[..., None],
                  stopping: Callable[[], bool], voices: Callable[[], list[Voices]]) -> None:

@@ -12,7 +12,10 @@ in stream order, through two bounded queues:
 Each batch takes live work first, then fills up with finite work, so a fast
 replay can never starve live identification. After the batched embedding call
 the executor runs each item's decide step in order (the deciders belong to
-this thread) and publishes the results through the event mapping.
+this thread) and publishes the results through the event mapping. It never
+touches the voiceprint store: it decides from the ``VoiceprintSet`` in memory,
+which the store follower (``storefollow.py``) reloads when the store changes, so
+a slow or unreachable store never holds up a decision.
 
 A job carries a ``StreamSink``, not its stream: the stream's name, its decide
 step, where its events go and what to call when it is all decided. The executor
@@ -49,7 +52,6 @@ import numpy as np
 from vggvox.embedder import Embedder
 from vggvox.errors import VggvoxError
 from vggvox.protocol.events import Event, to_events
-from vggvox.store import ModelId, VoiceprintStore
 from vggvox.stream.recognizer import embed_windows
 from vggvox.stream.results import Result, TurnUpdate
 from vggvox.stream.segmenter import Pending, Window
@@ -155,23 +157,18 @@ class WorkQueues:
 
 
 class EmbedExecutor:
-    def __init__(self, embedder: Embedder, voiceprints: VoiceprintSet, store: VoiceprintStore,
-                 queues: WorkQueues, max_batch: int,
-                 on_fatal: Callable[[str], None] = lambda why: None,
-                 on_load: Callable[[], None] = lambda: None,
+    def __init__(self, embedder: Embedder, voiceprints: VoiceprintSet, queues: WorkQueues,
+                 max_batch: int, on_fatal: Callable[[str], None] = lambda why: None,
                  on_decision: Callable[[float], None] | None = None) -> None:
         self.embedder = embedder
         self.voiceprints = voiceprints
-        self.store = store
+        """Read on each decision; loaded and reloaded by the store follower
+        (``storefollow.py``): this thread never touches the store."""
         self.queues = queues
         self.max_batch = max_batch
-        self.on_load = on_load
-        """Called after each (re)load of the voiceprints (the search index's wake-up)."""
         self.on_decision = on_decision
         """Called with each window's decision latency (s), once its events are out (the
         metrics' histogram; None without metrics: no call per window)."""
-        self._generation = -1
-        self._refresh_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="embedder", daemon=True)
         self.windows_done = 0
@@ -186,30 +183,12 @@ class EmbedExecutor:
         this thread only; others read a copy (``dict(...)``, one step under the GIL)."""
 
     def start(self) -> None:
-        self.refresh(force=True)
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         self.queues.close()
         self._thread.join(timeout=2.0)
-
-    def refresh(self, force: bool = False) -> None:
-        """Reload voiceprints if the store changed since the last look. Any thread: one
-        at a time, so that an older load never lands after a newer one."""
-        with self._refresh_lock:
-            self._refresh(force)
-
-    def _refresh(self, force: bool) -> None:
-        try:
-            generation = self.store.generation()
-            if force or generation != self._generation:
-                self.voiceprints.load(self.store, ModelId.of(self.embedder.card))
-                self._generation = generation
-                log.info("voiceprints: %d speakers", len(self.voiceprints))
-                self.on_load()
-        except VggvoxError as e:
-            log.error("cannot load voiceprints: %s", e)
 
     def _run(self) -> None:
         self.guard.run(self._step, self._stop)
@@ -220,7 +199,6 @@ class EmbedExecutor:
         if not jobs:
             return None  # idle turns do not end a run of failures (guard.py)
         try:
-            self.refresh()
             self._process(jobs)
         except Exception:
             self._lost += len(jobs)  # the guard logs and counts the failure itself

@@ -24,6 +24,7 @@ from vggvoxd.livesources import LiveSource
 from vggvoxd.prometheus import MetricsServer, Readings
 from vggvoxd.publisher import Publisher
 from vggvoxd.replays import Replays
+from vggvoxd.storefollow import StoreFollower
 from vggvoxd.worker import Worker
 
 
@@ -36,6 +37,7 @@ class Parts(Protocol):
     voiceprints: VoiceprintSet
     executor: EmbedExecutor
     indexer: SearchIndexer
+    follower: StoreFollower
     publisher: Publisher
     control: ControlServer
     worker: Worker
@@ -77,7 +79,8 @@ class Health:
         ``healthy()``. A replay's stream is none: giving up, it ends only itself."""
         d = self.d
         stages: dict[str, Stage] = {
-            "embedder": d.executor, "search": d.indexer, "events": d.publisher,
+            "embedder": d.executor, "search": d.indexer, "store": d.follower,
+            "events": d.publisher,
             "control": d.control, "enroll-worker": d.worker,
             **{live.name: live.stream for live in d.lives}}
         if d.metrics is not None:
@@ -105,4 +108,4 @@ class Health:
             replays=lambda: d.replays.totals(),
             embed_s=lambda: d.executor.compute_s, dropped_events=lambda: d.publisher.dropped,
             queued=lambda: len(d.queues), speakers=lambda: len(d.voiceprints),
-            guards=self.guards)
+            guards=self.guards, store=d.follower.health)

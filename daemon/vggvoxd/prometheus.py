@@ -57,6 +57,9 @@ class Readings:
     speakers: Callable[[], int]
     guards: Callable[[], dict[str, Guard]]
     """Every stage's guard, by stage name."""
+    store: Callable[[], dict[str, Any]] | None = None
+    """The store follower's health (storefollow.py): reachable, generation, last_sync,
+    outages, resyncs, backend."""
 
 
 class DaemonCollector:
@@ -92,6 +95,32 @@ class DaemonCollector:
         for stage, guard in r.guards().items():
             failures.add_metric([stage], guard.failures)
         yield failures
+        if r.store is not None:
+            yield from self.store(r.store())
+
+    @staticmethod
+    def store(h: dict[str, Any]) -> Iterator[Any]:
+        """Whether the voiceprint store answers, and how the voiceprints followed it."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        backend = [str(h["backend"])]
+        reachable = GaugeMetricFamily("vggvox_store_reachable", "1 while the voiceprint "
+                                      "store answers; 0 while the daemon decides from memory",
+                                      labels=["backend"])
+        reachable.add_metric(backend, 1 if h["reachable"] else 0)
+        yield reachable
+        yield GaugeMetricFamily("vggvox_store_generation", "The store's generation the "
+                                "voiceprints in memory were loaded at", value=h["generation"])
+        if h["last_sync"] is not None:
+            yield GaugeMetricFamily("vggvox_store_last_sync_timestamp_seconds", "When the "
+                                    "voiceprints in memory were last found in step with the "
+                                    "store (Unix time)", value=h["last_sync"])
+        yield CounterMetricFamily("vggvox_store_outages", "Times the store became "
+                                  "unreachable", value=h["outages"])
+        yield CounterMetricFamily("vggvox_store_resyncs", "Reloads of the voiceprints after "
+                                  "the store came back", value=h["resyncs"])
+        yield CounterMetricFamily("vggvox_store_loads", "Loads of the voiceprints from the "
+                                  "store", value=h["loads"])
 
     def per_source(self, sources: list[tuple[str, str, StreamCounts]]) -> Iterator[Any]:
         """The counters labelled by source: each live source's, and one series for all

@@ -17,7 +17,7 @@ from vggvox.calibration import AcceptRule
 from vggvox.embedder import Embedder
 from vggvox.protocol.events import Event, StatusEvent
 from vggvox.settings import PipelineSettings
-from vggvox.store import VoiceprintStore
+from vggvox.storeapi import Store
 from vggvoxd.connlimit import ConnectionWatch
 from vggvoxd.guard import Guard
 from vggvoxd.livesources import LiveSource
@@ -81,6 +81,9 @@ class HealthView:
     search: Stage
     sockets: Callable[[], Sequence[SocketStage]]
     """The events and control sockets' threads (control is built after the handlers)."""
+    store: Stage
+    """The store follower (storefollow.py): whether the store answers, how fresh the
+    voiceprints in memory are."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,7 @@ class Services:
 
     settings: PipelineSettings
     """Its ``enroll``, ``vad`` and ``unknowns`` sections."""
-    store: VoiceprintStore
+    store: Store
     embedder: Embedder
     rooms: Rooms
     publish: Callable[[Event], None]
@@ -98,8 +101,9 @@ class Services:
     """Voiceprints loaded now."""
     heard: Callable[[], dict[str, float]]
     """Enrolled speaker -> wall time a turn last named them (a copy)."""
-    refresh: Callable[[], None]
-    """Read the voiceprints again (after a change of the store)."""
+    refresh: Callable[[], bool]
+    """Read the voiceprints again if the store changed (after this daemon's own
+    enrollment or removal, so that it takes effect at once): True when read."""
     reload: Callable[[], None]
     """The ``reload`` op: the voiceprints, forced, and the CURVE keys."""
     stopping: Callable[[], bool]

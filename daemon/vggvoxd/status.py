@@ -39,6 +39,7 @@ class Status:
             sources={live.name: self.source(live) for live in self.lives.all()},
             connections={s.name: s.connections.health() for s in sockets},
             stages={"embedder": view.embedder.health(), "search": view.search.health(),
+                    "store": view.store.health(),
                     **{s.name: s.guard.health() for s in sockets},
                     "enroll-worker": self.worker.health(),
                     **{s.name: self.stream_stage(s) for s in streams}})
@@ -59,4 +60,4 @@ class Status:
         return {"state": ev.state, "stream_s": ev.t_end, "overflows": ev.overflows,
                 "dropped_samples": ev.dropped_samples, "dropped_windows": ev.dropped_windows,
                 "scoring": self.view.describe(recognizer.rule),
-                "room": recognizer.room.summary()}
+                "room": recognizer.room.summary(), **live.details()}

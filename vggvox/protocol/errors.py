@@ -24,6 +24,9 @@ UNREACHABLE = "unreachable"
 """Client side only: no reply came (the daemon is down, or does not know this key)."""
 STORE = "store"
 """The voiceprint store failed (``vggvox.errors.StoreError``, named by ``error_code``)."""
+STORE_UNAVAILABLE = "store_unavailable"
+"""The store's server cannot be reached (``vggvox.errors.StoreUnavailable``): nothing
+was written; the daemon goes on deciding from the voiceprints it has. Try again later."""
 # The library's other errors add theirs, from their class names (``error_code``):
 # voice_mismatch, confusable_name, audio, input_too_short, model, ...
 
