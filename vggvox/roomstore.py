@@ -106,8 +106,9 @@ def channel_clips(store: Store, source: str, dim: int, after: int = 0
     (the voiceprints' own read reports it)."""
     prefix = f"{source}:"
     with store.transaction() as db:
-        rows = db.execute("SELECT speaker, seconds, CAST(vector AS BLOB) FROM embeddings "
-                          "WHERE substr(source, 1, ?) = ? AND id > ? ORDER BY id",
+        rows = db.execute(f"SELECT speaker, seconds, {db.blob('vector')} FROM embeddings "
+                          "WHERE substr(source, 1, CAST(? AS INTEGER)) = ? AND id > ? "
+                          "ORDER BY id",
                           (len(prefix), prefix, after)).fetchall()
     return [(speaker, float(seconds), np.frombuffer(blob, dtype=np.float32))
             for speaker, seconds, blob in rows

@@ -33,6 +33,7 @@ from vggvox_client import (
     hub,
     identify,
     keygen,
+    storecmd,
     voices,
 )
 from vggvox_client.common import (
@@ -159,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     daemon_cmds.add_parsers(sub)
     bridges.add_parsers(sub)
     hub.add_parser(sub)
+    storecmd.add_parser(sub)
 
     p = sub.add_parser("offline", help="identify test utterances against enrolled speakers")
     _identify_args(p, batch=False)
@@ -336,6 +338,7 @@ COMMANDS = {
     "keygen": keygen.run,
     "hub": hub.run,
     "forget": voices.run,
+    "store": storecmd.run,
 }
 
 

@@ -140,6 +140,16 @@ turns it names surely) and raises its cutoff to match, never loosening it.
   vggvox-client replay meeting.wav
   vggvox-client replay meeting.wav --realtime --json
   vggvox-client replay test_list.csv""",
+    "store": """\
+Copies speakers, embeddings (with their model binding), provisional voices and room
+calibrations in one transaction: all or nothing. Refused when the target holds
+voiceprints of another model. The source is only read; stop the daemons that write
+it first.
+
+""" + _E + """\
+  vggvox-client store migrate --from sqlite:/var/lib/vggvox/voiceprints.db \\
+      --to postgresql://vggvox@db.lan/vggvox
+  vggvox-client store migrate --from postgresql://vggvox@db.lan/vggvox --to sqlite:copy.db""",
     "keygen": _E + """\
   vggvox-client keygen /etc/vggvox/keys vggvoxd   # the daemon's pair
   vggvox-client keygen ~/.vggvox alice            # a client's pair""",

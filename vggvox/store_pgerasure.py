@@ -1,0 +1,96 @@
+"""Erasure in the PostgreSQL store: removed rows deleted, then vacuumed, and said so.
+
+A DELETE in PostgreSQL only marks a row dead; its bytes stay in the table's pages
+until VACUUM frees them, and VACUUM can free only the rows that no running
+transaction's snapshot can still see. So a removal (a speaker, a provisional
+voice) is complete when a VACUUM has run after it, with no other session holding
+a snapshot older than the deleting transaction (``pg_stat_activity.backend_xmin``).
+Until then ``pending`` is True (the daemon's reply says ``pending``), and ``retry``
+VACUUMs again, at most once per ``RETRY_S``: after a long reader ends, or after
+the server comes back from an outage that fell between the DELETE and the VACUUM.
+
+What VACUUM does not reach: the write-ahead log (recycled at checkpoints), and
+base backups or replicas of the database, which are the operator's to manage
+(docs/postgresql.md). Seeing other roles' snapshots needs the ``pg_read_all_stats``
+role (or the owner's); without it they are not seen.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from vggvox.errors import StoreError
+from vggvox.storeapi import Tx
+
+log = logging.getLogger(__name__)
+
+RETRY_S = 1.0
+"""Least time between two retries of a pending erasure."""
+
+
+class PgErasure:
+    def __init__(self, where: str, vacuum: Callable[[], bool]) -> None:
+        self.where = where
+        self._vacuum = vacuum
+        self._lock = threading.Lock()
+        self._pending: str | None = None
+        self._next_retry = 0.0
+        self._xid: int | None = None
+        """The last deleting transaction's id (32-bit, as ``backend_xmin``)."""
+
+    @property
+    def pending(self) -> bool:
+        return self._pending is not None
+
+    def deleted_by(self, tx: Tx) -> None:
+        """Note the transaction that deletes (called inside it)."""
+        self._xid = int(tx.execute("SELECT txid_current() % 4294967296").fetchone()[0])
+
+    def no_older_snapshot(self, conn: Any) -> bool:
+        """Whether no other session holds a snapshot from before the last deletion."""
+        if self._xid is None:
+            return True
+        row = conn.execute(
+            "SELECT 1 FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND backend_xmin "
+            "IS NOT NULL AND age(backend_xmin) >= age(%s::text::xid) LIMIT 1",
+            (str(self._xid),)).fetchone()
+        return row is None
+
+    def vacuum_now(self) -> bool:
+        """VACUUM; True when it ran and nothing older can still see the removed rows."""
+        try:
+            return self._vacuum()
+        except StoreError as e:
+            log.error("%s: vacuum failed: %s", self.where, e)
+            return False
+
+    def after_removal(self, what: str) -> None:
+        """VACUUM after ``what``'s rows were deleted (and committed); remember it if not."""
+        with self._lock:
+            if self.vacuum_now():
+                self._pending = None
+                return
+            self._pending = what
+            self._next_retry = time.monotonic() + RETRY_S
+        log.warning("%s: erasure of %r pending: the rows are deleted, but VACUUM could not "
+                    "free them yet (an older snapshot, or the server is away); retrying",
+                    self.where, what)
+
+    def retry(self) -> bool:
+        """Retry a pending erasure, at most once per ``RETRY_S``; True when none is
+        pending. No I/O when nothing is pending."""
+        if self._pending is None:
+            return True
+        with self._lock:
+            now = time.monotonic()
+            if self._pending is None or now < self._next_retry:
+                return self._pending is None
+            self._next_retry = now + RETRY_S
+            if self.vacuum_now():
+                log.info("%s: pending erasure of %r complete", self.where, self._pending)
+                self._pending = None
+            return self._pending is None
