@@ -5,15 +5,16 @@ same two tables, ``speakers`` and ``embeddings``, and run these functions in a
 transaction of their own (a ``storeapi.Tx``), so the rules (model binding, the
 confusable names, replace) are written once.
 
-``enroll_all``'s checks cost O(existing + new) per transaction: the names'
-skeletons and the other model's rows are read once (``LookAlikes``,
-``Binding.foreign``), and each new speaker costs lookups by primary key.
+``enroll_all``'s checks cost O(existing + new) per transaction: the names (and
+their skeletons) and the other model's rows are read once (``LookAlikes``,
+``Binding.foreign``), and a new speaker costs no query of its own: the new rows
+are written together at the end (an existing speaker's, at once).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -56,42 +57,62 @@ class NewPrints:
         return NewPrints(name, emb, self.sources, self.seconds)
 
 
+@dataclass
+class _Pending:
+    """New rows, sent together at the end (``executemany``: one round trip's worth on
+    PostgreSQL, in pipeline mode, not one per speaker)."""
+
+    speakers: list[tuple[object, ...]] = field(default_factory=list)
+    embeddings: list[tuple[object, ...]] = field(default_factory=list)
+
+    def flush(self, db: Tx) -> None:
+        if self.speakers:
+            db.executemany("INSERT INTO speakers (name, model, created, updated, model_sha256) "
+                           "VALUES (?, ?, ?, ?, ?)", self.speakers)
+        if self.embeddings:
+            db.executemany("INSERT INTO embeddings (speaker, vector, dim, source, seconds) "
+                           "VALUES (?, ?, ?, ?, ?)", self.embeddings)
+        self.speakers, self.embeddings = [], []
+
+
 def enroll_all(db: Tx, checked: Sequence[NewPrints], model: str | ModelId | ModelCard,
                now: float, replace: bool, force: bool) -> None:
     """Write already ``checked`` speakers in the open transaction ``db`` (the caller
     commits, and bumps the generation)."""
     bind = Binding(db.location, db, model)
-    names = LookAlikes(r[0] for r in db.execute("SELECT name FROM speakers").fetchall())
+    held = [r[0] for r in db.execute("SELECT name FROM speakers").fetchall()]
+    names, stored, pending = LookAlikes(held), set(held), _Pending()
     for new in checked:
-        _enroll_one(db, bind, names, new, now, replace, force)
+        _enroll_one(db, bind, names, stored, pending, new, now, replace, force)
+    pending.flush(db)
     # Once for the transaction: new rows already carry the hash, so only rows
     # that were there before can still be known by tag alone.
     bind.adopt()
 
 
-def _enroll_one(db: Tx, bind: Binding, names: LookAlikes, new: NewPrints, now: float,
-                replace: bool, force: bool) -> None:
+def _enroll_one(db: Tx, bind: Binding, names: LookAlikes, stored: set[str], pending: _Pending,
+                new: NewPrints, now: float, replace: bool, force: bool) -> None:
+    """One speaker's checks, and their rows added to ``pending``; ``stored``: the names
+    in the table, this batch's included."""
     name = new.name
     bind.refuse_others(f"refusing to add {name!r} made by {bind.model}. Use another "
                        "store, or remove those speakers.", besides=name)
-    old = db.execute("SELECT 1 FROM speakers WHERE name = ?", (name,)).fetchone()
-    if old and replace:
-        db.execute("DELETE FROM speakers WHERE name = ?", (name,))
-        bind.deleted(name)
-        old = None
-    if old:
-        bind.refuse_speaker(name)
-        db.execute("UPDATE speakers SET updated = ? WHERE name = ?", (now, name))
-    else:
+    if name in stored:
+        pending.flush(db)  # a name twice in one batch: its first rows are in the table
+        if replace:
+            db.execute("DELETE FROM speakers WHERE name = ?", (name,))
+            bind.deleted(name)
+            stored.discard(name)
+        else:
+            bind.refuse_speaker(name)
+            db.execute("UPDATE speakers SET updated = ? WHERE name = ?", (now, name))
+    if name not in stored:
         names.refuse(name, force)
-        db.execute("INSERT INTO speakers (name, model, created, updated, model_sha256) "
-                   "VALUES (?, ?, ?, ?, ?)",
-                   (name, bind.model.tag, now, now, bind.sha256_for_new_rows()))
-    db.executemany(
-        "INSERT INTO embeddings (speaker, vector, dim, source, seconds) VALUES (?, ?, ?, ?, ?)",
-        [(name, e.tobytes(), int(e.shape[0]), src, float(sec))
-         for e, src, sec in zip(new.embeddings, new.sources, new.seconds, strict=True)],
-    )
+        pending.speakers.append((name, bind.model.tag, now, now, bind.sha256_for_new_rows()))
+        stored.add(name)
+    pending.embeddings.extend(
+        (name, e.tobytes(), int(e.shape[0]), src, float(sec))
+        for e, src, sec in zip(new.embeddings, new.sources, new.seconds, strict=True))
 
 
 def infos(db: Tx, name: str | None = None) -> list[SpeakerInfo]:
