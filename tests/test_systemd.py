@@ -46,6 +46,8 @@ BRIDGE = UNIT.with_name("vggvox-mqtt.service")
 
 WEB = UNIT.with_name("vggvox-web.service")
 
+SATELLITE = UNIT.with_name("vggvox-satellite.service")
+
 
 @pytest.mark.parametrize(("unit", "command"), [(BRIDGE, "mqtt $VGGVOX_MQTT_ARGS"),
                                                (WEB, "web $VGGVOX_WEB_ARGS")])
@@ -57,7 +59,7 @@ def test_bridge_units_run_the_client_in_the_socket_group(unit: Path, command: st
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze here")
-@pytest.mark.parametrize("unit", [BRIDGE, WEB])
+@pytest.mark.parametrize("unit", [BRIDGE, WEB, SATELLITE])
 def test_bridge_security_exposure_at_most_2(unit: Path) -> None:
     done = subprocess.run(["systemd-analyze", "security", "--offline=true", str(unit)],
                           capture_output=True, text=True, timeout=60)
@@ -65,3 +67,13 @@ def test_bridge_security_exposure_at_most_2(unit: Path) -> None:
                       done.stdout)
     assert found, done.stdout + done.stderr
     assert float(found.group(1)) <= 2.0
+
+
+def test_satellite_unit_reads_its_keys_as_credentials() -> None:
+    s = unit_settings(SATELLITE)
+    (start,) = s["ExecStart"]
+    assert start.startswith("/opt/vggvox/.venv/bin/vggvox-client satellite $VGGVOX_SATELLITE_ARGS")
+    assert "--key ${CREDENTIALS_DIRECTORY}/satellite.key_secret" in start
+    assert "--server-key ${CREDENTIALS_DIRECTORY}/vggvoxd.key" in start
+    assert len(s["LoadCredential"]) == 2 and s["Restart"] == ["on-failure"]
+    assert s["SupplementaryGroups"] == ["audio"] and s["DeviceAllow"] == ["char-alsa rw"]

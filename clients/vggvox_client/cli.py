@@ -33,6 +33,7 @@ from vggvox_client import (
     hub,
     identify,
     keygen,
+    satellite,
     storecmd,
     voices,
 )
@@ -157,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True,
                                 help="the command; COMMAND --help shows its own options")
     keygen.add_parser(sub)
+    satellite.add_parser(sub)
     daemon_cmds.add_parsers(sub)
     bridges.add_parsers(sub)
     hub.add_parser(sub)
@@ -336,6 +338,7 @@ COMMANDS = {
     "conversations": lambda args: conversations.run(args),
     "calibrate": calibrate.run,
     "keygen": keygen.run,
+    "satellite": satellite.run,
     "hub": hub.run,
     "forget": voices.run,
     "store": storecmd.run,

@@ -153,6 +153,14 @@ it first.
     "keygen": _E + """\
   vggvox-client keygen /etc/vggvox/keys vggvoxd   # the daemon's pair
   vggvox-client keygen ~/.vggvox alice            # a client's pair""",
+    "satellite": _E + """\
+  vggvox-client keygen ~/.vggvox kitchen       # then copy kitchen.key to the daemon's
+                                               # security.satellites folder
+  vggvox-client satellite --server tcp://server:5562 --name kitchen \\
+      --server-key vggvoxd.key --key ~/.vggvox/kitchen.key_secret
+  vggvox-client satellite --server tcp://server:5562 --name hall --device 2 --buffer-s 30 \\
+      --server-key vggvoxd.key --key ~/.vggvox/hall.key_secret
+  vggvox-client satellite --print-unit > /etc/systemd/system/vggvox-satellite.service""",
     "offline": LIST_FORMAT + "\n\n" + _E + """\
   vggvox-client offline --enroll-list enroll_list.csv --test-list test_list.csv --out r.csv
   vggvox-client offline --enroll-list enroll_list.csv --test-list test_list.csv \\

@@ -67,6 +67,22 @@ class SecuritySettings:
     readers: str | None = None
     """Folder of the public ``.key`` files of clients that may only listen, list and
     ask for status."""
+    satellites: str | None = None
+    """Folder of the public ``.key`` files of satellites (remote microphones) that may
+    stream audio to ``satellites.listen``; they may do nothing else."""
+
+
+@dataclass(frozen=True)
+class SatelliteSettings:
+    listen: str | None = None
+    """ZeroMQ endpoint remote microphones stream to (``vggvoxd.satellites``), e.g.
+    tcp://0.0.0.0:5562; null: none."""
+    max: int = 16
+    """Satellites connected at once; another is refused until one goes."""
+    timeout_s: float = 3.0
+    """A satellite silent this long is ``lost``."""
+    forget_s: float = 60.0
+    """A lost satellite silent this long leaves ``status`` (one that says bye, at once)."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +129,9 @@ RANGES: Ranges = {
     ("endpoints", "events_hwm"): lambda v: None if 1 <= v <= 1_000_000 else "must be 1..1e6",
     ("endpoints", "max_request_bytes"): lambda v: None if 1024 <= v <= 1 << 30
     else "must be 1 KiB..1 GiB",
+    ("satellites", "max"): lambda v: None if 1 <= v <= 256 else "must be 1..256",
+    ("satellites", "timeout_s"): lambda v: None if 0.5 <= v <= 60 else "must be 0.5..60",
+    ("satellites", "forget_s"): lambda v: None if 1 <= v <= 86400 else "must be 1..86400",
     ("status", "interval_s"): lambda v: None if 0.2 <= v <= 3600 else "must be 0.2..3600",
     ("logging", "level"): lambda v: None if v.upper() in ("DEBUG", "INFO", "WARNING", "ERROR")
     else "must be DEBUG, INFO, WARNING or ERROR",
@@ -129,6 +148,7 @@ class Settings(pipeline.PipelineSettings):
     status: StatusSettings = field(default_factory=StatusSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    satellites: SatelliteSettings = field(default_factory=SatelliteSettings)
     sources: tuple[SourceSpec, ...] = ()
     """Several live sources at once; empty: the one of ``--source`` (the microphone)."""
     node: str | None = None
@@ -151,6 +171,29 @@ class Settings(pipeline.PipelineSettings):
         if (sec.admins or sec.readers) and not sec.server_key:
             raise ConfigError(f"{where}: 'security.admins' and 'security.readers' need "
                               "'security.server_key' (this daemon's secret key)")
+        self._check_satellites(where)
+
+    def _check_satellites(self, where: str) -> None:
+        """A satellites socket beyond loopback needs CURVE, and CURVE needs the folder of
+        the satellites' keys (without it none could connect)."""
+        sec, listen = self.security, self.satellites.listen
+        if sec.satellites and not sec.server_key:
+            raise ConfigError(f"{where}: 'security.satellites' needs 'security.server_key' "
+                              "(this daemon's secret key)")
+        if listen is None:
+            return
+        if not listen.startswith(("tcp://", "ipc://")):
+            raise ConfigError(f"{where}: 'satellites.listen' must be tcp://HOST:PORT or "
+                              f"ipc://PATH, got {listen!r}")
+        if sec.server_key and not sec.satellites:
+            raise ConfigError(f"{where}: 'satellites.listen' with 'security.server_key' needs "
+                              "'security.satellites': a folder of the satellites' public keys")
+        host = listen.removeprefix("tcp://").rpartition(":")[0].strip("[]")
+        if listen.startswith("tcp://") and not sec.server_key and not is_loopback(host):
+            raise ConfigError(f"{where}: 'satellites.listen' {listen} is not loopback: "
+                              "satellites beyond this machine need CURVE keys "
+                              "('security.server_key' and 'security.satellites'; "
+                              "vggvox-client keygen makes them)")
 
     def endpoint(self, which: str) -> str:
         value = getattr(self.endpoints, which)

@@ -10,6 +10,10 @@ and ``status`` and see the sources' rooms (``calibration``); admins may also enr
 name, remove, replay, reload and reset a room (``calibration_reset``).
 
 Keys are pyzmq certificate files, as ``vggvox-client keygen`` writes them.
+Satellites (remote microphones) connect to a socket of their own, in another ZAP
+domain (``SATELLITE_DOMAIN``), with keys from ``security.satellites`` alone: a
+satellite's key opens neither events nor control, nor an admin's the satellites socket.
+
 The folders are read again on ``reload`` (SIGHUP), so a key can be added or
 withdrawn without a restart; existing connections keep their handshake.
 
@@ -35,6 +39,9 @@ log = logging.getLogger(__name__)
 
 ZAP_DOMAIN = "vggvox"
 """The authentication domain of both sockets (the authenticator answers for it)."""
+SATELLITE_DOMAIN = "vggvox-satellites"
+"""The domain of the satellites socket: only ``security.satellites`` keys pass there,
+and only there."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,8 @@ class Keys:
     admins: frozenset[bytes]
     readers: frozenset[bytes]
     """Z85-encoded public keys, as ZAP reports them."""
+    satellites: frozenset[bytes] = frozenset()
+    """Remote microphones' keys: valid on the satellites socket alone."""
 
 
 def public_keys(folder: str | None, key: str) -> frozenset[bytes]:
@@ -95,9 +104,10 @@ class Curve:
     def load(self) -> None:
         """(Re)read the key folders; a bad folder keeps the keys in force."""
         s = self.settings
-        self.keys = Keys(public_keys(s.admins, "admins"), public_keys(s.readers, "readers"))
-        log.info("CURVE: %d admin and %d reader keys", len(self.keys.admins),
-                 len(self.keys.readers))
+        self.keys = Keys(public_keys(s.admins, "admins"), public_keys(s.readers, "readers"),
+                         public_keys(s.satellites, "satellites"))
+        log.info("CURVE: %d admin, %d reader and %d satellite keys", len(self.keys.admins),
+                 len(self.keys.readers), len(self.keys.satellites))
 
     def reload(self) -> None:
         if self.enabled:
@@ -112,6 +122,7 @@ class Curve:
             self._auth = ThreadAuthenticator(zmq.Context.instance(), log=log)
             self._auth.start()
             self._auth.configure_curve_callback(ZAP_DOMAIN, credentials_provider=self)
+            self._auth.configure_curve_callback(SATELLITE_DOMAIN, credentials_provider=self)
 
     def stop(self) -> None:
         if self._auth is not None:
@@ -126,18 +137,23 @@ class Curve:
     def callback(self, domain: str, key: bytes) -> bool:
         """ZAP, in the authenticator's thread: may this key connect at all?"""
         keys = self.keys
-        allowed = key in keys.admins or key in keys.readers
+        if domain == SATELLITE_DOMAIN:
+            allowed = key in keys.satellites
+        else:
+            allowed = key in keys.admins or key in keys.readers
         if not allowed:
-            log.warning("CURVE: refused a client with an unknown key %s", key.decode())
+            log.warning("CURVE: refused a %s with an unknown key %s", "satellite"
+                        if domain == SATELLITE_DOMAIN else "client", key.decode())
         return allowed
 
-    def socket_options(self) -> dict[int, int | bytes]:
-        """Options that make a bound socket a CURVE server (none when disabled)."""
+    def socket_options(self, domain: str = ZAP_DOMAIN) -> dict[int, int | bytes]:
+        """Options that make a bound socket a CURVE server (none when disabled); the
+        satellites socket's ``domain`` is ``SATELLITE_DOMAIN``."""
         if self._server is None:
             return {}
         public, secret = self._server
         return {zmq.CURVE_SERVER: 1, zmq.CURVE_PUBLICKEY: public, zmq.CURVE_SECRETKEY: secret,
-                zmq.ZAP_DOMAIN: ZAP_DOMAIN.encode()}
+                zmq.ZAP_DOMAIN: domain.encode()}
 
     def allows(self, user_id: str, op: str, role: str | None = None) -> str | None:
         """None when the client known as ``user_id`` may make request ``op``, else why not.

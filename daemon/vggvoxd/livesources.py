@@ -116,6 +116,10 @@ class LiveSource:
         return self.state == "finished" or (self.state == "running"
                                             and not self.stream.source.is_device)
 
+    def details(self) -> dict[str, object]:
+        """What ``status`` shows of this source beyond its counts (a satellite's link)."""
+        return {}
+
     def set_state(self, state: str) -> None:
         if state != self.state:
             self.state = state

@@ -45,15 +45,26 @@ class Rooms:
         self.clips_after: dict[str, int] = {}
         """Per source, the last enrollment clip a reset set aside (read by the thread that
         loads the voiceprints, replaced by a control request's reset)."""
+        self._rule, self._adapt = rule, adapt
+        self._saved: dict[str, int] = {}
         for name in sources:
-            base = rule(name)
-            kept = self._load(name, base) if adapt and base.calibrated else None
-            heard, self.clips_after[name] = kept or (None, 0)
-            self.rooms[name] = room = Room(name, base, adapt, heard)
-            if heard is not None:
-                log.info("source %s: room kept in the store: %s", name, room.rule.describe())
-        self._saved = {name: room.version for name, room in self.rooms.items()}
+            self.add(name)
         self._last_save = time.monotonic()
+
+    def add(self, name: str) -> None:
+        """A source's room, from what the store kept of it: each source's at start, a
+        satellite's when it joins (in the run loop, which saves them; other threads
+        iterate a copy of ``rooms``). A room once made stays, for a source that returns."""
+        if name in self.rooms:
+            return
+        base = self._rule(name)
+        kept = self._load(name, base) if self._adapt and base.calibrated else None
+        heard, self.clips_after[name] = kept or (None, 0)
+        room = Room(name, base, self._adapt, heard)
+        self._saved[name] = room.version
+        self.rooms[name] = room
+        if heard is not None:
+            log.info("source %s: room kept in the store: %s", name, room.rule.describe())
 
     def get(self, source: str) -> Room | None:
         return self.rooms.get(source)
@@ -72,7 +83,7 @@ class Rooms:
     def enrollment_changed(self, voiceprints: VoiceprintSet) -> None:
         """Score each source's enrollment clips against the other voiceprints again."""
         snap = voiceprints.snapshot()
-        for room in self.rooms.values():
+        for room in list(self.rooms.values()):
             if not room.adapts:
                 continue
             assert room.base.calibration is not None
@@ -99,7 +110,7 @@ class Rooms:
         if not force and now - self._last_save < SAVE_S:
             return
         self._last_save = now
-        for name, room in self.rooms.items():
+        for name, room in list(self.rooms.items()):
             version, state = room.state()
             if not room.adapts or version == self._saved[name]:
                 continue

@@ -1,0 +1,280 @@
+"""Satellites: remote microphones streaming to a daemon over ZeroMQ with CURVE.
+
+The link's messages byte for byte, the settings' checks, and one real daemon with
+CURVE keys (module-scoped): a satellite capturing a private PulseAudio null sink's
+monitor names the speakers of a conversation played into it; a key outside
+``security.satellites`` is refused (and a satellite's key opens nothing else); a
+link cut by a loopback proxy is counted as loss, by both ends alike, and turns
+resume after it returns; a satellite that stops leaves ``status``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from itertools import groupby
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import numpy as np
+import pytest
+import yaml
+from daemon_proc import DaemonProcess, free_port, stop_process
+from speakers_fixture import Conversation, conversation
+from tcpproxy import TcpProxy
+
+from conftest import write_wav
+from vggvox.audio import load_audio
+from vggvox.protocol.errors import RequestError
+from vggvox.protocol.keys import keygen
+from vggvox.protocol.satellite import (
+    DOWNSTREAM,
+    UPSTREAM,
+    Ack,
+    Bye,
+    Hello,
+    Pcm,
+    Ping,
+    Refused,
+    Welcome,
+    decode,
+)
+from vggvox_client.connection import ClientError, Connection
+from vggvox_client.enroll import enroll
+from vggvox_client.virtualmic import PulseServer
+from vggvoxd import config
+
+SESSION = "0123456789abcdef0123456789abcdef"
+
+
+def test_link_messages_byte_for_byte() -> None:
+    cases: list[tuple[Any, bytes]] = [
+        (Hello(1, "kitchen", SESSION, 0, 320),
+         b"\x86\xa1t\xa5hello\xa1v\x01\xa4name\xa7kitchen\xa7session\xd9 " + SESSION.encode()
+         + b"\xa5start\x00\xa3end\xcd\x01@"),
+        (Pcm(16000, b"\x01\x00\xff\xff", 3), b"\x84\xa1t\xa3pcm\xa3pos\xcd>\x80\xa5audio"
+         b"\xc4\x04\x01\x00\xff\xff\xa4lost\x03"),
+        (Ping(0), b"\x82\xa1t\xa4ping\xa4lost\x00"),
+        (Bye(), b"\x81\xa1t\xa3bye"),
+        (Welcome("kitchen", 320), b"\x83\xa1t\xa7welcome\xa6source\xa7kitchen\xa4next\xcd\x01@"),
+        (Ack(320), b"\x82\xa1t\xa3ack\xa4next\xcd\x01@"),
+        (Refused("too many", True), b"\x83\xa1t\xa7refused\xa5error\xa8too many\xa5retry\xc3"),
+    ]
+    for msg, wire in cases:
+        assert msg.encode() == wire, msg
+        assert decode(wire, UPSTREAM if type(msg) in UPSTREAM.values() else DOWNSTREAM) == msg
+
+
+@pytest.mark.parametrize(("wire", "error"), [
+    ({"t": "pcm", "pos": 0, "audio": b"\0", "lost": 0}, "odd number of bytes"),
+    ({"t": "pcm", "pos": -1, "audio": b"", "lost": 0}, "'pos' must be a sample position"),
+    ({"t": "pcm", "pos": 0, "audio": "text", "lost": 0}, "'audio' must be"),
+    ({"t": "pcm", "pos": 0, "lost": 0}, "missing field 'audio'"),
+    ({"t": "hello", "v": 1, "name": "k", "session": "short", "start": 0, "end": 0},
+     "'session' must be 16 to 64"),
+    ({"t": "hello", "v": 1, "name": "k", "session": SESSION, "start": 9, "end": 1},
+     "'end' is before 'start'"),
+    ({"t": "welcome", "source": "k", "next": 0}, "unknown message 'welcome'"),
+    ({"t": True}, "field 't' must be"),
+    ([1, 2], "msgpack map"),
+    (7, "must be a msgpack map, got int"),
+])
+def test_malformed_messages_are_refused_naming_the_field(wire: Any, error: str) -> None:
+    with pytest.raises(RequestError, match=error):
+        decode(msgpack.packb(wire), UPSTREAM)
+
+
+def test_sizes_are_bounded_before_decoding() -> None:
+    with pytest.raises(RequestError, match="at most"):
+        decode(b"\0" * 40_000, UPSTREAM)
+    big = msgpack.packb({"t": "pcm", "pos": 0, "audio": b"\0" * 32_002, "lost": 0})
+    with pytest.raises(RequestError):
+        decode(big, UPSTREAM)
+
+
+def test_satellite_settings_are_checked(tmp_path: Path) -> None:
+    assert config.parse({}).satellites.listen is None, "off by default"
+    for host in ("0.0.0.0", "192.168.1.4", "[::]"):
+        with pytest.raises(config.ConfigError, match="satellites beyond this machine need"):
+            config.parse({"satellites": {"listen": f"tcp://{host}:5562"}})
+    with pytest.raises(config.ConfigError, match="'satellites.listen' must be tcp://"):
+        config.parse({"satellites": {"listen": "udp://x:1"}})
+    with pytest.raises(config.ConfigError, match="satellites.max"):
+        config.parse({"satellites": {"max": 0}})
+    with pytest.raises(config.ConfigError, match="'security.satellites' needs"):
+        config.parse({"security": {"satellites": str(tmp_path)}})
+    keygen(tmp_path, "d")
+    with pytest.raises(config.ConfigError, match="needs 'security.satellites'"):
+        config.parse({"satellites": {"listen": "tcp://0.0.0.0:5562"},
+                      "security": {"server_key": str(tmp_path / "d.key_secret"),
+                                   "admins": str(tmp_path)}})
+
+
+# -- a real daemon ------------------------------------------------------------------------
+
+@dataclass
+class Fleet:
+    daemon: DaemonProcess
+    keys: Path
+    listen: str
+    convo: Conversation
+    clip: Path
+    """The conversation's first two turns (one per speaker)."""
+    names: list[str]
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    tmp = tmp_path_factory.mktemp("satellites")
+    keys = tmp / "keys"
+    keygen(keys, "vggvoxd")
+    keygen(keys / "admins", "alice")
+    for name in ("kitchen", "hall"):
+        keygen(keys / "satellites", name)
+    keygen(keys / "strangers", "mallory")
+    port = free_port()
+    (tmp / "vggvoxd.yaml").write_text(yaml.safe_dump({
+        "security": {"server_key": str(keys / "vggvoxd.key_secret"),
+                     "admins": str(keys / "admins"), "satellites": str(keys / "satellites")},
+        "satellites": {"listen": f"tcp://127.0.0.1:{port}", "timeout_s": 1.0},
+        "status": {"interval_s": 0.5}}))
+    events, control = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    d = DaemonProcess(tmp, args=["--config", str(tmp / "vggvoxd.yaml"), "--events", events,
+                                 "--control", control])
+    d.conn = Connection(control, events, 10, keys / "vggvoxd.key",
+                        keys / "admins/alice.key_secret")
+    convo = conversation(tmp)
+    # 3 s of each voice: long enough for a sure turn each, short enough to play quickly.
+    x, (a, _, _), (b, _, _) = load_audio(convo.stream), convo.turns[0], convo.turns[1]
+    parts = [x[round(a * 16000):round((a + 3) * 16000)], np.zeros(8000, np.float32),
+             x[round(b * 16000):round((b + 3) * 16000)], np.zeros(8000, np.float32)]
+    clip = write_wav(tmp / "two_turns.wav", np.concatenate(parts))
+    d.start()
+    try:
+        for name, files in convo.enroll.items():
+            enroll(d.conn, name, files, None, False, 16 << 20)
+        yield Fleet(d, keys, f"tcp://127.0.0.1:{port}", convo, clip,
+                    [convo.turns[0][2], convo.turns[1][2]])
+    finally:
+        d.stop()
+
+
+def satellite(f: Fleet, name: str, *args: str, key: str | None = None,
+              server: str | None = None, env: dict[str, str] | None = None
+              ) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "vggvox_client.cli", "--log-level", "INFO", "satellite",
+         "--server", server or f.listen, "--name", name,
+         "--server-key", str(f.keys / "vggvoxd.key"),
+         "--key", str(f.keys / (key or f"satellites/{name}.key_secret")), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+
+
+def sources(f: Fleet) -> dict[str, Any]:
+    return f.daemon.conn.request("status")["sources"]
+
+
+def wait_for(what: Callable[[], Any], timeout: float, why: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if found := what():
+            return found
+        time.sleep(0.1)
+    raise AssertionError(why)
+
+
+def events(f: Fleet, sub: Any, until: Callable[[dict], bool], timeout: float) -> list[dict]:
+    """Events until one that ``until`` holds for (included), at most ``timeout`` s."""
+    got: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ev = Connection.receive(sub, 0.2)
+        if ev is not None:
+            got.append(ev)
+            if until(ev):
+                return got
+    raise AssertionError(f"not seen in {timeout} s: {got[-5:]} {f.daemon.output()}")
+
+
+def test_only_a_satellites_key_opens_the_satellites_socket(fleet: Fleet) -> None:
+    f = fleet
+    intruders = [satellite(f, "mallory", "--device", f"file-loop:{f.clip}",
+                           key="strangers/mallory.key_secret"),
+                 satellite(f, "alice", "--device", f"file-loop:{f.clip}",
+                           key="admins/alice.key_secret")]
+    try:
+        time.sleep(2.5)
+        assert not {"mallory", "alice"} & set(sources(f)), "an unknown key joined"
+        # ...and a satellite's key gets no answer on the control socket.
+        as_kitchen = Connection(f.daemon.conn.control, f.daemon.conn.events, 1.5,
+                                f.keys / "vggvoxd.key", f.keys / "satellites/kitchen.key_secret")
+        with pytest.raises(ClientError, match="no answer"):
+            as_kitchen.request("status")
+    finally:
+        for p in intruders:
+            stop_process(p)
+    assert f.daemon.output().count("refused a satellite with an unknown key") >= 2
+
+
+@pytest.mark.skipif(not (shutil.which("pulseaudio") and shutil.which("paplay")),
+                    reason="pulseaudio and paplay are needed (make test installs them)")
+def test_a_satellite_names_the_speakers_and_leaves_status(fleet: Fleet, tmp_path: Path) -> None:
+    f = fleet
+    pulse = PulseServer(tmp_path / "pulse")
+    pulse.start()
+    sub = f.daemon.conn.subscribe(["turn"])
+    sat = satellite(f, "kitchen", "--device", "pulse", env={**os.environ, **pulse.env})
+    try:
+        wait_for(lambda: sources(f).get("kitchen", {}).get("state") == "running", 10,
+                 "the satellite never joined")
+        pulse.play(f.clip).wait(timeout=30)
+        got = events(f, sub, lambda ev: ev["source"] == "kitchen" and ev["final"]
+                     and ev["speaker"] == f.names[1], 6)
+        finals = [ev["speaker"] for ev in got if ev["source"] == "kitchen" and ev["final"]]
+        # A pause inside a turn may split it: one voice after the other, in order.
+        assert [k for k, _ in groupby(s for s in finals if s)] == f.names, got
+        sat.send_signal(signal.SIGTERM)
+        sat.wait(timeout=5)
+        wait_for(lambda: "kitchen" not in sources(f), 2, "a satellite that said bye stayed")
+    finally:
+        sub.close()
+        stop_process(sat)
+        pulse.stop()
+
+
+def test_a_cut_link_is_counted_and_turns_resume(fleet: Fleet) -> None:
+    f = fleet
+    proxy = TcpProxy(int(f.listen.rsplit(":", 1)[1]))
+    sub = f.daemon.conn.subscribe(["turn", "status"])
+    sat = satellite(f, "hall", "--device", f"file-loop:{f.clip}", "--buffer-s", "1",
+                    "--timeout-s", "1", "--reconnect-max-s", "0.5", server=proxy.endpoint)
+    out = ""
+    try:
+        events(f, sub, lambda ev: ev["source"] == "hall" and ev["type"] == "turn", 10)
+        proxy.cut()
+        events(f, sub, lambda ev: ev["source"] == "hall" and ev.get("state") == "lost", 5)
+        time.sleep(2.0)
+        proxy.restore()
+        back = time.monotonic()
+        events(f, sub, lambda ev: ev["source"] == "hall" and ev["type"] == "turn", 6)
+        resumed = time.monotonic() - back
+        link = wait_for(lambda: (s := sources(f)["hall"]["satellite"])["lost_samples"]
+                        and s["reported_lost"] == s["lost_samples"] and s["cuts"] and s, 5,
+                        "both ends never agreed on the loss")
+        # Down ~3.5 s (1 s to notice it, 2 s cut, 0.5 s to reconnect), 1 s of it held.
+        assert 1.0 <= link["lost_s"] <= 5.0 and link["cuts"] == 1, link
+        assert sources(f)["hall"]["state"] == "running"
+        assert resumed < 4.0
+    finally:
+        sub.close()
+        out = stop_process(sat)
+        proxy.close()
+    assert "link down" in out and "of audio lost" in out, out
+    wait_for(lambda: "hall" not in sources(f), 3, "a stopped satellite stayed in status")
