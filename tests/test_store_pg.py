@@ -19,7 +19,13 @@ import pytest
 
 from vggvox import roomstore, storerows
 from vggvox.calibration import AcceptRule, Calibration
-from vggvox.errors import ConfusableNameError, ModelMismatchError, StoreError, StoreUnavailable
+from vggvox.errors import (
+    ConfigError,
+    ConfusableNameError,
+    ModelMismatchError,
+    StoreError,
+    StoreUnavailable,
+)
 from vggvox.provisional import HeardVoice, ProvisionalVoices
 from vggvox.rooms import Evidence
 from vggvox.storeapi import Store
@@ -310,6 +316,8 @@ def test_store_migrate_sqlite_to_postgresql_and_refusal(pg: Any, tmp_path: Path)
     assert roomstore.load(dst, "kitchen", M1.sha256 or "", CAL) is not None
     assert ProvisionalVoices(dst, M1).remember(
         "tue.wav", [HeardVoice(emb(1, 9)[0], 1, 4.0, 0, 4)], RAW) == ["unknown-2"]
+    assert main(["forget", "unknown-2", "--store", pg.db_url]) == 0  # the client on a URL
+    assert [v.label for v in ProvisionalVoices(dst, M1).list()] == ["unknown-1"]
     # Another model's store is refused, and nothing of it is written.
     other = open_store(tmp_path / "other.db")
     other.enroll("carol", emb(1, 4), M1_OTHER_FILE, ["d"], [1.0])
@@ -324,3 +332,24 @@ def test_store_migrate_sqlite_to_postgresql_and_refusal(pg: Any, tmp_path: Path)
     back = open_store(tmp_path / "back.db")
     assert [s.name for s in back.speakers()] == ["alice", "bob"]
     dst.close()
+
+
+def test_store_locations_in_the_config_and_on_command_lines(tmp_path: Path) -> None:
+    from vggvox.settings import parse
+    from vggvox.storeopen import hidden, parse_store_location
+
+    assert parse_store_location("sqlite:/a/b.db") == Path("/a/b.db")
+    assert parse_store_location("b.db") == Path("b.db")
+    url = "postgresql://vggvox:s3cret@db.lan:5433/vggvox?sslmode=require"
+    assert parse_store_location(url) == url
+    assert hidden(url) == "postgresql://vggvox:***@db.lan:5433/vggvox?sslmode=require"
+    assert parse({"store": {"path": url}}).store_location() == url
+    assert parse({"store": {"path": "sqlite:~/v.db"}}).store_location() == Path("~/v.db"
+                                                                                ).expanduser()
+    with pytest.raises(ConfigError, match=r"'store\.path' must be a file path, sqlite:PATH"):
+        parse({"store": {"path": "mysql://h/db"}})
+    done = subprocess.run([sys.executable, "-m", "vggvoxd.main", "--store", "redis://h/0",
+                           "--print-config"], capture_output=True, text=True, timeout=60,
+                          cwd=tmp_path)
+    assert done.returncode == 2 and "unsupported scheme 'redis'" in done.stderr
+    assert "Traceback" not in done.stderr and list(tmp_path.iterdir()) == []
