@@ -36,9 +36,11 @@ _HARNESS = {
     "DaemonProcess": "daemon_proc",
     "free_port": "daemon_proc",
     "conversation": "speakers_fixture",
+    "score_events": "speakers_fixture",
     "ask_status": "floods",
     "dealer": "floods",
     "Reader": "store_reader",
+    "PostgresServer": "pgserver",
     # the attacks and bridges of the suite, measured by the abuse and bridge benches
     "abandoned_entities_gone_s": "test_mqtt_abandoned_replay",
     "run_outage": "test_mqtt_outage",

@@ -81,6 +81,8 @@ class StoreFollower:
         """Loads after the store came back, since start."""
         self.loads = 0
         """Loads of the voiceprints, since start."""
+        self.load_s: float | None = None
+        """How long the last load took (s): the whole set is read again on each change."""
 
     def check_model(self, allow_empty: bool) -> None:
         """Before start. A store of another model's voiceprints would leave everyone
@@ -91,9 +93,11 @@ class StoreFollower:
         leaves it deciding from the voiceprints it has."""
         try:
             with self._lock:  # the first load; on_load waits for start (no rooms yet)
+                t0 = time.perf_counter()
                 self.generation = self.store.generation()
                 self.voiceprints.load(self.store, self.model)
                 self.loads, self.last_sync = 1, time.time()
+                self.load_s = time.perf_counter() - t0
         except ModelMismatchError as e:
             if not allow_empty:
                 raise ModelMismatchError(f"{e} (--allow-empty starts with nobody enrolled)") \
@@ -141,9 +145,9 @@ class StoreFollower:
                 if loaded:
                     t0 = time.perf_counter()
                     self.voiceprints.load(self.store, self.model)
-                    self.loads += 1
+                    self.loads, self.load_s = self.loads + 1, time.perf_counter() - t0
                     log.info("voiceprints: %d speakers (store generation %d, %.2f s)",
-                             len(self.voiceprints), generation, time.perf_counter() - t0)
+                             len(self.voiceprints), generation, self.load_s)
                 self.generation = generation
                 self._up(came_back)
             except StoreUnavailable as e:
@@ -193,4 +197,5 @@ class StoreFollower:
                 "backend": backend(self.store), "location": self.store.location,
                 "reachable": self.reachable, "generation": self.generation,
                 "last_sync": None if self.last_sync is None else round(self.last_sync, 3),
-                "outages": self.outages, "resyncs": self.resyncs, "loads": self.loads}
+                "outages": self.outages, "resyncs": self.resyncs, "loads": self.loads,
+                "load_s": None if self.load_s is None else round(self.load_s, 3)}
