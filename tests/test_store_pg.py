@@ -284,6 +284,26 @@ def test_a_server_stopped_mid_enrollment_leaves_nothing(
     pg.start()
     assert [s.name for s in store.speakers()] == ["alice"]  # the same handle reconnects
     assert psql(pg, "SELECT count(*) FROM embeddings") == "1"
+    # The server goes away between a removal's DELETE and its VACUUM: pending, and
+    # finished by retry_erasure once it is back.
+    import vggvox.store_pgerasure
+
+    monkeypatch.setattr(vggvox.store_pgerasure, "RETRY_S", 0.0)
+    psql(pg, "CREATE EXTENSION pgstattuple")
+    vacuum = store.erasure._vacuum  # type: ignore[attr-defined]
+
+    def stop_first() -> bool:
+        pg.stop("immediate")
+        return bool(vacuum())
+
+    monkeypatch.setattr(store.erasure, "_vacuum", stop_first)  # type: ignore[attr-defined]
+    assert store.remove("alice") and store.erasure_pending
+    monkeypatch.setattr(store.erasure, "_vacuum", vacuum)  # type: ignore[attr-defined]
+    assert not store.retry_erasure()  # still down
+    pg.start()
+    assert store.retry_erasure() and not store.erasure_pending
+    assert psql(pg, "SELECT count(*) FROM speakers") == "0"
+    assert psql(pg, "SELECT dead_tuple_count FROM pgstattuple('embeddings')") == "0"
     store.close()
 
 
