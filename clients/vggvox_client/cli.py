@@ -157,12 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.set_defaults(**GLOBAL_DEFAULTS)
     sub = parser.add_subparsers(dest="command", required=True,
                                 help="the command; COMMAND --help shows its own options")
-    keygen.add_parser(sub)
-    satellite.add_parser(sub)
     daemon_cmds.add_parsers(sub)
     bridges.add_parsers(sub)
-    hub.add_parser(sub)
-    storecmd.add_parser(sub)
+    for module in (keygen, satellite, hub, storecmd):  # a command each
+        module.add_parser(sub)
 
     p = sub.add_parser("offline", help="identify test utterances against enrolled speakers")
     _identify_args(p, batch=False)

@@ -27,8 +27,9 @@ import zmq.auth
 from vggvox.errors import VggvoxError
 from vggvox.protocol.endpoints import discover
 from vggvox.protocol.errors import UNREACHABLE
-from vggvox.protocol.events import Received, decode, from_wire
+from vggvox.protocol.events import HUB_WELCOME, Received, decode, from_wire
 from vggvox.protocol.message import Reply, Request, Wire
+from vggvox_client import fleet
 
 R = TypeVar("R", bound=Reply)
 
@@ -142,22 +143,23 @@ class Connection:
         sock = self._socket(zmq.SUB, self.events)
         for t in topics or [""]:
             sock.setsockopt(zmq.SUBSCRIBE, t.encode())
+        if topics:  # a hub's welcome (all topics include it already)
+            sock.setsockopt(zmq.SUBSCRIBE, HUB_WELCOME)
         return sock
 
     @staticmethod
     def receive(sock: zmq.Socket, timeout: float) -> dict[str, Any] | None:
-        """The next message's payload as a map, or None after ``timeout`` seconds."""
-        if not sock.poll(int(timeout * 1000)):
-            return None
-        return decode(sock.recv_multipart())
+        """The next message's payload as a map, or None after ``timeout`` seconds.
+        Through a hub, each source is named ``NODE/SOURCE`` (``fleet.py``)."""
+        frames = fleet.next_frames(sock, timeout)
+        return None if frames is None else fleet.qualify_map(sock, decode(frames))
 
     @staticmethod
     def receive_event(sock: zmq.Socket, timeout: float) -> Received | None:
         """The next message as a typed event (``vggvox.protocol.events``), or None after
-        ``timeout`` seconds."""
-        if not sock.poll(int(timeout * 1000)):
-            return None
-        return from_wire(sock.recv_multipart())
+        ``timeout`` seconds; through a hub, its source named ``NODE/SOURCE``."""
+        frames = fleet.next_frames(sock, timeout)
+        return None if frames is None else fleet.qualify(sock, from_wire(frames))
 
 
 def curve_options(server_key: Path | None, key: Path | None) -> dict[int, bytes]:

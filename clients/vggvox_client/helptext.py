@@ -140,6 +140,17 @@ turns it names surely) and raises its cutoff to match, never loosening it.
   vggvox-client replay meeting.wav
   vggvox-client replay meeting.wav --realtime --json
   vggvox-client replay test_list.csv""",
+    "hub": _E + """\
+  vggvox-client hub --daemon tcp://10.0.0.2:5560 --daemon tcp://10.0.0.3:5560 \\
+      --daemon-key /etc/vggvox/keys/vggvoxd.key --hub-key /etc/vggvox/keys/hub.key_secret \\
+      --subscribers /etc/vggvox/keys/hub-subscribers \\
+      --listen tcp://0.0.0.0:5570 --listen-control tcp://0.0.0.0:5571
+  vggvox-client --events tcp://hub:5570 --control tcp://hub:5571 \\
+      --server-key hub.key --key ~/.vggvox/alice.key_secret watch
+
+Each daemon's public .key: one --daemon-key for all, or one per --daemon; the
+hub's public key goes in every daemon's security.readers folder. Subscribers
+name each source NODE/SOURCE (see docs/hub.md).""",
     "store": """\
 Copies speakers, embeddings (with their model binding), provisional voices and room
 calibrations in one transaction: all or nothing. Refused when the target holds

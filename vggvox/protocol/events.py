@@ -25,6 +25,11 @@ from vggvox.stream.results import Result, SpeechEnded, SpeechStarted, TurnUpdate
 SCHEMA_VERSION = 1
 NODE_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 """A daemon's ``node``: 1 to 64 letters, digits, '.', '_' or '-' (a host name fits)."""
+HUB_WELCOME = b"\x00vggvox-hub"
+"""The one-frame message a hub (``vggvox-client hub``) sends each subscriber first
+(ZeroMQ's XPUB welcome message), so that a client knows the events come from a
+fleet, and names each source with its node. A subscriber receives it only if it
+subscribes to it (or to everything); no daemon sends it."""
 TOPICS = ("speech.start", "speech.end", "speaker", "turn", "named", "enrollment", "status")
 
 
