@@ -6,24 +6,21 @@ copy) and counts PortAudio's input-overflow flag. PortAudio (PulseAudio or
 ALSA beneath it) resamples the device to 16 kHz. A device is named by index, by
 its exact name, or by part of its name.
 
-``FileInput`` stands in for a device where there is none (tests, demos,
-benchmarks): a file decoded by ``audio.load_audio`` and delivered at real-time
-pace from a thread of the caller's, in the same blocks.
+The library has no threads of its own: PortAudio's are PortAudio's. What keeps a
+capture running (and a file that stands in for a device) is its caller's
+(``vggvox_client.satellite_capture``).
 """
 
 from __future__ import annotations
 
 import os
-import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vggvox.audio import SAMPLE_RATE, load_audio, to_int16
+from vggvox.audio import SAMPLE_RATE
 
 Sink = Callable[[np.ndarray], None]
 
@@ -107,6 +104,9 @@ class DeviceInput:
             raise CaptureError(f"cannot open input device {self.device or 'default'}: {e}") \
                 from e
 
+    def describe(self) -> str:
+        return f"input device {self.device!r}" if self.device is not None else "the default input"
+
     def alive(self) -> bool:
         try:
             return self._stream is not None and self._stream.is_active()
@@ -123,42 +123,3 @@ class DeviceInput:
             pass  # a device that vanished cannot be closed cleanly; it is gone anyway
         if pa is not None:
             pa.terminate()
-
-
-class FileInput:
-    """A file delivered at real-time pace, as a device would deliver it, in blocks;
-    ``loop``: again from its start when it ends (else it stops, ``alive`` False)."""
-
-    def __init__(self, path: Path, block_ms: int = 20, loop: bool = False) -> None:
-        self.path = Path(path)
-        self.block = SAMPLE_RATE * block_ms // 1000
-        self.loop = loop
-        self.overflows = 0
-        try:
-            self._samples = to_int16(load_audio(self.path))
-        except Exception as e:  # any reason it cannot be audio: one line
-            raise CaptureError(f"{self.path}: cannot read it as audio: {e}") from None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self, sink: Sink) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, args=(sink,), daemon=True,
-                                        name=f"file:{self.path.name}")
-        self._thread.start()
-
-    def _run(self, sink: Sink) -> None:
-        t0, pos, total = time.monotonic(), 0, len(self._samples)
-        while not self._stop.is_set() and (pos < total or self.loop):
-            self._stop.wait(max(0.0, t0 + pos / SAMPLE_RATE - time.monotonic()))
-            at = pos % total if self.loop else pos
-            sink(self._samples[at:at + self.block])
-            pos += min(self.block, total - at)
-
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2.0)

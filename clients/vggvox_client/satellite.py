@@ -30,7 +30,6 @@ from typing import Any
 import zmq
 
 from vggvox.audio import SAMPLE_RATE
-from vggvox.capture import CaptureError, DeviceInput, FileInput
 from vggvox.errors import ConfigError
 from vggvox.protocol.errors import RequestError
 from vggvox.protocol.satellite import (
@@ -49,6 +48,7 @@ from vggvox.protocol.satellite import (
 )
 from vggvox.stream.ringbuffer import RingBuffer
 from vggvox_client.connection import curve_options
+from vggvox_client.satellite_capture import Capturer, capture_of
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,6 @@ PING_S = 0.5
 """A ping when no audio went out for this long (the capture stalled)."""
 FIRST_HELLO_S = 0.25
 UNIT = "vggvox-satellite.service"
-CAPTURE_RETRY_S = (1.0, 10.0)
-"""A capture device that fails is opened again after 1 s, doubling to 10 s."""
 
 
 class Uplink:
@@ -74,6 +72,8 @@ class Uplink:
         self.lost = 0
         """Samples the ring no longer held when they were due (the link was down)."""
         self.heard = self.sent = self.down_since = time.monotonic()
+        self.joined = False
+        """Welcomed once: later welcomes are the link's returns."""
         self._backoff, self._next_hello = FIRST_HELLO_S, 0.0
         self.fatal: str | None = None
 
@@ -82,7 +82,7 @@ class Uplink:
         while self.sock.poll(0):
             self._receive(now)
         if self.up and now - self.heard > self.timeout_s:
-            self.up, self.down_since = False, now
+            self.up, self.down_since = False, self.heard
             self._backoff, self._next_hello = FIRST_HELLO_S, now
             log.warning("link down: nothing from the daemon for %.1f s; buffering the "
                         "latest %.0f s", now - self.heard, self.ring.capacity / SAMPLE_RATE)
@@ -147,22 +147,31 @@ class Uplink:
 
     def _welcome(self, msg: Welcome, now: float) -> None:
         before = self.lost
-        self.next = min(max(msg.next, 0), self.ring.end)
+        wanted = min(max(msg.next, 0), self.ring.end)
+        if self.joined and wanted > self.next:
+            # A daemon that forgot this satellite (restarted, or it was away longer than
+            # satellites.forget_s) starts it afresh: what it skips is lost too.
+            self.lost += wanted - self.next
+        self.next = wanted
         if self.next < self.ring.start:
             self.lost += self.ring.start - self.next
             self.next = self.ring.start
         if self.up:
             return
         self.up, self._backoff = True, FIRST_HELLO_S
-        gone = now - self.down_since
-        if self.lost > before or self.lost:
-            log.warning("link up as source %s after %.1f s: %.2f s of audio lost (%.2f s "
-                        "since start); sending the %.1f s held", msg.source, gone,
+        gone, first, self.joined = now - self.down_since, not self.joined, True
+        if first:
+            log.info("joined %s as source %s", self.sock.getsockopt_string(zmq.LAST_ENDPOINT),
+                     msg.source)
+        elif self.lost > before:
+            log.warning("link up as source %s, %.1f s after the daemon's last word: %.2f s "
+                        "of audio lost (%.2f s since start); sending the %.1f s held",
+                        msg.source, gone,
                         (self.lost - before) / SAMPLE_RATE, self.lost / SAMPLE_RATE,
                         (self.ring.end - self.next) / SAMPLE_RATE)
         else:
-            log.info("link up as source %s (%.1f s after it went down); nothing lost",
-                     msg.source, gone)
+            log.info("link up as source %s, %.1f s after the daemon's last word; nothing "
+                     "lost", msg.source, gone)
 
     def bye(self) -> None:
         self.sock.setsockopt(zmq.LINGER, 500)
@@ -183,32 +192,6 @@ def open_socket(server: str, curve: dict[int, bytes], session: str,
         sock.setsockopt(option, value)
     sock.connect(server)
     return sock
-
-
-def capture_of(device: str | None) -> DeviceInput | FileInput:
-    """``--device``: a PortAudio input (index, or name or part of one), or ``file:PATH``
-    (played at real-time pace, for tests and demos), ``file-loop:PATH`` (again and again)."""
-    if device and device.startswith(("file:", "file-loop:")):
-        kind, _, path = device.partition(":")
-        return FileInput(Path(path), loop=kind == "file-loop")
-    return DeviceInput(device)
-
-
-def keep_capturing(capture: DeviceInput | FileInput, ring: RingBuffer, state: dict[str, float],
-                   now: float) -> None:
-    """(Re)open the capture when it is not running, with back-off (its own log lines)."""
-    if capture.alive() or now < state["retry_at"]:
-        return
-    if isinstance(capture, FileInput) and state["started"]:
-        return  # a file that has ended stays ended
-    try:
-        capture.start(ring.write)
-        state.update(started=1.0, backoff=CAPTURE_RETRY_S[0])
-        log.info("capturing from %s", getattr(capture, "device", None) or "the default device")
-    except CaptureError as e:
-        log.warning("%s; next try in %.0f s", e, state["backoff"])
-        state["retry_at"] = now + state["backoff"]
-        state["backoff"] = min(2 * state["backoff"], CAPTURE_RETRY_S[1])
 
 
 def shipped_unit() -> Path:
@@ -239,12 +222,12 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: stop.set())
-    state = {"retry_at": 0.0, "backoff": CAPTURE_RETRY_S[0], "started": 0.0}
+    capturer = Capturer(capture, ring)
     log.info("satellite %s -> %s (buffer %.1f s)", args.name, args.server, args.buffer_s)
     try:
         while not stop.is_set() and link.fatal is None:
             now = time.monotonic()
-            keep_capturing(capture, ring, state, now)
+            capturer.turn(now)
             link.turn(now)
             sock.poll(10)
         if link.fatal is None:
@@ -277,7 +260,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout-s", type=float, default=3.0, metavar="S",
                    help="the link is down after this long without a word from the daemon "
                         "(default %(default)s)")
-    p.add_argument("--reconnect-max-s", type=float, default=2.0, metavar="S",
+    p.add_argument("--reconnect-max-s", type=float, default=1.0, metavar="S",
                    help="longest wait between reconnection attempts (default %(default)s)")
     p.add_argument("--print-unit", action="store_true",
                    help="print the systemd unit (vggvox-satellite.service) and exit")

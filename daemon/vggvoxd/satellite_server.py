@@ -227,7 +227,13 @@ def satellites(d: Parts, status: Callable[[LiveSource], StatusEvent],
     sats = Satellites(settings.satellites, taken,
                       lambda source: d.stream(source, critical=False), d.rooms.add,
                       d.on_state, status, d.publish, settings.status.interval_s)
-    if settings.satellites.listen:
-        sats.server = SatelliteServer(settings.satellites.listen, sats,
-                                      d.curve.socket_options(SATELLITE_DOMAIN), d.on_fatal)
+    listen = settings.satellites.listen
+    if listen:
+        sats.server = SatelliteServer(listen, sats, d.curve.socket_options(SATELLITE_DOMAIN),
+                                      d.on_fatal)
+        if not d.curve.enabled and listen.startswith("tcp://"):
+            # Beyond loopback the config refuses this; on loopback, say who may join.
+            log.warning("satellites on %s without CURVE keys: every local user can stream "
+                        "audio as a satellite (set security.server_key and "
+                        "security.satellites)", listen)
     return sats
