@@ -11,6 +11,7 @@ xdist workers never meet; everything is removed in a ``finally``.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -24,9 +25,10 @@ from typing import Any
 
 import pytest
 import yaml
-
 from daemon_proc import DaemonProcess, stop_process
+
 from vggvox.protocol.keys import keygen
+from vggvox_client.cli import main
 from vggvox_client.connection import Connection
 
 PID = os.getpid()
@@ -106,7 +108,8 @@ def hub_argv(net: Net, keys: Path) -> list[str]:
         sys.executable, "-m", "vggvox_client.cli", "hub",
         "--daemon", f"tcp://{addr(0, 1)}:{EVENTS_PORT}",
         "--daemon", f"tcp://{addr(1, 1)}:{EVENTS_PORT}",
-        "--daemon-key", str(keys / "vggvoxd.key"), "--hub-key", str(keys / "readers/hub.key_secret"),
+        "--daemon-key", str(keys / "vggvoxd.key"),
+        "--hub-key", str(keys / "readers/hub.key_secret"),
         "--subscribers", str(keys / "subs"),
         "--listen", f"tcp://{addr(2, 2)}:{HUB_PORT}",
         "--listen-control", f"tcp://{addr(2, 2)}:{HUB_CONTROL_PORT}"])
@@ -117,6 +120,8 @@ class Fleet:
     net: Net
     conn: Connection
     daemons: list[DaemonProcess]
+    keys: tuple[Path, Path]
+    """The hub's public key and a subscriber's secret one."""
 
 
 @pytest.fixture(scope="module")
@@ -140,10 +145,10 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             t.join(70)
         assert all(d.proc and d.proc.poll() is None for d in daemons), daemons[0].output()
         assert hub.poll() is None, stop_process(hub)
+        client_keys = keys / "readers/hub.key", keys / "subs/carol.key_secret"
         conn = Connection(f"tcp://{addr(2, 2)}:{HUB_CONTROL_PORT}",
-                          f"tcp://{addr(2, 2)}:{HUB_PORT}", 5, keys / "readers/hub.key",
-                          keys / "subs/carol.key_secret")
-        yield Fleet(net, conn, daemons)
+                          f"tcp://{addr(2, 2)}:{HUB_PORT}", 5, *client_keys)
+        yield Fleet(net, conn, daemons, client_keys)
     finally:
         if hub is not None:
             print(stop_process(hub))
@@ -205,3 +210,19 @@ def test_a_fleets_events_come_through_the_hub_and_come_back_after_a_cut(fleet: F
         assert again["node-a"]["connected"] and again["node-a"]["heartbeat_age_s"] < 2
     finally:
         sock.close(0)
+
+
+def test_the_clients_commands_work_through_the_hub(fleet: Fleet, capsys) -> None:
+    """``status`` and ``listen`` as against a daemon: every daemon, and NODE/SOURCE."""
+    c = fleet.conn
+    where = ["--control", c.control, "--events", c.events, "--server-key", str(fleet.keys[0]),
+             "--key", str(fleet.keys[1])]
+    assert main([*where, "listen", "--json", "--count", "4", "--seconds", "10"]) == 0
+    sources = {json.loads(line)["source"] for line in capsys.readouterr().out.splitlines()}
+    assert sources and sources <= {"node-a/stdin", "node-b/stdin"}
+    assert main([*where, "status"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("hub: 2 daemons") and "node-a" in out and "node-b" in out
+    assert "connected, last heartbeat" in out
+    assert main([*where, "remove", "alice"]) == 2
+    assert "this is a hub" in capsys.readouterr().err

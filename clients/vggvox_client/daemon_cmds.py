@@ -19,7 +19,7 @@ from vggvox.protocol.requests import (
     RemoveRequest,
     StatusRequest,
 )
-from vggvox_client import voices
+from vggvox_client import fleet, voices
 from vggvox_client.common import plural, print_json
 
 if TYPE_CHECKING:
@@ -225,7 +225,7 @@ def run_status(conn: Connection, args: argparse.Namespace) -> int:
     if args.json:
         print_json(reply)
     else:
-        print(format_status(reply))
+        print(fleet.format_hub_status(reply) if reply.get("hub") else format_status(reply))
     return 0
 
 

@@ -54,3 +54,20 @@ def qualify_map(sock: zmq.Socket[Any], payload: dict[str, Any]) -> dict[str, Any
     if sock in _FLEET:
         payload["source"] = qualified(payload.get("node"), str(payload.get("source")))
     return payload
+
+
+def format_hub_status(reply: dict[str, Any]) -> str:
+    """``vggvox-client status`` through a hub: each daemon it hears, in words."""
+    daemons = reply.get("daemons") or []
+    lines = [f"hub: {len(daemons)} daemons, {reply.get('subscribers', 0)} subscriber "
+             f"connections, {reply.get('forwarded', 0)} events forwarded, "
+             f"{reply.get('dropped', 0)} dropped"]
+    for d in daemons:
+        age = d.get("heartbeat_age_s")
+        beat = "no heartbeat yet" if age is None else f"last heartbeat {age:.1f} s ago"
+        link = "connected" if d.get("connected") else "link down"
+        sources = ", ".join(f"{name} {s.get('state')}"
+                            for name, s in (d.get("sources") or {}).items()) or "none heard"
+        lines.append(f"  {d.get('node') or '?':16s} {d.get('endpoint')}  {link}, {beat}; "
+                     f"sources: {sources}")
+    return "\n".join(lines)
