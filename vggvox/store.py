@@ -1,5 +1,9 @@
 """The voiceprint store: speakers and their enrollment embeddings in SQLite.
 
+This is the default backend of ``storeapi.Store``; ``store_pg.PgStore`` keeps the
+same rules in PostgreSQL, and ``storeopen.open_store`` picks one from a path or
+URL. The rows are read and written by ``storerows`` for both.
+
 A store is bound to the model file that made its first enrollment, by the
 file's sha256 (``ModelId``); embeddings of another model, or of another file
 under the same name and version, are refused on write and on read, so scores
