@@ -258,6 +258,9 @@ def test_a_cut_link_is_counted_and_turns_resume(fleet: Fleet) -> None:
     out = ""
     try:
         events(f, sub, lambda ev: ev["source"] == "hall" and ev["type"] == "turn", 10)
+        status = f.daemon.conn.request("status")
+        assert status["stages"]["satellites"]["state"] == "ok"
+        assert status["connections"]["satellites"]["open"] >= 1, status["connections"]
         proxy.cut()
         events(f, sub, lambda ev: ev["source"] == "hall" and ev.get("state") == "lost", 5)
         time.sleep(2.0)

@@ -144,7 +144,8 @@ class Daemon:
             heard=lambda: dict(self.executor.last_heard), refresh=lambda: self.follower.refresh(),
             reload=self.reload, stopping=lambda: self.stopping,
             health=HealthView(self.health.status_event, self.describe, self.rule, self.executor,
-                              self.indexer, lambda: (self.publisher, self.control),
+                              self.indexer, lambda: (self.publisher, self.control,
+                                                      *self.satellites.sockets()),
                               self.follower)),
             self.replays, self.worker)
 

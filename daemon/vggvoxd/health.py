@@ -24,6 +24,7 @@ from vggvoxd.livesources import LiveSource
 from vggvoxd.prometheus import MetricsServer, Readings
 from vggvoxd.publisher import Publisher
 from vggvoxd.replays import Replays
+from vggvoxd.satellites import Satellites
 from vggvoxd.storefollow import StoreFollower
 from vggvoxd.worker import Worker
 
@@ -44,6 +45,7 @@ class Parts(Protocol):
     replays: Replays
     curve: Curve
     metrics: MetricsServer | None
+    satellites: Satellites
 
 
 class Health:
@@ -85,6 +87,8 @@ class Health:
             **{live.name: live.stream for live in d.lives}}
         if d.metrics is not None:
             stages["metrics"] = d.metrics.http
+        for server in d.satellites.sockets():  # a satellite's stream is none, as a replay's
+            stages[server.name] = server
         return stages
 
     def guards(self) -> dict[str, Guard]:

@@ -43,6 +43,7 @@ import numpy as np
 from vggvox.audio import SAMPLE_RATE
 from vggvox.protocol.events import Event, StatusEvent
 from vggvoxd.config import SatelliteSettings
+from vggvoxd.connlimit import ConnectionWatch
 from vggvoxd.guard import Guard
 from vggvoxd.livesources import LiveSource
 from vggvoxd.sources import AudioSource, Sink
@@ -54,10 +55,13 @@ GAP_FILL_S = 0.5
 """Silence written in place of a gap, at most: longer than the VAD's hangover."""
 
 
-class Stage(Protocol):
-    """The satellites socket's thread, as the registry starts and stops it."""
+class Server(Protocol):
+    """The satellites socket's thread (``satellite_server.SatelliteServer``), as the
+    registry starts and stops it and ``status`` shows it."""
 
+    name: str
     guard: Guard
+    connections: ConnectionWatch
 
     def start(self, timeout: float = 5.0) -> None: ...
 
@@ -155,8 +159,12 @@ class Satellites:
         self.lock = threading.Lock()
         self.by_name: dict[str, Satellite] = {}
         self.by_peer: dict[bytes, Satellite] = {}
-        self.server: Stage | None = None
+        self.server: Server | None = None
         """The satellites socket's thread (``satellite_server``); None: not listening."""
+
+    def sockets(self) -> list[Server]:
+        """Its socket's thread, for ``status`` (its guard and connections), if listening."""
+        return [self.server] if self.server is not None else []
 
     def start(self) -> None:
         if self.server is not None:
