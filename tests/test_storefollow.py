@@ -52,6 +52,10 @@ class Flaky:
         self._check()
         return self.inner.voiceprints(model)
 
+    def speakers(self) -> list[Any]:
+        self._check()
+        return self.inner.speakers()
+
     def wait_for_change(self, timeout_s: float) -> bool:
         self._check()
         return self.inner.wait_for_change(timeout_s)
@@ -174,3 +178,27 @@ def test_loads_from_several_threads_never_go_back(tmp_path: Path) -> None:
     for t in threads:
         t.join(timeout=30)
     assert seen == sorted(seen) and f.refresh(force=True) and len(f.voiceprints) == 10
+
+
+def test_a_large_set_follows_speaker_by_speaker_as_a_whole_read_would(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Past ``incremental_above`` only the changed speakers are read (added, appended
+    to, replaced, removed); the voiceprints in memory are those a whole read gives."""
+    mine, theirs = VoiceprintStore(tmp_path / "v.db"), VoiceprintStore(tmp_path / "v.db")
+    for i in range(6):
+        theirs.enroll(f"s{i}", vector(i), MODEL, ["x"], [1.0], force=True)
+    f = StoreFollower(mine, VoiceprintSet(DIM, "test@1"), MODEL, incremental_above=4)
+    f.check_model(allow_empty=False)
+    theirs.enroll("s1", vector(11), MODEL, ["y"], [2.0], force=True)  # appended
+    theirs.enroll("s2", vector(12), MODEL, ["y"], [2.0], replace=True, force=True)
+    theirs.enroll("new", vector(13), MODEL, ["y"], [2.0], force=True)
+    theirs.remove("s3")
+    with caplog.at_level(logging.INFO, logger="vggvoxd.storefollow"):
+        assert f.refresh() is True
+    assert "3 changed, 1 gone" in caplog.text
+    whole = VoiceprintSet(DIM, "test@1")
+    whole.load(mine, MODEL)
+    assert f.voiceprints.names == whole.names and "s3" not in whole.names
+    np.testing.assert_allclose(f.voiceprints.snapshot().matrix, whole.snapshot().matrix,
+                               atol=1e-6)
+    assert f.refresh() is False, "nothing changed since"

@@ -7,7 +7,9 @@ alone; this thread follows the store: it blocks in ``store.wait_for_change`` (a
 PostgreSQL NOTIFY on a LISTEN connection of its own; SQLite only sleeps), at most
 ``POLL_S``, then compares the store's ``generation()`` with the one it loaded, and
 reloads the voiceprints when they differ. So a notification lost (or a SQLite
-writer, which notifies nobody) is caught within ``POLL_S``. After a load the search
+writer, which notifies nobody) is caught within ``POLL_S``. A small set is read
+whole; from ``INCREMENTAL_ABOVE`` speakers on, only the speakers whose row changed
+(their ``updated`` time, embeddings or seconds) or went are read again. After a load the search
 index's builder is woken and the rooms measure their enrollment clips again
 (``on_load``, in the loading thread). No decision ever waits for the store.
 
@@ -32,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from vggvox.errors import ModelMismatchError, StoreUnavailable, VggvoxError
+from vggvox.errors import ModelMismatchError, StoreError, StoreUnavailable, VggvoxError
 from vggvox.storeapi import Store
 from vggvox.storebinding import ModelId
 from vggvox.voiceprints import VoiceprintSet
@@ -45,6 +47,12 @@ POLL_S = 1.0
 notification, a SQLite writer's change, or a store that came back is noticed."""
 WAIT_S = 0.25
 """One wait for a notification: how long ``stop`` may wait for the thread."""
+INCREMENTAL_ABOVE = 5_000
+"""From this many speakers on, a change is read speaker by speaker (those whose row
+changed), not the whole set again: at 100,000 a whole read takes seconds (measured by
+bench/bench_fleet_store.py), and every daemon of a fleet reads on every change."""
+MOST_CHANGES = 16
+"""More changed speakers than this at once: the whole set is read again."""
 
 
 def backend(store: Store) -> str:
@@ -57,10 +65,13 @@ class StoreFollower:
     def __init__(self, store: Store, voiceprints: VoiceprintSet, model: ModelId,
                  on_load: Callable[[], None] = lambda: None,
                  on_fatal: Callable[[str], None] = lambda why: None,
-                 poll_s: float = POLL_S) -> None:
+                 poll_s: float = POLL_S, incremental_above: int = INCREMENTAL_ABOVE) -> None:
         self.store, self.voiceprints, self.model = store, voiceprints, model
         self.on_load = on_load
-        self.poll_s = poll_s
+        self.poll_s, self.incremental_above = poll_s, incremental_above
+        self._rows: dict[str, tuple[float, int, float]] = {}
+        """Each speaker's row (updated, embeddings, seconds) as the last load read it,
+        before its voiceprints: a change that landed meanwhile differs next time."""
         self.guard = Guard("store", on_fatal)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -82,7 +93,7 @@ class StoreFollower:
         self.loads = 0
         """Loads of the voiceprints, since start."""
         self.load_s: float | None = None
-        """How long the last load took (s): the whole set is read again on each change."""
+        """How long the last load took (s)."""
 
     def check_model(self, allow_empty: bool) -> None:
         """Before start. A store of another model's voiceprints would leave everyone
@@ -93,11 +104,8 @@ class StoreFollower:
         leaves it deciding from the voiceprints it has."""
         try:
             with self._lock:  # the first load; on_load waits for start (no rooms yet)
-                t0 = time.perf_counter()
-                self.generation = self.store.generation()
-                self.voiceprints.load(self.store, self.model)
-                self.loads, self.last_sync = 1, time.time()
-                self.load_s = time.perf_counter() - t0
+                self._load(self.store.generation(), whole=True)
+                self.last_sync = time.time()
         except ModelMismatchError as e:
             if not allow_empty:
                 raise ModelMismatchError(f"{e} (--allow-empty starts with nobody enrolled)") \
@@ -143,12 +151,7 @@ class StoreFollower:
                 came_back = not self.reachable
                 loaded = force or came_back or generation != self.generation
                 if loaded:
-                    t0 = time.perf_counter()
-                    self.voiceprints.load(self.store, self.model)
-                    self.loads, self.load_s = self.loads + 1, time.perf_counter() - t0
-                    log.info("voiceprints: %d speakers (store generation %d, %.2f s)",
-                             len(self.voiceprints), generation, self.load_s)
-                self.generation = generation
+                    self._load(generation, whole=force or came_back)
                 self._up(came_back)
             except StoreUnavailable as e:
                 self._down(e)
@@ -161,6 +164,42 @@ class StoreFollower:
         if loaded:
             self.on_load()  # outside the lock: the rooms read the store again
         return loaded
+
+    def _load(self, generation: int, whole: bool) -> None:
+        """Under the lock: the store's voiceprints into memory, read whole, or (a large
+        set, a few changes) only the speakers whose row changed or went. The rows are
+        read first: a change that lands while the voiceprints are read is read again."""
+        t0 = time.perf_counter()
+        rows = {s.name: (s.updated, s.embeddings, s.seconds) for s in self.store.speakers()}
+        changed = [name for name, row in rows.items() if self._rows.get(name) != row]
+        gone = [name for name in self._rows if name not in rows]
+        whole = (whole or len(rows) < self.incremental_above
+                 or len(changed) + len(gone) > MOST_CHANGES)
+        if whole:
+            self.voiceprints.load(self.store, self.model)
+        else:
+            self._apply(changed, gone)
+        self._rows, self.generation = rows, generation
+        self.loads, self.load_s = self.loads + 1, time.perf_counter() - t0
+        log.info("voiceprints: %d speakers (store generation %d, %s, %.2f s)",
+                 len(self.voiceprints), generation, "read whole" if whole else
+                 f"{len(changed)} changed, {len(gone)} gone", self.load_s)
+
+    def _apply(self, changed: list[str], gone: list[str]) -> None:
+        for name in gone:
+            self.voiceprints.remove(name)
+        for name in changed:
+            try:
+                print_ = self.store.voiceprint_of(name, self.model)
+            except (StoreUnavailable, ModelMismatchError):
+                raise
+            except StoreError as e:  # a damaged row: left out, as a whole read leaves it
+                log.error("%s", e)
+                print_ = None
+            if print_ is None:
+                self.voiceprints.remove(name)
+            else:
+                self.voiceprints.add(name, print_)
 
     def _down(self, e: StoreUnavailable) -> None:
         """A look failed: said once per outage (the follower tries every poll_s)."""
