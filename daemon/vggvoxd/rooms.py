@@ -27,7 +27,7 @@ from vggvox.errors import StoreError
 from vggvox.modelcard import ModelCard
 from vggvox.rooms import Evidence, Room, clip_evidence
 from vggvox.scoring import l2_normalize
-from vggvox.store import VoiceprintStore
+from vggvox.storeapi import Store
 from vggvox.voiceprints import VoiceprintSet
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ SAVE_S = 30.0
 
 class Rooms:
     def __init__(self, sources: list[str], rule: Callable[[str], AcceptRule], adapt: bool,
-                 store: VoiceprintStore, card: ModelCard) -> None:
+                 store: Store, card: ModelCard) -> None:
         self.store = store
         self.card = card
         self.rooms: dict[str, Room] = {}
