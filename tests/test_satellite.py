@@ -5,7 +5,8 @@ CURVE keys (module-scoped): a satellite capturing a private PulseAudio null sink
 monitor names the speakers of a conversation played into it; a key outside
 ``security.satellites`` is refused (and a satellite's key opens nothing else); a
 link cut by a loopback proxy is counted as loss, by both ends alike, and turns
-resume after it returns; a satellite that stops leaves ``status``.
+resume after it returns; a satellite that stops (bye) leaves ``status`` at once, one
+killed once silent for ``satellites.forget_s``.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ from vggvox_client.virtualmic import PulseServer
 from vggvoxd import config
 
 SESSION = "0123456789abcdef0123456789abcdef"
+FORGET_S = 6.0
+"""The fleet's satellites.forget_s: longer than the cut test's silence (~3 s)."""
 
 
 def test_link_messages_byte_for_byte() -> None:
@@ -143,7 +146,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     (tmp / "vggvoxd.yaml").write_text(yaml.safe_dump({
         "security": {"server_key": str(keys / "vggvoxd.key_secret"),
                      "admins": str(keys / "admins"), "satellites": str(keys / "satellites")},
-        "satellites": {"listen": f"tcp://127.0.0.1:{port}", "timeout_s": 1.0},
+        "satellites": {"listen": f"tcp://127.0.0.1:{port}", "timeout_s": 1.0,
+                       "forget_s": FORGET_S},
         "status": {"interval_s": 0.5}}))
     events, control = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
     d = DaemonProcess(tmp, args=["--config", str(tmp / "vggvoxd.yaml"), "--events", events,
@@ -263,7 +267,7 @@ def test_a_cut_link_is_counted_and_turns_resume(fleet: Fleet) -> None:
         assert status["connections"]["satellites"]["open"] >= 1, status["connections"]
         proxy.cut()
         events(f, sub, lambda ev: ev["source"] == "hall" and ev.get("state") == "lost", 5)
-        time.sleep(2.0)
+        time.sleep(1.5)
         proxy.restore()
         back = time.monotonic()
         events(f, sub, lambda ev: ev["source"] == "hall" and ev["type"] == "turn", 6)
@@ -271,13 +275,19 @@ def test_a_cut_link_is_counted_and_turns_resume(fleet: Fleet) -> None:
         link = wait_for(lambda: (s := sources(f)["hall"]["satellite"])["lost_samples"]
                         and s["reported_lost"] == s["lost_samples"] and s["cuts"] and s, 5,
                         "both ends never agreed on the loss")
-        # Down ~3.5 s (1 s to notice it, 2 s cut, 0.5 s to reconnect), 1 s of it held.
+        # Down ~3 s (1 s to notice it, 1.5 s cut, 0.5 s to reconnect), 1 s of it held.
         assert 1.0 <= link["lost_s"] <= 5.0 and link["cuts"] == 1, link
         assert sources(f)["hall"]["state"] == "running"
         assert resumed < 4.0
+        # Killed, it says no bye: it leaves status once silent for satellites.forget_s.
+        sat.kill()
+        out = sat.communicate(timeout=5)[0].decode(errors="replace")
+        killed = time.monotonic()
+        wait_for(lambda: "hall" not in sources(f), FORGET_S + 3,
+                 "a satellite gone without a word stayed in status")
+        assert time.monotonic() - killed > FORGET_S - 1
     finally:
         sub.close()
-        out = stop_process(sat)
+        stop_process(sat)
         proxy.close()
     assert "link down" in out and "of audio lost" in out, out
-    wait_for(lambda: "hall" not in sources(f), 3, "a stopped satellite stayed in status")
