@@ -47,6 +47,7 @@ from vggvox.protocol.satellite import (
     Welcome,
     decode,
 )
+from vggvox_client.cli import main as client_main
 from vggvox_client.connection import ClientError, Connection
 from vggvox_client.enroll import enroll
 from vggvox_client.virtualmic import PulseServer
@@ -118,6 +119,21 @@ def test_satellite_settings_are_checked(tmp_path: Path) -> None:
         config.parse({"satellites": {"listen": "tcp://0.0.0.0:5562"},
                       "security": {"server_key": str(tmp_path / "d.key_secret"),
                                    "admins": str(tmp_path)}})
+
+
+def test_the_command_prints_its_unit_and_refuses_bad_arguments(capsys) -> None:
+    assert client_main(["satellite", "--print-unit"]) == 0
+    assert "vggvox-client satellite $VGGVOX_SATELLITE_ARGS" in capsys.readouterr().out
+    for args, error in [(["--name", "x"], "needs --server ENDPOINT and --name NAME"),
+                        (["--server", "tcp://127.0.0.1:1", "--name", "x", "--buffer-s", "0"],
+                         "--buffer-s must be 0.5..3600"),
+                        (["--server", "tcp://127.0.0.1:1", "--name", "x", "--key", "k"],
+                         "CURVE needs both"),
+                        (["--server", "tcp://127.0.0.1:1", "--name", "x", "--device",
+                          "file:/nonexistent.wav"], "cannot read it as audio")]:
+        assert client_main(["satellite", *args]) == 2, args
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and error in err[0], err
 
 
 # -- a real daemon ------------------------------------------------------------------------

@@ -21,11 +21,12 @@ from typing import Any
 import numpy as np
 
 from vggvox.audio import SAMPLE_RATE
+from vggvox.errors import VggvoxError
 
 Sink = Callable[[np.ndarray], None]
 
 
-class CaptureError(Exception):
+class CaptureError(VggvoxError):
     """The device cannot deliver audio: none, not found, or it failed to open."""
 
 

@@ -21,6 +21,7 @@ import argparse
 import logging
 import secrets
 import signal
+import sys
 import sysconfig
 import threading
 import time
@@ -135,13 +136,12 @@ class Uplink:
         if isinstance(msg, Welcome):
             self._welcome(msg, now)
         elif isinstance(msg, Refused):
-            if self.up:
-                self.up, self.down_since = False, now
+            was_up, self.up = self.up, False
             if not msg.retry:
                 self.fatal = msg.error
-            else:
+            elif was_up or now >= self._next_hello:  # once, not for each frame in flight
                 log.warning("the daemon asks again: %s", msg.error)
-                self._next_hello = now + self._backoff
+                self.down_since, self._next_hello = now, now + self._backoff
         # An ack only says the daemon is there (``heard``): where to send from is the
         # welcome's, since this satellite sends everything in order on one connection.
 
@@ -237,7 +237,8 @@ def run(args: argparse.Namespace) -> int:
         sock.close()
     if link.fatal is not None:
         log.error("the daemon refused this satellite: %s", link.fatal)
-        print(f"vggvox-client: error: the daemon refused this satellite: {link.fatal}")
+        print(f"vggvox-client: error: the daemon refused this satellite: {link.fatal}",
+              file=sys.stderr)
         return 1
     log.info("stopped; %.2f s of audio lost in all", link.lost / SAMPLE_RATE)
     return 0
