@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 import unicodedata
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -96,6 +97,14 @@ class VoiceprintSet:
     def snapshot(self) -> Snapshot:
         return self._snapshot
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickled as its settings and voiceprints, bit for bit (a batch worker on another
+        machine gets a copy); the copy has locks and a searcher of its own."""
+        with self._lock:
+            prints = dict(self._prints)
+        return _rebuilt, (self.dim, self.model, self.scorer.metric, self.search_settings,
+                          prints)
+
     @property
     def names(self) -> tuple[str, ...]:
         return self._snapshot.names
@@ -162,3 +171,12 @@ class VoiceprintSet:
         matrix = (np.stack([self._prints[n] for n in names]) if names
                   else np.zeros((0, self.dim), dtype=np.float32))
         self._snapshot = Snapshot(names, matrix.astype(np.float32, copy=False))
+
+
+def _rebuilt(dim: int, model: str, metric: str, search: SearchSettings,
+             prints: dict[str, np.ndarray]) -> VoiceprintSet:
+    """A pickled ``VoiceprintSet`` again (``VoiceprintSet.__reduce__``)."""
+    s = VoiceprintSet(dim, model, metric, search)
+    s._prints = prints
+    s._publish()
+    return s

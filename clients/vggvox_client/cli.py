@@ -33,6 +33,7 @@ from vggvox_client import (
     hub,
     identify,
     keygen,
+    raybatch,
     satellite,
     storecmd,
     voices,
@@ -102,6 +103,7 @@ def _identify_args(p: argparse.ArgumentParser, batch: bool) -> None:
                   "the test utterances' best scores (needs --open-set)")
     if batch:
         _search_args(p)
+        raybatch.add_argument(p, "embed")
     _model_args(p)
 
 
@@ -186,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", type=Path, default=default_cache(), metavar="DIR",
                    help="embedding cache folder, shared with batch-offline "
                         "(default: %(default)s)")
+    raybatch.add_argument(p, "embed")
     _model_args(p)
 
     p = sub.add_parser("similarity", help="similarity matrix of several utterances")
@@ -219,6 +222,8 @@ def cmd_identify(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise VggvoxError(f"--workers must be >= 1, got {args.workers}")
+    if getattr(args, "ray", None):  # batch-offline's: one line now, not after the lists
+        raybatch.require()
     if not args.open_set and (args.false_accept is not None or args.threshold is not None
                               or args.det is not None or args.rooms):
         raise VggvoxError("--false-accept, --threshold, --det and --rooms need --open-set")
@@ -236,6 +241,7 @@ def cmd_identify(args: argparse.Namespace) -> int:
         max_sec_enroll=args.max_sec_enroll, workers=args.workers, cache_dir=args.cache,
         store_path=args.store, progress=True, open_set=args.open_set,
         false_accept=args.false_accept, threshold=args.threshold, search=search,
+        ray=getattr(args, "ray", None),
     ))
     report_skipped(report.skipped)
     rooms = (from_lists(report, args.enroll_list, args.test_list, args.root)
@@ -272,8 +278,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from vggvox.eval.metrics import plot_det
     from vggvox_client.verify import verify
 
+    if args.ray:
+        raybatch.require()
     r = verify(args.trials, resolve_card(args.model), args.root, args.metric,
-               args.workers, args.cache, progress=True)
+               args.workers, args.cache, progress=True, ray=args.ray)
     report_skipped(r.skipped)
     if args.scores:
         with args.scores.open("w") as out:

@@ -182,17 +182,21 @@ it first.
   vggvox-client batch-offline --enroll-list lists/enroll.txt --test-list lists/test.txt \\
       --root /data/voxceleb1/wav --out r.csv --store voiceprints.db
   vggvox-client batch-offline --enroll-list million.csv --test-list test_list.csv \\
-      --out r.csv --store voiceprints.db --index-above 100000 --nprobe 1024""",
+      --out r.csv --store voiceprints.db --index-above 100000 --nprobe 1024
+  vggvox-client batch-offline --enroll-list enroll_list.csv --test-list test_list.csv \\
+      --out r.csv --ray head.example:6379""",
     "verify": TRIALS_FORMAT + "\n\n" + _E + """\
   vggvox-client verify --trials veri_test.txt --root wav/
-  vggvox-client verify --trials veri_test.txt --det det.png --scores scores.txt --json""",
+  vggvox-client verify --trials veri_test.txt --det det.png --scores scores.txt --json
+  vggvox-client verify --trials veri_test.txt --root /shared/wav --ray auto""",
     "similarity": _E + """\
   vggvox-client similarity a.wav b.wav c.flac
   vggvox-client similarity *.wav --png matrix.png --model ge2e""",
     "identify": list_format("--enroll-list", root=False) + "\n\n" + _E + """\
   vggvox-client identify meeting.wav
   vggvox-client identify meeting.wav --enroll-list team.txt --rttm meeting.rttm --timeline
-  vggvox-client identify recordings/*.m4a --rttm out/ --json out/ --workers 4""",
+  vggvox-client identify recordings/*.m4a --rttm out/ --json out/ --workers 4
+  vggvox-client identify /shared/archive/*.flac --rttm out/ --ray head.example:6379""",
     "evaluate": list_format("--enroll-list", root=False) + "\n\n" + _E + """\
   vggvox-client evaluate conv0.wav --rttm conv0.rttm --enroll-list conv0_enroll.txt
   vggvox-client evaluate meeting.wav --rttm meeting.rttm --png timeline.png --json""",

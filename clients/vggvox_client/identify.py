@@ -24,6 +24,7 @@ from vggvox.recording.subtitles import write_subtitles
 from vggvox.recording.transcript import read_transcript
 from vggvox.settings import PipelineSettings, load
 from vggvox.storeopen import store_argument
+from vggvox_client import raybatch
 from vggvox_client.common import Skipped, output_file, report_skipped
 from vggvox_client.evaluate import load_voiceprints, recognizer_config
 from vggvox_client.jobs import default_workers
@@ -76,6 +77,7 @@ def add_parser(sub: Any, default_cache: Path | None) -> None:
     p.add_argument("--workers", type=int, default=default_workers(), metavar="N",
                    help="recordings identified at once, one process each (default: "
                         "%(default)s, one per core)")
+    raybatch.add_argument(p, "identify the recordings")
     p.add_argument("--cache", type=Path, default=default_cache, metavar="DIR",
                    help="embedding cache folder, shared with batch-offline (default: "
                         "%(default)s)")
@@ -112,6 +114,8 @@ def _settings(args: argparse.Namespace) -> PipelineSettings:
         check_false_accept(args.false_accept)
     if args.workers < 1:
         raise VggvoxError(f"--workers must be >= 1, got {args.workers}")
+    if args.ray:
+        raybatch.require()
     if args.cache is not None and args.cache.exists() and not args.cache.is_dir():
         raise VggvoxError(f"--cache {args.cache}: not a folder")
     if args.rttm == "-" and args.json == "-":
@@ -155,7 +159,8 @@ def run(args: argparse.Namespace) -> int:
     memory = Memory.open(job, args.store or settings.store_location()) if args.remember else None
     skipped: list[Skipped] = []
     done = 0
-    for out in identify_files(args.recordings, job, args.workers, progress=True):
+    for out in identify_files(args.recordings, job, args.workers, progress=True,
+                              ray=args.ray):
         if out.result is None:
             skipped.append(Skipped(str(out.path), out.reason))
             continue

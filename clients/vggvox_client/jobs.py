@@ -84,6 +84,11 @@ def _init_worker(card_path: Path, threads: int) -> None:
     _worker = Embedder(load_card(card_path), threads=threads)
 
 
+def load_worker_model(card_path: Path, threads: int = 1) -> None:
+    """Load this worker process's model (``worker_model``): a Ray worker's setup."""
+    _init_worker(card_path, threads)
+
+
 def _init_pool_worker(card_path: Path, threads: int) -> None:
     """A pool worker: Ctrl-C is the parent's to handle, and the worker dies with it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -168,29 +173,38 @@ class Request:
     """A second cache that the vectors computed here belong in too."""
 
 
+def _not_cached(req: Request, done: dict[Path, Embedded], keys: dict[Path, str]) -> list[Path]:
+    """The request's distinct paths that its cache does not hold; the hits go in
+    ``done``, and the content key of each readable path in ``keys``."""
+    todo = list(dict.fromkeys(req.paths))
+    if req.cache is None:
+        return todo
+    for p in todo:
+        try:
+            keys[p] = content_key(p)
+        except OSError:
+            continue  # the worker will report why the file is unusable
+        hit = req.cache.get(keys[p])
+        if hit is not None:
+            done[p] = Embedded(p, hit)
+    todo = [p for p in todo if p not in done]
+    log.info("cache: %d hits, %d to compute", len(done), len(todo))
+    return todo
+
+
 def embed_together(requests: list[Request], workers: int = 1,
-                   progress: str = "") -> list[dict[Path, Embedded]]:
+                   progress: str = "", ray: str | None = None) -> list[dict[Path, Embedded]]:
     """Embed the distinct paths of each request once, all requests in one run over the
     workers (one model load each), longest files first: no worker waits for one list
-    to end before the next begins. ``progress`` names a bar shown on a terminal."""
+    to end before the next begins. ``progress`` names a bar shown on a terminal.
+    ``ray``: the address of a Ray cluster whose workers embed instead (``raybatch``);
+    the caches are read and written here, as in a local run."""
     done: list[dict[Path, Embedded]] = [{} for _ in requests]
     keys: list[dict[Path, str]] = [{} for _ in requests]
     owner: dict[tuple[Path, JobSettings], list[int]] = {}
     """Each file to compute, once per way of embedding it -> the requests that want it."""
     for i, req in enumerate(requests):
-        todo = list(dict.fromkeys(req.paths))
-        if req.cache is not None:
-            for p in todo:
-                try:
-                    keys[i][p] = content_key(p)
-                except OSError:
-                    continue  # the worker will report why the file is unusable
-                hit = req.cache.get(keys[i][p])
-                if hit is not None:
-                    done[i][p] = Embedded(p, hit)
-            todo = [p for p in todo if p not in done[i]]
-            log.info("cache: %d hits, %d to compute", len(done[i]), len(todo))
-        for p in todo:
+        for p in _not_cached(req, done[i], keys[i]):
             owner.setdefault((p, req.settings), []).append(i)
     tasks = _longest_first(owner)
     cards = {(st.card_path, st.threads) for _, st in tasks}
@@ -213,7 +227,12 @@ def embed_together(requests: list[Request], workers: int = 1,
             bar.update()
 
     try:
-        if workers > 1 and len(tasks) >= 2:
+        if ray is not None and tasks:
+            from vggvox_client import raybatch
+
+            collect(raybatch.ordered_map(ray, _embed_one, tasks, _init_worker,
+                                         cards.pop()))
+        elif workers > 1 and len(tasks) >= 2:
             card_path, threads = cards.pop()
             with worker_pool(min(workers, len(tasks)), card_path, threads) as pool:
                 # One file a task, in order: with the longest first, workers end together.
@@ -233,10 +252,11 @@ def embed_files(
     cache: EmbeddingCache | None = None,
     progress: str = "",
     also: EmbeddingCache | None = None,
+    ray: str | None = None,
 ) -> dict[Path, Embedded]:
     """Embed each distinct path once (one request of ``embed_together``)."""
     return embed_together([Request(list(paths), settings, cache, also)], workers,
-                          progress)[0]
+                          progress, ray)[0]
 
 
 def default_workers() -> int:

@@ -163,6 +163,8 @@ class IdentifySettings:
     """Open set: the AcceptRule's settings (vggvox.eval.openset.accept_rule)."""
     search: SearchSettings = field(default_factory=SearchSettings)
     """When and how very large enrolled sets are searched through the index."""
+    ray: str | None = None
+    """Embed on the Ray cluster at this address (``raybatch``) instead of ``workers``."""
 
 
 def _seconds(e: Embedded) -> float:
@@ -239,7 +241,7 @@ def identify(s: IdentifySettings) -> Report:
     enrolled, tested = embed_together(
         [_request(enroll, s, card, s.max_sec_enroll, enroll_tag, check_speech=True),
          _request(tests, s, card, None, "")],
-        workers=s.workers, progress="embedding" if s.progress else "")
+        workers=s.workers, progress="embedding" if s.progress else "", ray=s.ray)
     with tempfile.TemporaryDirectory(prefix="vggvox-") as tmp:
         store = open_store(s.store_path or Path(tmp) / "voiceprints.db")
         skipped += enroll_all(enroll, enrolled, store, card,  # bound to the file's sha256

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -35,7 +35,7 @@ from vggvox.recording.segments import RecordingResult
 from vggvox.storeopen import open_store
 from vggvox.stream.recognizer import merge_rule
 from vggvox.voiceprints import VoiceprintSet
-from vggvox_client.jobs import file_size, worker_model, worker_pool
+from vggvox_client.jobs import file_size, load_worker_model, worker_model, worker_pool
 
 
 @dataclass(frozen=True)
@@ -153,34 +153,55 @@ class Memory:
                                   zip(result.unknown_voices, labels, strict=True)})
 
 
+def _ray_worker(job: Job) -> None:
+    """A Ray worker's setup (``raybatch``): this run's job, and a model of its own
+    with one thread, as a pool worker's."""
+    global _job, _identifier
+    load_worker_model(job.card_path, 1)
+    _job, _identifier = job, None
+
+
+def _in_order(order: list[int], outs: Iterable[Outcome], bar: tqdm) -> Iterator[Outcome]:
+    """Outcomes that come back in ``order`` (longest first), given back in the paths'."""
+    done: dict[int, Outcome] = {}
+    nxt = 0
+    for i, out in zip(order, outs, strict=True):
+        done[i] = out
+        bar.update()
+        while nxt in done:
+            yield done.pop(nxt)
+            nxt += 1
+
+
 def identify_files(paths: Sequence[Path], job: Job, workers: int = 1,
-                   progress: bool = False) -> Iterable[Outcome]:
-    """Outcomes in the order of ``paths`` (each path once), as they are ready."""
+                   progress: bool = False, ray: str | None = None) -> Iterable[Outcome]:
+    """Outcomes in the order of ``paths`` (each path once), as they are ready; on the
+    Ray cluster at ``ray`` where given (``raybatch``), else here or over ``workers``."""
     global _job, _identifier
     _job, _identifier = job, None
     todo = list(dict.fromkeys(paths))
     order = sorted(range(len(todo)), key=lambda i: file_size(todo[i]), reverse=True)
     bar = tqdm(total=len(todo), desc="identify", unit="file",
                disable=not progress or not sys.stderr.isatty())
-    done: dict[int, Outcome] = {}
-    nxt = 0
     try:
-        if workers > 1 and len(todo) > 1:
+        if ray is not None and todo:
+            from vggvox_client import raybatch
+
+            # The model loaded here stays here: each worker loads its own.
+            shipped = replace(job, embedder=None)
+            yield from _in_order(order, raybatch.ordered_map(
+                ray, _identify_one, [todo[i] for i in order], _ray_worker, (shipped,)), bar)
+        elif workers > 1 and len(todo) > 1:
             with worker_pool(min(workers, len(todo)), job.card_path) as pool:
-                for i, out in zip(order, pool.imap(_identify_one, [todo[i] for i in order]),
-                                  strict=True):
-                    done[i] = out
-                    bar.update()
-                    while nxt in done:
-                        yield done.pop(nxt)
-                        nxt += 1
+                yield from _in_order(
+                    order, pool.imap(_identify_one, [todo[i] for i in order]), bar)
         else:
             _identifier = RecordingIdentifier(job.embedder or Embedder(job.card),
                                               job.voiceprints, job.config, _overlap_finder(job))
-            for i, path in enumerate(todo):
-                done[i] = _identify_one(path)
+            for path in todo:
+                out = _identify_one(path)
                 bar.update()
-                yield done.pop(i)
+                yield out
     finally:
         bar.close()
         _job, _identifier = None, None

@@ -47,14 +47,16 @@ def verify(
     workers: int = 1,
     cache_dir: Path | None = None,
     progress: bool = False,
+    ray: str | None = None,
 ) -> VerifyReport:
+    """``ray``: embed on the Ray cluster at this address (``raybatch``), not ``workers``."""
     trials, bad = read_trials(trials_path, root)
     report = VerifyReport(skipped=[Skipped.from_list_error(e) for e in bad])
     card = load_card(card_path)
     cache = EmbeddingCache(cache_dir, card.sha256) if cache_dir else None
     files = [p for t in trials for p in (t.enroll, t.test)]
     embedded = embed_files(files, JobSettings(card_path), workers=workers, cache=cache,
-                           progress="trials" if progress else "")
+                           progress="trials" if progress else "", ray=ray)
     scorer = Scorer(metric)
     for t in trials:
         a, b = embedded[t.enroll], embedded[t.test]
