@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import groupby
@@ -147,6 +148,8 @@ class Fleet:
     clip: Path
     """The conversation's first two turns (one per speaker)."""
     names: list[str]
+    metrics: str
+    """HOST:PORT of its /metrics."""
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +167,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
                      "admins": str(keys / "admins"), "satellites": str(keys / "satellites")},
         "satellites": {"listen": f"tcp://127.0.0.1:{port}", "timeout_s": 1.0,
                        "forget_s": FORGET_S},
-        "status": {"interval_s": 0.5}}))
+        "status": {"interval_s": 0.5}, "metrics": {"listen": f"127.0.0.1:{free_port()}"}}))
     events, control = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
     d = DaemonProcess(tmp, args=["--config", str(tmp / "vggvoxd.yaml"), "--events", events,
                                  "--control", control])
@@ -181,7 +184,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         for name, files in convo.enroll.items():
             enroll(d.conn, name, files, None, False, 16 << 20)
         yield Fleet(d, keys, f"tcp://127.0.0.1:{port}", convo, clip,
-                    [convo.turns[0][2], convo.turns[1][2]])
+                    [convo.turns[0][2], convo.turns[1][2]],
+                    yaml.safe_load((tmp / "vggvoxd.yaml").read_text())["metrics"]["listen"])
     finally:
         d.stop()
 
@@ -281,6 +285,8 @@ def test_a_cut_link_is_counted_and_turns_resume(fleet: Fleet) -> None:
         status = f.daemon.conn.request("status")
         assert status["stages"]["satellites"]["state"] == "ok"
         assert status["connections"]["satellites"]["open"] >= 1, status["connections"]
+        metrics = urllib.request.urlopen(f"http://{f.metrics}/metrics", timeout=5).read()
+        assert b'vggvox_source_state{source="hall",state="running"} 1.0' in metrics
         proxy.cut()
         events(f, sub, lambda ev: ev["source"] == "hall" and ev.get("state") == "lost", 5)
         time.sleep(1.5)

@@ -94,7 +94,8 @@ class Health:
     def guards(self) -> dict[str, Guard]:
         """Every stage's guard by stage name, replays' streams' too (for metrics)."""
         return {**{name: stage.guard for name, stage in self.stages().items()},
-                **{s.name: s.guard for s in self.d.replays.streams()}}
+                **{s.name: s.guard for s in self.d.replays.streams()},
+                **{lv.name: lv.stream.guard for lv in self.d.satellites.lives()}}
 
     def healthy(self) -> bool:
         """Every stage is alive, and making progress or idle by design, and so is the
@@ -108,7 +109,8 @@ class Health:
         d = self.d
         return Readings(
             card.tag, card.sha256,
-            sources=lambda: [(lv.name, lv.state, lv.stream.counts()) for lv in d.lives],
+            sources=lambda: [(lv.name, lv.state, lv.stream.counts())
+                             for lv in [*d.lives, *d.satellites.lives()]],
             replays=lambda: d.replays.totals(),
             embed_s=lambda: d.executor.compute_s, dropped_events=lambda: d.publisher.dropped,
             queued=lambda: len(d.queues), speakers=lambda: len(d.voiceprints),
