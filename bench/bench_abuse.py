@@ -43,9 +43,16 @@ Issue 20's, against the daemon and the processes around it (rows labelled 20.PAR
 28 watch_markup `watch` with names rich takes for markup
 29 pipes        every printing command into `head -1`
 
+Issue 25's, against the hub (vggvox-client hub; rows 25.hub.*):
+30 hubflood     2,000 raw TCP connections held on its subscribers' port
+31 hubcap       --max-subscribers 2 and three known subscribers at once
+32 hubsize      an oversize subscription, control request and daemon event
+33 hubkeys      an unknown key on both ports, bytes that are not ZMTP
+
 The measurements live in abuse_process.py (1, 2, 4-6), abuse_flood.py (3),
 abuse_store.py (7, 8), abuse_access.py (9, 10), abuse_storehealth.py (11, 12),
-abuse_web.py (13-18), abuse_daemon.py (19-25) and abuse_bridges.py (26-29);
+abuse_web.py (13-18), abuse_daemon.py (19-25), abuse_bridges.py (26-29) and
+abuse_hub.py (30-33);
 abuse_common.py holds what they share. Each of the last three also runs alone.
 
 Needs the repository and ../shared/data (the fixtures' LibriSpeech clips); what
@@ -60,6 +67,7 @@ import time
 
 import abuse_bridges
 import abuse_daemon
+import abuse_hub
 import abuse_web
 from abuse_access import m_access, m_replay
 from abuse_common import Measurement, measure, print_table
@@ -72,7 +80,8 @@ MEASUREMENTS: dict[str, Measurement] = {
     "blocking": m_blocking, "sigterm": m_sigterm, "flood": m_flood, "memory": m_memory,
     "live": m_live, "second": m_second, "privacy": m_privacy, "erasure": m_erasure,
     "access": m_access, "replay": m_replay, "damaged": m_damaged, "rofull": m_readonly_full,
-    **abuse_web.MEASUREMENTS, **abuse_daemon.MEASUREMENTS, **abuse_bridges.MEASUREMENTS}
+    **abuse_web.MEASUREMENTS, **abuse_daemon.MEASUREMENTS, **abuse_bridges.MEASUREMENTS,
+    **abuse_hub.MEASUREMENTS}
 
 
 def main() -> int:

@@ -99,10 +99,22 @@ class Counts:
     held: int = 0
     """Handshakes left unanswered at the cap (each retried by its subscriber)."""
 
+    holds: list[float] = field(default_factory=list)
+    """When each handshake held in the last ``hold_s`` was (monotonic)."""
+    hold_s: float = 0.9 * HANDSHAKE_S
+    """How long a hold counts: just under the handshake limit of the socket (set with it)."""
+
     def hold(self, cap: int) -> bool:
-        """Whether a subscriber's handshake waits: more connections than ``cap`` (the
-        one asking included). Called by the ZAP handler's thread (``hubauth.py``)."""
-        if self.subscribers > cap:
+        """Whether a subscriber's handshake waits: more connections than ``cap``, the
+        one asking included and those held now left out (so that subscribers arriving
+        together are not all held). Called by the ZAP handler's thread (``hubauth.py``).
+
+        A hold counts until just before its connection times out, never after, so a
+        held subscriber that comes back is never let in on top."""
+        now = time.monotonic()
+        self.holds[:] = [t for t in self.holds if now - t < self.hold_s]
+        if self.subscribers - len(self.holds) > cap:
+            self.holds.append(now)
             self.held += 1
             return True
         return False
@@ -132,6 +144,7 @@ class HubLoop:
             s.send(b"\x01")  # everything: the hub reads the heartbeats, XPUB filters
             self.xsubs[s] = self.daemons[ep]
         hard: dict[int, Any] = {zmq.HANDSHAKE_IVL: int(HANDSHAKE_S * 1000)}
+        counts.hold_s = 0.9 * HANDSHAKE_S
         self.xpub = self._socket(zmq.XPUB, {
             **hard, **curve_opts(server, EVENTS_DOMAIN), zmq.SNDHWM: hwm,
             zmq.MAXMSGSIZE: MAX_SUBSCRIPTION_BYTES, zmq.XPUB_WELCOME_MSG: HUB_WELCOME})
