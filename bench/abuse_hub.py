@@ -26,11 +26,11 @@ from pathlib import Path
 
 import msgpack
 import zmq
-import zmq.auth
 from abuse_common import Row, main_alone, proc_status
 from hubrig import FILES, Feeder, heard, running_hub, turn_event
 
 from vggvox.protocol.events import encode
+from vggvox_client.connection import curve_options
 
 
 def m_hubflood(tmp: Path, quick: bool) -> list[Row]:
@@ -115,12 +115,9 @@ def m_hubsize(tmp: Path, quick: bool) -> list[Row]:
         big_sub = hub.conn("sub2").subscribe(["turn"])
         big_sub.setsockopt(zmq.SUBSCRIBE, b"x" * 65536)
         sub_effect = heard(conn, good, 1.0)
-        req = zmq.Context.instance().socket(zmq.REQ)
+        req: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.REQ)
         req.setsockopt(zmq.LINGER, 0)
-        for opt, v in zip((zmq.CURVE_SERVERKEY, zmq.CURVE_PUBLICKEY, zmq.CURVE_SECRETKEY),
-                          (zmq.auth.load_certificate(hub.keys / "hub.key")[0],
-                           *zmq.auth.load_certificate(hub.keys / "sub.key_secret")),
-                          strict=True):
+        for opt, v in curve_options(hub.keys / "hub.key", hub.keys / "sub.key_secret").items():
             req.setsockopt(opt, v)
         req.connect(hub.control)
         req.send(msgpack.packb({"op": "enroll", "name": "x", "audio": [b"\0" * (17 << 20)]}))

@@ -141,7 +141,7 @@ def test_a_daemons_op_is_refused_with_a_code_and_garbage_is_bad_request(rig: Rig
         conn.send(EnrollRequest(name="x", audio=[b"\0\0"]))
     assert e.value.code == "not_on_hub"
     assert conn.request("list")["speakers"] == []
-    sock = zmq.Context.instance().socket(zmq.REQ)
+    sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.REQ)
     sock.curve_serverkey = zmq.auth.load_certificate(rig.keys / "hub.key")[0]
     sock.curve_publickey, sock.curve_secretkey = zmq.auth.load_certificate(
         rig.keys / "sub.key_secret")
@@ -194,7 +194,7 @@ def test_an_oversize_message_is_never_forwarded(rig: Rig) -> None:
         assert _until_heard(rig, sub, conn) is not None
         big = _turn(source="x" * 8000)
         rig.send(big)
-        deadline, seen = time.monotonic() + 10, []
+        deadline, seen = time.monotonic() + 10, list[str]()
         while time.monotonic() < deadline and not any(s == "hall/mic" for s in seen[1:]):
             rig.send(_turn())
             got = conn.receive_event(sub, 0.1)

@@ -36,7 +36,7 @@ def test_an_event_without_node_still_decodes() -> None:
 
 def test_the_publisher_sets_node_on_every_event() -> None:
     endpoint = f"inproc://node-{id(object())}"
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     pub = Publisher(endpoint, node="kitchen-pi")
     pub.start()
     sub = ctx.socket(zmq.SUB)
