@@ -245,3 +245,17 @@ def test_two_daemons_on_one_sqlite_file_follow_each_other(tmp_path: Path) -> Non
         for d in (a, b):
             if d.proc is not None:
                 d.stop()
+
+
+def test_a_daemon_whose_store_is_unreachable_at_start_refuses_to_start(tmp_path: Path) -> None:
+    """With no voiceprints in memory it would name nobody: exit 1 in one line, for
+    systemd to start it again (Restart=on-failure)."""
+    from pgserver import free_port
+
+    url = f"postgresql://vggvox@127.0.0.1:{free_port()}/vggvox"
+    d = DaemonProcess(tmp_path, args=["--store", url])
+    with pytest.raises(RuntimeError, match="exited 1"):
+        d.start(timeout=60)
+    logged = d.log.read_text(errors="replace")
+    assert f"cannot start: store {url} unreachable: " in logged
+    assert "Traceback" not in logged
