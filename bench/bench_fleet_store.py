@@ -56,7 +56,6 @@ from vggvox.modelcard import DEFAULT_MODEL, load_card, resolve_card
 from vggvox.protocol.pcm import to_pcm
 from vggvox.storebinding import ModelId
 from vggvox.storeopen import open_store
-from vggvox.storerows import NewPrints
 from vggvox_client.connection import ClientError
 from vggvoxd.storefollow import INCREMENTAL_ABOVE
 
@@ -230,18 +229,14 @@ def report_outage(c: DaemonProcess, during: dict[str, Any], events: list[list[An
           f"{log.count('resynchronised')} resync line(s)")
 
 
-def fill(url: str, n: int, chunk: int = 10_000) -> float:
+def fill(url: str, n: int) -> float:
+    """``n`` synthetic voiceprints, as bench_store_pg.py fills its store."""
+    from bench_store_pg import fill as fill_store
+
     card = load_card(resolve_card(DEFAULT_MODEL))
-    store, model = open_store(url), ModelId.of(card)
-    rng = np.random.default_rng(0)
+    store = open_store(url)
     t0 = time.perf_counter()
-    for start_at in range(0, n, chunk):
-        m = min(chunk, n - start_at)
-        v = rng.standard_normal((m, card.embedding_size)).astype(np.float32)
-        v /= np.linalg.norm(v, axis=1, keepdims=True)
-        store.enroll_many([NewPrints(f"synthetic-{start_at + i:06d}", v[i:i + 1],
-                                     ["synthetic"], [1.0]) for i in range(m)], model,
-                          force=True)
+    fill_store(store, ModelId.of(card), n, 10_000)
     store.close()
     return time.perf_counter() - t0
 
@@ -249,7 +244,7 @@ def fill(url: str, n: int, chunk: int = 10_000) -> float:
 def scale(pg: Any, tmp: Path, n: int) -> None:
     took = fill(pg.url, n)
     print(f"scale: {n} synthetic voiceprints put into PostgreSQL in {took:.1f} s "
-          f"(enroll_many, 10,000 a transaction)")
+          f"(bench_store_pg.fill: enroll_many, 10,000 a transaction)")
     ds = []
     for name in ("s1", "s2"):
         (tmp / name).mkdir()
