@@ -25,7 +25,7 @@ open, on ``--store postgresql://...``:
 - **scale**: ``--speakers`` synthetic voiceprints put into PostgreSQL with
   ``enroll_many`` (10,000 a transaction), then two daemons start on it: each one's
   first load (``stages.store.load_s``) and search index build (``stages.search.build_s``),
-  and 10 more enrollments' propagation at that size (past 5,000 speakers a daemon reads
+  and 10 more enrollments' propagation at that size (past 1,000 speakers a daemon reads
   only the speakers that changed).
 
 Figures are wall times on this machine, with whatever else runs on it.

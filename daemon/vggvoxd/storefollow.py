@@ -47,10 +47,11 @@ POLL_S = 1.0
 notification, a SQLite writer's change, or a store that came back is noticed."""
 WAIT_S = 0.25
 """One wait for a notification: how long ``stop`` may wait for the thread."""
-INCREMENTAL_ABOVE = 5_000
+INCREMENTAL_ABOVE = 1_000
 """From this many speakers on, a change is read speaker by speaker (those whose row
-changed), not the whole set again: at 100,000 a whole read takes seconds (measured by
-bench/bench_fleet_store.py), and every daemon of a fleet reads on every change."""
+changed), not the whole set again: every daemon of a fleet reads on every change, and
+a whole read took 0.06-0.15 s at 1,500 and 7-11 s at 100,000, speaker by speaker
+0.014 s and 0.8-2.3 s (bench/bench_fleet_store.py, on a loaded 2-core machine)."""
 MOST_CHANGES = 16
 """More changed speakers than this at once: the whole set is read again."""
 
