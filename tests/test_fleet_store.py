@@ -204,6 +204,9 @@ def test_the_database_stopped_and_started_again(fleet: Fleet) -> None:
         with pytest.raises(ClientError) as refused:
             enroll(a, "later", "vctk-p226")
         assert refused.value.code == STORE_UNAVAILABLE
+        with pytest.raises(ClientError) as refused:  # a removal too
+            a.conn.request("remove", timeout=30, name="ls-3005")
+        assert refused.value.code == STORE_UNAVAILABLE and "\n" not in str(refused.value)
         stage = store_stage(a)
         assert stage["state"] == "unreachable" and stage["outages"] == 1
     finally:
@@ -216,6 +219,7 @@ def test_the_database_stopped_and_started_again(fleet: Fleet) -> None:
         assert logged.count("enrollments and removals refused until it is back") == 1
         assert "resynchronised" in logged
     assert rows(pg, "midway") == 0, "nothing of the interrupted enrollment remains"
+    assert {"ls-3005", "ls-3331"} <= names(a), "the refused removal removed nothing"
     before = in_memory(b)
     assert enroll(a, "later", "vctk-p226")["action"] == "added"
     until(lambda: in_memory(b) == before + 1, 5,
