@@ -205,8 +205,9 @@ def test_a_bad_stdin_uri_is_one_line() -> None:
     run = subprocess.run([sys.executable, "-m", "vggvoxd.main", "--source", "stdin:fast"],
                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert run.returncode == 2
-    assert run.stderr == ("vggvoxd: --source must be mic, stdin, stdin:live or file:PATH, got "
-                          "'stdin:fast'\n")
+    assert run.stderr == ("vggvoxd: --source must be mic, stdin, stdin:live, file:PATH, "
+                          "rtsp://HOST/PATH, rtp://HOST:PORT, sdp:PATH, udp://HOST:PORT, "
+                          "http://HOST/PATH or https://HOST/PATH, got 'stdin:fast'\n")
 
 
 ROOT = Path(__file__).resolve().parent.parent

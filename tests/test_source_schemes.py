@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import sys
 import threading
 from collections.abc import Iterator
@@ -24,11 +25,18 @@ from vggvoxd.source_schemes import SCHEMES, Scheme, check_source, make_source, s
 from vggvoxd.sourceconfig import SourceSpec
 from vggvoxd.sources import FileSource, MicSource, Sink, StdinSource, ThreadSource
 
+NETWORK = ["rtsp://HOST/PATH", "rtp://HOST:PORT", "sdp:PATH", "udp://HOST:PORT",
+           "http://HOST/PATH", "https://HOST/PATH"]
+"""The network streams' forms (vggvoxd.netsource: test_netsource.py)."""
+LISTED = "file:PATH, " + ", ".join(NETWORK[:-1]) + " or " + NETWORK[-1]
+LISTED_URI = ", ".join(NETWORK[:-1]) + " or " + NETWORK[-1]
+
 
 def test_the_forms_each_place_shows() -> None:
-    assert [s.form for s in SCHEMES] == ["mic", "file:PATH", "stdin", "stdin:live"]
-    assert source_schemes.source_forms() == "mic, stdin, stdin:live or file:PATH"
-    assert source_schemes.uri_forms() == "file:PATH, stdin or stdin:live"
+    assert [s.form for s in SCHEMES] == ["mic", "file:PATH", "stdin", "stdin:live",
+                                         *NETWORK]
+    assert source_schemes.source_forms() == f"mic, stdin, stdin:live, {LISTED}"
+    assert source_schemes.uri_forms() == f"file:PATH, stdin, stdin:live, {LISTED_URI}"
     text = " ".join(build_parser().format_help().split())
     assert " ".join(source_help().split()) in text
     assert source_help().startswith("mic (default); file:PATH, an audio file")
@@ -60,8 +68,8 @@ def test_what_a_source_opens(tmp_path: Path) -> None:
 
 
 def test_a_bad_source_is_one_line_naming_it(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"^--source must be mic, stdin, stdin:live or "
-                                         r"file:PATH, got 'file:'$"):
+    with pytest.raises(ValueError, match=rf"^--source must be mic, stdin, stdin:live, "
+                                         rf"{re.escape(LISTED)}, got 'file:'$"):
         check_source("file:")
     with pytest.raises(ValueError, match=r"^--source file:/no/such\.wav: file not found$"):
         check_source("file:/no/such.wav")
@@ -72,8 +80,8 @@ def test_a_bad_source_is_one_line_naming_it(tmp_path: Path) -> None:
 
 
 def test_the_config_takes_the_uris_of_the_table() -> None:
-    with pytest.raises(ConfigError, match=r"'sources\[0\].uri' must be file:PATH, stdin or "
-                                          r"stdin:live, got 'mic'"):
+    with pytest.raises(ConfigError, match=r"'sources\[0\].uri' must be file:PATH, stdin, "
+                                          rf"stdin:live, {re.escape(LISTED_URI)}, got 'mic'"):
         config.parse({"sources": [{"name": "a", "uri": "mic"}]})
     with pytest.raises(ConfigError, match=r"'sources' has more than one 'uri: stdin' \(one "
                                           r"standard input to read\)"):
@@ -108,7 +116,8 @@ TONE = Scheme("tone", "a sine tone of HZ hertz, one second of it", arg="HZ", che
 def test_a_new_scheme_is_one_entry_in_the_table(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(source_schemes, "SCHEMES", (*SCHEMES, TONE))
     assert "; or tone:HZ, a sine tone of HZ hertz" in source_help()
-    assert source_schemes.source_forms() == "mic, stdin, stdin:live, file:PATH or tone:HZ"
+    assert source_schemes.source_forms() == ("mic, stdin, stdin:live, file:PATH, "
+                                             f"{', '.join(NETWORK)} or tone:HZ")
     check_source("tone:440")
     with pytest.raises(ValueError, match="^--source tone:9: HZ must be a whole number"):
         check_source("tone:9")

@@ -49,7 +49,7 @@ def specs(settings: Settings, source: str) -> list[SourceSpec]:
     if settings.sources:
         return list(settings.sources)
     scheme = find(source)
-    name = scheme.one_name or source
+    name = scheme.one_name or scheme.shown(source)
     if scheme.device:
         return [SourceSpec(name, device=settings.audio.device)]
     return [SourceSpec(name, uri=source)]
@@ -131,11 +131,15 @@ class LiveSource:
 
     def tick(self, now: float) -> None:
         """Start (or restart) the source when due; notice when a running one is lost,
-        or a finite one finished."""
-        if self.state in ("starting", "waiting", "lost") and now >= self._next_try:
+        or a finite one finished. A source that keeps its own link (a network stream)
+        reconnects by itself: its link's state is this one's."""
+        link = self.stream.source.link
+        if link is not None:
+            self.set_state(link)
+        elif self.state in ("starting", "waiting", "lost") and now >= self._next_try:
             try:
                 self.stream.start()
-                self.set_state("running")
+                self.set_state(self.stream.source.link or "running")
                 self._backoff = 1.0
             except SourceError as e:
                 log.warning("%s: %s; waiting for one (next try in %.0f s)", self.name, e,

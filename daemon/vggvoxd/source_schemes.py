@@ -4,6 +4,8 @@
     file:PATH    an audio file played at real-time pace, as a microphone would deliver it
     stdin        raw 16 kHz mono s16le PCM from standard input, lossless
     stdin:live   the same, read as it comes, dropping the oldest when behind
+    rtsp://, rtp://, sdp:PATH, udp://, http://, https://
+                 a network audio stream (``vggvoxd.netsource``), reconnected by itself
 
 A ``Scheme`` declares all the daemon knows of one: how it is written, what it
 checks before anything loads, how it opens (an ``AudioSource``: ``vggvoxd.sources``,
@@ -23,6 +25,8 @@ from typing import TYPE_CHECKING
 
 import soundfile as sf
 
+from vggvoxd import neturl
+from vggvoxd.netsource import NetSource
 from vggvoxd.sources import AudioSource, FileSource, MicSource, StdinSource
 
 if TYPE_CHECKING:
@@ -66,6 +70,9 @@ class Scheme:
     the schemes that say the same is refused."""
     one_name: str = ""
     """The name the one source of a ``--source`` gets in events; empty: what was written."""
+    shown: Callable[[str], str] = lambda text: text
+    """What was written as a name, a log line or an error shows it (a URL's password
+    hidden)."""
 
     @property
     def form(self) -> str:
@@ -78,6 +85,18 @@ class Scheme:
 
     def argument(self, text: str) -> str:
         return text[len(self.name) + 1:] if self.arg else ""
+
+
+def _network(name: str, arg: str, what: str) -> Scheme:
+    """A network stream's scheme: its URL is the whole text (``rtsp://...``)."""
+
+    def check(rest: str) -> None:
+        neturl.check(f"{name}:{rest}")
+
+    def open_stream(rest: str, spec: SourceSpec, block_ms: int) -> AudioSource:
+        return NetSource(f"{name}:{rest}", spec.name, dict(spec.options))
+
+    return Scheme(name, what, arg=arg, check=check, open=open_stream, shown=neturl.shown)
 
 
 SCHEMES: tuple[Scheme, ...] = (
@@ -95,6 +114,14 @@ SCHEMES: tuple[Scheme, ...] = (
            "(logged), for a live capture (arecord), which would otherwise fall ever "
            "further behind", only_one="one standard input to read", one_name="stdin",
            open=lambda arg, spec, ms: StdinSource(block_ms=ms, name=spec.name, live=True)),
+    *(_network(name, arg, what) for name, arg, what in (
+          ("rtsp", "//HOST/PATH", "an RTSP stream's audio (an IP camera), pulled over TCP"),
+          ("rtp", "//HOST:PORT", "RTP arriving on a local UDP port, of a static payload "
+                                 "type (G.711); any other codec needs an sdp:PATH"),
+          ("sdp", "PATH", "RTP described by a session description file (any codec)"),
+          ("udp", "//HOST:PORT", "a UDP stream (MPEG-TS) arriving on a local port"),
+          ("http", "//HOST/PATH", "an audio stream served over HTTP (Icecast, HLS)"),
+          ("https", "//HOST/PATH", "the same over HTTPS"))),
 )
 """Every scheme; the first is ``--source``'s default. The order is the help's."""
 
@@ -102,8 +129,8 @@ DEFAULT = SCHEMES[0].name
 """``--source``'s default (and ``Daemon``'s): the table's first scheme."""
 
 HELP_END = ("A file or stdin ends the daemon, status 0, once its input has ended and its "
-           "last window is decided. Given, it replaces the config's list of sources (a list "
-           "never ends)")
+           "last window is decided; a network stream that ends is reconnected. Given, it "
+           "replaces the config's list of sources (a list never ends)")
 """What the help says after the schemes: which end by themselves, and what then."""
 
 
@@ -131,7 +158,7 @@ def find(text: str) -> Scheme:
     """The scheme of a ``--source``: a ValueError naming the forms if none."""
     found = next((s for s in SCHEMES if s.matches(text)), None)
     if found is None:
-        raise ValueError(f"--source must be {source_forms()}, got {text!r}")
+        raise ValueError(f"--source must be {source_forms()}, got {neturl.shown(text)!r}")
     return found
 
 
@@ -154,7 +181,7 @@ def check_source(text: str, where: str = "--source") -> None:
     try:
         scheme.check(scheme.argument(text))
     except ValueError as e:
-        raise ValueError(f"{where} {text}: {e}") from None
+        raise ValueError(f"{where} {scheme.shown(text)}: {e}") from None
 
 
 def shared_input(uris: list[str]) -> str | None:

@@ -76,6 +76,13 @@ class AudioSource(ABC):
         """Finite sources wait for the pipeline instead of losing audio."""
         return False
 
+    @property
+    def link(self) -> str | None:
+        """A source that reconnects by itself (``vggvoxd.netsource``): its link's state
+        (``waiting``, ``running``, ``lost``) while it runs, which its LiveSource shows;
+        None: the LiveSource starts it again when it is lost."""
+        return None
+
 
 @contextmanager
 def quiet_stderr() -> Iterator[None]:

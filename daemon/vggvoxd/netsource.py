@@ -1,0 +1,150 @@
+"""Network audio: an RTSP, RTP, UDP or HTTP(S) stream, decoded by FFmpeg through PyAV,
+resampled to 16 kHz mono, delivered live (``vggvoxd.neturl``: the URLs).
+
+    [thread: connect -> demux -> decode -> resample -> sink] -> lost -> back-off -> connect ...
+
+The source keeps its own link: a network stream that ends or fails is a peer gone
+away, not an end, so its thread reconnects by itself, waiting 0.5 s, then twice as
+long each time up to 30 s, and from 0.5 s again once a stream has played for a
+healthy period. Its ``link`` (``waiting`` before the first audio, ``running``,
+``lost``) is what its ``LiveSource`` shows in ``status`` and the metrics; an
+outage is logged once when it begins and once when it ends, whatever the
+attempts between. A source that listens (a UDP port, RTSP in listen mode) has no
+peer to spare: it listens again at once.
+
+Every open and every read has a deadline (PyAV's interrupt callback: ``OPEN_S``,
+``READ_S``), so a dead peer, or one that stops sending, never holds the thread.
+It is live: what arrives faster than the pipeline takes it (a server's burst on
+connecting) overwrites the oldest audio in the ring buffer, counted as a
+microphone's is. Packet loss (RTP over UDP) shortens the stream clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import av
+import numpy as np
+
+from vggvox.audio import SAMPLE_RATE
+from vggvoxd import neturl
+from vggvoxd.sources import Sink, ThreadSource
+
+log = logging.getLogger(__name__)
+
+OPEN_S = 10.0
+"""How long an open may take: connecting, the server's answer, and the first audio."""
+READ_S = 5.0
+"""How long a running stream may send nothing before it is lost."""
+BACKOFF_S = (0.5, 30.0)
+"""The first and the longest wait between attempts to reach a server."""
+HEALTHY_S = 10.0
+"""A stream that played this long starts its next outage's back-off afresh."""
+
+
+def _why(e: BaseException) -> str:
+    """An FFmpeg error in words, without its ``filename`` (the URL, password and all)."""
+    text = getattr(e, "strerror", None) or type(e).__name__
+    return str(text)
+
+
+class NetSource(ThreadSource):
+    """A network audio stream, reconnected with back-off for as long as it runs."""
+
+    def __init__(self, url: str, name: str, options: dict[str, str] | None = None,
+                 open_s: float = OPEN_S, read_s: float = READ_S) -> None:
+        super().__init__(neturl.shown(name))
+        self.url = url
+        self.shown = neturl.shown(url)
+        given = dict(options or {})
+        self.options = neturl.options(url, given)
+        self.listens = neturl.listens(url, given)
+        # RTSP in listen mode waits for its publisher first: that wait is not the open's.
+        listen = float(self.options.get("listen_timeout", 0))
+        self.timeout = (open_s + max(0.0, listen), read_s)
+        self._link = "waiting"
+        self.outages = 0
+        """Outages so far (a stream lost, whatever the attempts until it was back)."""
+        self._down_since: float | None = None
+
+    @property
+    def link(self) -> str | None:
+        """``waiting``, ``running`` or ``lost`` while its thread runs; None before."""
+        return self._link if self.alive() else None
+
+    def _run(self, sink: Sink) -> None:
+        backoff = BACKOFF_S[0]
+        while not self._stop.is_set():
+            began = time.monotonic()
+            try:
+                played = self._play(sink)
+                why = "the stream ended"
+            except (av.FFmpegError, OSError, ValueError, RuntimeError) as e:
+                played, why = None, _why(e)
+            if self._stop.is_set():
+                return
+            self._went_down(why)
+            healthy = played is not None and time.monotonic() - played >= HEALTHY_S
+            if healthy:
+                backoff = BACKOFF_S[0]
+            wait = BACKOFF_S[0] if self.listens else backoff
+            log.debug("%s: %s (after %.1f s); next try in %.1f s", self.name, why,
+                      time.monotonic() - began, wait)
+            self._stop.wait(wait)
+            if not healthy:
+                backoff = min(2 * backoff, BACKOFF_S[1])
+
+    def _went_down(self, why: str) -> None:
+        """Log the start of an outage once: the stream lost, or a first open failing."""
+        if self._down_since is not None:
+            return
+        self._down_since = time.monotonic()
+        if self._link == "running":
+            self._link = "lost"
+            self.outages += 1
+            log.warning("%s: stream %s lost (%s); reconnecting", self.name, self.shown, why)
+        else:
+            log.warning("%s: cannot play %s yet (%s); %s", self.name, self.shown, why,
+                        "listening again" if self.listens else "retrying with back-off")
+
+    def _play(self, sink: Sink) -> float | None:
+        """Open, decode and deliver until the stream ends or fails (raised); the
+        monotonic time its audio began, None if none came."""
+        played: float | None = None
+        with av.open(neturl.target(self.url), options=self.options,
+                     timeout=self.timeout) as container:
+            if not container.streams.audio:
+                raise ValueError("no audio stream in it")
+            stream = container.streams.audio[0]
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+            for packet in container.demux(stream):
+                if self._stop.is_set():
+                    break
+                for block in self._decode(packet, resampler):
+                    if played is None:
+                        played = time.monotonic()
+                        self._came_back()
+                    sink(block)
+        return played
+
+    def _decode(self, packet: Any, resampler: Any) -> list[np.ndarray]:
+        """The packet's audio at 16 kHz mono; nothing for a corrupt packet (a lost
+        RTP packet garbles one frame, not the stream)."""
+        try:
+            frames = packet.decode()
+        except av.error.InvalidDataError:
+            return []
+        return [f.to_ndarray().reshape(-1).astype(np.int16, copy=False)
+                for frame in frames for f in resampler.resample(frame) if f.samples]
+
+    def _came_back(self) -> None:
+        if self._down_since is not None:
+            log.info("%s: stream %s %s after %.1f s", self.name, self.shown,
+                     "back" if self._link == "lost" else "playing",
+                     time.monotonic() - self._down_since)
+        elif self._link == "waiting":
+            log.info("%s: playing %s", self.name, self.shown)
+        self._down_since = None
+        self._link = "running"
