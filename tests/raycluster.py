@@ -74,23 +74,13 @@ class RayCluster:
 
     def start(self) -> RayCluster:
         try:
+            # Each ray start returns once its node is registered with the head's GCS.
             for i in range(self.nodes):
                 self._start(head=i == 0)
-            self._wait_nodes()
         except BaseException:
             self.stop()
             raise
         return self
-
-    def _wait_nodes(self) -> None:
-        """Until every node is seen by the head (a joining node registers a moment later)."""
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            r = subprocess.run([str(RAY), "status", f"--address={self.address}"],
-                               capture_output=True, text=True, timeout=START_TIMEOUT_S)
-            if r.stdout.count("node_") >= self.nodes or time.monotonic() > deadline:
-                return
-            time.sleep(0.5)
 
     def processes(self, title: str = "") -> list[int]:
         """This cluster's processes: those of its ``ray start`` process groups, and their

@@ -20,6 +20,10 @@ from raycluster import RayCluster
 
 from vggvox_client.cli import main
 
+# One cluster for the module: under pytest-xdist's --dist loadgroup (or loadfile) its
+# tests share one worker, and so one cluster.
+pytestmark = pytest.mark.xdist_group("ray")
+
 SHARD_TITLE = "ray::_run_shard"
 """A Ray worker's process title while it runs a shard (``raybatch._run_shard``)."""
 
