@@ -5,6 +5,8 @@ FFmpeg (PyAV), read by a real daemon with real models.
   goes away mid-stream (the source is ``lost``, logged once), comes back on its port
   (``running`` again) and the other speaker's turn is named;
 - RTP (L16 at 16 kHz) to a local UDP port, described by an SDP file: named too;
+- RTSP pushed by FFmpeg's rtsp muxer to the daemon in listen mode: named; the
+  publisher goes away and another comes: lost, then the speaker named again;
 - an RTSP camera that refuses: ``waiting``, retried with back-off, its password in no
   log line and no status reply;
 - URLs checked when the config is read, one line naming the key.
@@ -12,6 +14,7 @@ FFmpeg (PyAV), read by a real daemon with real models.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from pathlib import Path
@@ -27,7 +30,7 @@ from speakers_fixture import Conversation
 from vggvox.audio import load_audio, to_int16
 from vggvox.errors import ConfigError
 from vggvox_client.enroll import enroll
-from vggvoxd import config, neturl
+from vggvoxd import config, netsource, neturl
 from vggvoxd.netsource import NetSource
 
 MAX_BYTES = 16 * 1024 * 1024
@@ -110,6 +113,7 @@ def test_network_streams_name_the_speaker_and_come_back(tmp_path: Path,
         {"name": "dead", "uri": dead}]}))
     d = DaemonProcess(tmp_path, source=None, args=["--config", str(cfg)])
     again: HttpStream | None = None
+    cam_again: RtspPublisher | None = None
     try:
         rtp.start()
         d.start()
@@ -125,16 +129,21 @@ def test_network_streams_name_the_speaker_and_come_back(tmp_path: Path,
         heard.wait("cam", "turn", 15, speaker=bob)
         heard.forget()
         web.stop()
+        cam.stop()
         lost = heard.wait("web", "status", 10, state="lost")["received"]
+        heard.wait("cam", "status", 10, state="lost")
         time.sleep(1.0)  # away a while: the source backs off
         again = HttpStream(second, port=web.port)
-        again.go.set()
+        cam_again = RtspPublisher(cam.url, first).start()
+        for stream in (again, cam_again):
+            stream.go.set()
         back = heard.wait("web", "status", 15, state="running")["received"]
         heard.wait("web", "turn", 20, speaker=bob)
+        heard.wait("cam", "turn", 20, speaker=alice)
         status = d.conn.request("status", timeout=5)
     finally:
         d.stop()
-        for server in (web, again, rtp, cam):
+        for server in (web, again, rtp, cam, cam_again):
             if server is not None:
                 server.stop()
     log = d.log.read_text()
@@ -143,8 +152,28 @@ def test_network_streams_name_the_speaker_and_come_back(tmp_path: Path,
     assert status["sources"]["web"]["state"] == "running"
     assert "hunter2" not in log and "hunter2" not in str(status)
     assert len(re.findall(r"dead: cannot play rtsp://viewer:\*\*\*@", log)) == 1, log
-    assert len(re.findall(r"web: stream .* lost", log)) == 1, log
-    assert re.search(r"web: stream .* back after", log), log
+    for name in ("web", "cam"):
+        assert len(re.findall(rf"{name}: stream .* lost", log)) == 1, log
+        assert re.search(rf"{name}: stream .* back after", log), log
+
+
+def test_a_refusing_server_is_retried_with_back_off_logged_once(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """Each wait twice the last, up to the longest; one WARNING for the whole outage;
+    a stop ends the thread at once, however long the wait it is in."""
+    monkeypatch.setattr(netsource, "BACKOFF_S", (0.05, 0.2))
+    caplog.set_level(logging.DEBUG, logger="vggvoxd.netsource")
+    source = NetSource(f"rtsp://admin:hunter2@127.0.0.1:{free_port()}/s", "cam")
+    source.start(lambda block: None)
+    time.sleep(1.0)
+    assert source.link == "waiting"
+    t0 = time.monotonic()
+    source.stop()
+    assert time.monotonic() - t0 < 0.5 and source.link is None
+    waits = [float(m) for m in re.findall(r"next try in ([\d.]+) s", caplog.text)]
+    assert waits[:4] == [0.05, 0.1, 0.2, 0.2], waits
+    assert [r.levelname for r in caplog.records if r.levelno >= logging.INFO] == ["WARNING"]
+    assert "hunter2" not in caplog.text and "admin:***@" in caplog.text
 
 
 @pytest.mark.parametrize("kind", ["rtp", "udp"])

@@ -90,7 +90,7 @@ class NetSource(ThreadSource):
             if healthy:
                 backoff = BACKOFF_S[0]
             wait = BACKOFF_S[0] if self.listens else backoff
-            log.debug("%s: %s (after %.1f s); next try in %.1f s", self.name, why,
+            log.debug("%s: %s (after %.1f s); next try in %.2f s", self.name, why,
                       time.monotonic() - began, wait)
             self._stop.wait(wait)
             if not healthy:
