@@ -133,8 +133,8 @@ def build(args: argparse.Namespace) -> tuple[HubLoop, HubAuth | None]:
     counts = Counts()
     auth = None
     if server is not None:
-        auth = HubAuth(ctx, allowed_keys(args.subscribers), EVENTS_DOMAIN,
-                       lambda: counts.hold(args.max_subscribers))
+        auth = HubAuth(ctx, allowed_keys(args.subscribers), EVENTS_DOMAIN, counts,
+                       args.max_subscribers)
     try:
         loop = HubLoop(ctx, upstream, args.listen, args.listen_control, server, args.hwm,
                        args.max_message_bytes, counts)
@@ -143,6 +143,8 @@ def build(args: argparse.Namespace) -> tuple[HubLoop, HubAuth | None]:
             auth.stop()
         raise VggvoxError(f"cannot listen on {args.listen} / {args.listen_control}: {e}") \
             from None
+    if auth is not None:
+        auth.start(loop.xpub_monitor)
     return loop, auth
 
 

@@ -37,6 +37,7 @@ from zmq.utils.monitor import parse_monitor_message
 from vggvox.protocol import requests
 from vggvox.protocol.errors import BAD_REQUEST, error_reply
 from vggvox.protocol.events import HUB_WELCOME, NODE_RE, StatusEvent
+from vggvox_client.fleet import qualified
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +100,16 @@ class Counts:
     held: int = 0
     """Handshakes left unanswered at the cap (each retried by its subscriber)."""
 
+    fds: set[int] = field(default_factory=set)
+    """The subscribers' connections (their file descriptors)."""
     holds: list[float] = field(default_factory=list)
     """When each handshake held in the last ``hold_s`` was (monotonic)."""
     hold_s: float = 0.9 * HANDSHAKE_S
     """How long a hold counts: just under the handshake limit of the socket (set with it)."""
+
+    def count(self, fd: int, accepted: bool) -> None:
+        (self.fds.add if accepted else self.fds.discard)(fd)
+        self.subscribers = len(self.fds)
 
     def hold(self, cap: int) -> bool:
         """Whether a subscriber's handshake waits: more connections than ``cap``, the
@@ -132,7 +139,6 @@ class HubLoop:
         self.ctx, self.counts = ctx, counts
         self.stop = threading.Event()
         self.daemons = {ep: Upstream(ep) for ep in upstream}
-        self._fd_subs: set[int] = set()
         self.socks: list[zmq.Socket[bytes]] = []
         self.xsubs: dict[zmq.Socket[bytes], Upstream] = {}
         self.monitors: dict[zmq.Socket[bytes], Upstream | None] = {}
@@ -148,7 +154,11 @@ class HubLoop:
         self.xpub = self._socket(zmq.XPUB, {
             **hard, **curve_opts(server, EVENTS_DOMAIN), zmq.SNDHWM: hwm,
             zmq.MAXMSGSIZE: MAX_SUBSCRIPTION_BYTES, zmq.XPUB_WELCOME_MSG: HUB_WELCOME})
-        self.monitors[self.xpub.get_monitor_socket(ACCEPTED)] = None
+        self.xpub_monitor = self.xpub.get_monitor_socket(ACCEPTED)
+        """The subscribers' connections: counted by the ZAP handler's thread with CURVE
+        (``hubauth.py``: it must see a connection before its handshake asks), else here."""
+        if server is None:
+            self.monitors[self.xpub_monitor] = None
         self.xpub.bind(listen)
         self.control: zmq.Socket[bytes] | None = None
         if control:
@@ -238,8 +248,7 @@ class HubLoop:
             up.down_since = time.monotonic()
             log.info("daemon %s %s", up.endpoint, "connected" if ok else "disconnected")
             return
-        (self._fd_subs.add if ok else self._fd_subs.discard)(fd)
-        self.counts.subscribers = len(self._fd_subs)
+        self.counts.count(fd, ok)
 
     def _request(self, s: zmq.Socket[bytes]) -> None:
         frames = s.recv_multipart(zmq.NOBLOCK)
@@ -275,8 +284,8 @@ class HubLoop:
 
     def status(self) -> dict[str, Any]:
         now = time.time()
-        sources = {f"{d.node}/{name}": s for d in self.daemons.values()
-                   for name, s in d.sources.items()}
+        sources = {qualified(d.node, name): s for d in self.daemons.values()
+                   for name, s in d.sources.items()}  # as the clients name them
         c = self.counts
         return {"ok": True, "hub": True, "model": "", "sources": sources,
                 "daemons": [d.reply(now) for d in self.daemons.values()],
