@@ -96,7 +96,9 @@ class Counts:
     """Connections to the events socket, the one in its handshake included."""
     forwarded: int = 0
     dropped: int = 0
-    """Messages a full send queue refused (every subscriber's was full)."""
+    """Messages the events socket refused outright (libzmq's XPUB drops a slow
+    subscriber's at its high-water mark silently, for it alone: those are not here,
+    the subscriber sees them as a gap in ``seq``)."""
     held: int = 0
     """Handshakes left unanswered at the cap (each retried by its subscriber)."""
 
