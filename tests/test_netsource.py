@@ -8,7 +8,8 @@ FFmpeg (PyAV), read by a real daemon with real models.
 - RTSP pushed by FFmpeg's rtsp muxer to the daemon in listen mode: named; the
   publisher goes away and another comes: lost, then the speaker named again;
 - an RTSP camera that refuses: ``waiting``, retried with back-off, its password in no
-  log line and no status reply;
+  log line and no status reply; one pulled from (``rtspserver``) that appears, goes away
+  and comes back: ``running``, ``lost``, ``running``;
 - URLs checked when the config is read, one line naming the key.
 """
 
@@ -25,6 +26,7 @@ import pytest
 import yaml
 from daemon_proc import DaemonProcess, free_port
 from netstreams import HttpStream, RtpStream, RtspPublisher, UdpSender
+from rtspserver import RtspServer
 from speakers_fixture import Conversation
 
 from vggvox.audio import load_audio, to_int16
@@ -174,6 +176,46 @@ def test_a_refusing_server_is_retried_with_back_off_logged_once(
     assert waits[:4] == [0.05, 0.1, 0.2, 0.2], waits
     assert [r.levelname for r in caplog.records if r.levelno >= logging.INFO] == ["WARNING"]
     assert "hunter2" not in caplog.text and "admin:***@" in caplog.text
+
+
+def wait_link(source: NetSource, link: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while source.link != link:
+        assert time.monotonic() < deadline, f"{source.name} never {link}: {source.link}"
+        time.sleep(0.05)
+
+
+def test_a_camera_pulled_over_rtsp_is_waited_for_lost_and_back(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An RTSP camera (``rtspserver``: FFmpeg has no server to pull from) that refuses
+    at first: ``waiting``; it appears: ``running``, the tone at 16 kHz; it goes away:
+    ``lost``; it comes back on its port: ``running`` again."""
+    monkeypatch.setattr(netsource, "BACKOFF_S", (0.05, 0.2))
+    tone = (8000 * np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)).astype(np.int16)
+    port = free_port()
+    source = NetSource(f"rtsp://viewer:pw@127.0.0.1:{port}/stream1", "cam")
+    got: list[np.ndarray] = []
+    source.start(got.append)
+    servers: list[RtspServer] = []
+    try:
+        time.sleep(0.3)
+        assert source.link == "waiting"
+        servers.append(RtspServer(tone, port))
+        wait_link(source, "running")
+        time.sleep(1.0)
+        servers[-1].stop()
+        wait_link(source, "lost")
+        heard = sum(map(len, got))
+        servers.append(RtspServer(tone, port))
+        wait_link(source, "running")
+        time.sleep(0.3)
+    finally:
+        source.stop()
+        for server in servers:
+            server.stop()
+    assert sum(map(len, got)) > heard >= 12000
+    spectrum = np.abs(np.fft.rfft(np.concatenate(got)[:12000].astype(np.float32)))
+    assert abs(int(np.argmax(spectrum)) * 16000 / 12000 - 440) <= 3
 
 
 @pytest.mark.parametrize("kind", ["rtp", "udp"])
