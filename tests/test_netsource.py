@@ -33,7 +33,9 @@ from vggvox.audio import load_audio, to_int16
 from vggvox.errors import ConfigError
 from vggvox_client.enroll import enroll
 from vggvoxd import config, netsource, neturl
+from vggvoxd.livesources import specs
 from vggvoxd.netsource import NetSource
+from vggvoxd.source_schemes import check_source
 
 MAX_BYTES = 16 * 1024 * 1024
 
@@ -56,6 +58,10 @@ def test_a_password_is_shown_nowhere() -> None:
     with pytest.raises(ConfigError) as e:
         config.parse({"sources": [{"name": "cam", "uri": "rtmp://admin:hunter2@cam/s"}]})
     assert "hunter2" not in str(e.value)
+    (spec,) = specs(config.parse({}), "rtsp://admin:hunter2@cam/s")
+    assert spec.name == "rtsp://admin:***@cam/s" and spec.uri == "rtsp://admin:hunter2@cam/s"
+    with pytest.raises(ValueError, match=r"^--source rtsp://admin:\*\*\*@cam:0/s: its port"):
+        check_source("rtsp://admin:hunter2@cam:0/s")
     spec = config.parse({"sources": [{"name": "cam", "uri": "rtsp://cam/s",
                                       "options": {"rtsp_transport": "udp"}}]}).sources[0]
     assert spec.options == (("rtsp_transport", "udp"),)

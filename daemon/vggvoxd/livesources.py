@@ -135,6 +135,8 @@ class LiveSource:
         reconnects by itself: its link's state is this one's."""
         link = self.stream.source.link
         if link is not None:
+            if link == "lost" and self.state == "running":
+                self.stream.abandon_taps(f"{self.name} was lost")
             self.set_state(link)
         elif self.state in ("starting", "waiting", "lost") and now >= self._next_try:
             try:
