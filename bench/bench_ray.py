@@ -9,7 +9,7 @@ Runs, on the shared speech data's test list (no cache, one ONNX thread per worke
 each the way batch-offline runs it (``jobs._embed_one`` over the files longest
 first; ``raybatch.ordered_map`` on Ray). Prints files per second over the whole
 call (connection, worker start and model loads included), the time to the first
-result and the pace after it, Ray's own cost per file (the same shards of a
+result, Ray's own cost per file (the same shards of a
 function that does nothing), each worker's peak RSS and the resident memory of the
 cluster's own processes (GCS, raylets, agents); and checks that every run's
 embeddings are the in-process run's, bit for bit. Best of ``--repeat`` runs each.
@@ -89,15 +89,9 @@ class Run:
     first: float
     """Seconds to the first results: connection, worker start, model load, and the
     first file (the pool) or the first shard (Ray: its files come back together)."""
-    with_first: int
-    """Results that came back with the first."""
     done: dict[Path, Embedded]
     peaks: list[float]
     """Each worker's peak RSS in MB, largest first."""
-
-    def steady(self) -> float:
-        """Files per second after the first result: the workers' pace once up."""
-        return (len(self.done) - self.with_first) / max(1e-9, self.wall - self.first)
 
 
 def timed(files: list[Path], card: Path, workers: int = 1, ray: str | None = None,
@@ -121,8 +115,7 @@ def timed(files: list[Path], card: Path, workers: int = 1, ray: str | None = Non
             done[e.path] = e
         wall = time.perf_counter() - t0
     assert all(e.embedding is not None for e in done.values())
-    with_first = sum(1 for t in stamps if t - stamps[0] < 0.005)
-    return Run(wall, stamps[0], with_first, done, sorted(rss.peak.values(), reverse=True))
+    return Run(wall, stamps[0], done, sorted(rss.peak.values(), reverse=True))
 
 
 def nothing(item: object) -> None:
@@ -150,7 +143,7 @@ def best(runs: list[Run]) -> Run:
 
 def line(label: str, run: Run, reference: dict[Path, Embedded]) -> str:
     return (f"{label:22s} {len(run.done) / run.wall:6.1f}/s {run.wall:6.2f} s  first after "
-            f"{run.first:5.2f} s, then {run.steady():5.1f}/s  workers' peak RSS "
+            f"{run.first:5.2f} s  workers' peak RSS "
             f"{', '.join(f'{m:.0f}' for m in run.peaks) or '-'} MB  "
             f"same: {same(run.done, reference)}")
 

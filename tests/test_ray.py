@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -170,3 +171,31 @@ def test_without_ray_installed_is_one_line(capsys: pytest.CaptureFixture[str],
     err = capsys.readouterr().err
     assert code == 2
     assert err == "vggvox-client: error: --ray needs the ray extra: pip install 'vggvox[ray]'\n"
+
+
+def test_sigterm_ends_a_ray_run_with_143_and_its_tasks(
+        cluster: RayCluster, tmp_path: Path, fixtures_dir: Path) -> None:
+    """As a local run: status 143, no stack dump (Ray's own handler prints one, exit 1),
+    and the run's tasks end with it."""
+    enroll, test = _lists(fixtures_dir, tmp_path)
+    client = Path(sys.executable).parent / "vggvox-client"
+    p = subprocess.Popen([str(client), "batch-offline", "--enroll-list", str(enroll),
+                          "--test-list", str(test), "--out", str(tmp_path / "r.csv"),
+                          "--cache", str(tmp_path / "c"), "--ray", cluster.address],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not cluster.processes(SHARD_TITLE) and time.monotonic() < deadline:
+            assert p.poll() is None, p.communicate()
+            time.sleep(0.01)
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=15)
+    finally:
+        p.kill()
+        p.wait(timeout=5)
+    assert p.returncode == 143, err
+    assert "SIGTERM received" not in err
+    deadline = time.monotonic() + 10
+    while cluster.processes(SHARD_TITLE) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not cluster.processes(SHARD_TITLE)

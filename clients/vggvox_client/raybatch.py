@@ -24,11 +24,14 @@ import argparse
 import logging
 import math
 import os
+import signal
 import socket
+import threading
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from types import FrameType
 from typing import Any, TypeVar
 
 from vggvox.errors import VggvoxError
@@ -107,10 +110,36 @@ def connected(address: str) -> Iterator[Any]:
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise VggvoxError(f"--ray {address}: cannot connect: {e}") from None
     try:
-        with _cluster_notes_on_stderr():
+        with _cluster_notes_on_stderr(), _sigterm_exits():
             yield ray
     finally:
         ray.shutdown()
+
+
+@contextmanager
+def _sigterm_exits() -> Iterator[None]:
+    """SIGTERM ends the command with status 143, as it does a local pool's run: ray.init
+    installs a handler that prints a stack dump and exits 1. Python's runs the finally
+    blocks on the way out (the driver disconnects; Ray ends the run's tasks)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set a handler
+        return
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        global _terminated
+        _terminated = signum
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+_terminated: int | None = None
+"""The signal that ended the run (``_sigterm_exits``): inside ``ray.get`` Ray turns the
+handler's SystemExit into one of its own, with status 1."""
 
 
 @contextmanager
@@ -182,6 +211,10 @@ def ordered_map(address: str, fn: Callable[[T], R], items: Sequence[T],
             part, ref = pending.popleft()
             try:
                 got = ray.get(ref)
+            except SystemExit:
+                if _terminated is not None:
+                    raise SystemExit(128 + _terminated) from None
+                raise
             except ray.exceptions.RayError as e:  # retries spent, or the cluster gone
                 raise VggvoxError(f"--ray {address}: a shard of {len(part)} files failed: "
                                   f"{str(e).splitlines()[0]}") from None
