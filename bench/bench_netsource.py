@@ -11,9 +11,10 @@ daemon on the same store, so both sources begin with everyone enrolled.
 - latency: for each ``turn`` event, its arrival at a subscriber less the wall time
   its last sample (``t_end``) was played: by the daemon's file source (its start,
   read from its heartbeats), or sent by the HTTP server (its log of each block);
-- reconnection: the server goes away for each ``--away`` seconds and returns on
-  its port; the time from its return to the source's ``running`` status, and to
-  the next turn event.
+- reconnection: after a healthy spell (the back-off starts afresh), the server goes
+  away for each ``--away`` seconds and returns on its port; the time from its
+  return to the source's ``running`` status, and to the next turn event, beside
+  when the back-off's next try was due.
 
 Figures are as measured on this machine, under whatever else runs on it.
 """
@@ -33,6 +34,7 @@ import yaml
 
 from vggvox.audio import load_audio, to_int16
 from vggvox_client.enroll import enroll
+from vggvoxd.netsource import BACKOFF_S, HEALTHY_S
 
 MAX_BYTES = 16 * 1024 * 1024
 
@@ -68,6 +70,14 @@ def sent_at(sent: list[tuple[int, float]]) -> Any:
     pos = np.array([p for p, _ in sent])
     wall = np.array([w for _, w in sent])
     return lambda t: float(np.interp(t * 16000, pos, wall))
+
+
+def next_try(away: float) -> float:
+    """How long after a server's return, ``away`` s after it went, the back-off tries."""
+    wait, at = BACKOFF_S[0], 0.0
+    while at + wait < away:
+        at, wait = at + wait, min(2 * wait, BACKOFF_S[1])
+    return at + wait - away
 
 
 def enroll_first(tmp: Path, convo: Any) -> None:
@@ -106,6 +116,8 @@ def run(tmp: Path, away: list[float]) -> None:
                 print(f"{label:12s} audio -> turn event: median {statistics.median(xs)*1e3:.0f} "
                       f"ms, max {max(xs)*1e3:.0f} ms over {len(xs)} turn events")
         for seconds in away:
+            # A healthy spell first, so each outage starts its back-off afresh (0.5 s).
+            events(d, sub, time.monotonic() + HEALTHY_S + 1, seen)
             servers[-1].stop()
             wait(d, sub, seen, "web", "status", 15, "lost")
             time.sleep(seconds)
@@ -116,7 +128,8 @@ def run(tmp: Path, away: list[float]) -> None:
             running = wait(d, sub, seen, "web", "status", 60, "running")["received"]
             turn = wait(d, sub, seen, "web", "turn", 30)["received"]
             print(f"away {seconds:4.1f} s: running {running - t0:.2f} s after the server "
-                  f"returned, next turn event after {turn - t0:.2f} s")
+                  f"returned, next turn event after {turn - t0:.2f} s (the back-off's "
+                  f"next try was due {next_try(seconds):.2f} s after its return)")
     finally:
         d.stop()
         for server in servers:

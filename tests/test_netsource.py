@@ -184,6 +184,34 @@ def test_a_refusing_server_is_retried_with_back_off_logged_once(
     assert "hunter2" not in caplog.text and "admin:***@" in caplog.text
 
 
+def test_after_a_healthy_spell_an_outage_backs_off_afresh(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """Refused until the waits reach the longest; the server comes, plays past the
+    healthy period and goes: the next wait is the first again, not the longest."""
+    monkeypatch.setattr(netsource, "BACKOFF_S", (0.05, 0.2))
+    monkeypatch.setattr(netsource, "HEALTHY_S", 0.3)
+    caplog.set_level(logging.DEBUG, logger="vggvoxd.netsource")
+    port = free_port()
+    source = NetSource(f"http://127.0.0.1:{port}/live.ogg", "web")
+    source.start(lambda block: None)
+    server: HttpStream | None = None
+    try:
+        time.sleep(0.6)  # 0.05, 0.1, 0.2, 0.2: at the longest
+        server = HttpStream(np.zeros(16000, np.int16), port=port)
+        wait_link(source, "running")
+        time.sleep(0.6)
+        caplog.clear()
+        server.stop()
+        wait_link(source, "lost")
+        time.sleep(0.3)
+    finally:
+        source.stop()
+        if server is not None:
+            server.stop()
+    waits = [float(m) for m in re.findall(r"next try in ([\d.]+) s", caplog.text)]
+    assert waits[:2] == [0.05, 0.1], waits
+
+
 def wait_link(source: NetSource, link: str, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while source.link != link:

@@ -68,6 +68,8 @@ class NetSource(ThreadSource):
         self.outages = 0
         """Outages so far (a stream lost, whatever the attempts until it was back)."""
         self._down_since: float | None = None
+        self._played: float | None = None
+        """When this connection's audio began (monotonic); None before it did."""
 
     @property
     def link(self) -> str | None:
@@ -77,24 +79,22 @@ class NetSource(ThreadSource):
     def _run(self, sink: Sink) -> None:
         backoff = BACKOFF_S[0]
         while not self._stop.is_set():
-            began = time.monotonic()
+            began, self._played = time.monotonic(), None
             try:
-                played = self._play(sink)
+                self._play(sink)
                 why = "the stream ended"
             except (av.FFmpegError, OSError, ValueError, RuntimeError) as e:
-                played, why = None, _why(e)
+                why = _why(e)
             if self._stop.is_set():
                 return
             self._went_down(why)
-            healthy = played is not None and time.monotonic() - played >= HEALTHY_S
-            if healthy:
-                backoff = BACKOFF_S[0]
+            if self._played is not None and time.monotonic() - self._played >= HEALTHY_S:
+                backoff = BACKOFF_S[0]  # after a healthy spell, an outage starts afresh
             wait = BACKOFF_S[0] if self.listens else backoff
             log.debug("%s: %s (after %.1f s); next try in %.2f s", self.name, why,
                       time.monotonic() - began, wait)
             self._stop.wait(wait)
-            if not healthy:
-                backoff = min(2 * backoff, BACKOFF_S[1])
+            backoff = min(2 * backoff, BACKOFF_S[1])
 
     def _went_down(self, why: str) -> None:
         """Log the start of an outage once: the stream lost, or a first open failing."""
@@ -109,10 +109,9 @@ class NetSource(ThreadSource):
             log.warning("%s: cannot play %s yet (%s); %s", self.name, self.shown, why,
                         "listening again" if self.listens else "retrying with back-off")
 
-    def _play(self, sink: Sink) -> float | None:
-        """Open, decode and deliver until the stream ends or fails (raised); the
-        monotonic time its audio began, None if none came."""
-        played: float | None = None
+    def _play(self, sink: Sink) -> None:
+        """Open, decode and deliver until the stream ends or fails (raised); when its
+        audio began goes in ``_played``."""
         with av.open(neturl.target(self.url), options=self.options,
                      timeout=self.timeout) as container:
             if not container.streams.audio:
@@ -123,11 +122,10 @@ class NetSource(ThreadSource):
                 if self._stop.is_set():
                     break
                 for block in self._decode(packet, resampler):
-                    if played is None:
-                        played = time.monotonic()
+                    if self._played is None:
+                        self._played = time.monotonic()
                         self._came_back()
                     sink(block)
-        return played
 
     def _decode(self, packet: Any, resampler: Any) -> list[np.ndarray]:
         """The packet's audio at 16 kHz mono; nothing for a corrupt packet (a lost
