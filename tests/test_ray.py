@@ -199,3 +199,23 @@ def test_sigterm_ends_a_ray_run_with_143_and_its_tasks(
     while cluster.processes(SHARD_TITLE) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not cluster.processes(SHARD_TITLE)
+
+
+def test_a_worker_sets_up_once_per_run_and_answers_each_item_once(tmp_path: Path) -> None:
+    """raybatch._run_shard as a Ray worker runs it (no cluster needed): the run's setup
+    (the model load) once per process and run, each item's result at its own index."""
+    from vggvox_client import raybatch
+
+    calls: list[str] = []
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.chdir(tmp_path)  # the shard chdirs to the driver's folder
+    try:
+        for run, items in (("a", [(0, "x"), (1, "y")]), ("a", [(2, "z")]), ("b", [(0, "w")])):
+            got = raybatch._run_shard(run, str(tmp_path), calls.append, (run,), str.upper,
+                                      items)
+            assert got == [(i, s.upper()) for i, s in items]
+    finally:
+        monkeypatch.undo()
+    assert calls == ["a", "b"]
+    with pytest.raises(RuntimeError, match="other items"):
+        raybatch._checked([(0, "x"), (1, "y")], [(0, "X"), (0, "X")])
