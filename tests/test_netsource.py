@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import av
 import numpy as np
 import pytest
 import yaml
@@ -33,8 +34,8 @@ from vggvox.audio import load_audio, to_int16
 from vggvox.errors import ConfigError
 from vggvox_client.enroll import enroll
 from vggvoxd import config, netsource, neturl
-from vggvoxd.livesources import specs
-from vggvoxd.netsource import NetSource
+from vggvoxd.livesources import check_specs, specs
+from vggvoxd.netsource import NetSource, Resampler
 from vggvoxd.source_schemes import check_source
 
 MAX_BYTES = 16 * 1024 * 1024
@@ -274,6 +275,25 @@ def test_udp_streams_arrive_at_16_khz(kind: str) -> None:
     assert len(x) >= 16000, len(x)
     spectrum = np.abs(np.fft.rfft(x[-16000:] * np.hanning(16000)))
     assert abs(int(np.argmax(spectrum)) - 440) <= 2
+
+
+def test_frames_of_changing_rates_all_come_out_at_16_khz() -> None:
+    """An MP3 stream may change its rate between frames: each kind gets its own."""
+    resample, out = Resampler(), []
+    for rate, layout in ((8000, "mono"), (44100, "stereo"), (8000, "mono")):
+        x = (8000 * np.sin(2 * np.pi * 440 * np.arange(rate) / rate)).astype(np.int16)
+        planes, fmt = (x[None, :], "s16") if layout == "mono" else (np.stack([x, x]), "s16p")
+        frame = av.AudioFrame.from_ndarray(planes, format=fmt, layout=layout)
+        frame.sample_rate = rate
+        out += resample(frame)
+    assert abs(sum(map(len, out)) - 3 * 16000) < 200
+
+
+def test_an_unreadable_session_description_is_one_line() -> None:
+    settings = config.parse({"sources": [{"name": "i", "uri": "sdp:/no/such.sdp"}]})
+    with pytest.raises(ValueError, match=r"^source 'i' sdp:/no/such\.sdp: cannot read the "
+                                         r"session description: No such file"):
+        check_specs(settings, "mic")
 
 
 def test_every_scheme_is_in_the_help() -> None:

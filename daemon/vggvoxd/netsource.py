@@ -117,7 +117,7 @@ class NetSource(ThreadSource):
             if not container.streams.audio:
                 raise ValueError("no audio stream in it")
             stream = container.streams.audio[0]
-            resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+            resampler = Resampler()
             for packet in container.demux(stream):
                 if self._stop.is_set():
                     break
@@ -127,15 +127,14 @@ class NetSource(ThreadSource):
                         self._came_back()
                     sink(block)
 
-    def _decode(self, packet: Any, resampler: Any) -> list[np.ndarray]:
+    def _decode(self, packet: Any, resampler: Resampler) -> list[np.ndarray]:
         """The packet's audio at 16 kHz mono; nothing for a corrupt packet (a lost
         RTP packet garbles one frame, not the stream)."""
         try:
             frames = packet.decode()
         except av.error.InvalidDataError:
             return []
-        return [f.to_ndarray().reshape(-1).astype(np.int16, copy=False)
-                for frame in frames for f in resampler.resample(frame) if f.samples]
+        return [block for frame in frames for block in resampler(frame)]
 
     def _came_back(self) -> None:
         if self._down_since is not None:
@@ -146,3 +145,22 @@ class NetSource(ThreadSource):
             log.info("%s: playing %s", self.name, self.shown)
         self._down_since = None
         self._link = "running"
+
+
+class Resampler:
+    """Frames to 16 kHz mono int16, whatever each one's rate and layout: an MP3 stream
+    may change its rate between frames, and HLS between variants, where one
+    ``av.AudioResampler`` refuses a frame unlike its first."""
+
+    def __init__(self) -> None:
+        self._shape: tuple[str, str, int] | None = None
+        self._resampler: Any = None
+
+    def __call__(self, frame: Any) -> list[np.ndarray]:
+        shape = (frame.format.name, frame.layout.name, frame.sample_rate)
+        if shape != self._shape:
+            self._shape = shape
+            self._resampler = av.AudioResampler(format="s16", layout="mono",
+                                                rate=SAMPLE_RATE)
+        return [f.to_ndarray().reshape(-1).astype(np.int16, copy=False)
+                for f in self._resampler.resample(frame) if f.samples]
