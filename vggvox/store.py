@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vggvox import storechanges
 from vggvox.erasure import Erasure
 from vggvox.errors import StoreError
 from vggvox.modelcard import ModelCard
@@ -42,7 +43,7 @@ from vggvox.names import MAX_NAME_LENGTH, check_name
 from vggvox.storebinding import ModelId
 from vggvox.storefile import SqliteTx, StoreFile
 from vggvox.storehealth import DamagedRow, explain
-from vggvox.storerows import NewPrints, SpeakerInfo, enroll_all, infos, read_prints, stacked
+from vggvox.storerows import NewPrints, SpeakerInfo, enroll_all, infos, read_prints
 
 __all__ = [
     "MAX_NAME_LENGTH", "DamagedRow", "ModelId", "NewPrints", "SpeakerInfo", "VoiceprintStore",
@@ -70,7 +71,7 @@ CREATE TABLE IF NOT EXISTS embeddings (
     source TEXT NOT NULL,
     seconds REAL NOT NULL
 );
-"""
+""" + storechanges.SQLITE_DDL
 
 
 class VoiceprintStore:
@@ -158,10 +159,10 @@ class VoiceprintStore:
             yield SqliteTx(db, self.location, self.read_only is None)
 
     @staticmethod
-    def _bump(db: sqlite3.Connection) -> None:
-        db.execute(
-            "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'"
-        )
+    def _bump(db: sqlite3.Connection) -> int:
+        """The next generation (the caller logs what it wrote: ``storechanges``)."""
+        return int(db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 "
+                              "WHERE key = 'generation' RETURNING value").fetchone()[0])
 
     def model(self) -> str | None:
         """The tag of the model this store is bound to, or None while it is empty."""
@@ -172,6 +173,15 @@ class VoiceprintStore:
     def generation(self) -> int:
         with self._connect() as db:
             return int(db.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
+
+    def changed_since(self, since: int, upto: int) -> set[str] | None:
+        """The speakers written since generation ``since`` (``storechanges``); None when
+        the log cannot say (a read-only store of an older version may have none)."""
+        with self.transaction() as tx:
+            if tx.execute("SELECT 1 FROM sqlite_master WHERE name = 'changes'").fetchone() \
+                    is None:
+                return None
+            return storechanges.changed_since(tx, since, upto)
 
     def enroll(
         self,
@@ -199,16 +209,16 @@ class VoiceprintStore:
         checked = [s.checked() for s in speakers]
         with self.transaction() as tx:
             enroll_all(tx, checked, model, time.time(), replace, force)
-            self._bump(tx.db)
+            storechanges.record(tx, self._bump(tx.db), [s.name for s in checked])
 
     def remove(self, name: str) -> bool:
         """Remove a speaker and erase their vectors from the store's files (see
         ``erasure_pending`` for whether that could finish yet)."""
         name = unicodedata.normalize("NFC", name)
-        with self._connect() as db:
-            gone = db.execute("DELETE FROM speakers WHERE name = ?", (name,)).rowcount > 0
+        with self.transaction() as tx:
+            gone = tx.execute("DELETE FROM speakers WHERE name = ?", (name,)).rowcount > 0
             if gone:
-                self._bump(db)
+                storechanges.record(tx, self._bump(tx.db), [name])
         if gone:
             self.erasure.after_removal(name)
         return gone
@@ -255,12 +265,23 @@ class VoiceprintStore:
 
     def voiceprints(self, model: str | ModelId | ModelCard) -> tuple[list[str], np.ndarray]:
         """Names and voiceprint matrix (speakers, dim), refusing another model's prints."""
-        return self._prints(model, None)
+        return self._prints(model)
 
     def voiceprint_of(self, name: str, model: str | ModelId | ModelCard) -> np.ndarray | None:
         """One speaker's voiceprint (None: no such speaker), refusing another model's."""
-        names, prints = self._prints(model, unicodedata.normalize("NFC", name))
+        names, prints, damaged = self._read(model, [unicodedata.normalize("NFC", name)])
+        if damaged:
+            raise StoreError(str(damaged[0]))
         return prints[0] if names else None
+
+    def voiceprints_of(self, names: Sequence[str], model: str | ModelId | ModelCard
+                       ) -> tuple[list[str], np.ndarray]:
+        """These speakers' voiceprints (``storeapi.Store.voiceprints_of``)."""
+        found, prints, damaged = self._read(model, [unicodedata.normalize("NFC", n)
+                                                    for n in names])
+        for d in damaged:
+            log.error("%s", d)
+        return found, prints
 
     def _report(self, damaged: list[DamagedRow]) -> None:
         """Log each damaged speaker once (a daemon re-reads the store after every change)."""
@@ -270,11 +291,12 @@ class VoiceprintStore:
                 log.error("%s", d)
         self._reported = set(damaged)
 
-    def _prints(self, model: str | ModelId | ModelCard,
-                only: str | None) -> tuple[list[str], np.ndarray]:
-        with self.transaction() as tx:
-            grouped, damaged = read_prints(tx, model, only, adopt=self.read_only is None)
-        if only is not None and damaged:
-            raise StoreError(str(damaged[0]))
+    def _prints(self, model: str | ModelId | ModelCard) -> tuple[list[str], np.ndarray]:
+        names, prints, damaged = self._read(model, None)
         self._report(damaged)
-        return stacked(grouped)
+        return names, prints
+
+    def _read(self, model: str | ModelId | ModelCard, only: Sequence[str] | None
+              ) -> tuple[list[str], np.ndarray, list[DamagedRow]]:
+        with self.transaction() as tx:
+            return read_prints(tx, model, only, adopt=self.read_only is None)

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import psycopg
 
+from vggvox import storechanges
 from vggvox.errors import StoreError
 from vggvox.modelcard import ModelCard
 from vggvox.store_pgconn import Listener, PgTx, connect, failure
@@ -45,7 +46,7 @@ from vggvox.store_pgschema import migrate
 from vggvox.storebinding import ModelId
 from vggvox.storehealth import DamagedRow
 from vggvox.storeopen import hidden
-from vggvox.storerows import NewPrints, SpeakerInfo, enroll_all, infos, read_prints, stacked
+from vggvox.storerows import NewPrints, SpeakerInfo, enroll_all, infos, read_prints
 
 log = logging.getLogger("vggvox.store")
 
@@ -127,6 +128,11 @@ class PgStore:
             row = tx.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
         return int(row[0])
 
+    def changed_since(self, since: int, upto: int) -> set[str] | None:
+        """The speakers written since generation ``since`` (``storechanges``)."""
+        with self.transaction() as tx:
+            return storechanges.changed_since(tx, since, upto)
+
     def enroll(self, name: str, embeddings: np.ndarray, model: str | ModelId | ModelCard,
                sources: list[str], seconds: list[float], replace: bool = False,
                force: bool = False) -> SpeakerInfo:
@@ -141,7 +147,7 @@ class PgStore:
         checked = [s.checked() for s in speakers]
         with self.transaction() as tx:
             enroll_all(tx, checked, model, time.time(), replace, force)
-            tx.bump_generation()
+            tx.bump_generation([s.name for s in checked])
 
     def remove(self, name: str) -> bool:
         """Delete a speaker's rows, then VACUUM them away (``erasure_pending`` until done)."""
@@ -149,7 +155,7 @@ class PgStore:
         with self.transaction() as tx:
             gone = tx.execute("DELETE FROM speakers WHERE name = ?", (name,)).rowcount > 0
             if gone:
-                tx.bump_generation()
+                tx.bump_generation([name])
                 self.erasure.deleted_by(tx)
         if gone:
             self.erasure.after_removal(name)
@@ -196,23 +202,34 @@ class PgStore:
 
     def voiceprints(self, model: str | ModelId | ModelCard) -> tuple[list[str], np.ndarray]:
         """Names and voiceprint matrix (speakers, dim), refusing another model's prints."""
-        return self._prints(model, None)
+        return self._prints(model)
 
     def voiceprint_of(self, name: str, model: str | ModelId | ModelCard) -> np.ndarray | None:
-        names, prints = self._prints(model, unicodedata.normalize("NFC", name))
+        names, prints, damaged = self._read(model, [unicodedata.normalize("NFC", name)])
+        if damaged:
+            raise StoreError(str(damaged[0]))
         return prints[0] if names else None
 
-    def _prints(self, model: str | ModelId | ModelCard,
-                only: str | None) -> tuple[list[str], np.ndarray]:
+    def voiceprints_of(self, names: Sequence[str], model: str | ModelId | ModelCard
+                       ) -> tuple[list[str], np.ndarray]:
+        """These speakers' voiceprints (``storeapi.Store.voiceprints_of``)."""
+        found, prints, damaged = self._read(model, [unicodedata.normalize("NFC", n)
+                                                    for n in names])
+        for d in damaged:
+            log.error("%s", d)
+        return found, prints
+
+    def _prints(self, model: str | ModelId | ModelCard) -> tuple[list[str], np.ndarray]:
+        names, prints, damaged = self._read(model, None)
+        for d in set(damaged) - set(self.damaged):
+            log.error("%s", d)  # once each: a daemon reads again after every change
+        self.damaged = damaged
+        return names, prints
+
+    def _read(self, model: str | ModelId | ModelCard, only: Sequence[str] | None
+              ) -> tuple[list[str], np.ndarray, list[DamagedRow]]:
         with self.transaction() as tx:
-            grouped, damaged = read_prints(tx, model, only, adopt=True)
-        if only is not None and damaged:
-            raise StoreError(str(damaged[0]))
-        if only is None:
-            for d in set(damaged) - set(self.damaged):
-                log.error("%s", d)  # once each: a daemon reads again after every change
-            self.damaged = damaged
-        return stacked(grouped)
+            return read_prints(tx, model, only, adopt=True)
 
     def wait_for_change(self, timeout_s: float) -> bool:
         """LISTEN for another writer's NOTIFY (True), or ``timeout_s`` (False)."""

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 import psycopg
 
+from vggvox import storechanges
 from vggvox.errors import StoreError, StoreUnavailable
 from vggvox.storeapi import NOTIFY_CHANNEL, Rows
 
@@ -88,11 +89,13 @@ class PgTx:
         # Another writer of this table waits until we commit; readers do not.
         self.conn.execute(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE")
 
-    def bump_generation(self) -> int:
-        """The new generation; every LISTENer hears it when the transaction commits."""
+    def bump_generation(self, names: Collection[str] | None = None) -> int:
+        """The new generation, with the speakers it wrote in the change log
+        (``storechanges``); every LISTENer hears it when the transaction commits."""
         row = self.conn.execute("UPDATE meta SET value = (value::bigint + 1)::text "
                                 "WHERE key = 'generation' RETURNING value").fetchone()
         assert row is not None
+        storechanges.record(self, int(row[0]), names)
         self.conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, row[0]))
         return int(row[0])
 

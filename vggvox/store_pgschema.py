@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from vggvox import storechanges
 from vggvox.errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,9 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     # A removal deletes a speaker's embeddings through the foreign key, and a voice's
     # rows are read by speaker: without an index each is a scan of every vector.
     2: ("CREATE INDEX embeddings_speaker ON embeddings (speaker, id)",),
+    # The change log (storechanges.py): followers read only the speakers written since
+    # the generation they hold, not every speaker's row.
+    3: storechanges.POSTGRESQL_DDL,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

@@ -15,7 +15,7 @@ differences behind methods (``blob``, ``ensure_table``). Every write through a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -69,8 +69,10 @@ class Tx(Protocol):
         is what gets updated): SQLite's BEGIN IMMEDIATE, PostgreSQL's LOCK TABLE."""
         ...
 
-    def bump_generation(self) -> int:
-        """Bump the store's generation counter (PostgreSQL: and NOTIFY it, at commit)."""
+    def bump_generation(self, names: Collection[str] | None = None) -> int:
+        """Bump the store's generation counter, and log ``names`` as the speakers this
+        transaction wrote (None: unknown, followers read whole; ``storechanges``).
+        PostgreSQL: and NOTIFY it, at commit."""
         ...
 
 
@@ -90,6 +92,12 @@ class Store(Protocol):
     def model(self) -> str | None: ...
 
     def generation(self) -> int: ...
+
+    def changed_since(self, since: int, upto: int) -> set[str] | None:
+        """The speakers written by generations ``since + 1`` to ``upto`` (``upto``: a
+        ``generation()`` read before), or None when the store cannot say: read it whole
+        then (``storechanges``)."""
+        ...
 
     def enroll(self, name: str, embeddings: np.ndarray, model: str | ModelId | ModelCard,
                sources: list[str], seconds: list[float], replace: bool = False,
@@ -121,6 +129,12 @@ class Store(Protocol):
 
     def voiceprint_of(self, name: str, model: str | ModelId | ModelCard
                       ) -> np.ndarray | None: ...
+
+    def voiceprints_of(self, names: Sequence[str], model: str | ModelId | ModelCard
+                       ) -> tuple[list[str], np.ndarray]:
+        """``voiceprints`` of these speakers alone, in one transaction: those not in the
+        store (or damaged, logged) are left out."""
+        ...
 
     def transaction(self) -> AbstractContextManager[Tx]: ...
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 
+from vggvox import storechanges
 from vggvox.errors import StoreError
 from vggvox.storeapi import Rows
 from vggvox.storehealth import explain, read_only_cause, read_only_uri
@@ -121,7 +122,9 @@ class SqliteTx:
     def lock(self, table: str) -> None:
         self.db.execute("BEGIN IMMEDIATE")  # the whole file: SQLite has one writer
 
-    def bump_generation(self) -> int:
-        return int(self.db.execute(
+    def bump_generation(self, names: Collection[str] | None = None) -> int:
+        generation = int(self.db.execute(
             "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation' "
             "RETURNING value").fetchone()[0])
+        storechanges.record(self, generation, names)
+        return generation

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import threading
 import unicodedata
-from dataclasses import dataclass
+from bisect import bisect_left
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from itertools import count
 from typing import Any
 
 import numpy as np
@@ -24,6 +27,8 @@ from vggvox.search import Searcher, SearchSettings
 from vggvox.store import ModelId, check_name
 from vggvox.storeapi import Store
 
+_SERIALS = count(1)
+
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -31,6 +36,11 @@ class Snapshot:
 
     names: tuple[str, ...]
     matrix: np.ndarray
+    serial: int = field(default_factory=lambda: next(_SERIALS), compare=False)
+    rows_in: tuple[int, np.ndarray] | None = field(default=None, compare=False)
+    """(serial of an older snapshot, each row's row there or -1 where new or changed),
+    from ``VoiceprintSet.update``: the searcher of that snapshot derives this one's
+    without comparing every row (``Searcher.derive``)."""
 
     def __len__(self) -> int:
         return len(self.names)
@@ -46,7 +56,8 @@ class VoiceprintSet:
         """The model tag that made the embeddings (informative; the store enforces it)."""
         self.scorer = Scorer(metric)
         self.search_settings = search or SearchSettings()
-        self._prints: dict[str, np.ndarray] = {}
+        self._dict: dict[str, np.ndarray] | None = {}
+        """Each speaker's voiceprint (None: read them from the snapshot when needed)."""
         self._lock = threading.Lock()
         self._snapshot = Snapshot((), np.zeros((0, dim), dtype=np.float32))
         self._search_lock = threading.Lock()
@@ -72,9 +83,45 @@ class VoiceprintSet:
         """Replace every voiceprint with the store's, of this set's model (checked by its
         tag), or of ``model`` (checked by its file's sha256: give it where known)."""
         names, matrix = store.voiceprints(model or self.model)
+        if list(names) != sorted(names):
+            order = sorted(range(len(names)), key=names.__getitem__)
+            names, matrix = [names[i] for i in order], matrix[order]
+        matrix = np.ascontiguousarray(matrix, dtype=np.float32) if len(names) else \
+            np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock:  # the store's matrix as it is: no copy, no stack of its rows
+            self._snapshot, self._dict = Snapshot(tuple(names), matrix), None
+
+    @property
+    def _prints(self) -> dict[str, np.ndarray]:
+        """Each speaker's voiceprint, by name (views of the snapshot's rows after a
+        ``load`` or ``update``, which do not keep this dict)."""
+        if self._dict is None:
+            snap = self._snapshot
+            self._dict = {n: snap.matrix[i] for i, n in enumerate(snap.names)}
+        return self._dict
+
+    def update(self, prints: Mapping[str, np.ndarray], gone: Iterable[str] = ()) -> None:
+        """Set these speakers' voiceprints (as ``load`` takes them: unit rows, used as they
+        are) and remove ``gone`` (those held), in one new snapshot made from the last one:
+        its rows copied once, changed rows replaced, new ones inserted in order (0.03 s at
+        100,000, where a whole rebuild took 0.2-0.4 s). Readers see the old snapshot or
+        the new one, whole."""
         with self._lock:
-            self._prints = {n: matrix[i] for i, n in enumerate(names)}
-            self._publish()
+            before = self._snapshot
+            patched = _patched(before, self.dim, prints, gone)
+            if patched is None:
+                return
+            snap, old_rows = patched
+            searched = self._searched  # may change meanwhile: the serial says which it was
+            if before is searched:
+                rows_in: tuple[int, np.ndarray] | None = (searched.serial, old_rows)
+            elif before.rows_in is not None and before.rows_in[0] == searched.serial:
+                rows = before.rows_in[1]
+                rows_in = (searched.serial, np.where(old_rows >= 0, rows[old_rows], -1))
+            else:
+                rows_in = None
+            self._snapshot = Snapshot(snap.names, snap.matrix, rows_in=rows_in)
+            self._dict = None
 
     def add(self, name: str, embeddings: np.ndarray) -> None:
         """Set ``name``'s voiceprint to the normalised mean of ``embeddings``."""
@@ -127,7 +174,9 @@ class VoiceprintSet:
         with self._search_lock:
             snap = self._snapshot
             if self._searched is not snap:
-                self._searcher = self._searcher.derive(snap.names, snap.matrix)
+                hint = snap.rows_in
+                old_of_new = hint[1] if hint and hint[0] == self._searched.serial else None
+                self._searcher = self._searcher.derive(snap.names, snap.matrix, old_of_new)
                 self._searched = snap
             return self._searcher
 
@@ -173,10 +222,51 @@ class VoiceprintSet:
         self._snapshot = Snapshot(names, matrix.astype(np.float32, copy=False))
 
 
+def _patched(snap: Snapshot, dim: int, prints: Mapping[str, np.ndarray], gone: Iterable[str]
+             ) -> tuple[Snapshot, np.ndarray] | None:
+    """``snap`` with ``prints`` set and ``gone`` removed, and each new row's row in
+    ``snap`` (-1: new or changed); None: nothing to do."""
+    names = list(snap.names)
+    old_rows = np.arange(len(names), dtype=np.int64)
+
+    def row(name: str) -> int | None:
+        i = bisect_left(names, name)
+        return i if i < len(names) and names[i] == name else None
+
+    drop = sorted({i for n in gone if n not in prints and (i := row(n)) is not None})
+    if drop:
+        keep = np.ones(len(names), dtype=bool)
+        keep[drop] = False
+        matrix, old_rows = snap.matrix[keep], old_rows[keep]
+        names = [n for n, k in zip(names, keep.tolist(), strict=True) if k]
+    else:
+        matrix = snap.matrix.copy()
+    new: list[str] = []
+    for name, vector in prints.items():
+        v = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if v.shape[0] != dim:
+            raise ValueError(f"a voiceprint of size {v.shape[0]}, this set holds {dim}")
+        if (i := row(name)) is not None:
+            matrix[i], old_rows[i] = v, -1
+        else:
+            new.append(name)
+    if not drop and not prints:
+        return None
+    new.sort()
+    if new:
+        at = [bisect_left(names, n) for n in new]
+        rows = np.stack([np.asarray(prints[n], dtype=np.float32).reshape(-1) for n in new])
+        matrix = np.insert(matrix, at, rows, axis=0)
+        old_rows = np.insert(old_rows, at, -1)
+        for offset, (i, n) in enumerate(zip(at, new, strict=True)):
+            names.insert(i + offset, n)
+    return Snapshot(tuple(names), np.ascontiguousarray(matrix, dtype=np.float32)), old_rows
+
+
 def _rebuilt(dim: int, model: str, metric: str, search: SearchSettings,
              prints: dict[str, np.ndarray]) -> VoiceprintSet:
     """A pickled ``VoiceprintSet`` again (``VoiceprintSet.__reduce__``)."""
     s = VoiceprintSet(dim, model, metric, search)
-    s._prints = prints
+    s._dict = prints
     s._publish()
     return s

@@ -8,8 +8,11 @@ PostgreSQL NOTIFY on a LISTEN connection of its own; SQLite only sleeps), at mos
 ``POLL_S``, then compares the store's ``generation()`` with the one it loaded, and
 reloads the voiceprints when they differ. So a notification lost (or a SQLite
 writer, which notifies nobody) is caught within ``POLL_S``. A small set is read
-whole; from ``INCREMENTAL_ABOVE`` speakers on, only the speakers whose row changed
-(their ``updated`` time, embeddings or seconds) or went are read again. After a load the search
+whole; from ``INCREMENTAL_ABOVE`` speakers on, the store's change log
+(``vggvox.storechanges``) names the speakers written since the generation held,
+only those are read (one query), and they are patched into the set
+(``VoiceprintSet.update``); where the log cannot say (pruned, an older writer, a
+store copied in) the set is read whole. After a load the search
 index's builder is woken and the rooms measure their enrollment clips again
 (``on_load``, in the loading thread). No decision ever waits for the store.
 
@@ -34,7 +37,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from vggvox.errors import ModelMismatchError, StoreError, StoreUnavailable, VggvoxError
+from vggvox.errors import ModelMismatchError, StoreUnavailable, VggvoxError
 from vggvox.storeapi import Store
 from vggvox.storebinding import ModelId
 from vggvox.voiceprints import VoiceprintSet
@@ -47,13 +50,15 @@ POLL_S = 1.0
 notification, a SQLite writer's change, or a store that came back is noticed."""
 WAIT_S = 0.25
 """One wait for a notification: how long ``stop`` may wait for the thread."""
-INCREMENTAL_ABOVE = 1_000
-"""From this many speakers on, a change is read speaker by speaker (those whose row
-changed), not the whole set again: every daemon of a fleet reads on every change, and
-a whole read took 0.06-0.15 s at 1,500 and 7-11 s at 100,000, speaker by speaker
-0.014 s and 0.8-2.3 s (bench/bench_fleet_store.py, on a loaded 2-core machine)."""
-MOST_CHANGES = 16
-"""More changed speakers than this at once: the whole set is read again."""
+INCREMENTAL_ABOVE = 256
+"""From this many speakers on, a change reads only the speakers the change log names,
+not the whole set again: every daemon of a fleet reads on every change, and a whole
+read took 0.06-0.15 s at 1,500 and 7-11 s at 100,000 (bench/bench_fleet_store.py, on
+a loaded 2-core machine). Below it a whole read costs little, and rebuilds the set
+from the store's rows."""
+MOST_CHANGES = 1_000
+"""More changed speakers than this at once: the whole set is read again (their rows
+are read in one query, and the set's patch copies its matrix once either way)."""
 
 
 def backend(store: Store) -> str:
@@ -70,9 +75,6 @@ class StoreFollower:
         self.store, self.voiceprints, self.model = store, voiceprints, model
         self.on_load = on_load
         self.poll_s, self.incremental_above = poll_s, incremental_above
-        self._rows: dict[str, tuple[float, int, float]] = {}
-        """Each speaker's row (updated, embeddings, seconds) as the last load read it,
-        before its voiceprints: a change that landed meanwhile differs next time."""
         self.guard = Guard("store", on_fatal)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -168,39 +170,31 @@ class StoreFollower:
 
     def _load(self, generation: int, whole: bool) -> None:
         """Under the lock: the store's voiceprints into memory, read whole, or (a large
-        set, a few changes) only the speakers whose row changed or went. The rows are
-        read first: a change that lands while the voiceprints are read is read again."""
+        set, a few changes) only the speakers the store's change log names since the
+        generation held, patched into the set in one new snapshot."""
         t0 = time.perf_counter()
-        rows = {s.name: (s.updated, s.embeddings, s.seconds) for s in self.store.speakers()}
-        changed = [name for name, row in rows.items() if self._rows.get(name) != row]
-        gone = [name for name in self._rows if name not in rows]
-        whole = (whole or len(rows) < self.incremental_above
-                 or len(changed) + len(gone) > MOST_CHANGES)
-        if whole:
+        changed = None
+        if not whole and self.generation >= 0 and \
+                len(self.voiceprints) >= self.incremental_above:
+            changed = self.store.changed_since(self.generation, generation)
+        if changed is None or len(changed) > MOST_CHANGES:
             self.voiceprints.load(self.store, self.model)
+            how = "read whole"
         else:
-            self._apply(changed, gone)
-        self._rows, self.generation = rows, generation
+            how = self._apply(sorted(changed))
+        self.generation = generation
         self.loads, self.load_s = self.loads + 1, time.perf_counter() - t0
-        log.info("voiceprints: %d speakers (store generation %d, %s, %.2f s)",
-                 len(self.voiceprints), generation, "read whole" if whole else
-                 f"{len(changed)} changed, {len(gone)} gone", self.load_s)
+        log.info("voiceprints: %d speakers (store generation %d, %s, %.3f s)",
+                 len(self.voiceprints), generation, how, self.load_s)
 
-    def _apply(self, changed: list[str], gone: list[str]) -> None:
-        for name in gone:
-            self.voiceprints.remove(name)
-        for name in changed:
-            try:
-                print_ = self.store.voiceprint_of(name, self.model)
-            except (StoreUnavailable, ModelMismatchError):
-                raise
-            except StoreError as e:  # a damaged row: left out, as a whole read leaves it
-                log.error("%s", e)
-                print_ = None
-            if print_ is None:
-                self.voiceprints.remove(name)
-            else:
-                self.voiceprints.add(name, print_)
+    def _apply(self, changed: list[str]) -> str:
+        """Read the changed speakers (one query) and patch them in; a speaker the store no
+        longer holds (removed, or damaged: logged by the store) leaves the set."""
+        names, prints = self.store.voiceprints_of(changed, self.model)
+        found = dict(zip(names, prints, strict=True))
+        gone = [n for n in changed if n not in found]
+        self.voiceprints.update(found, gone)
+        return f"{len(found)} changed, {len(gone)} gone"
 
     def _down(self, e: StoreUnavailable) -> None:
         """A look failed: said once per outage (the follower tries every poll_s)."""
