@@ -7,6 +7,7 @@ FFmpeg (PyAV), read by a real daemon with real models.
 - RTP (L16 at 16 kHz) to a local UDP port, described by an SDP file: named too;
 - RTSP pushed by FFmpeg's rtsp muxer to the daemon in listen mode: named; the
   publisher goes away and another comes: lost, then the speaker named again;
+- the states in ``status``, the status events and the metrics;
 - an RTSP camera that refuses: ``waiting``, retried with back-off, its password in no
   log line and no status reply; one pulled from (``rtspserver``) that appears, goes away
   and comes back: ``running``, ``lost``, ``running``;
@@ -18,6 +19,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +118,9 @@ def test_network_streams_name_the_speaker_and_come_back(tmp_path: Path,
     cam = RtspPublisher(f"rtsp://127.0.0.1:{free_port()}/live", second)
     dead = f"rtsp://viewer:hunter2@127.0.0.1:{free_port()}/stream1"
     cfg = tmp_path / "vggvoxd.yaml"
-    cfg.write_text(yaml.safe_dump({"status": {"interval_s": 0.5}, "sources": [
+    metrics = f"http://127.0.0.1:{(port := free_port())}/metrics"
+    cfg.write_text(yaml.safe_dump({"status": {"interval_s": 0.5},
+                                   "metrics": {"listen": f"127.0.0.1:{port}"}, "sources": [
         {"name": "web", "uri": web.url}, {"name": "rtp", "uri": f"sdp:{sdp}"},
         {"name": "cam", "uri": cam.url, "options": {"rtsp_flags": "listen"}},
         {"name": "dead", "uri": dead}]}))
@@ -141,6 +145,8 @@ def test_network_streams_name_the_speaker_and_come_back(tmp_path: Path,
         cam.stop()
         lost = heard.wait("web", "status", 10, state="lost")["received"]
         heard.wait("cam", "status", 10, state="lost")
+        with urllib.request.urlopen(metrics, timeout=5) as r:
+            scraped = r.read().decode()
         time.sleep(1.0)  # away a while: the source backs off
         again = HttpStream(second, port=web.port)
         cam_again = RtspPublisher(cam.url, first).start()
@@ -157,6 +163,9 @@ def test_network_streams_name_the_speaker_and_come_back(tmp_path: Path,
                 server.stop()
     log = d.log.read_text()
     print(f"web: back {back - lost:.1f} s after it was lost (away 1 s)")
+    for name, state in (("web", "lost"), ("cam", "lost"), ("dead", "waiting"),
+                        ("rtp", "running")):
+        assert f'vggvox_source_state{{source="{name}",state="{state}"}} 1.0' in scraped
     assert status["sources"]["dead"]["state"] == "waiting"
     assert status["sources"]["web"]["state"] == "running"
     assert "hunter2" not in log and "hunter2" not in str(status)
