@@ -44,12 +44,6 @@ HEALTHY_S = 10.0
 """A stream that played this long starts its next outage's back-off afresh."""
 
 
-def _why(e: BaseException) -> str:
-    """An FFmpeg error in words, without its ``filename`` (the URL, password and all)."""
-    text = getattr(e, "strerror", None) or type(e).__name__
-    return str(text)
-
-
 class NetSource(ThreadSource):
     """A network audio stream, reconnected with back-off for as long as it runs."""
 
@@ -62,11 +56,12 @@ class NetSource(ThreadSource):
         self.options = neturl.options(url, given)
         self.listens = neturl.listens(url, given)
         # RTSP in listen mode waits for its publisher first: that wait is not the open's.
-        listen = float(self.options.get("listen_timeout", 0))
-        self.timeout = (open_s + max(0.0, listen), read_s)
+        try:
+            listen = max(0.0, float(self.options.get("listen_timeout", 0)))
+        except ValueError:
+            listen = 0.0  # FFmpeg refuses it on opening: a failure, logged as any other
+        self.timeout = (open_s + listen, read_s)
         self._link = "waiting"
-        self.outages = 0
-        """Outages so far (a stream lost, whatever the attempts until it was back)."""
         self._down_since: float | None = None
         self._played: float | None = None
         """When this connection's audio began (monotonic); None before it did."""
@@ -84,7 +79,7 @@ class NetSource(ThreadSource):
                 self._play(sink)
                 why = "the stream ended"
             except (av.FFmpegError, OSError, ValueError, RuntimeError) as e:
-                why = _why(e)
+                why = self._why(e)
             if self._stop.is_set():
                 return
             self._went_down(why)
@@ -96,6 +91,12 @@ class NetSource(ThreadSource):
             self._stop.wait(wait)
             backoff = min(2 * backoff, BACKOFF_S[1])
 
+    def _why(self, e: Exception) -> str:
+        """An error in words, never with the URL as written (its password): FFmpeg's
+        errors carry it as their ``filename``."""
+        text = getattr(e, "strerror", None) or str(e) or type(e).__name__
+        return str(text).replace(self.url, self.shown)
+
     def _went_down(self, why: str) -> None:
         """Log the start of an outage once: the stream lost, or a first open failing."""
         if self._down_since is not None:
@@ -103,7 +104,6 @@ class NetSource(ThreadSource):
         self._down_since = time.monotonic()
         if self._link == "running":
             self._link = "lost"
-            self.outages += 1
             log.warning("%s: stream %s lost (%s); reconnecting", self.name, self.shown, why)
         else:
             log.warning("%s: cannot play %s yet (%s); %s", self.name, self.shown, why,
