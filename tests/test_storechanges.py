@@ -281,3 +281,29 @@ class _Fixed:
 
     def voiceprints(self, model: object) -> tuple[list[str], np.ndarray]:
         return list(self.names), self.matrix
+
+
+def test_the_names_kept_between_enrollments_follow_the_table(store: Store) -> None:
+    """Each enrollment's look-alike check sees the names in the table now: another
+    writer's additions and removals, and not the names of a transaction rolled back."""
+    from vggvox.errors import ConfusableNameError
+
+    theirs = open_store(store.location if store.location.startswith("postgresql")
+                        else f"sqlite:{store.location}")
+    try:
+        store.enroll("alice", emb(1, 1), M, ["a"], [1.0])
+        theirs.enroll("bob", emb(1, 2), M, ["b"], [1.0])
+        with pytest.raises(ConfusableNameError, match="bob"):
+            store.enroll("BOB", emb(1, 3), M, ["b"], [1.0])
+        theirs.remove("alice")
+        store.enroll("ALICE", emb(1, 4), M, ["a"], [1.0])  # alice is gone: no look-alike
+        with pytest.raises(ConfusableNameError):
+            store.enroll_many([NewPrints("carol", emb(1, 5), ["c"], [1.0]),
+                               NewPrints("Bob", emb(1, 6), ["b"], [1.0])], M)
+        store.enroll("CAROL", emb(1, 7), M, ["c"], [1.0])  # carol was rolled back
+        store.enroll("ALICE", emb(1, 8), M, ["a"], [1.0], replace=True)
+        theirs.remove("ALICE")
+        store.enroll("alice", emb(1, 9), M, ["a"], [1.0])  # the replaced name left too
+        assert sorted(s.name for s in store.speakers()) == ["CAROL", "alice", "bob"]
+    finally:
+        theirs.close()

@@ -202,3 +202,29 @@ def test_a_large_set_follows_speaker_by_speaker_as_a_whole_read_would(
     np.testing.assert_allclose(f.voiceprints.snapshot().matrix, whole.snapshot().matrix,
                                atol=1e-6)
     assert f.refresh() is False, "nothing changed since"
+
+
+def test_a_change_the_log_cannot_name_is_read_whole(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A writer that keeps no change log (an older vggvox) leaves a gap in it: the
+    follower of a large set reads the store whole rather than miss its change."""
+    import sqlite3
+
+    mine = VoiceprintStore(tmp_path / "v.db")
+    for i in range(6):
+        mine.enroll(f"s{i}", vector(i), MODEL, ["x"], [1.0], force=True)
+    f = StoreFollower(mine, VoiceprintSet(DIM, "test@1"), MODEL, incremental_above=4)
+    f.check_model(allow_empty=False)
+    with sqlite3.connect(tmp_path / "v.db") as db:  # as the previous version writes
+        db.execute("PRAGMA foreign_keys = ON")
+        db.execute("DELETE FROM speakers WHERE name = 's0'")
+        db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 "
+                   "WHERE key = 'generation'")
+    with caplog.at_level(logging.INFO, logger="vggvoxd.storefollow"):
+        assert f.refresh() is True
+    assert "read whole" in caplog.text and "s0" not in f.voiceprints
+    caplog.clear()
+    mine.enroll("s7", vector(7), MODEL, ["x"], [1.0], force=True)
+    with caplog.at_level(logging.INFO, logger="vggvoxd.storefollow"):
+        assert f.refresh() is True
+    assert "1 changed, 0 gone" in caplog.text and "s7" in f.voiceprints

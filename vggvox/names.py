@@ -62,6 +62,13 @@ class LookAlikes:
         for sk in skeletons(name):
             self._by_skeleton.setdefault(sk, []).append(name)
 
+    def discard(self, name: str) -> None:
+        """No longer held (a cached index brought up to date: ``storerows.HeldNames``)."""
+        for sk in skeletons(name):
+            held = self._by_skeleton.get(sk, [])
+            if name in held:
+                held.remove(name)
+
     def twin(self, name: str) -> str | None:
         """The first name held (not ``name`` itself) that a reader could take for ``name``."""
         for sk in sorted(skeletons(name)):

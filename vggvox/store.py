@@ -43,7 +43,14 @@ from vggvox.names import MAX_NAME_LENGTH, check_name
 from vggvox.storebinding import ModelId
 from vggvox.storefile import SqliteTx, StoreFile
 from vggvox.storehealth import DamagedRow, explain
-from vggvox.storerows import NewPrints, SpeakerInfo, enroll_all, infos, read_prints
+from vggvox.storerows import (
+    HeldNames,
+    NewPrints,
+    SpeakerInfo,
+    enroll_all,
+    infos,
+    read_prints,
+)
 
 __all__ = [
     "MAX_NAME_LENGTH", "DamagedRow", "ModelId", "NewPrints", "SpeakerInfo", "VoiceprintStore",
@@ -83,6 +90,8 @@ class VoiceprintStore:
         self.damaged: list[DamagedRow] = []
         """The damaged speakers the last read of the voiceprints left out (storehealth.py)."""
         self._reported: set[DamagedRow] = set()
+        self._held = HeldNames()
+        """The names and their look-alike skeletons, kept between enrollments."""
         self.file = StoreFile(self.path)
         self._create()
 
@@ -208,7 +217,7 @@ class VoiceprintStore:
         took 1.1 s one at a time. Its checks cost O(stored + new) (``storerows``)."""
         checked = [s.checked() for s in speakers]
         with self.transaction() as tx:
-            enroll_all(tx, checked, model, time.time(), replace, force)
+            enroll_all(tx, checked, model, time.time(), replace, force, self._held)
             storechanges.record(tx, self._bump(tx.db), [s.name for s in checked])
 
     def remove(self, name: str) -> bool:

@@ -46,7 +46,14 @@ from vggvox.store_pgschema import migrate
 from vggvox.storebinding import ModelId
 from vggvox.storehealth import DamagedRow
 from vggvox.storeopen import hidden
-from vggvox.storerows import NewPrints, SpeakerInfo, enroll_all, infos, read_prints
+from vggvox.storerows import (
+    HeldNames,
+    NewPrints,
+    SpeakerInfo,
+    enroll_all,
+    infos,
+    read_prints,
+)
 
 log = logging.getLogger("vggvox.store")
 
@@ -63,6 +70,8 @@ class PgStore:
         self.url = url
         self._where = hidden(url)
         self.damaged: list[DamagedRow] = []
+        self._held = HeldNames()
+        """The names and their look-alike skeletons, kept between enrollments."""
         self._lock = threading.RLock()
         self._conn: psycopg.Connection[Any] | None = None
         self._used = 0.0
@@ -146,7 +155,7 @@ class PgStore:
         cost O(stored + new) (``storerows``)."""
         checked = [s.checked() for s in speakers]
         with self.transaction() as tx:
-            enroll_all(tx, checked, model, time.time(), replace, force)
+            enroll_all(tx, checked, model, time.time(), replace, force, self._held)
             tx.bump_generation([s.name for s in checked])
 
     def remove(self, name: str) -> bool:
