@@ -8,6 +8,7 @@ stacked at once equal, bit for bit, to one speaker at a time."""
 from __future__ import annotations
 
 import logging
+import pickle
 import threading
 import uuid
 from collections.abc import Iterator
@@ -186,6 +187,9 @@ def test_a_patched_snapshot_equals_a_rebuilt_one() -> None:
     vps.update({}, ["nobody"])
     assert vps.snapshot() is new, "nothing to do: the same snapshot"
     assert dict(vps._prints).keys() == want.keys(), "add() and pickling see the patch"
+    copy = pickle.loads(pickle.dumps(vps))
+    assert copy.names == new.names
+    np.testing.assert_array_equal(copy.snapshot().matrix, new.matrix)
     with pytest.raises(ValueError, match="size 3"):
         vps.update({"x": np.ones(3, dtype=np.float32)})
 
@@ -307,3 +311,12 @@ def test_the_names_kept_between_enrollments_follow_the_table(store: Store) -> No
         assert sorted(s.name for s in store.speakers()) == ["CAROL", "alice", "bob"]
     finally:
         theirs.close()
+
+
+def test_patches_from_and_to_an_empty_set() -> None:
+    vps = VoiceprintSet(8)
+    vps.searcher()
+    vps.update({"a": emb(1, 1)[0]})
+    vps.update({}, ["a"])
+    vps.update({"b": emb(1, 2)[0], "c": emb(1, 3)[0]})
+    assert vps.names == ("b", "c") and [m.name for m in vps.search(emb(1, 3)[0], 1)] == ["c"]

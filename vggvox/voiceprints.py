@@ -116,8 +116,8 @@ class VoiceprintSet:
             if before is searched:
                 rows_in: tuple[int, np.ndarray] | None = (searched.serial, old_rows)
             elif before.rows_in is not None and before.rows_in[0] == searched.serial:
-                rows = before.rows_in[1]
-                rows_in = (searched.serial, np.where(old_rows >= 0, rows[old_rows], -1))
+                rows = np.append(before.rows_in[1], -1)  # [-1]: a new row stays new
+                rows_in = (searched.serial, rows[old_rows])
             else:
                 rows_in = None
             self._snapshot = Snapshot(snap.names, snap.matrix, rows_in=rows_in)

@@ -6,7 +6,10 @@ built on a decision it would stall the embed executor past its watchdog. So the
 daemon's set never builds on search (``build_on_search`` false), and this
 thread builds after each load of the store: decisions stay exact (slower, never
 wrong) until the index is ready, then switch to it. A later load with few
-changes reuses the index (``Searcher.derive``).
+changes reuses the index (``Searcher.derive``); after the follower's patch of a few
+speakers (``VoiceprintSet.update``) the derivation takes the patch's own map of rows
+(about 10 ms at 100,000, where comparing every row took 0.05-0.16 s), so whichever
+comes first after a change, this thread or a decision, does not wait long for it.
 
 Owns nothing but its thread and ``building`` (written there, read by ``status``);
 ``wake`` may be called from any thread. Guarded
