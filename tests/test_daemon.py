@@ -140,6 +140,12 @@ def test_oversized_request_is_dropped_and_daemon_stays_up(daemon: DaemonProcess)
     assert daemon.conn.request("status")["ok"]
 
 
+def test_status_names_the_node_its_events_carry(daemon: DaemonProcess) -> None:
+    from vggvoxd.nodename import host_node
+
+    assert daemon.conn.request("status")["node"] == host_node()  # node: null, the default
+
+
 def test_subscriber_that_never_reads(daemon: DaemonProcess, convo: Conversation) -> None:
     enroll_both(daemon, convo)
     ctx = zmq.Context.instance()

@@ -4,6 +4,7 @@ they were typed: a change here is a change of the protocol, not a refactoring.""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import msgpack
@@ -309,8 +310,8 @@ REPLY_HEX = {
         "6d4031a775706461746564cb41d954fc40400000aa6c6173745f6865617264cb41d954fc40900000"
         "a764616d61676564b1726f7720323a206e6f742066696e697465"
     ),
-    "status": (
-        "de0015a26f6bc3a6736f75726365a36d6963a57374617465a772756e6e696e67a873747265616d5f"
+    "status": (  # version 1 with node (additive: the last field)
+        "de0016a26f6bc3a6736f75726365a36d6963a57374617465a772756e6e696e67a873747265616d5f"
         "73cb4029000000000000a96f766572666c6f777300af64726f707065645f73616d706c657300af64"
         "726f707065645f77696e646f777301ae64726f707065645f6576656e747300a5717565756502a873"
         "7065616b65727303a777696e646f777328a7656d6265645f73cb3ff4000000000000a56d6f64656c"
@@ -323,7 +324,7 @@ REPLY_HEX = {
         "7473c2ab636f6e6e656374696f6e7381a66576656e747384a46f70656e01a363617040a961636365"
         "7074696e67c3a5736865647300a673746167657381a8656d62656464657285a57374617465a26f6b"
         "a86661696c7572657300aa6c6173745f6572726f72c0b073696e63655f70726f67726573735f73cb"
-        "3fe0000000000000a96c6f73745f6a6f627300"
+        "3fe0000000000000a96c6f73745f6a6f627300a46e6f6465a76b69746368656e"
     ),
     "reload": (
         "82a26f6bc3a8737065616b65727303"
@@ -371,7 +372,7 @@ REPLIES_TYPED: dict[str, Reply] = {
                           "scoring": "calibrated", "room": ROOM}},
         connections={"events": {"open": 1, "cap": 64, "accepting": True, "sheds": 0}},
         stages={"embedder": {"state": "ok", "failures": 0, "last_error": None,
-                              "since_progress_s": 0.5, "lost_jobs": 0}}),
+                              "since_progress_s": 0.5, "lost_jobs": 0}}, node="kitchen"),
     "reload": ReloadReply(speakers=3),
     "replay": ReplayReply(accepted=16000, stream_s=1.0),
     "calibration": CalibrationReply(sources={"mic": {"rule": "r", "adapts": True,
@@ -395,6 +396,12 @@ def test_every_request_names_its_reply_type() -> None:
         assert issubclass(cls.reply_type, Reply)
     request = EnrollRequest(name="alice", live=1.0)
     assert request.read_reply(REPLIES_TYPED["enroll"].to_wire()) == REPLIES_TYPED["enroll"]
+
+
+def test_an_older_daemons_status_reply_reads_without_node() -> None:
+    wire = dict(REPLIES_TYPED["status"].to_wire())
+    del wire["node"]
+    assert StatusReply.from_wire(wire) == dataclasses.replace(REPLIES_TYPED["status"], node="")
 
 
 def test_an_older_daemons_enroll_reply_still_reads() -> None:

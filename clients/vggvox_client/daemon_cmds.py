@@ -112,7 +112,7 @@ def _daemon_parsers(sub: argparse._SubParsersAction) -> None:
                         "or a path ending in /); the same lines as identify --live")
 
 
-TIME_FIELDS = ("updated", "created")
+TIME_FIELDS = ("updated", "created", "last_sync")
 """Unix times in replies that --json shows as ISO 8601."""
 
 
@@ -137,7 +137,8 @@ def data(reply: dict[str, Any]) -> dict[str, Any]:
 def format_status(s: dict[str, Any]) -> str:
     """A status reply as a table."""
     speakers = s.get("speakers")
-    rows = [("state", s.get("state")), ("source", s.get("source")),
+    rows = [("node", s.get("node") or None), ("state", s.get("state")),
+            ("source", s.get("source")),
             ("stream", f"{s.get('stream_s', 0.0):.1f} s"), ("model", s.get("model")),
             ("scoring", s.get("scoring")), ("store", s.get("store")),
             ("speakers", speakers if not isinstance(speakers, int)

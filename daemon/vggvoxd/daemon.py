@@ -146,7 +146,8 @@ class Daemon:
             health=HealthView(self.health.status_event, self.describe, self.rule, self.executor,
                               self.indexer, lambda: (self.publisher, self.control,
                                                       *self.satellites.sockets()),
-                              self.follower)),
+                              self.follower),
+            node=settings.node_name),
             self.replays, self.worker)
 
     def _curve(self) -> Curve:

@@ -59,7 +59,8 @@ class Handlers:
             rooms=s.rooms, lives=s.lives, worker=self.worker, publish=s.publish,
             announce=self.announce, stopping=s.stopping, voices=self.voices)
         self._status = Status(s.health, s.lives, self.worker.guard, model=s.embedder.tag,
-                              store=s.store.location, max_audio_s=s.settings.enroll.max_audio_s)
+                              store=s.store.location, max_audio_s=s.settings.enroll.max_audio_s,
+                              node=s.node)
 
     def table(self) -> dict[str, Op[Any]]:
         """Every control op: its request type and its handler."""

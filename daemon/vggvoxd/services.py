@@ -108,3 +108,5 @@ class Services:
     """The ``reload`` op: the voiceprints, forced, and the CURVE keys."""
     stopping: Callable[[], bool]
     health: HealthView
+    node: str = ""
+    """This daemon's name (the config's ``node``), for the ``status`` reply."""

@@ -19,9 +19,10 @@ class Status:
     counters are summed and ``sources`` has each one's."""
 
     def __init__(self, view: HealthView, lives: LiveView, worker: Stage, *, model: str,
-                 store: str, max_audio_s: float) -> None:
+                 store: str, max_audio_s: float, node: str = "") -> None:
         self.view, self.lives, self.worker = view, lives, worker
         self.model, self.store, self.max_audio_s = model, store, max_audio_s
+        self.node = node
 
     def reply(self, streams: list[Stream], unknowns: dict[str, Any],
               replays: int) -> StatusReply:
@@ -42,7 +43,8 @@ class Status:
                     "store": view.store.health(),
                     **{s.name: s.guard.health() for s in sockets},
                     "enroll-worker": self.worker.health(),
-                    **{s.name: self.stream_stage(s) for s in streams}})
+                    **{s.name: self.stream_stage(s) for s in streams}},
+            node=self.node)
 
     def stream_stage(self, stream: Stream) -> dict[str, object]:
         """A stream's stage health; a live source that is not running (waiting for its

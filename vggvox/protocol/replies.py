@@ -170,19 +170,24 @@ class StatusReply(Reply):
     """Per socket (events, control): open, cap, accepting, sheds."""
     stages: dict[str, dict[str, Any]]
     """Per stage: state, failures, last_error, since_progress_s, and its own counters."""
+    node: str = ""
+    """The daemon's name, as in its events (an older daemon's reply has none: "")."""
 
     @classmethod
     def from_wire(cls, wire: Mapping[str, Any]) -> Self:
         kinds = {f.name: _STATUS_KINDS.get(f.name, dict) for f in dataclasses.fields(cls)}
-        return cls(**{name: field(wire, name, kind) for name, kind in kinds.items()})
+        return cls(**{name: field(wire, name, kind, *_STATUS_DEFAULTS.get(name, ()))
+                      for name, kind in kinds.items()})
 
 
 _STATUS_KINDS: dict[str, type | tuple[type, ...]] = {
-    "source": str, "state": str, "model": str, "scoring": str, "store": str,
+    "source": str, "state": str, "model": str, "scoring": str, "store": str, "node": str,
     "stream_s": NUMBER, "embed_s": NUMBER, "enroll_max_audio_s": NUMBER,
     **dict.fromkeys(("overflows", "dropped_samples", "dropped_windows", "dropped_events",
                      "queue", "speakers", "windows", "replays"), int)}
 """The kind of each status field that is not a map."""
+_STATUS_DEFAULTS: dict[str, tuple[Any]] = {"node": ("",)}
+"""The fields added since the first version, and their value when a reply lacks them."""
 
 
 @dataclass(frozen=True, kw_only=True)
