@@ -33,6 +33,8 @@ examples:
   vggvoxd --source file:meeting.wav         # a file at real-time pace, then exit
   arecord -f S16_LE -r 16000 -c 1 | vggvoxd --source stdin:live   # a live capture
   ffmpeg -i talk.mp3 -f s16le -ar 16000 -ac 1 - | vggvoxd --source stdin   # lossless, then exit
+  vggvoxd --source rtsp://cam.lan/stream1   # an IP camera's audio, reconnected when lost
+  vggvoxd --store postgresql://vggvox@db.lan/vggvox   # one store shared by several daemons
   vggvoxd --print-config > ~/.config/vggvox/vggvoxd.yaml
 
 Exit status: 0 stopped (SIGTERM, SIGINT, or the end of --source file: or stdin;
