@@ -21,6 +21,27 @@ SHARED = ROOT.parent / "shared" / "data"
 FIXTURES = SHARED / "fixtures"
 SPEECH = SHARED / "speech"
 
+WORKERS = 2
+"""pytest-xdist workers for a plain ``pytest`` (``make test``, ``.ci/run``): most of the
+suite's time is waiting (daemons and servers starting, a watchdog's 30 s, a broker's
+outage), not the CPU, so two workers overlap it (18.7 min in one process, then 9.3 min on
+two, one after the other on the same 2-core machine under the same load). Set here
+rather than in setup.cfg's addopts so that ``-n 0``, ``-n 4``, ``--pdb`` and
+``-p no:xdist`` (or a pytest without xdist) still run as asked."""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """Two workers, one test file to each at a time (``loadfile``: a module's fixture, a
+    booted container or one daemon for many tests, is set up once), unless the command
+    line says otherwise. Runs before xdist's own hook, which turns the count into workers."""
+    if not config.pluginmanager.hasplugin("xdist") or hasattr(config, "workerinput"):
+        return  # no xdist, or a worker itself: workers start no workers
+    if config.option.numprocesses is None and not config.option.usepdb:
+        config.option.numprocesses = WORKERS
+        if config.option.dist == "no":
+            config.option.dist = "loadfile"
+
 
 def copy_tracked(dest: Path) -> bool:
     """The checkout's files as a clone (or a release) holds them, into ``dest``: tracked,

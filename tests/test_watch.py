@@ -11,7 +11,9 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,10 +28,21 @@ from vggvox_client.replay import replay_one
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None,
                                 reason="tmux is needed (apt install tmux)")
 CLIENT = Path(sys.executable).parent / "vggvox-client"
+# A tmux server of this process's own: the default one is shared by every test run on
+# the machine, and it exits when its last session ends, under another run's feet.
+TMUX_SOCKET = Path(tempfile.gettempdir()) / f"vggvox-tmux-{os.getpid()}"
+TMUX = ("tmux", "-S", str(TMUX_SOCKET))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _own_tmux_server() -> Iterator[None]:
+    yield
+    subprocess.run([*TMUX, "kill-server"], capture_output=True, timeout=10)
+    TMUX_SOCKET.unlink(missing_ok=True)  # tmux leaves its socket file behind
 
 
 def pane(session: str) -> str:
-    return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True,
+    return subprocess.run([*TMUX, "capture-pane", "-p", "-t", session], capture_output=True,
                           text=True, timeout=10).stdout
 
 
@@ -52,11 +65,11 @@ def start_watch(d: DaemonProcess, tmp: Path, session: str, width: int, after: st
     # tmux gives the pane COLUMNS and LINES of its first size; rich would keep to them.
     cmd = (f"env -u COLUMNS -u LINES {CLIENT} --control {d.conn.control} "
            f"--events {d.conn.events} watch 2> {tmp}/watch.err{after}")
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", str(width), "-y", "40",
+    subprocess.run([*TMUX, "new-session", "-d", "-s", session, "-x", str(width), "-y", "40",
                     cmd], check=True, timeout=10, stdin=subprocess.DEVNULL)
     # Under pytest tmux may keep a detached session at 80x24 whatever -x says: a
     # person's SSH terminal is wider, so make it so (the view follows the size).
-    subprocess.run(["tmux", "resize-window", "-t", session, "-x", str(width), "-y", "40"],
+    subprocess.run([*TMUX, "resize-window", "-t", session, "-x", str(width), "-y", "40"],
                    check=True, timeout=10)
 
 
@@ -83,14 +96,14 @@ def test_watch_under_tmux(tmp_path: Path) -> None:
         d = DaemonProcess(tmp_path, args=["--config", str(cfg)]).start()
         wait_pane(session, "reconnecting", timeout=20, absent=True)
 
-        subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True, timeout=10)
+        subprocess.run([*TMUX, "send-keys", "-t", session, "q"], check=True, timeout=10)
         deadline = time.monotonic() + 10
-        while subprocess.run(["tmux", "has-session", "-t", session],
+        while subprocess.run([*TMUX, "has-session", "-t", session],
                              capture_output=True).returncode == 0:
             assert time.monotonic() < deadline, "q did not quit"
             time.sleep(0.1)
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        subprocess.run([*TMUX, "kill-session", "-t", session], capture_output=True)
         d.stop()
     assert "Traceback" not in (tmp_path / "watch.err").read_text()
 
@@ -171,13 +184,13 @@ def test_watch_under_tmux_survives_markup_in_names(tmp_path: Path) -> None:
                    echo=False, label="[/x]")
         screen = wait_pane(session, "replay:[/x]-", "s ago", *names.values())
         (tmp_path / "watch-markup-screen.txt").write_text(screen)
-        subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True, timeout=10)
+        subprocess.run([*TMUX, "send-keys", "-t", session, "q"], check=True, timeout=10)
         deadline = time.monotonic() + 10
         while not (tmp_path / "watch.status").exists():
             assert time.monotonic() < deadline, "q did not quit:\n" + pane(session)
             time.sleep(0.1)
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        subprocess.run([*TMUX, "kill-session", "-t", session], capture_output=True)
         d.stop()
     err = (tmp_path / "watch.err").read_text()
     assert (tmp_path / "watch.status").read_text().strip() == "0", err
