@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from vggvox import roomstore, storerows
+from vggvox import roomstore, storechanges, storerows
 from vggvox.calibration import AcceptRule, Calibration
 from vggvox.errors import (
     ConfigError,
@@ -153,6 +153,66 @@ def test_provisional_voices_and_rooms(where: str) -> None:
     assert [c[0] for c in roomstore.channel_clips(store, "kitchen", 8)] == ["ann"]
     assert roomstore.last_clip(store) > 0
     store.close()
+
+
+GONE = "Quintilla Vex-Erasure"
+"""A removed speaker's name: distinctive, so that finding its bytes anywhere is a leak."""
+
+
+def every_row(where: str, pg: Any) -> str:
+    """Every row of every table of the store, as text, read around our code (SQLite: the
+    sqlite3 module; PostgreSQL: Debian's psql, column statistics included)."""
+    if where.startswith("sqlite:"):
+        with sqlite3.connect(where.removeprefix("sqlite:")) as db:
+            tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master "
+                                               "WHERE type = 'table'")]
+            assert {"changes", "provisional", "rooms"} <= set(tables)
+            return repr([db.execute(f"SELECT * FROM {t}").fetchall() for t in tables])
+    tables = psql(pg, "SELECT string_agg(tablename, ',') FROM pg_tables "
+                      "WHERE schemaname = 'public'").split(",")
+    assert {"changes", "provisional", "rooms"} <= set(tables)
+    rows = psql(pg, "SELECT string_agg(query_to_xml(format('SELECT * FROM %I', tablename), "
+                    "true, false, '')::text, '') FROM pg_tables WHERE schemaname = 'public'")
+    # and the column statistics that ANALYZE (autovacuum's too) samples from them
+    return rows + psql(pg, "SELECT string_agg(s::text, '') FROM pg_stats s "
+                           "WHERE schemaname = 'public'")
+
+
+def test_a_removed_speaker_is_in_no_row_of_any_table(where: str, request: Any) -> None:
+    """Voiceprints are biometric data: after a removal (and its erasure) the name is in
+    no table, the change log's included (a removal is logged without it), nor in the
+    SQLite file's bytes; a re-enrollment that replaces keeps the name (still enrolled)."""
+    store = open_store(where)
+    pg = request.getfixturevalue("pg") if where.startswith("postgresql") else None
+    try:
+        store.enroll(GONE, emb(2, 1), M1, ["kitchen:live", "a"], [1.0, 1.0])
+        store.enroll_many([NewPrints(GONE, emb(1, 2), ["b"], [1.0]),
+                           NewPrints("bob", emb(1, 3), ["c"], [1.0])], M1, force=True)
+        store.enroll(GONE, emb(1, 4), M1, ["d"], [1.0], replace=True)
+        voices = ProvisionalVoices(store, M1)
+        voices.remember("mon.wav", [HeardVoice(emb(1, 5)[0], 1, 4.0, 0, 4)], RAW)
+        assert voices.forget("unknown-1")
+        roomstore.save(store, "kitchen", M1.sha256 or "", CAL, Evidence().as_dict(), 1)
+        if pg is not None:
+            psql(pg, "ANALYZE")  # as autovacuum does: the names sampled into pg_statistic
+            assert GONE in psql(pg, "SELECT string_agg(s::text, '') FROM pg_stats s")
+        assert GONE in every_row(where, pg), "the check sees a name where there is one"
+        g = store.generation()
+        assert store.remove(GONE) and not store.erasure_pending
+        assert store.changed_since(g, g + 1) == storechanges.Changes(frozenset(), True)
+        assert store.names() == {"bob"}
+        rows = every_row(where, pg)
+        assert GONE not in rows and "bob" in rows
+        if pg is not None:  # and VACUUM freed the old row versions of the tables with names
+            psql(pg, "CREATE EXTENSION IF NOT EXISTS pgstattuple")
+            for t in ("speakers", "embeddings", "changes", "provisional"):
+                assert psql(pg, f"SELECT dead_tuple_count FROM pgstattuple('{t}')") == "0", t
+        else:
+            path = Path(where.removeprefix("sqlite:"))
+            for f in (path, path.with_name(path.name + "-wal")):
+                assert not f.exists() or GONE.encode() not in f.read_bytes(), f
+    finally:
+        store.close()
 
 
 def test_enroll_many_checks_are_linear_in_the_speakers(tmp_path: Path,

@@ -35,6 +35,10 @@ def emb(n: int, seed: int, dim: int = 8) -> np.ndarray:
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
+def written(*names: str, removals: bool = False) -> storechanges.Changes:
+    return storechanges.Changes(frozenset(names), removals)
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[Any]:
     import pgserver
@@ -66,13 +70,15 @@ def test_the_change_log_names_what_each_write_touched(store: Store) -> None:
     store.enroll_many([NewPrints("alice", emb(1, 1), ["a"], [1.0]),
                        NewPrints("bob", emb(1, 2), ["b"], [1.0])], M)
     g1 = store.generation()
-    assert store.changed_since(g0, g1) == {"alice", "bob"}
+    assert store.changed_since(g0, g1) == written("alice", "bob")
     store.enroll("bob", emb(1, 3), M, ["b2"], [1.0], replace=True)
     assert store.remove("alice")
     g2 = store.generation()
-    assert store.changed_since(g1, g2) == {"alice", "bob"}
-    assert store.changed_since(g1 + 1, g2) == {"alice"}
-    assert store.changed_since(g2, g2) == set()
+    # A removal is logged without the name, and the name's earlier rows lose it too.
+    assert store.changed_since(g1, g2) == written("bob", removals=True)
+    assert store.changed_since(g1 + 1, g2) == written(removals=True)
+    assert store.changed_since(g0, g1) == written("bob", removals=True)
+    assert store.changed_since(g2, g2) == written()
     assert store.changed_since(g2 + 5, g2) is None, "a store that went back: read whole"
     # A write that does not say which speakers (a store copied in) ...
     with store.transaction() as tx:
@@ -90,7 +96,7 @@ def test_the_change_log_names_what_each_write_touched(store: Store) -> None:
     assert store.changed_since(g4, store.generation()) is None
     store.enroll("carol", emb(1, 4), M, ["c"], [1.0])
     g5 = store.generation()
-    assert store.changed_since(g5 - 1, g5) == {"carol"}, "after the gap, the log answers"
+    assert store.changed_since(g5 - 1, g5) == written("carol"), "after the gap, it answers"
 
 
 def test_the_log_is_pruned(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -102,7 +108,7 @@ def test_the_log_is_pruned(store: Store, monkeypatch: pytest.MonkeyPatch) -> Non
         kept = tx.execute("SELECT COUNT(*) FROM changes").fetchone()[0]
     assert 20 <= kept <= 20 + 16
     assert store.changed_since(0, g) is None, "pruned: read whole"
-    assert store.changed_since(g - 20, g) == {f"p{i:02d}" for i in range(60, 80)}
+    assert store.changed_since(g - 20, g) == written(*(f"p{i:02d}" for i in range(60, 80)))
 
 
 def test_a_few_speakers_voiceprints_in_one_read(store: Store,
@@ -138,7 +144,7 @@ def test_postgresql_migration_3_adds_the_log(server: Any) -> None:
         assert SCHEMA_VERSION == 3 and store.generation() == 41
         assert store.changed_since(40, 41) is None, "written before the log: no answer"
         store.enroll("alice", emb(1, 1), M, ["a"], [1.0])
-        assert store.changed_since(41, 42) == {"alice"}
+        assert store.changed_since(41, 42) == written("alice")
     finally:
         store.close()
 
@@ -153,7 +159,7 @@ def test_a_sqlite_store_of_the_previous_version_gets_the_log(tmp_path: Path) -> 
     store = open_store(path)
     assert store.changed_since(0, 1) is None
     store.enroll("bob", emb(1, 2), M, ["b"], [1.0])
-    assert store.changed_since(1, 2) == {"bob"}
+    assert store.changed_since(1, 2) == written("bob")
 
 
 def snapshot_of(prints: dict[str, np.ndarray], dim: int) -> VoiceprintSet:
@@ -320,3 +326,43 @@ def test_patches_from_and_to_an_empty_set() -> None:
     vps.update({}, ["a"])
     vps.update({"b": emb(1, 2)[0], "c": emb(1, 3)[0]})
     assert vps.names == ("b", "c") and [m.name for m in vps.search(emb(1, 3)[0], 1)] == ["c"]
+
+
+def test_a_follower_drops_a_removed_speaker_also_when_it_missed_the_removal(
+        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    """A removal names nobody in the log (``storechanges.REMOVED``): a follower of a large
+    set compares its names with the store's and drops the speaker, within a second while
+    it follows (PostgreSQL: NOTIFY; SQLite: its poll), and at its next look after it was
+    away (the notices missed, the removed name's earlier rows without it)."""
+    import time
+
+    from vggvoxd.storefollow import POLL_S, WAIT_S, StoreFollower
+
+    theirs = open_store(store.location if store.location.startswith("postgresql")
+                        else f"sqlite:{store.location}")
+    try:
+        theirs.enroll_many([NewPrints(f"s{i}", emb(1, i), ["x"], [1.0]) for i in range(6)], M)
+        f = StoreFollower(store, VoiceprintSet(8, "m@1"), M, incremental_above=4)
+        f.check_model(allow_empty=False)
+        f.start()
+        try:
+            t0 = time.monotonic()
+            theirs.remove("s3")
+            bound = 1.0 if store.location.startswith("postgresql") else POLL_S + WAIT_S + 0.5
+            while "s3" in f.voiceprints:
+                assert time.monotonic() - t0 < bound, "not dropped in time"
+                time.sleep(0.01)
+        finally:
+            f.stop()
+        theirs.enroll("late", emb(1, 10), M, ["x"], [1.0])  # the follower is away
+        theirs.enroll("s1", emb(1, 11), M, ["y"], [1.0], force=True)
+        assert theirs.remove("late") and theirs.remove("s0")
+        with caplog.at_level(logging.INFO, logger="vggvoxd.storefollow"):
+            assert f.refresh()
+        assert "1 changed, 1 gone" in caplog.text, "s1 read again, s0 dropped, late never held"
+        whole = VoiceprintSet(8, "m@1")
+        whole.load(store, M)
+        assert f.voiceprints.names == whole.names == ("s1", "s2", "s4", "s5")
+        np.testing.assert_array_equal(f.voiceprints.snapshot().matrix, whole.snapshot().matrix)
+    finally:
+        theirs.close()

@@ -183,14 +183,19 @@ class VoiceprintStore:
         with self._connect() as db:
             return int(db.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
 
-    def changed_since(self, since: int, upto: int) -> set[str] | None:
-        """The speakers written since generation ``since`` (``storechanges``); None when
-        the log cannot say (a read-only store of an older version may have none)."""
+    def changed_since(self, since: int, upto: int) -> storechanges.Changes | None:
+        """What changed since generation ``since`` (``storechanges``); None when the log
+        cannot say (a read-only store of an older version may have none)."""
         with self.transaction() as tx:
             if tx.execute("SELECT 1 FROM sqlite_master WHERE name = 'changes'").fetchone() \
                     is None:
                 return None
             return storechanges.changed_since(tx, since, upto)
+
+    def names(self) -> set[str]:
+        """The speakers' names alone (a follower's check for removals)."""
+        with self._connect() as db:
+            return {r[0] for r in db.execute("SELECT name FROM speakers")}
 
     def enroll(
         self,
@@ -227,7 +232,7 @@ class VoiceprintStore:
         with self.transaction() as tx:
             gone = tx.execute("DELETE FROM speakers WHERE name = ?", (name,)).rowcount > 0
             if gone:
-                storechanges.record(tx, self._bump(tx.db), [name])
+                storechanges.removed(tx, name)  # the log keeps no name (storechanges)
         if gone:
             self.erasure.after_removal(name)
         return gone

@@ -41,7 +41,7 @@ from vggvox import storechanges
 from vggvox.errors import StoreError
 from vggvox.modelcard import ModelCard
 from vggvox.store_pgconn import Listener, PgTx, connect, failure
-from vggvox.store_pgerasure import PgErasure
+from vggvox.store_pgerasure import VACUUM_SQL, PgErasure
 from vggvox.store_pgschema import migrate
 from vggvox.storebinding import ModelId
 from vggvox.storehealth import DamagedRow
@@ -137,10 +137,15 @@ class PgStore:
             row = tx.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
         return int(row[0])
 
-    def changed_since(self, since: int, upto: int) -> set[str] | None:
-        """The speakers written since generation ``since`` (``storechanges``)."""
+    def changed_since(self, since: int, upto: int) -> storechanges.Changes | None:
+        """What changed since generation ``since`` (``storechanges``)."""
         with self.transaction() as tx:
             return storechanges.changed_since(tx, since, upto)
+
+    def names(self) -> set[str]:
+        """The speakers' names alone (a follower's check for removals)."""
+        with self.transaction() as tx:
+            return {r[0] for r in tx.execute("SELECT name FROM speakers").fetchall()}
 
     def enroll(self, name: str, embeddings: np.ndarray, model: str | ModelId | ModelCard,
                sources: list[str], seconds: list[float], replace: bool = False,
@@ -164,7 +169,7 @@ class PgStore:
         with self.transaction() as tx:
             gone = tx.execute("DELETE FROM speakers WHERE name = ?", (name,)).rowcount > 0
             if gone:
-                tx.bump_generation([name])
+                storechanges.removed(tx, name)  # the log keeps no name (storechanges)
                 self.erasure.deleted_by(tx)
         if gone:
             self.erasure.after_removal(name)
@@ -192,7 +197,8 @@ class PgStore:
         with self._lock:
             try:
                 conn = self._connection()
-                conn.execute("VACUUM speakers, embeddings, provisional")
+                for sql in VACUUM_SQL:
+                    conn.execute(sql)
                 return self.erasure.no_older_snapshot(conn)
             except psycopg.Error as e:
                 raise self._failed(e) from None

@@ -9,9 +9,18 @@ Until then ``pending`` is True (the daemon's reply says ``pending``), and ``retr
 VACUUMs again, at most once per ``RETRY_S``: after a long reader ends, or after
 the server comes back from an outage that fell between the DELETE and the VACUUM.
 
-What VACUUM does not reach: the write-ahead log (recycled at checkpoints), and
-base backups or replicas of the database, which are the operator's to manage
-(docs/postgresql.md). Seeing other roles' snapshots needs the ``pg_read_all_stats``
+The VACUUM covers every table a removed speaker's name or voice can be in: their
+rows, the provisional voices, and the change log (whose rows of a removed name lose it
+in the removing transaction: ``storechanges.forget``). It ANALYZEs them too: column
+statistics (``pg_statistic``, which ANALYZE and autovacuum fill) sample the values of
+every column, names and vectors alike, and keep them until the next ANALYZE; then
+``pg_statistic`` is vacuumed for their old versions (allowed to the database's owner;
+another role gets a warning, and autovacuum frees them later).
+
+What VACUUM does not reach: the freed space in the data files (VACUUM marks it free
+for new rows, it does not overwrite it), the write-ahead log (recycled at
+checkpoints), and base backups or replicas of the database, which are the operator's
+to manage (docs/postgresql.md). Seeing other roles' snapshots needs the ``pg_read_all_stats``
 role (or the owner's); without it they are not seen.
 """
 
@@ -30,6 +39,11 @@ log = logging.getLogger(__name__)
 
 RETRY_S = 1.0
 """Least time between two retries of a pending erasure."""
+VACUUM_SQL = (
+    "VACUUM (ANALYZE) speakers, embeddings, provisional, changes",
+    "VACUUM pg_statistic",
+)
+"""An erasure's commands, in order (see above)."""
 
 
 class PgErasure:

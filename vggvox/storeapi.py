@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from vggvox.modelcard import ModelCard
     from vggvox.storebinding import ModelId
+    from vggvox.storechanges import Changes
     from vggvox.storehealth import DamagedRow
     from vggvox.storerows import NewPrints, SpeakerInfo
 
@@ -93,10 +94,14 @@ class Store(Protocol):
 
     def generation(self) -> int: ...
 
-    def changed_since(self, since: int, upto: int) -> set[str] | None:
-        """The speakers written by generations ``since + 1`` to ``upto`` (``upto``: a
-        ``generation()`` read before), or None when the store cannot say: read it whole
-        then (``storechanges``)."""
+    def changed_since(self, since: int, upto: int) -> Changes | None:
+        """What generations ``since + 1`` to ``upto`` (``upto``: a ``generation()`` read
+        before) changed: the speakers written, and whether any was removed (unnamed); or
+        None when the store cannot say: read it whole then (``storechanges``)."""
+        ...
+
+    def names(self) -> set[str]:
+        """The speakers' names alone: what a follower compares after a removal."""
         ...
 
     def enroll(self, name: str, embeddings: np.ndarray, model: str | ModelId | ModelCard,

@@ -11,7 +11,9 @@ writer, which notifies nobody) is caught within ``POLL_S``. A small set is read
 whole; from ``INCREMENTAL_ABOVE`` speakers on, the store's change log
 (``vggvox.storechanges``) names the speakers written since the generation held,
 only those are read (one query), and they are patched into the set
-(``VoiceprintSet.update``); where the log cannot say (pruned, an older writer, a
+(``VoiceprintSet.update``); a removal is logged without the speaker's name, so
+after one the names held are compared with the store's names (one names-only
+read) and those gone leave the set; where the log cannot say (pruned, an older writer, a
 store copied in) the set is read whole. After a load the search
 index's builder is woken and the rooms measure their enrollment clips again
 (``on_load``, in the loading thread). No decision ever waits for the store.
@@ -40,6 +42,7 @@ from collections.abc import Callable
 from vggvox.errors import ModelMismatchError, StoreUnavailable, VggvoxError
 from vggvox.storeapi import Store
 from vggvox.storebinding import ModelId
+from vggvox.storechanges import Changes
 from vggvox.voiceprints import VoiceprintSet
 from vggvoxd.guard import Guard
 
@@ -177,22 +180,30 @@ class StoreFollower:
         if not whole and self.generation >= 0 and \
                 len(self.voiceprints) >= self.incremental_above:
             changed = self.store.changed_since(self.generation, generation)
-        if changed is None or len(changed) > MOST_CHANGES:
+        if changed is None or len(changed.written) > MOST_CHANGES:
             self.voiceprints.load(self.store, self.model)
             how = "read whole"
         else:
-            how = self._apply(sorted(changed))
+            how = self._apply(changed)
         self.generation = generation
         self.loads, self.load_s = self.loads + 1, time.perf_counter() - t0
         log.info("voiceprints: %d speakers (store generation %d, %s, %.3f s)",
                  len(self.voiceprints), generation, how, self.load_s)
 
-    def _apply(self, changed: list[str]) -> str:
-        """Read the changed speakers (one query) and patch them in; a speaker the store no
-        longer holds (removed, or damaged: logged by the store) leaves the set."""
-        names, prints = self.store.voiceprints_of(changed, self.model)
+    def _apply(self, changed: Changes) -> str:
+        """Read the written speakers (one query) and patch them in; a speaker the store no
+        longer holds (damaged: logged by the store) leaves the set. A removal names nobody
+        (``storechanges``): then the names held are compared with the store's, and those
+        it no longer has leave too (a names-only read: later changes come at the next
+        generation, whose log is read from the one held now)."""
+        written = sorted(changed.written)
+        names, prints = self.store.voiceprints_of(written, self.model)
         found = dict(zip(names, prints, strict=True))
-        gone = [n for n in changed if n not in found]
+        gone = [n for n in written if n not in found]
+        if changed.removals:
+            present = self.store.names()
+            gone += [n for n in self.voiceprints.names if n not in present and n not in found
+                     and n not in changed.written]
         self.voiceprints.update(found, gone)
         return f"{len(found)} changed, {len(gone)} gone"
 
