@@ -20,7 +20,8 @@ file 0600 whatever the umask (SQLite gives its ``-wal`` and ``-shm`` files the
 same mode), and a store file of ours found more open is tightened. Deleted
 rows are overwritten (``secure_delete``), and a removal ends with a WAL
 checkpoint that truncates the log; a reader can hold that up, and then the
-store says so and finishes it later (``erasure.py``).
+store says so and finishes it later (``erasure.py``). A removed speaker's name is
+left in no row: the change log's rows of it lose it (``storechanges.forget``).
 """
 
 from __future__ import annotations
