@@ -1,5 +1,5 @@
 """Real audio streams on loopback, muxed by PyAV (FFmpeg), for network sources' tests
-and bench/bench_netsource.py: an HTTP server of a growing Ogg/Opus (or WAV) stream,
+and bench/bench_netsource.py: an HTTP(S) server of a growing Ogg/Opus (or WAV) stream,
 an RTP sender with its SDP, RTP of a static payload type and MPEG-TS to a UDP port, and an
 RTSP publisher (FFmpeg's rtsp muxer, pushing to a reader in listen mode: a publisher
 must run in another process than its reader, whose open it would hold up, holding
@@ -13,10 +13,14 @@ the clip, wall time)), for latencies.
 from __future__ import annotations
 
 import http.server
+import os
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import av
@@ -63,24 +67,41 @@ def stream(target: Any, fmt: str, codec: str, rate: int, clip: np.ndarray,
         play(write, clip, stop, go, sent, rate)
 
 
-class HttpStream:
-    """An HTTP server on 127.0.0.1 whose every GET is a live stream of ``clip``."""
+def self_signed(folder: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A certificate for ``host`` (an IP address or a DNS name), signed by its own key,
+    made by the ``openssl`` command: (certificate, key), PEM files in ``folder``."""
+    cert, key = folder / f"{host}.crt", folder / f"{host}.key"
+    kind = "IP" if host.replace(".", "").isdigit() else "DNS"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+                    "-subj", f"/CN={host}", "-addext", f"subjectAltName={kind}:{host}",
+                    "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=30)
+    return cert, key
 
-    def __init__(self, clip: np.ndarray, fmt: str = "ogg", port: int = 0) -> None:
-        self.clip, self.fmt = clip, fmt
+
+class HttpStream:
+    """An HTTP server on 127.0.0.1 whose every GET is a live stream of ``clip``; HTTPS
+    with ``tls``, a (certificate, key) pair of PEM files."""
+
+    def __init__(self, clip: np.ndarray, fmt: str = "ogg", port: int = 0,
+                 tls: tuple[Path, Path] | None = None) -> None:
+        self.clip, self.fmt, self.scheme = clip, fmt, "https" if tls else "http"
         self.sent: list[tuple[int, float]] = []
         self.requests = 0
         self._stop = threading.Event()
         self.go = threading.Event()
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._server.daemon_threads = True
+        if tls is not None:
+            tls_server(self._server, tls)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/live.{self.fmt}"
+        return f"{self.scheme}://127.0.0.1:{self.port}/live.{self.fmt}"
 
     def _handler(self) -> type[http.server.BaseHTTPRequestHandler]:
         stream = self
@@ -117,6 +138,57 @@ class HttpStream:
         self._thread.join(timeout=5)
 
 
+def tls_server(server: http.server.HTTPServer, tls: tuple[Path, Path]) -> None:
+    """``server`` made an HTTPS one, with ``tls``'s (certificate, key)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*tls)
+    # A client that refuses the certificate fails the handshake in accept(): an OSError,
+    # which the server ignores.
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+
+
+class FileServer:
+    """An HTTPS server on 127.0.0.1 of the files in ``folder`` (an HLS playlist and its
+    segments)."""
+
+    def __init__(self, folder: Path, tls: tuple[Path, Path]) -> None:
+        class Quiet(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, directory=str(folder), **kwargs)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+        self._server.daemon_threads = True
+        tls_server(self._server, tls)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+def hls_files(folder: Path, clip: np.ndarray) -> Path:
+    """``clip`` as an HLS playlist of AAC segments of 1 s in ``folder``: its path."""
+    playlist = folder / "live.m3u8"
+    with av.open(str(playlist), "w", format="hls",
+                 options={"hls_time": "1", "hls_list_size": "0"}) as container:
+        audio = container.add_stream("aac", rate=RATE, layout="mono")
+        for k in range(0, len(clip), 1024):
+            frame = av.AudioFrame.from_ndarray(clip[None, k:k + 1024], format="s16",
+                                               layout="mono")
+            frame.sample_rate, frame.pts = RATE, k
+            for packet in audio.encode(frame):
+                container.mux(packet)
+        for packet in audio.encode(None):
+            container.mux(packet)
+    return playlist
+
+
 class RtpStream:
     """RTP (L16 at 16 kHz, a dynamic payload type) sent to a UDP port on 127.0.0.1,
     and the SDP that describes it (FFmpeg reads such RTP only with one)."""
@@ -150,16 +222,41 @@ class RtpStream:
             self._thread.join(timeout=5)
 
 
+def multicast_on_loopback(group: str, port: int) -> bool:
+    """Whether a datagram sent to ``group`` by 127.0.0.1 reaches a socket that joined it
+    there (not in every container: the loopback interface has no MULTICAST flag)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+        try:
+            rx.bind((group, port))
+            rx.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+                          socket.inet_aton(group) + socket.inet_aton("127.0.0.1"))
+            tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF,
+                          socket.inet_aton("127.0.0.1"))
+            tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 0)
+            rx.settimeout(1.0)
+            tx.sendto(b"?", (group, port))
+            return rx.recv(16) == b"?"
+        except OSError:
+            return False
+
+
 class UdpSender:
     """``clip`` sent to a UDP port on 127.0.0.1 by one of FFmpeg's muxers: ``rtp`` with
-    G.711 (a static payload type, read with no SDP), or ``mpegts`` with MP2 audio."""
+    G.711 (a static payload type, read with no SDP), or ``mpegts`` with MP2 audio;
+    ``multicast``: MPEG-TS to a group of this process's own (239.255.x.y), by loopback
+    and no further (TTL 0), read with ``options`` (join it on 127.0.0.1)."""
 
     def __init__(self, kind: str, clip: np.ndarray) -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1] & ~1
-        self.kind, self.clip = kind, clip
-        self.url = f"{kind}://127.0.0.1:{self.port}"
+        pid = os.getpid()
+        host = f"239.255.{pid >> 8 & 255}.{pid & 255 or 1}" if kind == "multicast" \
+            else "127.0.0.1"
+        self.kind, self.clip, self.host = kind, clip, host
+        self.url = f"{'rtp' if kind == 'rtp' else 'udp'}://{host}:{self.port}"
+        self.options = {"localaddr": "127.0.0.1"} if kind == "multicast" else {}
         self.sent: list[tuple[int, float]] = []
         self._stop = threading.Event()
         self.go = threading.Event()
@@ -172,8 +269,10 @@ class UdpSender:
 
     def _send(self) -> None:
         fmt, codec, rate = {"rtp": ("rtp", "pcm_mulaw", 8000),
-                            "udp": ("mpegts", "mp2", RATE)}[self.kind]
-        stream(self.url, fmt, codec, rate, self.clip, self._stop, self.go, self.sent)
+                            "udp": ("mpegts", "mp2", RATE),
+                            "multicast": ("mpegts", "mp2", RATE)}[self.kind]
+        url = self.url + ("?localaddr=127.0.0.1&ttl=0" if self.kind == "multicast" else "")
+        stream(url, fmt, codec, rate, self.clip, self._stop, self.go, self.sent)
 
     def stop(self) -> None:
         self._stop.set()

@@ -1,7 +1,8 @@
 """Network audio sources (issue 25, section 1): real streams on loopback, muxed by
 FFmpeg (PyAV), read by a real daemon with real models.
 
-- an HTTP server of a live Ogg/Opus stream: the enrolled speaker is named; the server
+- an HTTP server of a live Ogg/Opus stream, and an HTTPS one (a self-signed certificate,
+  its CA given as ``ca_file``): the enrolled speaker is named; the HTTP server
   goes away mid-stream (the source is ``lost``, logged once), comes back on its port
   (``running`` again) and the other speaker's turn is named;
 - RTP (L16 at 16 kHz) to a local UDP port, described by an SDP file: named too;
@@ -11,13 +12,17 @@ FFmpeg (PyAV), read by a real daemon with real models.
 - an RTSP camera that refuses: ``waiting``, retried with back-off, its password in no
   log line and no status reply; one pulled from (``rtspserver``) that appears, goes away
   and comes back: ``running``, ``lost``, ``running``;
+- RTP and MPEG-TS to a UDP port, and MPEG-TS to a multicast group on loopback;
 - URLs checked when the config is read, one line naming the key.
+
+HTTPS certificates' verification: tests/test_nettls.py.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import shutil
 import time
 import urllib.request
 from pathlib import Path
@@ -28,7 +33,14 @@ import numpy as np
 import pytest
 import yaml
 from daemon_proc import DaemonProcess, free_port
-from netstreams import HttpStream, RtpStream, RtspPublisher, UdpSender
+from netstreams import (
+    HttpStream,
+    RtpStream,
+    RtspPublisher,
+    UdpSender,
+    multicast_on_loopback,
+    self_signed,
+)
 from rtspserver import RtspServer
 from speakers_fixture import Conversation
 
@@ -113,6 +125,10 @@ def test_network_streams_name_the_speaker_and_come_back(tmp_path: Path,
     (a0, a1, alice), (b0, b1, bob) = convo.turns[0], convo.turns[1]
     first, second = x[int(a0 * 16000):int(a1 * 16000)], x[int(b0 * 16000):int(b1 * 16000)]
     web, rtp = HttpStream(first), RtpStream(second)
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl command to make a certificate with")
+    cert = self_signed(tmp_path)
+    tls = HttpStream(first, tls=cert)
     sdp = tmp_path / "rtp.sdp"
     sdp.write_text(rtp.sdp())
     cam = RtspPublisher(f"rtsp://127.0.0.1:{free_port()}/live", second)
@@ -123,7 +139,8 @@ def test_network_streams_name_the_speaker_and_come_back(tmp_path: Path,
                                    "metrics": {"listen": f"127.0.0.1:{port}"}, "sources": [
         {"name": "web", "uri": web.url}, {"name": "rtp", "uri": f"sdp:{sdp}"},
         {"name": "cam", "uri": cam.url, "options": {"rtsp_flags": "listen"}},
-        {"name": "dead", "uri": dead}]}))
+        {"name": "dead", "uri": dead},
+        {"name": "tls", "uri": tls.url, "options": {"ca_file": str(cert[0])}}]}))
     d = DaemonProcess(tmp_path, source=None, args=["--config", str(cfg)])
     again: HttpStream | None = None
     cam_again: RtspPublisher | None = None
@@ -135,9 +152,10 @@ def test_network_streams_name_the_speaker_and_come_back(tmp_path: Path,
             enroll(d.conn, name, files, None, False, MAX_BYTES)
         heard = Heard(d)
         time.sleep(0.3)
-        for stream in (web, rtp, cam):
+        for stream in (web, rtp, cam, tls):
             stream.go.set()
         heard.wait("web", "turn", 30, speaker=alice)
+        heard.wait("tls", "turn", 15, speaker=alice)
         heard.wait("rtp", "turn", 15, speaker=bob)
         heard.wait("cam", "turn", 15, speaker=bob)
         heard.forget()
@@ -158,7 +176,7 @@ def test_network_streams_name_the_speaker_and_come_back(tmp_path: Path,
         status = d.conn.request("status", timeout=5)
     finally:
         d.stop()
-        for server in (web, again, rtp, cam, cam_again):
+        for server in (web, again, rtp, cam, cam_again, tls):
             if server is not None:
                 server.stop()
     log = d.log.read_text()
@@ -262,13 +280,16 @@ def test_a_camera_pulled_over_rtsp_is_waited_for_lost_and_back(
     assert abs(int(np.argmax(spectrum)) * 16000 / 12000 - 440) <= 3
 
 
-@pytest.mark.parametrize("kind", ["rtp", "udp"])
+@pytest.mark.parametrize("kind", ["rtp", "udp", "multicast"])
 def test_udp_streams_arrive_at_16_khz(kind: str) -> None:
-    """RTP of G.711 at 8 kHz (no SDP: a static payload type) and MPEG-TS of MP2:
-    resampled to 16 kHz mono, the tone at its pitch."""
+    """RTP of G.711 at 8 kHz (no SDP: a static payload type) and MPEG-TS of MP2, to a
+    port or to a multicast group joined on loopback (``localaddr``): resampled to 16 kHz
+    mono, the tone at its pitch."""
     tone = (8000 * np.sin(2 * np.pi * 440 * np.arange(32000) / 16000)).astype(np.int16)
     sender = UdpSender(kind, tone)
-    source = NetSource(sender.url, kind)
+    if kind == "multicast" and not multicast_on_loopback(sender.host, sender.port):
+        pytest.skip("multicast on the loopback interface does not work here")
+    source = NetSource(sender.url, kind, sender.options)
     got: list[np.ndarray] = []
     source.start(got.append)
     try:

@@ -21,7 +21,9 @@ microphone's is. Packet loss (RTP over UDP) shortens the stream clock.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import time
 from typing import Any
 
@@ -55,6 +57,8 @@ class NetSource(ThreadSource):
         given = dict(options or {})
         self.options = neturl.options(url, given)
         self.listens = neturl.listens(url, given)
+        self.verifies = (neturl.scheme_of(url) in neturl.TLS_SCHEMES
+                         and self.options.get("tls_verify") == "1")
         # RTSP in listen mode waits for its publisher first: that wait is not the open's.
         try:
             listen = max(0.0, float(self.options.get("listen_timeout", 0)))
@@ -62,6 +66,7 @@ class NetSource(ThreadSource):
             listen = 0.0  # FFmpeg refuses it on opening: a failure, logged as any other
         self.timeout = (open_s + listen, read_s)
         self._link = "waiting"
+        self._said_hls = False
         self._down_since: float | None = None
         self._played: float | None = None
         """When this connection's audio began (monotonic); None before it did."""
@@ -94,8 +99,30 @@ class NetSource(ThreadSource):
     def _why(self, e: Exception) -> str:
         """An error in words, never with the URL as written (its password): FFmpeg's
         errors carry it as their ``filename``."""
-        text = getattr(e, "strerror", None) or str(e) or type(e).__name__
-        return str(text).replace(self.url, self.shown)
+        text = str(getattr(e, "strerror", None) or str(e) or type(e).__name__)
+        if self.verifies and neturl.scheme_of(self.url) == "https" \
+                and getattr(e, "errno", None) == errno.EIO:
+            # All FFmpeg says of a certificate it does not trust.
+            text += ("; if the server's certificate is not trusted, give its CA as the "
+                     "source's options.ca_file")
+        return text.replace(self.url, self.shown)
+
+    def _check_ca_file(self) -> None:
+        """A CA file that cannot be read, said so: FFmpeg refuses every certificate then,
+        and says only 'Input/output error'."""
+        path = self.options.get("cafile") or self.options.get("ca_file")
+        if self.verifies and path and not os.access(path, os.R_OK):
+            raise OSError(f"its options.ca_file {path} cannot be read")
+
+    def _hls_unverified(self, demuxer: str) -> None:
+        """Say once that an HLS playlist's segments are not verified: FFmpeg hands them
+        no TLS options (only headers, user_agent, cookies, proxy), so each segment's
+        server is taken on trust even where the playlist's certificate was checked."""
+        if self.verifies and demuxer == "hls" and not self._said_hls:
+            self._said_hls = True
+            log.warning("%s: %s is HLS: its playlist's certificate is verified, its "
+                        "segments' are not (FFmpeg gives them no TLS options)",
+                        self.name, self.shown)
 
     def _went_down(self, why: str) -> None:
         """Log the start of an outage once: the stream lost, or a first open failing."""
@@ -112,11 +139,13 @@ class NetSource(ThreadSource):
     def _play(self, sink: Sink) -> None:
         """Open, decode and deliver until the stream ends or fails (raised); when its
         audio began goes in ``_played``."""
+        self._check_ca_file()
         with av.open(neturl.target(self.url), options=self.options,
                      timeout=self.timeout) as container:
             if not container.streams.audio:
                 raise ValueError("no audio stream in it")
             stream = container.streams.audio[0]
+            self._hls_unverified(container.format.name)
             resampler = Resampler()
             for packet in container.demux(stream):
                 if self._stop.is_set():

@@ -12,11 +12,17 @@ anything loads, how they are shown, and what FFmpeg is told to open them with.
 
 A URL's password (and a query's credential-like values) never reaches a log line,
 ``status``, an event or the store: everything outside this module sees ``shown(url)``.
+
+HTTPS servers' certificates are verified (name and chain), which FFmpeg does not do by
+default, against the system's CA bundle unless a source's ``options`` give a ``ca_file``
+or ``tls_verify: 0``.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import ssl
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -44,6 +50,34 @@ DEFAULTS = {
 }
 """FFmpeg's options a scheme starts from (the source's ``options`` win): RTSP over TCP
 passes firewalls and NAT and loses nothing, where FFmpeg's default tries UDP first."""
+
+
+TLS_SCHEMES = ("http", "https")
+"""Schemes that may speak TLS: https, and http, whose server may redirect to https."""
+CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt",
+              "/etc/ssl/cert.pem", "/etc/pki/tls/cert.pem")
+"""Where systems keep their CA certificates in one file (Debian, Fedora, Alpine, ...)."""
+
+
+def ca_bundle() -> str | None:
+    """The system's CA certificates as one file (``SSL_CERT_FILE`` first, as OpenSSL
+    reads it), or None. Given to FFmpeg as ``ca_file``: the GnuTLS bundled in PyAV's
+    wheel looks only in /etc/pki/tls/cert.pem, which Debian and Ubuntu do not have."""
+    paths = ssl.get_default_verify_paths()
+    for path in (paths.cafile, paths.openssl_cafile, *CA_BUNDLES):
+        if path and os.path.isfile(path):
+            return path
+    return None
+
+
+def tls_defaults(given: dict[str, str]) -> dict[str, str]:
+    """FFmpeg's TLS options unless ``given`` says otherwise: the certificate verified
+    (FFmpeg's default, ``tls_verify`` 0, takes any), against the system's bundle."""
+    out = {"tls_verify": "1"}
+    bundle = ca_bundle()
+    if bundle is not None and "ca_file" not in given and "cafile" not in given:
+        out["ca_file"] = bundle
+    return out
 
 
 def scheme_of(url: str) -> str:
@@ -129,7 +163,8 @@ def options(url: str, given: dict[str, str]) -> dict[str, str]:
     """FFmpeg's options for ``url``: the scheme's protocols and defaults, then ``given``
     (the source's ``options``; the protocol whitelist is not theirs to widen)."""
     scheme = scheme_of(url)
-    out = {**DEFAULTS.get(scheme, {}), **given, "protocol_whitelist": PROTOCOLS[scheme]}
+    tls = tls_defaults(given) if scheme in TLS_SCHEMES else {}
+    out = {**DEFAULTS.get(scheme, {}), **tls, **given, "protocol_whitelist": PROTOCOLS[scheme]}
     if listens(url, given) and scheme == "rtsp":
         # FFmpeg's default (wait for ever) fails at once under an open deadline: ERANGE.
         out.setdefault("listen_timeout", str(LISTEN_S))
