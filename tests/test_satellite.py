@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import msgpack
@@ -53,6 +54,8 @@ from vggvox_client.connection import ClientError, Connection
 from vggvox_client.enroll import enroll
 from vggvox_client.virtualmic import PulseServer
 from vggvoxd import config
+from vggvoxd.satellite_server import SatelliteServer
+from vggvoxd.satellites import PACE_BURST_S, Satellite, SatelliteSource
 
 SESSION = "0123456789abcdef0123456789abcdef"
 FORGET_S = 6.0
@@ -102,6 +105,31 @@ def test_sizes_are_bounded_before_decoding() -> None:
     big = msgpack.packb({"t": "pcm", "pos": 0, "audio": b"\0" * 32_002, "lost": 0})
     with pytest.raises(RequestError):
         decode(big, UPSTREAM)
+
+
+def test_a_satellite_faster_than_real_time_is_paced(caplog: pytest.LogCaptureFixture) -> None:
+    """A satellite may send its backlog at once (PACE_BURST_S), then no faster than its
+    clock: what comes faster is skipped and counted, so that it cannot push every other
+    source's windows out of the shared live queue (bench/abuse_satellites.py: 5,800x
+    real time starved the others). Gaps cost their silence too, and are logged once."""
+    pushed: list[int] = []
+    source = SatelliteSource("k")
+    source.start(lambda x: pushed.append(len(x)))
+    sat = Satellite("k", "", b"peer", SESSION, 0, 100.0)
+    sat.live, sat.paced = SimpleNamespace(stream=SimpleNamespace(source=source)), 100.0  # type: ignore[assignment]
+    second = b"\1\0" * 16000
+    for i in range(60):  # 60 s of audio at one instant
+        SatelliteServer._audio(sat, Pcm(16000 * i, second, 0), 100.0)
+    assert sum(pushed) == PACE_BURST_S * 16000 and sat.throttled == 50 * 16000
+    assert sat.next == 60 * 16000, "skipped audio is acknowledged: it is not sent again"
+    SatelliteServer._audio(sat, Pcm(sat.next, second, 0), 105.0)  # 5 s later: 5.5 s allowed
+    assert sum(pushed) == (PACE_BURST_S + 1) * 16000
+    del pushed[:]
+    for _ in range(100):  # every frame a jump forward: each gap's silence counts
+        SatelliteServer._audio(sat, Pcm(sat.next + 10 * 16000, b"\1\0" * 320, 0), 105.0)
+    assert sum(pushed) <= 4.5 * 16000 and sat.lost_samples == 100 * 10 * 16000
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) <= 2, [r.getMessage() for r in warnings]
 
 
 def test_satellite_settings_are_checked(tmp_path: Path) -> None:

@@ -49,7 +49,15 @@ from vggvoxd.control import client_id
 from vggvoxd.curveauth import SATELLITE_DOMAIN, Curve
 from vggvoxd.livesources import LiveSource
 from vggvoxd.rooms import Rooms
-from vggvoxd.satellites import GAP_FILL_S, SAMPLE_RATE, Satellite, Satellites, SatelliteSource
+from vggvoxd.satellites import (
+    GAP_FILL_S,
+    PACE,
+    PACE_BURST_S,
+    SAMPLE_RATE,
+    Satellite,
+    Satellites,
+    SatelliteSource,
+)
 from vggvoxd.sockets import SocketThread
 from vggvoxd.sourceconfig import SOURCE_NAME
 from vggvoxd.sources import AudioSource
@@ -63,6 +71,9 @@ HANDSHAKE_MS = 5000
 HEARTBEAT_MS = 1000
 """ZeroMQ's own pings; a connection that answers none for 3 of them is dropped."""
 ACK_S = 0.25
+WARN_S = 10.0
+"""A satellite's gaps and its audio beyond ``PACE`` are logged at most once in this
+long (with the totals): a satellite whose every frame jumps must not flood the journal."""
 
 
 class SatelliteServer(SocketThread):
@@ -143,7 +154,7 @@ class SatelliteServer(SocketThread):
         if isinstance(msg, Pcm):
             sat.reported_lost = msg.lost
             if sat.live is not None:
-                self._audio(sat, msg)
+                self._audio(sat, msg, now)
         elif isinstance(msg, Ping):
             sat.reported_lost = msg.lost
         elif isinstance(msg, Bye):
@@ -179,9 +190,10 @@ class SatelliteServer(SocketThread):
         return Welcome(sat.name, sat.next) if sat.welcomed else None
 
     @staticmethod
-    def _audio(sat: Satellite, msg: Pcm) -> None:
+    def _audio(sat: Satellite, msg: Pcm, now: float) -> None:
         """Write a frame at its place on the satellite's clock: a repeat is skipped, a
-        gap counted (and a little silence stands in for it)."""
+        gap counted (and a little silence stands in for it), audio faster than ``PACE``
+        skipped and counted."""
         x = from_pcm(msg.audio, "audio")
         pos = msg.pos
         if pos + len(x) <= sat.next:
@@ -192,14 +204,37 @@ class SatelliteServer(SocketThread):
         source = sat.live.stream.source
         assert isinstance(source, SatelliteSource)
         gap = pos - sat.next
-        if gap:
-            sat.lost_samples += gap
-            log.warning("satellite %s: %.2f s of audio missing (its buffer overflowed while "
-                        "the link was down); %.2f s in all", sat.name, gap / SAMPLE_RATE,
-                        sat.lost_samples / SAMPLE_RATE)
-            source.push(np.zeros(min(gap, round(GAP_FILL_S * SAMPLE_RATE)), dtype=np.int16))
-        source.push(x)
+        fill = min(gap, round(GAP_FILL_S * SAMPLE_RATE))
+        sat.lost_samples += gap
         sat.next = pos + len(x)
+        if not _paced(sat, fill + len(x), now):
+            sat.throttled += len(x)
+            _warn(sat, now, "%.1f s of its audio skipped in all: it came faster than real time "
+                  "(%.1fx, and %.0f s at once)", sat.throttled / SAMPLE_RATE, PACE, PACE_BURST_S)
+            return
+        if gap:
+            _warn(sat, now, "%.2f s of audio missing (its buffer overflowed while the link was "
+                  "down); %.2f s in all", gap / SAMPLE_RATE, sat.lost_samples / SAMPLE_RATE)
+            source.push(np.zeros(fill, dtype=np.int16))
+        source.push(x)
+
+
+def _paced(sat: Satellite, samples: int, now: float) -> bool:
+    """Take ``samples`` from the satellite's allowance (refilled at ``PACE`` times real
+    time, up to ``PACE_BURST_S``); False when it has not that many."""
+    sat.allowance = min(PACE_BURST_S * SAMPLE_RATE,
+                        sat.allowance + (now - sat.paced) * PACE * SAMPLE_RATE)
+    sat.paced = now
+    if samples > sat.allowance:
+        return False
+    sat.allowance -= samples
+    return True
+
+
+def _warn(sat: Satellite, now: float, text: str, *args: object) -> None:
+    if now - sat.warned >= WARN_S:
+        sat.warned = now
+        log.warning("satellite %s: " + text, sat.name, *args)
 
 
 class Parts(Protocol):

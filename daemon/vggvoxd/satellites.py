@@ -53,6 +53,14 @@ log = logging.getLogger(__name__)
 
 GAP_FILL_S = 0.5
 """Silence written in place of a gap, at most: longer than the VAD's hangover."""
+PACE = 1.1
+"""How much faster than real time a satellite's audio may flow, sustained: its clock is
+a microphone's (10% for the two clocks' drift and the network's jitter)."""
+PACE_BURST_S = 10.0
+"""Audio a satellite may send at once beyond that: the backlog it holds after a cut
+(``--buffer-s``, 5 s by default). What comes faster is skipped and counted
+(``throttled``): the live queue is shared, and one satellite flooding it would push
+every other source's windows out."""
 
 
 class Server(Protocol):
@@ -120,6 +128,14 @@ class Satellite:
     cuts: int = 0
     """Times its link was lost and came back."""
     joined: float = field(default_factory=time.time)
+    allowance: float = PACE_BURST_S * SAMPLE_RATE
+    """Samples it may send now (``PACE``): a token bucket, refilled as time passes."""
+    paced: float = field(default_factory=time.monotonic)
+    """Monotonic time ``allowance`` was last refilled."""
+    throttled: int = 0
+    """Samples skipped for coming faster than ``PACE`` allows."""
+    warned: float = float("-inf")
+    """Monotonic time of its last WARNING about gaps or pace (one per ``WARN_S``)."""
 
 
 class SatelliteLive(LiveSource):
@@ -138,7 +154,8 @@ class SatelliteLive(LiveSource):
         k = self.link
         return {"satellite": {"lost_samples": k.lost_samples, "reported_lost": k.reported_lost,
                               "lost_s": round(k.lost_samples / SAMPLE_RATE, 3),
-                              "cuts": k.cuts, "joined": k.joined}}
+                              "cuts": k.cuts, "joined": k.joined,
+                              "throttled": k.throttled}}
 
 
 class Satellites:
