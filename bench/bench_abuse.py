@@ -49,10 +49,19 @@ Issue 25's, against the hub (vggvox-client hub; rows 25.hub.*):
 32 hubsize      an oversize subscription, control request and daemon event
 33 hubkeys      an unknown key on both ports, bytes that are not ZMTP
 
+Issue 25's, against the daemon's satellites socket (satellites.listen; rows 25.sat.*):
+34 satconn      1,000 raw TCP connections held; six valid keys beyond satellites.max;
+                unknown and admin keys
+35 satbad       oversize frames, garbage and wrong types after a handshake, a handshake
+                never finished, names taken
+36 satfast      a satellite 30 s faster than real time; positions jumping wildly
+37 satchurn     200 satellites joining under new names (the rooms kept); one key
+                holding every slot
+
 The measurements live in abuse_process.py (1, 2, 4-6), abuse_flood.py (3),
 abuse_store.py (7, 8), abuse_access.py (9, 10), abuse_storehealth.py (11, 12),
-abuse_web.py (13-18), abuse_daemon.py (19-25), abuse_bridges.py (26-29) and
-abuse_hub.py (30-33);
+abuse_web.py (13-18), abuse_daemon.py (19-25), abuse_bridges.py (26-29),
+abuse_hub.py (30-33) and abuse_satellites.py (34-37);
 abuse_common.py holds what they share. Each of the last three also runs alone.
 
 Needs the repository and ../shared/data (the fixtures' LibriSpeech clips); what
@@ -68,6 +77,7 @@ import time
 import abuse_bridges
 import abuse_daemon
 import abuse_hub
+import abuse_satellites
 import abuse_web
 from abuse_access import m_access, m_replay
 from abuse_common import Measurement, measure, print_table
@@ -81,7 +91,7 @@ MEASUREMENTS: dict[str, Measurement] = {
     "live": m_live, "second": m_second, "privacy": m_privacy, "erasure": m_erasure,
     "access": m_access, "replay": m_replay, "damaged": m_damaged, "rofull": m_readonly_full,
     **abuse_web.MEASUREMENTS, **abuse_daemon.MEASUREMENTS, **abuse_bridges.MEASUREMENTS,
-    **abuse_hub.MEASUREMENTS}
+    **abuse_hub.MEASUREMENTS, **abuse_satellites.MEASUREMENTS}
 
 
 def main() -> int:
