@@ -295,9 +295,10 @@ def flood(r: Rig, count: int) -> Row:
     time.sleep(2.0)  # kitchen's DEALER redials after a shed
     kitchen = sat_status(r, "kitchen").get("state", "gone")
     return new_surface(
-        "25.sat.flood", f"{len(held)} raw TCP connections held on satellites.listen (no "
-        "handshake), the daemon under a limit of 1,024 files; honest sources streaming",
-        f"daemon files {fds0} -> {fds1}; connections.satellites then {conns}; "
+        "25.sat.flood", f"{count:,} raw TCP connections opened and held on satellites.listen "
+        "(no handshake), the daemon under a limit of 1,024 files; honest sources streaming",
+        f"{len(held)} connected (the first refused one, while the daemon shed, ends it); daemon "
+        f"files {fds0} -> {fds1}; connections.satellites then {conns}; "
         f"{r.log_count('reached the cap')} cap WARNING(s); files back to within 10 of the "
         f"start {closed + 0.5:.1f} s after the flood began; kitchen then {kitchen}; "
         + r.health(mark))
@@ -591,8 +592,10 @@ def rooms(r: Rig) -> int:
 
 def churn(r: Rig, count: int) -> Row:
     mark, rooms0, thr0, fds0 = r.mark(), rooms(r), threads(r.pid), open_fds(r.pid)
-    frame, took = to_pcm(r.audio[:3200]), []
+    frame, took, rss_half = to_pcm(r.audio[:3200]), [], 0.0
     for i in range(count):
+        if i == count // 2:
+            rss_half = r.rss()
         sat = Sat(r, KEYS[1 + i % (len(KEYS) - 1)])
         t0 = time.monotonic()
         a = sat.join(f"room-{i:04d}")
@@ -610,8 +613,9 @@ def churn(r: Rig, count: int) -> Row:
         "name (6 keys), 0.2 s of audio, bye", f"joins took p50 "
         f"{1000 * statistics.median(took):.0f} ms, max {1000 * max(took):.0f} ms "
         f"({sum(t == 99.0 for t in took)} not welcomed); rooms (`calibration`) {rooms0} -> "
-        f"{rooms1}: every name's room stays in memory for good, no limit over time "
-        f"(~{1024 * (rss1 - mark[2]) / count:.0f} kB RSS per name here); threads {thr0} -> "
+        f"{rooms1}: every name's room stays in memory for good, no limit over time (RSS "
+        f"{mark[2]:.0f} -> {rss_half:.0f} -> {rss1:.0f} MB: the second half's "
+        f"{1024 * (rss1 - rss_half) / (count - count // 2):.0f} kB a name); threads {thr0} -> "
         f"{thr1}, files {fds0} -> {fds1}; sources in status after: {left}; " + r.health(mark))
 
 
