@@ -209,8 +209,9 @@ class SatelliteServer(SocketThread):
         sat.next = pos + len(x)
         if not _paced(sat, fill + len(x), now):
             sat.throttled += len(x)
-            _warn(sat, now, "%.1f s of its audio skipped in all: it came faster than real time "
-                  "(%.1fx, and %.0f s at once)", sat.throttled / SAMPLE_RATE, PACE, PACE_BURST_S)
+            _warn(sat, now, "%.1f s of its audio skipped in all: it came faster than it may "
+                  "(%.1fx real time, after %.0f s at once)", sat.throttled / SAMPLE_RATE, PACE,
+                  PACE_BURST_S)
             return
         if gap:
             _warn(sat, now, "%.2f s of audio missing (its buffer overflowed while the link was "
