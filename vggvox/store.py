@@ -44,14 +44,8 @@ from vggvox.names import MAX_NAME_LENGTH, check_name
 from vggvox.storebinding import ModelId
 from vggvox.storefile import SqliteTx, StoreFile
 from vggvox.storehealth import DamagedRow, explain
-from vggvox.storerows import (
-    HeldNames,
-    NewPrints,
-    SpeakerInfo,
-    enroll_all,
-    infos,
-    read_prints,
-)
+from vggvox.storereads import StoreReads
+from vggvox.storerows import HeldNames, NewPrints, SpeakerInfo, enroll_all
 
 __all__ = [
     "MAX_NAME_LENGTH", "DamagedRow", "ModelId", "NewPrints", "SpeakerInfo", "VoiceprintStore",
@@ -82,15 +76,13 @@ CREATE TABLE IF NOT EXISTS embeddings (
 """ + storechanges.SQLITE_DDL
 
 
-class VoiceprintStore:
+class VoiceprintStore(StoreReads):
     """SQLite-backed voiceprints. Safe to use from several threads and processes."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.erasure = Erasure(self.path, lambda: self._connect())
         self.damaged: list[DamagedRow] = []
-        """The damaged speakers the last read of the voiceprints left out (storehealth.py)."""
-        self._reported: set[DamagedRow] = set()
         self._held = HeldNames()
         """The names and their look-alike skeletons, kept between enrollments."""
         self.file = StoreFile(self.path)
@@ -265,53 +257,3 @@ class VoiceprintStore:
 
     def close(self) -> None:
         """Nothing held: each operation opens and closes its own connection."""
-
-    def speaker(self, name: str) -> SpeakerInfo:
-        name = unicodedata.normalize("NFC", name)
-        with self.transaction() as tx:
-            found = infos(tx, name)
-        if not found:
-            raise StoreError(f"no speaker named {name!r}")
-        return found[0]
-
-    def speakers(self) -> list[SpeakerInfo]:
-        with self.transaction() as tx:
-            return infos(tx)
-
-    def voiceprints(self, model: str | ModelId | ModelCard) -> tuple[list[str], np.ndarray]:
-        """Names and voiceprint matrix (speakers, dim), refusing another model's prints."""
-        return self._prints(model)
-
-    def voiceprint_of(self, name: str, model: str | ModelId | ModelCard) -> np.ndarray | None:
-        """One speaker's voiceprint (None: no such speaker), refusing another model's."""
-        names, prints, damaged = self._read(model, [unicodedata.normalize("NFC", name)])
-        if damaged:
-            raise StoreError(str(damaged[0]))
-        return prints[0] if names else None
-
-    def voiceprints_of(self, names: Sequence[str], model: str | ModelId | ModelCard
-                       ) -> tuple[list[str], np.ndarray]:
-        """These speakers' voiceprints (``storeapi.Store.voiceprints_of``)."""
-        found, prints, damaged = self._read(model, [unicodedata.normalize("NFC", n)
-                                                    for n in names])
-        for d in damaged:
-            log.error("%s", d)
-        return found, prints
-
-    def _report(self, damaged: list[DamagedRow]) -> None:
-        """Log each damaged speaker once (a daemon re-reads the store after every change)."""
-        self.damaged = damaged
-        for d in damaged:
-            if d not in self._reported:
-                log.error("%s", d)
-        self._reported = set(damaged)
-
-    def _prints(self, model: str | ModelId | ModelCard) -> tuple[list[str], np.ndarray]:
-        names, prints, damaged = self._read(model, None)
-        self._report(damaged)
-        return names, prints
-
-    def _read(self, model: str | ModelId | ModelCard, only: Sequence[str] | None
-              ) -> tuple[list[str], np.ndarray, list[DamagedRow]]:
-        with self.transaction() as tx:
-            return read_prints(tx, model, only, adopt=self.read_only is None)

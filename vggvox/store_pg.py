@@ -46,14 +46,8 @@ from vggvox.store_pgschema import migrate
 from vggvox.storebinding import ModelId
 from vggvox.storehealth import DamagedRow
 from vggvox.storeopen import hidden
-from vggvox.storerows import (
-    HeldNames,
-    NewPrints,
-    SpeakerInfo,
-    enroll_all,
-    infos,
-    read_prints,
-)
+from vggvox.storereads import StoreReads
+from vggvox.storerows import HeldNames, NewPrints, SpeakerInfo, enroll_all
 
 log = logging.getLogger("vggvox.store")
 
@@ -62,7 +56,7 @@ IDLE_CHECK_S = 1.0
 """A connection idle this long is tried before use (``_connection``)."""
 
 
-class PgStore:
+class PgStore(StoreReads):
     """Voiceprints in a PostgreSQL database. Safe to use from several threads (one
     connection, one operation at a time) and from several processes and machines."""
 
@@ -86,10 +80,6 @@ class PgStore:
     @property
     def location(self) -> str:
         return self._where
-
-    @property
-    def read_only(self) -> str | None:
-        return None
 
     def _connection(self) -> psycopg.Connection[Any]:
         """The connection, opened again if it broke. One idle for a while is tried
@@ -202,49 +192,6 @@ class PgStore:
                 return self.erasure.no_older_snapshot(conn)
             except psycopg.Error as e:
                 raise self._failed(e) from None
-
-    def speaker(self, name: str) -> SpeakerInfo:
-        name = unicodedata.normalize("NFC", name)
-        with self.transaction() as tx:
-            found = infos(tx, name)
-        if not found:
-            raise StoreError(f"no speaker named {name!r}")
-        return found[0]
-
-    def speakers(self) -> list[SpeakerInfo]:
-        with self.transaction() as tx:
-            return infos(tx)
-
-    def voiceprints(self, model: str | ModelId | ModelCard) -> tuple[list[str], np.ndarray]:
-        """Names and voiceprint matrix (speakers, dim), refusing another model's prints."""
-        return self._prints(model)
-
-    def voiceprint_of(self, name: str, model: str | ModelId | ModelCard) -> np.ndarray | None:
-        names, prints, damaged = self._read(model, [unicodedata.normalize("NFC", name)])
-        if damaged:
-            raise StoreError(str(damaged[0]))
-        return prints[0] if names else None
-
-    def voiceprints_of(self, names: Sequence[str], model: str | ModelId | ModelCard
-                       ) -> tuple[list[str], np.ndarray]:
-        """These speakers' voiceprints (``storeapi.Store.voiceprints_of``)."""
-        found, prints, damaged = self._read(model, [unicodedata.normalize("NFC", n)
-                                                    for n in names])
-        for d in damaged:
-            log.error("%s", d)
-        return found, prints
-
-    def _prints(self, model: str | ModelId | ModelCard) -> tuple[list[str], np.ndarray]:
-        names, prints, damaged = self._read(model, None)
-        for d in set(damaged) - set(self.damaged):
-            log.error("%s", d)  # once each: a daemon reads again after every change
-        self.damaged = damaged
-        return names, prints
-
-    def _read(self, model: str | ModelId | ModelCard, only: Sequence[str] | None
-              ) -> tuple[list[str], np.ndarray, list[DamagedRow]]:
-        with self.transaction() as tx:
-            return read_prints(tx, model, only, adopt=True)
 
     def wait_for_change(self, timeout_s: float) -> bool:
         """LISTEN for another writer's NOTIFY (True), or ``timeout_s`` (False)."""
