@@ -21,8 +21,6 @@ from pathlib import Path
 
 from vggvox.errors import StoreError
 
-log = logging.getLogger(__name__)
-
 CHECKPOINT_WAIT_S = 0.1
 """Longest a checkpoint waits for readers: it runs in the daemon's control and main
 threads, which must stay responsive; an unfinished one is retried."""
@@ -30,38 +28,42 @@ RETRY_S = 1.0
 """Least time between two retries of a pending erasure."""
 
 
-class Erasure:
-    def __init__(self, path: Path,
-                 connect: Callable[[], AbstractContextManager[sqlite3.Connection]]) -> None:
-        self.path = path
-        self._connect = connect
-        self._lock = threading.Lock()  # one checkpoint at a time, and the state with it
+class PendingErasure:
+    """An erasure that may be held up: which one is pending, and its retries at most
+    once per ``RETRY_S`` (both backends; ``store_pgerasure.PgErasure`` is the other).
+    A backend gives ``_finish`` (True: the removed rows are in no file any more) and
+    ``HELD_UP``, what the warning says holds a pending one up."""
+
+    HELD_UP = ""
+
+    def __init__(self, where: str | Path) -> None:
+        self.where = where
+        self._lock = threading.Lock()  # one attempt at a time, and the state with it
         self._pending: str | None = None
         """Whose erasure is unfinished (None: nothing pending)."""
         self._next_retry = 0.0
+        self._log = logging.getLogger(type(self).__module__)
 
     @property
     def pending(self) -> bool:
         return self._pending is not None
 
-    def checkpoint(self) -> bool:
-        """Copy the WAL into the store and truncate it. False when it could not finish:
-        a reader still holds an old snapshot (waited for ``CHECKPOINT_WAIT_S`` at most)."""
-        with self._connect() as db:  # a PRAGMA opens no transaction
-            db.execute(f"PRAGMA busy_timeout = {int(CHECKPOINT_WAIT_S * 1000)}")
-            busy, frames, copied = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        return busy == 0 and frames == copied
+    def _finish(self) -> bool:
+        raise NotImplementedError
 
-    def after_removal(self, name: str) -> None:
-        """Checkpoint after ``name``'s rows were deleted; remember it if held up."""
+    def _retry_s(self) -> float:
+        return RETRY_S  # read at each retry: tests set it to 0
+
+    def after_removal(self, what: str) -> None:
+        """Finish the erasure after ``what``'s rows were deleted (and committed);
+        remember it if held up."""
         with self._lock:
-            if self.checkpoint():
+            if self._finish():
                 self._pending = None
                 return
-            self._pending = name
-            self._next_retry = time.monotonic() + RETRY_S
-        log.warning("%s: erasure of %r pending: another connection holds a read "
-                    "transaction; retrying until it ends", self.path, name)
+            self._pending = what
+            self._next_retry = time.monotonic() + self._retry_s()
+        self._log.warning("%s: erasure of %r pending: %s", self.where, what, self.HELD_UP)
 
     def retry(self) -> bool:
         """Retry a pending erasure, at most once per ``RETRY_S``; True when none is
@@ -72,13 +74,34 @@ class Erasure:
             now = time.monotonic()
             if self._pending is None or now < self._next_retry:
                 return self._pending is None
-            self._next_retry = now + RETRY_S
+            self._next_retry = now + self._retry_s()
             try:
-                done = self.checkpoint()
+                done = self._finish()
             except StoreError as e:
-                log.error("%s: erasure retry failed: %s", self.path, e)
+                self._log.error("%s: erasure retry failed: %s", self.where, e)
                 return False
             if done:
-                log.info("%s: pending erasure of %r complete", self.path, self._pending)
+                self._log.info("%s: pending erasure of %r complete", self.where, self._pending)
                 self._pending = None
             return done
+
+
+class Erasure(PendingErasure):
+    HELD_UP = "another connection holds a read transaction; retrying until it ends"
+
+    def __init__(self, path: Path,
+                 connect: Callable[[], AbstractContextManager[sqlite3.Connection]]) -> None:
+        super().__init__(path)
+        self.path = path
+        self._connect = connect
+
+    def checkpoint(self) -> bool:
+        """Copy the WAL into the store and truncate it. False when it could not finish:
+        a reader still holds an old snapshot (waited for ``CHECKPOINT_WAIT_S`` at most)."""
+        with self._connect() as db:  # a PRAGMA opens no transaction
+            db.execute(f"PRAGMA busy_timeout = {int(CHECKPOINT_WAIT_S * 1000)}")
+            busy, frames, copied = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return busy == 0 and frames == copied
+
+    def _finish(self) -> bool:
+        return self.checkpoint()

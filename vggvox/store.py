@@ -166,16 +166,6 @@ class VoiceprintStore(StoreReads):
         return int(db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 "
                               "WHERE key = 'generation' RETURNING value").fetchone()[0])
 
-    def model(self) -> str | None:
-        """The tag of the model this store is bound to, or None while it is empty."""
-        with self._connect() as db:
-            row = db.execute("SELECT model FROM speakers LIMIT 1").fetchone()
-        return row[0] if row else None
-
-    def generation(self) -> int:
-        with self._connect() as db:
-            return int(db.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
-
     def changed_since(self, since: int, upto: int) -> storechanges.Changes | None:
         """What changed since generation ``since`` (``storechanges``); None when the log
         cannot say (a read-only store of an older version may have none)."""
@@ -184,11 +174,6 @@ class VoiceprintStore(StoreReads):
                     is None:
                 return None
             return storechanges.changed_since(tx, since, upto)
-
-    def names(self) -> set[str]:
-        """The speakers' names alone (a follower's check for removals)."""
-        with self._connect() as db:
-            return {r[0] for r in db.execute("SELECT name FROM speakers")}
 
     def enroll(
         self,

@@ -117,25 +117,10 @@ class PgStore(StoreReads):
             except psycopg.Error as e:
                 raise self._failed(e) from None
 
-    def model(self) -> str | None:
-        with self.transaction() as tx:
-            row = tx.execute("SELECT model FROM speakers LIMIT 1").fetchone()
-        return row[0] if row else None
-
-    def generation(self) -> int:
-        with self.transaction() as tx:
-            row = tx.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
-        return int(row[0])
-
     def changed_since(self, since: int, upto: int) -> storechanges.Changes | None:
         """What changed since generation ``since`` (``storechanges``)."""
         with self.transaction() as tx:
             return storechanges.changed_since(tx, since, upto)
-
-    def names(self) -> set[str]:
-        """The speakers' names alone (a follower's check for removals)."""
-        with self.transaction() as tx:
-            return {r[0] for r in tx.execute("SELECT name FROM speakers").fetchall()}
 
     def enroll(self, name: str, embeddings: np.ndarray, model: str | ModelId | ModelCard,
                sources: list[str], seconds: list[float], replace: bool = False,

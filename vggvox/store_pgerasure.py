@@ -27,11 +27,10 @@ role (or the owner's); without it they are not seen.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
+from vggvox.erasure import PendingErasure
 from vggvox.errors import StoreError
 from vggvox.storeapi import Tx
 
@@ -46,19 +45,15 @@ VACUUM_SQL = (
 """An erasure's commands, in order (see above)."""
 
 
-class PgErasure:
+class PgErasure(PendingErasure):
+    HELD_UP = ("the rows are deleted, but VACUUM could not free them yet (an older "
+               "snapshot, or the server is away); retrying")
+
     def __init__(self, where: str, vacuum: Callable[[], bool]) -> None:
-        self.where = where
+        super().__init__(where)
         self._vacuum = vacuum
-        self._lock = threading.Lock()
-        self._pending: str | None = None
-        self._next_retry = 0.0
         self._xid: int | None = None
         """The last deleting transaction's id (32-bit, as ``backend_xmin``)."""
-
-    @property
-    def pending(self) -> bool:
-        return self._pending is not None
 
     def deleted_by(self, tx: Tx) -> None:
         """Note the transaction that deletes (called inside it)."""
@@ -82,29 +77,8 @@ class PgErasure:
             log.error("%s: vacuum failed: %s", self.where, e)
             return False
 
-    def after_removal(self, what: str) -> None:
-        """VACUUM after ``what``'s rows were deleted (and committed); remember it if not."""
-        with self._lock:
-            if self.vacuum_now():
-                self._pending = None
-                return
-            self._pending = what
-            self._next_retry = time.monotonic() + RETRY_S
-        log.warning("%s: erasure of %r pending: the rows are deleted, but VACUUM could not "
-                    "free them yet (an older snapshot, or the server is away); retrying",
-                    self.where, what)
+    def _finish(self) -> bool:
+        return self.vacuum_now()
 
-    def retry(self) -> bool:
-        """Retry a pending erasure, at most once per ``RETRY_S``; True when none is
-        pending. No I/O when nothing is pending."""
-        if self._pending is None:
-            return True
-        with self._lock:
-            now = time.monotonic()
-            if self._pending is None or now < self._next_retry:
-                return self._pending is None
-            self._next_retry = now + RETRY_S
-            if self.vacuum_now():
-                log.info("%s: pending erasure of %r complete", self.where, self._pending)
-                self._pending = None
-            return self._pending is None
+    def _retry_s(self) -> float:
+        return RETRY_S

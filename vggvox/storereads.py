@@ -37,6 +37,22 @@ class StoreReads:
         """Why this store cannot be written (then it is only read), or None."""
         return None
 
+    def model(self) -> str | None:
+        """The tag of the model this store is bound to, or None while it is empty."""
+        with self.transaction() as tx:
+            row = tx.execute("SELECT model FROM speakers LIMIT 1").fetchone()
+        return row[0] if row else None
+
+    def generation(self) -> int:
+        with self.transaction() as tx:
+            row = tx.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        return int(row[0])
+
+    def names(self) -> set[str]:
+        """The speakers' names alone (a follower's check for removals)."""
+        with self.transaction() as tx:
+            return {r[0] for r in tx.execute("SELECT name FROM speakers").fetchall()}
+
     def speaker(self, name: str) -> SpeakerInfo:
         name = unicodedata.normalize("NFC", name)
         with self.transaction() as tx:
