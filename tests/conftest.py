@@ -114,10 +114,7 @@ def write_wav(path: Path, x: np.ndarray, rate: int = 16000, subtype: str = "PCM_
     return path
 
 
-@pytest.fixture
-def postgres() -> Iterator[PostgresServer]:
-    """A private PostgreSQL server for one test (``pgserver.py``); skipped where Debian's
-    PostgreSQL is not installed (make test installs it)."""
+def _private_postgres() -> Iterator[PostgresServer]:
     import pgserver
 
     why = pgserver.available()
@@ -125,3 +122,17 @@ def postgres() -> Iterator[PostgresServer]:
         pytest.skip(why)
     with pgserver.PostgresServer() as pg:
         yield pg
+
+
+@pytest.fixture
+def postgres() -> Iterator[PostgresServer]:
+    """A private PostgreSQL server for one test (``pgserver.py``); skipped where Debian's
+    PostgreSQL is not installed (make test installs it)."""
+    yield from _private_postgres()
+
+
+@pytest.fixture(scope="module")
+def pg_server() -> Iterator[PostgresServer]:
+    """One private PostgreSQL server for a test module (``postgres``'s, shared): each
+    test makes a database of its own (``PostgresServer.new_database``)."""
+    yield from _private_postgres()

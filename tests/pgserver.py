@@ -19,6 +19,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import uuid
 from pathlib import Path
 from types import TracebackType
 
@@ -105,6 +106,13 @@ class PostgresServer:
         if done.returncode != 0:
             raise RuntimeError(f"psql: {done.stderr.strip()}")
         return done.stdout.strip()
+
+    def new_database(self) -> str:
+        """A fresh, empty database of its own (a test's, on a server its module shares):
+        its URL. ``url`` names the server's first database."""
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        self.psql(f"CREATE DATABASE {name}")
+        return self.url.rsplit("/", 1)[0] + "/" + name
 
     def close(self) -> None:
         try:

@@ -9,8 +9,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,26 +43,12 @@ def emb(n: int, seed: int) -> np.ndarray:
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Any]:
-    """One PostgreSQL server for the module (each test gets a database of its own)."""
-    import pgserver
-
-    why = pgserver.available()
-    if why:
-        pytest.skip(why)
-    with pgserver.PostgresServer() as pg:
-        yield pg
-
-
 @pytest.fixture
-def pg(server: Any) -> Any:
-    """The module's server, with ``url`` naming a fresh, empty database."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    server.psql(f"CREATE DATABASE {name}")
-    server.db_url = server.url.rsplit("/", 1)[0] + "/" + name
-    server.db_name = name
-    return server
+def pg(pg_server: Any) -> Any:
+    """The module's server, with ``db_url`` naming a fresh, empty database."""
+    pg_server.db_url = pg_server.new_database()
+    pg_server.db_name = pg_server.db_url.rsplit("/", 1)[1]
+    return pg_server
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

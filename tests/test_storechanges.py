@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import pickle
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,26 +38,12 @@ def written(*names: str, removals: bool = False) -> storechanges.Changes:
     return storechanges.Changes(frozenset(names), removals)
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Any]:
-    import pgserver
-
-    why = pgserver.available()
-    if why:
-        pytest.skip(why)
-    with pgserver.PostgresServer() as pg:
-        yield pg
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "sqlite":
         s = open_store(f"sqlite:{tmp_path / 'vp.db'}")
     else:
-        server = request.getfixturevalue("server")
-        name = f"t_{uuid.uuid4().hex[:12]}"
-        server.psql(f"CREATE DATABASE {name}")
-        s = open_store(server.url.rsplit("/", 1)[0] + "/" + name)
+        s = open_store(request.getfixturevalue("pg_server").new_database())
     try:
         yield s
     finally:
@@ -127,14 +112,12 @@ def test_a_few_speakers_voiceprints_in_one_read(store: Store,
     assert "'bob'" in caplog.text
 
 
-def test_postgresql_migration_3_adds_the_log(server: Any) -> None:
+def test_postgresql_migration_3_adds_the_log(pg_server: Any) -> None:
     import psycopg
 
     from vggvox.store_pgschema import SCHEMA_VERSION, migrate
 
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    server.psql(f"CREATE DATABASE {name}")
-    url = server.url.rsplit("/", 1)[0] + "/" + name
+    url = pg_server.new_database()
     with psycopg.connect(url, autocommit=True) as conn:
         assert migrate(conn, "t", upto=2) == 0
         conn.execute("UPDATE meta SET value = '41' WHERE key = 'generation'")
