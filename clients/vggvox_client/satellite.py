@@ -36,7 +36,7 @@ from vggvox.protocol.errors import RequestError
 from vggvox.protocol.satellite import (
     DOWNSTREAM,
     MAX_FRAME_SAMPLES,
-    MAX_MESSAGE_BYTES,
+    SOCKET_OPTIONS,
     VERSION,
     Bye,
     Hello,
@@ -186,8 +186,7 @@ def open_socket(server: str, curve: dict[int, bytes], session: str,
     options: dict[int, Any] = {
         zmq.LINGER: 0, zmq.IMMEDIATE: 1, zmq.ROUTING_ID: session.encode(),
         zmq.RECONNECT_IVL: 100, zmq.RECONNECT_IVL_MAX: int(reconnect_max_s * 1000),
-        zmq.HEARTBEAT_IVL: 1000, zmq.HEARTBEAT_TIMEOUT: 3000,
-        zmq.MAXMSGSIZE: MAX_MESSAGE_BYTES, zmq.SNDHWM: 1000, **curve}
+        zmq.SNDHWM: 1000, **SOCKET_OPTIONS, **curve}
     for option, value in options.items():
         sock.setsockopt(option, value)
     sock.connect(server)

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import msgpack
+import zmq
 
 from vggvox.protocol.errors import RequestError
 from vggvox.protocol.message import field, present
@@ -48,6 +49,13 @@ MAX_POSITION = 1 << 62
 years of audio)."""
 SESSION_LENGTH = (16, 64)
 NAME_LIMIT = 64
+HEARTBEAT_MS = 1000
+"""ZeroMQ's own pings on the link, both ends; a peer that answers none for 3 of them is
+dropped (a cable pulled, no reset)."""
+SOCKET_OPTIONS: dict[int, int] = {zmq.HEARTBEAT_IVL: HEARTBEAT_MS,
+                                  zmq.HEARTBEAT_TIMEOUT: 3 * HEARTBEAT_MS,
+                                  zmq.MAXMSGSIZE: MAX_MESSAGE_BYTES}
+"""What both ends' sockets set alike: the heartbeat and the largest message."""
 
 
 class Message:
@@ -60,8 +68,13 @@ class Message:
 
     @classmethod
     def read(cls, wire: Mapping[str, Any]) -> Any:
-        return cls(**{f.name: field(wire, f.name, _kind(f.type))
-                      for f in dataclasses.fields(cls)})  # type: ignore[arg-type]
+        msg = cls(**{f.name: field(wire, f.name, _kind(f.type))
+                     for f in dataclasses.fields(cls)})  # type: ignore[arg-type]
+        msg.check()
+        return msg
+
+    def check(self) -> None:
+        """A RequestError naming the field whose value its type alone does not bound."""
 
 
 def _kind(annotation: Any) -> type:
@@ -85,17 +98,14 @@ class Hello(Message):
     end: int
     """The next sample it will capture."""
 
-    @classmethod
-    def read(cls, wire: Mapping[str, Any]) -> Hello:
-        msg: Hello = super().read(wire)
-        if not SESSION_LENGTH[0] <= len(msg.session) <= SESSION_LENGTH[1] \
-                or not msg.session.isprintable():
+    def check(self) -> None:
+        if not SESSION_LENGTH[0] <= len(self.session) <= SESSION_LENGTH[1] \
+                or not self.session.isprintable():
             raise RequestError(f"field 'session' must be {SESSION_LENGTH[0]} to "
                                f"{SESSION_LENGTH[1]} printable characters")
-        _position(msg.start, "start")
-        if _position(msg.end, "end") < msg.start:
+        _position(self.start, "start")
+        if _position(self.end, "end") < self.start:
             raise RequestError("field 'end' is before 'start'")
-        return msg
 
 
 @dataclass(frozen=True)
@@ -107,15 +117,12 @@ class Pcm(Message):
     """Samples the satellite has lost since it started (its buffer overflowed while the
     link was down)."""
 
-    @classmethod
-    def read(cls, wire: Mapping[str, Any]) -> Pcm:
-        msg: Pcm = super().read(wire)
-        _position(msg.pos, "pos")
-        _position(msg.lost, "lost")
-        check_pcm(msg.audio, "audio")
-        if len(msg.audio) > 2 * MAX_FRAME_SAMPLES:
+    def check(self) -> None:
+        _position(self.pos, "pos")
+        _position(self.lost, "lost")
+        check_pcm(self.audio, "audio")
+        if len(self.audio) > 2 * MAX_FRAME_SAMPLES:
             raise RequestError(f"field 'audio' holds more than {MAX_FRAME_SAMPLES} samples")
-        return msg
 
     @property
     def samples(self) -> int:
