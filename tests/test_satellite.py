@@ -12,6 +12,7 @@ killed once silent for ``satellites.forget_s``.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -55,7 +56,7 @@ from vggvox_client.enroll import enroll
 from vggvox_client.virtualmic import PulseServer
 from vggvoxd import config
 from vggvoxd.satellite_server import SatelliteServer
-from vggvoxd.satellites import PACE_BURST_S, Satellite, SatelliteSource
+from vggvoxd.satellites import PACE_BURST_S, Satellite, Satellites, SatelliteSource
 
 SESSION = "0123456789abcdef0123456789abcdef"
 FORGET_S = 6.0
@@ -130,6 +131,114 @@ def test_a_satellite_faster_than_real_time_is_paced(caplog: pytest.LogCaptureFix
     assert sum(pushed) <= 4.5 * 16000 and sat.lost_samples == 100 * 10 * 16000
     warnings = [r for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) <= 2, [r.getMessage() for r in warnings]
+
+
+def registry(add_room: Callable[[str], None] = lambda name: None,
+             drop_room: Callable[[str], None] = lambda name: None,
+             max_: int = 3) -> tuple[Satellites, SatelliteServer]:
+    """A registry and its socket's handler, in-process (no socket bound): streams that
+    are stand-ins, status events dropped."""
+    settings = config.parse({"satellites": {"max": max_, "forget_s": 60.0}}).satellites
+
+    def stream(source: Any) -> Any:
+        return SimpleNamespace(name=source.name, source=source, start=lambda: None,
+                               stop=lambda: None, dropped_windows=0,
+                               ring=SimpleNamespace(dropped=0))
+
+    sats = Satellites(settings, ["stdin"], stream, add_room, drop_room, lambda live: None,
+                      lambda live: SimpleNamespace(), lambda ev: None, 1.0)
+    sats._status_stopped = lambda live: SimpleNamespace()  # type: ignore[method-assign]
+    return sats, SatelliteServer("inproc://unused", sats, {})
+
+
+def hello(server: SatelliteServer, peer: bytes, key: str, name: str, now: float) -> Any:
+    with server.sats.lock:
+        return server.handle(peer, key, Hello(1, name, SESSION + peer.hex(), 0, 0), now)
+
+
+def test_one_name_per_key() -> None:
+    """A key joined under one name is refused a second while the first is known (one key
+    must not take every free slot), saying why; once the first leaves it may join."""
+    sats, server = registry()
+    assert hello(server, b"a", "K", "kitchen", 0.0) is None  # pending: the run loop welcomes
+    sats.tick(0.0)
+    refused = hello(server, b"b", "K", "hall", 0.1)
+    assert isinstance(refused, Refused) and refused.retry, refused
+    assert "joined as 'kitchen'" in refused.error and "one name per key" in refused.error
+    assert hello(server, b"c", "L", "hall", 0.1) is None, "another key may"
+    assert isinstance(hello(server, b"a2", "K", "kitchen", 0.2), Welcome), "its own name: yes"
+    with sats.lock:
+        server.handle(b"a2", "K", Bye(), 0.3)
+    sats.tick(0.4)
+    assert "kitchen" not in sats.by_name
+    assert hello(server, b"b", "K", "office", 0.5) is None, "the first left: it may"
+    # Without CURVE no key tells satellites apart: each may join under its own name.
+    sats, server = registry()
+    assert hello(server, b"a", "", "kitchen", 0.0) is None
+    assert hello(server, b"b", "", "hall", 0.0) is None
+
+
+def test_a_satellite_that_leaves_and_rejoins_finds_its_room(tmp_path: Path) -> None:
+    """A satellite's room is saved and forgotten when it leaves (names used once cost no
+    memory: abuse_satellites' churn kept 200 rooms), and given back, with what it heard
+    and its enrollment clips' evidence, when it rejoins."""
+    from test_rooms import CAL
+
+    from vggvox.calibration import AcceptRule
+    from vggvox.store import VoiceprintStore
+    from vggvox.voiceprints import VoiceprintSet
+    from vggvoxd.rooms import Rooms
+
+    store = VoiceprintStore(tmp_path / "v.db")
+    v = np.eye(4, dtype=np.float32)
+    store.enroll("ann", v[:2], "m@1", ["kitchen:live", "clip"], [3, 4])
+    store.enroll("bob", v[2:3], "m@1", ["clip"], [5])
+    card = SimpleNamespace(sha256="sha-a", embedding_size=4)
+    rooms = Rooms(["stdin"], lambda source: AcceptRule(0.005, None, CAL), True, store,
+                  card)  # type: ignore[arg-type]
+    rooms.enrollment_changed(VoiceprintSet.from_store(store, "m@1", 4))
+    sats, server = registry(rooms.add, rooms.drop)
+    hello(server, b"a", "K", "kitchen", 0.0)
+    sats.tick(0.0)
+    room = rooms.get("kitchen")
+    assert room is not None and room.summary()["enrolled_scores"] == 1
+    for _ in range(40):
+        room.heard(np.array([0.6]), 3.0)
+    before = room.summary()
+    assert before["heard_scores"] == 40 and before["shift_sd"] > 0, before
+    with sats.lock:
+        server.handle(b"a", "K", Bye(), 1.0)
+    sats.tick(1.0)
+    assert set(rooms.rooms) == {"stdin"}, "a satellite gone keeps no room in memory"
+    hello(server, b"a", "K", "kitchen", 2.0)
+    sats.tick(2.0)
+    again = rooms.get("kitchen")
+    assert again is not None and again is not room and again.summary() == before
+
+
+def test_a_flood_of_unknown_keys_logs_a_bounded_number_of_lines(
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One WARNING per refused handshake was 67 lines/s under a flood (abuse_satellites):
+    the first few name their key, then one line per REFUSED_LOG_S counts the rest, and
+    what is left unsaid is counted at stop."""
+    from vggvoxd import curveauth
+
+    now = [1000.0]
+    monkeypatch.setattr(curveauth.time, "monotonic", lambda: now[0])
+    curve = curveauth.Curve(config.SecuritySettings())
+    for i in range(3000):  # 100 handshakes a second for 30 s
+        now[0] += 0.01
+        assert not curve.callback(curveauth.SATELLITE_DOMAIN, f"key{i}".encode())
+    assert not curve.callback(curveauth.ZAP_DOMAIN, b"client-key"), "its own domain's lines"
+    curve.stop()
+    lines = [r.getMessage() for r in caplog.records if "CURVE: refused" in r.getMessage()]
+    burst = curveauth.REFUSED_BURST
+    assert len(lines) <= burst + 30 / curveauth.REFUSED_LOG_S + 2, lines
+    assert lines[0].startswith("CURVE: refused a satellite with an unknown key key0")
+    assert "refused a client with an unknown key client-key" in lines[-2]
+    counted = sum(int(m.group(1)) for line in lines if (m := re.search(r"(\d+) more", line)))
+    assert counted + sum("with an unknown key key" in line for line in lines) == 3000, lines
+    assert "3000 in all" in lines[-1], lines
 
 
 def test_satellite_settings_are_checked(tmp_path: Path) -> None:

@@ -17,13 +17,21 @@ satellite's key opens neither events nor control, nor an admin's the satellites 
 The folders are read again on ``reload`` (SIGHUP), so a key can be added or
 withdrawn without a restart; existing connections keep their handshake.
 
+Refused handshakes are logged with their key, the first ``REFUSED_BURST`` at once,
+then at most one line per ``REFUSED_LOG_S`` per domain, which says how many were left
+unsaid since: a flood of unknown keys (67 handshakes/s in bench/abuse_satellites.py)
+must not flood the journal. A count still unsaid when the flood stops is logged at
+``stop``.
+
 Threads: the authenticator runs its own thread; ``KeyRing`` is read there and
-by the control thread, and replaced whole (one assignment) on reload.
+by the control thread, and replaced whole (one assignment) on reload. ``_refusals``
+is the authenticator thread's, and ``stop``'s once that thread has ended.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +50,23 @@ ZAP_DOMAIN = "vggvox"
 SATELLITE_DOMAIN = "vggvox-satellites"
 """The domain of the satellites socket: only ``security.satellites`` keys pass there,
 and only there."""
+REFUSED_BURST = 5
+REFUSED_LOG_S = 10.0
+"""Refused handshakes are logged one a line for the first ``REFUSED_BURST``, then at most
+one line in this long per domain, which counts those left unsaid."""
+
+
+@dataclass
+class Refusals:
+    """One domain's refused handshakes and the lines it may still log (a token bucket)."""
+
+    at: float
+    """Monotonic time of the last refusal."""
+    lines: float = REFUSED_BURST
+    unsaid: int = 0
+    """Refused since the last line."""
+    total: int = 0
+    latest: str = ""
 
 
 @dataclass(frozen=True)
@@ -96,6 +121,7 @@ class Curve:
         self._server: tuple[bytes, bytes] | None = None
         self.keys = Keys(frozenset(), frozenset())
         self._auth: ThreadAuthenticator | None = None
+        self._refusals: dict[str, Refusals] = {}
         if self.enabled:
             assert settings.server_key is not None
             self._server = server_keys(settings.server_key)
@@ -128,6 +154,11 @@ class Curve:
         if self._auth is not None:
             self._auth.stop()
             self._auth = None
+        for domain, r in self._refusals.items():
+            if r.unsaid:  # what the rate left unsaid
+                log.warning("CURVE: refused %d more %ss with unknown keys (%d in all; the "
+                            "latest %s)", r.unsaid, _who(domain), r.total, r.latest)
+                r.unsaid = 0
 
     def alive(self) -> bool:
         """The authenticator's thread (pyzmq's, not under a Guard) runs, or CURVE is off
@@ -142,9 +173,21 @@ class Curve:
         else:
             allowed = key in keys.admins or key in keys.readers
         if not allowed:
-            log.warning("CURVE: refused a %s with an unknown key %s", "satellite"
-                        if domain == SATELLITE_DOMAIN else "client", key.decode())
+            self._refused(domain, key.decode(), time.monotonic())
         return allowed
+
+    def _refused(self, domain: str, key: str, now: float) -> None:
+        r = self._refusals.setdefault(domain, Refusals(now))
+        r.lines = min(REFUSED_BURST, r.lines + (now - r.at) / REFUSED_LOG_S)
+        r.at, r.total = now, r.total + 1
+        if r.lines < 1:
+            r.unsaid, r.latest = r.unsaid + 1, key
+            return
+        r.lines -= 1
+        more = f" (and {r.unsaid} more since the last such line, {r.total} in all)" \
+            if r.unsaid else ""
+        r.unsaid = 0
+        log.warning("CURVE: refused a %s with an unknown key %s%s", _who(domain), key, more)
 
     def socket_options(self, domain: str = ZAP_DOMAIN) -> dict[int, int | bytes]:
         """Options that make a bound socket a CURVE server (none when disabled); the
@@ -166,3 +209,7 @@ class Curve:
             return None
         role = "a reader" if key in self.keys.readers else "no longer allowed"
         return f"not allowed: this client's key is {role}; {op!r} needs an admin key"
+
+
+def _who(domain: str) -> str:
+    return "satellite" if domain == SATELLITE_DOMAIN else "client"

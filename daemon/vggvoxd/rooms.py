@@ -6,15 +6,24 @@ calibration, else the daemon's) and what the store kept of what it heard
 evidence, measured again whenever the voiceprints change. A replay is no room:
 its recognizer keeps the fixed rule.
 
+A satellite's room lives in memory only while the satellite is known: when it
+leaves (``drop``: a bye, or ``satellites.forget_s`` of silence) its room is saved
+and forgotten, and the store gives it back when it rejoins (``add``), so that a
+key holder renaming at will cannot grow the daemon (issue 25: 200 names kept 200
+rooms, ~11 kB and one store query per enrollment each).
+
 Threads: ``enrollment_changed`` runs where the voiceprints are loaded (the
-executor's thread, or the run loop's on SIGHUP); ``save`` in the run loop, every
-``SAVE_S`` and at shutdown; ``show`` and ``reset`` in the control thread. Each
-Room has its own lock; ``_saved`` and ``_last_save`` are the run loop's.
+executor's thread, or the run loop's on SIGHUP); ``add``, ``drop`` and ``save`` in
+the run loop (``save`` every ``SAVE_S`` and at shutdown); ``show`` and ``reset`` in
+the control thread. Each Room has its own lock; ``_enroll_lock`` makes a room's
+enrollment evidence come from the newest voiceprints, whichever thread measures it
+last; ``_saved``, ``_gone`` and ``_last_save`` are the run loop's.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -47,6 +56,12 @@ class Rooms:
         loads the voiceprints, replaced by a control request's reset)."""
         self._rule, self._adapt = rule, adapt
         self._saved: dict[str, int] = {}
+        self._gone: set[str] = set()
+        """Dropped rooms the store did not take yet: kept, and saved again by ``save``."""
+        self._voiceprints: VoiceprintSet | None = None
+        """The voiceprints of the last ``enrollment_changed``: a room added later is
+        measured against them."""
+        self._enroll_lock = threading.Lock()
         for name in sources:
             self.add(name)
         self._last_save = time.monotonic()
@@ -54,7 +69,9 @@ class Rooms:
     def add(self, name: str) -> None:
         """A source's room, from what the store kept of it: each source's at start, a
         satellite's when it joins (in the run loop, which saves them; other threads
-        iterate a copy of ``rooms``). A room once made stays, for a source that returns."""
+        iterate a copy of ``rooms``): what it heard, and its enrollment clips measured
+        against the voiceprints."""
+        self._gone.discard(name)
         if name in self.rooms:
             return
         base = self._rule(name)
@@ -65,6 +82,25 @@ class Rooms:
         self.rooms[name] = room
         if heard is not None:
             log.info("source %s: room kept in the store: %s", name, room.rule.describe())
+        if self._voiceprints is not None:
+            self._enroll(room, self._voiceprints)
+
+    def drop(self, name: str) -> None:
+        """A satellite left: save its room and forget it (the run loop, once its stream
+        has stopped). A room the store does not take stays until ``save`` writes it."""
+        room = self.rooms.get(name)
+        if room is None:
+            return
+        if self._write(name, room):
+            self._forget(name)
+        else:
+            self._gone.add(name)
+
+    def _forget(self, name: str) -> None:
+        self._gone.discard(name)
+        self.rooms.pop(name, None)
+        self.clips_after.pop(name, None)
+        self._saved.pop(name, None)
 
     def get(self, source: str) -> Room | None:
         return self.rooms.get(source)
@@ -82,21 +118,26 @@ class Rooms:
 
     def enrollment_changed(self, voiceprints: VoiceprintSet) -> None:
         """Score each source's enrollment clips against the other voiceprints again."""
-        snap = voiceprints.snapshot()
+        self._voiceprints = voiceprints
         for room in list(self.rooms.values()):
-            if not room.adapts:
-                continue
-            assert room.base.calibration is not None
+            self._enroll(room, voiceprints)
+
+    def _enroll(self, room: Room, voiceprints: VoiceprintSet) -> None:
+        if not room.adapts:
+            return
+        assert room.base.calibration is not None
+        with self._enroll_lock:  # the snapshot inside: the last to measure has the newest
+            snap = voiceprints.snapshot()
             try:
                 clips = [c for c in roomstore.channel_clips(
                     self.store, room.source, self.card.embedding_size,
-                    self.clips_after[room.source]) if c[0] in snap.names]
+                    self.clips_after.get(room.source, 0)) if c[0] in snap.names]
             except StoreError as e:
                 log.error("source %s: cannot read its enrollment clips: %s", room.source, e)
-                continue
+                return
             if len(snap) < 2 or not clips:
                 room.enrolled(Evidence())
-                continue
+                return
             vectors = l2_normalize(np.stack([v for _, _, v in clips]))
             cosines = vectors @ snap.matrix.T
             room.enrolled(clip_evidence(room.base.calibration, list(snap.names), cosines,
@@ -111,16 +152,23 @@ class Rooms:
             return
         self._last_save = now
         for name, room in list(self.rooms.items()):
-            version, state = room.state()
-            if not room.adapts or version == self._saved[name]:
-                continue
-            assert room.base.calibration is not None
-            try:
-                roomstore.save(self.store, name, self.card.sha256, room.base.calibration, state,
-                               self.clips_after[name])
-                self._saved[name] = version
-            except StoreError as e:
-                log.error("source %s: cannot keep its room in the store: %s", name, e)
+            if self._write(name, room) and name in self._gone:
+                self._forget(name)
+
+    def _write(self, name: str, room: Room) -> bool:
+        """Save the room if what it heard changed since; False when the store refused."""
+        version, state = room.state()
+        if not room.adapts or version == self._saved[name]:
+            return True
+        assert room.base.calibration is not None
+        try:
+            roomstore.save(self.store, name, self.card.sha256, room.base.calibration, state,
+                           self.clips_after[name])
+        except StoreError as e:
+            log.error("source %s: cannot keep its room in the store: %s", name, e)
+            return False
+        self._saved[name] = version
+        return True
 
     # -- control --------------------------------------------------------------------------
 

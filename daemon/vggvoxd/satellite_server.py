@@ -27,23 +27,11 @@ from typing import Protocol
 import numpy as np
 import zmq
 
+from vggvox.protocol import satellite as link
 from vggvox.protocol.errors import RequestError
 from vggvox.protocol.events import Event, StatusEvent
 from vggvox.protocol.pcm import from_pcm
-from vggvox.protocol.satellite import (
-    MAX_MESSAGE_BYTES,
-    UPSTREAM,
-    VERSION,
-    Ack,
-    Bye,
-    Hello,
-    Message,
-    Pcm,
-    Ping,
-    Refused,
-    Welcome,
-    decode,
-)
+from vggvox.protocol.satellite import Ack, Hello, Message, Pcm, Refused, Welcome
 from vggvoxd.config import Settings
 from vggvoxd.control import client_id
 from vggvoxd.curveauth import SATELLITE_DOMAIN, Curve
@@ -68,8 +56,6 @@ log = logging.getLogger(__name__)
 RECEIVE_HWM = 100
 """Messages queued per satellite before this thread reads them (2 s of 20 ms frames)."""
 HANDSHAKE_MS = 5000
-HEARTBEAT_MS = 1000
-"""ZeroMQ's own pings; a connection that answers none for 3 of them is dropped."""
 ACK_S = 0.25
 WARN_S = 10.0
 """A satellite's gaps and its audio beyond ``PACE`` are logged at most once in this
@@ -80,10 +66,8 @@ class SatelliteServer(SocketThread):
     def __init__(self, endpoint: str, satellites: Satellites, curve: dict[int, int | bytes],
                  on_fatal: Callable[[str], None] | None = None) -> None:
         super().__init__("satellites", zmq.ROUTER, endpoint, {
-            zmq.MAXMSGSIZE: MAX_MESSAGE_BYTES, zmq.RCVHWM: RECEIVE_HWM,
-            zmq.ROUTER_HANDOVER: 1, zmq.ROUTER_MANDATORY: 1,
-            zmq.HANDSHAKE_IVL: HANDSHAKE_MS, zmq.HEARTBEAT_IVL: HEARTBEAT_MS,
-            zmq.HEARTBEAT_TIMEOUT: 3 * HEARTBEAT_MS, **curve}, on_fatal)
+            zmq.RCVHWM: RECEIVE_HWM, zmq.ROUTER_HANDOVER: 1, zmq.ROUTER_MANDATORY: 1,
+            zmq.HANDSHAKE_IVL: HANDSHAKE_MS, **link.SOCKET_OPTIONS, **curve}, on_fatal)
         self.sats = satellites
         self._last_ack = 0.0
         self.refused = 0
@@ -132,7 +116,7 @@ class SatelliteServer(SocketThread):
     def _serve(self, sock: zmq.Socket, peer: bytes, frame: zmq.Frame) -> None:
         key = client_id(frame)
         try:
-            msg = decode(frame.bytes, UPSTREAM)
+            msg = link.decode(frame.bytes, link.UPSTREAM)
             with self.sats.lock:
                 reply = self.handle(peer, key, msg, time.monotonic())
         except RequestError as e:
@@ -155,16 +139,16 @@ class SatelliteServer(SocketThread):
             sat.reported_lost = msg.lost
             if sat.live is not None:
                 self._audio(sat, msg, now)
-        elif isinstance(msg, Ping):
+        elif isinstance(msg, link.Ping):
             sat.reported_lost = msg.lost
-        elif isinstance(msg, Bye):
+        elif isinstance(msg, link.Bye):
             sat.bye = True
         return None
 
     def _hello(self, peer: bytes, key: str, msg: Hello, now: float) -> Message | None:
         sats = self.sats
-        if msg.v != VERSION:
-            return Refused(f"this daemon speaks satellite link v{VERSION}, not v{msg.v}",
+        if msg.v != link.VERSION:
+            return Refused(f"this daemon speaks satellite link v{link.VERSION}, not v{msg.v}",
                            retry=False)
         if not SOURCE_NAME.fullmatch(msg.name):
             return Refused(f"--name must be 1 to 64 letters, digits, '.', '_' or '-' "
@@ -176,6 +160,11 @@ class SatelliteServer(SocketThread):
         if sat is not None and sat.key != key:
             return Refused(f"--name {msg.name!r} is taken by another satellite", retry=False)
         if sat is None:
+            other = sats.holder(key)
+            if other is not None:
+                return Refused(f"this satellite's key is joined as {other.name!r} (one name "
+                               f"per key; it may join once {other.name!r} leaves: a bye, or "
+                               f"{sats.settings.forget_s:g} s of silence)", retry=True)
             if len(sats.by_name) >= sats.settings.max:
                 return Refused(f"too many satellites (at most {sats.settings.max})", retry=True)
             sat = sats.by_name[msg.name] = Satellite(msg.name, key, peer, msg.session,
@@ -262,6 +251,7 @@ def satellites(d: Parts, status: Callable[[LiveSource], StatusEvent],
     settings = d.settings
     sats = Satellites(settings.satellites, taken,
                       lambda source: d.stream(source, critical=False), d.rooms.add,
+                      d.rooms.drop,
                       d.on_state, status, d.publish, settings.status.interval_s)
     listen = settings.satellites.listen
     if listen:

@@ -2,8 +2,9 @@
 
 Each satellite that joins becomes a live source of its own, named after it
 (``vggvox-client satellite --name kitchen``): its own ring buffer, VAD, windows,
-turns, unknown voices and room (``Rooms.add``: kept in the store by name, so a
-satellite that comes back finds its room). It appears in ``status`` when it
+turns, unknown voices and room (``Rooms.add``; ``Rooms.drop`` saves it to the store
+and forgets it when the satellite leaves, so a satellite that comes back finds its
+room, and names used once cost no memory). It appears in ``status`` when it
 joins, is ``lost`` when it falls silent for ``satellites.timeout_s`` and
 ``running`` again when it returns, and leaves ``status`` when it says bye or
 stays silent for ``satellites.forget_s`` (a ``stopped`` status event then).
@@ -163,13 +164,13 @@ class Satellites:
 
     def __init__(self, settings: SatelliteSettings, taken: Collection[str],
                  new_stream: Callable[[AudioSource], Stream], add_room: Callable[[str], None],
-                 on_state: Callable[[LiveSource], None],
+                 drop_room: Callable[[str], None], on_state: Callable[[LiveSource], None],
                  status: Callable[[LiveSource], StatusEvent],
                  publish: Callable[[Event], None], interval_s: float) -> None:
         self.settings = settings
         self.taken = frozenset(taken)
         """The config's own sources: no satellite may take their names."""
-        self._new_stream, self._add_room = new_stream, add_room
+        self._new_stream, self._add_room, self._drop_room = new_stream, add_room, drop_room
         self._on_state, self._status, self._publish = on_state, status, publish
         self._interval_s = interval_s
         self._last_status = 0.0
@@ -193,6 +194,14 @@ class Satellites:
 
     def __len__(self) -> int:
         return len(self.by_name)
+
+    def holder(self, key: str) -> Satellite | None:
+        """The known satellite joined with ``key`` (under the lock): one name per key at a
+        time, so that one key cannot take every free slot. Without CURVE (key "") there
+        is no key to tell satellites apart by."""
+        if not key:
+            return None
+        return next((s for s in self.by_name.values() if s.key == key), None)
 
     # -- the run loop ---------------------------------------------------------------------
 
@@ -254,6 +263,7 @@ class Satellites:
                  else f"silent for {now - sat.seen:.0f} s")
         live.stream.stop()
         live.report_drops(now, final=True)
+        self._drop_room(sat.name)
         self._publish(self._status_stopped(live))
 
     def _status_stopped(self, live: LiveSource) -> StatusEvent:
