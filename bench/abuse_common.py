@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -70,6 +71,22 @@ def open_fds(pid: int) -> int:
         return len(os.listdir(f"/proc/{pid}/fd"))
     except OSError:
         return -1
+
+
+def hold_tcp(host: str, port: int, count: int) -> list[socket.socket]:
+    """Up to ``count`` raw TCP connections to ``host:port``, held open (no handshake);
+    the first that fails ends the flood (the server sheds, or is out of files)."""
+    held: list[socket.socket] = []
+    for _ in range(count):
+        s = socket.socket()
+        s.settimeout(2)
+        try:
+            s.connect((host, port))
+            held.append(s)
+        except OSError:
+            s.close()
+            break
+    return held
 
 
 def timed(conn: Connection, op: str, timeout: float = 10.0, **fields: Any

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import msgpack
 import zmq
-from abuse_common import Row, main_alone, proc_status
+from abuse_common import Row, hold_tcp, main_alone, proc_status
 from hubrig import FILES, Feeder, heard, running_hub, turn_event
 
 from vggvox.protocol.events import encode
@@ -42,17 +42,8 @@ def m_hubflood(tmp: Path, quick: bool) -> list[Row]:
         base = heard(conn, sub, 2.0)
         files0, rss0 = hub.files(), proc_status(hub.proc.pid, "VmRSS")
         host, port = hub.events[6:].rsplit(":", 1)
-        held: list[socket.socket] = []
         t0 = time.monotonic()
-        for _ in range(count):
-            s = socket.socket()
-            s.settimeout(2)
-            try:
-                s.connect((host, int(port)))
-                held.append(s)
-            except OSError:
-                s.close()
-                break
+        held = hold_tcp(host, int(port), count)
         during = heard(conn, sub, 2.0)
         files1, rss1 = hub.files(), proc_status(hub.proc.pid, "VmRSS")
         closed_at = None

@@ -16,7 +16,7 @@ what the attack did and whether the daemon stayed healthy: the honest sources'
  satfast   a satellite sending audio as fast as it can for 30 s (10 with --quick);
            one whose positions jump backwards and forwards wildly
  satchurn  satellites joining with new names, one after another (200; 50 with
-           --quick): the rooms kept, memory, threads; one key holding every slot
+           --quick): the rooms in memory, RSS, threads; one key under several names
 """
 
 from __future__ import annotations
@@ -25,246 +25,20 @@ import random
 import socket
 import statistics
 import sys
-import threading
 import time
-from collections import Counter, defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import msgpack
-import numpy as np
-import yaml
 import zmq
-from abuse_common import NO_SPEECH, Row, main_alone, open_fds, proc_status, short, threads
-from benchkit import FIXTURES, DaemonProcess, free_port
+from abuse_common import NO_SPEECH, Row, hold_tcp, main_alone, open_fds, short, threads
+from satrig import CONVO, KEYS, MAX, Rig, Sat, after, new_surface, rig, sat_status
 from zmq.utils.monitor import recv_monitor_message
 
-from vggvox.audio import load_audio
-from vggvox.protocol.keys import keygen
 from vggvox.protocol.pcm import to_pcm
-from vggvox.protocol.satellite import DOWNSTREAM, Bye, Hello, Message, Pcm, decode
-from vggvox_client.connection import Connection, curve_options
-
-CONVO = FIXTURES / "stream_2spk.wav"
-MAX = 3
-KEYS = ("kitchen", "s1", "s2", "s3", "s4", "s5", "s6")
-CHUNK = 1600
-"""The honest satellite's frames: 0.1 s."""
-
-
-class Sat:
-    """A satellite's link by hand: a CURVE DEALER whose routing id is its session."""
-
-    def __init__(self, rig: Rig, key: str, session: str | None = None) -> None:
-        self.session = session or f"{random.getrandbits(96):024x}"
-        self.sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
-        opts = {zmq.LINGER: 0, zmq.ROUTING_ID: self.session.encode(), zmq.SNDHWM: 1000,
-                **curve_options(rig.keys / "vggvoxd.key", rig.keys / f"{key}.key_secret")}
-        for opt, value in opts.items():
-            self.sock.setsockopt(opt, value)
-        self.sock.connect(rig.listen)
-
-    def send(self, msg: Message | bytes, timeout: float = 5.0) -> bool:
-        if self.sock.poll(round(timeout * 1000), zmq.POLLOUT):
-            self.sock.send(msg if isinstance(msg, bytes) else msg.encode())
-            return True
-        return False
-
-    def recv(self, timeout: float) -> Any:
-        """The next message from the daemon (not an ack), or None."""
-        deadline = time.monotonic() + timeout
-        while self.sock.poll(max(0, round(1000 * (deadline - time.monotonic())))):
-            msg = decode(self.sock.recv(), DOWNSTREAM)
-            if msg.kind != "ack":
-                return msg
-        return None
-
-    def join(self, name: str, end: int = 0, timeout: float = 5.0) -> Any:
-        """Hello, and the daemon's answer (welcome, refused) or None."""
-        self.send(Hello(1, name, self.session, 0, end), timeout)
-        return self.recv(timeout)
-
-    def close(self) -> None:
-        self.sock.close(0)
-
-
-@dataclass
-class Rig:
-    d: DaemonProcess
-    keys: Path
-    listen: str
-    audio: np.ndarray
-    stop: threading.Event = field(default_factory=threading.Event)
-    heard: Counter[str] = field(default_factory=Counter)
-    latency: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
-    runners: list[threading.Thread] = field(default_factory=list)
-
-    @property
-    def pid(self) -> int:
-        assert self.d.proc is not None
-        return self.d.proc.pid
-
-    def status(self, timeout: float = 5.0) -> tuple[dict[str, Any] | None, float]:
-        t0 = time.perf_counter()
-        try:
-            return self.d.conn.request("status", timeout=timeout), time.perf_counter() - t0
-        except Exception:
-            return None, time.perf_counter() - t0
-
-    def rss(self) -> float:
-        return proc_status(self.pid, "VmRSS")
-
-    def spawn(self, target: Any, *args: Any) -> None:
-        t = threading.Thread(target=target, args=args, daemon=True)
-        t.start()
-        self.runners.append(t)
-
-    def mark(self) -> tuple[float, Counter[str], float]:
-        self.latency.clear()
-        return time.monotonic(), Counter(self.heard), self.rss()
-
-    def health(self, mark: tuple[float, Counter[str], float]) -> str:
-        """How the honest sources and the daemon fared since ``mark``."""
-        t0, heard0, rss0 = mark
-        secs = time.monotonic() - t0
-        rates = []
-        for src in ("kitchen", "stdin"):
-            lat = sorted(self.latency[src])
-            p95 = f", p95 {1000 * lat[int(0.95 * (len(lat) - 1))]:.0f} ms" if lat else ""
-            rates.append(f"{src} {(self.heard[src] - heard0[src]) / secs:.1f}/s{p95}")
-        reply, took = self.status()
-        alive = self.d.proc is not None and self.d.proc.poll() is None
-        return (f"meanwhile windows decided: {'; '.join(rates)}; status "
-                f"{'answered in %.0f ms' % (1000 * took) if reply else 'NO ANSWER'}; RSS "
-                f"{rss0:.0f} -> {self.rss():.0f} MB; daemon {'alive' if alive else 'DEAD'}")
-
-    def log_count(self, text: str) -> int:
-        return self.d.log.read_text(errors="replace").count(text)
-
-
-def listener(rig: Rig) -> None:
-    sub = rig.d.conn.subscribe(["speaker"])
-    try:
-        while not rig.stop.is_set():
-            ev = Connection.receive(sub, 0.2)
-            if ev is not None:
-                rig.heard[ev["source"]] += 1
-                rig.latency[ev["source"]].append(ev["time"] - ev["captured"])
-    finally:
-        sub.close(0)
-
-
-def honest_stdin(rig: Rig) -> None:
-    """The daemon's own source: speech on stdin at real-time pace."""
-    assert rig.d.proc is not None and rig.d.proc.stdin is not None
-    pcm, t0, i = to_pcm(rig.audio), time.monotonic(), 0
-    while not rig.stop.is_set():
-        chunk = pcm[(i * 2 * CHUNK) % len(pcm):][: 2 * CHUNK]
-        try:
-            rig.d.proc.stdin.write(chunk)
-            rig.d.proc.stdin.flush()
-        except (BrokenPipeError, ValueError):
-            return
-        i += 1
-        time.sleep(max(0.0, t0 + i * CHUNK / 16000 - time.monotonic()))
-
-
-def honest_satellite(rig: Rig) -> None:
-    """``kitchen``: speech at real-time pace; it says hello again when refused (after a
-    shed, say), as the real one does."""
-    sat, pcm, pos = Sat(rig, "kitchen"), to_pcm(rig.audio), 0
-    t0 = time.monotonic()
-    try:
-        sat.join("kitchen")
-        while not rig.stop.is_set():
-            off = (pos * 2) % len(pcm)
-            sat.send(Pcm(pos, pcm[off:off + 2 * CHUNK], 0), 1.0)
-            pos += len(pcm[off:off + 2 * CHUNK]) // 2
-            while sat.sock.poll(0):
-                msg = decode(sat.sock.recv(), DOWNSTREAM)
-                if msg.kind == "refused":
-                    sat.send(Hello(1, "kitchen", sat.session, 0, pos))
-            time.sleep(max(0.0, t0 + pos / 16000 - time.monotonic()))
-        sat.send(Bye(), 1.0)
-    finally:
-        sat.close()
-
-
-def make_keys(tmp: Path) -> Path:
-    """The daemon's pair, an admin, a stranger and the satellites' (all linked at the top)."""
-    keys = tmp / "keys"
-    keygen(keys, "vggvoxd")
-    keygen(keys / "admins", "alice")
-    keygen(keys / "strangers", "mallory")
-    for name in KEYS:
-        keygen(keys / "satellites", name)
-    for folder in ("admins", "strangers", "satellites"):
-        for f in (keys / folder).iterdir():
-            (keys / f.name).symlink_to(f)
-    return keys
-
-
-def start_daemon(tmp: Path, keys: Path) -> tuple[DaemonProcess, str]:
-    """The daemon and its satellites endpoint; three tries, as a port picked free may be
-    taken before the daemon binds it (other work on the machine)."""
-    for attempt in range(3):
-        picked: set[int] = set()
-        while len(picked) < 3:
-            picked.add(free_port())
-        listen, events, control = (f"tcp://127.0.0.1:{p}" for p in picked)
-        (tmp / "vggvoxd.yaml").write_text(yaml.safe_dump({
-            "security": {"server_key": str(keys / "vggvoxd.key_secret"),
-                         "admins": str(keys / "admins"),
-                         "satellites": str(keys / "satellites")},
-            "satellites": {"listen": listen, "max": MAX, "timeout_s": 1.0, "forget_s": 3.0},
-            "status": {"interval_s": 0.5}}))
-        d = DaemonProcess(tmp, source="stdin:live", args=[
-            "--config", str(tmp / "vggvoxd.yaml"), "--events", events, "--control", control])
-        d.argv = ["prlimit", "--nofile=1024:1024", *d.argv]
-        d.conn = Connection(control, events, 10, keys / "vggvoxd.key", keys / "alice.key_secret")
-        try:
-            d.start(timeout=60)
-            return d, listen
-        except RuntimeError as e:
-            if attempt == 2 or "Address already in use" not in str(e):
-                raise
-    raise AssertionError("unreachable")
-
-
-@contextmanager
-def rig(tmp: Path) -> Iterator[Rig]:
-    tmp.mkdir(parents=True, exist_ok=True)
-    d, listen = start_daemon(tmp, make_keys(tmp))
-    r = Rig(d, tmp / "keys", listen, load_audio(CONVO))
-    try:
-        for target in (listener, honest_stdin, honest_satellite):
-            r.spawn(target, r)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and min(r.heard["kitchen"], r.heard["stdin"]) < 3:
-            time.sleep(0.2)
-        yield r
-    finally:
-        r.stop.set()
-        for t in r.runners:
-            t.join(timeout=5)
-        d.stop()
-
-
-def after(seconds: float | None) -> str:
-    return "NOT within 10 s" if seconds is None else f"after {seconds:.1f} s"
-
-
-def new_surface(item: str, attack: str, now: str) -> Row:
-    return (item, attack, "(new surface)", now)
-
-
-def sat_status(r: Rig, name: str) -> dict[str, Any]:
-    st, _ = r.status()
-    return (st or {}).get("sources", {}).get(name, {})
-
+from vggvox.protocol.satellite import DOWNSTREAM, Bye, Hello, Pcm, decode
+from vggvoxd.curveauth import REFUSED_BURST, REFUSED_LOG_S
 
 # -- satconn ------------------------------------------------------------------------------
 
@@ -272,16 +46,7 @@ def sat_status(r: Rig, name: str) -> dict[str, Any]:
 def flood(r: Rig, count: int) -> Row:
     mark, fds0 = r.mark(), open_fds(r.pid)
     host, port = r.listen[6:].rsplit(":", 1)
-    held: list[socket.socket] = []
-    for _ in range(count):
-        s = socket.socket()
-        s.settimeout(2)
-        try:
-            s.connect((host, int(port)))
-            held.append(s)
-        except OSError:
-            s.close()
-            break
+    held = hold_tcp(host, int(port), count)
     time.sleep(0.5)
     fds1 = open_fds(r.pid)
     st, _ = r.status()
@@ -347,13 +112,16 @@ def strangers(r: Rig, count: int) -> Row:
     for s in sats:
         s.close()
     lines = r.log_count("unknown key") - lines0
+    last = next((line for line in reversed(r.d.log.read_text(errors="replace").splitlines())
+                 if "unknown key" in line), "")
     gone = "intruder" not in (r.status()[0] or {}).get("sources", {})
     return new_surface(
         "25.sat.keys", f"{count} satellites with unknown (half) and admin (half) keys saying "
         "hello, connected 3 s",
         f"{answered} answers, intruder {'not in status' if gone else 'IN STATUS'}; "
-        f"{lines} 'refused a satellite with an unknown key' WARNING lines "
-        f"(one per handshake: {lines / 3.0:.0f}/s here); "
+        f"{lines} 'refused ... unknown key' WARNING lines for {count} handshakes (the first "
+        f"{REFUSED_BURST} name their key, then one line per {REFUSED_LOG_S:.0f} s counts the "
+        f"rest); " + (f"the last: \"{short(last, 150)}\"; " if last else "")
         + r.health(mark))
 
 
@@ -612,8 +380,8 @@ def churn(r: Rig, count: int) -> Row:
         "25.sat.churn", f"{count} satellites joining one after another, each under a new "
         "name (6 keys), 0.2 s of audio, bye", f"joins took p50 "
         f"{1000 * statistics.median(took):.0f} ms, max {1000 * max(took):.0f} ms "
-        f"({sum(t == 99.0 for t in took)} not welcomed); rooms (`calibration`) {rooms0} -> "
-        f"{rooms1}: every name's room stays in memory for good, no limit over time (RSS "
+        f"({sum(t == 99.0 for t in took)} not welcomed); rooms in memory (`calibration`) "
+        f"{rooms0} -> {rooms1} (a satellite's room is saved and dropped when it leaves; RSS "
         f"{mark[2]:.0f} -> {rss_half:.0f} -> {rss1:.0f} MB: the second half's "
         f"{1024 * (rss1 - rss_half) / (count - count // 2):.0f} kB a name); threads {thr0} -> "
         f"{thr1}, files {fds0} -> {fds1}; sources in status after: {left}; " + r.health(mark))
@@ -622,9 +390,13 @@ def churn(r: Rig, count: int) -> Row:
 def hog(r: Rig) -> Row:
     mark = r.mark()
     hogs = [Sat(r, "s1") for _ in range(MAX - 1)]
-    for i, s in enumerate(hogs):
-        s.join(f"hog-{i}")
-        s.close()  # gone without a bye: each name holds its slot until forget_s
+    answers = [s.join(f"hog-{i}") for i, s in enumerate(hogs)]
+    for s in hogs:
+        s.close()  # gone without a bye: a name holds its slot until forget_s
+    said = "; ".join(f"hog-{i}: " + (a.kind if a is None or a.kind != "refused"
+                                     else f"refused \"{short(a.error, 90)}\" (retry {a.retry})")
+                     if a is not None else f"hog-{i}: no answer"
+                     for i, a in enumerate(answers))
     other = Sat(r, "s2")
     t0, refused, joined = time.monotonic(), 0, None
     while joined is None and time.monotonic() - t0 < 10:
@@ -639,9 +411,7 @@ def hog(r: Rig) -> Row:
     return new_surface(
         "25.sat.hog", f"one key joining under {MAX - 1} names and vanishing (no bye), "
         f"satellites.max {MAX} (kitchen holds one slot), forget_s 3 s",
-        f"another key refused {refused} times, joined "
-        f"{after(joined)} (one key "
-        "may hold every free slot until satellites.forget_s, 60 s by default); "
+        f"{said}; another key then refused {refused} times, joined {after(joined)}; "
         + r.health(mark))
 
 
@@ -655,10 +425,5 @@ def m_satchurn(tmp: Path, quick: bool) -> list[Row]:
 MEASUREMENTS = {"satconn": m_satconn, "satbad": m_satbad, "satfast": m_satfast,
                 "satchurn": m_satchurn}
 
-
-def main() -> int:
-    return main_alone(MEASUREMENTS, __doc__ or "", "fewer connections and joins, 10 s not 30")
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_alone(MEASUREMENTS, __doc__ or "", "fewer connections and joins, 10 s not 30"))

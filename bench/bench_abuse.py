@@ -55,14 +55,15 @@ Issue 25's, against the daemon's satellites socket (satellites.listen; rows 25.s
 35 satbad       oversize frames, garbage and wrong types after a handshake, a handshake
                 never finished, names taken
 36 satfast      a satellite 30 s faster than real time; positions jumping wildly
-37 satchurn     200 satellites joining under new names (the rooms kept); one key
-                holding every slot
+37 satchurn     200 satellites joining under new names (the rooms in memory); one key
+                under several names
 
 The measurements live in abuse_process.py (1, 2, 4-6), abuse_flood.py (3),
 abuse_store.py (7, 8), abuse_access.py (9, 10), abuse_storehealth.py (11, 12),
 abuse_web.py (13-18), abuse_daemon.py (19-25), abuse_bridges.py (26-29),
 abuse_hub.py (30-33) and abuse_satellites.py (34-37);
-abuse_common.py holds what they share. Each of the last three also runs alone.
+abuse_common.py holds what they share (hubrig.py and satrig.py, the hub's and the
+satellites' rigs). Each of the last three also runs alone.
 
 Needs the repository and ../shared/data (the fixtures' LibriSpeech clips); what
 needs speech is skipped, saying so, when they are absent.
