@@ -216,6 +216,41 @@ def test_a_satellite_that_leaves_and_rejoins_finds_its_room(tmp_path: Path) -> N
     assert again is not None and again is not room and again.summary() == before
 
 
+def test_a_room_the_store_refuses_stays_until_it_is_saved(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A satellite leaves while the store refuses writes: its room is not lost but kept,
+    and the run loop's next save writes it and only then forgets it."""
+    from test_rooms import CAL
+
+    from vggvox import roomstore
+    from vggvox.calibration import AcceptRule
+    from vggvox.errors import StoreError
+    from vggvox.store import VoiceprintStore
+    from vggvoxd.rooms import Rooms
+
+    store = VoiceprintStore(tmp_path / "v.db")
+    card = SimpleNamespace(sha256="sha-a", embedding_size=4)
+    rooms = Rooms([], lambda source: AcceptRule(0.005, None, CAL), True, store,
+                  card)  # type: ignore[arg-type]
+    rooms.add("kitchen")
+    room = rooms.get("kitchen")
+    assert room is not None
+    room.heard(np.array([0.6]), 3.0)
+    save = roomstore.save
+
+    def refuse(*args: Any) -> None:
+        raise StoreError("read-only")
+
+    monkeypatch.setattr(roomstore, "save", refuse)
+    rooms.drop("kitchen")
+    rooms.save(force=True)
+    assert rooms.get("kitchen") is room, "not saved: kept"
+    monkeypatch.setattr(roomstore, "save", save)
+    rooms.save(force=True)
+    assert rooms.get("kitchen") is None
+    assert roomstore.load(store, "kitchen", "sha-a", CAL) is not None
+
+
 def test_a_flood_of_unknown_keys_logs_a_bounded_number_of_lines(
         caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     """One WARNING per refused handshake was 67 lines/s under a flood (abuse_satellites):
