@@ -30,6 +30,10 @@ class CaptureError(VggvoxError):
     """The device cannot deliver audio: none, not found, or it failed to open."""
 
 
+class NoInputDevice(CaptureError):
+    """This machine has no input device at all (its caller may say what to use instead)."""
+
+
 @contextmanager
 def quiet_stderr() -> Iterator[None]:
     """Hide what PortAudio prints on stderr while it probes every ALSA and JACK
@@ -71,6 +75,8 @@ class DeviceInput:
         self.device = device
         self.frames_per_block = SAMPLE_RATE * block_ms // 1000
         self.overflows = 0
+        self.index: int | None = None
+        """PortAudio's index of the device opened last (None: the default)."""
         self._pa: Any = None
         self._stream: Any = None
 
@@ -80,9 +86,9 @@ class DeviceInput:
         with quiet_stderr():
             self._pa = pyaudio.PyAudio()
         try:
-            index = find_device(self._pa, self.device)
+            self.index = index = find_device(self._pa, self.device)
             if index is None and self._pa.get_device_count() == 0:
-                raise CaptureError("no audio input device on this machine")
+                raise NoInputDevice("no audio input device on this machine")
             overflow = pyaudio.paInputOverflow
 
             def callback(data: bytes, frames: int, info: Any, status: int) -> tuple[None, int]:

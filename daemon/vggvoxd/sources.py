@@ -27,14 +27,14 @@ import sys
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 
 from vggvox.audio import SAMPLE_RATE, load_audio, to_int16
+from vggvox.capture import CaptureError, DeviceInput, NoInputDevice, quiet_stderr
 
 log = logging.getLogger(__name__)
 
@@ -84,23 +84,6 @@ class AudioSource(ABC):
         return None
 
 
-@contextmanager
-def quiet_stderr() -> Iterator[None]:
-    """Hide what PortAudio prints while it probes every ALSA and JACK backend.
-
-    Those probes print hundreds of harmless failures to stderr on each start;
-    the daemon's own logs go to stdout, so they are not hidden.
-    """
-    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(null)
-
-
 def input_devices() -> list[dict[str, Any]]:
     """PortAudio's input devices: index, name, maxInputChannels, defaultSampleRate."""
     import pyaudio
@@ -115,87 +98,46 @@ def input_devices() -> list[dict[str, Any]]:
 
 
 class MicSource(AudioSource):
+    """A capture device, through the library's ``capture.DeviceInput`` (PyAudio: a fresh
+    PortAudio on each start, overflows counted in its callback); what restarts it when
+    the device is gone, with a back-off, is ``livesources``'."""
+
     is_device = True
 
     def __init__(self, device: str | int | None = None, block_ms: int = 20,
                  name: str = "mic") -> None:
+        self._input = DeviceInput(device, block_ms)
         super().__init__(name)
         self.device = device
-        self.frames_per_block = SAMPLE_RATE * block_ms // 1000
-        self._pa: Any = None
-        self._stream: Any = None
+        self.frames_per_block = self._input.frames_per_block
 
-    def _find_device(self, pa: Any) -> int | None:
-        if self.device is None:
-            return None
-        inputs = [
-            (i, pa.get_device_info_by_index(i)) for i in range(pa.get_device_count())
-        ]
-        inputs = [(i, d) for i, d in inputs if d.get("maxInputChannels", 0) > 0]
-        if isinstance(self.device, int):
-            if any(i == self.device for i, _ in inputs):
-                return self.device
-        else:
-            exact = [i for i, d in inputs if d["name"] == self.device]
-            partial = [i for i, d in inputs if str(self.device).lower() in d["name"].lower()]
-            if exact or partial:
-                return (exact or partial)[0]
-        names = ", ".join(f"{i}: {d['name']}" for i, d in inputs) or "none"
-        raise SourceError(f"no input device {self.device!r} (input devices: {names})")
+    @property
+    def overflows(self) -> int:
+        """PortAudio's input overflows, counted by the device's callback."""
+        return self._input.overflows
+
+    @overflows.setter
+    def overflows(self, n: int) -> None:
+        self._input.overflows = n
 
     def start(self, sink: Sink) -> None:
-        import pyaudio
-
-        # A fresh PortAudio instance on each start: only a new one sees devices
-        # (or a sound server) that appeared since the last.
-        with quiet_stderr():
-            self._pa = pyaudio.PyAudio()
         try:
-            index = self._find_device(self._pa)
-            if index is None and self._pa.get_device_count() == 0:
-                raise SourceError("no audio input device on this machine (try: make demo, or "
-                                  "vggvoxd --source file:PATH or --source stdin; "
-                                  "vggvoxd --list-devices shows what PortAudio sees)")
-            overflow = pyaudio.paInputOverflow
-
-            def callback(data: bytes, frames: int, info: Any, status: int) -> tuple[None, int]:
-                if status & overflow:
-                    self.overflows += 1
-                sink(np.frombuffer(data, dtype=np.int16))
-                return None, pyaudio.paContinue
-
-            with quiet_stderr():
-                self._stream = self._pa.open(
-                    format=pyaudio.paInt16, channels=1, rate=SAMPLE_RATE, input=True,
-                    input_device_index=index, frames_per_buffer=self.frames_per_block,
-                    stream_callback=callback,
-                )
-            self._stream.start_stream()
-        except SourceError:
-            self.stop()
-            raise
-        except (OSError, ValueError) as e:
-            self.stop()
-            raise SourceError(f"cannot open input device {self.device or 'default'}: {e}") from e
+            self._input.start(sink)
+        except NoInputDevice as e:
+            raise SourceError(f"{e} (try: make demo, or vggvoxd --source file:PATH or "
+                              "--source stdin; vggvoxd --list-devices shows what PortAudio "
+                              "sees)") from None
+        except CaptureError as e:
+            raise SourceError(str(e)) from e
+        index = self._input.index
         log.info("%s: capturing from %s", self.name,
                  "default device" if index is None else f"device {index}")
 
     def alive(self) -> bool:
-        try:
-            return self._stream is not None and self._stream.is_active()
-        except OSError:
-            return False
+        return self._input.alive()
 
     def stop(self) -> None:
-        stream, pa = self._stream, self._pa
-        self._stream = self._pa = None
-        try:
-            if stream is not None:
-                stream.close()
-        except OSError as e:
-            log.debug("closing the stream: %s", e)
-        if pa is not None:
-            pa.terminate()
+        self._input.stop()
 
 
 class ThreadSource(AudioSource):
