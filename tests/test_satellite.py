@@ -249,6 +249,15 @@ def test_a_room_the_store_refuses_stays_until_it_is_saved(
     rooms.save(force=True)
     assert rooms.get("kitchen") is None
     assert roomstore.load(store, "kitchen", "sha-a", CAL) is not None
+    # A read-only store never takes it: forgotten at once, not kept for good.
+    rooms.add("hall")
+    hall = rooms.get("hall")
+    assert hall is not None
+    hall.heard(np.array([0.6]), 3.0)
+    monkeypatch.setattr(roomstore, "save", refuse)
+    monkeypatch.setattr(VoiceprintStore, "read_only", property(lambda self: "read-only"))
+    rooms.drop("hall")
+    assert rooms.get("hall") is None
 
 
 def test_a_flood_of_unknown_keys_logs_a_bounded_number_of_lines(

@@ -87,11 +87,12 @@ class Rooms:
 
     def drop(self, name: str) -> None:
         """A satellite left: save its room and forget it (the run loop, once its stream
-        has stopped). A room the store does not take stays until ``save`` writes it."""
+        has stopped). A room the store does not take stays until ``save`` writes it,
+        unless the store is read-only: it never will (and a restart loses it too)."""
         room = self.rooms.get(name)
         if room is None:
             return
-        if self._write(name, room):
+        if self._write(name, room) or self.store.read_only is not None:
             self._forget(name)
         else:
             self._gone.add(name)
