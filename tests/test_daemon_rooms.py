@@ -36,8 +36,10 @@ GOLDEN = Path(__file__).parent / "data" / "rooms_adapt_off.json"
 PER_SPEAKER = 8
 """Test utterances of each speaker in the stream (of 20): 48 in all, about 4 minutes."""
 GAP_S = 1.5
-WALL_FIELDS = ("time", "seq", "captured")
-"""Event fields that are wall-clock facts of one run, not decisions."""
+WALL_FIELDS = ("time", "seq", "captured", "node")
+"""Event fields that are facts of one run or machine, not decisions: the wall clock, and
+the daemon's node (the host name by default; added after the golden was recorded, and
+pinned by tests/test_protocol.py's bytes)."""
 
 
 @dataclass(frozen=True)
