@@ -15,9 +15,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_ONLY_APT = {"chromium", "chromium-driver", "mosquitto", "tmux", "sox", "systemd-container",
-                 "debootstrap"}
+                 "debootstrap", "postgresql", "iproute2"}
 DEMO_ONLY_APT = {"pulseaudio", "pulseaudio-utils", "espeak-ng"}
-TEST_ONLY_PIP = {"pytest", "pytest-timeout", "mypy", "ruff", "selenium", "onnx", "import-linter"}
+TEST_ONLY_PIP = {"pytest", "pytest-timeout", "mypy", "ruff", "selenium", "onnx", "import-linter",
+                 "ray", "pytest-xdist"}
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 
