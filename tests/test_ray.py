@@ -1,4 +1,4 @@
-"""--ray: batch-offline and identify on a real local Ray cluster (a head node and a second
+"""--ray: batch-offline, verify and identify on a real local Ray cluster (a head node and a second
 node joining it) give the local run's results byte for byte, and a worker killed mid-run
 costs nothing: its shard runs again, and no file is counted twice."""
 
@@ -91,6 +91,32 @@ def test_batch_offline_on_two_nodes_is_the_local_run(
     assert on_ray[1] == local[1] and local[1]["n_scored"] == 8
     # The same cache entries, bit for bit: written by the driver under the same keys.
     assert on_ray[2] == local[2] and len(local[2]) == 16
+
+
+def _verify(capsys: pytest.CaptureFixture[str], folder: Path, fixtures: Path,
+            *extra: str) -> tuple[str, dict]:
+    """verify's per-trial scores and JSON summary over trials of the fixtures' clips:
+    every pair of clips, target when the speakers match."""
+    folder.mkdir()
+    rows = [ln.split(",")[:2] for ln in (fixtures / "manifest.csv").read_text().splitlines()[1:]]
+    trials = folder / "trials.txt"
+    trials.write_text("".join(f"{int(s1 == s2)} {p1} {p2}\n" for i, (p1, s1) in enumerate(rows)
+                              for p2, s2 in rows[i + 1:]))
+    code = main(["verify", "--trials", str(trials), "--root", str(fixtures), "--scores",
+                 str(folder / "scores.txt"), "--cache", str(folder / "cache"), "--json",
+                 *extra])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return (folder / "scores.txt").read_text(), json.loads(out)
+
+
+def test_verify_on_two_nodes_is_the_local_run(
+        cluster: RayCluster, fixtures_dir: Path, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    local = _verify(capsys, tmp_path / "local", fixtures_dir, "--workers", "1")
+    on_ray = _verify(capsys, tmp_path / "ray", fixtures_dir, "--ray", cluster.address)
+    assert on_ray[0] == local[0] and local[0].count("\n") >= 20  # every trial's score
+    assert on_ray[1] == local[1]  # EER, minDCF and the counts
 
 
 class Killer(threading.Thread):
