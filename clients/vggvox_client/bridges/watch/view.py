@@ -3,7 +3,8 @@
 One row per source: its state, the current speaker and confidence, and a
 timeline of the last 60 s of turns, one colour per speaker (``unknown-N`` for
 voices nobody enrolled). Below, the enrolled speakers and when each was last
-heard; above, the daemon's model and drops. When the daemon goes away the view
+heard; above, the daemon's model and drops (through a hub,
+which has no model, its daemons). When the daemon goes away the view
 says "reconnecting" and resumes when it is back. ``q`` or Ctrl-C quits.
 
 ``WatchState`` is the model: the bridges' shared ``SpeakingState`` (fed with
@@ -52,6 +53,8 @@ class WatchState:
     """None until the first reply: connecting; False once it went away: reconnecting."""
     colours: dict[str, str] = field(default_factory=dict)
     log: deque[str] = field(default_factory=lambda: deque(maxlen=3))
+    hub: str = ""
+    """Through a hub (docs/hub.md), what it says of its daemons; "" from a daemon."""
 
     @property
     def sources(self) -> dict[str, Source]:
@@ -81,6 +84,7 @@ class WatchState:
     def status(self, reply: dict[str, Any]) -> None:
         self.connected = True
         self.state.status_reply(reply)
+        self.hub = hub_summary(reply)
         # A replay goes a minute after its end, as a source the daemon no longer has.
         self.state.forget_quiet(SPAN_S)
 
@@ -97,6 +101,18 @@ class WatchState:
         return cells
 
 
+def hub_summary(reply: dict[str, Any]) -> str:
+    """A hub's status in a few words (it has no model of its own: each daemon has one);
+    "" for a daemon's reply."""
+    if not reply.get("hub"):
+        return ""
+    daemons = reply.get("daemons") or []
+    up = sum(1 for d in daemons if d.get("connected"))
+    names = ", ".join(str(d.get("node") or d.get("endpoint")) for d in daemons)
+    plural = "" if len(daemons) == 1 else "s"
+    return f"hub: {len(daemons)} daemon{plural} ({up} connected){': ' + names if names else ''}"
+
+
 def shown(src: Source) -> str:
     """Who the view shows speaking: nobody once a source has finished."""
     return "" if src.state == "finished" else src.label
@@ -110,7 +126,8 @@ def ago(t: float) -> str:
 
 
 def render(w: WatchState) -> Group:
-    head = Text(f"vggvox watch — model {w.model or '?'}   (q quits)", style="bold")
+    what = w.hub or f"model {w.model or '?'}"
+    head = Text(f"vggvox watch — {what}   (q quits)", style="bold")
     if w.connected is None:
         head.append("   connecting to vggvoxd…", style="bold yellow")
     elif not w.connected:
