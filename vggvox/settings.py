@@ -30,7 +30,7 @@ from vggvox.stream.vad import VadConfig
 from vggvox.stream.windows import WindowConfig
 
 RUNTIME_SECTIONS = ("audio", "endpoints", "security", "status", "metrics", "logging",
-                    "sources")
+                    "sources", "satellites", "node")
 """The sections of ``vggvoxd.yaml`` that only the daemon reads (``vggvoxd.config``
 checks them; a test holds the two lists equal). A reader of the pipeline's sections
 accepts them by name, so that a misspelt section is still refused."""
