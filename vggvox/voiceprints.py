@@ -234,6 +234,8 @@ def _patched(snap: Snapshot, dim: int, prints: Mapping[str, np.ndarray], gone: I
         return i if i < len(names) and names[i] == name else None
 
     drop = sorted({i for n in gone if n not in prints and (i := row(n)) is not None})
+    if not drop and not prints:
+        return None
     if drop:
         keep = np.ones(len(names), dtype=bool)
         keep[drop] = False
@@ -241,7 +243,7 @@ def _patched(snap: Snapshot, dim: int, prints: Mapping[str, np.ndarray], gone: I
         names = [n for n, k in zip(names, keep.tolist(), strict=True) if k]
     else:
         matrix = snap.matrix.copy()
-    new: list[str] = []
+    new: dict[str, np.ndarray] = {}
     for name, vector in prints.items():
         v = np.asarray(vector, dtype=np.float32).reshape(-1)
         if v.shape[0] != dim:
@@ -249,16 +251,14 @@ def _patched(snap: Snapshot, dim: int, prints: Mapping[str, np.ndarray], gone: I
         if (i := row(name)) is not None:
             matrix[i], old_rows[i] = v, -1
         else:
-            new.append(name)
-    if not drop and not prints:
-        return None
-    new.sort()
+            new[name] = v
     if new:
-        at = [bisect_left(names, n) for n in new]
-        rows = np.stack([np.asarray(prints[n], dtype=np.float32).reshape(-1) for n in new])
+        added = sorted(new)
+        at = [bisect_left(names, n) for n in added]
+        rows = np.stack([new[n] for n in added])
         matrix = np.insert(matrix, at, rows, axis=0)
         old_rows = np.insert(old_rows, at, -1)
-        for offset, (i, n) in enumerate(zip(at, new, strict=True)):
+        for offset, (i, n) in enumerate(zip(at, added, strict=True)):
             names.insert(i + offset, n)
     return Snapshot(tuple(names), np.ascontiguousarray(matrix, dtype=np.float32)), old_rows
 
