@@ -78,6 +78,11 @@ def allowed_keys(folder: Path) -> frozenset[bytes]:
     return frozenset(_keypair(f, "--subscribers")[0] for f in sorted(folder.glob("*.key")))
 
 
+def _beyond_loopback(ep: str) -> bool:
+    """A TCP endpoint others can reach: one the hub may use only with CURVE."""
+    return ep.startswith("tcp://") and not is_loopback(ep[6:].rpartition(":")[0])
+
+
 def upstream_options(args: argparse.Namespace) -> dict[str, dict[int, Any]]:
     """Each daemon's endpoint and its socket's CURVE client options."""
     keys: list[Path] = args.daemon_key
@@ -89,7 +94,7 @@ def upstream_options(args: argparse.Namespace) -> dict[str, dict[int, Any]]:
     out: dict[str, dict[int, Any]] = {}
     for i, ep in enumerate(args.daemon):
         if not keys:
-            if ep.startswith("tcp://") and not is_loopback(ep[6:].rpartition(":")[0]):
+            if _beyond_loopback(ep):
                 raise VggvoxError(f"--daemon {ep}: beyond loopback, give --daemon-key and "
                                   "--hub-key (CURVE)")
             out[ep] = {}
@@ -105,7 +110,7 @@ def server_options(args: argparse.Namespace) -> dict[int, Any] | None:
     """The hub's CURVE server key, or None (no CURVE: only on ipc:// or loopback)."""
     if args.hub_key is None or args.subscribers is None:
         for ep in filter(None, (args.listen, args.listen_control)):
-            if ep.startswith("tcp://") and not is_loopback(ep[6:].rpartition(":")[0]):
+            if _beyond_loopback(ep):
                 raise VggvoxError(f"{ep}: beyond loopback the hub needs --hub-key and "
                                   "--subscribers (CURVE)")
         return None
