@@ -198,7 +198,8 @@ def ordered_map(address: str, fn: Callable[[T], R], items: Sequence[T],
         # Put once: every shard refers to the same copy in the object store.
         args_ref = ray.put(setup_args)
         run, cwd = uuid.uuid4().hex, os.getcwd()
-        shards = deque(list(enumerate(items))[i:i + size] for i in range(0, len(items), size))
+        indexed = list(enumerate(items))
+        shards = deque(indexed[i:i + size] for i in range(0, len(indexed), size))
         log.info("ray: %d items in %d shards of %d on %d CPUs", len(items), len(shards),
                  size, cpus)
         pending: deque[tuple[list[tuple[int, T]], Any]] = deque()
