@@ -12,6 +12,7 @@ from store_reader import Reader, vectors_in_folder
 from vggvox.embedder import l2_normalize
 from vggvox.errors import ModelMismatchError, StoreError
 from vggvox.store import VoiceprintStore
+from vggvox.storefile import SqliteTx
 
 
 def emb(n: int, seed: int, dim: int = 8) -> np.ndarray:
@@ -69,10 +70,10 @@ def test_transaction_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     # Fail between the speaker row and the embeddings: neither may remain.
     store = VoiceprintStore(tmp_path / "vp.db")
 
-    def boom(db: sqlite3.Connection) -> None:
+    def boom(tx: SqliteTx, names: object = None) -> int:
         raise sqlite3.OperationalError("disk I/O error (simulated)")
 
-    monkeypatch.setattr(VoiceprintStore, "_bump", staticmethod(boom))
+    monkeypatch.setattr(SqliteTx, "bump_generation", boom)
     with pytest.raises(StoreError, match="simulated"):
         store.enroll("carol", emb(1, 1), "m@1", ["a"], [3])
     monkeypatch.undo()

@@ -161,12 +161,6 @@ class VoiceprintStore(StoreReads):
         with self._connect() as db:
             yield SqliteTx(db, self.location, self.read_only is None)
 
-    @staticmethod
-    def _bump(db: sqlite3.Connection) -> int:
-        """The next generation (the caller logs what it wrote: ``storechanges``)."""
-        return int(db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 "
-                              "WHERE key = 'generation' RETURNING value").fetchone()[0])
-
     def changed_since(self, since: int, upto: int) -> storechanges.Changes | None:
         """What changed since generation ``since`` (``storechanges``); None when the log
         cannot say (a read-only store of an older version may have none)."""
@@ -202,7 +196,7 @@ class VoiceprintStore(StoreReads):
         checked = [s.checked() for s in speakers]
         with self.transaction() as tx:
             enroll_all(tx, checked, model, time.time(), replace, force, self._held)
-            storechanges.record(tx, self._bump(tx.db), [s.name for s in checked])
+            tx.bump_generation([s.name for s in checked])
 
     def remove(self, name: str) -> bool:
         """Remove a speaker and erase their vectors from the store's files (see
