@@ -89,15 +89,14 @@ class Daemon:
         self.calibrations = Calibrations.load(settings, card.name)
         self.rule = settings.scoring.rule(card, settings.scoring.metric,
                                           self.calibrations.default)
-        self.rooms = Rooms([spec.name for spec in specs(settings, source)], self.rule_for,
-                           settings.scoring.adapt, self.store, card)
+        names = [spec.name for spec in specs(settings, source)]
+        self.rooms = Rooms(names, self.rule_for, settings.scoring.adapt, self.store, card)
         self._pipeline(card)
         self.handlers = self._ops(source)
         self.control = ControlServer(settings.endpoint("control"), self.handlers.table(),
                                      settings.endpoints.max_request_bytes, self.on_fatal)
         self.curve = self._curve()
-        self.satellites = satellites(self, lambda live: self.health.status_event(live=live),
-                                     [spec.name for spec in specs(settings, source)])
+        self.satellites = satellites(self, lambda live: self.health.status_event(live=live), names)
         """Remote microphones, each a live source while it is connected (satellites.py)."""
         self.lives: list[LiveSource] = []
         """The live sources, built by ``run``; owned by the run loop's thread."""
