@@ -7,9 +7,9 @@ real network namespaces, with real daemons: tests/test_hub_netns.py.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +17,7 @@ import msgpack
 import pytest
 import zmq
 import zmq.auth
+from hubkit import running_hub
 from pgserver import free_port
 from zmq.auth.thread import ThreadAuthenticator
 
@@ -75,23 +76,17 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     upstream = f"tcp://127.0.0.1:{free_port()}"
     pub = _stand_in_daemon(ctx, keys, upstream)
     events, control = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
-    args = build_parser().parse_args([
-        "hub", "--daemon", upstream, "--daemon-key", str(keys / "vggvoxd.key"),
-        "--hub-key", str(keys / "hub.key_secret"), "--subscribers", str(keys / "subs"),
-        "--listen", events, "--listen-control", control, "--max-subscribers", "2",
-        "--max-message-bytes", "4096"])
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(hubloop, "HANDSHAKE_S", 1.0)  # a held handshake retries sooner
-        loop, hub_auth = hub.build(args)
-    thread = threading.Thread(target=loop.run, daemon=True)
-    thread.start()
     try:
-        yield Rig(keys, pub, loop, events, control)
+        with ExitStack() as stack:
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(hubloop, "HANDSHAKE_S", 1.0)  # a held handshake retries sooner
+                loop = stack.enter_context(running_hub(
+                    "--daemon", upstream, "--daemon-key", str(keys / "vggvoxd.key"),
+                    "--hub-key", str(keys / "hub.key_secret"), "--subscribers",
+                    str(keys / "subs"), "--listen", events, "--listen-control", control,
+                    "--max-subscribers", "2", "--max-message-bytes", "4096"))
+            yield Rig(keys, pub, loop, events, control)
     finally:
-        loop.stop.set()
-        thread.join(5)
-        if hub_auth is not None:
-            hub_auth.stop()
         pub.close(0)
         auth.stop()
         ctx.term()
