@@ -27,6 +27,7 @@ from typing import Protocol
 import numpy as np
 import zmq
 
+from vggvox.audio import SAMPLE_RATE
 from vggvox.protocol import satellite as link
 from vggvox.protocol.errors import RequestError
 from vggvox.protocol.events import Event, StatusEvent
@@ -41,7 +42,6 @@ from vggvoxd.satellites import (
     GAP_FILL_S,
     PACE,
     PACE_BURST_S,
-    SAMPLE_RATE,
     Satellite,
     Satellites,
     SatelliteSource,
