@@ -77,7 +77,7 @@ def require() -> None:
     _ray()
 
 
-def _gcs_address(ray: Any, address: str) -> str:
+def _gcs_address(address: str) -> str:
     """``address`` as host:port, checked to answer: ``ray.init`` waits forever for a
     cluster that is not there."""
     if address == "auto":
@@ -102,7 +102,7 @@ def _gcs_address(ray: Any, address: str) -> str:
 def connected(address: str) -> Iterator[Any]:
     """The ray module, connected to the cluster at ``address`` for this block."""
     ray = _ray()
-    address = _gcs_address(ray, address)
+    address = _gcs_address(address)
     try:
         # The workers' own output stays in the cluster's logs: a failure comes back
         # to the driver as the task's exception.
