@@ -129,11 +129,6 @@ class Counts:
         return False
 
 
-def curve_server(secret: bytes, public: bytes, domain: str) -> dict[int, Any]:
-    return {zmq.CURVE_SERVER: 1, zmq.CURVE_SECRETKEY: secret, zmq.CURVE_PUBLICKEY: public,
-            zmq.ZAP_DOMAIN: domain.encode()}
-
-
 class HubLoop:
     def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]], upstream: dict[str, dict[int, Any]],
                  listen: str, control: str | None, server: dict[int, Any] | None,
@@ -299,4 +294,5 @@ def curve_opts(server: dict[int, Any] | None, domain: str) -> dict[int, Any]:
     """A CURVE server's options (None: no CURVE, for an ipc:// hub on one machine)."""
     if server is None:
         return {}
-    return curve_server(server[zmq.CURVE_SECRETKEY], server[zmq.CURVE_PUBLICKEY], domain)
+    return {zmq.CURVE_SERVER: 1, zmq.CURVE_SECRETKEY: server[zmq.CURVE_SECRETKEY],
+            zmq.CURVE_PUBLICKEY: server[zmq.CURVE_PUBLICKEY], zmq.ZAP_DOMAIN: domain.encode()}
