@@ -301,7 +301,7 @@ class ProvisionalVoices:
                 return []
             rows = db.execute("SELECT number FROM provisional WHERE last_heard < ? ORDER BY "
                               "number", (time.time() - seconds,)).fetchall()
-            db.executemany("DELETE FROM provisional WHERE number = ?", [tuple(r) for r in rows])
+            db.executemany("DELETE FROM provisional WHERE number = ?", rows)
         labels = [f"{UNKNOWN_PREFIX}{n}" for (n,) in rows]
         if labels:
             self.store.after_erasure(", ".join(labels))
