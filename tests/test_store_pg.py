@@ -261,9 +261,9 @@ def test_removal_is_vacuumed_and_pending_while_an_older_snapshot_holds_it(
         pg: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     import psycopg
 
-    import vggvox.store_pgerasure
+    import vggvox.erasure
 
-    monkeypatch.setattr(vggvox.store_pgerasure, "RETRY_S", 0.0)
+    monkeypatch.setattr(vggvox.erasure, "RETRY_S", 0.0)
     psql(pg, "CREATE EXTENSION pgstattuple")
     dead = "SELECT dead_tuple_count FROM pgstattuple('embeddings')"
     store = open_store(pg.db_url)
@@ -341,9 +341,9 @@ def test_a_server_stopped_mid_enrollment_leaves_nothing(
     assert psql(pg, "SELECT count(*) FROM embeddings") == "1"
     # The server goes away between a removal's DELETE and its VACUUM: pending, and
     # finished by retry_erasure once it is back.
-    import vggvox.store_pgerasure
+    import vggvox.erasure
 
-    monkeypatch.setattr(vggvox.store_pgerasure, "RETRY_S", 0.0)
+    monkeypatch.setattr(vggvox.erasure, "RETRY_S", 0.0)
     psql(pg, "CREATE EXTENSION pgstattuple")
     vacuum = store.erasure._vacuum  # type: ignore[attr-defined]
 

@@ -51,9 +51,6 @@ class PendingErasure:
     def _finish(self) -> bool:
         raise NotImplementedError
 
-    def _retry_s(self) -> float:
-        return RETRY_S  # read at each retry: tests set it to 0
-
     def after_removal(self, what: str) -> None:
         """Finish the erasure after ``what``'s rows were deleted (and committed);
         remember it if held up."""
@@ -62,7 +59,7 @@ class PendingErasure:
                 self._pending = None
                 return
             self._pending = what
-            self._next_retry = time.monotonic() + self._retry_s()
+            self._next_retry = time.monotonic() + RETRY_S
         self._log.warning("%s: erasure of %r pending: %s", self.where, what, self.HELD_UP)
 
     def retry(self) -> bool:
@@ -74,7 +71,7 @@ class PendingErasure:
             now = time.monotonic()
             if self._pending is None or now < self._next_retry:
                 return self._pending is None
-            self._next_retry = now + self._retry_s()
+            self._next_retry = now + RETRY_S
             try:
                 done = self._finish()
             except StoreError as e:

@@ -6,7 +6,7 @@ transaction's snapshot can still see. So a removal (a speaker, a provisional
 voice) is complete when a VACUUM has run after it, with no other session holding
 a snapshot older than the deleting transaction (``pg_stat_activity.backend_xmin``).
 Until then ``pending`` is True (the daemon's reply says ``pending``), and ``retry``
-VACUUMs again, at most once per ``RETRY_S``: after a long reader ends, or after
+VACUUMs again, at most once per ``erasure.RETRY_S``: after a long reader ends, or after
 the server comes back from an outage that fell between the DELETE and the VACUUM.
 
 The VACUUM covers every table a removed speaker's name or voice can be in: their
@@ -36,8 +36,6 @@ from vggvox.storeapi import Tx
 
 log = logging.getLogger(__name__)
 
-RETRY_S = 1.0
-"""Least time between two retries of a pending erasure."""
 VACUUM_SQL = (
     "VACUUM (ANALYZE) speakers, embeddings, provisional, changes",
     "VACUUM pg_statistic",
@@ -79,6 +77,3 @@ class PgErasure(PendingErasure):
 
     def _finish(self) -> bool:
         return self.vacuum_now()
-
-    def _retry_s(self) -> float:
-        return RETRY_S
