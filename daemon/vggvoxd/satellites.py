@@ -192,9 +192,6 @@ class Satellites:
         with self.lock:
             return [s.live for s in self.by_name.values() if s.live is not None]
 
-    def __len__(self) -> int:
-        return len(self.by_name)
-
     def holder(self, key: str) -> Satellite | None:
         """The known satellite joined with ``key`` (under the lock): one name per key at a
         time, so that one key cannot take every free slot. Without CURVE (key "") there
