@@ -213,7 +213,7 @@ def _sound(rows: list[Any], dim: int | None) -> tuple[list[str], np.ndarray] | N
 def voiceprints(rows: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """``scoring.voiceprint`` of each group of rows (group i: rows ``starts[i]`` up to
     the next start), all at once: the same float32 operations in the same order, so the
-    same bits (tests/test_storerows.py)."""
+    same bits (tests/test_storechanges.py)."""
     unit = l2_normalize(rows)
     counts = np.diff(np.append(starts, len(rows)))
     # Each group's rows added one after another, as numpy's mean over a speaker's rows
