@@ -48,7 +48,6 @@ MAX_POSITION = 1 << 62
 """Sample positions fit in a signed 64-bit integer with room to spare (292 million
 years of audio)."""
 SESSION_LENGTH = (16, 64)
-NAME_LIMIT = 64
 HEARTBEAT_MS = 1000
 """ZeroMQ's own pings on the link, both ends; a peer that answers none for 3 of them is
 dropped (a cable pulled, no reset)."""
