@@ -38,8 +38,8 @@ from vggvox_client.jobs import (
     Embedded,
     JobSettings,
     _embed_one,
-    _init_worker,
     _longest_first,
+    load_worker_model,
     worker_pool,
 )
 
@@ -102,12 +102,12 @@ def timed(files: list[Path], card: Path, workers: int = 1, ray: str | None = Non
     with PeakRss(pids) as rss, ExitStack() as stack:
         t0 = time.perf_counter()
         if ray is not None:
-            results = raybatch.ordered_map(ray, _embed_one, tasks, _init_worker, (card, 1))
+            results = raybatch.ordered_map(ray, _embed_one, tasks, load_worker_model, (card, 1))
         elif workers > 1:
             pool = stack.enter_context(worker_pool(workers, card))
             results = pool.imap(_embed_one, tasks)
         else:
-            _init_worker(card, 1)
+            load_worker_model(card, 1)
             results = map(_embed_one, tasks)
         done, stamps = {}, []
         for e in results:

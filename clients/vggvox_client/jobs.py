@@ -79,14 +79,11 @@ def worker_model() -> Embedder | None:
     return _worker
 
 
-def _init_worker(card_path: Path, threads: int) -> None:
+def load_worker_model(card_path: Path, threads: int) -> None:
+    """Load this worker process's model (``worker_model``): a pool worker's setup, and
+    a Ray worker's."""
     global _worker
     _worker = Embedder(load_card(card_path), threads=threads)
-
-
-def load_worker_model(card_path: Path, threads: int = 1) -> None:
-    """Load this worker process's model (``worker_model``): a Ray worker's setup."""
-    _init_worker(card_path, threads)
 
 
 def _init_pool_worker(card_path: Path, threads: int) -> None:
@@ -102,7 +99,7 @@ def _init_pool_worker(card_path: Path, threads: int) -> None:
         pass  # not Linux: the parent's terminate() on exit is the only guard
     if os.getppid() == 1:  # the parent died before prctl took effect
         os._exit(1)
-    _init_worker(card_path, threads)
+    load_worker_model(card_path, threads)
 
 
 @contextmanager
@@ -230,7 +227,7 @@ def embed_together(requests: list[Request], workers: int = 1,
         if ray is not None and tasks:
             from vggvox_client import raybatch
 
-            collect(raybatch.ordered_map(ray, _embed_one, tasks, _init_worker,
+            collect(raybatch.ordered_map(ray, _embed_one, tasks, load_worker_model,
                                          cards.pop()))
         elif workers > 1 and len(tasks) >= 2:
             card_path, threads = cards.pop()
@@ -238,7 +235,7 @@ def embed_together(requests: list[Request], workers: int = 1,
                 # One file a task, in order: with the longest first, workers end together.
                 collect(pool.imap(_embed_one, tasks))
         elif tasks:
-            _init_worker(*cards.pop())
+            load_worker_model(*cards.pop())
             collect(map(_embed_one, tasks))
     finally:
         bar.close()
