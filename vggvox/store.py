@@ -30,23 +30,19 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-import numpy as np
 
 from vggvox import storechanges
 from vggvox.erasure import Erasure
 from vggvox.errors import StoreError
-from vggvox.modelcard import ModelCard
 from vggvox.names import MAX_NAME_LENGTH, check_name
 from vggvox.storebinding import ModelId
 from vggvox.storefile import SqliteTx, StoreFile
 from vggvox.storehealth import DamagedRow, explain
-from vggvox.storereads import StoreReads
-from vggvox.storerows import HeldNames, NewPrints, SpeakerInfo, enroll_all
+from vggvox.storerows import HeldNames, NewPrints, SpeakerInfo
+from vggvox.storewrites import StoreWrites
 
 __all__ = [
     "MAX_NAME_LENGTH", "DamagedRow", "ModelId", "NewPrints", "SpeakerInfo", "VoiceprintStore",
@@ -77,8 +73,10 @@ CREATE TABLE IF NOT EXISTS embeddings (
 """ + storechanges.SQLITE_DDL
 
 
-class VoiceprintStore(StoreReads):
+class VoiceprintStore(StoreWrites):
     """SQLite-backed voiceprints. Safe to use from several threads and processes."""
+
+    erasure: Erasure
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -169,56 +167,6 @@ class VoiceprintStore(StoreReads):
                     is None:
                 return None
             return storechanges.changed_since(tx, since, upto)
-
-    def enroll(
-        self,
-        name: str,
-        embeddings: np.ndarray,
-        model: str | ModelId | ModelCard,
-        sources: list[str],
-        seconds: list[float],
-        replace: bool = False,
-        force: bool = False,
-    ) -> SpeakerInfo:
-        """Add embeddings to a speaker (or replace theirs), in one transaction.
-
-        ``model``: the ``ModelId`` (or card) that made them; a bare tag string is
-        checked by tag only. A new name confusable with an enrolled speaker's is
-        refused (ConfusableNameError) unless ``force``."""
-        self.enroll_many([NewPrints(name, embeddings, sources, seconds)], model, replace, force)
-        return self.speaker(name)
-
-    def enroll_many(self, speakers: Sequence[NewPrints], model: str | ModelId | ModelCard,
-                    replace: bool = False, force: bool = False) -> None:
-        """``enroll`` for several speakers, in one transaction: all are enrolled, or
-        (an error) none. One commit instead of one each: batch-offline's 280 speakers
-        took 1.1 s one at a time. Its checks cost O(stored + new) (``storerows``)."""
-        checked = [s.checked() for s in speakers]
-        with self.transaction() as tx:
-            enroll_all(tx, checked, model, time.time(), replace, force, self._held)
-            tx.bump_generation([s.name for s in checked])
-
-    def remove(self, name: str) -> bool:
-        """Remove a speaker and erase their vectors from the store's files (see
-        ``erasure_pending`` for whether that could finish yet)."""
-        name = unicodedata.normalize("NFC", name)
-        with self.transaction() as tx:
-            gone = tx.execute("DELETE FROM speakers WHERE name = ?", (name,)).rowcount > 0
-            if gone:
-                storechanges.removed(tx, name)  # the log keeps no name (storechanges)
-        if gone:
-            self.erasure.after_removal(name)
-        return gone
-
-    @property
-    def erasure_pending(self) -> bool:
-        """A removed speaker's vectors may still be in the store's files (WAL or old pages)."""
-        return self.erasure.pending
-
-    def retry_erasure(self) -> bool:
-        """Finish a pending erasure if the reader that held it up is gone (at most once a
-        second); True when none is pending. No I/O when none is: call it from any loop."""
-        return self.erasure.retry()
 
     def checkpoint(self) -> bool:
         """Copy the WAL into the store and truncate it, so that older page versions (a

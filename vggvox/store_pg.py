@@ -29,25 +29,22 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import numpy as np
 import psycopg
 
 from vggvox import storechanges
 from vggvox.errors import StoreError
-from vggvox.modelcard import ModelCard
 from vggvox.store_pgconn import Listener, PgTx, connect, failure
 from vggvox.store_pgerasure import VACUUM_SQL, PgErasure
 from vggvox.store_pgschema import migrate
-from vggvox.storebinding import ModelId
+from vggvox.storeapi import Tx
 from vggvox.storehealth import DamagedRow
 from vggvox.storeopen import hidden
-from vggvox.storereads import StoreReads
-from vggvox.storerows import HeldNames, NewPrints, SpeakerInfo, enroll_all
+from vggvox.storerows import HeldNames
+from vggvox.storewrites import StoreWrites
 
 log = logging.getLogger("vggvox.store")
 
@@ -56,9 +53,11 @@ IDLE_CHECK_S = 1.0
 """A connection idle this long is tried before use (``_connection``)."""
 
 
-class PgStore(StoreReads):
+class PgStore(StoreWrites):
     """Voiceprints in a PostgreSQL database. Safe to use from several threads (one
     connection, one operation at a time) and from several processes and machines."""
+
+    erasure: PgErasure
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -122,45 +121,13 @@ class PgStore(StoreReads):
         with self.transaction() as tx:
             return storechanges.changed_since(tx, since, upto)
 
-    def enroll(self, name: str, embeddings: np.ndarray, model: str | ModelId | ModelCard,
-               sources: list[str], seconds: list[float], replace: bool = False,
-               force: bool = False) -> SpeakerInfo:
-        """As ``VoiceprintStore.enroll``."""
-        self.enroll_many([NewPrints(name, embeddings, sources, seconds)], model, replace, force)
-        return self.speaker(name)
-
-    def enroll_many(self, speakers: Sequence[NewPrints], model: str | ModelId | ModelCard,
-                    replace: bool = False, force: bool = False) -> None:
-        """Several speakers in one transaction: all are enrolled, or none; its checks
-        cost O(stored + new) (``storerows``)."""
-        checked = [s.checked() for s in speakers]
-        with self.transaction() as tx:
-            enroll_all(tx, checked, model, time.time(), replace, force, self._held)
-            tx.bump_generation([s.name for s in checked])
-
-    def remove(self, name: str) -> bool:
-        """Delete a speaker's rows, then VACUUM them away (``erasure_pending`` until done)."""
-        name = unicodedata.normalize("NFC", name)
-        with self.transaction() as tx:
-            gone = tx.execute("DELETE FROM speakers WHERE name = ?", (name,)).rowcount > 0
-            if gone:
-                storechanges.removed(tx, name)  # the log keeps no name (storechanges)
-                self.erasure.deleted_by(tx)
-        if gone:
-            self.erasure.after_removal(name)
-        return gone
+    def _deleted(self, tx: Tx) -> None:
+        self.erasure.deleted_by(tx)
 
     def after_erasure(self, what: str) -> None:
         with self.transaction() as tx:
             self.erasure.deleted_by(tx)
         self.erasure.after_removal(what)
-
-    @property
-    def erasure_pending(self) -> bool:
-        return self.erasure.pending
-
-    def retry_erasure(self) -> bool:
-        return self.erasure.retry()
 
     def checkpoint(self) -> bool:
         """VACUUM now; False when it could not run or an older snapshot holds rows."""
