@@ -16,12 +16,13 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
 from pathlib import Path
 from types import TracebackType
+
+from daemon_proc import free_port
 
 USER = "postgres"
 """The system account the server runs as (Debian's package creates it)."""
@@ -49,12 +50,6 @@ def available() -> str | None:
     if os.geteuid() != 0:
         return "starting PostgreSQL as the postgres user needs root (runuser)"
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class PostgresServer:
