@@ -3,7 +3,8 @@
 This is the default backend of ``storeapi.Store``; ``store_pg.PgStore`` keeps the
 same rules in PostgreSQL, and ``storeopen.open_store`` picks one from a path or
 URL. The rows are read and written by ``storerows`` for both, and both take their
-reads' methods from ``storereads.StoreReads``.
+reads' and writes' methods from ``storereads.StoreReads`` and
+``storewrites.StoreWrites``.
 
 A store is bound to the model file that made its first enrollment, by the
 file's sha256 (``ModelId``); embeddings of another model, or of another file
