@@ -122,10 +122,17 @@ class Connection:
     def _exchange(self, wire: Wire, timeout: float | None) -> Wire:
         # A fresh REQ socket per request: after a timeout a REQ socket is stuck.
         sock = self._socket(zmq.REQ, self.control)
+        timeout = self.timeout if timeout is None else timeout
+        # Bounded, as the reply is: a server that refused this client's CURVE handshake
+        # leaves the REQ socket no peer, and an unbounded send would wait for ever.
+        sock.setsockopt(zmq.SNDTIMEO, int(timeout * 1000))
         try:
-            sock.send(msgpack.packb(wire, use_bin_type=True))
-            timeout = self.timeout if timeout is None else timeout
-            if not sock.poll(int(timeout * 1000)):
+            try:
+                sock.send(msgpack.packb(wire, use_bin_type=True))
+                sent = True
+            except zmq.Again:
+                sent = False
+            if not sent or not sock.poll(int(timeout * 1000)):
                 why = ("is it running? does it know this client's --key, and is --server-key its "
                        "key?" if self.curve else "is it running? see --control; if it uses "
                        "CURVE keys, give --server-key and --key")
